@@ -1,0 +1,123 @@
+"""The public Python API. The CLI, the web server and the eval commands all go through it.
+
+    import pixgrep
+    with pixgrep.open_catalog(model="pixgrep-mini") as cat:
+        cat.index(["~/Photos"])
+        for hit in cat.search("a kitten peeking from behind a corner", k=5):
+            print(hit.score, hit.path)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pixgrep.catalog.db import CatalogDB
+from pixgrep.models.base import Encoder
+from pixgrep.records import IndexSummary, SearchResult
+
+__all__ = ["Catalog", "IndexSummary", "SearchResult", "open_catalog"]
+
+
+class Catalog:
+    """A catalog file plus the model used to index and query it (loaded on first need)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike | None = None,
+        model: str | None = None,
+        *,
+        encoder: Encoder | None = None,
+    ):
+        self.db = CatalogDB(path)
+        self.model_name = model
+        self._encoder = encoder
+
+    @property
+    def path(self) -> Path:
+        return self.db.path
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            from pixgrep.models import load_encoder
+
+            self._encoder = load_encoder(self.model_name)
+        return self._encoder
+
+    def index(
+        self,
+        roots: Sequence[str | os.PathLike],
+        *,
+        exclude: Sequence[str] = (),
+        include_hidden: bool = False,
+        progress: bool | Callable[[IndexSummary], None] = False,
+    ) -> IndexSummary:
+        """Bring the catalog up to date for every image under `roots` (new, changed, moved, gone)."""
+        from pixgrep.catalog.ingest import index_roots
+
+        return index_roots(
+            self.db,
+            self.encoder,
+            [Path(os.path.expanduser(r)) for r in roots],
+            exclude=exclude,
+            include_hidden=include_hidden,
+            progress=progress,
+        )
+
+    def search(
+        self,
+        query: str,
+        *,
+        roots: Sequence[str | os.PathLike] | None = None,
+        k: int = 10,
+        offset: int = 0,
+        threshold: float | None = None,
+    ) -> list[SearchResult]:
+        """Best matches for a query string in pixgrep's query language (see `search.query`)."""
+        from pixgrep.search.engine import search
+
+        return search(
+            self.db, self.encoder, query, roots=roots, k=k, offset=offset, threshold=threshold
+        )
+
+    def search_vector(
+        self,
+        vector: np.ndarray,
+        *,
+        roots: Sequence[str | os.PathLike] | None = None,
+        k: int = 10,
+        offset: int = 0,
+        threshold: float | None = None,
+    ) -> list[SearchResult]:
+        """Best matches for a ready query vector (unit length, the model's space)."""
+        from pixgrep.search.engine import search_vector
+
+        return search_vector(
+            self.db, self.encoder, vector, roots=roots, k=k, offset=offset, threshold=threshold
+        )
+
+    def stats(self) -> dict:
+        return self.db.stats()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_catalog(
+    path: str | os.PathLike | None = None,
+    model: str | None = None,
+    *,
+    encoder: Encoder | None = None,
+) -> Catalog:
+    """Open (creating if needed) a catalog. `model` is a registry name or a model folder."""
+    return Catalog(path, model, encoder=encoder)

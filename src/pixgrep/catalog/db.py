@@ -1,0 +1,164 @@
+"""The SQLite catalog: schema, versioned migrations, and the queries the other layers need.
+
+Vectors are keyed by (content hash, model), not by path: a moved, renamed or duplicated file
+finds its vector by content and is never re-encoded, and switching models never deletes another
+model's vectors. `meta.generation` is bumped in every transaction that changes what a search can
+see, so derived files (the search matrix) know when to rebuild.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from pixgrep.errors import PixgrepError
+from pixgrep.records import ImageRecord
+
+# One entry per schema version; never edit an entry that has shipped, append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE images (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        content_hash TEXT NOT NULL,
+        width INTEGER,
+        height INTEGER,
+        format TEXT,
+        taken_at TEXT,
+        error TEXT,
+        indexed_at REAL NOT NULL
+    );
+    CREATE INDEX images_content_hash ON images (content_hash);
+    CREATE TABLE embeddings (
+        content_hash TEXT NOT NULL,
+        model TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (content_hash, model)
+    ) WITHOUT ROWID;
+    INSERT INTO meta VALUES ('generation', '0');
+    """,
+)
+
+IMAGE_COLUMNS = "id, path, size, mtime_ns, content_hash, width, height, format, taken_at, error"
+
+
+def default_catalog_path() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("pixgrep", appauthor=False)) / "catalog.db"
+
+
+def vector_to_blob(vector: np.ndarray) -> bytes:
+    """float16 little-endian: half the size of float32 and enough for cosine ranking."""
+    return np.asarray(vector, dtype="<f2").tobytes()
+
+
+def blob_to_vector(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<f2")
+
+
+class CatalogDB:
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = Path(path) if path else default_catalog_path()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise PixgrepError(f"cannot open catalog {self.path}: {exc}") from None
+        except OSError as exc:
+            raise PixgrepError(f"cannot open catalog {self.path}: {exc.strerror}") from None
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise PixgrepError(
+                f"catalog {self.path} was written by a newer pixgrep (schema {version}); upgrade pixgrep"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.conn:
+                self.conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- generation: changes whenever what a search can see changes ---------------------------
+
+    def generation(self) -> int:
+        return int(self.conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+
+    def bump_generation(self) -> None:
+        """Call inside the transaction that changes images or embeddings."""
+        self.conn.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'"
+        )
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def images_by_path(self, paths: Iterable[str] | None = None) -> dict[str, ImageRecord]:
+        """All rows (or those for `paths`), keyed by path."""
+        if paths is None:
+            rows = self.conn.execute(f"SELECT {IMAGE_COLUMNS} FROM images")
+            return {row[1]: ImageRecord(*row) for row in rows}
+        found = {}
+        for path in paths:
+            row = self.conn.execute(
+                f"SELECT {IMAGE_COLUMNS} FROM images WHERE path = ?", (path,)
+            ).fetchone()
+            if row:
+                found[path] = ImageRecord(*row)
+        return found
+
+    def images_by_id(self, ids: Iterable[int]) -> dict[int, ImageRecord]:
+        ids = [int(i) for i in ids]
+        found: dict[int, ImageRecord] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(
+                f"SELECT {IMAGE_COLUMNS} FROM images WHERE id IN ({marks})", chunk
+            ):
+                found[row[0]] = ImageRecord(*row)
+        return found
+
+    def hashes_with_vectors(self, model: str) -> set[str]:
+        rows = self.conn.execute("SELECT content_hash FROM embeddings WHERE model = ?", (model,))
+        return {row[0] for row in rows}
+
+    def vector_for_hash(self, content_hash: str, model: str) -> np.ndarray | None:
+        row = self.conn.execute(
+            "SELECT vector FROM embeddings WHERE content_hash = ? AND model = ?",
+            (content_hash, model),
+        ).fetchone()
+        return blob_to_vector(row[0]) if row else None
+
+    def iter_searchable(self, model: str) -> Iterator[tuple[int, str, bytes]]:
+        """(image id, path, float16 vector blob) of every image that has a vector for `model`."""
+        yield from self.conn.execute(
+            "SELECT images.id, images.path, embeddings.vector FROM images "
+            "JOIN embeddings ON embeddings.content_hash = images.content_hash "
+            "WHERE embeddings.model = ? AND images.error IS NULL ORDER BY images.id",
+            (model,),
+        )
+
+    def stats(self) -> dict:
+        one = lambda sql: self.conn.execute(sql).fetchone()[0]
+        per_model = dict(
+            self.conn.execute("SELECT model, COUNT(*) FROM embeddings GROUP BY model").fetchall()
+        )
+        return {
+            "catalog": str(self.path),
+            "images": one("SELECT COUNT(*) FROM images WHERE error IS NULL"),
+            "errors": one("SELECT COUNT(*) FROM images WHERE error IS NOT NULL"),
+            "vectors": per_model,
+            "bytes": self.path.stat().st_size if self.path.exists() else 0,
+        }

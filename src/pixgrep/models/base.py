@@ -1,0 +1,39 @@
+"""The interface every encoder offers. The catalog, search, eval and server layers use only this."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+
+class Encoder(ABC):
+    """Turns images and texts into L2-normalised float32 vectors of one shared space.
+
+    `preprocess` is thread-safe and cheap to call from a decode pool; `encode_pixels` runs the
+    image tower on a batch of preprocessed arrays. Towers load lazily: encoding only texts never
+    loads the image tower, and the other way round.
+    """
+
+    model_id: str  # stable key for stored vectors, e.g. "ViT-B-32__laion2b_s34b_b79k"
+    dim: int  # embedding size
+    logit_scale: float  # exp(learned temperature); 100.0 for OpenAI/open_clip CLIP models
+
+    @abstractmethod
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """One PIL image (any mode) -> float32 array (3, H, W), exactly as the reference does it."""
+
+    @abstractmethod
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """float32 (n, 3, H, W) -> float32 (n, dim), rows of unit length."""
+
+    @abstractmethod
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """n strings -> float32 (n, dim), rows of unit length."""
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        return self.encode_pixels(np.stack([self.preprocess(im) for im in images]))

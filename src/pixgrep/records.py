@@ -1,0 +1,51 @@
+"""Plain records passed between layers (catalog, search, API, CLI, server)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    width: int | None
+    height: int | None
+    format: str | None
+    taken_at: str | None  # ISO 8601 capture time from EXIF, when the file has one
+    error: str | None  # why the file could not be decoded; None when it was indexed
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    image_id: int
+    path: str
+    score: float  # cosine similarity of the (combined) query and the image, -1..1
+    size: int
+    width: int | None
+    height: int | None
+    taken_at: str | None
+
+    def to_json(self) -> dict:
+        row = asdict(self)
+        row.pop("image_id")
+        row["score"] = round(self.score, 6)
+        return row
+
+
+@dataclass
+class IndexSummary:
+    found: int = 0  # image files seen under the roots
+    encoded: int = 0  # files run through the image tower
+    reused: int = 0  # new or moved files whose content already had a vector
+    skipped: int = 0  # files that could not be decoded (one warning each)
+    removed: int = 0  # catalog rows whose file is gone
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        row = asdict(self)
+        row["seconds"] = round(self.seconds, 3)
+        return row
