@@ -150,6 +150,10 @@ class CatalogDB:
             (model,),
         )
 
+    def capture_times(self) -> Iterator[tuple[int, str]]:
+        """(image id, taken_at) of every image with a capture time (for the search date filters)."""
+        yield from self.conn.execute("SELECT id, taken_at FROM images WHERE taken_at IS NOT NULL")
+
     def stats(self) -> dict:
         one = lambda sql: self.conn.execute(sql).fetchone()[0]
         per_model = dict(
