@@ -1,0 +1,104 @@
+"""`pixgrep classify`: zero-shot labels for image files (prompt ensembling), optionally into XMP."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pixgrep.errors import PixgrepError
+from pixgrep.eval.datasets import IMAGE_EXTENSIONS
+from pixgrep.models.base import Encoder
+
+BATCH = 16
+
+
+def expand_paths(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], set[Path]]:
+    """Files as given plus image files found (recursively, sorted) under given folders.
+
+    Returns (all files, the subset named explicitly). A path that does not exist is an error.
+    """
+    files: list[Path] = []
+    explicit: set[Path] = set()
+    for raw in paths:
+        path = Path(os.path.expanduser(raw))
+        if path.is_dir():
+            files.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+                )
+            )
+        elif path.is_file():
+            files.append(path)
+            explicit.add(path)
+        else:
+            raise PixgrepError(f"{raw}: no such file or folder")
+    files = list(dict.fromkeys(files))
+    if not files:
+        raise PixgrepError("no image files to classify")
+    return files, explicit
+
+
+def classify_paths(
+    encoder: Encoder,
+    paths: Sequence[str | os.PathLike],
+    labels: Sequence[str],
+    *,
+    top: int = 3,
+    templates: Sequence[str] | None = None,
+    write_xmp: bool = False,
+    min_probability: float = 0.0,
+) -> list[dict]:
+    """Per image: the `top` labels with softmax probabilities over all labels (logit_scale * cosine,
+    prompts ensembled over `templates`, CLIP's 80 ImageNet ones by default). With write_xmp,
+    those of them with probability >= min_probability go into the image's XMP sidecar.
+    Unreadable files found inside a folder are skipped with a warning; a named one is an error."""
+    from pixgrep.catalog.decode import open_image
+    from pixgrep.eval import xmp
+    from pixgrep.eval.progress import bar
+    from pixgrep.eval.templates import imagenet_templates
+    from pixgrep.eval.zeroshot import class_text_vectors, label_probabilities, top_labels
+
+    if top < 1:
+        raise PixgrepError("--top must be at least 1")
+    files, explicit = expand_paths(paths)
+    if write_xmp:  # refuse before any work if an existing sidecar cannot be merged into
+        for path in files:
+            xmp.check_sidecar(path)
+    class_vectors = class_text_vectors(encoder, labels, templates or imagenet_templates())
+    results: list[dict] = []
+    progress = bar(len(files), "classify", "img")
+    try:
+        for start in range(0, len(files), BATCH):
+            batch, images = [], []
+            for path in files[start : start + BATCH]:
+                try:
+                    images.append(open_image(path))
+                    batch.append(path)
+                except PixgrepError as exc:
+                    if path in explicit:
+                        raise PixgrepError(f"{path}: {exc}") from None
+                    print(f"pixgrep: warning: skipped {path}: {exc}", file=sys.stderr)
+            progress.update(len(files[start : start + BATCH]))
+            if not images:
+                continue
+            vectors = encoder.encode_images(images)
+            probabilities = label_probabilities(vectors, class_vectors, encoder.logit_scale)
+            for path, best in zip(batch, top_labels(probabilities, labels, top), strict=True):
+                row: dict = {
+                    "path": str(path),
+                    "labels": [{"label": label, "probability": p} for label, p in best],
+                }
+                if write_xmp:
+                    keywords = [label for label, p in best if p >= min_probability]
+                    row["sidecar"] = str(xmp.sidecar_path(path))
+                    row["keywords_added"] = xmp.add_keywords(path, keywords) if keywords else []
+                results.append(row)
+    finally:
+        progress.close()
+    if not results:
+        raise PixgrepError("none of the files could be read as images")
+    return results

@@ -1,0 +1,355 @@
+"""CLI: `pixgrep eval retrieval|classes`, `pixgrep rank`, `pixgrep probe`, `pixgrep classify`.
+
+Parsing and rendering only; the work is in retrieval.py, classes.py, experiments.py, classify.py.
+Heavy imports happen inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from pixgrep.cli import add_common_options
+from pixgrep.errors import PixgrepError
+
+FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_eval(subparsers)
+    _register_rank(subparsers)
+    _register_probe(subparsers)
+    _register_classify(subparsers)
+
+
+def _json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def _model_option(parser: argparse.ArgumentParser) -> None:
+    """--model alone, for commands that read image files directly and need no catalog."""
+    parser.add_argument(
+        "--model",
+        metavar="NAME_OR_DIR",
+        default=os.environ.get("PIXGREP_MODEL"),
+        help="model name from `pixgrep models list`, or a model folder "
+        "(default: $PIXGREP_MODEL or the registry default)",
+    )
+
+
+def _print_json(data: object) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _load_encoder(model: str | None):
+    from pixgrep.models import load_encoder
+
+    return load_encoder(model)
+
+
+def _open_catalog(args: argparse.Namespace):
+    from pixgrep.api import open_catalog
+
+    return open_catalog(args.catalog, args.model)
+
+
+# -- pixgrep eval ------------------------------------------------------------------------------
+
+EVAL_EPILOG = """\
+examples:
+  pixgrep eval retrieval --images flickr8k/images --captions flickr8k/captions.tsv \\
+      --split flickr8k/test.txt
+  pixgrep eval classes cifar10-test --json
+  pixgrep eval classes imagenet-sample --templates single --templates my_prompts.txt
+
+Image vectors come from the catalog (--catalog), so a second run only encodes the texts.
+Ties in scores are ranked pessimistically (a tie with a wrong item counts against the model);
+docs/quality.md explains the protocols and lists measured numbers.
+"""
+
+
+def _register_eval(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="measure retrieval and zero-shot quality on benchmark folders",
+        description="Measure how well a model finds images: the standard retrieval and "
+        "zero-shot classification protocols, on folders of images.",
+        epilog=EVAL_EPILOG,
+        formatter_class=FORMATTER,
+    )
+    benchmarks = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", parser_class=type(parser))
+    benchmarks.required = True
+
+    retrieval = benchmarks.add_parser(
+        "retrieval",
+        help="text-to-image and image-to-text Recall@1/5/10 from a captions file",
+        description="Text-to-image: for each caption, is its image among the top K images? "
+        "Image-to-text: for each image, is any of its captions among the top K captions? "
+        "Any number of captions per image. Also the median and mean rank.",
+        epilog="captions: a TSV (`image<TAB>caption`, or with a header row naming the columns "
+        "`image` and `caption`, as Flickr8k's captions.tsv), or a COCO / Karpathy captions JSON.",
+    )
+    retrieval.add_argument(
+        "--images", metavar="DIR", required=True, help="folder the image names are relative to"
+    )
+    retrieval.add_argument("--captions", metavar="FILE", required=True, help="captions TSV or JSON")
+    retrieval.add_argument(
+        "--split", metavar="LIST", help="evaluate only the images listed in this file (one name per line)"
+    )
+    add_common_options(retrieval)
+    _json_option(retrieval)
+    retrieval.set_defaults(func=_run_eval_retrieval)
+
+    classes = benchmarks.add_parser(
+        "classes",
+        help="class-folder benchmarks: rclip retrieval top-1/top-5 and zero-shot accuracy",
+        description="For a folder of class sub-folders (DIR/cat/*.jpg), or of files named "
+        "ID_class_name.jpg: (a) the rclip paper's retrieval metric: each class's prompt "
+        '"a photo of a {class}." ranks all images; top-1/top-5 = share of classes with an image '
+        "of that class first / in the first five; (b) zero-shot classification accuracy (each "
+        "image gets the class whose prompt scores best), single prompt vs prompt ensembling.",
+    )
+    classes.add_argument("dir", metavar="DIR", help="the class folder")
+    classes.add_argument(
+        "--templates",
+        metavar="single|ensemble|FILE",
+        action="append",
+        help='prompt set(s) for zero-shot accuracy, repeatable: `single` ("a photo of a {}."), '
+        "`ensemble` (CLIP's 80 ImageNet prompts, averaged per class), or a file with one "
+        "template per line containing {} (default: single and ensemble)",
+    )
+    add_common_options(classes)
+    _json_option(classes)
+    classes.set_defaults(func=_run_eval_classes)
+
+
+def _run_eval_retrieval(args: argparse.Namespace) -> int:
+    from pixgrep.eval.retrieval import run_retrieval
+
+    with _open_catalog(args) as catalog:
+        result = run_retrieval(catalog, args.images, args.captions, args.split)
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"{result['images']} images, {result['captions']} captions, model {result['model']}")
+    if result["caption_keys_remapped"]:
+        print(f"({result['caption_keys_remapped']} caption key(s) like X.jpg.1 read as X.jpg)")
+    print(f"{'':15} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'median':>7} {'mean':>8}")
+    for name, prefix in (("text -> image", "t2i_"), ("image -> text", "i2t_")):
+        print(
+            f"{name:15} {result[prefix + 'R@1']:6.1f} {result[prefix + 'R@5']:6.1f} "
+            f"{result[prefix + 'R@10']:6.1f} {result[prefix + 'median_rank']:7g} "
+            f"{result[prefix + 'mean_rank']:8.1f}"
+        )
+    return 0
+
+
+def _run_eval_classes(args: argparse.Namespace) -> int:
+    from pixgrep.eval.classes import run_classes
+
+    modes = args.templates or ["single", "ensemble"]
+    with _open_catalog(args) as catalog:
+        result = run_classes(catalog, args.dir, modes)
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"{result['classes']} classes, {result['images']} images, model {result['model']}")
+    print(
+        f'retrieval ("a photo of a {{class}}." over all images):  '
+        f"top-1 {result['retrieval_top1']:.1f}%  top-5 {result['retrieval_top5']:.1f}%"
+    )
+    print(f"{'zero-shot':30} {'top-1':>6} {'top-5':>6}")
+    for mode, top1 in result["zeroshot_top1"].items():
+        name = f"{mode} ({result['templates'][mode]} prompt{'s' if result['templates'][mode] > 1 else ''})"
+        print(f"{name:30} {top1:5.1f}% {result['zeroshot_top5'][mode]:5.1f}%")
+    return 0
+
+
+# -- pixgrep rank ------------------------------------------------------------------------------
+
+
+def _register_rank(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "rank",
+        help="rank captions against one image (cosine and softmax probability)",
+        description="Image-to-text matching for one image: the captions sorted by cosine "
+        "similarity, with the softmax probability over the given captions at the model's "
+        "logit scale (as in CLIP's image-text matching tables).",
+        epilog='example:\n  pixgrep rank cat.jpg "a cat on a sofa" "a dog on a sofa" "an empty sofa"',
+        formatter_class=FORMATTER,
+    )
+    parser.add_argument("image", metavar="IMAGE", help="the image file")
+    parser.add_argument("captions", metavar="CAPTION", nargs="*", help="captions to rank")
+    parser.add_argument(
+        "--captions", dest="captions_file", metavar="FILE", help="more captions, one per line"
+    )
+    _model_option(parser)
+    _json_option(parser)
+    parser.set_defaults(func=_run_rank)
+
+
+def _run_rank(args: argparse.Namespace) -> int:
+    from pixgrep.eval.experiments import rank_captions, read_lines
+
+    captions = list(args.captions)
+    if args.captions_file:
+        captions += read_lines(args.captions_file, "captions file")
+    if not captions:
+        raise PixgrepError("no captions to rank (give them as arguments or with --captions FILE)")
+    if not os.path.isfile(args.image):  # before loading a model
+        raise PixgrepError(f"{args.image}: no such file")
+    result = rank_captions(_load_encoder(args.model), args.image, captions)
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"{'cosine':>7} {'prob':>7}  caption")
+    for row in result["captions"]:
+        print(f"{row['cosine']:7.4f} {100 * row['probability']:6.2f}%  {row['caption']}")
+    return 0
+
+
+# -- pixgrep probe -----------------------------------------------------------------------------
+
+
+def _register_probe(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "probe",
+        help="best image and cosine for increasingly detailed descriptions",
+        description="For increasingly detailed descriptions of the same scene, the best image "
+        "under --in and its cosine, to see where added detail stops helping. The folder is "
+        "indexed first, as `pixgrep search` does. Descriptions are plain text (no query syntax).",
+        epilog="example:\n"
+        '  pixgrep probe "a kitchen" "a kitchen with a kettle" "a kitchen with a red kettle" \\\n'
+        '      --in ~/Photos --tone "messy, dingy"\n'
+        "With --tone, each description is also searched with the tone words appended\n"
+        '("a kitchen, messy, dingy"), and the change in the best cosine is shown.',
+        formatter_class=FORMATTER,
+    )
+    parser.add_argument("levels", metavar="DESCRIPTION", nargs="+", help="descriptions, least detailed first")
+    parser.add_argument(
+        "--in", dest="roots", metavar="DIR", action="append", help="folder to search (default: .)"
+    )
+    parser.add_argument(
+        "--tone", metavar="WORDS", help='tone words to append to each description, e.g. "messy, dingy"'
+    )
+    parser.add_argument(
+        "-n", "--no-index", action="store_true", help="search the catalog as it is, without indexing"
+    )
+    add_common_options(parser)
+    _json_option(parser)
+    parser.set_defaults(func=_run_probe)
+
+
+def _run_probe(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pixgrep.eval.experiments import probe
+    from pixgrep.eval.progress import show_progress
+
+    roots = [Path(os.path.expanduser(r)) for r in (args.roots or ["."])]
+    for root in roots:
+        if not root.exists():
+            raise PixgrepError(f"{root}: no such folder")
+    roots = [r.resolve() for r in roots]
+    with _open_catalog(args) as catalog:
+        if not args.no_index:
+            catalog.index(roots, progress=show_progress())
+        result = probe(catalog, args.levels, roots, args.tone)
+    if args.json:
+        _print_json(result)
+        return 0
+    header = f"{'level':>5} {'cosine':>7} {'change':>7}"
+    if args.tone:
+        header += f" {'+tone':>7} {'change':>7}"
+    print(f"{header}  best image / description")
+    for row in result["levels"]:
+        change = "" if row["change"] is None else f"{row['change']:+.4f}"
+        line = f"{row['level']:5d} {row['cosine']:7.4f} {change:>7}"
+        if args.tone:
+            line += f" {row['tone']['cosine']:7.4f} {row['tone']['change']:+7.4f}"
+        print(f"{line}  {row['best']}")
+        print(f"{'':{len(line)}}  {row['query']!r}")
+        if args.tone and row["tone"]["best"] != row["best"]:
+            print(f"{'':{len(line)}}  with tone: {row['tone']['best']}")
+    return 0
+
+
+# -- pixgrep classify --------------------------------------------------------------------------
+
+
+def _register_classify(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "classify",
+        help="zero-shot labels for images, optionally written to XMP sidecars",
+        description="Zero-shot classification: each image gets the labels whose prompts match "
+        "it best, with softmax probabilities over all labels (CLIP's 80 ImageNet prompts per "
+        "label, averaged; the model's logit scale).",
+        epilog="examples:\n"
+        '  pixgrep classify ~/Photos/2024 --labels "cat, dog, bird, car, beach, mountain"\n'
+        "  pixgrep classify IMG_0001.jpg --labels-file labels.txt --top 2 --write-xmp\n\n"
+        "--write-xmp merges the labels as keywords (dc:subject, lr:hierarchicalSubject,\n"
+        "digiKam:TagsList) into the sidecar IMG_0001.jpg.xmp beside each image, the name\n"
+        "darktable and digiKam read; existing keywords and other metadata are kept, and the\n"
+        "image files themselves are never written.",
+        formatter_class=FORMATTER,
+    )
+    parser.add_argument(
+        "paths", metavar="PATH", nargs="+", help="image files or folders (searched recursively)"
+    )
+    labels = parser.add_mutually_exclusive_group(required=True)
+    labels.add_argument("--labels", metavar="LIST", help='comma-separated labels, e.g. "cat, dog, bird"')
+    labels.add_argument("--labels-file", metavar="FILE", help="labels, one per line")
+    parser.add_argument("--top", type=int, default=3, metavar="N", help="labels shown per image (default 3)")
+    parser.add_argument(
+        "--templates",
+        metavar="single|ensemble|FILE",
+        default="ensemble",
+        help="prompts per label (default: ensemble, CLIP's 80 ImageNet prompts)",
+    )
+    parser.add_argument(
+        "--write-xmp", action="store_true", help="write the top labels into XMP sidecar files"
+    )
+    parser.add_argument(
+        "--min-prob",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="with --write-xmp, write only labels with probability >= P (0..1, default 0)",
+    )
+    _model_option(parser)
+    _json_option(parser)
+    parser.set_defaults(func=_run_classify)
+
+
+def _run_classify(args: argparse.Namespace) -> int:
+    from pixgrep.eval.classify import classify_paths, expand_paths
+    from pixgrep.eval.datasets import read_labels
+    from pixgrep.eval.templates import templates_for
+
+    labels = read_labels(args.labels, args.labels_file)
+    templates = templates_for(args.templates)
+    if not 0.0 <= args.min_prob <= 1.0:
+        raise PixgrepError("--min-prob must be between 0 and 1")
+    if args.top < 1:
+        raise PixgrepError("--top must be at least 1")
+    expand_paths(args.paths)  # a missing path fails before the model loads
+    rows = classify_paths(
+        _load_encoder(args.model),
+        args.paths,
+        labels,
+        top=args.top,
+        templates=templates,
+        write_xmp=args.write_xmp,
+        min_probability=args.min_prob,
+    )
+    if args.json:
+        _print_json({"labels": labels, "images": rows})
+        return 0
+    for row in rows:
+        best = "  ".join(f"{x['label']} {100 * x['probability']:.1f}%" for x in row["labels"])
+        print(f"{row['path']}\t{best}")
+        if args.write_xmp and row["keywords_added"]:
+            print(f"  + {row['sidecar']}: {', '.join(row['keywords_added'])}", file=sys.stderr)
+    return 0

@@ -1,0 +1,71 @@
+"""Zero-shot classification: class names -> text vectors (prompt ensembling) -> probabilities."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from pixgrep.models.base import Encoder
+
+TEXT_BATCH = 256
+
+
+def encode_texts_batched(
+    encoder: Encoder, texts: Sequence[str], progress: Callable[[int], None] | None = None
+) -> np.ndarray:
+    """encode_texts in batches (bounded memory), calling progress(n) after each batch."""
+    parts = []
+    for start in range(0, len(texts), TEXT_BATCH):
+        batch = list(texts[start : start + TEXT_BATCH])
+        parts.append(np.asarray(encoder.encode_texts(batch), dtype=np.float32))
+        if progress:
+            progress(len(batch))
+    if not parts:
+        return np.zeros((0, encoder.dim), np.float32)
+    return np.concatenate(parts)
+
+
+def normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+def class_text_vectors(
+    encoder: Encoder,
+    class_names: Sequence[str],
+    templates: Sequence[str],
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """(classes, d): each class's prompts encoded, averaged, renormalised (CLIP's prompt ensembling).
+
+    With one template this is just the unit text vector of that prompt.
+    """
+    prompts = [t.replace("{}", name) for name in class_names for t in templates]
+    vectors = encode_texts_batched(encoder, prompts, progress)
+    per_class = vectors.reshape(len(class_names), len(templates), -1)
+    return normalise(normalise(per_class).mean(axis=1))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def label_probabilities(
+    image_vectors: np.ndarray, class_vectors: np.ndarray, logit_scale: float
+) -> np.ndarray:
+    """(images, classes) softmax(logit_scale * cosine), as CLIP turns similarities into probabilities."""
+    cosines = normalise(image_vectors) @ normalise(class_vectors).T
+    return softmax(float(logit_scale) * cosines)
+
+
+def top_labels(probabilities: np.ndarray, labels: Sequence[str], top: int) -> list[list[tuple[str, float]]]:
+    """Per image, the `top` labels by probability, best first; ties keep the order labels were given."""
+    out = []
+    for row in np.asarray(probabilities):
+        order = np.argsort(-row, kind="stable")[:top]
+        out.append([(labels[i], float(row[i])) for i in order])
+    return out
