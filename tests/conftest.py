@@ -25,3 +25,15 @@ def fake_encoder():
     from fakes import FakeEncoder
 
     return FakeEncoder()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A reduced open_clip ViT (48 px, 2+2 layers, embed 32), random weights from a fixed seed,
+    exported once per session to the pixgrep model folder format. Use with `--model <dir>`."""
+    import os
+
+    from tiny_model import build
+
+    base = os.environ.get("PIXGREP_TEST_CACHE")
+    return build(Path(base) if base else tmp_path_factory.mktemp("models"))

@@ -1,0 +1,40 @@
+"""Encoders: a model is a folder (docs/model-format.md) run by one ONNX Runtime encoder.
+
+`load_encoder(name_or_path)` accepts a registry name (`pixgrep models list`), a path to a model
+folder, or None for the default. Nothing heavy is imported until a tower is first used.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pixgrep.models.onnx_encoder import OnnxEncoder
+
+
+def _looks_like_path(value: str) -> bool:
+    return os.sep in value or value.startswith((".", "~")) or Path(value).expanduser().exists()
+
+
+def load_encoder(name_or_path: str | os.PathLike | None = None) -> OnnxEncoder:
+    """An encoder for a registry name, a model folder path, or the default model (None).
+
+    Registry models are downloaded (or, for pixgrep-mini, built) into the cache on first use.
+    Raises PixgrepError with one clear line for unknown names, bad folders and no network.
+    """
+    from pixgrep.models import hub, registry
+    from pixgrep.models.folder import open_folder
+    from pixgrep.models.onnx_encoder import OnnxEncoder
+
+    value = os.fspath(name_or_path) if name_or_path is not None else registry.DEFAULT_MODEL
+    if value in registry.MODELS or not _looks_like_path(value):
+        spec = registry.get_spec(value)
+        folder = open_folder(hub.ensure_folder(spec))
+        return OnnxEncoder(folder, model_id=spec.name)
+    folder = open_folder(value)
+    return OnnxEncoder(folder, model_id=folder.fingerprint())
+
+
+__all__ = ["load_encoder"]

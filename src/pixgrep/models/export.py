@@ -1,0 +1,200 @@
+"""open_clip model -> pixgrep model folder (docs/model-format.md). Needs the `export` extra (torch).
+
+The folder has the layout of Immich's published exports: config.json, visual/{model.onnx,
+preprocess_cfg.json}, textual/{model.onnx, tokenizer.json, tokenizer_config.json}. The tokenizer is
+built offline from the BPE vocabulary that open_clip ships, in the Hugging Face CLIPTokenizerFast
+layout, so ids are the same as Immich's tokenizer.json files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from pixgrep.errors import PixgrepError
+
+# TorchScript exporter: it gives parity and a dynamic batch axis with one call; opset 17 has
+# LayerNormalization, which ORT fuses.
+OPSET = 17
+SOT, EOT = "<|startoftext|>", "<|endoftext|>"  # Hugging Face CLIP names, ids 49406 / 49407
+
+
+def _import_export_deps():
+    try:
+        import open_clip
+        import torch
+    except ImportError as exc:
+        raise PixgrepError(
+            f"exporting needs torch and open_clip ({exc.name} is missing): pip install 'pixgrep[export]'"
+        ) from None
+    return torch, open_clip
+
+
+def export_open_clip(
+    arch: str, pretrained: str | None, out: Path, *, model_cfg: dict | None = None
+) -> Path:
+    """Write the model folder for open_clip architecture `arch` into `out` and return `out`.
+
+    pretrained: a tag of open_clip's pretrained table, a local checkpoint file, or None / "none" for
+    random weights. model_cfg: register `arch` with this open_clip config first (tests use it for a
+    reduced architecture).
+    """
+    torch, open_clip = _import_export_deps()
+    out = Path(out)
+    if pretrained is not None and pretrained.lower() == "none":
+        pretrained = None
+    if model_cfg is not None:
+        _register_config(open_clip, arch, model_cfg)
+    config = open_clip.get_model_config(arch)
+    if config is None:
+        raise PixgrepError(f"unknown open_clip architecture {arch!r} (see open_clip.list_models())")
+    if pretrained and not os.path.isfile(pretrained) and not open_clip.get_pretrained_cfg(arch, pretrained):
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none known"
+        raise PixgrepError(f"{pretrained!r} is neither a pretrained tag of {arch} ({tags}) nor a file")
+
+    torch.backends.mha.set_fastpath_enabled(False)  # the fused attention path does not trace
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = open_clip.create_model(arch, pretrained=pretrained, require_pretrained=bool(pretrained))
+    model.eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+
+    (out / "visual").mkdir(parents=True, exist_ok=True)
+    (out / "textual").mkdir(parents=True, exist_ok=True)
+    config = dict(config)
+    config["logit_scale"] = float(model.logit_scale.exp().item())
+    _write_json(out / "config.json", config)
+    _write_json(out / "visual" / "preprocess_cfg.json", _preprocess_cfg(open_clip, model))
+
+    context_length = int(config["text_cfg"].get("context_length", 77))
+    image_size = _pair(config["vision_cfg"].get("image_size", 224))
+    _export_tower(
+        torch,
+        _Tower(torch, model.encode_image),
+        torch.randn(2, 3, *image_size),
+        out / "visual" / "model.onnx",
+        "image",
+    )
+    text = torch.randint(1, 1000, (2, context_length), dtype=torch.int32)
+    text[:, -1] = 49407  # argmax pooling looks for the end token
+    _export_tower(torch, _Tower(torch, model.encode_text), text, out / "textual" / "model.onnx", "text")
+    write_clip_tokenizer(out / "textual", context_length)
+    return out
+
+
+def _Tower(torch, encode):
+    class Tower(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.owner = encode.__self__  # registers the weights as parameters of this module
+
+        def forward(self, x):
+            return encode(x, normalize=True)
+
+    return Tower().eval()
+
+
+def _export_tower(torch, module, example, path: Path, input_name: str) -> None:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            input_names=[input_name],
+            output_names=["embedding"],
+            dynamic_axes={input_name: {0: "batch_size"}, "embedding": {0: "batch_size"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+
+
+def _register_config(open_clip, arch: str, model_cfg: dict) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="pixgrep-cfg-"))
+    try:
+        (folder / f"{arch}.json").write_text(json.dumps(model_cfg))
+        open_clip.add_model_config(folder / f"{arch}.json")  # read now, kept in open_clip's table
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _preprocess_cfg(open_clip, model) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from open_clip.transform import PreprocessCfg
+
+    cfg = asdict(PreprocessCfg())
+    cfg.update(open_clip.get_model_preprocess_cfg(model))
+    cfg["size"] = list(_pair(cfg["size"]))
+    cfg["mean"] = [float(x) for x in cfg["mean"]]
+    cfg["std"] = [float(x) for x in cfg["std"]]
+    return cfg
+
+
+def _pair(size) -> tuple[int, int]:
+    return (int(size), int(size)) if isinstance(size, int | float) else (int(size[0]), int(size[1]))
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def write_clip_tokenizer(folder: Path, context_length: int = 77) -> None:
+    """tokenizer.json + tokenizer_config.json from open_clip's BPE file, CLIPTokenizerFast style."""
+    from open_clip.tokenizer import bytes_to_unicode, default_bpe
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    merges = gzip.open(default_bpe()).read().decode("utf-8").split("\n")
+    merges = [tuple(m.split()) for m in merges[1 : 49152 - 256 - 2 + 1]]  # as open_clip cuts them
+    units = list(bytes_to_unicode().values())
+    vocab_list = units + [u + "</w>" for u in units] + ["".join(m) for m in merges] + [SOT, EOT]
+    vocab = {token: i for i, token in enumerate(vocab_list)}
+    tok = Tokenizer(
+        models.BPE(
+            vocab=vocab,
+            merges=merges,
+            unk_token=EOT,
+            continuing_subword_prefix="",
+            end_of_word_suffix="</w>",
+            fuse_unk=False,
+        )
+    )
+    tok.normalizer = normalizers.Sequence(
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+    )
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(
+                Regex(r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""),
+                behavior="removed",
+                invert=True,
+            ),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.RobertaProcessing(
+        (EOT, vocab[EOT]), (SOT, vocab[SOT]), trim_offsets=False, add_prefix_space=False
+    )
+    tok.add_special_tokens([SOT, EOT])
+    folder.mkdir(parents=True, exist_ok=True)
+    tok.save(str(folder / "tokenizer.json"))
+    _write_json(
+        folder / "tokenizer_config.json",
+        {
+            "tokenizer_class": "CLIPTokenizer",
+            "model_max_length": context_length,
+            "bos_token": SOT,
+            "eos_token": EOT,
+            "unk_token": EOT,
+            "pad_token": EOT,
+            "do_lower_case": True,
+        },
+    )

