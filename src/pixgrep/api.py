@@ -70,18 +70,28 @@ class Catalog:
 
     def search(
         self,
-        query: str,
+        query: str | Sequence,
         *,
         roots: Sequence[str | os.PathLike] | None = None,
         k: int = 10,
         offset: int = 0,
         threshold: float | None = None,
+        after: str | None = None,
+        before: str | None = None,
+        exclude: Sequence[str] = (),
+        include_hidden: bool = True,
     ) -> list[SearchResult]:
-        """Best matches for a query string in pixgrep's query language (see `search.query`)."""
+        """Best matches for a query in pixgrep's query language (see `search.query`; docs/search.md).
+
+        `query` is one string, argv-style tokens, or a list of `search.query.Term`. after/before:
+        capture-time bounds (YYYY, YYYY-MM, YYYY-MM-DD or ISO); exclude: globs; include_hidden=False
+        leaves out dot-files and junk folders, as indexing does.
+        """
         from pixgrep.search.engine import search
 
         return search(
-            self.db, self.encoder, query, roots=roots, k=k, offset=offset, threshold=threshold
+            self.db, self.encoder, query, roots=roots, k=k, offset=offset, threshold=threshold,
+            after=after, before=before, exclude=exclude, include_hidden=include_hidden,
         )
 
     def search_vector(
@@ -92,12 +102,15 @@ class Catalog:
         k: int = 10,
         offset: int = 0,
         threshold: float | None = None,
+        after: str | None = None,
+        before: str | None = None,
     ) -> list[SearchResult]:
         """Best matches for a ready query vector (unit length, the model's space)."""
         from pixgrep.search.engine import search_vector
 
         return search_vector(
-            self.db, self.encoder, vector, roots=roots, k=k, offset=offset, threshold=threshold
+            self.db, self.encoder, vector, roots=roots, k=k, offset=offset, threshold=threshold,
+            after=after, before=before,
         )
 
     def stats(self) -> dict:

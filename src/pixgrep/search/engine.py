@@ -1,0 +1,290 @@
+"""From a query to ranked results: encode the terms, add them up, rank the catalog's images.
+
+The query vector is the weighted sum of the terms' unit vectors, normalised again. Each term is
+encoded as cheaply as possible: an image that is already in the catalog (unchanged on disk)
+reuses its stored vector, so `pixgrep ./ref.jpg` runs no model at all, and the text tower only
+loads when there is text.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from pixgrep.catalog.db import CatalogDB
+from pixgrep.errors import PixgrepError
+from pixgrep.models.base import Encoder
+from pixgrep.records import SearchResult
+from pixgrep.search.filters import date_bound
+from pixgrep.search.matrix import load_matrix
+from pixgrep.search.query import Term, parse_query
+
+__all__ = ["query_vector", "search", "search_vector"]
+
+
+def query_vector(db: CatalogDB, encoder: Encoder, terms: list[Term]) -> np.ndarray:
+    """The unit float32 vector of weighted terms (see module docstring). PixgrepError on bad input."""
+    return _encode(db, encoder, terms)[0]
+
+
+def _encode(db: CatalogDB, encoder: Encoder, terms: list[Term]) -> tuple[np.ndarray, set[int]]:
+    """The query vector, and the catalog ids of the images the query is made of (left out of results)."""
+    if not terms:
+        raise PixgrepError("empty query: give some text, an image path or an image URL")
+    model = encoder.model_id
+    vectors: list[np.ndarray | None] = [None] * len(terms)
+    own_ids: set[int] = set()
+    texts = [(i, t) for i, t in enumerate(terms) if t.kind == "text"]
+    if texts:  # one batch, and the only place the text tower is touched
+        encoded = encoder.encode_texts([str(t.value) for _, t in texts])
+        for (i, _), row in zip(texts, encoded, strict=True):
+            vectors[i] = row
+    images: list[tuple[int, object]] = []  # (term index, PIL image) still to run through the tower
+    for i, term in enumerate(terms):
+        if term.kind == "text":
+            continue
+        if term.kind == "path":
+            stored, image_id = _stored_vector_for_path(db, model, str(term.value))
+            if image_id is not None:
+                own_ids.add(image_id)
+            if stored is not None:
+                vectors[i] = stored
+            else:
+                images.append((i, _open(term.value, str(term.value))))
+        elif term.kind == "url":
+            from pixgrep.search.fetch import fetch_image_bytes
+
+            images.append((i, _open(fetch_image_bytes(str(term.value)), str(term.value))))
+        elif term.kind == "bytes":
+            if not isinstance(term.value, (bytes, bytearray, memoryview)):
+                raise PixgrepError("an uploaded image term must carry the image's bytes")
+            images.append((i, _open(bytes(term.value), "the uploaded image")))
+        elif term.kind == "image_id":
+            vectors[i] = _stored_vector_for_id(db, model, term.value)
+            own_ids.add(int(term.value))
+        elif term.kind == "vector":
+            vectors[i] = _checked_vector(term.value, encoder.dim)
+        else:
+            raise PixgrepError(f"unknown query term kind {term.kind!r}")
+    if images:
+        encoded = encoder.encode_images([image for _, image in images])
+        for (i, _), row in zip(images, encoded, strict=True):
+            vectors[i] = row
+
+    total = np.zeros(len(vectors[0]), np.float64)
+    for term, vector in zip(terms, vectors, strict=True):
+        vector = np.asarray(vector, np.float64)
+        norm = np.linalg.norm(vector)
+        if vector.shape != total.shape:
+            raise PixgrepError(f"query terms have different sizes ({vector.shape[0]} vs {total.shape[0]})")
+        if norm > 0:
+            total += term.weight * vector / norm  # stored float16 vectors are only nearly unit
+    norm = np.linalg.norm(total)
+    if not np.isfinite(norm) or norm < 1e-6:
+        raise PixgrepError("the query's terms cancel out (weights add up to nothing): change a weight")
+    return (total / norm).astype(np.float32), own_ids
+
+
+def _stored_vector_for_path(db: CatalogDB, model: str, path: str) -> tuple[np.ndarray | None, int | None]:
+    """The catalog's vector for an image file, if the catalog has it and the file is unchanged."""
+    spellings = list(dict.fromkeys([path, os.path.realpath(path)]))
+    for spelling, record in db.images_by_path(spellings).items():
+        if record.error is not None:
+            continue
+        try:
+            stat = os.stat(spelling)
+        except OSError:
+            continue
+        if stat.st_size != record.size or stat.st_mtime_ns != record.mtime_ns:
+            return None, record.id  # changed since indexing: encode it fresh
+        vector = db.vector_for_hash(record.content_hash, model)
+        return (np.asarray(vector, np.float32) if vector is not None else None), record.id
+    return None, None
+
+
+def _stored_vector_for_id(db: CatalogDB, model: str, image_id: object) -> np.ndarray:
+    try:
+        key = int(image_id)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise PixgrepError(f"image id {image_id!r} is not a number") from None
+    record = db.images_by_id([key]).get(key)
+    if record is None:
+        raise PixgrepError(f"image id {key} is not in the catalog")
+    vector = db.vector_for_hash(record.content_hash, model)
+    if vector is None:
+        raise PixgrepError(f"image id {key} ({record.path}) has no vector for model {model}")
+    return np.asarray(vector, np.float32)
+
+
+def _checked_vector(value: object, dim: int) -> np.ndarray:
+    vector = np.asarray(value, np.float32).reshape(-1)
+    if vector.shape[0] != dim:
+        raise PixgrepError(f"a query vector must have {dim} numbers, this one has {vector.shape[0]}")
+    if not np.all(np.isfinite(vector)):
+        raise PixgrepError("a query vector must hold only finite numbers")
+    return vector
+
+
+def _open(source: object, label: str):
+    from pixgrep.catalog.decode import ImageDecodeError, open_image
+
+    try:
+        return open_image(source)  # type: ignore[arg-type]
+    except ImageDecodeError as exc:
+        raise PixgrepError(f"{label}: {exc}") from None
+
+
+def _terms(query: str | Sequence[str] | list[Term]) -> list[Term]:
+    if isinstance(query, str):
+        return parse_query(query)
+    items = list(query)
+    if items and all(isinstance(item, Term) for item in items):
+        return items  # type: ignore[return-value]
+    if any(isinstance(item, Term) for item in items):
+        raise PixgrepError("a query is either a list of Terms or a list of strings, not both")
+    return parse_query(items)  # type: ignore[arg-type]
+
+
+def search(
+    db: CatalogDB,
+    encoder: Encoder,
+    query: str | Sequence[str] | list[Term],
+    *,
+    roots: Sequence[str | os.PathLike] | None = None,
+    k: int = 10,
+    offset: int = 0,
+    threshold: float | None = None,
+    after: str | float | None = None,
+    before: str | float | None = None,
+    exclude: Sequence[str] = (),
+    include_hidden: bool = True,
+) -> list[SearchResult]:
+    """Best matches for a query (string, argv tokens, or Terms), best first.
+
+    roots: only images below these folders (default: the whole catalog). offset: skip that many
+    (paging). threshold: only scores >= it. after/before: capture time in [after, before), as a
+    date string (YYYY, YYYY-MM, YYYY-MM-DD, ISO) or wall-clock seconds; images without a capture
+    time are left out when either is given. exclude: globs matched against each file and folder
+    name below the root and against the relative path. include_hidden=False drops dot-files.
+    Images the query is made of (an image term that is in the catalog, an image_id term) are left
+    out of the results, as rclip does: the best match for ./cat.jpg is not ./cat.jpg itself.
+    """
+    vector, own_ids = _encode(db, encoder, _terms(query))
+    return _ranked(
+        db, encoder, vector, roots, k, offset, threshold, after, before,
+        _result_filter(roots, exclude, include_hidden, own_ids),
+    )
+
+
+def search_vector(
+    db: CatalogDB,
+    encoder: Encoder,
+    vector: np.ndarray,
+    *,
+    roots: Sequence[str | os.PathLike] | None = None,
+    k: int = 10,
+    offset: int = 0,
+    threshold: float | None = None,
+    after: str | float | None = None,
+    before: str | float | None = None,
+    exclude: Sequence[str] = (),
+    include_hidden: bool = True,
+) -> list[SearchResult]:
+    """Best matches for a ready vector of the model's space (normalised here); options as `search`."""
+    vector = _checked_vector(vector, encoder.dim)
+    norm = float(np.linalg.norm(vector))
+    if norm < 1e-12:
+        raise PixgrepError("a query vector must not be all zeros")
+    return _ranked(
+        db, encoder, vector / norm, roots, k, offset, threshold, after, before,
+        _result_filter(roots, exclude, include_hidden, set()),
+    )
+
+
+def _result_filter(
+    roots: Sequence[str | os.PathLike] | None,
+    exclude: Sequence[str],
+    include_hidden: bool,
+    own_ids: set[int],
+) -> Callable[[int, str], bool] | None:
+    """accept(image_id, path), asked only for the best candidates; None when nothing is dropped.
+
+    Mirrors what the folder walk skips (catalog.scan), so `-n` searches of a catalog indexed with
+    other options show what a fresh walk would: a glob matches a file or folder below the root by
+    its name, its path relative to the root, or its absolute path.
+    """
+    patterns = [p.rstrip("/") for p in exclude if p.strip()]
+    if not patterns and include_hidden and not own_ids:
+        return None
+    try:
+        from pixgrep.catalog.scan import JUNK_DIRS
+    except ImportError:  # the walk's list; without it only hidden names are skipped
+        JUNK_DIRS = frozenset()  # noqa: N806
+    prefixes = []
+    for root in roots or ():
+        root = os.path.expanduser(os.fspath(root))
+        for spelling in {os.path.abspath(root), os.path.realpath(root)}:
+            prefixes.append(spelling.rstrip(os.sep) + os.sep)
+
+    def accept(image_id: int, path: str) -> bool:
+        if image_id in own_ids:
+            return False
+        # Below a searched root, every folder under it counts; elsewhere only the file's own name.
+        base, parts = os.path.dirname(path) + os.sep, [os.path.basename(path)]
+        for prefix in prefixes:
+            if path.startswith(prefix):
+                base, parts = prefix, [part for part in path[len(prefix) :].split(os.sep) if part]
+                break
+        if not include_hidden:
+            if any(part.startswith(".") for part in parts) or any(part in JUNK_DIRS for part in parts[:-1]):
+                return False
+        for depth, name in enumerate(parts, start=1):
+            rel = os.sep.join(parts[:depth])
+            candidates = (name, rel, base + rel)
+            if any(fnmatch.fnmatch(c, pattern) for pattern in patterns for c in candidates):
+                return False
+        return True
+
+    return accept
+
+
+def _bound(value: str | float | None, option: str) -> float | None:
+    if value is None or isinstance(value, (int, float)):
+        return value
+    return date_bound(str(value), option)
+
+
+def _ranked(db, encoder, vector, roots, k, offset, threshold, after, before, accept) -> list[SearchResult]:
+    if k < 0 or offset < 0:
+        raise PixgrepError("k and offset must not be negative")
+    after, before = _bound(after, "--after"), _bound(before, "--before")
+    matrix = load_matrix(db, encoder.model_id)
+    if matrix.rows and matrix.dim != vector.shape[0]:
+        raise PixgrepError(
+            f"the catalog's vectors for {encoder.model_id} have {matrix.dim} dimensions, "
+            f"the model gives {vector.shape[0]}: re-index with this model"
+        )
+    hits = matrix.top(
+        vector, k, offset=offset, roots=roots, threshold=threshold, after=after, before=before, accept=accept
+    )
+    records = db.images_by_id(hit.image_id for hit in hits)
+    results = []
+    for hit in hits:
+        record = records.get(hit.image_id)
+        if record is None:  # removed after the matrix was read; its row will be gone next time
+            continue
+        results.append(
+            SearchResult(
+                image_id=record.id,
+                path=record.path,
+                score=hit.score,
+                size=record.size,
+                width=record.width,
+                height=record.height,
+                taken_at=record.taken_at,
+            )
+        )
+    return results

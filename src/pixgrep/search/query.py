@@ -1,0 +1,181 @@
+"""The query language: text, image paths and URLs combined with `+` / `-` and `WEIGHT:` prefixes.
+
+Two spellings reach `parse_query`:
+
+- argv tokens from the shell, rclip style: `pixgrep "horse" + "0.5:stars" - "day"` arrives as
+  ['horse', '+', '0.5:stars', '-', 'day']. A token that is exactly `+` or `-` is an operator;
+  every other token is one term, verbatim (the shell already grouped it, so "rock + roll" is text).
+- one string, from the API and the web page: "horse + 0.5:stars - day". Here `+` and `-` are
+  operators only when they stand alone between spaces ("t-shirt" stays one word), and double
+  quotes group a term so it can hold an operator or leading/trailing spaces: `"rock + roll" - crowd`.
+
+A term is `[WEIGHT:]BODY`. Only the first `NUMBER:` is a weight, so `1:3:10 to yuma` searches the
+text "3:10 to yuma" with weight 1. The body is an image URL (http:// or https://), an image file
+(an existing file, or anything spelled like a path: /..., ./..., ../..., ~/..., file://...; such a
+path must exist), or else text. docs/search.md has the full grammar.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pixgrep.errors import PixgrepError
+
+TermKind = Literal["text", "path", "url", "bytes", "image_id", "vector"]
+
+
+@dataclass(frozen=True)
+class Term:
+    """One part of a query. `weight` is signed: a subtracted term has a negative weight.
+
+    value by kind: text -> str; path -> absolute path str; url -> str; bytes -> encoded image bytes;
+    image_id -> int (an images.id of the catalog); vector -> a vector of the model's space.
+    """
+
+    weight: float
+    kind: TermKind
+    value: object
+
+
+# A weight: an optional sign, digits with an optional fraction (or a bare fraction), an optional
+# exponent, then a colon. Anything else before the first colon is just text ("note: red car").
+_WEIGHT = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?):(.*)$", re.DOTALL)
+# Looks like an attempt at a number but is not one ("0.5.3:", "1e:"): a typo worth reporting.
+_BAD_WEIGHT = re.compile(r"^([+-]?(?=[\d.]*\d)[\d.]+(?:[eE][+-]?[\d.]*)?):", re.DOTALL)
+_PATH_PREFIXES = ("/", "./", "../", "~/", "~" + os.sep, "." + os.sep, ".." + os.sep, "file://")
+_WINDOWS_ABS = re.compile(r"^[A-Za-z]:[\\/]")
+
+
+def parse_query(query: str | Sequence[str]) -> list[Term]:
+    """Parse a query (one string, or argv tokens) into weighted terms.
+
+    Raises PixgrepError with one line saying what is wrong and where.
+    """
+    if isinstance(query, str):
+        tokens = _split_string(query)
+    else:
+        tokens = [_Token("op" if t in ("+", "-") else "raw", str(t)) for t in map(str, query)]
+    if not tokens:
+        raise PixgrepError("empty query: give some text, an image path or an image URL")
+
+    terms: list[Term] = []
+    sign = 1.0
+    pending: str | None = None  # the operator waiting for its term
+    for position, token in enumerate(tokens, start=1):
+        if token.kind == "op":
+            if pending is not None:
+                raise PixgrepError(
+                    f"query has two operators in a row ('{pending} {token.text}') at token {position}"
+                )
+            pending = token.text
+            sign = 1.0 if token.text == "+" else -1.0
+            continue
+        if terms and pending is None:
+            raise PixgrepError(f"missing '+' or '-' before term {len(terms) + 1} ({token.text!r})")
+        terms.append(_parse_term(token, sign, len(terms) + 1))
+        sign, pending = 1.0, None
+    if pending is not None:
+        raise PixgrepError(f"query ends with a dangling '{pending}': add a term after it")
+    return terms
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: Literal["op", "raw", "quoted"]  # quoted: `text` is literal, `weight` was written before it
+    text: str
+    weight: str | None = None
+
+
+_WEIGHT_ONLY = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?:")
+
+
+def _split_string(query: str) -> list[_Token]:
+    """One query string -> tokens. Double quotes group a term; a lone + or - is an operator."""
+    tokens: list[_Token] = []
+    current: list[str] = []
+    closed: _Token | None = None  # a quoted term just closed: only spaces or an operator may follow
+    i, n = 0, len(query)
+
+    def flush() -> None:
+        nonlocal closed
+        if closed is not None:
+            tokens.append(closed)
+        elif "".join(current).strip():
+            tokens.append(_Token("raw", "".join(current).strip()))
+        current.clear()
+        closed = None
+
+    while i < n:
+        char = query[i]
+        alone = (i == 0 or query[i - 1].isspace()) and (i + 1 == n or query[i + 1].isspace())
+        if char in "+-" and alone:
+            flush()
+            tokens.append(_Token("op", char))
+        elif char.isspace() and (closed is not None or not current):
+            pass
+        elif closed is not None:
+            raise PixgrepError(f"missing '+' or '-' after a quoted term, at character {i + 1}")
+        elif char == '"':
+            prefix = "".join(current).strip()
+            if prefix and not _WEIGHT_ONLY.fullmatch(prefix):
+                raise PixgrepError(f"quote in the middle of a term at character {i + 1}")
+            chunk: list[str] = []
+            end = i + 1
+            while end < n and query[end] != '"':
+                if query[end] == "\\" and end + 1 < n and query[end + 1] in '"\\':
+                    end += 1
+                chunk.append(query[end])
+                end += 1
+            if end >= n:
+                raise PixgrepError(f"query has an unclosed quote at character {i + 1}")
+            current.clear()
+            closed = _Token("quoted", "".join(chunk), prefix[:-1] if prefix else None)
+            i = end
+        else:
+            current.append(char)
+        i += 1
+    flush()
+    return tokens
+
+
+def _parse_term(token: _Token, sign: float, number: int) -> Term:
+    weight_text: str | None = token.weight
+    body = token.text
+    if token.kind == "raw":
+        body = body.strip()
+        match = _WEIGHT.match(body)
+        if match:
+            weight_text, body = match.group(1), match.group(2).strip()
+            if not body.strip():
+                raise PixgrepError(f"term {number} ({token.text!r}) has a weight but nothing to search for")
+        elif bad := _BAD_WEIGHT.match(body):
+            raise PixgrepError(
+                f"term {number} ({token.text!r}): cannot read the weight {bad.group(1)!r} as a number"
+            )
+    if not body.strip():
+        raise PixgrepError(f"term {number} is empty")
+    weight = float(weight_text) if weight_text is not None else 1.0
+    if not math.isfinite(weight):
+        raise PixgrepError(f"term {number}: the weight {weight_text} is too large")
+    return _classify(body, sign * weight, number)
+
+
+def _classify(body: str, weight: float, number: int) -> Term:
+    lowered = body.lower()
+    if lowered.startswith(("http://", "https://")):
+        return Term(weight, "url", body)
+    looks_like_path = body.startswith(_PATH_PREFIXES) or bool(_WINDOWS_ABS.match(body))
+    candidate = body[len("file://") :] if body.startswith("file://") else body
+    candidate = os.path.expanduser(candidate)
+    if looks_like_path or os.path.isfile(candidate):
+        if os.path.isdir(candidate):
+            raise PixgrepError(f"term {number}: {body} is a folder, not an image (use --in to search it)")
+        if not os.path.isfile(candidate):
+            raise PixgrepError(f"term {number}: no such image file: {body}")
+        return Term(weight, "path", os.path.abspath(candidate))
+    return Term(weight, "text", body)
