@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,10 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
+# What write_batch stores per file: (path, size, mtime_ns, content_hash, width, height, format,
+# taken_at, error); error is None for a decoded image, else the reason it could not be decoded.
+ImageRow = tuple[str, int, int, str, int | None, int | None, str | None, str | None, str | None]
+
 IMAGE_COLUMNS = "id, path, size, mtime_ns, content_hash, width, height, format, taken_at, error"
 
 
@@ -80,6 +85,9 @@ class CatalogDB:
 
     def _migrate(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0 and self.conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+            # Some other program's database: adding our tables to it would change a file we do not own.
+            raise PixgrepError(f"{self.path} is an SQLite file but not a pixgrep catalog")
         if version > len(MIGRATIONS):
             raise PixgrepError(
                 f"catalog {self.path} was written by a newer pixgrep (schema {version}); upgrade pixgrep"
@@ -154,6 +162,65 @@ class CatalogDB:
         """(image id, taken_at) of every image with a capture time (for the search date filters)."""
         yield from self.conn.execute("SELECT id, taken_at FROM images WHERE taken_at IS NOT NULL")
 
+    def images_under(self, root: str) -> dict[str, ImageRecord]:
+        """Rows whose path lies below the folder `root` (absolute), keyed by path.
+
+        A range scan on the path index: every path below "/a/b" sorts between "/a/b/" and "/a/b0"
+        ("0" follows "/" in code point order), and "/a/bc/..." falls outside it.
+        """
+        low = root.rstrip(os.sep) + os.sep
+        high = low[:-1] + chr(ord(os.sep) + 1)
+        rows = self.conn.execute(
+            f"SELECT {IMAGE_COLUMNS} FROM images WHERE path >= ? AND path < ?", (low, high)
+        )
+        return {row[1]: ImageRecord(*row) for row in rows}
+
+    def write_batch(self, rows: Sequence[ImageRow], vectors: dict[str, np.ndarray], model: str) -> None:
+        """Insert or update image rows and store new vectors, in one transaction with a generation bump.
+
+        Either all of it is stored or none (an interrupt or crash mid-way rolls back), so a catalog
+        never holds an image row that points at a vector which was not written.
+        """
+        now = time.time()
+        with self.conn:
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO embeddings (content_hash, model, vector) VALUES (?, ?, ?)",
+                [(content_hash, model, vector_to_blob(v)) for content_hash, v in vectors.items()],
+            )
+            self.conn.executemany(
+                "INSERT INTO images (path, size, mtime_ns, content_hash, width, height, format, taken_at, "
+                "error, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET "
+                "size=excluded.size, mtime_ns=excluded.mtime_ns, content_hash=excluded.content_hash, "
+                "width=excluded.width, height=excluded.height, format=excluded.format, "
+                "taken_at=excluded.taken_at, error=excluded.error, indexed_at=excluded.indexed_at",
+                [(*row, now) for row in rows],
+            )
+            self.bump_generation()
+
+    def remove_images(self, paths: Sequence[str]) -> int:
+        """Delete the rows of files that are gone, and the vectors no remaining row uses (one transaction)."""
+        if not paths:
+            return 0
+        removed = 0
+        with self.conn:
+            for start in range(0, len(paths), 500):
+                chunk = list(paths[start : start + 500])
+                marks = ",".join("?" * len(chunk))
+                hashes = [
+                    row[0]
+                    for row in self.conn.execute(
+                        f"SELECT DISTINCT content_hash FROM images WHERE path IN ({marks})", chunk
+                    )
+                ]
+                removed += self.conn.execute(f"DELETE FROM images WHERE path IN ({marks})", chunk).rowcount
+                self.conn.executemany(
+                    "DELETE FROM embeddings WHERE content_hash = ? AND NOT EXISTS "
+                    "(SELECT 1 FROM images WHERE images.content_hash = ?)",
+                    [(h, h) for h in hashes],
+                )
+            self.bump_generation()
+        return removed
+
     def stats(self) -> dict:
         one = lambda sql: self.conn.execute(sql).fetchone()[0]
         per_model = dict(
@@ -164,5 +231,8 @@ class CatalogDB:
             "images": one("SELECT COUNT(*) FROM images WHERE error IS NULL"),
             "errors": one("SELECT COUNT(*) FROM images WHERE error IS NOT NULL"),
             "vectors": per_model,
-            "bytes": self.path.stat().st_size if self.path.exists() else 0,
+            # the write-ahead log holds recent commits until a checkpoint folds them into the file
+            "bytes": sum(
+                p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists()
+            ),
         }

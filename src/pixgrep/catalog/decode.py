@@ -1,14 +1,22 @@
-"""Open any image Pillow (plus pillow-heif) can read, safely, as one PIL image ready to preprocess.
+"""Open any image Pillow (plus pillow-heif, plus rawpy for RAW) can read, safely, as one PIL image.
 
 Used by indexing, by image terms in queries, and by uploads to the server, so all three accept the
 same files and fail with the same one-line reasons.
+
+What every decode does: the first frame only (animated GIF/APNG/WebP, multi-page TIFF, PSD's
+composite), the EXIF orientation applied, 16-bit and float greyscale scaled to 8 bits, CIE Lab
+converted to RGB, and a pixel cap checked from the header before any pixel is decoded. Nothing here
+uses `warnings.catch_warnings`, which is not thread-safe: the decode pool of the indexer calls it
+from several threads at once.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from PIL import Image, ImageOps
@@ -17,11 +25,29 @@ from pixgrep.errors import PixgrepError
 
 MAX_PIXELS = 256_000_000  # a cap against decompression bombs (headers that claim gigapixels)
 
+# Camera RAW files: decoded through rawpy (LibRaw) when the `raw` extra is installed.
+RAW_EXTENSIONS = frozenset(
+    ".3fr .ari .arw .bay .cr2 .cr3 .crw .dcr .dng .erf .fff .iiq .k25 .kdc .mef .mos .mrw .nef .nrw "
+    ".orf .pef .raf .rw2 .rwl .sr2 .srf .srw .x3f".split()
+)
+
+RAW_HINT = "camera RAW file: install the raw extra to read it (pip install 'pixgrep[raw]')"
+
 _registered = False
 
 
 class ImageDecodeError(PixgrepError):
     """The file is not an image pixgrep can read; the message says why, in a few words."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the catalog stores about a picture, read from its header (no pixels decoded)."""
+
+    width: int  # as displayed, i.e. after the EXIF orientation (a portrait stays portrait)
+    height: int
+    format: str | None  # Pillow's format name: "JPEG", "PNG", "HEIF", "RAW", ...
+    taken_at: str | None  # ISO 8601 capture time from EXIF
 
 
 def _register_plugins() -> None:
@@ -32,12 +58,29 @@ def _register_plugins() -> None:
         import pillow_heif
 
         pillow_heif.register_heif_opener()
-        if hasattr(pillow_heif, "register_avif_opener") and "AVIF" not in Image.registered_extensions().values():
+        has_avif = "AVIF" in Image.registered_extensions().values()
+        if hasattr(pillow_heif, "register_avif_opener") and not has_avif:
             pillow_heif.register_avif_opener()
     except ImportError:
         pass
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    # pixgrep enforces the cap itself (one clear error, below); Pillow's own warning between 1x and
+    # 2x the cap would only add a second, noisier line.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     _registered = True
+
+
+def raw_supported() -> bool:
+    """True when the optional rawpy (LibRaw) is installed, so RAW files can be decoded."""
+    try:
+        import rawpy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def is_raw(path: str | os.PathLike) -> bool:
+    return os.path.splitext(os.fspath(path))[1].lower() in RAW_EXTENSIONS
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:
@@ -48,7 +91,126 @@ def _to_8bit(image: Image.Image) -> Image.Image:
         data = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or data.max() > 255 else 255.0
         return Image.fromarray(np.clip(data / top * 255.0 + 0.5, 0, 255).astype("uint8"), "L")
+    if image.mode == "LAB":  # Pillow's convert('RGB') would copy L, a, b into R, G, B as they are
+        from PIL import ImageCms
+
+        lab_to_rgb = ImageCms.buildTransform(
+            ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB"
+        )
+        return ImageCms.applyTransform(image, lab_to_rgb)
     return image
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(0x0112) or 1)
+    except Exception:  # unreadable EXIF: show the picture as stored
+        return 1
+
+
+def _header_info(image: Image.Image) -> ImageInfo:
+    from pixgrep.catalog.exif import image_capture_time
+
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise ImageDecodeError(f"{width}x{height} pixels is over the {MAX_PIXELS:,} pixel cap")
+    if _orientation(image) in (5, 6, 7, 8):  # stored rotated by 90 degrees
+        width, height = height, width
+    return ImageInfo(width, height, image.format, image_capture_time(image))
+
+
+def _decode_reason(exc: BaseException) -> str:
+    if isinstance(exc, Image.UnidentifiedImageError):
+        return "not an image pixgrep can read"
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = f"{int(claimed.group(1)):,} pixels" if claimed else "too many pixels"
+        return f"decompression bomb: the header claims {pixels}, over the {MAX_PIXELS:,} pixel cap"
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, MemoryError):
+        return "cannot decode: out of memory"
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"cannot decode: {reason}"
+
+
+def _open(
+    source: str | os.PathLike | BinaryIO, draft_size: int | None, want_pixels: bool
+) -> tuple[Image.Image | None, ImageInfo]:
+    _register_plugins()
+    try:
+        with Image.open(source) as image:
+            info = _header_info(image)
+            if not want_pixels:
+                return None, info
+            if draft_size and image.format in ("JPEG", "MPO"):
+                # libjpeg decodes at 1/2, 1/4 or 1/8 scale, the shorter side still >= draft_size.
+                image.draft("RGB", (draft_size, draft_size))
+            image.load()
+            try:
+                oriented = ImageOps.exif_transpose(image)  # always a new image, even when upright
+            except Exception:  # a broken EXIF block must not lose an otherwise good picture
+                oriented = image.copy()
+            # A copy detached from the file, so the `with` closes it (multi-frame files keep it open).
+            return _to_8bit(oriented), info
+    except ImageDecodeError:
+        raise
+    except Exception as exc:  # Pillow's plugins raise nearly anything on bad input
+        raise ImageDecodeError(_decode_reason(exc)) from None
+
+
+def _open_raw(
+    path: str | os.PathLike, draft_size: int | None, want_pixels: bool
+) -> tuple[Image.Image | None, ImageInfo]:
+    """RAW through LibRaw: the embedded JPEG preview when it is big enough, else a half-size develop."""
+    try:
+        import rawpy
+    except ImportError:
+        raise ImageDecodeError(RAW_HINT) from None
+    from pixgrep.catalog.exif import image_capture_time
+
+    taken_at = None
+    try:  # most RAW formats are TIFF containers: Pillow reads their EXIF dates without the pixels
+        with Image.open(path) as header:
+            taken_at = image_capture_time(header)
+    except Exception:
+        pass
+    try:
+        with rawpy.imread(os.fspath(path)) as raw:
+            flip = raw.sizes.flip  # LibRaw's orientation: 0 none, 3 180 degrees, 5 / 6 90 degrees
+            width, height = raw.sizes.width, raw.sizes.height
+            if flip in (5, 6):
+                width, height = height, width
+            if width * height > MAX_PIXELS:
+                raise ImageDecodeError(f"{width}x{height} pixels is over the {MAX_PIXELS:,} pixel cap")
+            info = ImageInfo(width, height, "RAW", taken_at)
+            if not want_pixels:
+                return None, info
+            image = None
+            try:
+                thumb = raw.extract_thumb()
+                if thumb.format == rawpy.ThumbFormat.JPEG:
+                    with Image.open(io.BytesIO(thumb.data)) as preview:
+                        if min(preview.size) >= (draft_size or min(width, height)):
+                            if draft_size:
+                                preview.draft("RGB", (draft_size, draft_size))
+                            preview.load()
+                            image = preview.convert("RGB")
+                            rotate = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.ROTATE_90,
+                                      6: Image.Transpose.ROTATE_270}.get(flip)
+                            if rotate is not None:
+                                image = image.transpose(rotate)
+            except Exception:  # no usable preview: develop the sensor data instead
+                image = None
+            if image is None:  # LibRaw applies the orientation itself here
+                image = Image.fromarray(raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8))
+            return image, info
+    except ImageDecodeError:
+        raise
+    except Exception as exc:
+        raise ImageDecodeError(_decode_reason(exc)) from None
 
 
 def open_image(
@@ -60,36 +222,25 @@ def open_image(
     least this many pixels (much faster for big photos, and the model downsizes anyway).
     Raises ImageDecodeError with a short reason for anything that is not a readable image.
     """
-    _register_plugins()
+    return decode_file(source, draft_size=draft_size)[0]
+
+
+def decode_file(
+    source: str | os.PathLike | bytes | BinaryIO, *, draft_size: int | None = None
+) -> tuple[Image.Image, ImageInfo]:
+    """open_image plus the header facts the catalog stores (full-size dimensions, format, date)."""
     if isinstance(source, bytes):
         source = io.BytesIO(source)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(source)
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise ImageDecodeError(f"{width}x{height} pixels is over the {MAX_PIXELS:,} pixel cap")
-            if getattr(image, "n_frames", 1) > 1 and image.tell() != 0:
-                image.seek(0)
-            if draft_size and image.format == "JPEG":
-                image.draft("RGB", (draft_size, draft_size))
-            image.load()
-            image = _to_8bit(image)
-            try:
-                image = ImageOps.exif_transpose(image)
-            except Exception:  # a broken EXIF block must not lose an otherwise good picture
-                pass
-            return image
-    except ImageDecodeError:
-        raise
-    except Image.UnidentifiedImageError:
-        raise ImageDecodeError("not an image pixgrep can read") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageDecodeError(f"decompression bomb: {exc}".split(". ")[0]) from None
-    except FileNotFoundError:
-        raise ImageDecodeError("no such file") from None
-    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ImageDecodeError(f"cannot decode: {reason}") from None
+    if isinstance(source, (str, os.PathLike)) and is_raw(source):
+        image, info = _open_raw(source, draft_size, True)
+    else:
+        image, info = _open(source, draft_size, True)
+    assert image is not None
+    return image, info
 
+
+def probe_file(source: str | os.PathLike | BinaryIO) -> ImageInfo:
+    """The header facts only (no pixels decoded): for files whose vector is reused."""
+    if isinstance(source, (str, os.PathLike)) and is_raw(source):
+        return _open_raw(source, None, False)[1]
+    return _open(source, None, False)[1]

@@ -1,0 +1,120 @@
+"""Walk folders with os.scandir and list the image files to index, with their size and mtime.
+
+Skipped by default: hidden files and folders (a name starting with "."), the junk folders in
+JUNK_DIRS (version control, dependency trees, caches, NAS and OS thumbnail stores, trash), symbolic
+links to folders (they can loop), and files whose extension no image reader claims. `exclude` globs
+match a file or folder by its name, its path relative to the root, or its absolute path.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from pixgrep.catalog.decode import RAW_EXTENSIONS
+from pixgrep.errors import PixgrepError
+
+# Folders that hold no user photos, or only copies of them (thumbnail caches would be found twice).
+JUNK_DIRS = frozenset(
+    {
+        ".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".cache",
+        "@eaDir",  # Synology thumbnail store
+        "#recycle", "#snapshot",  # Synology / QNAP
+        ".thumbnails", ".thumb",
+        "$RECYCLE.BIN", "System Volume Information",  # Windows drives
+        ".Trash", ".Trashes", ".Spotlight-V100", ".fseventsd", ".DocumentRevisions-V100",  # macOS
+        "lost+found",
+    }
+)
+
+# Formats Pillow can open that are not pictures a person searches, or need outside programs:
+# scientific and weather-data stubs, PostScript (needs Ghostscript), MPEG video, IPTC sidecars.
+_NOT_PHOTOS = frozenset({"BUFR", "GRIB", "HDF5", "WMF", "EPS", "MPEG", "IPTC"})
+
+
+@lru_cache(maxsize=1)
+def image_extensions() -> frozenset[str]:
+    """Lower-case extensions (".jpg") of every format Pillow and pillow-heif can open."""
+    from PIL import Image
+
+    from pixgrep.catalog.decode import _register_plugins
+
+    _register_plugins()
+    Image.init()
+    extensions = {
+        ext
+        for ext, fmt in Image.registered_extensions().items()
+        if fmt in Image.OPEN and fmt not in _NOT_PHOTOS
+    }
+    extensions.add(".mpo")  # multi-picture JPEGs: opened by the JPEG plugin
+    return frozenset(extensions | {".heic", ".heif", ".avif"})
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str  # absolute
+    size: int
+    mtime_ns: int
+    raw: bool  # a camera RAW file (needs the `raw` extra)
+
+
+def _excluded(name: str, rel: str, path: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatch(text, pat) for pat in patterns for text in (name, rel, path))
+
+
+def scan(
+    roots: Sequence[str],
+    *,
+    exclude: Sequence[str] = (),
+    include_hidden: bool = False,
+    on_warning: Callable[[str, str], None] | None = None,
+) -> Iterator[FileEntry]:
+    """Image files under `roots` (absolute folder paths), each once, in a stable order."""
+    known = image_extensions()
+    seen: set[str] = set()
+    patterns = [p.rstrip("/") for p in exclude if p.strip()]
+    for root in roots:
+        stack = [root]
+        while stack:
+            folder = stack.pop()
+            try:
+                with os.scandir(folder) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                if folder == root:
+                    raise PixgrepError(f"cannot read folder {root}: {reason}") from None
+                if on_warning:
+                    on_warning(folder, f"cannot read folder: {reason}")
+                continue
+            subfolders = []
+            for entry in entries:
+                name = entry.name
+                if name.startswith(".") and not include_hidden:
+                    continue
+                rel = os.path.relpath(entry.path, root)
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if name in JUNK_DIRS or _excluded(name, rel, entry.path, patterns):
+                            continue
+                        subfolders.append(entry.path)
+                        continue
+                    ext = os.path.splitext(name)[1].lower()
+                    raw = ext in RAW_EXTENSIONS
+                    if not (raw or ext in known) or _excluded(name, rel, entry.path, patterns):
+                        continue
+                    if not entry.is_file():  # follows a link to a file; a dangling link is dropped
+                        continue
+                    stat = entry.stat()
+                except OSError as exc:
+                    if on_warning:
+                        on_warning(entry.path, f"cannot read: {exc.strerror or exc}")
+                    continue
+                if entry.path in seen:  # nested or repeated roots
+                    continue
+                seen.add(entry.path)
+                yield FileEntry(entry.path, stat.st_size, stat.st_mtime_ns, raw)
+            stack.extend(reversed(subfolders))  # depth first, in name order
