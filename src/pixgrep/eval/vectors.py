@@ -15,12 +15,15 @@ from pixgrep.errors import PixgrepError
 def _keys(path: Path) -> list[str]:
     """Spellings a catalog may store a path under (resolved absolute first)."""
     absolute = Path(os.path.abspath(path))
-    return list(dict.fromkeys([str(path.resolve()), str(absolute)]))
+    # the catalog stores resolved folder + entry name (a symlinked file keeps its own name)
+    return list(
+        dict.fromkeys([str(absolute.parent.resolve() / absolute.name), str(path.resolve()), str(absolute)])
+    )
 
 
 def catalog_image_vectors(
     catalog: Catalog,
-    roots: Sequence[Path],
+    roots: Sequence[str | os.PathLike],
     images: Sequence[Path],
     *,
     progress: bool = False,
