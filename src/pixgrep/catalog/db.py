@@ -75,19 +75,31 @@ class CatalogDB:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            self._check_ours()  # before WAL mode, which rewrites the file header
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
         except sqlite3.DatabaseError as exc:
+            if getattr(self, "conn", None) is not None:
+                self.conn.close()
             raise PixgrepError(f"cannot open catalog {self.path}: {exc}") from None
         except OSError as exc:
             raise PixgrepError(f"cannot open catalog {self.path}: {exc.strerror}") from None
 
-    def _migrate(self) -> None:
+    def _check_ours(self) -> None:
+        """Refuse, without writing a byte, a file that is corrupt, not SQLite, or someone else's database."""
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         if version == 0 and self.conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
-            # Some other program's database: adding our tables to it would change a file we do not own.
+            self.conn.close()
             raise PixgrepError(f"{self.path} is an SQLite file but not a pixgrep catalog")
+        if version > len(MIGRATIONS):
+            self.conn.close()
+            raise PixgrepError(
+                f"catalog {self.path} was written by a newer pixgrep (schema {version}); upgrade pixgrep"
+            )
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         if version > len(MIGRATIONS):
             raise PixgrepError(
                 f"catalog {self.path} was written by a newer pixgrep (schema {version}); upgrade pixgrep"

@@ -1,0 +1,116 @@
+"""The SQLite catalog: refusing bad files untouched, atomic batches, range scans, removal."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pixgrep.catalog.db import CatalogDB, default_catalog_path
+from pixgrep.errors import PixgrepError
+
+
+def row(path: str, digest: str, error: str | None = None) -> tuple:
+    return (path, 10, 20, digest, 4, 3, "JPEG", None, error)
+
+
+def unit(seed: int, dim: int = 8) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_corrupt_file_is_refused_and_left_untouched(tmp_path: Path):
+    path = tmp_path / "catalog.db"
+    garbage = b"SQLite format 3\x00" + bytes(range(256)) * 20
+    path.write_bytes(garbage)
+    with pytest.raises(PixgrepError, match="cannot open catalog"):
+        CatalogDB(path)
+    assert path.read_bytes() == garbage
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.db"]
+
+
+def test_another_programs_database_is_refused_and_left_untouched(tmp_path: Path):
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (text TEXT)")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(PixgrepError, match="not a pixgrep catalog"):
+        CatalogDB(path)
+    assert path.read_bytes() == before
+
+
+def test_newer_schema_is_refused(tmp_path: Path):
+    path = tmp_path / "catalog.db"
+    CatalogDB(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 999")
+    conn.close()
+    with pytest.raises(PixgrepError, match="newer pixgrep"):
+        CatalogDB(path)
+
+
+def test_default_path_is_in_the_user_data_folder():
+    path = default_catalog_path()
+    assert path.name == "catalog.db" and "pixgrep" in path.parts
+
+
+def test_write_batch_is_all_or_nothing(tmp_path: Path):
+    db = CatalogDB(tmp_path / "c.db")
+    db.write_batch([row("/p/a.jpg", "h1")], {"h1": unit(1)}, "m")
+    generation = db.generation()
+    with pytest.raises(sqlite3.Error):
+        db.write_batch([row("/p/b.jpg", "h2"), ("/p/c.jpg", "too", "short")], {"h2": unit(2)}, "m")
+    assert set(db.images_by_path()) == {"/p/a.jpg"}
+    assert db.hashes_with_vectors("m") == {"h1"}
+    assert db.generation() == generation
+    db.close()
+
+
+def test_write_batch_updates_rows_in_place_and_bumps_generation(tmp_path: Path):
+    db = CatalogDB(tmp_path / "c.db")
+    db.write_batch([row("/p/a.jpg", "h1")], {"h1": unit(1)}, "m")
+    first = db.images_by_path(["/p/a.jpg"])["/p/a.jpg"]
+    generation = db.generation()
+    db.write_batch([row("/p/a.jpg", "h2")], {"h2": unit(2)}, "m")
+    second = db.images_by_path(["/p/a.jpg"])["/p/a.jpg"]
+    assert second.id == first.id and second.content_hash == "h2"
+    assert db.generation() == generation + 1
+    assert np.allclose(db.vector_for_hash("h2", "m"), unit(2), atol=1e-3)
+    db.close()
+
+
+def test_images_under_is_a_folder_boundary(tmp_path: Path):
+    db = CatalogDB(tmp_path / "c.db")
+    paths = ["/photos/a.jpg", "/photos/sub/b.jpg", "/photos2/c.jpg", "/photos-x/d.jpg", "/photo/e.jpg"]
+    db.write_batch([row(p, f"h{i}") for i, p in enumerate(paths)], {}, "m")
+    assert set(db.images_under("/photos")) == {"/photos/a.jpg", "/photos/sub/b.jpg"}
+    assert set(db.images_under("/photos/")) == {"/photos/a.jpg", "/photos/sub/b.jpg"}
+    assert set(db.images_under("/")) == set(paths)
+    db.close()
+
+
+def test_remove_images_keeps_vectors_still_in_use(tmp_path: Path):
+    db = CatalogDB(tmp_path / "c.db")
+    db.write_batch(
+        [row("/p/a.jpg", "shared"), row("/p/b.jpg", "shared"), row("/p/c.jpg", "own")],
+        {"shared": unit(1), "own": unit(2)},
+        "m",
+    )
+    assert db.remove_images(["/p/a.jpg", "/p/c.jpg", "/p/never.jpg"]) == 2
+    assert set(db.images_by_path()) == {"/p/b.jpg"}
+    assert db.hashes_with_vectors("m") == {"shared"}
+    assert db.remove_images([]) == 0
+    db.close()
+
+
+def test_stats_counts_images_errors_vectors_and_bytes(tmp_path: Path):
+    db = CatalogDB(tmp_path / "c.db")
+    db.write_batch([row("/p/a.jpg", "h1"), row("/p/bad.jpg", "h2", "cannot decode")], {"h1": unit(1)}, "m")
+    stats = db.stats()
+    assert (stats["images"], stats["errors"], stats["vectors"]) == (1, 1, {"m": 1})
+    assert stats["bytes"] > 0 and stats["catalog"] == str(tmp_path / "c.db")
+    db.close()
