@@ -263,16 +263,16 @@ def _run_probe(args: argparse.Namespace) -> int:
     header = f"{'level':>5} {'cosine':>7} {'change':>7}"
     if args.tone:
         header += f" {'+tone':>7} {'change':>7}"
-    print(f"{header}  best image / description")
+    print(f"{header}  description")
     for row in result["levels"]:
         change = "" if row["change"] is None else f"{row['change']:+.4f}"
         line = f"{row['level']:5d} {row['cosine']:7.4f} {change:>7}"
         if args.tone:
             line += f" {row['tone']['cosine']:7.4f} {row['tone']['change']:+7.4f}"
-        print(f"{line}  {row['best']}")
-        print(f"{'':{len(line)}}  {row['query']!r}")
-        if args.tone and row["tone"]["best"] != row["best"]:
-            print(f"{'':{len(line)}}  with tone: {row['tone']['best']}")
+        print(f"{line}  {row['query']}")
+        print(f"{'':6}best: {row['best']}")
+        if args.tone:
+            print(f"{'':6}best with tone: {row['tone']['best']}")
     return 0
 
 
