@@ -1,0 +1,132 @@
+"""The FastAPI application: `create_app` wires the shared state, the guards, the routes and the page.
+
+    from pixgrep.server.app import create_app
+    app = create_app("catalog.db", model="pixgrep-mini")      # uvicorn.run(app)
+
+Every error a client can cause is answered with a 4xx status and a short JSON body
+`{"error": "..."}`; the OpenAPI page is at /docs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pixgrep import __version__
+from pixgrep.api import open_catalog
+from pixgrep.catalog.decode import ImageDecodeError
+from pixgrep.errors import PixgrepError
+from pixgrep.models.base import Encoder
+from pixgrep.server.guards import BodySizeLimit, TokenGuard
+from pixgrep.server.indexing import IndexBusy, IndexRunner
+from pixgrep.server.state import MAX_UPLOAD_BYTES, ServerState
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+DESCRIPTION = """\
+Search a pixgrep catalog by text, by image, or both.
+
+* `/api/...`: pixgrep's own API (search, images by catalog id, stats, models, index runs).
+* `/knn-service`, `/indices-list`, `/metadata`: compatible with clip-retrieval's back end, so its
+  `ClipClient` and front end work against pixgrep.
+* `/`: the web page.
+
+When the server was started with a token, every request must carry it: `Authorization: Bearer TOKEN`,
+or `?token=TOKEN` in the URL (which also sets a cookie, so the page's images load).
+"""
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        where = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path", "form"))
+        parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else err.get("msg", "invalid"))
+    return "; ".join(parts) or "invalid request"
+
+
+def create_app(
+    catalog_path: str | os.PathLike | None = None,
+    model: str | None = None,
+    encoder: Encoder | None = None,
+    token: str | None = None,
+    *,
+    max_upload: int = MAX_UPLOAD_BYTES,
+    cors_origins: list[str] | tuple[str, ...] = (),
+) -> FastAPI:
+    """Build the app. The model is loaded here, once, so an unknown model fails at start-up."""
+    catalog = open_catalog(catalog_path, model, encoder=encoder)
+    shared_encoder = catalog.encoder  # raises PixgrepError for an unknown model
+    state = ServerState(
+        catalog=catalog,
+        model_name=model or getattr(shared_encoder, "model_id", "model"),
+        token=token or None,
+        runner=IndexRunner(catalog.path, lambda: shared_encoder),
+        max_upload=max_upload,
+    )
+
+    app = FastAPI(
+        title="pixgrep",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.pixgrep = state
+
+    @app.exception_handler(PixgrepError)
+    async def _pixgrep_error(request: Request, exc: PixgrepError):
+        if isinstance(exc, ImageDecodeError):
+            return _error(415, f"cannot use the image: {exc}")
+        if isinstance(exc, IndexBusy):
+            return _error(409, str(exc))
+        return _error(400, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        return _error(422, _validation_message(exc))
+
+    from pixgrep.server import catalog_routes, images, knn, search_routes
+
+    app.include_router(search_routes.router)
+    app.include_router(images.router)
+    app.include_router(catalog_routes.router)
+    app.include_router(knn.router)
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    # add_middleware wraps what is there: the last added runs first. CORS answers preflights (which
+    # carry no token), then the token check runs before anything reads the body.
+    # Base64 in JSON is 4/3 of the bytes, plus room for the other form fields.
+    app.add_middleware(BodySizeLimit, max_bytes=max_upload * 4 // 3 + 1024 * 1024)
+    if state.token:
+        app.add_middleware(TokenGuard, token=state.token)
+    if cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+        )
+
+    return app

@@ -1,0 +1,83 @@
+"""Catalog stats, the models, and index runs (one at a time, in the background, polled)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from pixgrep.server.querying import not_found
+from pixgrep.server.state import ServerState, get_state
+
+router = APIRouter(prefix="/api")
+
+
+@router.get("/stats", tags=["catalog"])
+def stats(state: Annotated[ServerState, Depends(get_state)]):
+    """Images, unreadable files, vectors per model and file size of the catalog."""
+    with state.lock:
+        info = state.catalog.stats()
+    info["model"] = state.model_id
+    info["searchable"] = int(info.get("vectors", {}).get(state.model_id, 0))
+    return info
+
+
+@router.get("/folders", tags=["catalog"])
+def folders(state: Annotated[ServerState, Depends(get_state)], limit: int = 200):
+    """Folders that hold catalog images, the fullest first: choices for the folder scope."""
+    import os
+    from collections import Counter
+
+    with state.lock:
+        paths = [
+            row[0] for row in state.catalog.db.conn.execute("SELECT path FROM images WHERE error IS NULL")
+        ]
+    counts = Counter(os.path.dirname(p) for p in paths)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[: max(1, min(limit, 2000))]
+    return {"folders": [{"folder": folder, "images": n} for folder, n in ranked]}
+
+
+def known_models() -> list[dict]:
+    """The registry's models (name, dimensions, quality figures), or [] without a registry."""
+    try:
+        from pixgrep.models.registry import DEFAULT_MODEL, MODELS
+    except ImportError:
+        return []
+    return [dict(spec.as_dict(), default=name == DEFAULT_MODEL) for name, spec in MODELS.items()]
+
+
+def _served(state: ServerState) -> dict:
+    encoder = state.catalog.encoder
+    return {"name": state.model_name, "model_id": encoder.model_id, "dim": int(encoder.dim)}
+
+
+@router.get("/models", tags=["models"])
+def models(state: Annotated[ServerState, Depends(get_state)]):
+    """The model this server loaded (one, shared by every request) and the models pixgrep knows."""
+    return {"served": _served(state), "known": known_models()}
+
+
+@router.get("/models/{name:path}", tags=["models"])
+def model_info(name: str, state: Annotated[ServerState, Depends(get_state)]):
+    """The served model by name or id; 404 for any other."""
+    if not state.serves_model(name):
+        raise not_found(f"unknown model {name!r}: this server serves {state.model_name!r}")
+    return _served(state)
+
+
+class IndexIn(BaseModel):
+    folder: str = Field(description="an absolute folder path on the server's machine")
+
+
+@router.post("/index", status_code=202, tags=["catalog"])
+def start_index(body: IndexIn, state: Annotated[ServerState, Depends(get_state)]):
+    """Start indexing a folder in the background (409 while another run is going); poll GET /api/index."""
+    return JSONResponse(state.runner.start(body.folder), status_code=202)
+
+
+@router.get("/index", tags=["catalog"])
+def index_status(state: Annotated[ServerState, Depends(get_state)]):
+    """The current or last index run: state (idle, running, done, failed), folder, running summary."""
+    return state.runner.status()

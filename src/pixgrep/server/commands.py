@@ -1,0 +1,97 @@
+"""`pixgrep serve`: the web page and HTTP API on uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+
+from pixgrep.errors import PixgrepError
+
+LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def register(subparsers) -> None:
+    from pixgrep.cli import add_common_options
+
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve the catalog on a web page and an HTTP API",
+        description="Serve the catalog: a web page to search it (text, dropped images, the refine loop), "
+        "pixgrep's HTTP API (OpenAPI page at /docs) and a clip-retrieval compatible /knn-service.",
+        epilog="examples:\n"
+        "  pixgrep serve                                   http://127.0.0.1:8000/\n"
+        "  pixgrep serve --port 9000 --model pixgrep-mini\n"
+        "  PIXGREP_TOKEN=s3cret pixgrep serve --host 0.0.0.0  others open http://HOST:8000/?token=s3cret\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    add_common_options(parser)
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("PIXGREP_TOKEN"),
+        help="access token every request must carry (default: $PIXGREP_TOKEN); required when --host is "
+        "not a loopback address",
+    )
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let pages from this origin call the API from a browser (repeatable; e.g. a hosted "
+        "clip-retrieval front end). Off by default.",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0 < args.port < 65536:
+        raise PixgrepError(f"--port must be between 1 and 65535, not {args.port}")
+    if not is_loopback(args.host) and not args.token:
+        raise PixgrepError(
+            f"serving on {args.host} lets other machines in: set --token or $PIXGREP_TOKEN "
+            "(or serve on 127.0.0.1)"
+        )
+    try:
+        import uvicorn
+
+        from pixgrep.server.app import create_app
+    except ImportError as exc:
+        hint = f"pip install 'pixgrep[serve]' ({exc.name} is missing)"
+        raise PixgrepError(f"the server needs its extra: {hint}") from None
+
+    _check_port_free(args.host, args.port)
+    app = create_app(args.catalog, model=args.model, token=args.token, cors_origins=args.cors_origin)
+    where = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}/"
+    print(f"pixgrep: serving {app.state.pixgrep.catalog.path} at {where}", flush=True)
+    if args.token:
+        print("pixgrep: requests must carry the token (Authorization: Bearer, or ?token=)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """uvicorn exits with a log line when it cannot bind; say it in pixgrep's one-line way first."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise PixgrepError(f"cannot listen on {host}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise PixgrepError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

@@ -1,0 +1,159 @@
+"""Turn HTTP inputs into search-engine terms, run the search on the shared catalog, shape results."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import time
+from pathlib import Path
+
+from fastapi import HTTPException
+
+from pixgrep.errors import PixgrepError
+from pixgrep.records import SearchResult
+from pixgrep.server.state import ServerState
+
+TERM_KINDS = ("text", "url", "bytes", "image_id", "vector")  # "path" is refused over HTTP, see below
+
+
+def parse_terms(query: str) -> list:
+    from pixgrep.search.query import parse_query
+
+    terms = list(parse_query(query))
+    for term in terms:
+        # A file path would let a client probe the server's disk; images come as uploads or ids.
+        if term.kind == "path":
+            raise PixgrepError(
+                f"image paths are not accepted over HTTP ({term.value}): "
+                "upload the image or use its catalog id"
+            )
+    return terms
+
+
+def make_term(kind: str, value, weight: float = 1.0):
+    from pixgrep.search.query import Term
+
+    if kind not in TERM_KINDS:
+        raise PixgrepError(f"unknown term kind {kind!r}; use one of {', '.join(TERM_KINDS)}")
+    if kind == "text" and not (isinstance(value, str) and value.strip()):
+        raise PixgrepError("a text term needs non-empty text")
+    if kind == "url" and not (isinstance(value, str) and value.startswith(("http://", "https://"))):
+        raise PixgrepError("a url term needs an http:// or https:// URL")
+    if kind == "image_id":
+        if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+            raise PixgrepError("an image_id term needs a catalog image id (a whole number)")
+        value = int(value)
+    if kind == "bytes":
+        value = decode_base64(value)
+    if kind == "vector":
+        import numpy as np
+
+        if not isinstance(value, list) or not value:
+            raise PixgrepError("a vector term needs a list of numbers")
+        value = np.asarray(value, dtype=np.float32)
+    return Term(float(weight), kind, value)
+
+
+def decode_base64(value) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise PixgrepError("an image must be given as base64 text")
+    if value.startswith("data:") and "," in value:  # a data: URL from a browser
+        value = value.split(",", 1)[1]
+    try:
+        return base64.b64decode(value, validate=False)
+    except (binascii.Error, ValueError):
+        raise PixgrepError("the image is not valid base64") from None
+
+
+def check_model(state: ServerState, model: str | None) -> None:
+    if model and not state.serves_model(model):
+        raise PixgrepError(f"unknown model {model!r}: this server serves {state.model_name!r} only")
+
+
+def normalise_roots(roots: list[str] | None) -> list[str] | None:
+    cleaned = []
+    for root in roots or []:
+        if not root or not root.strip():
+            continue
+        path = Path(os.path.expanduser(root.strip()))
+        if not path.is_absolute():
+            raise PixgrepError(f"folder scope must be an absolute path: {root}")
+        cleaned.append(str(path))
+    return cleaned or None
+
+
+def check_vector_terms(state: ServerState, terms: list) -> None:
+    dim = state.catalog.encoder.dim
+    for term in terms:
+        if term.kind == "vector" and term.value.shape != (dim,):
+            raise PixgrepError(
+                f"a vector term has {term.value.size} numbers; this model's vectors have {dim}"
+            )
+
+
+def run_search(
+    state: ServerState,
+    terms: list,
+    *,
+    roots: list[str] | None,
+    k: int,
+    offset: int,
+    threshold: float | None,
+    after: str | None = None,
+    before: str | None = None,
+) -> tuple[list[SearchResult], float]:
+    from pixgrep.search.engine import search
+
+    if not terms:
+        raise PixgrepError("nothing to search for: give a query, an image, an image URL or an image id")
+    check_vector_terms(state, terms)
+    started = time.perf_counter()
+    with state.lock:
+        ids = [t.value for t in terms if t.kind == "image_id"]
+        known = state.catalog.db.images_by_id(ids) if ids else {}
+        missing = [i for i in ids if i not in known]
+        if missing:
+            raise not_found(f"no image with id {missing[0]} in the catalog")
+        results = search(
+            state.catalog.db,
+            state.catalog.encoder,
+            terms,
+            roots=roots,
+            k=k,
+            offset=offset,
+            threshold=threshold,
+            after=after or None,
+            before=before or None,
+        )
+    return results, (time.perf_counter() - started) * 1000
+
+
+def result_json(result: SearchResult) -> dict:
+    return {
+        "id": result.image_id,
+        "path": result.path,
+        "name": os.path.basename(result.path),
+        "score": round(float(result.score), 6),
+        "size": result.size,
+        "width": result.width,
+        "height": result.height,
+        "taken_at": result.taken_at,
+        "thumb": f"/api/images/{result.image_id}/thumb",
+        "file": f"/api/images/{result.image_id}/file",
+    }
+
+
+def response_json(results: list[SearchResult], *, k: int, offset: int, took_ms: float) -> dict:
+    return {
+        "results": [result_json(r) for r in results],
+        "k": k,
+        "offset": offset,
+        # A full page may have more behind it; a short page is the end.
+        "next_offset": offset + len(results) if len(results) == k else None,
+        "took_ms": round(took_ms, 2),
+    }
+
+
+def not_found(message: str) -> HTTPException:
+    return HTTPException(status_code=404, detail=message)

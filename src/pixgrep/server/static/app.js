@@ -1,0 +1,437 @@
+// pixgrep's web page: plain JavaScript, no build step.
+//
+// Every search is a "step" kept in a trail. A step knows how to ask the API for one page of
+// results: a text query (GET /api/search), an uploaded image (POST /api/search/image) or weighted
+// terms (POST /api/search: "more like this" and the refine loop). Clicking a step in the trail
+// runs it again; taking a new step after going back drops the steps that came after.
+"use strict";
+
+const PAGE = 40;
+const REJECT_WEIGHT = 0.5; // how hard the rejected images, together, push the next query away
+
+const $ = (id) => document.getElementById(id);
+const els = {
+  form: $("search-form"), q: $("q"), file: $("file"), uploadLabel: $("upload-label"),
+  threshold: $("threshold"), thresholdValue: $("threshold-value"), folder: $("folder"),
+  folders: $("folders"), trail: $("trail"), steps: $("trail-steps"), back: $("trail-back"),
+  status: $("status"), grid: $("grid"), more: $("more"), sentinel: $("sentinel"),
+  drop: $("drop-overlay"), viewer: $("viewer"), viewerImg: $("viewer-img"),
+  viewerName: $("viewer-name"), viewerDetails: $("viewer-details"), moreLike: $("more-like"),
+  rejectOne: $("reject-one"), openFull: $("open-full"), refineForm: $("refine-form"),
+  refineText: $("refine-text"), refineHint: $("refine-hint"), close: $("viewer-close"),
+};
+
+// --- access token: given once as ?token=, then sent with every request ---------------------
+const token = (() => {
+  const params = new URLSearchParams(location.search);
+  const given = params.get("token");
+  if (given) sessionStorage.setItem("pixgrep_token", given);
+  return given || sessionStorage.getItem("pixgrep_token");
+})();
+
+function withToken(url) {
+  if (!token) return url;
+  return url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
+}
+
+async function api(url, options = {}) {
+  const headers = new Headers(options.headers || {});
+  if (token) headers.set("Authorization", "Bearer " + token);
+  const response = await fetch(url, { ...options, headers });
+  let body = null;
+  try { body = await response.json(); } catch (_) { /* not JSON */ }
+  if (!response.ok) {
+    throw new Error((body && body.error) || `the server answered ${response.status}`);
+  }
+  return body;
+}
+
+// --- state ---------------------------------------------------------------------------------
+const state = {
+  steps: [],        // {label, kind, ...request fields, rejected: Set of ids carried forward}
+  current: -1,
+  results: [],      // what the grid shows for the current step
+  nextOffset: null,
+  loading: false,
+  rejected: new Set(), // ids marked "not this" while looking at the current step
+  open: null,       // the result shown in the viewer
+  generation: 0,    // bumps on every new run, so a late answer to an old one is dropped
+};
+
+function scope() {
+  const threshold = parseFloat(els.threshold.value);
+  return {
+    threshold: threshold > 0 ? threshold : null,
+    roots: els.folder.value.trim() ? [els.folder.value.trim()] : [],
+  };
+}
+
+// One page of results for a step.
+async function fetchPage(step, offset) {
+  const { threshold, roots } = scope();
+  if (step.kind === "text") {
+    const params = new URLSearchParams({ q: step.q, k: PAGE, offset });
+    if (threshold !== null) params.set("threshold", threshold);
+    roots.forEach((r) => params.append("root", r));
+    return api("/api/search?" + params);
+  }
+  if (step.kind === "upload") {
+    const form = new FormData();
+    form.append("file", step.file, step.file.name || "pasted-image");
+    form.append("k", PAGE);
+    form.append("offset", offset);
+    if (threshold !== null) form.append("threshold", threshold);
+    roots.forEach((r) => form.append("root", r));
+    return api("/api/search/image", { method: "POST", body: form });
+  }
+  return api("/api/search", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ terms: step.terms, k: PAGE, offset, threshold, roots }),
+  });
+}
+
+// --- running steps -------------------------------------------------------------------------
+function addStep(step) {
+  state.steps = state.steps.slice(0, state.current + 1);
+  state.steps.push(step);
+  goTo(state.steps.length - 1);
+}
+
+async function goTo(index) {
+  if (index < 0 || index >= state.steps.length) return;
+  state.current = index;
+  const step = state.steps[index];
+  state.rejected = new Set(step.rejected || []);
+  renderTrail();
+  if (step.kind === "text") els.q.value = step.q;
+  await run(step, 0);
+}
+
+async function run(step, offset) {
+  const generation = offset === 0 ? ++state.generation : state.generation;
+  state.loading = true;
+  setStatus(offset === 0 ? "Searching…" : "Loading more…");
+  try {
+    const page = await fetchPage(step, offset);
+    if (generation !== state.generation) return;
+    if (offset === 0) {
+      state.results = [];
+      els.grid.replaceChildren();
+      window.scrollTo({ top: 0 });
+    }
+    state.results.push(...page.results);
+    state.nextOffset = page.next_offset;
+    appendTiles(page.results);
+    const n = state.results.length;
+    setStatus(n ? `${n}${state.nextOffset !== null ? "+" : ""} result${n === 1 ? "" : "s"} for ${step.label}`
+      : `Nothing found for ${step.label}` + (scope().threshold !== null ? " (try a lower min score)" : ""));
+  } catch (error) {
+    if (generation === state.generation) setStatus(error.message, true);
+  } finally {
+    if (generation === state.generation) state.loading = false;
+    els.more.hidden = state.nextOffset === null;
+    document.body.classList.toggle("has-results", state.steps.length > 0);
+  }
+}
+
+function loadMore() {
+  if (state.loading || state.nextOffset === null || state.current < 0) return;
+  run(state.steps[state.current], state.nextOffset);
+}
+
+function setStatus(text, isError = false) {
+  els.status.textContent = text;
+  els.status.classList.toggle("error", isError);
+}
+
+// --- rendering -----------------------------------------------------------------------------
+function describe(result) {
+  const date = result.taken_at ? `captured ${result.taken_at.replace("T", " ")}` : "no capture date";
+  return `${result.name}\n${date}\nscore ${result.score.toFixed(3)}`;
+}
+
+function appendTiles(results) {
+  const fragment = document.createDocumentFragment();
+  for (const result of results) {
+    const item = document.createElement("li");
+    item.dataset.id = result.id;
+    item.classList.toggle("rejected", state.rejected.has(result.id));
+
+    const tile = document.createElement("button");
+    tile.type = "button";
+    tile.className = "tile";
+    tile.title = describe(result);
+    tile.setAttribute("aria-label", `${result.name}, score ${result.score.toFixed(3)}`);
+    const img = document.createElement("img");
+    img.loading = "lazy";
+    img.alt = result.name;
+    img.src = withToken(result.thumb);
+    const score = document.createElement("span");
+    score.className = "score";
+    score.textContent = result.score.toFixed(3);
+    const caption = document.createElement("span");
+    caption.className = "caption";
+    caption.textContent = result.name + (result.taken_at ? " · " + result.taken_at.slice(0, 10) : "");
+    tile.append(img, score, caption);
+    tile.addEventListener("click", () => openViewer(result));
+
+    const reject = document.createElement("button");
+    reject.type = "button";
+    reject.className = "reject";
+    reject.textContent = "✕";
+    reject.title = "Not this (x): push it away in the next refine step";
+    reject.setAttribute("aria-label", `Not this: ${result.name}`);
+    reject.setAttribute("aria-pressed", String(state.rejected.has(result.id)));
+    reject.addEventListener("click", () => toggleReject(result.id));
+
+    item.append(tile, reject);
+    fragment.append(item);
+  }
+  els.grid.append(fragment);
+}
+
+function toggleReject(id) {
+  if (state.rejected.has(id)) state.rejected.delete(id); else state.rejected.add(id);
+  const on = state.rejected.has(id);
+  const item = els.grid.querySelector(`li[data-id="${id}"]`);
+  if (item) {
+    item.classList.toggle("rejected", on);
+    item.querySelector(".reject").setAttribute("aria-pressed", String(on));
+  }
+  if (state.open && state.open.id === id) els.rejectOne.setAttribute("aria-pressed", String(on));
+  updateRefineHint();
+}
+
+function renderTrail() {
+  els.trail.hidden = state.steps.length === 0;
+  els.back.disabled = state.current <= 0;
+  els.steps.replaceChildren(...state.steps.map((step, i) => {
+    const item = document.createElement("li");
+    if (i > state.current) item.classList.add("later");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = step.label;
+    button.title = `Step ${i + 1}: ${step.label}`;
+    if (i === state.current) button.setAttribute("aria-current", "step");
+    button.addEventListener("click", () => goTo(i));
+    item.append(button);
+    return item;
+  }));
+}
+
+// --- the viewer and the refine loop --------------------------------------------------------
+function openViewer(result) {
+  state.open = result;
+  els.viewerImg.src = withToken(`/api/images/${result.id}/thumb?size=1024`);
+  els.viewerImg.alt = result.name;
+  els.viewerName.textContent = result.name;
+  const parts = [result.path];
+  if (result.width && result.height) parts.push(`${result.width}×${result.height}`);
+  parts.push(result.taken_at ? `captured ${result.taken_at.replace("T", " ")}` : "no capture date");
+  parts.push(`score ${result.score.toFixed(3)}`);
+  els.viewerDetails.textContent = parts.join(" · ");
+  els.openFull.href = withToken(result.file);
+  els.rejectOne.setAttribute("aria-pressed", String(state.rejected.has(result.id)));
+  els.refineText.value = "";
+  updateRefineHint();
+  if (!els.viewer.open) els.viewer.showModal();
+  els.refineText.focus();
+}
+
+function closeViewer() {
+  if (els.viewer.open) els.viewer.close();
+}
+
+function otherRejected() {
+  return [...state.rejected].filter((id) => !state.open || id !== state.open.id);
+}
+
+function updateRefineHint() {
+  const n = otherRejected().length;
+  els.refineHint.textContent = n
+    ? `The next search starts from this picture, adds your change, and avoids the ${n} picture${n === 1 ? "" : "s"} marked "not this".`
+    : "The next search starts from this picture and adds your change. Mark results with ✕ to avoid them.";
+}
+
+function rejectTerms(ids) {
+  const weight = -REJECT_WEIGHT / Math.max(1, ids.length);
+  return ids.map((id) => ({ kind: "image_id", value: id, weight }));
+}
+
+function moreLikeThis() {
+  const result = state.open;
+  closeViewer();
+  const rejected = otherRejected();
+  addStep({
+    kind: "terms",
+    label: `like ${result.name}`,
+    terms: [{ kind: "image_id", value: result.id, weight: 1 }, ...rejectTerms(rejected)],
+    rejected,
+  });
+}
+
+function refine(event) {
+  event.preventDefault();
+  const change = els.refineText.value.trim();
+  if (!change) { moreLikeThis(); return; }
+  const result = state.open;
+  closeViewer();
+  const rejected = otherRejected();
+  addStep({
+    kind: "terms",
+    label: `${result.name} + “${change}”` + (rejected.length ? ` − ${rejected.length}` : ""),
+    terms: [
+      { kind: "image_id", value: result.id, weight: 1 },
+      { kind: "text", value: change, weight: 1 },
+      ...rejectTerms(rejected),
+    ],
+    rejected,
+  });
+}
+
+// --- input: the search box, images (choose, drop, paste), options ---------------------------
+function searchText(event) {
+  event.preventDefault();
+  const q = els.q.value.trim();
+  if (!q) { els.q.focus(); return; }
+  addStep({ kind: "text", q, label: `“${q}”`, rejected: [] });
+}
+
+function searchImage(file) {
+  if (!file || !file.type.startsWith("image/")) {
+    setStatus("That is not an image file.", true);
+    return;
+  }
+  closeViewer();
+  addStep({ kind: "upload", file, label: `image ${file.name || "(pasted)"}`, rejected: [] });
+}
+
+function rerun() {
+  if (state.current >= 0) run(state.steps[state.current], 0);
+}
+
+function updateThresholdLabel() {
+  const value = parseFloat(els.threshold.value);
+  els.thresholdValue.textContent = value > 0 ? value.toFixed(2) : "off";
+}
+
+let dragDepth = 0;
+function hasFiles(event) {
+  return event.dataTransfer && [...event.dataTransfer.types].includes("Files");
+}
+
+// --- keyboard ------------------------------------------------------------------------------
+function typing(target) {
+  return target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.isContentEditable);
+}
+
+function moveFocus(key) {
+  const tiles = [...els.grid.querySelectorAll(".tile")];
+  const index = tiles.indexOf(document.activeElement);
+  if (index < 0) { if (tiles[0]) tiles[0].focus(); return; }
+  const top = tiles[0].getBoundingClientRect().top;
+  const perRow = Math.max(1, tiles.filter((t) => t.getBoundingClientRect().top === top).length);
+  const step = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -perRow, ArrowDown: perRow }[key];
+  const target = tiles[Math.min(tiles.length - 1, Math.max(0, index + step))];
+  target.focus();
+  target.scrollIntoView({ block: "nearest" });
+  if (index + step >= tiles.length - perRow) loadMore();
+}
+
+function onKey(event) {
+  if (event.ctrlKey || event.metaKey || event.altKey) {
+    if (event.altKey && event.key === "ArrowLeft" && !els.viewer.open) { goTo(state.current - 1); event.preventDefault(); }
+    return;
+  }
+  if (els.viewer.open) {
+    if (typing(event.target)) return;
+    if (event.key === "m") { moreLikeThis(); event.preventDefault(); }
+    if (event.key === "x" && state.open) { toggleReject(state.open.id); event.preventDefault(); }
+    return;
+  }
+  if (typing(event.target)) {
+    if (event.key === "Escape") event.target.blur();
+    return;
+  }
+  if (event.key === "/") { els.q.focus(); els.q.select(); event.preventDefault(); }
+  else if (event.key === "[") goTo(state.current - 1);
+  else if (event.key === "]") goTo(state.current + 1);
+  else if (["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown"].includes(event.key)
+           && (document.activeElement === document.body || document.activeElement.classList.contains("tile"))) {
+    moveFocus(event.key);
+    event.preventDefault();
+  } else if (event.key === "x" && document.activeElement.classList.contains("tile")) {
+    toggleReject(Number(document.activeElement.parentElement.dataset.id));
+  }
+}
+
+// --- wiring --------------------------------------------------------------------------------
+function wire() {
+  els.form.addEventListener("submit", searchText);
+  els.file.addEventListener("change", () => { searchImage(els.file.files[0]); els.file.value = ""; });
+  els.uploadLabel.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") { els.file.click(); event.preventDefault(); }
+  });
+  els.threshold.addEventListener("input", updateThresholdLabel);
+  els.threshold.addEventListener("change", rerun);
+  els.folder.addEventListener("change", rerun);
+  els.folder.addEventListener("keydown", (event) => { if (event.key === "Enter") { event.preventDefault(); rerun(); } });
+  els.back.addEventListener("click", () => goTo(state.current - 1));
+  els.more.addEventListener("click", loadMore);
+  els.moreLike.addEventListener("click", moreLikeThis);
+  els.rejectOne.addEventListener("click", () => state.open && toggleReject(state.open.id));
+  els.refineForm.addEventListener("submit", refine);
+  els.close.addEventListener("click", closeViewer);
+  els.viewer.addEventListener("click", (event) => { if (event.target === els.viewer) closeViewer(); });
+  els.viewer.addEventListener("close", () => {
+    const item = state.open && els.grid.querySelector(`li[data-id="${state.open.id}"] .tile`);
+    if (item) item.focus();
+  });
+  document.addEventListener("keydown", onKey);
+
+  window.addEventListener("dragenter", (event) => {
+    if (!hasFiles(event)) return;
+    dragDepth++;
+    els.drop.hidden = false;
+  });
+  window.addEventListener("dragleave", () => { if (--dragDepth <= 0) { dragDepth = 0; els.drop.hidden = true; } });
+  window.addEventListener("dragover", (event) => { if (hasFiles(event)) event.preventDefault(); });
+  window.addEventListener("drop", (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault();
+    dragDepth = 0;
+    els.drop.hidden = true;
+    searchImage(event.dataTransfer.files[0]);
+  });
+  document.addEventListener("paste", (event) => {
+    const items = [...(event.clipboardData ? event.clipboardData.items : [])];
+    const image = items.find((item) => item.kind === "file" && item.type.startsWith("image/"));
+    if (!image) return; // ordinary text paste into a box
+    event.preventDefault();
+    searchImage(image.getAsFile());
+  });
+
+  new IntersectionObserver((entries) => {
+    if (entries.some((entry) => entry.isIntersecting)) loadMore();
+  }, { rootMargin: "600px" }).observe(els.sentinel);
+
+  updateThresholdLabel();
+}
+
+async function start() {
+  wire();
+  try {
+    const stats = await api("/api/stats");
+    els.q.placeholder = `Describe a picture: ${stats.searchable} images (press / to type here)`;
+    const { folders } = await api("/api/folders");
+    els.folders.replaceChildren(...folders.map(({ folder }) => Object.assign(document.createElement("option"), { value: folder })));
+  } catch (error) {
+    setStatus(error.message, true);
+  }
+  const initial = new URLSearchParams(location.search).get("q");
+  if (initial) { els.q.value = initial; addStep({ kind: "text", q: initial, label: `“${initial}”`, rejected: [] }); }
+  else els.q.focus();
+}
+
+start();
