@@ -312,3 +312,15 @@ def test_labels_parsing(tmp_path):
     assert read_labels(file=f) == ["cat", "sea lion"]
     with pytest.raises(PixgrepError, match="no labels"):
         read_labels(" , ")
+
+
+def test_templates():
+    from pixgrep.eval.templates import SINGLE_TEMPLATE, imagenet_templates, templates_for
+
+    templates = imagenet_templates()
+    assert len(templates) == 80 == len(set(templates))
+    assert all(t.count("{}") == 1 for t in templates)
+    assert templates[0] == "a bad photo of a {}." and "a photo of a {}." in templates
+    assert templates_for("single") == [SINGLE_TEMPLATE] and templates_for("ensemble") == templates
+    with pytest.raises(PixgrepError, match="no such file"):
+        templates_for("no-such-templates.txt")
