@@ -123,9 +123,65 @@ def _generated_images() -> dict[str, Image.Image]:
 def test_generated_images_of_odd_sizes_and_modes_match(reference, encoder):
     images = _generated_images()
     assert {im.mode for im in images.values()} >= {
-        "P", "PA", "RGBA", "LA", "L", "1", "CMYK", "I;16", "I", "F", "LAB", "YCbCr"
+        "P",
+        "PA",
+        "RGBA",
+        "LA",
+        "L",
+        "1",
+        "CMYK",
+        "I;16",
+        "I",
+        "F",
+        "LAB",
+        "YCbCr",
     }
     expected = _reference_images(reference, list(images.values()))
     got = encoder.encode_images(list(images.values()))
     cos = _cosines(got, expected)
     assert cos.min() >= MIN_COSINE, dict(zip(images, cos.round(6), strict=True))
+
+
+def _decodable(folder) -> dict[str, Image.Image]:
+    from pixgrep.catalog.decode import ImageDecodeError, open_image
+
+    images = {}
+    for path in sorted(folder.iterdir()):
+        try:
+            images[path.name] = open_image(path)
+        except ImageDecodeError:
+            continue
+    return images
+
+
+@pytest.mark.parametrize("folder", ["imagenet-sample", "odd-images"])
+def test_real_photos_match(reference, encoder, folder):
+    from conftest import shared_data
+
+    images = _decodable(shared_data(folder))
+    assert len(images) >= 30
+    names, pictures = list(images), list(images.values())
+    got = np.concatenate([encoder.encode_images(pictures[i : i + 128]) for i in range(0, len(pictures), 128)])
+    expected = np.concatenate(
+        [_reference_images(reference, pictures[i : i + 128]) for i in range(0, len(pictures), 128)]
+    )
+    cos = _cosines(got, expected)
+    worst = np.argsort(cos)[:5]
+    assert cos.min() >= MIN_COSINE, {names[i]: round(float(cos[i]), 6) for i in worst}
+
+
+def test_preprocess_is_bit_identical_for_every_mode(reference, encoder):
+    _, preprocess, _ = reference
+    for name, image in _generated_images().items():
+        np.testing.assert_array_equal(encoder.preprocess(image), preprocess(image).numpy(), err_msg=name)
+
+
+def test_batches_and_singles_agree(encoder):
+    images = list(_generated_images().values())[:6]
+    together = encoder.encode_images(images)
+    alone = np.concatenate([encoder.encode_images([im]) for im in images])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    texts = TEXTS[:5]
+    np.testing.assert_allclose(
+        encoder.encode_texts(texts), np.concatenate([encoder.encode_texts([t]) for t in texts]), atol=1e-5
+    )

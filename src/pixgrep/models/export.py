@@ -36,9 +36,7 @@ def _import_export_deps():
     return torch, open_clip
 
 
-def export_open_clip(
-    arch: str, pretrained: str | None, out: Path, *, model_cfg: dict | None = None
-) -> Path:
+def export_open_clip(arch: str, pretrained: str | None, out: Path, *, model_cfg: dict | None = None) -> Path:
     """Write the model folder for open_clip architecture `arch` into `out` and return `out`.
 
     pretrained: a tag of open_clip's pretrained table, a local checkpoint file, or None / "none" for
@@ -61,7 +59,11 @@ def export_open_clip(
     torch.backends.mha.set_fastpath_enabled(False)  # the fused attention path does not trace
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = open_clip.create_model(arch, pretrained=pretrained, require_pretrained=bool(pretrained))
+        try:
+            model = open_clip.create_model(arch, pretrained=pretrained, require_pretrained=bool(pretrained))
+        except (RuntimeError, OSError, KeyError, ValueError) as exc:  # download failed, bad checkpoint
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise PixgrepError(f"cannot load {arch} with weights {pretrained!r}: {reason}") from None
     model.eval()
     for param in model.parameters():
         param.requires_grad_(False)

@@ -41,14 +41,16 @@ class ModelFolder:
         return self.path / "textual" / "tokenizer_config.json"
 
     def fingerprint(self) -> str:
-        """"<folder name>@<8 hex>": hashed from config.json's bytes and the name and size of every
+        """ "<folder name>@<8 hex>": hashed from config.json's bytes and the name and size of every
         file of visual/ and textual/ (ONNX graphs, external weights, tokenizer), so vectors stored
         in a catalog stay keyed to this exact model without reading hundreds of MB."""
         digest = hashlib.sha256((self.path / "config.json").read_bytes())
         for sub in ("visual", "textual"):
             for file in sorted((self.path / sub).rglob("*")):
                 if file.is_file() and not file.name.startswith("."):
-                    digest.update(f"\0{file.relative_to(self.path).as_posix()}\0{file.stat().st_size}".encode())
+                    digest.update(
+                        f"\0{file.relative_to(self.path).as_posix()}\0{file.stat().st_size}".encode()
+                    )
         return f"{self.path.resolve().name}@{digest.hexdigest()[:8]}"
 
 

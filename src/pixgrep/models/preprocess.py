@@ -115,7 +115,8 @@ def _keep_ratio_size(image: Image.Image, target: tuple[int, int], *, longest: bo
     h, w = image.size[1], image.size[0]
     ratio_h, ratio_w = h / target[0], w / target[1]
     ratio = max(ratio_h, ratio_w) if longest else min(ratio_h, ratio_w)
-    return round(h / ratio), round(w / ratio)
+    # open_clip crashes on a zero side (a 3000x10 strip fitted into 48 px); keep at least one pixel
+    return max(1, round(h / ratio)), max(1, round(w / ratio))
 
 
 def _resize(image: Image.Image, size_hw: tuple[int, int], interpolation) -> Image.Image:

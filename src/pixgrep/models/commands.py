@@ -1,0 +1,239 @@
+"""`pixgrep models list | info | download | export`: what models exist, what is cached, make new ones."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pixgrep.errors import PixgrepError
+
+_FIGURES = (
+    ("imagenet_top1", "IN top1"),
+    ("flickr_i2t_r1", "F30k i2t"),
+    ("flickr_t2i_r1", "F30k t2i"),
+    ("coco_i2t_r1", "COCO i2t"),
+    ("coco_t2i_r1", "COCO t2i"),
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "models",
+        help="list, inspect, download and export models",
+        description="Models are folders (docs/model-format.md): registry names are downloaded from the "
+        "Hugging Face hub into the cache on first use; any model folder path works too.",
+    )
+    sub = parser.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser(
+        "list",
+        help="known models, which are cached, size on disk, published quality",
+        description="Known models with embedding size, image size, whether they are in the cache (and "
+        "its size on disk), and open_clip's published zero-shot figures: ImageNet top-1 and "
+        "Recall@1 for Flickr30k and COCO retrieval, image->text and text->image (%%). "
+        "'-' is a figure we have not checked. * marks the default.",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    p.set_defaults(func=run_list)
+
+    p = sub.add_parser(
+        "info",
+        help="details of one model (registry name or folder)",
+        description="Details of a registry model or a model folder: files, config, preprocessing, "
+        "the model id stored with catalog vectors, and how the text tower is fed.",
+    )
+    p.add_argument("model", metavar="NAME_OR_DIR", help="registry name or model folder")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run_info)
+
+    p = sub.add_parser(
+        "download",
+        help="fetch a registry model into the cache now (or build pixgrep-mini)",
+        description="Download a registry model into the cache (otherwise done on first use).",
+    )
+    p.add_argument("model", metavar="NAME", help="registry name (see `pixgrep models list`)")
+    p.set_defaults(func=run_download)
+
+    p = sub.add_parser(
+        "export",
+        help="export an open_clip model to a model folder (needs pixgrep[export])",
+        description="Write a model folder from any open_clip architecture. Needs torch and open_clip: "
+        "pip install 'pixgrep[export]'.",
+        epilog="examples:\n"
+        "  pixgrep models export ViT-B-32 --pretrained laion2b_s34b_b79k --out ~/models/b32\n"
+        "  pixgrep models export ViT-B-32 --pretrained none --out /tmp/b32-random\n"
+        "  pixgrep models export ViT-B-16 --pretrained ./finetuned.pt --out ~/models/mine",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("arch", metavar="ARCH", help="open_clip architecture, e.g. ViT-B-32")
+    p.add_argument(
+        "--pretrained",
+        required=True,
+        metavar="TAG|none|FILE",
+        help="open_clip pretrained tag, 'none' for random weights, or a local checkpoint file",
+    )
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder to write")
+    p.add_argument("--force", action="store_true", help="overwrite a non-empty DIR")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(func=run_export)
+
+
+def folder_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def list_models() -> list[dict]:
+    """Registry entries with their cache state (no download, no build)."""
+    from pixgrep.models import hub, registry
+
+    rows = []
+    for spec in registry.MODELS.values():
+        cached = hub.is_cached(spec)
+        row = spec.as_dict()
+        row["default"] = spec.name == registry.DEFAULT_MODEL
+        row["cached"] = cached
+        row["path"] = str(hub.cached_folder(spec)) if cached else None
+        row["size_bytes"] = folder_size(hub.cached_folder(spec)) if cached else None
+        if cached and row["dim"] is None:  # pixgrep-mini: read what the built folder says
+            config = json.loads((hub.cached_folder(spec) / "config.json").read_text())
+            row["dim"] = config.get("embed_dim")
+            row["image_size"] = config.get("vision_cfg", {}).get("image_size")
+        rows.append(row)
+    return rows
+
+
+def run_list(args: argparse.Namespace) -> int:
+    rows = list_models()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = ["name", "dims", "px", "cached", *(label for _, label in _FIGURES)]
+    table = [header]
+    for r in rows:
+        cached = human_size(r["size_bytes"]) if r["cached"] else "no"
+        figures = ["-" if r[key] is None else f"{r[key]:.1f}" for key, _ in _FIGURES]
+        name = r["name"] + (" *" if r["default"] else "")
+        table.append([name, _dash(r["dim"]), _dash(r["image_size"]), cached, *figures])
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print(
+            "  ".join(
+                cell.ljust(w) if i < 1 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+    print("\n* default.  Figures: open_clip's published zero-shot results (%); '-' = not checked.")
+    return 0
+
+
+def _dash(value) -> str:
+    return "-" if value is None else str(value)
+
+
+def model_info(name_or_dir: str) -> dict:
+    """What `pixgrep models info` shows, as a dict (no download for registry names)."""
+    from pixgrep.models import _looks_like_path, hub, registry
+    from pixgrep.models.folder import open_folder
+
+    info: dict = {}
+    if name_or_dir in registry.MODELS or not _looks_like_path(name_or_dir):
+        spec = registry.get_spec(name_or_dir)
+        info.update(spec.as_dict())
+        info["default"] = spec.name == registry.DEFAULT_MODEL
+        info["cached"] = hub.is_cached(spec)
+        if not info["cached"]:
+            return info
+        path = hub.cached_folder(spec)
+        info["model_id"] = spec.name
+    else:
+        path = Path(name_or_dir).expanduser()
+        info["model_id"] = None
+    folder = open_folder(path)
+    info["model_id"] = info["model_id"] or folder.fingerprint()
+    info["path"] = str(path)
+    info["size_bytes"] = folder_size(path)
+    info["files"] = {
+        f.relative_to(path).as_posix(): f.stat().st_size for f in sorted(path.rglob("*")) if f.is_file()
+    }
+    config = folder.config
+    info["embed_dim"] = config.get("embed_dim")
+    info["logit_scale"] = config.get("logit_scale", 100.0)
+    info["context_length"] = config.get("text_cfg", {}).get("context_length")
+    info["preprocess"] = folder.preprocess_cfg
+    info["text_inputs"] = _text_inputs(folder.textual_onnx)
+    return info
+
+
+def _text_inputs(path: Path) -> dict[str, str]:
+    from pixgrep.models.onnx_encoder import _Tower
+
+    tower = _Tower(path)
+    return {name: f"{i.type} {list(i.shape)}" for name, i in tower.inputs.items()}
+
+
+def run_info(args: argparse.Namespace) -> int:
+    info = model_info(args.model)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    skip = {"files", "preprocess", "text_inputs", "note"}
+    for key, value in info.items():
+        if key not in skip and value is not None:
+            print(f"{key:16} {human_size(value) if key == 'size_bytes' else value}")
+    if info.get("note"):
+        print(f"{'note':16} {info['note']}")
+    if "preprocess" in info:
+        pre = info["preprocess"]
+        print(f"{'preprocess':16} " + ", ".join(f"{k}={v}" for k, v in pre.items()))
+        print(f"{'text inputs':16} " + ", ".join(f"{k}: {v}" for k, v in info["text_inputs"].items()))
+        print("files:")
+        for name, size in info["files"].items():
+            print(f"  {name:40} {human_size(size):>10}")
+    elif not info.get("cached"):
+        print(
+            f"not cached: `pixgrep models download {info['name']}` fetches it (or it is fetched on first use)"
+        )
+    return 0
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from pixgrep.models import hub, registry
+    from pixgrep.models.folder import open_folder
+
+    spec = registry.get_spec(args.model)
+    path = hub.ensure_folder(spec)
+    open_folder(path)
+    print(f"{spec.name}: {path} ({human_size(folder_size(path))})")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from pixgrep.models.export import export_open_clip
+
+    out: Path = args.out.expanduser()
+    if out.exists() and any(out.iterdir()) and not args.force:
+        raise PixgrepError(f"{out} is not empty; pass --force to overwrite it")
+    if sys.stderr.isatty():
+        print(f"pixgrep: exporting {args.arch} ({args.pretrained}) to {out}", file=sys.stderr)
+    export_open_clip(args.arch, args.pretrained, out)
+    from pixgrep.models.folder import open_folder
+
+    folder = open_folder(out)
+    summary = {"path": str(out), "model_id": folder.fingerprint(), "size_bytes": folder_size(out)}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"wrote {out} ({human_size(summary['size_bytes'])}); use it with --model {out}")
+    return 0

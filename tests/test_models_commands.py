@@ -1,0 +1,73 @@
+"""`pixgrep models list | info | export` through the real CLI entry point."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from pixgrep.cli import main
+from pixgrep.models import registry
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIXGREP_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_list_json_shows_registry_and_cache_state(cache, capsys, tiny_model_dir):
+    shutil.copytree(tiny_model_dir, cache / "models" / "ViT-B-32__openai")
+    assert main(["models", "list", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == set(registry.MODELS)
+    default = rows[registry.DEFAULT_MODEL]
+    assert default["default"] and default["dim"] == 512 and default["image_size"] == 224
+    assert default["repo"] == "immich-app/ViT-B-32__laion2b_s34b_b79k" and default["cached"] is False
+    cached = rows["ViT-B-32__openai"]
+    assert cached["cached"] and cached["size_bytes"] > 1_000_000
+    assert {"imagenet_top1", "flickr_t2i_r1", "coco_i2t_r1"} <= set(cached)
+
+
+def test_list_table(cache, capsys):
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert f"{registry.DEFAULT_MODEL} *" in out and "pixgrep-mini" in out and "cached" in out
+
+
+def test_info_for_a_folder_and_for_a_name(capsys, tiny_model_dir, cache):
+    from pixgrep.models import load_encoder
+
+    assert main(["models", "info", str(tiny_model_dir), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["model_id"] == load_encoder(str(tiny_model_dir)).model_id
+    assert info["embed_dim"] == 32 and info["context_length"] == 77
+    assert info["text_inputs"] == {"text": "tensor(int32) ['batch_size', 77]"}
+    assert "visual/model.onnx" in info["files"]
+    assert main(["models", "info", "vit-b-32__openai"]) == 0
+    out = capsys.readouterr().out
+    assert "immich-app/ViT-B-32__openai" in out and "not cached" in out
+
+
+def test_export_cli_writes_a_loadable_folder(tmp_path, capsys, tiny_model_dir):
+    from tiny_model import ARCH
+
+    from pixgrep.models import load_encoder
+
+    out = tmp_path / "exported"
+    assert main(["models", "export", ARCH, "--pretrained", "none", "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["model_id"].startswith("exported@")
+    enc = load_encoder(str(out))
+    assert enc.encode_texts(["hello"]).shape == (1, 32)
+    assert main(["models", "export", ARCH, "--pretrained", "none", "--out", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_export_rejects_unknown_arch_and_tag(tmp_path, capsys):
+    pytest.importorskip("open_clip")
+    assert main(["models", "export", "ViT-Nope", "--pretrained", "none", "--out", str(tmp_path / "a")]) == 2
+    assert "unknown open_clip architecture" in capsys.readouterr().err
+    assert main(["models", "export", "ViT-B-32", "--pretrained", "bogus", "--out", str(tmp_path / "b")]) == 2
+    assert "neither a pretrained tag" in capsys.readouterr().err

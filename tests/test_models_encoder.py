@@ -1,0 +1,156 @@
+"""OnnxEncoder behaviour: lazy towers, threads, ids, batching, text inputs chosen from the graph."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pixgrep.models import load_encoder
+from pixgrep.models.base import Encoder
+from pixgrep.models.onnx_encoder import OnnxEncoder, available_cores
+
+
+def test_is_an_encoder_with_the_folder_facts(tiny_model_dir):
+    enc = load_encoder(tiny_model_dir)
+    assert isinstance(enc, OnnxEncoder) and isinstance(enc, Encoder)
+    assert enc.dim == 32
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    assert enc.logit_scale == pytest.approx(config["logit_scale"]) and enc.logit_scale != 100.0
+    assert enc.preprocess(Image.new("RGB", (70, 50))).shape == (3, 48, 48)
+
+
+def test_text_only_never_loads_the_image_tower_and_back(tiny_model_dir):
+    enc = load_encoder(str(tiny_model_dir))
+    assert enc.towers_loaded == ()
+    vectors = enc.encode_texts(["a cat", "a dog"])
+    assert enc.towers_loaded == ("textual",)
+    assert vectors.shape == (2, 32)
+    enc = load_encoder(str(tiny_model_dir))
+    enc.encode_images([Image.new("RGB", (64, 64), "red")])
+    assert enc.towers_loaded == ("visual",)
+
+
+def test_threads_follow_cpu_affinity(tiny_model_dir):
+    import os
+
+    enc = load_encoder(str(tiny_model_dir))
+    options = enc.textual.session.get_session_options()
+    assert options.intra_op_num_threads == available_cores() == len(os.sched_getaffinity(0))
+
+
+def test_model_id_for_folders_is_name_at_hash_and_tracks_content(tiny_model_dir, tmp_path):
+    enc = load_encoder(str(tiny_model_dir))
+    name, digest = enc.model_id.split("@")
+    assert name == tiny_model_dir.name and len(digest) == 8 and int(digest, 16) >= 0
+    assert load_encoder(str(tiny_model_dir)).model_id == enc.model_id  # stable
+    copy = tmp_path / tiny_model_dir.name
+    shutil.copytree(tiny_model_dir, copy)
+    assert load_encoder(str(copy)).model_id == enc.model_id  # same content, same id
+    config = json.loads((copy / "config.json").read_text())
+    config["logit_scale"] = 50.0
+    (copy / "config.json").write_text(json.dumps(config))
+    assert load_encoder(str(copy)).model_id != enc.model_id
+
+
+def test_empty_inputs_and_unit_rows(tiny_model_dir):
+    enc = load_encoder(str(tiny_model_dir))
+    assert enc.encode_texts([]).shape == (0, 32)
+    assert enc.encode_images([]).shape == (0, 32)
+    assert enc.encode_pixels(np.zeros((0, 3, 48, 48), np.float32)).shape == (0, 32)
+    many = enc.encode_images([Image.new("RGB", (9 + i, 40), (i, 2 * i, 3 * i)) for i in range(70)])
+    assert many.shape == (70, 32) and many.dtype == np.float32  # more than one ORT run (MAX_BATCH 64)
+    np.testing.assert_allclose(np.linalg.norm(many, axis=1), 1.0, atol=1e-5)
+
+
+def test_fixed_batch_graphs_run_one_at_a_time(tiny_model_dir, tmp_path):
+    """Immich exports its towers without a dynamic batch axis: batch 1 only."""
+    import onnx
+
+    folder = tmp_path / "fixed"
+    shutil.copytree(tiny_model_dir, folder)
+    model = onnx.load(str(folder / "visual" / "model.onnx"))
+    for value in (*model.graph.input, *model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_value = 1
+    onnx.save(model, str(folder / "visual" / "model.onnx"))
+    images = [Image.new("RGB", (50, 50), c) for c in ("red", "green", "blue")]
+    fixed = load_encoder(str(folder))
+    assert fixed.visual.fixed_batch == 1
+    np.testing.assert_allclose(
+        fixed.encode_images(images), load_encoder(str(tiny_model_dir)).encode_images(images), atol=1e-5
+    )
+
+
+# A Hugging Face style text tower (input_ids, attention_mask, token_type_ids): masked mean of an
+# embedding table, built directly with onnx.helper so the expected vectors can be computed here.
+def _hf_text_folder(tiny_model_dir, tmp_path, *, id_type, with_token_types):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from test_models_tokenizer import _wordpiece_file
+
+    folder = tmp_path / "hf"
+    shutil.copytree(tiny_model_dir / "visual", folder / "visual")
+    (folder / "textual").mkdir()
+    (folder / "config.json").write_text(json.dumps({"embed_dim": 8}))
+    table = np.random.default_rng(0).standard_normal((12, 8)).astype(np.float32)
+    elem = TensorProto.INT32 if id_type == np.int32 else TensorProto.INT64
+    inputs = [
+        helper.make_tensor_value_info("input_ids", elem, ["batch", "seq"]),
+        helper.make_tensor_value_info("attention_mask", elem, ["batch", "seq"]),
+    ]
+    nodes = [helper.make_node("Gather", ["table", "input_ids"], ["emb"])]
+    if with_token_types:  # emb + 0 * token type: the graph really consumes the third input
+        inputs.append(helper.make_tensor_value_info("token_type_ids", elem, ["batch", "seq"]))
+        nodes[0].output[0] = "emb0"
+        nodes += [
+            helper.make_node("Cast", ["token_type_ids"], ["ttf"], to=TensorProto.FLOAT),
+            helper.make_node("Unsqueeze", ["ttf", "axis2"], ["tt3"]),
+            helper.make_node("Mul", ["tt3", "zero"], ["tt0"]),
+            helper.make_node("Add", ["emb0", "tt0"], ["emb"]),
+        ]
+    nodes += [
+        helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["maskf", "axis2"], ["mask3"]),
+        helper.make_node("Mul", ["emb", "mask3"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked", "axis1"], ["summed"], keepdims=0),
+        helper.make_node("ReduceSum", ["mask3", "axis1"], ["count"], keepdims=0),
+        helper.make_node("Div", ["summed", "count"], ["embedding"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "hf_text",
+        inputs,
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", 8])],
+        initializer=[
+            numpy_helper.from_array(table, "table"),
+            numpy_helper.from_array(np.array([2], np.int64), "axis2"),
+            numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+            numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(folder / "textual" / "model.onnx"))
+    _wordpiece_file(folder / "textual")
+    return folder, table
+
+
+@pytest.mark.parametrize("id_type,with_token_types", [(np.int64, True), (np.int32, False)])
+def test_hf_style_text_tower(tiny_model_dir, tmp_path, id_type, with_token_types):
+    folder, table = _hf_text_folder(
+        tiny_model_dir, tmp_path, id_type=id_type, with_token_types=with_token_types
+    )
+    enc = load_encoder(str(folder))
+    texts = ["A cat", "the red cats on the mat", "dog"]
+    feeds = enc.tokenize(texts)
+    assert set(feeds) == {"input_ids", "attention_mask"} | ({"token_type_ids"} if with_token_types else set())
+    assert all(v.dtype == id_type for v in feeds.values())
+    got = enc.encode_texts(texts)
+    ids, mask = feeds["input_ids"], feeds["attention_mask"]
+    expected = (table[ids] * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert enc.dim == 8
