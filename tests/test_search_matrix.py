@@ -261,3 +261,18 @@ def test_a_query_reads_only_the_results_rows(db, fake_encoder):
     assert "meta" in statements[0] and "generation" in statements[0]
     assert "FROM images WHERE id IN (" in statements[1]
     assert len(statements[1].split("IN (")[1].split(")")[0].split(",")) == 3  # the k result ids only
+
+
+def test_repeated_queries_in_one_process_score_the_same(db):
+    rng = np.random.default_rng(3)
+    for i in range(50):
+        add_image(db, f"/p/{i:02d}.jpg", rng.standard_normal(DIM))
+    m = load_matrix(db, "fake")
+    q = unit(rng.standard_normal(DIM))
+    first = m.top(q, 10)  # converts float16 chunk by chunk
+    second = m.top(q, 10)  # a long-lived process keeps a float32 copy from here on
+    assert m._f32 is not None
+    assert [h.path for h in first] == [h.path for h in second]
+    np.testing.assert_allclose([h.score for h in first], [h.score for h in second], atol=1e-6)
+    exact = np.asarray(m.vectors, np.float64) @ q
+    np.testing.assert_allclose(sorted(exact, reverse=True)[:10], [h.score for h in first], atol=1e-5)

@@ -41,7 +41,8 @@ from pixgrep.search.filters import wallclock_seconds
 MAGIC = b"PIXGREP-MATRIX\x00\x01"
 FORMAT_VERSION = 1
 ALIGN = 64
-CHUNK_ROWS = 16384  # rows scored per step: 16 MB of float16 at 512-d, bounded float32 scratch
+CHUNK_ROWS = 1024  # rows converted per step: a 2 MB float32 scratch at 512-d stays in cache
+MAX_F32_BYTES = 1 << 30  # a long-lived process keeps a float32 copy up to this size
 
 _lock = threading.Lock()
 _cache: dict[str, VectorMatrix] = {}
@@ -83,6 +84,8 @@ class VectorMatrix:
         self.taken = section("taken", "<f8", (self.rows,))
         self._offsets = section("path_offsets", "<i8", (self.rows + 1,))
         self._path_bytes = section("path_bytes", "u1", (int(sections["path_bytes"][1]),))
+        self._f32: np.ndarray | None = None
+        self._queries = 0
 
     # -- paths ------------------------------------------------------------------------------
 
@@ -126,12 +129,24 @@ class VectorMatrix:
     def scores(self, query: np.ndarray, lo: int = 0, hi: int | None = None) -> np.ndarray:
         """Cosine scores of rows [lo, hi) against a unit query, float32, computed chunk by chunk."""
         hi = self.rows if hi is None else hi
+        if self._f32 is not None:
+            return self._f32[lo:hi] @ query
         out = np.empty(hi - lo, np.float32)
+        scratch = np.empty((min(CHUNK_ROWS, hi - lo), self.dim), np.float32)
         for start in range(lo, hi, CHUNK_ROWS):
             end = min(start + CHUNK_ROWS, hi)
-            # float16 -> float32 per chunk: BLAS then accumulates in float32, and scratch stays small.
-            np.matmul(self.vectors[start:end].astype(np.float32), query, out=out[start - lo : end - lo])
+            # float16 -> float32 into a cache-sized scratch, then BLAS accumulates in float32.
+            block = scratch[: end - start]
+            np.copyto(block, self.vectors[start:end])
+            np.matmul(block, query, out=out[start - lo : end - lo])
         return out
+
+    def _warm_up(self) -> None:
+        """From the second query in one process (a server), keep a float32 copy: about 4x faster
+        scoring than converting float16 each time, for twice the memory of the mapped file."""
+        self._queries += 1
+        if self._queries == 2 and self._f32 is None and self.rows * self.dim * 4 <= MAX_F32_BYTES:
+            self._f32 = np.asarray(self.vectors, np.float32)
 
     def top(
         self,
@@ -154,6 +169,7 @@ class VectorMatrix:
         """
         if k <= 0 or self.rows == 0:
             return []
+        self._warm_up()
         query = np.asarray(query, np.float32).reshape(-1)
         if query.shape[0] != self.dim:
             raise ValueError(f"query has {query.shape[0]} dimensions, the catalog's vectors {self.dim}")
