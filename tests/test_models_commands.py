@@ -24,7 +24,7 @@ def test_list_json_shows_registry_and_cache_state(cache, capsys, tiny_model_dir)
     assert set(rows) == set(registry.MODELS)
     default = rows[registry.DEFAULT_MODEL]
     assert default["default"] and default["dim"] == 512 and default["image_size"] == 224
-    assert default["repo"] == "immich-app/ViT-B-32__laion2b_s34b_b79k" and default["cached"] is False
+    assert default["repo"] == "immich-app/ViT-B-32__laion2b-s34b-b79k" and default["cached"] is False
     cached = rows["ViT-B-32__openai"]
     assert cached["cached"] and cached["size_bytes"] > 1_000_000
     assert {"imagenet_top1", "flickr_t2i_r1", "coco_i2t_r1"} <= set(cached)

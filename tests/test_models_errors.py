@@ -32,8 +32,28 @@ def test_unknown_name_suggests_close_names(cache):
         load_encoder("zzz")
 
 
-def test_names_are_case_insensitive():
+def test_names_are_case_insensitive_and_take_immich_spellings():
     assert registry.get_spec("vit-b-32__openai").name == "ViT-B-32__openai"
+    assert registry.get_spec("ViT-B-32__laion2b-s34b-b79k").name == "ViT-B-32__laion2b_s34b_b79k"
+
+
+def test_registry_is_consistent():
+    assert registry.DEFAULT_MODEL in registry.MODELS
+    for spec in registry.MODELS.values():
+        if spec.source == "hub":
+            assert spec.repo.startswith("immich-app/") and spec.dim in (512, 640, 768, 1024)
+            assert spec.context_length == 77 and spec.image_size in (224, 240, 336, 378)
+            figures = [
+                spec.imagenet_top1,
+                spec.flickr_i2t_r1,
+                spec.flickr_t2i_r1,
+                spec.coco_i2t_r1,
+                spec.coco_t2i_r1,
+            ]
+            assert all(f is None or 0 < f < 100 for f in figures)
+            assert spec.flickr_i2t_r1 is None or spec.flickr_i2t_r1 > spec.flickr_t2i_r1  # i2t is easier
+    default = registry.MODELS[registry.DEFAULT_MODEL]
+    assert default.imagenet_top1 == 66.56 and default.coco_t2i_r1 == 39.34
 
 
 def test_missing_folder(tmp_path):
