@@ -1,0 +1,327 @@
+"""The web page in real headless Chromium (Debian's /usr/bin/chromium driven by Playwright).
+
+A live uvicorn serves a catalog of 50 generated pictures (FakeEncoder vectors: a picture's vector
+comes from its pixels, so uploading a catalog file finds that file first). Screenshots go to
+test-output/browser/.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import pytest
+from test_server_helpers import COLOURS, LiveServer, add_to_catalog, make_images
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS = Path(__file__).resolve().parents[1] / "test-output" / "browser"
+PER_COLOUR = 5
+TOTAL = PER_COLOUR * len(COLOURS)
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM), reason=f"needs Chromium at {CHROMIUM} (apt-get install chromium)"
+    ),
+]
+sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (Python package)")
+pytest.importorskip("pixgrep.search.engine", reason="needs the search engine")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from fakes import FakeEncoder
+
+    base = tmp_path_factory.mktemp("browser")
+    files = make_images(base / "photos", per_colour=PER_COLOUR)
+    dated, undated = files[: TOTAL // 2], files[TOTAL // 2 :]
+    ids = add_to_catalog(base / "c.db", dated, FakeEncoder(), taken_at="2021-06-05T14:30:00")
+    ids.update(add_to_catalog(base / "c.db", undated, FakeEncoder()))
+    return {"base": base, "files": files, "ids": ids, "catalog": base / "c.db"}
+
+
+@pytest.fixture(scope="module")
+def server(world):
+    from fakes import FakeEncoder
+
+    from pixgrep.server.app import create_app
+
+    with LiveServer(create_app(world["catalog"], encoder=FakeEncoder())) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.set_default_timeout(15000)
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
+
+
+def tile_ids(page) -> list[int]:
+    return [int(x) for x in page.eval_on_selector_all("#grid li", "items => items.map(i => i.dataset.id)")]
+
+
+def wait_for_images(page, count: int = 8) -> None:
+    """The first `count` result thumbnails have really loaded (decoded, non-zero size)."""
+    page.wait_for_function(
+        """n => { const imgs = [...document.querySelectorAll('#grid img')].slice(0, n);
+                  return imgs.length === n && imgs.every(i => i.complete && i.naturalWidth > 0); }""",
+        arg=count,
+    )
+
+
+def search(page, server, text: str, expect: int = 40) -> None:
+    page.fill("#q", text)
+    page.press("#q", "Enter")
+    page.wait_for_function("n => document.querySelectorAll('#grid li').length === n", arg=expect)
+
+
+def test_typing_a_query_shows_result_images(page, server, world):
+    page.goto(server.url + "/")
+    page.wait_for_function("document.querySelector('#q').placeholder.includes('50 images')")
+    search(page, server, "a red car")
+    wait_for_images(page, 12)
+    first = page.locator("#grid li .tile").first
+    assert float(first.locator(".score").inner_text()) > -1
+    title = first.get_attribute("title")
+    assert title.splitlines()[0].endswith((".jpg", ".png"))
+    assert "captured 2021-06-05 14:30:00" in title or "no capture date" in title
+    assert "result" in page.inner_text("#status")
+    assert page.locator("#trail-steps li").count() == 1
+    # More than a page: the rest arrives when scrolling to the end (or with "Load more").
+    page.mouse.wheel(0, 20000)
+    page.wait_for_function(f"document.querySelectorAll('#grid li').length === {TOTAL}")
+    assert len(set(tile_ids(page))) == TOTAL
+    assert page.locator("#more").is_hidden()
+    page.mouse.wheel(0, -40000)
+    first.hover()
+    shot(page, "01-text-query")
+
+
+def test_uploading_an_image_finds_it_first(page, server, world):
+    page.goto(server.url + "/")
+    target = world["files"][12]
+    page.set_input_files("#file", str(target))
+    page.wait_for_function("document.querySelectorAll('#grid li').length > 0")
+    wait_for_images(page, 4)
+    assert tile_ids(page)[0] == world["ids"][str(target)]
+    assert float(page.locator("#grid .tile .score").first.inner_text()) > 0.99
+    assert target.name in page.inner_text("#trail-steps")
+    shot(page, "02-upload")
+
+
+def test_dropping_and_pasting_an_image(page, server, world):
+    page.goto(server.url + "/")
+    for how, target in (("drop", world["files"][20]), ("paste", world["files"][33])):
+        data = base64.b64encode(target.read_bytes()).decode()
+        kind = "image/png" if target.suffix == ".png" else "image/jpeg"
+        page.evaluate(
+            """([how, data, name, kind]) => {
+                const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+                const dt = new DataTransfer();
+                dt.items.add(new File([bytes], name, { type: kind }));
+                if (how === "drop") {
+                  window.dispatchEvent(new DragEvent("dragenter", { dataTransfer: dt }));
+                  window.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, cancelable: true }));
+                } else {
+                  const paste = new ClipboardEvent("paste", { clipboardData: dt, cancelable: true });
+                  document.dispatchEvent(paste);
+                }
+            }""",
+            [how, data, target.name, kind],
+        )
+        page.wait_for_function(
+            f"document.querySelector('#grid li')?.dataset.id === '{world['ids'][str(target)]}'"
+        )
+        assert page.locator("#drop-overlay").is_hidden()
+    assert page.locator("#trail-steps li").count() == 2
+
+
+def test_click_a_result_refine_it_with_text_and_step_back(page, server, world):
+    page.goto(server.url + "/")
+    search(page, server, "a bicycle")
+    wait_for_images(page, 6)
+    first_step = tile_ids(page)
+    chosen, rejected = first_step[0], first_step[2]
+
+    page.locator("#grid li").nth(2).hover()
+    page.locator("#grid li").nth(2).locator(".reject").click()  # "not this"
+    assert page.locator("#grid li").nth(2).get_attribute("class") == "rejected"
+
+    page.locator("#grid .tile").first.click()
+    dialog = page.locator("#viewer")
+    assert dialog.is_visible()
+    assert "What do you want to change?" in page.inner_text("#refine-form label")
+    page.wait_for_function("document.querySelector('#viewer-img').naturalWidth > 0")
+    assert "not this" in page.inner_text("#refine-hint")
+    page.fill("#refine-text", "in red")
+    shot(page, "03-viewer-refine")
+    with page.expect_request(lambda r: r.url.endswith("/api/search") and r.method == "POST") as sent:
+        page.press("#refine-text", "Enter")
+    terms = json.loads(sent.value.post_data)["terms"]
+    assert terms[0] == {"kind": "image_id", "value": chosen, "weight": 1}
+    assert terms[1] == {"kind": "text", "value": "in red", "weight": 1}
+    assert terms[2]["kind"] == "image_id" and terms[2]["value"] == rejected and terms[2]["weight"] < 0
+    assert dialog.is_hidden()
+    page.wait_for_function("document.querySelectorAll('#trail-steps li').length === 2")
+    page.wait_for_function("document.querySelectorAll('#grid li').length > 0")
+    refined = tile_ids(page)
+    assert chosen not in refined and rejected not in refined
+    assert "in red" in page.inner_text("#trail-steps li:nth-child(2)")
+    wait_for_images(page, 6)
+    shot(page, "04-refined")
+
+    # Step back through the trail: the first step's results come back, in the same order.
+    page.locator("#trail-steps li").first.locator("button").click()
+    page.wait_for_function(f"document.querySelector('#grid li')?.dataset.id === '{first_step[0]}'")
+    page.wait_for_function("document.querySelectorAll('#grid li').length === 40")
+    assert tile_ids(page) == first_step
+    assert page.locator("#trail-steps li").nth(1).get_attribute("class") == "later"
+    assert page.locator("#trail-steps button[aria-current=step]").inner_text() == "“a bicycle”"
+    # ...and forward again with the keyboard, then back with "[".
+    page.locator("body").press("]")
+    page.wait_for_function(f"document.querySelector('#grid li')?.dataset.id === '{refined[0]}'")
+    page.locator("body").press("[")
+    page.wait_for_function(f"document.querySelector('#grid li')?.dataset.id === '{first_step[0]}'")
+
+    # A new step after going back replaces the later ones: "more like this" from step 1.
+    page.locator("#grid .tile").nth(1).click()
+    page.click("#more-like")
+    page.wait_for_function("document.querySelectorAll('#trail-steps li').length === 2")
+    assert page.inner_text("#trail-steps li:nth-child(2)").startswith("like ")
+    page.wait_for_function(f"!document.querySelector('#grid li[data-id=\"{first_step[1]}\"]')")
+    shot(page, "05-trail")
+
+
+def test_keyboard_only_use(page, server):
+    page.goto(server.url + "/")
+    page.wait_for_function("document.activeElement.id === 'q'")  # the page starts in the search box
+    page.keyboard.press("Escape")
+    assert page.evaluate("document.activeElement.id") != "q"
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "q"
+    page.keyboard.type("green field")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelectorAll('#grid li').length === 40")
+    page.keyboard.press("Escape")  # leave the search box
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("document.activeElement.className") == "tile"
+    page.keyboard.press("ArrowRight")
+    focused = page.evaluate("document.activeElement.parentElement.dataset.id")
+    assert focused == str(tile_ids(page)[1])
+    page.keyboard.press("x")  # mark it "not this" from the keyboard
+    assert page.locator(f"#grid li[data-id='{focused}']").get_attribute("class") == "rejected"
+    page.keyboard.press("Enter")
+    assert page.locator("#viewer").is_visible()
+    assert page.evaluate("document.activeElement.id") == "refine-text"
+    page.keyboard.press("Escape")
+    assert page.locator("#viewer").is_hidden()
+    assert page.evaluate("document.activeElement.parentElement.dataset.id") == focused
+
+
+def test_threshold_slider_and_folder_scope(page, server, world):
+    page.goto(server.url + "/")
+    search(page, server, "a boat")
+    scores = [float(s) for s in page.locator("#grid .score").all_inner_texts()]
+    cut = round(scores[5], 2)
+    page.evaluate(
+        """v => { const s = document.querySelector('#threshold'); s.value = v;
+                  s.dispatchEvent(new Event('input')); s.dispatchEvent(new Event('change')); }""",
+        str(cut),
+    )
+    assert page.inner_text("#threshold-value") == f"{cut:.2f}"
+    page.wait_for_function(
+        "(n => n < 40 && n >= 5)(document.querySelectorAll('#grid li').length)"
+    )
+    kept = [float(s) for s in page.locator("#grid .score").all_inner_texts()]
+    assert all(s >= cut - 0.0005 for s in kept)
+
+    page.evaluate(
+        "() => { const s = document.querySelector('#threshold'); s.value = 0;"
+        " s.dispatchEvent(new Event('change')); }"
+    )
+    folder = str(world["base"] / "photos" / "blue")
+    assert page.eval_on_selector_all("#folders option", "o => o.map(x => x.value)").count(folder) == 1
+    page.fill("#folder", folder)
+    page.press("#folder", "Enter")
+    page.wait_for_function(f"document.querySelectorAll('#grid li').length === {PER_COLOUR}")
+    blue = {world["ids"][str(f)] for f in world["files"] if f.parent.name == "blue"}
+    assert set(tile_ids(page)) == blue
+
+
+def test_phone_sized_screen(browser, server):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    try:
+        page.goto(server.url + "/")
+        search(page, server, "a dog on a beach")
+        wait_for_images(page, 6)
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        tops = page.eval_on_selector_all(
+            "#grid li", "items => items.slice(0, 6).map(i => i.getBoundingClientRect().top)"
+        )
+        assert tops.count(tops[0]) >= 3  # several thumbnails per row, not one huge column
+        shot(page, "06-phone")
+        page.locator("#grid .tile").first.tap()
+        assert page.locator("#viewer").is_visible()
+        box = page.locator("#refine-text").bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390
+        shot(page, "07-phone-viewer")
+    finally:
+        context.close()
+
+
+def test_error_messages_show_on_the_page(page, server):
+    page.goto(server.url + "/")
+    page.fill("#q", "cat + + dog")
+    page.press("#q", "Enter")
+    page.wait_for_function("document.querySelector('#status').classList.contains('error')")
+    assert "two operators" in page.inner_text("#status")
+
+
+def test_page_with_a_token(browser, world):
+    from fakes import FakeEncoder
+
+    from pixgrep.server.app import create_app
+
+    with LiveServer(create_app(world["catalog"], encoder=FakeEncoder(), token="tok-123")) as live:
+        context = browser.new_context()
+        page = context.new_page()
+        try:
+            response = page.goto(live.url + "/")
+            assert response.status == 401
+            page.goto(live.url + "/?token=tok-123")
+            search(page, live, "a kite")
+            wait_for_images(page, 6)
+        finally:
+            context.close()
