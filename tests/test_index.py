@@ -13,7 +13,8 @@ from fakes import FakeEncoder
 from PIL import Image
 
 from pixgrep.catalog.db import CatalogDB
-from pixgrep.catalog.ingest import content_hash, index_roots
+from pixgrep.catalog.decode import decode_file
+from pixgrep.catalog.ingest import DRAFT_FACTOR, content_hash, index_roots
 from pixgrep.errors import PixgrepError
 
 
@@ -68,9 +69,11 @@ def test_first_run_encodes_every_image_and_second_run_nothing(db, photos):
 def test_stored_vectors_are_the_encoders_vectors(db, photos):
     enc = FakeEncoder()
     index_roots(db, enc, [photos])
-    path = photos / "sub" / "deep" / "pic.png"  # a PNG: no JPEG draft, so the same pixels as here
+    path = photos / "img3.jpg"
     record = db.images_by_path([str(path)])[str(path)]
-    expected = enc.encode_images([Image.open(path)])[0]
+    # decoded as the indexer does: at >= DRAFT_FACTOR times the model's input side (8 px here)
+    expected = enc.encode_images([decode_file(path, draft_size=DRAFT_FACTOR * 8)[0]])[0]
+    assert not np.allclose(expected, enc.encode_images([Image.open(path)])[0], atol=2e-3)
     stored = db.vector_for_hash(record.content_hash, "fake").astype(np.float32)
     assert np.allclose(stored, expected, atol=2e-3)
 

@@ -19,7 +19,7 @@ import warnings
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 from pixgrep.errors import PixgrepError
 
@@ -101,6 +101,18 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     return image
 
 
+# EXIF orientation -> the transpose that shows the picture upright (as ImageOps.exif_transpose).
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
 def _orientation(image: Image.Image) -> int:
     try:
         return int(image.getexif().get(0x0112) or 1)
@@ -145,16 +157,26 @@ def _open(
             info = _header_info(image)
             if not want_pixels:
                 return None, info
-            if draft_size and image.format in ("JPEG", "MPO"):
+            orientation = _orientation(image)  # read now: a reduced copy no longer has TIFF tags
+            jpeg = image.format in ("JPEG", "MPO")
+            if draft_size and jpeg:
                 # libjpeg decodes at 1/2, 1/4 or 1/8 scale, the shorter side still >= draft_size.
                 image.draft("RGB", (draft_size, draft_size))
             image.load()
-            try:
-                oriented = ImageOps.exif_transpose(image)  # always a new image, even when upright
-            except Exception:  # a broken EXIF block must not lose an otherwise good picture
-                oriented = image.copy()
-            # A copy detached from the file, so the `with` closes it (multi-frame files keep it open).
-            return _to_8bit(oriented), info
+            out = image
+            if draft_size and not jpeg and min(image.size) >= 2 * draft_size:
+                # The same idea for every other format (HEIC, PNG, WebP, TIFF): an integer box
+                # reduction after decoding, so preprocess resizes from ~draft_size, not from 12 MP.
+                try:
+                    out = image.reduce(min(image.size) // draft_size)
+                except ValueError:  # modes reduce() does not handle (P, 1): resize from full size
+                    out = image
+            method = _TRANSPOSE.get(orientation)
+            if method is not None:
+                out = out.transpose(method)
+            if out is image:  # detach from the file, which the `with` closes (multi-frame files)
+                out = image.copy()
+            return _to_8bit(out), info
     except ImageDecodeError:
         raise
     except Exception as exc:  # Pillow's plugins raise nearly anything on bad input

@@ -1,0 +1,249 @@
+"""Indexing speed and JPEG draft quality. Results are recorded in docs/catalog.md.
+
+    # images/s of `index` vs the encoder alone on the same preprocessed batches
+    .venv/bin/python benchmarks/bench_index.py throughput --model /tmp/vitb32 \\
+        --images ../shared/data/flickr8k/images --count 1000
+
+    # cosine between draft-decoded and fully decoded photos, per draft size
+    .venv/bin/python benchmarks/bench_index.py draft --photos ../shared/data/exif-samples
+
+`--model` takes anything `--model` does (registry name or folder); for `draft`, the default
+"lite0" is the pretrained EfficientNet-Lite0 image tower of pixgrep-mini (its pooled features),
+which needs the `mini` extra: draft quality needs trained weights, random ones would say nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _encoder(name: str):
+    if name == "lite0":
+        return _Lite0Features()
+    from pixgrep.models import load_encoder
+
+    return load_encoder(name)
+
+
+class _Lite0Features:
+    """Pretrained EfficientNet-Lite0 pooled features behind the Encoder methods the pipeline uses."""
+
+    model_id = "lite0-features"
+    dim = 1280
+
+    def __init__(self) -> None:
+        import torch
+
+        from pixgrep.models.mini.features import IMAGE_TOWERS, load_image_tower
+        from pixgrep.models.preprocess import PreprocessConfig
+
+        torch.set_num_threads(2)
+        self.torch = torch
+        self.net = load_image_tower("lite0")
+        self.cfg = PreprocessConfig.from_dict(IMAGE_TOWERS["lite0"]["preprocess"])
+
+    def preprocess(self, image):
+        from pixgrep.models.preprocess import preprocess
+
+        return preprocess(image, self.cfg)
+
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        with self.torch.no_grad():
+            out = self.net(self.torch.from_numpy(np.ascontiguousarray(pixels))).numpy()
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def _machine() -> str:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        mem = float("nan")
+    return f"{platform.machine()}, {cores} cores, {mem:.0f} GB, Python {platform.python_version()}"
+
+
+def throughput(args: argparse.Namespace) -> dict:
+    from pixgrep.catalog.db import CatalogDB
+    from pixgrep.catalog.decode import decode_file
+    from pixgrep.catalog.ingest import DRAFT_FACTOR, _model_side, index_roots
+
+    sources = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+    sources = sources[: args.count]
+    if len(sources) < args.count:
+        sys.exit(f"only {len(sources)} JPEGs in {args.images}")
+    encoder = _encoder(args.model)
+    draft = DRAFT_FACTOR * _model_side(encoder)
+    work = Path(tempfile.mkdtemp(prefix="pixgrep-bench-index-"))
+    try:
+        photos = work / "photos"
+        photos.mkdir()
+        for src in sources:
+            shutil.copy(src, photos / src.name)
+
+        # Decode + preprocess alone, on the thread pool the indexer uses: the work to be hidden.
+        threads = max(1, min(8, os.cpu_count() or 1))
+        started = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            pixels = list(pool.map(lambda p: encoder.preprocess(decode_file(p, draft_size=draft)[0]),
+                                   sorted(photos.iterdir())))
+        decode_rate = len(pixels) / (time.perf_counter() - started)
+        batches = [np.stack(pixels[i : i + args.batch_size]) for i in range(0, len(pixels), args.batch_size)]
+        encoder.encode_pixels(batches[0])  # load the session and warm it up, outside the clock
+
+        rounds = []
+        for attempt in range(args.rounds):
+            started = time.perf_counter()
+            for batch in batches:
+                encoder.encode_pixels(batch)
+            encode_rate = len(pixels) / (time.perf_counter() - started)
+            catalog = work / f"catalog{attempt}.db"
+            db = CatalogDB(catalog)
+            started = time.perf_counter()
+            summary = index_roots(db, encoder, [photos], batch_size=args.batch_size)
+            index_rate = summary.encoded / (time.perf_counter() - started)
+            db.close()
+            assert summary.encoded == len(pixels), summary
+            rounds.append(
+                {
+                    "encoder_only_images_per_s": round(encode_rate, 2),
+                    "index_images_per_s": round(index_rate, 2),
+                    "ratio": round(index_rate / encode_rate, 3),
+                }
+            )
+            print(json.dumps(rounds[-1]), file=sys.stderr)
+        return {
+            "benchmark": "throughput",
+            "model": args.model,
+            "images": len(pixels),
+            "batch_size": args.batch_size,
+            "decode_threads": threads,
+            "draft_size": draft,
+            "decode_preprocess_images_per_s": round(decode_rate, 1),
+            "rounds": rounds,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": _machine(),
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _draft_photos(folder: Path, min_side: int, work: Path) -> list[Path]:
+    """Real photos big enough for a draft to matter: JPEGs as they are, HEIC/HEIF re-saved as JPEG."""
+    from PIL import Image
+
+    from pixgrep.catalog.decode import ImageDecodeError, decode_file, probe_file
+
+    photos = []
+    for path in sorted(folder.rglob("*")):
+        suffix = path.suffix.lower()
+        try:
+            if suffix in (".jpg", ".jpeg"):
+                info = probe_file(path)
+                with Image.open(path) as im:
+                    if im.format != "JPEG":
+                        continue
+                if min(info.width, info.height) >= min_side:
+                    photos.append(path)
+            elif suffix in (".heic", ".heif"):
+                image, _ = decode_file(path)
+                if min(image.size) >= min_side:
+                    out = work / (path.stem + "-from-heif.jpg")
+                    image.convert("RGB").save(out, quality=92)
+                    photos.append(out)
+        except ImageDecodeError:
+            continue
+    return photos
+
+
+def draft(args: argparse.Namespace) -> dict:
+    from pixgrep.catalog.decode import decode_file
+    from pixgrep.catalog.ingest import _model_side
+
+    encoder = _encoder(args.model)
+    side = _model_side(encoder)
+    work = Path(tempfile.mkdtemp(prefix="pixgrep-bench-draft-"))
+    try:
+        photos = _draft_photos(Path(args.photos), 2 * side, work)  # smaller ones never draft
+        if not photos:
+            sys.exit(f"no JPEG under {args.photos} with a shorter side >= {2 * side}")
+
+        def vectors(draft_size):
+            started = time.perf_counter()
+            pixels = [encoder.preprocess(decode_file(p, draft_size=draft_size)[0]) for p in photos]
+            seconds = time.perf_counter() - started
+            out = np.concatenate([encoder.encode_pixels(np.stack(pixels[i : i + 16]))
+                                  for i in range(0, len(pixels), 16)])
+            return out, seconds
+
+        results = {}
+        for kind in args.formats:
+            if kind == "png":  # the same photos, lossless: measures the box reduction used for non-JPEG
+                from PIL import Image
+
+                pngs = []
+                for path in photos:
+                    with Image.open(path) as im:
+                        im.save(work / (path.stem + ".png"))  # keeps EXIF (orientation) via info
+                    pngs.append(work / (path.stem + ".png"))
+                photos = pngs
+            full, full_seconds = vectors(None)
+            rows = []
+            for factor in args.factors:
+                got, seconds = vectors(int(round(factor * side)))
+                cos = np.sum(got * full, axis=1)
+                rows.append({"factor": factor, "draft_size": int(round(factor * side)),
+                             "cosine_mean": round(float(cos.mean()), 5),
+                             "cosine_min": round(float(cos.min()), 5),
+                             "decode_preprocess_ms": round(1000 * seconds / len(photos), 1)})
+                print(kind, json.dumps(rows[-1]), file=sys.stderr)
+            results[kind] = {"full_decode_preprocess_ms": round(1000 * full_seconds / len(photos), 1),
+                             "rows": rows}
+        return {
+            "benchmark": "draft",
+            "model": args.model,
+            "model_side": side,
+            "photos": len(photos),
+            **results,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": _machine(),
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="what", required=True)
+    tp = sub.add_parser("throughput", help="index images/s vs the encoder alone")
+    tp.add_argument("--model", required=True)
+    tp.add_argument("--images", default=str(ROOT.parent / "shared" / "data" / "flickr8k" / "images"))
+    tp.add_argument("--count", type=int, default=1000)
+    tp.add_argument("--batch-size", type=int, default=32)
+    tp.add_argument("--rounds", type=int, default=2)
+    dr = sub.add_parser("draft", help="cosine between draft and full decodes")
+    dr.add_argument("--model", default="lite0")
+    dr.add_argument("--photos", default=str(ROOT.parent / "shared" / "data" / "exif-samples"))
+    dr.add_argument("--factors", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0])
+    dr.add_argument("--formats", nargs="+", choices=["jpeg", "png"], default=["jpeg", "png"])
+    args = parser.parse_args()
+    result = throughput(args) if args.what == "throughput" else draft(args)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
