@@ -24,13 +24,15 @@ CONFIG = {
 CHECKPOINT = "weights.pt"  # beside the model files; not part of the model format
 
 
-def _key() -> str:
+def _key(arch: str, config: dict | None) -> str:
     import open_clip
     import torch
 
     from pixgrep.models import export
 
-    blob = json.dumps([CONFIG, SEED, export.OPSET, torch.__version__, open_clip.__version__], sort_keys=True)
+    blob = json.dumps(
+        [arch, config, SEED, export.OPSET, torch.__version__, open_clip.__version__], sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -45,27 +47,33 @@ def register() -> None:
 
 
 def build(base: Path) -> Path:
-    """The exported folder under `base` (built now if absent)."""
+    """The exported tiny folder under `base` (built now if absent)."""
+    register()
+    return export_seeded(base, ARCH, CONFIG, prefix="tiny")
+
+
+def export_seeded(base: Path, arch: str, config: dict | None = None, *, prefix: str | None = None) -> Path:
+    """Export open_clip `arch` with random weights from SEED (checkpoint kept beside), cached in `base`."""
     import torch
 
     from pixgrep.models.export import export_open_clip
 
-    dest = base / f"tiny-{_key()}"
+    name = f"{prefix or arch}-{_key(arch, config)}"
+    dest = base / name
     if (dest / "config.json").is_file():
-        register()
         return dest
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    register()
     import open_clip
 
-    tmp = base / f".tiny-{_key()}.partial-{os.getpid()}"
+    tmp = base / f".{name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         torch.manual_seed(SEED)
-        model = open_clip.create_model(ARCH, pretrained=None)
+        model = open_clip.create_model(arch, pretrained=None)
         torch.save(model.state_dict(), tmp / CHECKPOINT)
-        export_open_clip(ARCH, str(tmp / CHECKPOINT), tmp)
+        del model
+        export_open_clip(arch, str(tmp / CHECKPOINT), tmp)
         try:
             os.replace(tmp, dest)
         except OSError:  # another process finished first
@@ -76,11 +84,12 @@ def build(base: Path) -> Path:
     return dest
 
 
-def load_reference(folder: Path):
+def load_reference(folder: Path, arch: str = ARCH):
     """(open_clip model, its eval preprocess, tokenizer) with the weights of the exported folder."""
     import open_clip
 
-    register()
-    model, _, preprocess = open_clip.create_model_and_transforms(ARCH, pretrained=str(folder / CHECKPOINT))
+    if arch == ARCH:
+        register()
+    model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=str(folder / CHECKPOINT))
     model.eval()
-    return model, preprocess, open_clip.get_tokenizer(ARCH)
+    return model, preprocess, open_clip.get_tokenizer(arch)
