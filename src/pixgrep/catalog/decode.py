@@ -157,20 +157,15 @@ def _open(
             info = _header_info(image)
             if not want_pixels:
                 return None, info
-            orientation = _orientation(image)  # read now: a reduced copy no longer has TIFF tags
+            orientation = _orientation(image)
             jpeg = image.format in ("JPEG", "MPO")
             if draft_size and jpeg:
                 # libjpeg decodes at 1/2, 1/4 or 1/8 scale, the shorter side still >= draft_size.
                 image.draft("RGB", (draft_size, draft_size))
             image.load()
+            # Other formats decode at full size: a box reduction here was measured (docs/catalog.md)
+            # to save only ~20% on big PNGs, whose time goes to decompression, for a worse cosine.
             out = image
-            if draft_size and not jpeg and min(image.size) >= 2 * draft_size:
-                # The same idea for every other format (HEIC, PNG, WebP, TIFF): an integer box
-                # reduction after decoding, so preprocess resizes from ~draft_size, not from 12 MP.
-                try:
-                    out = image.reduce(min(image.size) // draft_size)
-                except ValueError:  # modes reduce() does not handle (P, 1): resize from full size
-                    out = image
             method = _TRANSPOSE.get(orientation)
             if method is not None:
                 out = out.transpose(method)
