@@ -111,3 +111,58 @@ def test_raw_without_rawpy_is_a_clear_decode_error(tmp_path: Path, monkeypatch):
     assert is_raw(path) and not is_raw(tmp_path / "a.jpg")
     with pytest.raises(ImageDecodeError, match=r"pixgrep\[raw\]"):
         decode_file(path)
+
+
+class _FakeRaw:
+    """Just enough of rawpy's RawPy for decode.py: sizes, an embedded JPEG preview, a develop."""
+
+    def __init__(self, preview: bytes | None, flip: int):
+        from types import SimpleNamespace
+
+        self.sizes = SimpleNamespace(width=6000, height=4000, flip=flip)
+        self.preview = preview
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def extract_thumb(self):
+        from types import SimpleNamespace
+
+        if self.preview is None:
+            raise RuntimeError("no thumbnail")
+        return SimpleNamespace(format="jpeg", data=self.preview)
+
+    def postprocess(self, **options):
+        assert options.get("half_size") is True
+        return np.full((2000, 3000, 3), 128, np.uint8)
+
+
+def _fake_rawpy(preview: bytes | None, flip: int):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        imread=lambda path: _FakeRaw(preview, flip), ThumbFormat=SimpleNamespace(JPEG="jpeg")
+    )
+
+
+def test_raw_uses_a_big_enough_preview_and_applies_the_flip(tmp_path: Path, monkeypatch):
+    buffer = tmp_path / "preview.jpg"
+    Image.new("RGB", (1500, 1000), "blue").save(buffer)
+    monkeypatch.setitem(sys.modules, "rawpy", _fake_rawpy(buffer.read_bytes(), flip=6))
+    path = tmp_path / "DSC_0001.NEF"
+    path.write_bytes(b"not parsed by the fake")
+    image, info = decode_file(path, draft_size=448)
+    assert (info.width, info.height, info.format) == (4000, 6000, "RAW")  # portrait after the flip
+    assert image.size[0] < image.size[1] and min(image.size) >= 448  # preview, drafted and turned
+    assert probe_file(path) == info
+
+
+def test_raw_without_a_preview_is_developed_at_half_size(tmp_path: Path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "rawpy", _fake_rawpy(None, flip=0))
+    path = tmp_path / "IMG_0002.CR2"
+    path.write_bytes(b"not parsed by the fake")
+    image, info = decode_file(path, draft_size=448)
+    assert image.size == (3000, 2000) and (info.width, info.height) == (6000, 4000)

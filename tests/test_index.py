@@ -320,3 +320,16 @@ def test_every_odd_image_is_indexed_or_skipped_with_one_warning(db, tmp_path, ca
     for name in ("pil_sample_cmyk.jpg", "hopper.Lab.tif", "hopper.psd", "iss634.webp", "hopper_16bit.pgm",
                  "tiff_16bit_RGB.tiff", "hopper.avif"):
         assert stored[str(root / name)].error is None, name
+
+
+def test_raw_files_without_rawpy_are_skipped_with_one_note_and_not_stored(db, photos, monkeypatch):
+    import pixgrep.catalog.ingest as ingest
+
+    monkeypatch.setattr(ingest, "raw_supported", lambda: False)
+    for name in ("a.CR2", "b.nef", "sub/c.dng"):
+        (photos / name).write_bytes(b"raw sensor data")
+    notes: list[tuple[str, str]] = []
+    summary = index_roots(db, FakeEncoder(), [photos], on_warning=lambda p, r: notes.append((p, r)))
+    assert (summary.found, summary.encoded, summary.skipped) == (10, 7, 3)
+    assert len(notes) == 1 and "3 camera RAW file(s)" in notes[0][1] and "pixgrep[raw]" in notes[0][1]
+    assert not any(p.lower().endswith((".cr2", ".nef", ".dng")) for p in db.images_by_path())
