@@ -50,7 +50,9 @@ def catalog_rows(catalog: Path) -> dict[str, tuple]:
     try:
         return {
             row[0]: row[1:]
-            for row in conn.execute("SELECT path, content_hash, size, width, height, format, error FROM images")
+            for row in conn.execute(
+                "SELECT path, content_hash, size, width, height, format, error FROM images"
+            )
         }
     finally:
         conn.close()
@@ -59,7 +61,8 @@ def catalog_rows(catalog: Path) -> dict[str, tuple]:
 def catalog_vectors(catalog: Path) -> dict[str, np.ndarray]:
     conn = sqlite3.connect(f"file:{catalog}?mode=ro", uri=True)
     try:
-        return {h: np.frombuffer(v, "<f2") for h, v in conn.execute("SELECT content_hash, vector FROM embeddings")}
+        rows = conn.execute("SELECT content_hash, vector FROM embeddings")
+        return {digest: np.frombuffer(blob, "<f2") for digest, blob in rows}
     finally:
         conn.close()
 
