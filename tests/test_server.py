@@ -709,3 +709,18 @@ def test_real_clip_client_against_a_live_server(world):
             deduplicate=False,
         )
         assert len(text_client.query(text="boat")) == 2
+
+
+def test_warm_up_builds_the_search_matrix(tmp_path, world):
+    from fakes import FakeEncoder
+
+    from pixgrep.search.matrix import sidecar_path
+    from pixgrep.server.state import warm_up
+
+    catalog = tmp_path / "c.db"
+    add_to_catalog(catalog, world["files"][:3], FakeEncoder())
+    app = create_app(catalog, encoder=FakeEncoder())
+    assert not sidecar_path(catalog, "fake").exists()
+    warm_up(app.state.pixgrep).join(30)
+    assert sidecar_path(catalog, "fake").exists()
+    assert app.state.pixgrep.catalog.encoder.texts_encoded == 1

@@ -72,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
 
     _check_port_free(args.host, args.port)
     app = create_app(args.catalog, model=args.model, token=args.token, cors_origins=args.cors_origin)
+    from pixgrep.server.state import warm_up
+
+    warm_up(app.state.pixgrep)
     where = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}/"
     print(f"pixgrep: serving {app.state.pixgrep.catalog.path} at {where}", flush=True)
     if args.token:

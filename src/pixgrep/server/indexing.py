@@ -78,8 +78,20 @@ class IndexRunner:
             # Its own connection: searches keep answering from the shared one while this writes (WAL).
             with open_catalog(self._catalog_path, encoder=encoder) as catalog:
                 summary = catalog.index([folder], progress=progress)
+                self._update(run, summary=summary.to_json())
+                _prepare_search(catalog, encoder)
             self._update(run, state="done", summary=summary.to_json(), finished_at=time.time())
         except PixgrepError as exc:
             self._update(run, state="failed", error=str(exc), finished_at=time.time())
         except Exception as exc:  # a bug must end the run visibly, not kill the thread silently
             self._update(run, state="failed", error=f"internal error: {exc!r}", finished_at=time.time())
+
+
+def _prepare_search(catalog, encoder: Encoder) -> None:
+    """Rebuild the search matrix now, so the first search after the run does not pay for it."""
+    try:
+        from pixgrep.search.matrix import load_matrix
+
+        load_matrix(catalog.db, encoder.model_id)
+    except Exception:  # only an optimisation: the next search rebuilds it anyway
+        pass

@@ -37,3 +37,21 @@ class ServerState:
 
 def get_state(request: Request) -> ServerState:
     return request.app.state.pixgrep
+
+
+def warm_up(state: ServerState) -> threading.Thread:
+    """Load the text tower and the search matrix in the background, so the first search is quick."""
+
+    def work() -> None:
+        try:
+            state.catalog.encoder.encode_texts(["a photo"])
+            from pixgrep.search.matrix import load_matrix
+
+            with state.lock:
+                load_matrix(state.catalog.db, state.model_id)
+        except Exception:  # only an optimisation: a real problem shows on the first request
+            pass
+
+    thread = threading.Thread(target=work, name="pixgrep-warm-up", daemon=True)
+    thread.start()
+    return thread

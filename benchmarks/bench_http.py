@@ -1,0 +1,233 @@
+"""Search latency through the HTTP API (`pixgrep serve`) on a large synthetic catalog.
+
+    .venv/bin/python benchmarks/bench_http.py --model DIR [--rows 100000] [--queries 200]
+
+It fills a catalog with `--rows` synthetic images (rows inserted directly: random unit vectors of
+the model's size stored as float16, paths spread over 100 folders), starts the real command
+`pixgrep serve` on a free local port in a subprocess, and times requests from one keep-alive
+HTTP client (wall time from sending the request to having the parsed JSON):
+
+  first       the first text search after start-up (builds the search matrix file)
+  text        GET /api/search?q=...&k=20: text tower + matrix search + metadata of 20 results
+  text_scoped the same, scoped to one of the 100 folders
+  like        GET /api/search?like=ID: "more like this" (stored vector, no model)
+  refine      POST /api/search with [image id, text, rejected id]: the refine loop's request
+  knn         POST /knn-service with text, num_images=20 (clip-retrieval's request)
+  upload      POST /api/search/image with a 640x480 JPEG: image tower + search
+  text_x4     text searches from 4 clients at once (latency per request, and requests/s)
+
+`--model` is a model folder (or registry name) whose vectors the catalog is filled for, e.g. a
+random-weight ViT-B-32 export: `pixgrep models export ViT-B-32 --pretrained none OUT`. Random
+weights time exactly like trained ones. Prints one JSON object, and a Markdown table to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+WORDS = (
+    "a dog on a beach|a red car in the rain|two children playing football|a kitten behind a corner|"
+    "mountains at sunset|a bowl of ramen|an old church in the snow|a man riding a horse|"
+    "city lights at night|a boat on a lake|a birthday cake with candles|a black and white portrait"
+).split("|")
+
+
+def build_catalog(db_path: Path, rows: int, model_id: str, dim: int, seed: int = 0) -> None:
+    from pixgrep.catalog.db import CatalogDB
+
+    db = CatalogDB(db_path)
+    rng = np.random.default_rng(seed)
+    now = time.time()
+    try:
+        with db.conn:
+            for start in range(0, rows, 10_000):
+                count = min(10_000, rows - start)
+                vectors = rng.standard_normal((count, dim)).astype(np.float32)
+                vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+                images, embeddings = [], []
+                for offset in range(count):
+                    i = start + offset
+                    path = f"/bench/photos/d{i % 100:03d}/img{i:06d}.jpg"
+                    digest = hashlib.sha1(path.encode()).hexdigest()
+                    taken = f"20{10 + i % 14:02d}-{1 + i % 12:02d}-{1 + i % 28:02d}T12:00:00"
+                    images.append((path, 2_000_000, 1, digest, 4000, 3000, "JPEG", taken, None, now))
+                    embeddings.append((digest, model_id, vectors[offset].astype("<f2").tobytes()))
+                db.conn.executemany(
+                    "INSERT INTO images (path, size, mtime_ns, content_hash, width, height, format, "
+                    "taken_at, error, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    images,
+                )
+                db.conn.executemany("INSERT INTO embeddings VALUES (?, ?, ?)", embeddings)
+            db.bump_generation()
+    finally:
+        db.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentiles(samples: list[float]) -> dict:
+    ms = sorted(s * 1000 for s in samples)
+    pick = lambda q: ms[min(len(ms) - 1, int(round(q * (len(ms) - 1))))]
+    return {
+        "n": len(ms),
+        "p50_ms": round(statistics.median(ms), 1),
+        "p95_ms": round(pick(0.95), 1),
+        "max_ms": round(ms[-1], 1),
+    }
+
+
+def timed(call) -> float:
+    started = time.perf_counter()
+    response = call()
+    response.raise_for_status()
+    response.json()
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="model folder or registry name")
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200, help="requests per kind (upload: a quarter)")
+    parser.add_argument("--workdir", type=Path, default=None, help="where the catalog goes (default: temp)")
+    args = parser.parse_args()
+
+    import httpx
+    from PIL import Image
+
+    from pixgrep.models import load_encoder
+
+    encoder = load_encoder(args.model)
+    model_id, dim = encoder.model_id, encoder.dim
+    del encoder
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="pixgrep-bench-http-"))
+    work.mkdir(parents=True, exist_ok=True)
+    db_path = work / f"catalog-{args.rows}.db"
+    for stale in (db_path, Path(str(db_path) + "-wal"), Path(str(db_path) + "-shm")):
+        stale.unlink(missing_ok=True)
+    started = time.perf_counter()
+    build_catalog(db_path, args.rows, model_id, dim)
+    fill_s = time.perf_counter() - started
+
+    port = free_port()
+    pixgrep = Path(sys.executable).with_name("pixgrep")
+    command = [str(pixgrep), "serve", "--catalog", str(db_path), "--model", args.model, "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    results: dict = {}
+    try:
+        client = httpx.Client(base_url=base, timeout=120)
+        started = time.perf_counter()
+        while True:
+            try:
+                client.get("/api/stats").raise_for_status()
+                break
+            except httpx.TransportError:
+                if server.poll() is not None or time.perf_counter() - started > 120:
+                    raise SystemExit(f"server did not start: {server.stderr.read()}") from None
+                time.sleep(0.1)
+        startup_s = time.perf_counter() - started
+
+        n = args.queries
+        query = lambda i: f"{WORDS[i % len(WORDS)]} {i}"  # distinct texts: nothing is cached
+        results["first"] = percentiles([timed(lambda: client.get("/api/search", params={"q": "warm up", "k": 20}))])
+        results["text"] = percentiles(
+            [timed(lambda i=i: client.get("/api/search", params={"q": query(i), "k": 20})) for i in range(n)]
+        )
+        results["text_scoped"] = percentiles(
+            [
+                timed(
+                    lambda i=i: client.get(
+                        "/api/search", params={"q": query(n + i), "k": 20, "root": f"/bench/photos/d{i % 100:03d}"}
+                    )
+                )
+                for i in range(n)
+            ]
+        )
+        ids = np.random.default_rng(1).integers(1, args.rows + 1, size=n)
+        results["like"] = percentiles(
+            [timed(lambda i=i: client.get("/api/search", params={"like": int(ids[i]), "k": 20})) for i in range(n)]
+        )
+        refine = lambda i: {
+            "terms": [
+                {"kind": "image_id", "value": int(ids[i])},
+                {"kind": "text", "value": f"in red {i}"},
+                {"kind": "image_id", "value": int(ids[(i + 1) % n]), "weight": -0.5},
+            ],
+            "k": 20,
+        }
+        results["refine"] = percentiles(
+            [timed(lambda i=i: client.post("/api/search", json=refine(i))) for i in range(n)]
+        )
+        knn = lambda i: {"text": query(i), "num_images": 20, "modality": "image", "indice_name": "pixgrep"}
+        results["knn"] = percentiles([timed(lambda i=i: client.post("/knn-service", json=knn(i))) for i in range(n)])
+        buffer = io.BytesIO()
+        rng = np.random.default_rng(2)
+        Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)).save(buffer, "JPEG", quality=90)
+        photo = buffer.getvalue()
+        results["upload"] = percentiles(
+            [
+                timed(lambda: client.post("/api/search/image", files={"file": ("q.jpg", photo)}, data={"k": 20}))
+                for _ in range(max(1, n // 4))
+            ]
+        )
+
+        def worker(offset: int) -> list[float]:
+            with httpx.Client(base_url=base, timeout=120) as own:
+                return [
+                    timed(lambda i=i: own.get("/api/search", params={"q": query(i), "k": 20}))
+                    for i in range(offset, offset + n // 4)
+                ]
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(4) as pool:
+            samples = [s for chunk in pool.map(worker, range(0, n, n // 4)) for s in chunk]
+        wall = time.perf_counter() - started
+        results["text_x4"] = dict(percentiles(samples), requests_per_s=round(len(samples) / wall, 1))
+        client.close()
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+    report = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "model": args.model,
+        "model_id": model_id,
+        "dim": dim,
+        "rows": args.rows,
+        "fill_catalog_s": round(fill_s, 1),
+        "server_ready_s": round(startup_s, 2),
+        "latency": results,
+    }
+    print(json.dumps(report, indent=2))
+    print("| request | p50 ms | p95 ms | n |\n|---|---|---|---|", file=sys.stderr)
+    for name, row in results.items():
+        print(f"| {name} | {row['p50_ms']} | {row['p95_ms']} | {row['n']} |", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

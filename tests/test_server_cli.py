@@ -1,0 +1,153 @@
+"""`pixgrep serve` as a user runs it: the real command in a subprocess, with the tiny test model."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_server_helpers import free_port, make_images
+
+from pixgrep.server.commands import is_loopback
+
+PIXGREP = str(Path(sys.executable).with_name("pixgrep"))
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PIXGREP_TOKEN", "PIXGREP_MODEL")}
+    return subprocess.run([PIXGREP, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_serve_help():
+    result = run("serve", "--help")
+    assert result.returncode == 0
+    for option in ("--host", "--port", "--catalog", "--model", "--token", "--cors-origin"):
+        assert option in result.stdout
+
+
+@pytest.mark.parametrize(
+    "host, loopback",
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("127.1.2.3", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.10", False),
+        ("example.com", False),
+    ],
+)
+def test_loopback_addresses(host, loopback):
+    assert is_loopback(host) is loopback
+
+
+def test_other_hosts_need_a_token(tmp_path):
+    result = run("serve", "--host", "0.0.0.0", "--catalog", str(tmp_path / "c.db"))
+    assert result.returncode == 2
+    assert result.stderr.startswith("pixgrep: error: serving on 0.0.0.0") and "--token" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_model_and_bad_port_fail_in_one_line(tmp_path):
+    result = run(
+        "serve", "--catalog", str(tmp_path / "c.db"), "--model", "no-such-model", "--port", str(free_port())
+    )
+    assert result.returncode == 2 and "unknown model" in result.stderr and "Traceback" not in result.stderr
+    result = run("serve", "--catalog", str(tmp_path / "c.db"), "--port", "70000")
+    assert result.returncode == 2 and "--port" in result.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("serve", "--catalog", str(tmp_path / "c.db"), "--port", str(port))
+    assert result.returncode == 2 and "cannot listen" in result.stderr and "Traceback" not in result.stderr
+
+
+def start_server(*args: str) -> tuple[subprocess.Popen, str]:
+    import httpx
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PIXGREP_TOKEN"}
+    process = subprocess.Popen(
+        [PIXGREP, "serve", "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            httpx.get(url + "/indices-list", timeout=2)
+            return process, url
+        except httpx.TransportError:
+            if process.poll() is not None or time.time() > deadline:
+                process.kill()
+                raise AssertionError(f"server did not start: {process.stderr.read()}") from None
+            time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+def test_serve_with_a_real_model_index_search_upload(tmp_path, tiny_model_dir):
+    """The whole loop over HTTP with the tiny ONNX model: index a folder, search, refine, upload."""
+    import httpx
+
+    photos = tmp_path / "photos"
+    files = make_images(photos, per_colour=1)
+    process, url = start_server("--catalog", str(tmp_path / "c.db"), "--model", str(tiny_model_dir))
+    try:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            assert http.get("/api/models").json()["served"]["dim"] == 32
+            assert http.post("/api/index", json={"folder": str(photos)}).status_code == 202
+            deadline = time.time() + 120
+            while (status := http.get("/api/index").json())["state"] == "running" and time.time() < deadline:
+                time.sleep(0.2)
+            assert status["state"] == "done" and status["summary"]["encoded"] == len(files), status
+            results = http.get("/api/search", params={"q": "a red square", "k": 5}).json()["results"]
+            assert len(results) == 5
+            thumb = http.get(results[0]["thumb"])
+            assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+            refine = {
+                "terms": [
+                    {"kind": "image_id", "value": results[0]["id"]},
+                    {"kind": "text", "value": "at night"},
+                ]
+            }
+            refined = http.post("/api/search", json=refine).json()["results"]
+            assert refined and results[0]["id"] not in [r["id"] for r in refined]
+            target = files[3]
+            hits = http.post("/api/search/image", files={"file": (target.name, target.read_bytes())}).json()
+            assert hits["results"][0]["path"] == str(target) and hits["results"][0]["score"] > 0.99
+            assert http.get("/api/search", params={"q": "cat + + dog"}).status_code == 400
+    finally:
+        stop(process)
+
+
+def test_serve_with_a_token(tmp_path, tiny_model_dir):
+    import httpx
+
+    process, url = start_server(
+        "--catalog", str(tmp_path / "c.db"), "--model", str(tiny_model_dir), "--token", "t0ken"
+    )
+    try:
+        assert httpx.get(url + "/api/stats").status_code == 401
+        response = httpx.get(url + "/api/stats", headers={"Authorization": "Bearer t0ken"})
+        assert response.status_code == 200 and response.json()["images"] == 0
+    finally:
+        stop(process)
+    assert "token" in process.stdout.read()
