@@ -199,6 +199,7 @@ def main() -> None:
         "model": args.model,
         "dim": encoder.dim,
         "query": QUERY,
+        "load_average_1min": round(os.getloadavg()[0], 2),  # other work on the machine skews timings
         "cli_version_s": round(version_s, 3),
         "sizes": results,
     }, indent=2))

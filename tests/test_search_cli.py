@@ -77,6 +77,17 @@ def test_default_search_indexes_then_prints_json_lines(library):
     assert library["first"].stderr == ""  # not a terminal: no progress bar, no summary
 
 
+def test_an_unchanged_folder_does_not_rebuild_the_matrix(library):
+    [matrix] = (library["root"] / "catalog.db.vectors").glob("*.matrix")
+    before = matrix.stat()
+    again = pixgrep("search", "a beach", "--in", library["root"] / "trips", "--in", library["root"] / "pets",
+                    *library["common"], "--json")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == library["first"].stdout  # indexing found nothing new, same answer
+    after = matrix.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
 def test_results_are_scoped_to_the_searched_folder(library):
     proc = pixgrep("search", "-n", "a beach", "--in", library["root"] / "pets", *library["common"], "--json")
     assert proc.returncode == 0, proc.stderr
