@@ -1,0 +1,139 @@
+"""pixgrep-mini: the pieces that need no towers (recall metric, heads file, folder key, CLI)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pixgrep.models.mini import build, features, train
+
+
+def test_recalls_on_a_hand_made_case():
+    # 3 images, 2 captions each; caption rows 0,1 -> image 0, 2,3 -> image 1, 4,5 -> image 2
+    img = np.eye(3, dtype=np.float32)
+    txt = np.array([[1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1], [1, 0, 0]], dtype=np.float32)
+    txt_to_img = np.array([0, 0, 1, 1, 2, 2])
+    r = train.recalls(img, txt, txt_to_img)
+    # text->image: captions 0, 2, 4 point at their own image; 1, 3, 5 at another one
+    assert r["t2i_R@1"] == pytest.approx(50.0)
+    assert r["t2i_R@5"] == pytest.approx(100.0)  # only 3 images: every caption finds it by K=3
+    # image->text: each image's best own caption scores 1 and nothing scores higher (ties with
+    # another image's caption rank it first, as the rank counts strictly better captions)
+    assert r["i2t_R@1"] == pytest.approx(100.0)
+
+
+def test_recalls_detect_a_wrong_ranking():
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=(50, 16)).astype(np.float32)
+    img /= np.linalg.norm(img, axis=1, keepdims=True)
+    txt_to_img = np.repeat(np.arange(50), 5)
+    perfect = train.recalls(img, img[txt_to_img], txt_to_img)
+    shuffled = train.recalls(img, img[rng.permutation(txt_to_img)], txt_to_img)
+    assert perfect["t2i_R@1"] == 100.0 and perfect["i2t_R@1"] == 100.0
+    assert shuffled["t2i_R@1"] < 20.0 and shuffled["i2t_R@1"] < 50.0
+
+
+def test_packaged_heads_are_small_float32_with_their_config():
+    heads = train.load_heads()
+    meta = heads["meta"]
+    towers = meta["config"]["towers"]
+    in_dim = sum(features.IMAGE_TOWERS[t]["dim"] for t in towers)
+    embed = meta["config"]["embed_dim"]
+    assert heads["image_weight"].shape == (embed, in_dim)
+    assert heads["text_weight"].shape == (embed, features.TEXT_DIM)
+    assert heads["image_bias"].shape == heads["text_bias"].shape == (embed,)
+    for key in ("image_weight", "image_bias", "text_weight", "text_bias"):
+        assert heads[key].dtype == np.float32 and np.isfinite(heads[key]).all()
+    assert 1.0 < float(heads["logit_scale"]) <= 100.0
+    # selected on dev; the test recalls recorded beside it meet the issue's targets
+    assert meta["test"]["t2i_R@1"] >= 22.0 and meta["test"]["i2t_R@1"] >= 27.0
+    assert train.HEADS_PATH.stat().st_size < 4_000_000
+
+
+def test_folder_key_follows_the_heads_file(tmp_path):
+    a = tmp_path / "a.npz"
+    b = tmp_path / "b.npz"
+    np.savez(a, x=np.zeros(3, np.float32))
+    np.savez(b, x=np.ones(3, np.float32))
+    assert build.folder_key(a) != build.folder_key(b)
+    assert build.folder_key(a) == build.folder_key(a)
+    assert build.folder_key().endswith(f"-f{build.FORMAT_VERSION}")
+
+
+def test_preprocess_cfg_is_tf_style_normalisation():
+    cfg = features.IMAGE_TOWERS["lite0"]["preprocess"]
+    assert cfg["resize_mode"] == "shortest" and cfg["size"] == 224
+    # (x - 127) / 128 on 0..255 pixels == (p - mean) / std on 0..1 pixels
+    p = np.array([0.0, 127.0, 255.0]) / 255.0
+    got = (p - cfg["mean"][0]) / cfg["std"][0]
+    np.testing.assert_allclose(got, (np.array([0.0, 127.0, 255.0]) - 127.0) / 128.0, atol=1e-12)
+
+
+def test_local_preprocess_matches_the_runtime_one():
+    from PIL import Image
+
+    pytest.importorskip("pixgrep.models.preprocess")
+    rng = np.random.default_rng(1)
+    image = Image.fromarray(rng.integers(0, 256, size=(300, 451, 3), dtype=np.uint8))
+    cfg = features.IMAGE_TOWERS["lite0"]["preprocess"]
+    np.testing.assert_array_equal(
+        features._preprocess_local(image, cfg), features.preprocess_image(image, cfg)
+    )
+
+
+def test_caption_file_quirk_is_folded_into_its_image(tmp_path):
+    (tmp_path / "captions.tsv").write_text(
+        "image\tindex\tcaption\na.jpg.1\t0\tpeople waiting\na.jpg\t1\tmore people\nb.jpg\t0\ta dog\n"
+    )
+    for split in ("train", "dev", "test"):
+        (tmp_path / f"{split}.txt").write_text("a.jpg\n" if split == "train" else "b.jpg\n")
+    data = features.read_flickr8k(tmp_path)
+    assert data["captions"]["a.jpg"] == ["people waiting", "more people"]
+    assert data["splits"]["train"] == ["a.jpg"]
+
+
+def test_train_mini_cli_rejects_a_folder_that_is_not_flickr8k(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "pixgrep.cli", "train", "mini", "--data", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("pixgrep: error:") and "Traceback" not in proc.stderr
+    assert "not a Flickr8k folder" in proc.stderr
+
+
+def test_train_mini_is_seeded_and_selects_on_dev(tmp_path):
+    """A tiny synthetic problem: two runs with one seed give identical heads; dev picks the epoch."""
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    n = {"train": 60, "dev": 20, "test": 20}
+    names = {s: [f"{s}{i}.jpg" for i in range(k)] for s, k in n.items()}
+    all_names = [x for s in ("train", "dev", "test") for x in names[s]]
+    latent = rng.normal(size=(len(all_names), 8)).astype(np.float32)
+    img = latent @ rng.normal(size=(8, 1280)).astype(np.float32)
+    cap_names = np.repeat(np.array(all_names), 5)
+    txt = np.repeat(latent, 5, axis=0) @ rng.normal(size=(8, 384)).astype(np.float32)
+    txt += 0.1 * rng.normal(size=txt.shape).astype(np.float32)
+    feats = {
+        "splits": names,
+        "lite0": {"names": np.array(all_names), "feats": img},
+        "captions": {"names": cap_names, "feats": txt.astype(np.float32)},
+    }
+    cfg = train.TrainConfig(
+        seed=3, epochs=20, batch_size=32, eval_every=5, image_dropout=0.1, text_dropout=0.1
+    )
+    a = train.train(feats, cfg, log=lambda *_: None)
+    b = train.train(feats, cfg, log=lambda *_: None)
+    np.testing.assert_array_equal(a["image_weight"], b["image_weight"])
+    assert a["epoch"] in (5, 10, 15, 20)
+    assert a["test"]["t2i_R@5"] > 50.0  # learnt something: chance is 25
+    out = tmp_path / "heads.npz"
+    train.save_heads(a, cfg, out)
+    heads = train.load_heads(out)
+    assert heads["meta"]["config"]["seed"] == 3
+    assert json.dumps(heads["meta"])  # plain JSON
