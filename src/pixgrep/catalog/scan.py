@@ -61,7 +61,10 @@ class FileEntry:
     raw: bool  # a camera RAW file (needs the `raw` extra)
 
 
-def _excluded(name: str, rel: str, path: str, patterns: Sequence[str]) -> bool:
+def _excluded(name: str, root: str, path: str, patterns: Sequence[str]) -> bool:
+    if not patterns:
+        return False
+    rel = os.path.relpath(path, root)
     return any(fnmatch.fnmatch(text, pat) for pat in patterns for text in (name, rel, path))
 
 
@@ -95,16 +98,15 @@ def scan(
                 name = entry.name
                 if name.startswith(".") and not include_hidden:
                     continue
-                rel = os.path.relpath(entry.path, root)
                 try:
                     if entry.is_dir(follow_symlinks=False):
-                        if name in JUNK_DIRS or _excluded(name, rel, entry.path, patterns):
+                        if name in JUNK_DIRS or _excluded(name, root, entry.path, patterns):
                             continue
                         subfolders.append(entry.path)
                         continue
                     ext = os.path.splitext(name)[1].lower()
                     raw = ext in RAW_EXTENSIONS
-                    if not (raw or ext in known) or _excluded(name, rel, entry.path, patterns):
+                    if not (raw or ext in known) or _excluded(name, root, entry.path, patterns):
                         continue
                     if not entry.is_file():  # follows a link to a file; a dangling link is dropped
                         continue
