@@ -7,7 +7,8 @@ the model's size stored as float16, paths spread over 100 folders), starts the r
 `pixgrep serve` on a free local port in a subprocess, and times requests from one keep-alive
 HTTP client (wall time from sending the request to having the parsed JSON):
 
-  first       the first text search after start-up (builds the search matrix file)
+  first       the first text search once the server answers (the warm-up that `serve` starts loads
+              the text tower and builds the search matrix; this waits for what is left of it)
   text        GET /api/search?q=...&k=20: text tower + matrix search + metadata of 20 results
   text_scoped the same, scoped to one of the 100 folders
   like        GET /api/search?like=ID: "more like this" (stored vector, no model)
@@ -104,7 +105,9 @@ def timed(call) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", required=True, help="model folder or registry name")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200, help="requests per kind (upload: a quarter)")
@@ -124,6 +127,7 @@ def main() -> int:
     db_path = work / f"catalog-{args.rows}.db"
     for stale in (db_path, Path(str(db_path) + "-wal"), Path(str(db_path) + "-shm")):
         stale.unlink(missing_ok=True)
+    load_before = os.getloadavg()
     started = time.perf_counter()
     build_catalog(db_path, args.rows, model_id, dim)
     fill_s = time.perf_counter() - started
@@ -149,47 +153,39 @@ def main() -> int:
 
         n = args.queries
         query = lambda i: f"{WORDS[i % len(WORDS)]} {i}"  # distinct texts: nothing is cached
-        results["first"] = percentiles([timed(lambda: client.get("/api/search", params={"q": "warm up", "k": 20}))])
-        results["text"] = percentiles(
-            [timed(lambda i=i: client.get("/api/search", params={"q": query(i), "k": 20})) for i in range(n)]
-        )
-        results["text_scoped"] = percentiles(
-            [
-                timed(
-                    lambda i=i: client.get(
-                        "/api/search", params={"q": query(n + i), "k": 20, "root": f"/bench/photos/d{i % 100:03d}"}
-                    )
-                )
-                for i in range(n)
-            ]
-        )
         ids = np.random.default_rng(1).integers(1, args.rows + 1, size=n)
-        results["like"] = percentiles(
-            [timed(lambda i=i: client.get("/api/search", params={"like": int(ids[i]), "k": 20})) for i in range(n)]
-        )
-        refine = lambda i: {
-            "terms": [
+
+        def measure(name: str, request, count: int = n) -> None:
+            results[name] = percentiles([timed(lambda i=i: request(i)) for i in range(count)])
+
+        def search(**params):
+            return client.get("/api/search", params={"k": 20, **params})
+
+        def refine(i: int):
+            terms = [
                 {"kind": "image_id", "value": int(ids[i])},
                 {"kind": "text", "value": f"in red {i}"},
                 {"kind": "image_id", "value": int(ids[(i + 1) % n]), "weight": -0.5},
-            ],
-            "k": 20,
-        }
-        results["refine"] = percentiles(
-            [timed(lambda i=i: client.post("/api/search", json=refine(i))) for i in range(n)]
-        )
-        knn = lambda i: {"text": query(i), "num_images": 20, "modality": "image", "indice_name": "pixgrep"}
-        results["knn"] = percentiles([timed(lambda i=i: client.post("/knn-service", json=knn(i))) for i in range(n)])
-        buffer = io.BytesIO()
-        rng = np.random.default_rng(2)
-        Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)).save(buffer, "JPEG", quality=90)
-        photo = buffer.getvalue()
-        results["upload"] = percentiles(
-            [
-                timed(lambda: client.post("/api/search/image", files={"file": ("q.jpg", photo)}, data={"k": 20}))
-                for _ in range(max(1, n // 4))
             ]
-        )
+            return client.post("/api/search", json={"terms": terms, "k": 20})
+
+        def knn(i: int):
+            body = {"text": query(i), "num_images": 20, "modality": "image", "indice_name": "pixgrep"}
+            return client.post("/knn-service", json=body)
+
+        buffer = io.BytesIO()
+        pixels = np.random.default_rng(2).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
+        photo = buffer.getvalue()
+
+        measure("first", lambda i: search(q="warm up"), 1)
+        measure("text", lambda i: search(q=query(i)))
+        measure("text_scoped", lambda i: search(q=query(n + i), root=f"/bench/photos/d{i % 100:03d}"))
+        measure("like", lambda i: search(like=int(ids[i])))
+        measure("refine", refine)
+        measure("knn", knn)
+        upload = lambda i: client.post("/api/search/image", files={"file": ("q.jpg", photo)}, data={"k": 20})
+        measure("upload", upload, max(1, n // 4))
 
         def worker(offset: int) -> list[float]:
             with httpx.Client(base_url=base, timeout=120) as own:
@@ -219,6 +215,8 @@ def main() -> int:
         "dim": dim,
         "rows": args.rows,
         "fill_catalog_s": round(fill_s, 1),
+        # The machine may be shared: its load says how much the numbers are worth.
+        "load_average_before_after": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
         "server_ready_s": round(startup_s, 2),
         "latency": results,
     }

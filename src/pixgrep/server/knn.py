@@ -78,24 +78,27 @@ def _query_term(state: ServerState, body: KnnRequest):
 
 def _deduplicate(state: ServerState, results: list) -> list:
     """Drop identical files (same content) and near-identical pictures, keeping the best-scored."""
+    if not results:
+        return results
     with state.lock:
         records = state.catalog.db.images_by_id([r.image_id for r in results])
-        hashes = {r.image_id: records[r.image_id].content_hash for r in results if r.image_id in records}
-        vectors = {h: state.catalog.db.vector_for_hash(h, state.model_id) for h in set(hashes.values())}
-    kept, kept_vectors, seen = [], [], set()
-    for result in results:
-        digest = hashes.get(result.image_id)
-        if digest in seen:
+        hashes = [records[r.image_id].content_hash if r.image_id in records else None for r in results]
+        stored = {h: state.catalog.db.vector_for_hash(h, state.model_id) for h in set(hashes) if h}
+    dim = next((len(v) for v in stored.values() if v is not None), 1)
+    zero = np.zeros(dim, np.float32)
+    matrix = np.stack(
+        [np.asarray(stored.get(h), np.float32) if stored.get(h) is not None else zero for h in hashes]
+    )
+    similarity = matrix @ matrix.T  # one product for all pairs; a missing vector (zeros) matches nothing
+    kept: list[int] = []
+    seen: set[str] = set()
+    for row, digest in enumerate(hashes):
+        if digest in seen or (kept and float(similarity[row, kept].max()) >= DEDUP_SIMILARITY):
             continue
-        vector = vectors.get(digest)
-        if vector is not None:
-            vector = vector.astype(np.float32)
-            if any(float(vector @ other) >= DEDUP_SIMILARITY for other in kept_vectors):
-                continue
-            kept_vectors.append(vector)
-        seen.add(digest)
-        kept.append(result)
-    return kept
+        if digest:
+            seen.add(digest)
+        kept.append(row)
+    return [results[row] for row in kept]
 
 
 def _metadata(request: Request, image_id: int, path: str) -> dict:
