@@ -17,7 +17,8 @@ JSON_KEYS = ["height", "path", "score", "size", "taken_at", "width"]
 
 def pixgrep(*args, cwd=None, check_rc=None):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("PIXGREP_CATALOG", None)
+    for name in ("PIXGREP_CATALOG", "PIXGREP_MODEL", "TERM_PROGRAM", "LC_TERMINAL", "TMUX"):
+        env.pop(name, None)
     proc = subprocess.run(
         [sys.executable, "-m", "pixgrep.cli", *map(str, args)],
         capture_output=True,
@@ -115,6 +116,13 @@ def test_table_output(library):
     assert len(lines) == 2
     score, path = lines[0].split("  ", 1)
     assert float(score) >= float(lines[1].split("  ", 1)[0]) and Path(path).is_file()
+
+
+def test_preview_draws_each_result(library):
+    proc = pixgrep("-n", "-p", "-H", "40", "-k", "2", "a beach", "--in", library["root"] / "pets",
+                   *library["common"])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("\033_Ga=T,f=100") == 2  # Kitty graphics protocol, one image per result
 
 
 def test_query_arithmetic_matches_the_weighted_sum(library, tiny_model_dir):
