@@ -311,6 +311,9 @@ def test_unknown_model_is_refused(client):
     error(client.post("/api/search", json={"q": "cat", "model": "nope"}), 400)
     assert ok(client.get("/api/search", params={"q": "cat", "model": "fake"}))["results"]
     error(client.get("/api/models/ViT-H-99"), 404)
+    assert "not loaded here" in error(
+        client.get("/api/search", params={"q": "cat", "model": "ViT-B-32__openai"}), 400
+    )
     assert ok(client.get("/api/models/fake"))["dim"] == 192
 
 

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image, ImageDraw
 
 from pixgrep.catalog.db import CatalogDB, vector_to_blob
@@ -153,8 +152,3 @@ def test_generated_images_differ_and_catalog_rows_are_searchable(tmp_path, fake_
         assert vector.shape == (fake_encoder.dim,)
     finally:
         db.close()
-
-
-@pytest.fixture
-def unused():  # keeps pytest from warning that this module only has helpers
-    return None

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from pixgrep.server.querying import not_found
+from pixgrep.server.querying import model_mismatch, not_found
 from pixgrep.server.state import ServerState, get_state
 
 router = APIRouter(prefix="/api")
@@ -63,7 +63,7 @@ def models(state: Annotated[ServerState, Depends(get_state)]):
 def model_info(name: str, state: Annotated[ServerState, Depends(get_state)]):
     """The served model by name or id; 404 for any other."""
     if not state.serves_model(name):
-        raise not_found(f"unknown model {name!r}: this server serves {state.model_name!r}")
+        raise not_found(model_mismatch(state, name))
     return _served(state)
 
 

@@ -68,7 +68,21 @@ def decode_base64(value) -> bytes:
 
 def check_model(state: ServerState, model: str | None) -> None:
     if model and not state.serves_model(model):
-        raise PixgrepError(f"unknown model {model!r}: this server serves {state.model_name!r} only")
+        raise PixgrepError(model_mismatch(state, model))
+
+
+def model_mismatch(state: ServerState, model: str) -> str:
+    """Why `model` cannot be used here: one model is loaded per server."""
+    try:
+        from pixgrep.models.registry import get_spec
+
+        get_spec(model)
+        known = True
+    except Exception:  # not in the registry (or no registry): an unknown name
+        known = False
+    if known:
+        return f"model {model!r} is not loaded here: this server serves {state.model_name!r} only"
+    return f"unknown model {model!r}: this server serves {state.model_name!r}"
 
 
 def normalise_roots(roots: list[str] | None) -> list[str] | None:
