@@ -43,7 +43,7 @@ def test_info_for_a_folder_and_for_a_name(capsys, tiny_model_dir, cache):
     info = json.loads(capsys.readouterr().out)
     assert info["model_id"] == load_encoder(str(tiny_model_dir)).model_id
     assert info["embed_dim"] == 32 and info["context_length"] == 77
-    assert info["text_inputs"] == {"text": "tensor(int32) ['batch_size', 77]"}
+    assert info["text_inputs"] == {"text": "tensor(int32) ['batch_size', 'sequence']"}
     assert "visual/model.onnx" in info["files"]
     assert main(["models", "info", "vit-b-32__openai"]) == 0
     out = capsys.readouterr().out

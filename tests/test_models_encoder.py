@@ -154,3 +154,28 @@ def test_hf_style_text_tower(tiny_model_dir, tmp_path, id_type, with_token_types
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
     np.testing.assert_allclose(got, expected, atol=1e-6)
     assert enc.dim == 8
+
+
+def test_padding_is_cut_for_dynamic_length_text_towers(tiny_model_dir, tmp_path):
+    """pixgrep's exports accept shorter sequences: a short query is not run over 77 positions, and
+    the vectors are those of the full-length input (the tower is causal, pooled at the end token)."""
+    enc = load_encoder(str(tiny_model_dir))
+    assert enc.config["text_dynamic_length"] is True
+    assert enc.textual.inputs["text"].shape == ["batch_size", "sequence"]
+    texts = ["a cat", "a dog on a mat", "!"]
+    ids = enc.tokenize(texts)["text"]
+    assert ids.shape == (3, 7)  # sot + 5 tokens + eot for the longest text
+    full = np.pad(ids, ((0, 0), (0, 77 - ids.shape[1])))
+    run = enc.textual.session.run(None, {"text": full})[0]
+    np.testing.assert_allclose(
+        enc.encode_texts(texts), run / np.linalg.norm(run, axis=1, keepdims=True), atol=1e-6
+    )
+
+    fixed = tmp_path / "fixed"  # the same folder without the key (like an Immich export): full length
+    shutil.copytree(tiny_model_dir, fixed)
+    config = json.loads((fixed / "config.json").read_text())
+    del config["text_dynamic_length"]
+    (fixed / "config.json").write_text(json.dumps(config))
+    other = load_encoder(str(fixed))
+    assert other.tokenize(texts)["text"].shape == (3, 77)
+    np.testing.assert_allclose(other.encode_texts(texts), enc.encode_texts(texts), atol=1e-6)

@@ -195,3 +195,21 @@ def test_cli_prints_one_line_and_exits_2(capsys, tmp_path):
     assert err.startswith("pixgrep: error: model folder") and err.count("\n") == 1
     assert main(["models", "info", "no-such-model"]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_damaged_cache_entry_says_how_to_refetch(cache, tiny_model_dir):
+    entry = cache / "models" / "ViT-B-32__openai"
+    shutil.copytree(tiny_model_dir, entry)
+    (entry / "visual" / "model.onnx").unlink()
+    with pytest.raises(PixgrepError) as exc:
+        load_encoder("ViT-B-32__openai")
+    assert "missing visual/model.onnx" in _one_line(exc) and f"delete {entry}" in str(exc.value)
+
+
+def test_export_refuses_architectures_with_other_tokenizers(tmp_path):
+    pytest.importorskip("open_clip")
+    from pixgrep.models.export import export_open_clip
+
+    with pytest.raises(PixgrepError, match="Hugging Face tokenizer"):
+        export_open_clip("ViT-B-16-SigLIP", None, tmp_path / "siglip")
+    assert not (tmp_path / "siglip").exists()

@@ -31,7 +31,7 @@ def _key(arch: str, config: dict | None) -> str:
     from pixgrep.models import export
 
     blob = json.dumps(
-        [arch, config, SEED, export.OPSET, torch.__version__, open_clip.__version__], sort_keys=True
+        [arch, config, SEED, export.EXPORT_VERSION, torch.__version__, open_clip.__version__], sort_keys=True
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -24,6 +24,7 @@ def load_encoder(name_or_path: str | os.PathLike | None = None) -> OnnxEncoder:
     Registry models are downloaded (or, for pixgrep-mini, built) into the cache on first use.
     Raises PixgrepError with one clear line for unknown names, bad folders and no network.
     """
+    from pixgrep.errors import PixgrepError
     from pixgrep.models import hub, registry
     from pixgrep.models.folder import open_folder
     from pixgrep.models.onnx_encoder import OnnxEncoder
@@ -31,7 +32,11 @@ def load_encoder(name_or_path: str | os.PathLike | None = None) -> OnnxEncoder:
     value = os.fspath(name_or_path) if name_or_path is not None else registry.DEFAULT_MODEL
     if value in registry.MODELS or not _looks_like_path(value):
         spec = registry.get_spec(value)
-        folder = open_folder(hub.ensure_folder(spec))
+        path = hub.ensure_folder(spec)
+        try:
+            folder = open_folder(path)
+        except PixgrepError as exc:  # a damaged cache entry: say how to get a fresh one
+            raise PixgrepError(f"{exc}; delete {path} to fetch {spec.name} again") from None
         return OnnxEncoder(folder, model_id=spec.name)
     folder = open_folder(value)
     return OnnxEncoder(folder, model_id=folder.fingerprint())

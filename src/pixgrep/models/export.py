@@ -19,9 +19,12 @@ from typing import Any
 
 from pixgrep.errors import PixgrepError
 
-# TorchScript exporter: it gives parity and a dynamic batch axis with one call; opset 17 has
-# LayerNormalization, which ORT fuses.
+# Image tower: TorchScript exporter (parity, dynamic batch axis; opset 17 has LayerNormalization).
+# Text tower: dynamo exporter (opset 18), the one that keeps a dynamic sequence axis (see
+# _export_short_text); TorchScript at fixed length where that is not possible.
 OPSET = 17
+DYNAMO_OPSET = 18
+EXPORT_VERSION = 2  # bump when exported folders change (test caches are keyed on it)
 SOT, EOT = "<|startoftext|>", "<|endoftext|>"  # Hugging Face CLIP names, ids 49406 / 49407
 
 
@@ -52,6 +55,12 @@ def export_open_clip(arch: str, pretrained: str | None, out: Path, *, model_cfg:
     config = open_clip.get_model_config(arch)
     if config is None:
         raise PixgrepError(f"unknown open_clip architecture {arch!r} (see open_clip.list_models())")
+    hf_tokenizer = config.get("text_cfg", {}).get("hf_tokenizer_name")
+    if hf_tokenizer:  # SigLIP, XLM-RoBERTa, ...: their tokenizer is not the CLIP BPE written here
+        raise PixgrepError(
+            f"{arch} uses the Hugging Face tokenizer {hf_tokenizer}; only CLIP-tokenizer architectures "
+            "can be exported for now"
+        )
     if pretrained and not os.path.isfile(pretrained) and not open_clip.get_pretrained_cfg(arch, pretrained):
         tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none known"
         raise PixgrepError(f"{pretrained!r} is neither a pretrained tag of {arch} ({tags}) nor a file")
@@ -86,7 +95,11 @@ def export_open_clip(arch: str, pretrained: str | None, out: Path, *, model_cfg:
     )
     text = torch.randint(1, 1000, (2, context_length), dtype=torch.int32)
     text[:, -1] = 49407  # argmax pooling looks for the end token
-    _export_tower(torch, _Tower(torch, model.encode_text), text, out / "textual" / "model.onnx", "text")
+    if _export_short_text(torch, model, text, out / "textual" / "model.onnx"):
+        config["text_dynamic_length"] = True
+        _write_json(out / "config.json", config)
+    else:
+        _export_tower(torch, _Tower(torch, model.encode_text), text, out / "textual" / "model.onnx", "text")
     write_clip_tokenizer(out / "textual", context_length)
     return out
 
@@ -103,6 +116,103 @@ def _Tower(torch, encode):
     return Tower().eval()
 
 
+def _short_text_tower(torch, model):
+    """open_clip's CLIP.encode_text, but for any sequence length up to the context length.
+
+    The text transformer is causal and pools at the end token, so the zero padding after the end
+    token cannot change the result: a graph that accepts shorter sequences lets pixgrep cut the
+    padding after the longest text of a batch (a 10-token query then costs 10 positions, not 77).
+    Only for the plain CLIP text tower with a causal mask and argmax/eos pooling; None otherwise.
+    """
+    from open_clip.model import CLIP
+    from open_clip.transformer import text_global_pool
+
+    if type(model) is not CLIP or getattr(model, "attn_mask", None) is None:
+        return None
+    if model.text_pool_type not in ("argmax", "eos"):
+        return None
+
+    class ShortText(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, text):
+            m = self.model
+            n = text.shape[1]
+            cast_dtype = m.transformer.get_cast_dtype()
+            x = m.token_embedding(text).to(cast_dtype)
+            x = x + m.positional_embedding[:n].to(cast_dtype)
+            x = m.transformer(x, attn_mask=m.attn_mask[:n, :n])
+            x = m.ln_final(x)
+            x = text_global_pool(x, text, m.text_pool_type, eos_token_id=getattr(m, "text_eos_id", None))
+            if m.text_projection is not None:
+                x = (
+                    m.text_projection(x)
+                    if isinstance(m.text_projection, torch.nn.Linear)
+                    else x @ m.text_projection
+                )
+            return torch.nn.functional.normalize(x, dim=-1)
+
+    return ShortText().eval()
+
+
+def _export_short_text(torch, model, example, path: Path) -> bool:
+    """Export the text tower with a dynamic sequence axis (dynamo exporter, which keeps the
+    attention reshapes symbolic; the TorchScript one bakes the length in). False if not possible."""
+    import contextlib
+    import io
+
+    module = _short_text_tower(torch, model)
+    if module is None:
+        return False
+    batch = torch.export.Dim("batch_size")
+    sequence = torch.export.Dim("sequence", max=example.shape[1])
+    try:
+        with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                (example,),
+                str(path),
+                input_names=["text"],
+                output_names=["text_embedding"],  # "embedding" is taken inside the graph
+                dynamic_shapes={"text": {0: batch, 1: sequence}},
+                opset_version=DYNAMO_OPSET,
+                dynamo=True,
+            )
+        _rename_output(path, "embedding")
+    except Exception as exc:  # exporter limits: fall back to the fixed-length TorchScript export
+        warnings.warn(
+            f"dynamic-length text export failed ({type(exc).__name__}); using 77 positions", stacklevel=2
+        )
+        path.unlink(missing_ok=True)
+        return False
+    return True
+
+
+def _rename_output(path: Path, name: str) -> None:
+    """Name the graph's first output `name` (as open_clip / Immich exports do), renaming any
+    internal value that already uses it."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    old = graph.output[0].name
+    taken = f"{name}__internal"
+    for node in graph.node:
+        node.input[:] = [taken if v == name else (name if v == old else v) for v in node.input]
+        node.output[:] = [taken if v == name else (name if v == old else v) for v in node.output]
+    for value in graph.value_info:
+        if value.name == name:
+            value.name = taken
+        elif value.name == old:
+            value.name = name
+    graph.output[0].name = name
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
 def _export_tower(torch, module, example, path: Path, input_name: str) -> None:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -112,7 +222,10 @@ def _export_tower(torch, module, example, path: Path, input_name: str) -> None:
             str(path),
             input_names=[input_name],
             output_names=["embedding"],
-            dynamic_axes={input_name: {0: "batch_size"}, "embedding": {0: "batch_size"}},
+            dynamic_axes={
+                input_name: {0: "batch_size"},
+                "embedding": {0: "batch_size"},
+            },
             opset_version=OPSET,
             dynamo=False,
         )

@@ -157,7 +157,17 @@ class OnnxEncoder(Encoder):
             arrays = tokenizer(texts)
             return {name: arrays[name].astype(tower.dtype(name)) for name in tower.inputs if name in arrays}
         name = next(iter(tower.inputs))
-        return {name: tokenizer(texts, dtype=tower.dtype(name))}
+        ids = tokenizer(texts, dtype=tower.dtype(name))
+        if self._cut_padding(tower):  # only zero padding after the last end token goes
+            ends = (ids == tokenizer.eot_id).argmax(axis=1)
+            ids = ids[:, : int(ends.max()) + 1]
+        return {name: ids}
+
+    def _cut_padding(self, tower: _Tower) -> bool:
+        """True for text towers exported to accept shorter sequences (config `text_dynamic_length`)."""
+        shape = next(iter(tower.inputs.values())).shape
+        dynamic = len(shape) == 2 and not isinstance(shape[1], int)
+        return bool(self.config.get("text_dynamic_length")) and dynamic
 
     def _get_tokenizer(self, tower: _Tower):
         if self._tokenizer is None:
