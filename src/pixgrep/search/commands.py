@@ -178,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
         )
     _render(results, args)
     if not results:
-        print("pixgrep: no matching images", file=sys.stderr)
+        hint = " (-n searches only what was indexed before; run without -n to index)" if args.no_index else ""
+        print(f"pixgrep: no matching images{hint}", file=sys.stderr)
         return 1
     return 0
 
