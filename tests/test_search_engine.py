@@ -88,6 +88,7 @@ def test_bytes_image_id_and_vector_terms(db, fake_encoder, tmp_path):
     [
         (Term(1.0, "image_id", 999), "image id 999 is not in the catalog"),
         (Term(1.0, "vector", [1.0, 2.0]), "must have 192 numbers"),
+        (Term(1.0, "vector", ["a", "b"]), "must be a list of numbers"),
         (Term(1.0, "bytes", b"not an image"), "the uploaded image: not an image pixgrep can read"),
     ],
 )

@@ -37,11 +37,7 @@ def _encode(db: CatalogDB, encoder: Encoder, terms: list[Term]) -> tuple[np.ndar
     model = encoder.model_id
     vectors: list[np.ndarray | None] = [None] * len(terms)
     own_ids: set[int] = set()
-    texts = [(i, t) for i, t in enumerate(terms) if t.kind == "text"]
-    if texts:  # one batch, and the only place the text tower is touched
-        encoded = encoder.encode_texts([str(t.value) for _, t in texts])
-        for (i, _), row in zip(texts, encoded, strict=True):
-            vectors[i] = row
+    # Cheap checks and lookups first (ids, files, downloads), so a bad term fails before a tower loads.
     images: list[tuple[int, object]] = []  # (term index, PIL image) still to run through the tower
     for i, term in enumerate(terms):
         if term.kind == "text":
@@ -69,6 +65,11 @@ def _encode(db: CatalogDB, encoder: Encoder, terms: list[Term]) -> tuple[np.ndar
             vectors[i] = _checked_vector(term.value, encoder.dim)
         else:
             raise PixgrepError(f"unknown query term kind {term.kind!r}")
+    texts = [(i, t) for i, t in enumerate(terms) if t.kind == "text"]
+    if texts:  # one batch, and the only place the text tower is touched
+        encoded = encoder.encode_texts([str(t.value) for _, t in texts])
+        for (i, _), row in zip(texts, encoded, strict=True):
+            vectors[i] = row
     if images:
         encoded = encoder.encode_images([image for _, image in images])
         for (i, _), row in zip(images, encoded, strict=True):
@@ -120,7 +121,10 @@ def _stored_vector_for_id(db: CatalogDB, model: str, image_id: object) -> np.nda
 
 
 def _checked_vector(value: object, dim: int) -> np.ndarray:
-    vector = np.asarray(value, np.float32).reshape(-1)
+    try:
+        vector = np.asarray(value, np.float32).reshape(-1)
+    except (TypeError, ValueError):
+        raise PixgrepError("a query vector must be a list of numbers") from None
     if vector.shape[0] != dim:
         raise PixgrepError(f"a query vector must have {dim} numbers, this one has {vector.shape[0]}")
     if not np.all(np.isfinite(vector)):
