@@ -40,13 +40,13 @@ def run_classes(
             else:
                 class_vectors = class_text_vectors(encoder, data.class_names, templates, progress.update)
             class_ranks = classification_ranks(image_vectors @ class_vectors.T, data.labels)
-            top1[mode] = recall_at_k(class_ranks, 1)
-            top5[mode] = recall_at_k(class_ranks, 5)
+            top1[mode] = round(recall_at_k(class_ranks, 1), 6)
+            top5[mode] = round(recall_at_k(class_ranks, 5), 6)
     finally:
         progress.close()
     return {
-        "retrieval_top1": recall_at_k(ranks, 1),
-        "retrieval_top5": recall_at_k(ranks, 5),
+        "retrieval_top1": round(recall_at_k(ranks, 1), 6),
+        "retrieval_top5": round(recall_at_k(ranks, 5), 6),
         "zeroshot_top1": top1,
         "zeroshot_top5": top5,
         "templates": {mode: len(t) for mode, t in template_sets.items()},

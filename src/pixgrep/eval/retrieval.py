@@ -30,6 +30,7 @@ def run_retrieval(
     finally:
         progress.close()
     result = retrieval_metrics(image_vectors, caption_vectors, data.caption_image)
+    result = {key: round(value, 6) if isinstance(value, float) else value for key, value in result.items()}
     result["model"] = catalog.encoder.model_id
     result["caption_keys_remapped"] = len(data.remapped)
     return result
