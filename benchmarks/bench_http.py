@@ -18,7 +18,7 @@ HTTP client (wall time from sending the request to having the parsed JSON):
   text_x4     text searches from 4 clients at once (latency per request, and requests/s)
 
 `--model` is a model folder (or registry name) whose vectors the catalog is filled for, e.g. a
-random-weight ViT-B-32 export: `pixgrep models export ViT-B-32 --pretrained none OUT`. Random
+random-weight ViT-B-32 export: `pixgrep models export ViT-B-32 --pretrained none --out DIR`. Random
 weights time exactly like trained ones. Prints one JSON object, and a Markdown table to stderr.
 """
 
