@@ -130,15 +130,17 @@ class VectorMatrix:
         """Cosine scores of rows [lo, hi) against a unit query, float32, computed chunk by chunk."""
         hi = self.rows if hi is None else hi
         if self._f32 is not None:
-            return self._f32[lo:hi] @ query
+            return np.einsum("ij,j->i", self._f32[lo:hi], query)
         out = np.empty(hi - lo, np.float32)
         scratch = np.empty((min(CHUNK_ROWS, hi - lo), self.dim), np.float32)
         for start in range(lo, hi, CHUNK_ROWS):
             end = min(start + CHUNK_ROWS, hi)
-            # float16 -> float32 into a cache-sized scratch, then BLAS accumulates in float32.
+            # float16 -> float32 into a cache-sized scratch, then a float32 dot product per row.
+            # einsum, not matmul: OpenBLAS threads on many small products spin-wait, which cost
+            # 9x the CPU time on a busy 2-core machine (benchmarks/bench_search.py, docs/search.md).
             block = scratch[: end - start]
             np.copyto(block, self.vectors[start:end])
-            np.matmul(block, query, out=out[start - lo : end - lo])
+            np.einsum("ij,j->i", block, query, out=out[start - lo : end - lo])
         return out
 
     def _warm_up(self) -> None:
