@@ -260,9 +260,7 @@ def test_threshold_slider_and_folder_scope(page, server, world):
         str(cut),
     )
     assert page.inner_text("#threshold-value") == f"{cut:.2f}"
-    page.wait_for_function(
-        "(n => n < 40 && n >= 5)(document.querySelectorAll('#grid li').length)"
-    )
+    page.wait_for_function("(n => n < 40 && n >= 5)(document.querySelectorAll('#grid li').length)")
     kept = [float(s) for s in page.locator("#grid .score").all_inner_texts()]
     assert all(s >= cut - 0.0005 for s in kept)
 
@@ -323,5 +321,37 @@ def test_page_with_a_token(browser, world):
             page.goto(live.url + "/?token=tok-123")
             search(page, live, "a kite")
             wait_for_images(page, 6)
+        finally:
+            context.close()
+
+
+def test_real_photos_load_in_the_grid_and_the_viewer(browser, tmp_path):
+    """Camera photos (JPEG with EXIF orientations, HEIC, TIFF) from ../shared/data: every thumbnail
+    in the grid and the large view decode in the browser."""
+    pytest.importorskip("pixgrep.catalog.ingest", reason="needs the indexer")
+    from conftest import shared_data
+    from fakes import FakeEncoder
+
+    import pixgrep
+    from pixgrep.server.app import create_app
+
+    root = shared_data("exif-samples")
+    with pixgrep.open_catalog(tmp_path / "c.db", encoder=FakeEncoder()) as catalog:
+        catalog.index([root])
+        good = catalog.stats()["images"]
+    with LiveServer(create_app(tmp_path / "c.db", encoder=FakeEncoder())) as live:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        try:
+            page.goto(live.url + "/")
+            page.fill("#q", "a photo")
+            page.press("#q", "Enter")
+            page.wait_for_function(f"document.querySelectorAll('#grid li').length === {min(40, good)}")
+            page.evaluate("window.scrollTo(0, 0)")
+            wait_for_images(page, 12)
+            shot(page, "08-real-photos")
+            page.locator("#grid .tile").first.click()
+            page.wait_for_function("document.querySelector('#viewer-img').naturalWidth > 0")
+            shot(page, "09-real-photo-viewer")
         finally:
             context.close()

@@ -727,3 +727,42 @@ def test_warm_up_builds_the_search_matrix(tmp_path, world):
     warm_up(app.state.pixgrep).join(30)
     assert sidecar_path(catalog, "fake").exists()
     assert app.state.pixgrep.catalog.encoder.texts_encoded == 1
+
+
+@pytest.mark.parametrize("folder", ["odd-images", "exif-samples"])
+def test_every_real_image_gets_a_preview_or_a_clear_4xx(tmp_path, folder):
+    """Real files that break naive loaders (truncated, CMYK, 16-bit, animated, bombs, HEIC,
+    orientations): indexed by the real indexer, every thumbnail and file request answers with an
+    image or a JSON 4xx, never a 500."""
+    pytest.importorskip("pixgrep.catalog.ingest", reason="needs the indexer")
+    from conftest import shared_data
+    from fakes import FakeEncoder
+
+    import pixgrep
+
+    root = shared_data(folder)
+    with pixgrep.open_catalog(tmp_path / "c.db", encoder=FakeEncoder()) as catalog:
+        catalog.index([root])
+        rows = list(catalog.db.images_by_path().values())
+    assert rows
+    app = create_app(tmp_path / "c.db", encoder=FakeEncoder())
+    served = 0
+    with TestClient(app, raise_server_exceptions=False) as c:
+        for record in rows:
+            for kind in ("thumb", "file"):
+                response = c.get(f"/api/images/{record.id}/{kind}")
+                if record.error:
+                    assert response.status_code == 404, (record.path, kind)
+                    continue
+                assert response.status_code == 200, (record.path, kind, response.text)
+                served += 1
+                if kind == "file" and response.content == Path(record.path).read_bytes():
+                    continue  # a browser format sent as it is (a browser shows even a PNG missing its end)
+                image = Image.open(io.BytesIO(response.content))
+                image.load()
+                assert image.format == "JPEG"
+                if kind == "thumb":
+                    assert image.format == "JPEG" and max(image.size) <= 256
+                    if record.width and record.height:  # EXIF-rotated like the catalog's size
+                        assert (image.width >= image.height) == (record.width >= record.height), record.path
+    assert served == 2 * len([r for r in rows if not r.error]) > 0
