@@ -21,12 +21,16 @@ def wallclock_seconds(text: str | None) -> float | None:
     """ISO 8601 (or EXIF "YYYY:MM:DD HH:MM:SS") capture time -> wall-clock seconds; None if unreadable."""
     if not text:
         return None
-    text = _EXIF_DATE.sub(r"\1-\2-\3", text.strip())
     try:
-        moment = datetime.fromisoformat(text.replace(" ", "T", 1) if "T" not in text else text)
+        moment = datetime.fromisoformat(text)  # the common case, in C: ~1 us per row
     except ValueError:
-        return None
-    return (moment.replace(tzinfo=None) - _EPOCH).total_seconds()
+        try:
+            moment = datetime.fromisoformat(_EXIF_DATE.sub(r"\1-\2-\3", text.strip()))
+        except ValueError:
+            return None
+    if moment.tzinfo is not None:
+        moment = moment.replace(tzinfo=None)
+    return (moment - _EPOCH).total_seconds()
 
 
 def date_bound(text: str, option: str) -> float:

@@ -269,7 +269,7 @@ def _collect(db: CatalogDB, model: str) -> tuple[int, int, dict[str, np.ndarray]
     paths: list[bytes] = []
     blobs: list[bytes] = []
     width = None
-    for image_id, path, blob in db.iter_searchable(model):
+    for image_id, path, blob in db.iter_searchable(model, ordered=False):
         if width is None:
             width = len(blob)
         if len(blob) != width:  # a malformed vector must not shift every row after it
