@@ -12,6 +12,7 @@ import http.server
 import io
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -766,3 +767,39 @@ def test_every_real_image_gets_a_preview_or_a_clear_4xx(tmp_path, folder):
                     if record.width and record.height:  # EXIF-rotated like the catalog's size
                         assert (image.width >= image.height) == (record.width >= record.height), record.path
     assert served == 2 * len([r for r in rows if not r.error]) > 0
+
+
+def test_searches_keep_answering_during_an_index_run(tmp_path, world):
+    """The run writes through its own connection while searches read through the shared one."""
+    pytest.importorskip("pixgrep.catalog.ingest", reason="needs the indexer")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fakes import FakeEncoder
+
+    class SlowImages(FakeEncoder):
+        def encode_pixels(self, pixels):
+            time.sleep(0.3)  # the run lasts long enough for searches to overlap it
+            return super().encode_pixels(pixels)
+
+    catalog = tmp_path / "c.db"
+    add_to_catalog(catalog, world["files"], FakeEncoder())
+    folder = tmp_path / "more"
+    make_images(folder, per_colour=6)
+    with TestClient(create_app(catalog, encoder=SlowImages())) as c:
+        ok(c.post("/api/index", json={"folder": str(folder)}), 202)
+        runner = c.app.state.pixgrep.runner
+
+        def search_while_running(i: int) -> list[int]:
+            statuses = []
+            while runner.status()["state"] == "running" or not statuses:
+                response = c.get("/api/search", params={"q": f"query {i}", "k": 5})
+                statuses.append(response.status_code)
+                assert len(response.json()["results"]) == 5
+            return statuses
+
+        with ThreadPoolExecutor(4) as pool:
+            chunks = list(pool.map(search_while_running, range(4)))
+        assert all(len(chunk) > 1 for chunk in chunks)  # every thread searched during the run
+        assert {s for chunk in chunks for s in chunk} == {200}
+        assert runner.wait(60)["state"] == "done"
+        assert ok(c.get("/api/stats"))["searchable"] == len(world["files"]) + 60
