@@ -19,12 +19,10 @@ from typing import Any
 
 from pixgrep.errors import PixgrepError
 
-# Image tower: TorchScript exporter (parity, dynamic batch axis; opset 17 has LayerNormalization).
-# Text tower: dynamo exporter (opset 18), the one that keeps a dynamic sequence axis (see
-# _export_short_text); TorchScript at fixed length where that is not possible.
+# TorchScript exporter (dynamo=False) for both towers: parity, dynamic axes, and about a second
+# for a small model where the dynamo exporter takes 15-30 s. Opset 17 has LayerNormalization.
 OPSET = 17
-DYNAMO_OPSET = 18
-EXPORT_VERSION = 2  # bump when exported folders change (test caches are keyed on it)
+EXPORT_VERSION = 3  # bump when exported folders change (test caches are keyed on it)
 SOT, EOT = "<|startoftext|>", "<|endoftext|>"  # Hugging Face CLIP names, ids 49406 / 49407
 
 
@@ -122,15 +120,37 @@ def _short_text_tower(torch, model):
     The text transformer is causal and pools at the end token, so the zero padding after the end
     token cannot change the result: a graph that accepts shorter sequences lets pixgrep cut the
     padding after the longest text of a batch (a 10-token query then costs 10 positions, not 77).
-    Only for the plain CLIP text tower with a causal mask and argmax/eos pooling; None otherwise.
+    The attention is written out with shape-agnostic reshapes, because nn.MultiheadAttention's
+    traced graph bakes the sequence length in. Only for the plain CLIP text tower (causal mask,
+    argmax/eos pooling, standard residual blocks); None for anything else.
     """
     from open_clip.model import CLIP
-    from open_clip.transformer import text_global_pool
+    from open_clip.transformer import ResidualAttentionBlock, text_global_pool
 
+    F = torch.nn.functional
     if type(model) is not CLIP or getattr(model, "attn_mask", None) is None:
         return None
-    if model.text_pool_type not in ("argmax", "eos"):
+    if model.text_pool_type not in ("argmax", "eos") or not getattr(model.transformer, "batch_first", False):
         return None
+    for block in model.transformer.resblocks:
+        attn = getattr(block, "attn", None)
+        if (
+            type(block) is not ResidualAttentionBlock
+            or hasattr(block, "ln_1_kv")
+            or not isinstance(attn, torch.nn.MultiheadAttention)
+            or not attn._qkv_same_embed_dim
+            or attn.in_proj_bias is None
+            or attn.bias_k is not None
+        ):
+            return None
+
+    def attention(block, x, mask):
+        attn = block.attn
+        heads, width = attn.num_heads, attn.embed_dim
+        q, k, v = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+        q, k, v = (t.reshape(t.shape[0], -1, heads, width // heads).transpose(1, 2) for t in (q, k, v))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return attn.out_proj(out.transpose(1, 2).reshape(x.shape[0], -1, width))
 
     class ShortText(torch.nn.Module):
         def __init__(self):
@@ -143,7 +163,10 @@ def _short_text_tower(torch, model):
             cast_dtype = m.transformer.get_cast_dtype()
             x = m.token_embedding(text).to(cast_dtype)
             x = x + m.positional_embedding[:n].to(cast_dtype)
-            x = m.transformer(x, attn_mask=m.attn_mask[:n, :n])
+            mask = m.attn_mask[:n, :n].to(x.dtype)
+            for block in m.transformer.resblocks:
+                x = x + block.ls_1(attention(block, block.ln_1(x), mask))
+                x = x + block.ls_2(block.mlp(block.ln_2(x)))
             x = m.ln_final(x)
             x = text_global_pool(x, text, m.text_pool_type, eos_token_id=getattr(m, "text_eos_id", None))
             if m.text_projection is not None:
@@ -152,65 +175,45 @@ def _short_text_tower(torch, model):
                     if isinstance(m.text_projection, torch.nn.Linear)
                     else x @ m.text_projection
                 )
-            return torch.nn.functional.normalize(x, dim=-1)
+            return F.normalize(x, dim=-1)
 
     return ShortText().eval()
 
 
 def _export_short_text(torch, model, example, path: Path) -> bool:
-    """Export the text tower with a dynamic sequence axis (dynamo exporter, which keeps the
-    attention reshapes symbolic; the TorchScript one bakes the length in). False if not possible."""
-    import contextlib
-    import io
-
+    """Export the text tower with dynamic batch and sequence axes; False if the tower is not the
+    plain CLIP text transformer (then the caller exports encode_text at fixed length)."""
     module = _short_text_tower(torch, model)
     if module is None:
         return False
-    batch = torch.export.Dim("batch_size")
-    sequence = torch.export.Dim("sequence", max=example.shape[1])
-    try:
-        with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module,
-                (example,),
-                str(path),
-                input_names=["text"],
-                output_names=["text_embedding"],  # "embedding" is taken inside the graph
-                dynamic_shapes={"text": {0: batch, 1: sequence}},
-                opset_version=DYNAMO_OPSET,
-                dynamo=True,
-            )
-        _rename_output(path, "embedding")
-    except Exception as exc:  # exporter limits: fall back to the fixed-length TorchScript export
-        warnings.warn(
-            f"dynamic-length text export failed ({type(exc).__name__}); using 77 positions", stacklevel=2
+    with torch.no_grad():  # the rewrite must be open_clip's encode_text, or we do not use it
+        expected = model.encode_text(example, normalize=True)
+        if not torch.allclose(module(example), expected, atol=1e-5):
+            return False
+        if not torch.allclose(
+            module(example[:, :9])[:1], _encode_text_padded(torch, model, example[:1, :9]), atol=1e-5
+        ):
+            return False
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            input_names=["text"],
+            output_names=["embedding"],
+            dynamic_axes={"text": {0: "batch_size", 1: "sequence"}, "embedding": {0: "batch_size"}},
+            opset_version=OPSET,
+            dynamo=False,
         )
-        path.unlink(missing_ok=True)
-        return False
     return True
 
 
-def _rename_output(path: Path, name: str) -> None:
-    """Name the graph's first output `name` (as open_clip / Immich exports do), renaming any
-    internal value that already uses it."""
-    import onnx
-
-    model = onnx.load(str(path))
-    graph = model.graph
-    old = graph.output[0].name
-    taken = f"{name}__internal"
-    for node in graph.node:
-        node.input[:] = [taken if v == name else (name if v == old else v) for v in node.input]
-        node.output[:] = [taken if v == name else (name if v == old else v) for v in node.output]
-    for value in graph.value_info:
-        if value.name == name:
-            value.name = taken
-        elif value.name == old:
-            value.name = name
-    graph.output[0].name = name
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
+def _encode_text_padded(torch, model, ids):
+    """open_clip's encode_text of `ids` zero-padded to the full context length."""
+    full = torch.zeros((ids.shape[0], model.positional_embedding.shape[0]), dtype=ids.dtype)
+    full[:, : ids.shape[1]] = ids
+    return model.encode_text(full, normalize=True)
 
 
 def _export_tower(torch, module, example, path: Path, input_name: str) -> None:
