@@ -337,6 +337,8 @@ def test_thumbnails_are_small_jpegs_and_cached(client, world):
     state = client.app.state.pixgrep
     assert any(key[1] == 256 for key in state.thumbs._items)
     assert client.get(f"/api/images/{image_id}/thumb").content == first.content
+    again = client.get(f"/api/images/{image_id}/thumb", headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304 and not again.content
     error(client.get(f"/api/images/{image_id}/thumb", params={"size": 77}), 422)
     error(client.get("/api/images/99999/thumb"), 404)
 

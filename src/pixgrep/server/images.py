@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 from PIL import Image
 
@@ -77,6 +77,7 @@ def image_info(image_id: int, state: Annotated[ServerState, Depends(get_state)])
 @router.get("/{image_id}/thumb", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
 def thumbnail(
     image_id: int,
+    request: Request,
     state: Annotated[ServerState, Depends(get_state)],
     size: Annotated[int, Query(description=f"longest side, one of {THUMB_SIZES}")] = 256,
 ):
@@ -85,15 +86,15 @@ def thumbnail(
         raise HTTPException(422, f"size must be one of {', '.join(map(str, THUMB_SIZES))}")
     record = _record(state, image_id)
     path = servable_path(state, record)
+    etag = f'"{record.content_hash}-{size}"'
+    headers = {"Cache-Control": "private, max-age=3600", "ETag": etag}
+    if request.headers.get("if-none-match") == etag:  # the browser has this very preview
+        return Response(status_code=304, headers=headers)
     try:
         data = state.thumbs.get(str(path), record.content_hash, size)
     except ImageDecodeError as exc:
         raise not_found(f"image {image_id} cannot be read now: {exc}") from None
-    return Response(
-        data,
-        media_type="image/jpeg",
-        headers={"Cache-Control": "private, max-age=3600", "ETag": f'"{record.content_hash}-{size}"'},
-    )
+    return Response(data, media_type="image/jpeg", headers=headers)
 
 
 @router.get("/{image_id}/file", response_class=Response, responses={200: {"content": {"image/*": {}}}})
