@@ -76,6 +76,7 @@ def _machine() -> str:
 
 
 def throughput(args: argparse.Namespace) -> dict:
+    from pixgrep.catalog import ingest
     from pixgrep.catalog.db import CatalogDB
     from pixgrep.catalog.decode import decode_file
     from pixgrep.catalog.ingest import DRAFT_FACTOR, _model_side, index_roots
@@ -105,24 +106,33 @@ def throughput(args: argparse.Namespace) -> dict:
 
         rounds = []
         for attempt in range(args.rounds):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             for batch in batches:
                 encoder.encode_pixels(batch)
             encode_rate = len(pixels) / (time.perf_counter() - started)
-            catalog = work / f"catalog{attempt}.db"
-            db = CatalogDB(catalog)
-            started = time.perf_counter()
-            summary = index_roots(db, encoder, [photos], batch_size=args.batch_size)
-            index_rate = summary.encoded / (time.perf_counter() - started)
-            db.close()
-            assert summary.encoded == len(pixels), summary
-            rounds.append(
-                {
-                    "encoder_only_images_per_s": round(encode_rate, 2),
-                    "index_images_per_s": round(index_rate, 2),
-                    "ratio": round(index_rate / encode_rate, 3),
-                }
-            )
+            encode_cpu = (time.process_time() - cpu) / len(pixels)
+            row = {
+                "load_average": round(os.getloadavg()[0], 1),
+                "encoder_only_images_per_s": round(encode_rate, 2),
+                "encoder_only_cpu_ms_per_image": round(1000 * encode_cpu, 1),
+            }
+            for nice in args.niceness or [ingest.DECODE_NICENESS]:
+                ingest.DECODE_NICENESS = nice
+                catalog = work / f"catalog{attempt}-{nice}.db"
+                db = CatalogDB(catalog)
+                started, cpu = time.perf_counter(), time.process_time()
+                summary = index_roots(db, encoder, [photos], batch_size=args.batch_size)
+                index_rate = summary.encoded / (time.perf_counter() - started)
+                index_cpu = (time.process_time() - cpu) / summary.encoded
+                db.close()
+                assert summary.encoded == len(pixels), summary
+                row[f"index_images_per_s_nice{nice}"] = round(index_rate, 2)
+                row[f"ratio_nice{nice}"] = round(index_rate / encode_rate, 3)
+                # CPU time is far less sensitive to other jobs on the machine than wall time: the
+                # share of the index run's CPU that the model itself needs
+                row[f"index_cpu_ms_per_image_nice{nice}"] = round(1000 * index_cpu, 1)
+                row[f"cpu_ratio_nice{nice}"] = round(encode_cpu / index_cpu, 3)
+            rounds.append(row)
             print(json.dumps(rounds[-1]), file=sys.stderr)
         return {
             "benchmark": "throughput",
@@ -235,6 +245,8 @@ def main() -> None:
     tp.add_argument("--count", type=int, default=1000)
     tp.add_argument("--batch-size", type=int, default=32)
     tp.add_argument("--rounds", type=int, default=2)
+    tp.add_argument("--niceness", type=int, nargs="+", default=None,
+                    help="decode thread niceness values to compare (default: the shipped one)")
     dr = sub.add_parser("draft", help="cosine between draft and full decodes")
     dr.add_argument("--model", default="lite0")
     dr.add_argument("--photos", default=str(ROOT.parent / "shared" / "data" / "exif-samples"))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import threading
 import time
 import warnings
 from collections import deque
@@ -38,6 +39,9 @@ HEAD_BYTES = 1 << 20  # the content hash reads the first MiB ...
 TAIL_BYTES = 1 << 10  # ... and the last KiB, plus the size
 DRAFT_FACTOR = 2  # JPEG draft decodes at >= 2x the model's input side (docs/catalog.md: why 2)
 MAX_ROWS_PER_BATCH = 512  # reuse-only runs (renames) still commit regularly
+# Decode threads run this much "nicer" than the model's threads: when both want a core, the model
+# gets it, so decoding fills the gaps instead of stretching every batch (docs/catalog.md).
+DECODE_NICENESS = 5
 
 Warn = Callable[[str, str], None]
 
@@ -82,6 +86,17 @@ class _Result:
             i.width if i else None, i.height if i else None, i.format if i else None,
             i.taken_at if i else None, self.error,
         )
+
+
+def _lower_thread_priority() -> None:
+    """Lower the calling pool thread's priority (Linux schedules threads, so this is per thread)."""
+    if not DECODE_NICENESS or not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + DECODE_NICENESS)
+    except OSError:  # not allowed (some containers): run at normal priority
+        pass
 
 
 def _model_side(encoder: Encoder) -> int:
@@ -297,7 +312,9 @@ def index_roots(
         ticker.refresh()
 
     ticker.start(len(jobs))
-    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pixgrep-decode")
+    pool = ThreadPoolExecutor(
+        max_workers=threads, thread_name_prefix="pixgrep-decode", initializer=_lower_thread_priority
+    )
     window: deque[Future[_Result]] = deque()
     todo = iter(jobs)
     with warnings.catch_warnings():
