@@ -324,3 +324,16 @@ def test_templates():
     assert templates_for("single") == [SINGLE_TEMPLATE] and templates_for("ensemble") == templates
     with pytest.raises(PixgrepError, match="no such file"):
         templates_for("no-such-templates.txt")
+
+
+def test_batched_text_encoding_keeps_order(monkeypatch):
+    from pixgrep.eval import zeroshot
+
+    monkeypatch.setattr(zeroshot, "TEXT_BATCH", 2)
+    texts = ["a much longer caption here", "b", "medium text", "cc", "the longest caption of them all", "d"]
+    encoder = FakeEncoder()
+    calls = []
+    batched = zeroshot.encode_texts_batched(encoder, texts, calls.append)
+    np.testing.assert_array_equal(batched, FakeEncoder().encode_texts(texts))
+    assert calls == [2, 2, 2]
+    assert zeroshot.encode_texts_batched(encoder, []).shape == (0, encoder.dim)

@@ -14,16 +14,19 @@ TEXT_BATCH = 256
 def encode_texts_batched(
     encoder: Encoder, texts: Sequence[str], progress: Callable[[int], None] | None = None
 ) -> np.ndarray:
-    """encode_texts in batches (bounded memory), calling progress(n) after each batch."""
-    parts = []
+    """encode_texts in batches (bounded memory), calling progress(n) after each batch.
+
+    Texts are batched in order of length (and returned in the given order), so towers that pad to
+    the longest text of a batch (MiniLM) waste little work on padding.
+    """
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = np.zeros((len(texts), encoder.dim), np.float32)
     for start in range(0, len(texts), TEXT_BATCH):
-        batch = list(texts[start : start + TEXT_BATCH])
-        parts.append(np.asarray(encoder.encode_texts(batch), dtype=np.float32))
+        rows = order[start : start + TEXT_BATCH]
+        out[rows] = np.asarray(encoder.encode_texts([texts[i] for i in rows]), dtype=np.float32)
         if progress:
-            progress(len(batch))
-    if not parts:
-        return np.zeros((0, encoder.dim), np.float32)
-    return np.concatenate(parts)
+            progress(len(rows))
+    return out
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
