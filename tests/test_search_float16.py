@@ -9,9 +9,10 @@ Float16 keeps 11 significant bits, so a stored score can move by a few 1e-4. Two
 float32 scores are closer than that are a tie for any practical purpose, and float16 may list them
 either way round. The random-weight tiny model squeezes all images into a narrow cone (mean pairwise
 cosine 0.92, neighbours 1e-5 apart), so there such ties are common; trained models spread images
-out. Each test asserts exactly what holds: ranks differ only inside the measured float16 error band
-(tiny model), and are identical (trained weights: pixgrep-mini when cached, and the ImageNet-trained
-EfficientNet-Lite0 image tower of pixgrep-mini's build, a slow test).
+out. Each test asserts what was measured: ranks differ only inside the float16 error band, and
+rarely (tiny model: 65/100 identical; pixgrep-mini, a slow test that needs it in the cache: 99/100,
+the other query swapping two images 5e-6 apart); the ImageNet-trained EfficientNet-Lite0 image tower
+of pixgrep-mini's build (a slow test) gives 100/100 identical.
 """
 
 from __future__ import annotations
@@ -136,7 +137,8 @@ def test_tiny_model_ranks_change_only_within_float16_ties(tmp_path, tiny_model_d
     assert result["identical"] >= result["queries"] // 2
 
 
-def test_pixgrep_mini_top10_identical(tmp_path):
+@pytest.mark.slow
+def test_pixgrep_mini_top10_same_but_for_near_ties(tmp_path):
     from pixgrep.models import hub, load_encoder, registry
 
     spec = registry.get_spec("pixgrep-mini")
@@ -147,7 +149,10 @@ def test_pixgrep_mini_top10_identical(tmp_path):
     vectors = encode_with(encoder, files)
     result = compare(tmp_path, files, vectors, queries_for(encoder, files, vectors))
     print("pixgrep-mini:", result)
-    assert result["identical"] == result["queries"], result
+    # Measured: 99 of 100 identical; the other swaps two images 5e-6 apart in float32.
+    assert result["max_error"] < 1e-3
+    assert result["max_slip"] <= 2 * result["max_error"], result
+    assert result["identical"] >= 0.95 * result["queries"], result
 
 
 @pytest.mark.slow
