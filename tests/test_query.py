@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -49,6 +50,28 @@ def test_argv_token_keeps_operators_inside_it_as_text():
     assert kinds(parse_query(["rock + roll"])) == [(1.0, "text", "rock + roll")]
     expected = [(1.0, "text", "a"), (-1.0, "text", "rock - roll")]
     assert kinds(parse_query(["a", "-", "rock - roll"])) == expected
+
+
+def test_shell_words_without_operators_are_one_text():
+    # `pixgrep a red fox` (no quotes) searches "a red fox"; a weight on the first word covers them all.
+    assert kinds(parse_query(["a", "red", "fox"])) == [(1.0, "text", "a red fox")]
+    assert kinds(parse_query(["2:red", "car", "-", "rainy", "night"])) == [
+        (2.0, "text", "red car"),
+        (-1.0, "text", "rainy night"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "tokens, message",
+    [
+        (["cat", "https://example.org/a.jpg"], "missing '+' or '-' between 'cat' and 'https://example.org/a.jpg'"),
+        (["./a.jpg", "cat"], "missing '+' or '-' between './a.jpg' and 'cat'"),
+        (["cat", "0.5:dog"], "missing '+' or '-' before '0.5:dog'"),
+    ],
+)
+def test_words_next_to_an_image_or_a_weight_need_an_operator(tokens, message):
+    with pytest.raises(PixgrepError, match=re.escape(message)):
+        parse_query(tokens)
 
 
 def test_urls_are_url_terms():

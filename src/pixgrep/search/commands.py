@@ -25,6 +25,7 @@ query:
     pixgrep "2:golden retriever" + ./pool.jpg  WEIGHT: scales a term (default 1)
     pixgrep ./racing-car.jpg - "2:sports car" + snow
     pixgrep https://example.org/cat.jpg        an image URL (downloaded, 20 MB cap)
+  Words with no + or - between them are one text: pixgrep a red fox searches "a red fox".
   A term that names an existing file is an image; one spelled like a path (/..., ./..., ~/...)
   must exist. Only the first NUMBER: is a weight: "1:3:10 to yuma" searches "3:10 to yuma".
   In one quoted argument, + and - are plain text: pixgrep "rock + roll" searches that text.

@@ -59,7 +59,7 @@ def parse_query(query: str | Sequence[str]) -> list[Term]:
     if isinstance(query, str):
         tokens = _split_string(query)
     else:
-        tokens = [_Token("op" if t in ("+", "-") else "raw", str(t)) for t in map(str, query)]
+        tokens = _join_words([_Token("op" if t in ("+", "-") else "raw", t) for t in map(str, query)])
     if not tokens:
         raise PixgrepError("empty query: give some text, an image path or an image URL")
 
@@ -82,6 +82,35 @@ def parse_query(query: str | Sequence[str]) -> list[Term]:
     if pending is not None:
         raise PixgrepError(f"query ends with a dangling '{pending}': add a term after it")
     return terms
+
+
+def _join_words(tokens: list[_Token]) -> list[_Token]:
+    """`pixgrep a red fox` means the text "a red fox": shell words with no operator between them
+    are one text term. Only plain words join; an image, a URL or a second weight needs an operator."""
+    joined: list[_Token] = []
+    for token in tokens:
+        previous = joined[-1] if joined else None
+        if token.kind == "raw" and previous is not None and previous.kind == "raw":
+            for word in (previous.text, token.text):
+                if _is_image_like(_WEIGHT.sub(r"\2", word, count=1).strip()):
+                    raise PixgrepError(
+                        f"missing '+' or '-' between {previous.text!r} and {token.text!r}"
+                    )
+            if _WEIGHT.match(token.text.strip()) or _BAD_WEIGHT.match(token.text.strip()):
+                raise PixgrepError(f"missing '+' or '-' before {token.text!r} (a weight starts a new term)")
+            joined[-1] = _Token("raw", f"{previous.text} {token.text}")
+        else:
+            joined.append(token)
+    return joined
+
+
+def _is_image_like(body: str) -> bool:
+    """A URL, something spelled like a path, or an existing file."""
+    if body.lower().startswith(("http://", "https://")):
+        return True
+    if body.startswith(_PATH_PREFIXES) or _WINDOWS_ABS.match(body):
+        return True
+    return os.path.isfile(os.path.expanduser(body))
 
 
 @dataclass(frozen=True)
