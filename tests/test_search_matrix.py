@@ -276,3 +276,39 @@ def test_repeated_queries_in_one_process_score_the_same(db):
     np.testing.assert_allclose([h.score for h in first], [h.score for h in second], atol=1e-6)
     exact = np.asarray(m.vectors, np.float64) @ q
     np.testing.assert_allclose(sorted(exact, reverse=True)[:10], [h.score for h in first], atol=1e-5)
+
+
+def test_concurrent_readers_never_see_a_partial_file(db, tmp_path):
+    """Another process rebuilds the matrix over and over while this one keeps opening it: every
+    open finds a whole file (old or new), never a missing, truncated or mixed one."""
+    import subprocess
+    import sys
+    import time
+
+    fill(db, [f"/p/{i:04d}.jpg" for i in range(2000)])
+    target = sidecar_path(db.path, "fake")
+    load_matrix(db, "fake")
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from pixgrep.catalog.db import CatalogDB;"
+            "from pixgrep.search.matrix import build_matrix;"
+            "db = CatalogDB(sys.argv[1]);"
+            "[build_matrix(db, 'fake', Path(sys.argv[2])) for _ in range(15)]",
+            str(db.path),
+            str(target),
+        ]
+    )
+    opened = 0
+    try:
+        while writer.poll() is None:
+            m = open_matrix(target)
+            assert m is not None and m.rows == 2000
+            assert m.path_at(m.rows - 1) == "/p/1999.jpg"
+            assert np.isfinite(np.asarray(m.vectors, np.float32)).all()
+            opened += 1
+            time.sleep(0.001)
+    finally:
+        writer.wait(timeout=120)
+    assert writer.returncode == 0 and opened > 0
