@@ -208,3 +208,27 @@ def test_help_lists_the_grammar_and_options():
     for text in ["--in DIR", "-k N", "--no-index", "--paths-only", "--json", "--threshold", "--after",
                  "--exclude", "--include-hidden", "--preview", "1:3:10 to yuma", "exit status"]:
         assert text in proc.stdout, text
+
+
+def test_paths_that_are_not_utf8_come_out_as_their_bytes(monkeypatch):
+    import argparse
+    import io
+
+    from pixgrep.records import SearchResult
+    from pixgrep.search.commands import _render
+
+    path = os.fsdecode(b"/photos/caf\xe9.jpg")  # Latin-1 name on disk: a lone surrogate in Python
+    results = [SearchResult(1, path, 0.5, 10, 4, 3, None)]
+    for flags, expected in [
+        ({"paths_only": True, "json": False}, b"/photos/caf\xe9.jpg\n"),
+        ({"paths_only": False, "json": False}, b"score  path\n0.500  /photos/caf\xe9.jpg\n"),
+    ]:
+        out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+        monkeypatch.setattr(sys, "stdout", out)
+        _render(results, argparse.Namespace(preview=False, **flags))
+        assert out.buffer.getvalue() == expected
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    monkeypatch.setattr(sys, "stdout", out)
+    _render(results, argparse.Namespace(preview=False, paths_only=False, json=True))
+    line = out.buffer.getvalue().decode("utf-8")  # valid UTF-8 JSON
+    assert json.loads(line)["path"] == path
