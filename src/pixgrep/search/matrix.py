@@ -279,7 +279,9 @@ def _collect(db: CatalogDB, model: str) -> tuple[int, int, dict[str, np.ndarray]
         blobs.append(blob)
     dim = (width or 0) // 2
     order = sorted(range(len(paths)), key=paths.__getitem__)
-    vectors = np.frombuffer(b"".join(blobs), "<f2").reshape(len(blobs), dim)[order]
+    # Joined in path order: one copy of the vectors besides the blobs (no second, sorted copy).
+    vectors = np.frombuffer(b"".join([blobs[i] for i in order]), "<f2").reshape(len(blobs), dim)
+    del blobs
     taken_by_id = {}
     for image_id, taken_at in db.capture_times():
         seconds = wallclock_seconds(taken_at)
@@ -292,7 +294,7 @@ def _collect(db: CatalogDB, model: str) -> tuple[int, int, dict[str, np.ndarray]
     np.cumsum(lengths, out=offsets[1:])
     path_bytes = np.frombuffer(b"".join(paths[i] for i in order), "u1")
     arrays = {
-        "vectors": np.ascontiguousarray(vectors),
+        "vectors": vectors,
         "ids": sorted_ids,
         "taken": taken,
         "path_offsets": offsets,
