@@ -71,3 +71,28 @@ def test_export_rejects_unknown_arch_and_tag(tmp_path, capsys):
     assert "unknown open_clip architecture" in capsys.readouterr().err
     assert main(["models", "export", "ViT-B-32", "--pretrained", "bogus", "--out", str(tmp_path / "b")]) == 2
     assert "neither a pretrained tag" in capsys.readouterr().err
+
+
+def test_download_command_fetches_into_the_cache(cache, capsys, monkeypatch, tiny_model_dir):
+    import huggingface_hub
+
+    monkeypatch.setattr(
+        huggingface_hub,
+        "snapshot_download",
+        lambda **kw: shutil.copytree(tiny_model_dir, kw["local_dir"], dirs_exist_ok=True),
+    )
+    assert main(["models", "download", "vit-b-32__openai"]) == 0
+    assert str(cache / "models" / "ViT-B-32__openai") in capsys.readouterr().out
+    assert main(["models", "info", "ViT-B-32__openai", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["cached"] and info["model_id"] == "ViT-B-32__openai" and info["embed_dim"] == 32
+
+
+def test_list_reads_pixgrep_mini_dims_from_its_built_folder(cache, capsys, monkeypatch, tiny_model_dir):
+    from pixgrep.models import hub
+
+    monkeypatch.setattr(hub, "_mini_key", lambda: "k1")
+    shutil.copytree(tiny_model_dir, cache / "models" / "pixgrep-mini-k1")
+    assert main(["models", "list", "--json"]) == 0
+    mini = {r["name"]: r for r in json.loads(capsys.readouterr().out)}["pixgrep-mini"]
+    assert mini["cached"] and mini["dim"] == 32 and mini["image_size"] == 48
