@@ -174,6 +174,29 @@ def test_threshold(library):
     assert none.returncode == 1 and none.stdout == "" and "no matching images" in none.stderr
 
 
+def test_capture_date_filters_end_to_end(tmp_path, tiny_model_dir):
+    folder = tmp_path / "dated"
+    folder.mkdir()
+    for name, when in [("may.jpg", "2019:05:04 12:30:00"), ("june.jpg", "2019:06:02 08:00:00"),
+                       ("old.jpg", "2015:01:01 00:00:00"), ("undated.jpg", None)]:
+        image = Image.new("RGB", (40, 30), (len(name) * 20, 90, 150))
+        exif = Image.Exif()
+        if when:
+            exif[0x0132] = when  # DateTime, as cameras write it
+        image.save(folder / name, exif=exif)
+    common = ["--catalog", tmp_path / "c.db", "--model", tiny_model_dir, "--in", folder, "-f", "-k", "10"]
+    everything = pixgrep("a photo", *common, check_rc=0).stdout.splitlines()
+    assert len(everything) == 4
+
+    def names(*dates):
+        proc = pixgrep("-n", "a photo", *common, *dates)
+        return sorted(Path(line).name for line in proc.stdout.splitlines())
+
+    assert names("--after", "2019") == ["june.jpg", "may.jpg"]
+    assert names("--after", "2019-05", "--before", "2019-06") == ["may.jpg"]
+    assert names("--before", "2019") == ["old.jpg"]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
