@@ -37,12 +37,14 @@ MIGRATIONS: tuple[str, ...] = (
         indexed_at REAL NOT NULL
     );
     CREATE INDEX images_content_hash ON images (content_hash);
+    -- A rowid table: WITHOUT ROWID spilled every 1 KB vector into its own overflow page
+    -- (3x the file size at 100k images, half the read speed).
     CREATE TABLE embeddings (
         content_hash TEXT NOT NULL,
         model TEXT NOT NULL,
         vector BLOB NOT NULL,
         PRIMARY KEY (content_hash, model)
-    ) WITHOUT ROWID;
+    );
     INSERT INTO meta VALUES ('generation', '0');
     """,
 )
