@@ -213,6 +213,13 @@ def test_click_a_result_refine_it_with_text_and_step_back(page, server, world):
     page.wait_for_function(f"document.querySelector('#grid li')?.dataset.id === '{refined[0]}'")
     page.locator("body").press("[")
     page.wait_for_function(f"document.querySelector('#grid li')?.dataset.id === '{first_step[0]}'")
+    # The browser's own back and forward buttons walk the same trail.
+    page.go_forward()
+    page.wait_for_function(f"document.querySelector('#grid li')?.dataset.id === '{refined[0]}'")
+    assert "in red" in page.locator("#trail-steps button[aria-current=step]").inner_text()
+    page.go_back()
+    page.wait_for_function(f"document.querySelector('#grid li')?.dataset.id === '{first_step[0]}'")
+    assert page.url.endswith("?q=a+bicycle") or page.url.endswith("?q=a%20bicycle")
 
     # A new step after going back replaces the later ones: "more like this" from step 1.
     page.locator("#grid .tile").nth(1).click()
@@ -221,6 +228,13 @@ def test_click_a_result_refine_it_with_text_and_step_back(page, server, world):
     assert page.inner_text("#trail-steps li:nth-child(2)").startswith("like ")
     page.wait_for_function(f"!document.querySelector('#grid li[data-id=\"{first_step[1]}\"]')")
     shot(page, "05-trail")
+    page.go_back()  # back to step 1, then before it: the empty start page
+    page.wait_for_function(f"document.querySelector('#grid li')?.dataset.id === '{first_step[0]}'")
+    page.go_back()
+    page.wait_for_function("document.querySelectorAll('#grid li').length === 0")
+    assert page.locator("#help").is_visible()
+    page.go_forward()
+    page.wait_for_function(f"document.querySelector('#grid li')?.dataset.id === '{first_step[0]}'")
 
 
 def test_keyboard_only_use(page, server):
@@ -319,8 +333,11 @@ def test_page_with_a_token(browser, world):
             response = page.goto(live.url + "/")
             assert response.status == 401
             page.goto(live.url + "/?token=tok-123")
+            assert "token" not in page.url  # taken out of the address bar, kept for the session
             search(page, live, "a kite")
             wait_for_images(page, 6)
+            page.reload()  # the address is now ?q=a+kite: the session still has the token
+            page.wait_for_function("document.querySelectorAll('#grid li').length === 40")
         finally:
             context.close()
 

@@ -92,10 +92,41 @@ async function fetchPage(step, offset) {
 }
 
 // --- running steps -------------------------------------------------------------------------
+// The browser's history mirrors the trail: each step is one history entry, so the back button
+// (or a phone's back gesture) steps back through the trail, and a new step after going back
+// drops the later ones in both.
 function addStep(step) {
   state.steps = state.steps.slice(0, state.current + 1);
   state.steps.push(step);
-  goTo(state.steps.length - 1);
+  const index = state.steps.length - 1;
+  const url = step.kind === "text" ? "?q=" + encodeURIComponent(step.q) : location.pathname;
+  history.pushState({ step: index }, "", url);
+  goTo(index);
+}
+
+// Move along the trail (trail buttons, [ and ], Alt+Left) through the browser's history.
+function travel(index) {
+  if (index < 0 || index >= state.steps.length || index === state.current) return;
+  history.go(index - state.current);
+}
+
+function onHistory(event) {
+  const index = event.state && typeof event.state.step === "number" ? event.state.step : -1;
+  if (index >= 0 && index < state.steps.length) goTo(index);
+  else showStart();
+}
+
+// Before the first step (or a step from before a reload): an empty page with the help.
+function showStart() {
+  state.current = -1;
+  state.generation++;
+  state.results = [];
+  state.nextOffset = null;
+  els.grid.replaceChildren();
+  els.more.hidden = true;
+  setStatus("");
+  renderTrail();
+  document.body.classList.remove("has-results");
 }
 
 async function goTo(index) {
@@ -214,7 +245,7 @@ function renderTrail() {
     button.textContent = step.label;
     button.title = `Step ${i + 1}: ${step.label}`;
     if (i === state.current) button.setAttribute("aria-current", "step");
-    button.addEventListener("click", () => goTo(i));
+    button.addEventListener("click", () => travel(i));
     item.append(button);
     return item;
   }));
@@ -341,7 +372,7 @@ function moveFocus(key) {
 
 function onKey(event) {
   if (event.ctrlKey || event.metaKey || event.altKey) {
-    if (event.altKey && event.key === "ArrowLeft" && !els.viewer.open) { goTo(state.current - 1); event.preventDefault(); }
+    if (event.altKey && event.key === "ArrowLeft" && !els.viewer.open) { travel(state.current - 1); event.preventDefault(); }
     return;
   }
   if (els.viewer.open) {
@@ -355,8 +386,8 @@ function onKey(event) {
     return;
   }
   if (event.key === "/") { els.q.focus(); els.q.select(); event.preventDefault(); }
-  else if (event.key === "[") goTo(state.current - 1);
-  else if (event.key === "]") goTo(state.current + 1);
+  else if (event.key === "[") travel(state.current - 1);
+  else if (event.key === "]") travel(state.current + 1);
   else if (["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown"].includes(event.key)
            && (document.activeElement === document.body || document.activeElement.classList.contains("tile"))) {
     moveFocus(event.key);
@@ -377,7 +408,8 @@ function wire() {
   els.threshold.addEventListener("change", rerun);
   els.folder.addEventListener("change", rerun);
   els.folder.addEventListener("keydown", (event) => { if (event.key === "Enter") { event.preventDefault(); rerun(); } });
-  els.back.addEventListener("click", () => goTo(state.current - 1));
+  els.back.addEventListener("click", () => travel(state.current - 1));
+  window.addEventListener("popstate", onHistory);
   els.more.addEventListener("click", loadMore);
   els.moreLike.addEventListener("click", moreLikeThis);
   els.rejectOne.addEventListener("click", () => state.open && toggleReject(state.open.id));
@@ -421,6 +453,7 @@ function wire() {
 
 async function start() {
   wire();
+  history.replaceState({ step: -1 }, "", location.pathname + location.search.replace(/([?&])token=[^&]*&?/, "$1").replace(/[?&]$/, ""));
   try {
     const stats = await api("/api/stats");
     els.q.placeholder = `Describe a picture: ${stats.searchable} images (press / to type here)`;
