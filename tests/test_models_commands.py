@@ -96,3 +96,17 @@ def test_list_reads_pixgrep_mini_dims_from_its_built_folder(cache, capsys, monke
     assert main(["models", "list", "--json"]) == 0
     mini = {r["name"]: r for r in json.loads(capsys.readouterr().out)}["pixgrep-mini"]
     assert mini["cached"] and mini["dim"] == 32 and mini["image_size"] == 48
+
+
+def test_importing_the_models_cli_stays_light():
+    """`pixgrep --help` and a text query start fast: no ORT, torch or tokenizers at import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pixgrep.models, pixgrep.models.commands, pixgrep.models.registry, pixgrep.models.hub; "
+        "print(sorted(m for m in ('onnxruntime', 'torch', 'tokenizers', 'open_clip', 'huggingface_hub') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
