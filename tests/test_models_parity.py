@@ -107,6 +107,7 @@ def _generated_images() -> dict[str, Image.Image]:
         "PA": rgba.convert("PA"),
         "CMYK": rgb.convert("CMYK"),
         "I;16": Image.fromarray(rng.integers(0, 65536, (40, 52), dtype=np.uint16)),
+        "I;16B": Image.fromarray(rng.integers(0, 65536, (40, 52), dtype=np.uint16).astype(">u2")),
         "I": Image.fromarray(rng.integers(-500, 70000, (40, 52), dtype=np.int32)),
         "F": Image.fromarray(rng.random((40, 52), dtype=np.float32) * 300),
         "LAB": rgb.convert("LAB"),
