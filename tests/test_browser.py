@@ -137,6 +137,7 @@ def test_uploading_an_image_finds_it_first(page, server, world):
     assert tile_ids(page)[0] == world["ids"][str(target)]
     assert float(page.locator("#grid .tile .score").first.inner_text()) > 0.99
     assert target.name in page.inner_text("#trail-steps")
+    page.wait_for_function("document.querySelector('#trail-steps img')?.naturalWidth > 0")  # its preview
     shot(page, "02-upload")
 
 

@@ -242,7 +242,14 @@ function renderTrail() {
     if (i > state.current) item.classList.add("later");
     const button = document.createElement("button");
     button.type = "button";
-    button.textContent = step.label;
+    if (step.kind === "upload") { // the query picture itself, small, beside its name
+      step.preview = step.preview || URL.createObjectURL(step.file);
+      const img = document.createElement("img");
+      img.src = step.preview;
+      img.alt = "";
+      button.append(img);
+    }
+    button.append(step.label);
     button.title = `Step ${i + 1}: ${step.label}`;
     if (i === state.current) button.setAttribute("aria-current", "step");
     button.addEventListener("click", () => travel(i));
