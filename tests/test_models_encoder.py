@@ -179,3 +179,12 @@ def test_padding_is_cut_for_dynamic_length_text_towers(tiny_model_dir, tmp_path)
     other = load_encoder(str(fixed))
     assert other.tokenize(texts)["text"].shape == (3, 77)
     np.testing.assert_allclose(other.encode_texts(texts), enc.encode_texts(texts), atol=1e-6)
+
+
+def test_many_texts_are_run_in_chunks_with_their_own_padding(tiny_model_dir):
+    enc = load_encoder(str(tiny_model_dir))
+    texts = ["word " * 60] + [f"cat number {i}" for i in range(99)]  # one long text, then short ones
+    together = enc.encode_texts(texts)
+    assert together.shape == (100, 32)
+    np.testing.assert_allclose(together[70], enc.encode_texts([texts[70]])[0], atol=1e-6)
+    np.testing.assert_allclose(together[0], enc.encode_texts([texts[0]])[0], atol=1e-6)

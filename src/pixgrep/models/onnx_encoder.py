@@ -145,7 +145,12 @@ class OnnxEncoder(Encoder):
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         tower = self.textual
-        return _normalise(tower.run(self._text_feeds(tower, texts)))
+        # Tokenize per chunk, so that the padding cut (and HF padding) follows each chunk's longest text.
+        parts = [
+            tower.run(self._text_feeds(tower, texts[i : i + MAX_BATCH]))
+            for i in range(0, len(texts), MAX_BATCH)
+        ]
+        return _normalise(np.concatenate(parts) if len(parts) > 1 else parts[0])
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """The text tower's input arrays for these texts (exposed for parity tests and debugging)."""
