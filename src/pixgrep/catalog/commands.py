@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     index = subparsers.add_parser(
         "index",
         help="index the images under folders (new, changed, moved, deleted)",
-        description="Bring the catalog up to date for every image under the folders: encode new and "
+        description="Bring the catalog up to date for every image under the folders: encode new and\n"
         "changed files, reuse stored vectors for moved or duplicated ones, drop rows of deleted files.",
         epilog=INDEX_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
