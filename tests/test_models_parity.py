@@ -187,3 +187,38 @@ def test_batches_and_singles_agree(encoder):
     np.testing.assert_allclose(
         encoder.encode_texts(texts), np.concatenate([encoder.encode_texts([t]) for t in texts]), atol=1e-5
     )
+
+
+def test_an_immich_layout_folder_gives_open_clip_vectors(reference, tiny_model_dir, tmp_path):
+    """What Immich publishes: both towers with a fixed batch of 1, text fixed at [1, 77] int32, no
+    text_dynamic_length key, and the tokenizer files transformers' CLIPTokenizerFast saves."""
+    import json
+    import shutil
+
+    import onnx
+    from test_models_tokenizer import save_immich_tokenizer
+
+    folder = tmp_path / "immich"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["text_dynamic_length"]
+    (folder / "config.json").write_text(json.dumps(config))
+    for tower, fixed in (("visual", None), ("textual", 77)):
+        graph = onnx.load(str(folder / tower / "model.onnx"))
+        for value in (*graph.graph.input, *graph.graph.output):
+            value.type.tensor_type.shape.dim[0].dim_value = 1
+        if fixed:
+            graph.graph.input[0].type.tensor_type.shape.dim[1].dim_value = fixed
+        onnx.save(graph, str(folder / tower / "model.onnx"))
+    saved, _ = save_immich_tokenizer(tmp_path / "tok")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(saved / name, folder / "textual" / name)
+
+    immich = load_encoder(str(folder))
+    assert immich.textual.inputs["text"].shape == [1, 77] and immich.visual.fixed_batch == 1
+    model, _, tokenizer = reference
+    with torch.no_grad():
+        expected = model.encode_text(tokenizer(TEXTS), normalize=True).numpy()
+    assert _cosines(immich.encode_texts(TEXTS), expected).min() >= MIN_COSINE
+    images = list(_generated_images().values())[:8]
+    assert _cosines(immich.encode_images(images), _reference_images(reference, images)).min() >= MIN_COSINE

@@ -37,14 +37,13 @@ def exported(tmp_path_factory):
     return folder / "tokenizer.json"
 
 
-@pytest.fixture(scope="module")
-def immich_style(tmp_path_factory):
-    """tokenizer.json as transformers' CLIPTokenizerFast saves it (what Immich's exporter does),
-    built offline from the same vocabulary open_clip ships."""
+def save_immich_tokenizer(folder):
+    """tokenizer.json (+ tokenizer_config.json) as transformers' CLIPTokenizerFast saves them, which
+    is what Immich's exporter does, built offline from the vocabulary open_clip ships.
+    Returns (folder with the saved files, the transformers tokenizer)."""
     transformers = pytest.importorskip("transformers")
     from open_clip.tokenizer import SimpleTokenizer
 
-    folder = tmp_path_factory.mktemp("immich")
     simple = SimpleTokenizer()
     vocab = {
         k.replace("<start_of_text>", "<|startoftext|>").replace("<end_of_text>", "<|endoftext|>"): v
@@ -62,7 +61,13 @@ def immich_style(tmp_path_factory):
         )
     out = folder / "saved"
     fast.save_pretrained(out)
-    return out / "tokenizer.json", fast
+    return out, fast
+
+
+@pytest.fixture(scope="module")
+def immich_style(tmp_path_factory):
+    saved, fast = save_immich_tokenizer(tmp_path_factory.mktemp("immich"))
+    return saved / "tokenizer.json", fast
 
 
 def _reference(texts):
