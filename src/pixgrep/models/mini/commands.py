@@ -53,6 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="torch threads for training (default: 1; small matrices gain nothing from more, "
         "and results are reproducible for a fixed count)",
     )
+    mini.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log progress lines on stderr even when it is not a terminal",
+    )
     mini.add_argument("--json", action="store_true", help="print the final recalls as one JSON object")
     mini.set_defaults(func=run_train_mini)
 
@@ -67,7 +73,10 @@ def run_train_mini(args: argparse.Namespace) -> int:
         if not (data / need).exists():
             raise PixgrepError(f"{data} is not a Flickr8k folder: {need} is missing (use --data DIR)")
     towers = tuple(t.strip() for t in args.towers.split(",") if t.strip())
+    from pixgrep.models.mini import features as features_module
     from pixgrep.models.mini.features import IMAGE_TOWERS, ensure_features
+
+    features_module.VERBOSE = args.verbose
 
     unknown = [t for t in towers if t not in IMAGE_TOWERS]
     if unknown or not towers:
@@ -87,7 +96,7 @@ def run_train_mini(args: argparse.Namespace) -> int:
         image_dropout=args.image_dropout,
         text_dropout=args.text_dropout,
     )
-    result = train(features, cfg)
+    result = train(features, cfg, log=features_module._log)
     out = Path(args.out) if args.out else HEADS_PATH
     save_heads(result, cfg, out)
     if args.json:
@@ -95,9 +104,9 @@ def run_train_mini(args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     "epoch": result["epoch"],
-                    "dev": result["dev"],
-                    "test": result["test"],
-                    "logit_scale": result["logit_scale"],
+                    "dev": {k: round(v, 2) for k, v in result["dev"].items()},
+                    "test": {k: round(v, 2) for k, v in result["test"].items()},
+                    "logit_scale": round(result["logit_scale"], 4),
                     "heads": str(out),
                 }
             )

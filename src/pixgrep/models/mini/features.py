@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -150,6 +151,14 @@ def load_text_tower():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
+    if not sys.stderr.isatty():  # transformers draws a weight-loading bar even into log files
+        try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except ImportError:
+            pass
+
     model = SentenceTransformer(str(text_model_dir()), device="cpu")
     model.max_seq_length = TEXT_MAX_LENGTH
     return model.eval()
@@ -181,8 +190,12 @@ def default_cache_dir() -> Path:
     return Path(base) / "mini-features"
 
 
+VERBOSE = False  # `pixgrep train mini --verbose`: log lines on stderr even when it is not a terminal
+
+
 def _log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    if VERBOSE or sys.stderr.isatty():
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def encode_images_torch(model, pixels: np.ndarray):
@@ -202,14 +215,18 @@ def extract_image_features(root: Path, names: Sequence[str], tower: str, batch: 
     model = load_image_tower(tower).to(memory_format=torch.channels_last)
     cfg = IMAGE_TOWERS[tower]["preprocess"]
     out = np.zeros((len(names), IMAGE_TOWERS[tower]["dim"]), np.float32)
+    from tqdm import tqdm
+
     start = time.time()
-    for i in range(0, len(names), batch):
-        chunk = names[i : i + batch]
-        pixels = np.stack([preprocess_image(open_image(root / "images" / n), cfg) for n in chunk])
-        out[i : i + len(chunk)] = encode_images_torch(model, pixels)
-        if (i // batch) % 10 == 0:
-            done = i + len(chunk)
-            _log(f"{tower}: {done}/{len(names)} images, {done / (time.time() - start):.1f}/s")
+    with tqdm(total=len(names), unit="img", desc=tower, disable=not sys.stderr.isatty()) as bar:
+        for i in range(0, len(names), batch):
+            chunk = names[i : i + batch]
+            pixels = np.stack([preprocess_image(open_image(root / "images" / n), cfg) for n in chunk])
+            out[i : i + len(chunk)] = encode_images_torch(model, pixels)
+            bar.update(len(chunk))
+            if VERBOSE and (i // batch) % 10 == 0:
+                done = i + len(chunk)
+                _log(f"{tower}: {done}/{len(names)} images, {done / (time.time() - start):.1f}/s")
     return out
 
 
