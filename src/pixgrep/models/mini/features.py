@@ -278,4 +278,11 @@ def ensure_features(
     for key in ("captions", *towers):
         with np.load(files[key]) as z:
             out[key] = {k: z[k] for k in z.files}
+        # a cache made from another copy of the data set must not be mixed in silently
+        expected = set(names)
+        if set(out[key]["names"].tolist()) != expected:
+            raise PixgrepError(
+                f"{files[key]} holds features of other images than {root}; "
+                "delete it or pass another --cache-dir"
+            )
     return out
