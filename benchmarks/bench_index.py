@@ -234,6 +234,59 @@ def draft(args: argparse.Namespace) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def float16(args: argparse.Namespace) -> dict:
+    """Top-10 of real text queries over real photos: float32 vectors vs the catalog's float16 storage."""
+    import csv
+
+    from pixgrep.catalog.db import blob_to_vector, vector_to_blob
+    from pixgrep.catalog.decode import decode_file
+    from pixgrep.catalog.ingest import DRAFT_FACTOR, _model_side
+
+    data = Path(args.flickr)
+    names = (data / "test.txt").read_text().split()
+    captions = []
+    with open(data / "captions.tsv", newline="") as f:
+        wanted = set(names)
+        captions = [row["caption"] for row in csv.DictReader(f, delimiter="\t") if row["image"] in wanted]
+    encoder = _encoder(args.model)
+    draft = DRAFT_FACTOR * _model_side(encoder)
+    pixels = [encoder.preprocess(decode_file(data / "images" / n, draft_size=draft)[0]) for n in names]
+    images = np.concatenate(
+        [encoder.encode_pixels(np.stack(pixels[i : i + 32])) for i in range(0, len(pixels), 32)]
+    )
+    stored = np.stack([blob_to_vector(vector_to_blob(v)).astype(np.float32) for v in images])
+    texts = np.concatenate(
+        [encoder.encode_texts(captions[i : i + 256]) for i in range(0, len(captions), 256)]
+    )
+    k = 10
+    exact_scores, stored_scores = texts @ images.T, texts @ stored.T
+    top32 = np.argsort(-exact_scores, axis=1, kind="stable")[:, :k]
+    top16 = np.argsort(-stored_scores, axis=1, kind="stable")[:, :k]
+    same_order = float(np.mean(np.all(top32 == top16, axis=1)))
+    same_set = float(np.mean([set(a) == set(b) for a, b in zip(top32, top16, strict=True)]))
+    # a swap is only possible between near-ties: the float32 score gap between the two images that
+    # float16 put in a different order (first position where the lists differ)
+    swaps = [i for i in range(len(captions)) if not np.array_equal(top32[i], top16[i])]
+    gaps = []
+    for i in swaps:
+        j = int(np.argmax(top32[i] != top16[i]))
+        gaps.append(float(abs(exact_scores[i, top32[i][j]] - exact_scores[i, top16[i][j]])))
+    return {
+        "benchmark": "float16",
+        "model": args.model,
+        "images": len(names),
+        "queries": len(captions),
+        "k": k,
+        "same_top10_in_order": round(same_order, 5),
+        "same_top10_set": round(same_set, 5),
+        "queries_with_a_swap": len(swaps),
+        "largest_float32_gap_of_a_swapped_pair": max(gaps) if gaps else None,
+        "max_abs_score_error": float(np.max(np.abs(exact_scores - stored_scores))),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": _machine(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -252,8 +305,11 @@ def main() -> None:
     dr.add_argument("--photos", default=str(ROOT.parent / "shared" / "data" / "exif-samples"))
     dr.add_argument("--factors", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0])
     dr.add_argument("--formats", nargs="+", choices=["jpeg", "png"], default=["jpeg", "png"])
+    fp = sub.add_parser("float16", help="top-10 ranking with float16 storage vs float32")
+    fp.add_argument("--model", default="pixgrep-mini")
+    fp.add_argument("--flickr", default=str(ROOT.parent / "shared" / "data" / "flickr8k"))
     args = parser.parse_args()
-    result = throughput(args) if args.what == "throughput" else draft(args)
+    result = {"throughput": throughput, "draft": draft, "float16": float16}[args.what](args)
     print(json.dumps(result, indent=2))
 
 
