@@ -51,9 +51,10 @@ def test_flickr8k_test_recall_far_above_chance(tmp_path):
 def test_imagenet_sample_zero_shot_far_above_chance(tmp_path):
     folder = shared_data("imagenet-sample")
     _mini_or_skip()
-    result = _pixgrep_json("eval", "classes", folder, "--catalog", tmp_path / "c.db")
+    # the single prompt only: the 80-prompt ensemble over 998 classes is 80k texts (minutes)
+    result = _pixgrep_json("eval", "classes", folder, "--catalog", tmp_path / "c.db", "--templates", "single")
     assert (result["classes"], result["images"]) == (998, 1000)
     # chance is 0.1% (top-1) and 0.5% (top-5); pixgrep-mini, trained on Flickr8k only, measured
     # about 6% and 13% (docs/quality.md): a broken pipeline (wrong labels, shuffled vectors) is not
-    assert result["zeroshot_top1"]["single"] > 2 and result["zeroshot_top1"]["ensemble"] > 2
+    assert result["zeroshot_top1"]["single"] > 2
     assert result["retrieval_top5"] > 4

@@ -188,6 +188,8 @@ def _class_folder(root):
     solid(root / "green" / "deeper" / "g2.png", (30, 200, 40))
     solid(root / "blue" / "b1.png", (10, 10, 250))  # identical to odd.png: a tie for "blue"
     solid(root / "blue" / "b2.png", (40, 30, 200))
+    solid(root / "blue" / "@eaDir" / "b1.png", (200, 0, 0))  # a NAS thumbnail store: not a picture
+    solid(root / "green" / ".hidden.png", (200, 0, 0))
     return root
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pixgrep.errors import PixgrepError
-from pixgrep.eval.datasets import IMAGE_EXTENSIONS
+from pixgrep.eval.datasets import list_images
 from pixgrep.models.base import Encoder
 
 BATCH = 16
@@ -24,13 +24,7 @@ def expand_paths(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], set[Pa
     for raw in paths:
         path = Path(os.path.expanduser(raw))
         if path.is_dir():
-            files.extend(
-                sorted(
-                    p
-                    for p in path.rglob("*")
-                    if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-                )
-            )
+            files.extend(list_images(path))
         elif path.is_file():
             files.append(path)
             explicit.add(path)

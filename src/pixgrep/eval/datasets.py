@@ -14,11 +14,6 @@ from pathlib import Path
 
 from pixgrep.errors import PixgrepError
 
-# What counts as an image file when listing a class folder (the decoder opens more; these are
-# the extensions photo folders actually hold).
-IMAGE_EXTENSIONS = frozenset(
-    ".jpg .jpeg .jpe .png .webp .bmp .gif .tif .tiff .heic .heif .avif .jxl .ppm .pgm".split()
-)
 _TOKEN_SUFFIX = re.compile(r"#\d+$")  # Flickr8k.token.txt: `1000268201_693b08cb0e.jpg#0`
 _COPY_SUFFIX = re.compile(r"^(.+\.[A-Za-z]{3,4})\.\d+$")  # the Flickr8k quirk key `X.jpg.1`
 
@@ -207,8 +202,19 @@ class ClassSet:
     class_names: list[str]
 
 
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+def list_images(folder: Path) -> list[Path]:
+    """Image files under `folder` as indexing walks it (same extensions, hidden and junk folders
+    such as .thumbnails or @eaDir left out), sorted; camera RAW files are left out."""
+    from pixgrep.catalog.scan import scan
+
+    return sorted(Path(entry.path) for entry in scan([str(folder.resolve())]) if not entry.raw)
+
+
+def is_image_file(path: Path) -> bool:
+    """What indexing counts as an image (same extensions), so every listed file gets a vector."""
+    from pixgrep.catalog.scan import image_extensions
+
+    return path.suffix.lower() in image_extensions() and not path.name.startswith(".")
 
 
 def _class_name(text: str) -> str:
@@ -227,11 +233,11 @@ def read_class_folder(folder: str | os.PathLike) -> ClassSet:
     by_class: dict[str, list[Path]] = {}
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     for sub in subdirs:
-        files = sorted(p for p in sub.rglob("*") if p.is_file() and _is_image(p))
+        files = list_images(sub)
         if files:
             by_class.setdefault(_class_name(sub.name), []).extend(files)
     if not by_class:
-        for path in sorted(p for p in root.iterdir() if p.is_file() and _is_image(p)):
+        for path in sorted(p for p in root.iterdir() if p.is_file() and is_image_file(p)):
             ident, sep, rest = path.stem.partition("_")
             if not sep or not ident or not _class_name(rest):
                 raise PixgrepError(
