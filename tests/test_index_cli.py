@@ -106,26 +106,32 @@ def test_every_odd_file_is_indexed_or_warned_once(tmp_path, tiny_model_dir):
     assert again.stderr == "" and json.loads(again.stdout)["encoded"] == 0  # known-bad: not retried
 
 
-def test_sigint_mid_index_then_resume_gives_the_same_catalog(tmp_path, tiny_model_dir):
-    photos = tmp_path / "many"
-    make_images(photos, 400, size=256)
-    interrupted, reference = tmp_path / "interrupted.db", tmp_path / "reference.db"
+def start_index_and_wait_for_commits(photos: Path, catalog: Path, model: Path, rows: int) -> subprocess.Popen:
+    """Start `pixgrep index` with tiny batches; return once `rows` image rows are committed."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("PIXGREP_CATALOG", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pixgrep.cli", "index", str(photos), "--catalog", str(interrupted),
-         "--model", str(tiny_model_dir), "--batch-size", "2", "--json"],
+        [sys.executable, "-m", "pixgrep.cli", "index", str(photos), "--catalog", str(catalog),
+         "--model", str(model), "--batch-size", "2", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     deadline = time.monotonic() + 120
     committed = 0
-    while committed < 20 and proc.poll() is None and time.monotonic() < deadline:
+    while committed < rows and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-        if interrupted.exists():
+        if catalog.exists():
             try:
-                committed = len(catalog_rows(interrupted))
+                committed = len(catalog_rows(catalog))
             except sqlite3.Error:  # the schema is not there yet
                 committed = 0
+    return proc
+
+
+def test_sigint_mid_index_then_resume_gives_the_same_catalog(tmp_path, tiny_model_dir):
+    photos = tmp_path / "many"
+    make_images(photos, 400, size=256)
+    interrupted, reference = tmp_path / "interrupted.db", tmp_path / "reference.db"
+    proc = start_index_and_wait_for_commits(photos, interrupted, tiny_model_dir, 20)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, (out, err)
@@ -144,6 +150,24 @@ def test_sigint_mid_index_then_resume_gives_the_same_catalog(tmp_path, tiny_mode
     assert set(got) == set(want)
     for digest, vector in want.items():  # batches differ, so allow float16 rounding
         assert np.allclose(got[digest].astype(np.float32), vector.astype(np.float32), atol=2e-3)
+
+
+def test_kill_9_mid_index_leaves_a_sound_catalog_that_resumes(tmp_path, tiny_model_dir):
+    photos = tmp_path / "many"
+    make_images(photos, 300, size=256)
+    catalog = tmp_path / "killed.db"
+    proc = start_index_and_wait_for_commits(photos, catalog, tiny_model_dir, 20)
+    proc.kill()  # no handler, no cleanup: only SQLite's own commit protocol stands between
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    conn = sqlite3.connect(catalog)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+    stored, vectors = catalog_rows(catalog), catalog_vectors(catalog)
+    assert 20 <= len(stored) < 300 and {row[0] for row in stored.values()} == set(vectors)
+    resumed = index_json(catalog, tiny_model_dir, str(photos))
+    assert resumed["encoded"] == 300 - len(stored)
+    assert len(catalog_rows(catalog)) == 300
 
 
 def test_missing_folder_is_one_line_and_exit_2(tmp_path, tiny_model_dir):
