@@ -55,8 +55,12 @@ class Catalog:
         exclude: Sequence[str] = (),
         include_hidden: bool = False,
         progress: bool | Callable[[IndexSummary], None] = False,
+        batch_size: int = 32,
     ) -> IndexSummary:
-        """Bring the catalog up to date for every image under `roots` (new, changed, moved, gone)."""
+        """Bring the catalog up to date for every image under `roots` (new, changed, moved, gone).
+
+        `batch_size` images go through the model per call and into the catalog per transaction.
+        """
         from pixgrep.catalog.ingest import index_roots
 
         return index_roots(
@@ -66,6 +70,7 @@ class Catalog:
             exclude=exclude,
             include_hidden=include_hidden,
             progress=progress,
+            batch_size=batch_size,
         )
 
     def search(

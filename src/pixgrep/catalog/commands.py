@@ -81,17 +81,13 @@ def _positive_int(text: str) -> int:
 def _index(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pixgrep.catalog.ingest import index_roots, validate_roots
+    from pixgrep.api import open_catalog
+    from pixgrep.catalog.ingest import validate_roots
 
     validate_roots([Path(d) for d in args.dirs])  # a typo in a path fails before the model loads
-    from pixgrep.api import open_catalog
-
-    # index_roots directly (not Catalog.index) for --batch-size; the same function underneath.
     with open_catalog(args.catalog, args.model) as catalog:
-        summary = index_roots(
-            catalog.db,
-            catalog.encoder,
-            [Path(d) for d in args.dirs],
+        summary = catalog.index(
+            args.dirs,
             exclude=args.exclude,
             include_hidden=args.include_hidden,
             progress=True,
