@@ -37,7 +37,6 @@ pytestmark = [
     ),
 ]
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (Python package)")
-pytest.importorskip("pixgrep.search.engine", reason="needs the search engine")
 
 
 @pytest.fixture(scope="module")
@@ -346,7 +345,6 @@ def test_page_with_a_token(browser, world):
 def test_real_photos_load_in_the_grid_and_the_viewer(browser, tmp_path):
     """Camera photos (JPEG with EXIF orientations, HEIC, TIFF) from ../shared/data: every thumbnail
     in the grid and the large view decode in the browser."""
-    pytest.importorskip("pixgrep.catalog.ingest", reason="needs the indexer")
     from conftest import shared_data
     from fakes import FakeEncoder
 

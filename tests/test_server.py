@@ -24,8 +24,6 @@ from test_server_helpers import add_to_catalog, draw_image, make_images
 from pixgrep.catalog.db import CatalogDB
 from pixgrep.server.app import create_app
 
-pytest.importorskip("pixgrep.search.engine", reason="needs the search engine")
-
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
@@ -513,7 +511,6 @@ def test_token_is_required_on_every_request(world):
 
 
 def test_index_run_in_the_background_with_progress(tmp_path):
-    pytest.importorskip("pixgrep.catalog.ingest", reason="needs the indexer")
     from fakes import FakeEncoder
 
     gate = threading.Event()
@@ -737,7 +734,6 @@ def test_every_real_image_gets_a_preview_or_a_clear_4xx(tmp_path, folder):
     """Real files that break naive loaders (truncated, CMYK, 16-bit, animated, bombs, HEIC,
     orientations): indexed by the real indexer, every thumbnail and file request answers with an
     image or a JSON 4xx, never a 500."""
-    pytest.importorskip("pixgrep.catalog.ingest", reason="needs the indexer")
     from conftest import shared_data
     from fakes import FakeEncoder
 
@@ -773,7 +769,6 @@ def test_every_real_image_gets_a_preview_or_a_clear_4xx(tmp_path, folder):
 
 def test_searches_keep_answering_during_an_index_run(tmp_path, world):
     """The run writes through its own connection while searches read through the shared one."""
-    pytest.importorskip("pixgrep.catalog.ingest", reason="needs the indexer")
     from concurrent.futures import ThreadPoolExecutor
 
     from fakes import FakeEncoder
