@@ -73,16 +73,19 @@ def test_preprocess_cfg_is_tf_style_normalisation():
     np.testing.assert_allclose(got, (np.array([0.0, 127.0, 255.0]) - 127.0) / 128.0, atol=1e-12)
 
 
-def test_local_preprocess_matches_the_runtime_one():
+def test_training_preprocessing_is_the_runtime_one():
     from PIL import Image
 
-    pytest.importorskip("pixgrep.models.preprocess")
+    from pixgrep.models.preprocess import PreprocessConfig, preprocess
+
     rng = np.random.default_rng(1)
     image = Image.fromarray(rng.integers(0, 256, size=(300, 451, 3), dtype=np.uint8))
     cfg = features.IMAGE_TOWERS["lite0"]["preprocess"]
-    np.testing.assert_array_equal(
-        features._preprocess_local(image, cfg), features.preprocess_image(image, cfg)
-    )
+    got = features.preprocess_image(image, cfg)
+    assert got.shape == (3, 224, 224) and got.dtype == np.float32
+    np.testing.assert_array_equal(got, preprocess(image, PreprocessConfig.from_dict(cfg)))
+    # TF-style range: 0 -> -127/128, 255 -> 1
+    assert -1.0 <= got.min() < -0.95 and 0.95 < got.max() <= 1.0
 
 
 def test_caption_file_quirk_is_folded_into_its_image(tmp_path):

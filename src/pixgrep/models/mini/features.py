@@ -66,43 +66,16 @@ TEXT_DIM = 384
 TEXT_MAX_LENGTH = 256  # sentence-transformers' max_seq_length for this model
 FEATURES_VERSION = "v1"
 
-_PIL_FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
-
 
 def preprocess_image(image: Image.Image, cfg: dict[str, Any]) -> np.ndarray:
     """PIL image -> float32 (3, H, W) exactly as pixgrep's runtime does it for preprocess_cfg `cfg`.
 
-    Uses pixgrep.models.preprocess (the runtime path) so the heads are trained on the pixels the
-    ONNX graph will see; the local copy below is the same open_clip "shortest" transform.
+    The training features go through pixgrep.models.preprocess, the same code that feeds the ONNX
+    graph at query time, so the heads are trained on the pixels the graph will see.
     """
-    try:
-        from pixgrep.models.preprocess import PreprocessConfig, preprocess
-    except ImportError:
-        return _preprocess_local(image, cfg)
+    from pixgrep.models.preprocess import PreprocessConfig, preprocess
+
     return preprocess(image, PreprocessConfig.from_dict(cfg))
-
-
-def _preprocess_local(image: Image.Image, cfg: dict[str, Any]) -> np.ndarray:
-    """Resize the shorter side to `size` (torchvision's rounding), centre crop, 0..1, mean/std."""
-    size = cfg["size"]
-    h_out, w_out = (size, size) if isinstance(size, int) else size
-    if cfg.get("resize_mode", "shortest") != "shortest":
-        raise ValueError("pixgrep-mini uses resize_mode 'shortest'")
-    image = image.convert("RGB")
-    w, h = image.size
-    short = min(h_out, w_out) if isinstance(size, int) else max(h_out, w_out)
-    if w <= h:
-        new_w, new_h = short, int(short * h / w)
-    else:
-        new_w, new_h = int(short * w / h), short
-    if (new_w, new_h) != (w, h):
-        image = image.resize((new_w, new_h), _PIL_FILTERS[cfg.get("interpolation", "bicubic")])
-    top = int(round((new_h - h_out) / 2.0))
-    left = int(round((new_w - w_out) / 2.0))
-    image = image.crop((left, top, left + w_out, top + h_out))
-    arr = np.asarray(image, dtype=np.float32) / 255.0
-    arr = (arr - np.asarray(cfg["mean"], np.float32)) / np.asarray(cfg["std"], np.float32)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
 def weights_path(tower: str) -> Path:
