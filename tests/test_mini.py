@@ -174,3 +174,32 @@ def test_image_tower_loads_the_wheel_weights_with_their_normalisation():
     top1 = float(np.mean([p == index[f.split("_")[0]] for p, f in zip(pred, subset, strict=True)]))
     # measured 0.86 on this subset; ImageNet mean/std instead of TF-style gives 0.725
     assert top1 >= 0.82, f"ImageNet-sample top-1 {top1:.3f}"
+
+
+def test_a_feature_cache_of_other_images_is_refused(tmp_path):
+    """Cached features are reused only for the images they were made from."""
+    pytest.importorskip("torch")
+    from pixgrep.errors import PixgrepError
+
+    data = tmp_path / "flickr"
+    data.mkdir()
+    (data / "captions.tsv").write_text(
+        "image\tindex\tcaption\n" + "".join(f"{n}.jpg\t0\tc {n}\n" for n in "abc")
+    )
+    for split, name in (("train", "a"), ("dev", "b"), ("test", "c")):
+        (data / f"{split}.txt").write_text(f"{name}.jpg\n")
+    files = features.feature_files(tmp_path / "cache")
+    files["captions"].parent.mkdir(parents=True)
+    np.savez(
+        files["captions"], names=np.array(["a.jpg", "b.jpg", "c.jpg"]), feats=np.zeros((3, 384), np.float32)
+    )
+    np.savez(
+        files["lite0"], names=np.array(["a.jpg", "b.jpg", "x.jpg"]), feats=np.zeros((3, 1280), np.float32)
+    )
+    with pytest.raises(PixgrepError, match="other images"):
+        features.ensure_features(data, tmp_path / "cache")
+    np.savez(
+        files["lite0"], names=np.array(["a.jpg", "b.jpg", "c.jpg"]), feats=np.ones((3, 1280), np.float32)
+    )
+    loaded = features.ensure_features(data, tmp_path / "cache")
+    assert loaded["lite0"]["feats"].shape == (3, 1280) and loaded["splits"]["dev"] == ["b.jpg"]
