@@ -163,7 +163,7 @@ def test_pixgrep_mini_is_built_once_into_a_keyed_folder(cache, monkeypatch, tiny
     fake = types.SimpleNamespace(folder_key=lambda: "abc123-f1", build_model_folder=build_model_folder)
     monkeypatch.setattr(hub, "_mini_module", lambda **kw: fake)
     enc = load_encoder("pixgrep-mini")
-    assert enc.model_id == "pixgrep-mini"
+    assert enc.model_id == "pixgrep-mini@abc123-f1"  # retrained heads get a new id
     assert (cache / "models" / "pixgrep-mini-abc123-f1" / "config.json").is_file()
     assert builds[0].parent == cache / "models" and builds[0].name.startswith(".")
     load_encoder("pixgrep-mini")

@@ -37,7 +37,7 @@ def load_encoder(name_or_path: str | os.PathLike | None = None) -> OnnxEncoder:
             folder = open_folder(path)
         except PixgrepError as exc:  # a damaged cache entry: say how to get a fresh one
             raise PixgrepError(f"{exc}; delete {path} to fetch {spec.name} again") from None
-        return OnnxEncoder(folder, model_id=spec.name)
+        return OnnxEncoder(folder, model_id=hub.model_id(spec))
     folder = open_folder(value)
     return OnnxEncoder(folder, model_id=folder.fingerprint())
 

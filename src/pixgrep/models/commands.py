@@ -156,7 +156,7 @@ def model_info(name_or_dir: str) -> dict:
         if not info["cached"]:
             return info
         path = hub.cached_folder(spec)
-        info["model_id"] = spec.name
+        info["model_id"] = hub.model_id(spec)
     else:
         path = Path(name_or_dir).expanduser()
         info["model_id"] = None

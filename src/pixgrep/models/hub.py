@@ -40,6 +40,12 @@ def cached_folder(spec: ModelSpec) -> Path:
     return models_dir() / spec.name
 
 
+def model_id(spec: ModelSpec) -> str:
+    """The key stored vectors are filed under: a built model's id names its build, so retrained
+    pixgrep-mini heads never mix their vectors with the old ones in a catalog."""
+    return f"{spec.name}@{_mini_key()}" if spec.source == "build" else spec.name
+
+
 def is_cached(spec: ModelSpec) -> bool:
     try:
         return (cached_folder(spec) / "config.json").is_file()
