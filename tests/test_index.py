@@ -245,12 +245,28 @@ def test_another_model_keeps_the_first_models_vectors(db, photos):
     assert index_roots(db, first, [photos]).encoded == 0
 
 
-def test_missing_root_and_file_root_are_user_errors(db, tmp_path):
-    with pytest.raises(PixgrepError, match="no such folder"):
+def test_missing_root_is_a_user_error(db, tmp_path):
+    with pytest.raises(PixgrepError, match="no such folder or file"):
         index_roots(db, FakeEncoder(), [tmp_path / "nope"])
-    make_image(tmp_path / "f.jpg", 1)
-    with pytest.raises(PixgrepError, match="not a folder"):
-        index_roots(db, FakeEncoder(), [tmp_path / "f.jpg"])
+
+
+def test_files_named_as_roots_are_indexed_alone_and_keep_their_rows(db, tmp_path):
+    for i in range(4):
+        make_image(tmp_path / "photos" / f"{i}.jpg", i)
+    (tmp_path / "photos" / "notes.txt").write_text("not a picture")
+    chosen = [tmp_path / "photos" / "0.jpg", tmp_path / "photos" / "2.jpg"]
+    warnings = []
+    encoder = FakeEncoder()
+    summary = index_roots(
+        db, encoder, [*chosen, tmp_path / "photos" / "notes.txt"], on_warning=lambda p, r: warnings.append(p)
+    )
+    assert summary.found == 2 and encoder.images_encoded == 2
+    assert warnings == [str(tmp_path / "photos" / "notes.txt")]
+    assert sorted(db.images_by_path()) == sorted(str(p) for p in chosen)
+    # the folder walk later finds the same rows (same spelling), encoding only the two others
+    summary = index_roots(db, encoder, [tmp_path / "photos"])
+    assert (summary.found, summary.encoded, summary.removed) == (4, 2, 0)
+    assert encoder.images_encoded == 4
 
 
 def test_progress_callback_sees_every_committed_batch(db, tmp_path):

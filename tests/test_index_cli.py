@@ -174,7 +174,7 @@ def test_missing_folder_is_one_line_and_exit_2(tmp_path, tiny_model_dir):
     done = pixgrep("index", str(tmp_path / "nope"), "--catalog", str(tmp_path / "c.db"),
                    "--model", str(tiny_model_dir), check=False)
     assert done.returncode == 2
-    assert done.stderr == f"pixgrep: error: no such folder: {tmp_path / 'nope'}\n"
+    assert done.stderr == f"pixgrep: error: no such folder or file: {tmp_path / 'nope'}\n"
     assert not (tmp_path / "c.db").exists()
 
 

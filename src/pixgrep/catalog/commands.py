@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=INDEX_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    index.add_argument("dirs", nargs="+", metavar="DIR", help="folder to index (repeatable)")
+    index.add_argument("dirs", nargs="+", metavar="PATH", help="folder (or single image file) to index")
     index.add_argument(
         "--exclude",
         action="append",

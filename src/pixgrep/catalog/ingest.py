@@ -147,17 +147,24 @@ class _Worker:
 
 
 def validate_roots(roots: Sequence[Path]) -> list[str]:
-    """Absolute, resolved, de-duplicated folder paths; PixgrepError for a missing path or a file."""
+    """Absolute, resolved, de-duplicated folder or file paths; PixgrepError for a missing path.
+
+    A file is resolved through its folder and keeps its own name, as the walk stores files found
+    in a folder, so the same picture gets one row whichever way it was named.
+    """
     if not roots:
         raise PixgrepError("no folder to index")
     resolved: list[str] = []
     for root in roots:
         path = Path(os.path.expanduser(root))
         if not path.exists():
-            raise PixgrepError(f"no such folder: {root}")
-        if not path.is_dir():
-            raise PixgrepError(f"not a folder: {root}")
-        text = str(path.resolve())
+            raise PixgrepError(f"no such folder or file: {root}")
+        if path.is_dir():
+            text = str(path.resolve())
+        elif path.is_file():
+            text = str(path.absolute().parent.resolve() / path.name)
+        else:
+            raise PixgrepError(f"not a folder or a file: {root}")
         if text not in resolved:
             resolved.append(text)
     return resolved
@@ -257,7 +264,7 @@ def index_roots(
     summary.found = len(entries)
     stored: dict[str, ImageRecord] = {}
     for folder in folders:
-        stored.update(db.images_under(folder))
+        stored.update(db.images_under(folder) if os.path.isdir(folder) else db.images_by_path([folder]))
     known = db.hashes_with_vectors(model)
     raw_ok = raw_supported()
     jobs: list[_Job] = []

@@ -75,11 +75,19 @@ def scan(
     include_hidden: bool = False,
     on_warning: Callable[[str, str], None] | None = None,
 ) -> Iterator[FileEntry]:
-    """Image files under `roots` (absolute folder paths), each once, in a stable order."""
+    """Image files under `roots` (absolute folder paths, or files named one by one), each once, in
+    a stable order. A file named as a root is taken as given: hidden-file and exclude rules are for
+    what a walk finds."""
     known = image_extensions()
     seen: set[str] = set()
     patterns = [p.rstrip("/") for p in exclude if p.strip()]
     for root in roots:
+        if not os.path.isdir(root):
+            entry = _named_file(root, known, on_warning)
+            if entry is not None and entry.path not in seen:
+                seen.add(entry.path)
+                yield entry
+            continue
         stack = [root]
         while stack:
             folder = stack.pop()
@@ -120,3 +128,21 @@ def scan(
                 seen.add(entry.path)
                 yield FileEntry(entry.path, stat.st_size, stat.st_mtime_ns, raw)
             stack.extend(reversed(subfolders))  # depth first, in name order
+
+
+def _named_file(
+    path: str, known: frozenset[str], on_warning: Callable[[str, str], None] | None
+) -> FileEntry | None:
+    ext = os.path.splitext(path)[1].lower()
+    raw = ext in RAW_EXTENSIONS
+    if not (raw or ext in known):
+        if on_warning:
+            on_warning(path, "not an image file type pixgrep reads")
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError as exc:
+        if on_warning:
+            on_warning(path, f"cannot read: {exc.strerror or exc}")
+        return None
+    return FileEntry(path, stat.st_size, stat.st_mtime_ns, raw)
