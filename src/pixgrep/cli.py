@@ -40,6 +40,16 @@ environment:
 """
 
 
+def add_model_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        metavar="NAME_OR_DIR",
+        default=os.environ.get("PIXGREP_MODEL"),
+        help="model name from `pixgrep models list`, or a model folder "
+        "(default: $PIXGREP_MODEL or the registry default)",
+    )
+
+
 def add_common_options(parser: argparse.ArgumentParser, *, model: bool = True) -> None:
     """Options shared by every command that opens a catalog."""
     parser.add_argument(
@@ -49,13 +59,22 @@ def add_common_options(parser: argparse.ArgumentParser, *, model: bool = True) -
         help="catalog file (default: $PIXGREP_CATALOG or the user data directory)",
     )
     if model:
-        parser.add_argument(
-            "--model",
-            metavar="NAME_OR_DIR",
-            default=os.environ.get("PIXGREP_MODEL"),
-            help="model name from `pixgrep models list`, or a model folder "
-            "(default: $PIXGREP_MODEL or the registry default)",
-        )
+        add_model_option(parser)
+
+
+def whole_number(minimum: int):
+    """An argparse type: a whole number no smaller than `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+        return value
+
+    return parse
 
 
 class _Parser(argparse.ArgumentParser):

@@ -26,7 +26,7 @@ examples:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from pixgrep.cli import add_common_options
+    from pixgrep.cli import add_common_options, whole_number
 
     index = subparsers.add_parser(
         "index",
@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     index.add_argument("--include-hidden", action="store_true", help="also index hidden files and folders")
     index.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=whole_number(1),
         default=32,
         metavar="N",
         help="images per model call and per catalog transaction (default 32)",
@@ -66,16 +66,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     add_common_options(stats, model=False)
     stats.set_defaults(func=_stats)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def _index(args: argparse.Namespace) -> int:

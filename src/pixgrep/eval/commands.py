@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from pixgrep.cli import add_common_options
+from pixgrep.cli import add_common_options, add_model_option
 from pixgrep.errors import PixgrepError
 
 FORMATTER = argparse.RawDescriptionHelpFormatter
@@ -26,17 +26,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-
-
-def _model_option(parser: argparse.ArgumentParser) -> None:
-    """--model alone, for commands that read image files directly and need no catalog."""
-    parser.add_argument(
-        "--model",
-        metavar="NAME_OR_DIR",
-        default=os.environ.get("PIXGREP_MODEL"),
-        help="model name from `pixgrep models list`, or a model folder "
-        "(default: $PIXGREP_MODEL or the registry default)",
-    )
 
 
 def _print_json(data: object) -> None:
@@ -185,7 +174,7 @@ def _register_rank(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--captions", dest="captions_file", metavar="FILE", help="more captions, one per line"
     )
-    _model_option(parser)
+    add_model_option(parser)
     _json_option(parser)
     parser.set_defaults(func=_run_rank)
 
@@ -318,7 +307,7 @@ def _register_classify(subparsers: argparse._SubParsersAction) -> None:
         metavar="P",
         help="with --write-xmp, write only labels with probability >= P (0..1, default 0)",
     )
-    _model_option(parser)
+    add_model_option(parser)
     _json_option(parser)
     parser.set_defaults(func=_run_classify)
 

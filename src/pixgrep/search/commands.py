@@ -42,26 +42,6 @@ exit status: 0 matches printed, 1 no match, 2 an error (one line on stderr).
 Full grammar and the rclip option mapping: docs/search.md."""
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _not_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
-
-
 def _score(text: str) -> float:
     try:
         value = float(text)
@@ -73,7 +53,7 @@ def _score(text: str) -> float:
 
 
 def register(subparsers) -> None:
-    from pixgrep.cli import add_common_options
+    from pixgrep.cli import add_common_options, whole_number
 
     parser = subparsers.add_parser(
         "search",
@@ -98,11 +78,11 @@ def register(subparsers) -> None:
         help="folder to index and search, repeatable (default: the current folder)",
     )
     parser.add_argument(
-        "-k", "-t", "--top", dest="top", type=_positive, default=10, metavar="N",
+        "-k", "-t", "--top", dest="top", type=whole_number(1), default=10, metavar="N",
         help="number of results (default: 10)",
     )
     parser.add_argument(
-        "--offset", type=_not_negative, default=0, metavar="N", help="skip the first N results (paging)"
+        "--offset", type=whole_number(0), default=0, metavar="N", help="skip the first N results (paging)"
     )
     parser.add_argument(
         "-n", "--no-index", "--no-indexing", "--skip-index", "--skip-indexing", dest="no_index",
@@ -134,7 +114,7 @@ def register(subparsers) -> None:
         help="draw each result in the terminal (Kitty and iTerm2 image protocols)",
     )
     parser.add_argument(
-        "-H", "--preview-height", type=_positive, default=400, metavar="PX",
+        "-H", "--preview-height", type=whole_number(1), default=400, metavar="PX",
         help="preview height in pixels (default: 400)",
     )
     add_common_options(parser)
