@@ -180,7 +180,8 @@ def _register_rank(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_rank(args: argparse.Namespace) -> int:
-    from pixgrep.eval.experiments import rank_captions, read_lines
+    from pixgrep.eval.datasets import read_lines
+    from pixgrep.eval.experiments import rank_captions
 
     captions = list(args.captions)
     if args.captions_file:

@@ -18,7 +18,9 @@ _TOKEN_SUFFIX = re.compile(r"#\d+$")  # Flickr8k.token.txt: `1000268201_693b08cb
 _COPY_SUFFIX = re.compile(r"^(.+\.[A-Za-z]{3,4})\.\d+$")  # the Flickr8k quirk key `X.jpg.1`
 
 
-def _read_text(path: Path, what: str) -> str:
+def read_text(path: str | os.PathLike, what: str) -> str:
+    """A text file's content, or a PixgrepError naming it as `what` ("captions file", ...)."""
+    path = Path(path)
     try:
         return path.read_text("utf-8-sig")
     except FileNotFoundError:
@@ -27,6 +29,11 @@ def _read_text(path: Path, what: str) -> str:
         raise PixgrepError(f"{what} {path} is a folder, not a file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PixgrepError(f"{what} {path}: cannot read ({exc})") from None
+
+
+def read_lines(path: str | os.PathLike, what: str) -> list[str]:
+    """Non-empty lines of a text file, stripped."""
+    return [line.strip() for line in read_text(path, what).splitlines() if line.strip()]
 
 
 # -- captions ----------------------------------------------------------------------------------
@@ -41,7 +48,7 @@ def read_captions(path: str | os.PathLike) -> list[tuple[str, str]]:
     `image_id`/`caption`) or Karpathy splits (`images` with `filename` and `sentences`).
     """
     path = Path(path)
-    text = _read_text(path, "captions file")
+    text = read_text(path, "captions file")
     stripped = text.lstrip()
     pairs = _captions_json(path, text) if stripped.startswith(("{", "[")) else _captions_tsv(path, text)
     if not pairs:
@@ -106,7 +113,7 @@ def _captions_json(path: Path, text: str) -> list[tuple[str, str]]:
 def read_split(path: str | os.PathLike) -> list[str]:
     """Image names, one per line (Flickr8k's train/dev/test.txt), duplicates dropped, order kept."""
     path = Path(path)
-    names = [line.strip() for line in _read_text(path, "split file").splitlines() if line.strip()]
+    names = [line.strip() for line in read_text(path, "split file").splitlines() if line.strip()]
     if not names:
         raise PixgrepError(f"split file {path} lists no images")
     return list(dict.fromkeys(names))
@@ -261,7 +268,7 @@ def read_class_folder(folder: str | os.PathLike) -> ClassSet:
 def read_labels(text: str | None = None, file: str | os.PathLike | None = None) -> list[str]:
     """Labels from "cat, dog" or a file (one per line, # comments); stripped, duplicates dropped."""
     if file is not None:
-        lines = _read_text(Path(file), "labels file").splitlines()
+        lines = read_text(Path(file), "labels file").splitlines()
         raw = [line for line in lines if not line.lstrip().startswith("#")]
     else:
         raw = (text or "").split(",")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -21,18 +20,6 @@ def open_one_image(path: str | os.PathLike):
         return open_image(path)
     except PixgrepError as exc:
         raise PixgrepError(f"{path}: {exc}") from None
-
-
-def read_lines(path: str | os.PathLike, what: str) -> list[str]:
-    """Non-empty lines of a text file (stripped), or a PixgrepError naming the file."""
-    path = Path(path)
-    try:
-        lines = path.read_text("utf-8-sig").splitlines()
-    except FileNotFoundError:
-        raise PixgrepError(f"{what} {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PixgrepError(f"{what} {path}: cannot read ({exc})") from None
-    return [line.strip() for line in lines if line.strip()]
 
 
 def rank_captions(encoder: Encoder, image_path: str | os.PathLike, captions: Sequence[str]) -> dict:

@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from pixgrep.errors import PixgrepError
+from pixgrep.eval.datasets import read_lines
 
 SINGLE_TEMPLATE = "a photo of a {}."
 TEMPLATE_MODES = ("single", "ensemble")
@@ -24,14 +25,7 @@ def imagenet_templates() -> list[str]:
 
 def read_template_file(path: str | Path) -> list[str]:
     """One template per line with a `{}` where the class name goes; blank lines and # comments skipped."""
-    path = Path(path)
-    try:
-        lines = path.read_text("utf-8").splitlines()
-    except FileNotFoundError:
-        raise PixgrepError(f"templates file {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PixgrepError(f"templates file {path}: cannot read ({exc})") from None
-    templates = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    templates = [line for line in read_lines(path, "templates file") if not line.startswith("#")]
     if not templates:
         raise PixgrepError(f"templates file {path} has no templates")
     for template in templates:
