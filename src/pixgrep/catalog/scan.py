@@ -61,7 +61,8 @@ class FileEntry:
     raw: bool  # a camera RAW file (needs the `raw` extra)
 
 
-def _excluded(name: str, root: str, path: str, patterns: Sequence[str]) -> bool:
+def excluded(name: str, root: str, path: str, patterns: Sequence[str]) -> bool:
+    """Does a glob match this file or folder by its name, its path below `root`, or its absolute path?"""
     if not patterns:
         return False
     rel = os.path.relpath(path, root)
@@ -108,13 +109,13 @@ def scan(
                     continue
                 try:
                     if entry.is_dir(follow_symlinks=False):
-                        if name in JUNK_DIRS or _excluded(name, root, entry.path, patterns):
+                        if name in JUNK_DIRS or excluded(name, root, entry.path, patterns):
                             continue
                         subfolders.append(entry.path)
                         continue
                     ext = os.path.splitext(name)[1].lower()
                     raw = ext in RAW_EXTENSIONS
-                    if not (raw or ext in known) or _excluded(name, root, entry.path, patterns):
+                    if not (raw or ext in known) or excluded(name, root, entry.path, patterns):
                         continue
                     if not entry.is_file():  # follows a link to a file; a dangling link is dropped
                         continue

@@ -8,7 +8,6 @@ loads when there is text.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from collections.abc import Callable, Sequence
 
@@ -223,10 +222,7 @@ def _result_filter(
     patterns = [p.rstrip("/") for p in exclude if p.strip()]
     if not patterns and include_hidden and not own_ids:
         return None
-    try:
-        from pixgrep.catalog.scan import JUNK_DIRS
-    except ImportError:  # the walk's list; without it only hidden names are skipped
-        JUNK_DIRS = frozenset()  # noqa: N806
+    from pixgrep.catalog.scan import JUNK_DIRS, excluded
     prefixes = []
     for root in roots or ():
         root = os.path.expanduser(os.fspath(root))
@@ -245,12 +241,10 @@ def _result_filter(
         if not include_hidden:
             if any(part.startswith(".") for part in parts) or any(part in JUNK_DIRS for part in parts[:-1]):
                 return False
-        for depth, name in enumerate(parts, start=1):
-            rel = os.sep.join(parts[:depth])
-            candidates = (name, rel, base + rel)
-            if any(fnmatch.fnmatch(c, pattern) for pattern in patterns for c in candidates):
-                return False
-        return True
+        return not any(
+            excluded(name, base, base + os.sep.join(parts[:depth]), patterns)
+            for depth, name in enumerate(parts, start=1)
+        )
 
     return accept
 
