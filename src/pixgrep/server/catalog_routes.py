@@ -40,11 +40,9 @@ def folders(state: Annotated[ServerState, Depends(get_state)], limit: int = 200)
 
 
 def known_models() -> list[dict]:
-    """The registry's models (name, dimensions, quality figures), or [] without a registry."""
-    try:
-        from pixgrep.models.registry import DEFAULT_MODEL, MODELS
-    except ImportError:
-        return []
+    """The registry's models (name, dimensions, quality figures)."""
+    from pixgrep.models.registry import DEFAULT_MODEL, MODELS
+
     return [dict(spec.as_dict(), default=name == DEFAULT_MODEL) for name, spec in MODELS.items()]
 
 
