@@ -27,7 +27,6 @@ Prints one JSON object, and a Markdown table to stderr.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import os
@@ -42,43 +41,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from synthetic_catalog import fill_catalog
 
 WORDS = (
     "a dog on a beach|a red car in the rain|two children playing football|a kitten behind a corner|"
     "mountains at sunset|a bowl of ramen|an old church in the snow|a man riding a horse|"
     "city lights at night|a boat on a lake|a birthday cake with candles|a black and white portrait"
 ).split("|")
-
-
-def build_catalog(db_path: Path, rows: int, model_id: str, dim: int, seed: int = 0) -> None:
-    from pixgrep.catalog.db import CatalogDB
-
-    db = CatalogDB(db_path)
-    rng = np.random.default_rng(seed)
-    now = time.time()
-    try:
-        with db.conn:
-            for start in range(0, rows, 10_000):
-                count = min(10_000, rows - start)
-                vectors = rng.standard_normal((count, dim)).astype(np.float32)
-                vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-                images, embeddings = [], []
-                for offset in range(count):
-                    i = start + offset
-                    path = f"/bench/photos/d{i % 100:03d}/img{i:06d}.jpg"
-                    digest = hashlib.sha1(path.encode()).hexdigest()
-                    taken = f"20{10 + i % 14:02d}-{1 + i % 12:02d}-{1 + i % 28:02d}T12:00:00"
-                    images.append((path, 2_000_000, 1, digest, 4000, 3000, "JPEG", taken, None, now))
-                    embeddings.append((digest, model_id, vectors[offset].astype("<f2").tobytes()))
-                db.conn.executemany(
-                    "INSERT INTO images (path, size, mtime_ns, content_hash, width, height, format, "
-                    "taken_at, error, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    images,
-                )
-                db.conn.executemany("INSERT INTO embeddings VALUES (?, ?, ?)", embeddings)
-            db.bump_generation()
-    finally:
-        db.close()
 
 
 def free_port() -> int:
@@ -143,7 +112,7 @@ def main() -> int:
         stale.unlink(missing_ok=True)
     load_before = os.getloadavg()
     started = time.perf_counter()
-    build_catalog(db_path, args.rows, model_id, dim)
+    fill_catalog(db_path, args.rows, model_id, dim, folder="/bench/photos")
     fill_s = time.perf_counter() - started
 
     port = free_port()

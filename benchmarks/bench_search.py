@@ -30,7 +30,6 @@ needs the export extra). Random weights time exactly like trained ones. Prints o
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -43,6 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from synthetic_catalog import fill_catalog
 
 QUERY = "a kitten peeking from behind a corner"
 
@@ -51,51 +51,12 @@ def build_catalog(folder: Path, size: int, model_id: str, dim: int, seed: int = 
     """A catalog of `size` synthetic images under folder/photos, plus one real JPEG (ref.jpg)."""
     from PIL import Image
 
-    from pixgrep.catalog.db import CatalogDB
-
     photos = folder / "photos"
     photos.mkdir(parents=True, exist_ok=True)
     ref = photos / "ref.jpg"
     Image.new("RGB", (64, 48), (200, 120, 40)).save(ref)
     db_path = folder / "catalog.db"
-    db = CatalogDB(db_path)
-    rng = np.random.default_rng(seed)
-    now = time.time()
-    with db.conn:
-        for start in range(0, size, 10_000):
-            count = min(10_000, size - start)
-            vectors = rng.standard_normal((count, dim)).astype(np.float32)
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            images, embeddings = [], []
-            for offset in range(count):
-                i = start + offset
-                path = str(photos / f"d{i % 100:03d}" / f"img{i:06d}.jpg") if i else str(ref)
-                digest = hashlib.sha1(path.encode()).hexdigest()
-                stat = os.stat(ref) if i == 0 else None
-                taken = f"20{10 + i % 14:02d}-{1 + i % 12:02d}-{1 + i % 28:02d}T12:00:00"
-                images.append(
-                    (
-                        path,
-                        stat.st_size if stat else 2_000_000,
-                        stat.st_mtime_ns if stat else 1,
-                        digest,
-                        4000,
-                        3000,
-                        "JPEG",
-                        taken,
-                        None,
-                        now,
-                    )
-                )
-                embeddings.append((digest, model_id, vectors[offset].astype("<f2").tobytes()))
-            db.conn.executemany(
-                "INSERT INTO images (path, size, mtime_ns, content_hash, width, height, format, taken_at,"
-                " error, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                images,
-            )
-            db.conn.executemany("INSERT INTO embeddings VALUES (?, ?, ?)", embeddings)
-        db.bump_generation()
-    db.close()
+    fill_catalog(db_path, size, model_id, dim, folder=str(photos), first=ref, seed=seed)
     return db_path, photos
 
 
