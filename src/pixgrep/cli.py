@@ -77,6 +77,18 @@ def whole_number(minimum: int):
     return parse
 
 
+def human_size(count: int | None) -> str:
+    """Bytes for people: 512 B, 3.4 MB, 1.2 GB; '-' when unknown."""
+    if count is None:
+        return "-"
+    size = float(count)
+    for unit in ("B", "KB", "MB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line and exit 2, like every other user error
         self.exit(2, f"pixgrep: error: {message}\n")

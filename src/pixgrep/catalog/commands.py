@@ -88,17 +88,9 @@ def _index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _human_bytes(count: int) -> str:
-    size = float(count)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{count} B"
-
-
 def _stats(args: argparse.Namespace) -> int:
     from pixgrep.api import open_catalog
+    from pixgrep.cli import human_size
 
     with open_catalog(args.catalog) as catalog:
         stats = catalog.stats()
@@ -113,5 +105,5 @@ def _stats(args: argparse.Namespace) -> int:
         print("vectors   none")
     for i, (model, count) in enumerate(sorted(vectors.items())):
         print(f"{'vectors' if i == 0 else '':<9} {count}  {model}")
-    print(f"size      {_human_bytes(stats['bytes'])}")
+    print(f"size      {human_size(stats['bytes'])}")
     return 0

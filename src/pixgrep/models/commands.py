@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from pixgrep.cli import human_size
 from pixgrep.errors import PixgrepError
 
 _FIGURES = (
@@ -82,16 +83,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def folder_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-def human_size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
 
 
 def list_models() -> list[dict]:
