@@ -49,7 +49,7 @@ def _photos(n: int):
 
     folder = SHARED / "imagenet-sample"
     if folder.is_dir():
-        from pixgrep.catalog.decode import open_image
+        from pixgrep.images.decode import open_image
 
         return [open_image(p) for p in sorted(folder.iterdir())[:n]]
     import numpy as np

@@ -78,8 +78,8 @@ def _machine() -> str:
 def throughput(args: argparse.Namespace) -> dict:
     from pixgrep.catalog import ingest
     from pixgrep.catalog.db import CatalogDB
-    from pixgrep.catalog.decode import decode_file
     from pixgrep.catalog.ingest import DRAFT_FACTOR, _model_side, index_roots
+    from pixgrep.images.decode import decode_file
 
     sources = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
     sources = sources[: args.count]
@@ -98,8 +98,12 @@ def throughput(args: argparse.Namespace) -> dict:
         threads = max(1, min(8, os.cpu_count() or 1))
         started = time.perf_counter()
         with ThreadPoolExecutor(threads) as pool:
-            pixels = list(pool.map(lambda p: encoder.preprocess(decode_file(p, draft_size=draft)[0]),
-                                   sorted(photos.iterdir())))
+            pixels = list(
+                pool.map(
+                    lambda p: encoder.preprocess(decode_file(p, draft_size=draft)[0]),
+                    sorted(photos.iterdir()),
+                )
+            )
         decode_rate = len(pixels) / (time.perf_counter() - started)
         batches = [np.stack(pixels[i : i + args.batch_size]) for i in range(0, len(pixels), args.batch_size)]
         encoder.encode_pixels(batches[0])  # load the session and warm it up, outside the clock
@@ -154,7 +158,7 @@ def _draft_photos(folder: Path, min_side: int, work: Path) -> list[Path]:
     """Real photos big enough for a draft to matter: JPEGs as they are, HEIC/HEIF re-saved as JPEG."""
     from PIL import Image
 
-    from pixgrep.catalog.decode import ImageDecodeError, decode_file, probe_file
+    from pixgrep.images.decode import ImageDecodeError, decode_file, probe_file
 
     photos = []
     for path in sorted(folder.rglob("*")):
@@ -179,8 +183,8 @@ def _draft_photos(folder: Path, min_side: int, work: Path) -> list[Path]:
 
 
 def draft(args: argparse.Namespace) -> dict:
-    from pixgrep.catalog.decode import decode_file
     from pixgrep.catalog.ingest import _model_side
+    from pixgrep.images.decode import decode_file
 
     encoder = _encoder(args.model)
     side = _model_side(encoder)
@@ -194,8 +198,9 @@ def draft(args: argparse.Namespace) -> dict:
             started = time.perf_counter()
             pixels = [encoder.preprocess(decode_file(p, draft_size=draft_size)[0]) for p in photos]
             seconds = time.perf_counter() - started
-            out = np.concatenate([encoder.encode_pixels(np.stack(pixels[i : i + 16]))
-                                  for i in range(0, len(pixels), 16)])
+            out = np.concatenate(
+                [encoder.encode_pixels(np.stack(pixels[i : i + 16])) for i in range(0, len(pixels), 16)]
+            )
             return out, seconds
 
         results = {}
@@ -214,13 +219,20 @@ def draft(args: argparse.Namespace) -> dict:
             for factor in args.factors:
                 got, seconds = vectors(int(round(factor * side)))
                 cos = np.sum(got * full, axis=1)
-                rows.append({"factor": factor, "draft_size": int(round(factor * side)),
-                             "cosine_mean": round(float(cos.mean()), 5),
-                             "cosine_min": round(float(cos.min()), 5),
-                             "decode_preprocess_ms": round(1000 * seconds / len(photos), 1)})
+                rows.append(
+                    {
+                        "factor": factor,
+                        "draft_size": int(round(factor * side)),
+                        "cosine_mean": round(float(cos.mean()), 5),
+                        "cosine_min": round(float(cos.min()), 5),
+                        "decode_preprocess_ms": round(1000 * seconds / len(photos), 1),
+                    }
+                )
                 print(kind, json.dumps(rows[-1]), file=sys.stderr)
-            results[kind] = {"full_decode_preprocess_ms": round(1000 * full_seconds / len(photos), 1),
-                             "rows": rows}
+            results[kind] = {
+                "full_decode_preprocess_ms": round(1000 * full_seconds / len(photos), 1),
+                "rows": rows,
+            }
         return {
             "benchmark": "draft",
             "model": args.model,
@@ -239,8 +251,8 @@ def float16(args: argparse.Namespace) -> dict:
     import csv
 
     from pixgrep.catalog.db import blob_to_vector, vector_to_blob
-    from pixgrep.catalog.decode import decode_file
     from pixgrep.catalog.ingest import DRAFT_FACTOR, _model_side
+    from pixgrep.images.decode import decode_file
 
     data = Path(args.flickr)
     names = (data / "test.txt").read_text().split()
@@ -298,8 +310,13 @@ def main() -> None:
     tp.add_argument("--count", type=int, default=1000)
     tp.add_argument("--batch-size", type=int, default=32)
     tp.add_argument("--rounds", type=int, default=2)
-    tp.add_argument("--niceness", type=int, nargs="+", default=None,
-                    help="decode thread niceness values to compare (default: the shipped one)")
+    tp.add_argument(
+        "--niceness",
+        type=int,
+        nargs="+",
+        default=None,
+        help="decode thread niceness values to compare (default: the shipped one)",
+    )
     dr = sub.add_parser("draft", help="cosine between draft and full decodes")
     dr.add_argument("--model", default="lite0")
     dr.add_argument("--photos", default=str(ROOT.parent / "shared" / "data" / "exif-samples"))

@@ -11,8 +11,14 @@ import numpy as np
 
 
 def fill_catalog(
-    db_path: Path, rows: int, model_id: str, dim: int, *,
-    folder: str, first: Path | None = None, seed: int = 0,
+    db_path: Path,
+    rows: int,
+    model_id: str,
+    dim: int,
+    *,
+    folder: str,
+    first: Path | None = None,
+    seed: int = 0,
 ) -> None:
     """`rows` images in 100 sub-folders of `folder`, capture dates spread over 14 years. When
     `first` is a real file it becomes row 0 with its true size and mtime, so an image query for
@@ -36,10 +42,20 @@ def fill_catalog(
                     stat = os.stat(first) if real else None
                     digest = hashlib.sha1(path.encode()).hexdigest()
                     taken = f"20{10 + i % 14:02d}-{1 + i % 12:02d}-{1 + i % 28:02d}T12:00:00"
-                    images.append((
-                        path, stat.st_size if stat else 2_000_000, stat.st_mtime_ns if stat else 1, digest,
-                        4000, 3000, "JPEG", taken, None, now,
-                    ))
+                    images.append(
+                        (
+                            path,
+                            stat.st_size if stat else 2_000_000,
+                            stat.st_mtime_ns if stat else 1,
+                            digest,
+                            4000,
+                            3000,
+                            "JPEG",
+                            taken,
+                            None,
+                            now,
+                        )
+                    )
                     embeddings.append((digest, model_id, vectors[offset].astype("<f2").tobytes()))
                 db.conn.executemany(
                     "INSERT INTO images (path, size, mtime_ns, content_hash, width, height, format, "

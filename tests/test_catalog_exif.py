@@ -6,7 +6,7 @@ import pytest
 from conftest import shared_data
 from PIL import Image
 
-from pixgrep.catalog.exif import image_capture_time, parse_exif_datetime
+from pixgrep.images.exif import image_capture_time, parse_exif_datetime
 
 
 @pytest.mark.parametrize(

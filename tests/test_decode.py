@@ -10,7 +10,7 @@ import pytest
 from conftest import shared_data
 from PIL import Image
 
-from pixgrep.catalog.decode import ImageDecodeError, decode_file, is_raw, open_image, probe_file
+from pixgrep.images.decode import ImageDecodeError, decode_file, is_raw, open_image, probe_file
 
 
 def pixels(image: Image.Image) -> np.ndarray:

@@ -13,9 +13,9 @@ from fakes import FakeEncoder
 from PIL import Image
 
 from pixgrep.catalog.db import CatalogDB
-from pixgrep.catalog.decode import decode_file
 from pixgrep.catalog.ingest import DRAFT_FACTOR, content_hash, index_roots
 from pixgrep.errors import PixgrepError
+from pixgrep.images.decode import decode_file
 
 
 def make_image(path: Path, seed: int, size: tuple[int, int] = (64, 48), fmt: str | None = None) -> Path:
@@ -333,8 +333,15 @@ def test_every_odd_image_is_indexed_or_skipped_with_one_warning(db, tmp_path, ca
     # the files that must never be indexed, and a few that naive loaders get wrong but must work
     for name in ("empty.jpg", "not_an_image.jpg", "decompression_bomb.gif", "bmp_b_reallybig.bmp"):
         assert stored[str(root / name)].error, name
-    for name in ("pil_sample_cmyk.jpg", "hopper.Lab.tif", "hopper.psd", "iss634.webp", "hopper_16bit.pgm",
-                 "tiff_16bit_RGB.tiff", "hopper.avif"):
+    for name in (
+        "pil_sample_cmyk.jpg",
+        "hopper.Lab.tif",
+        "hopper.psd",
+        "iss634.webp",
+        "hopper_16bit.pgm",
+        "tiff_16bit_RGB.tiff",
+        "hopper.avif",
+    ):
         assert stored[str(root / name)].error is None, name
 
 

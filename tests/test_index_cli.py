@@ -92,8 +92,9 @@ def test_second_run_encodes_nothing_and_rename_reuses(tmp_path, tiny_model_dir):
 def test_every_odd_file_is_indexed_or_warned_once(tmp_path, tiny_model_dir):
     root = tmp_path / "odd"
     shutil.copytree(shared_data("odd-images"), root)
-    done = pixgrep("index", str(root), "--catalog", str(tmp_path / "c.db"), "--model", str(tiny_model_dir),
-                   "--json")
+    done = pixgrep(
+        "index", str(root), "--catalog", str(tmp_path / "c.db"), "--model", str(tiny_model_dir), "--json"
+    )
     summary = json.loads(done.stdout)
     lines = done.stderr.splitlines()
     assert "Traceback" not in done.stderr
@@ -101,8 +102,9 @@ def test_every_odd_file_is_indexed_or_warned_once(tmp_path, tiny_model_dir):
     assert len(lines) == len(set(lines)) == summary["skipped"] >= 4
     assert summary["encoded"] + summary["reused"] + summary["skipped"] == summary["found"]
     assert summary["found"] == len([p for p in root.iterdir() if p.suffix != ".txt"])
-    again = pixgrep("index", str(root), "--catalog", str(tmp_path / "c.db"), "--model", str(tiny_model_dir),
-                    "--json")
+    again = pixgrep(
+        "index", str(root), "--catalog", str(tmp_path / "c.db"), "--model", str(tiny_model_dir), "--json"
+    )
     assert again.stderr == "" and json.loads(again.stdout)["encoded"] == 0  # known-bad: not retried
 
 
@@ -111,9 +113,24 @@ def start_index_and_wait_for_commits(photos: Path, catalog: Path, model: Path, r
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("PIXGREP_CATALOG", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pixgrep.cli", "index", str(photos), "--catalog", str(catalog),
-         "--model", str(model), "--batch-size", "2", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "pixgrep.cli",
+            "index",
+            str(photos),
+            "--catalog",
+            str(catalog),
+            "--model",
+            str(model),
+            "--batch-size",
+            "2",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     deadline = time.monotonic() + 120
     committed = 0
@@ -171,8 +188,15 @@ def test_kill_9_mid_index_leaves_a_sound_catalog_that_resumes(tmp_path, tiny_mod
 
 
 def test_missing_folder_is_one_line_and_exit_2(tmp_path, tiny_model_dir):
-    done = pixgrep("index", str(tmp_path / "nope"), "--catalog", str(tmp_path / "c.db"),
-                   "--model", str(tiny_model_dir), check=False)
+    done = pixgrep(
+        "index",
+        str(tmp_path / "nope"),
+        "--catalog",
+        str(tmp_path / "c.db"),
+        "--model",
+        str(tiny_model_dir),
+        check=False,
+    )
     assert done.returncode == 2
     assert done.stderr == f"pixgrep: error: no such folder or file: {tmp_path / 'nope'}\n"
     assert not (tmp_path / "c.db").exists()
@@ -199,7 +223,10 @@ def test_catalog_from_the_environment(tmp_path, tiny_model_dir):
     env = {**os.environ, "PIXGREP_CATALOG": str(catalog), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "pixgrep.cli", "index", str(photos), "--model", str(tiny_model_dir), "--json"],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     assert len(catalog_rows(catalog)) == 3

@@ -151,7 +151,7 @@ def test_image_tower_loads_the_wheel_weights_with_their_normalisation():
     import torch
     from conftest import shared_data
 
-    from pixgrep.catalog.decode import open_image
+    from pixgrep.images.decode import open_image
 
     root = shared_data("imagenet-sample")
     files = sorted(p.name for p in root.iterdir())

@@ -72,7 +72,7 @@ def test_graphs_take_dynamic_batches_and_sequences(mini_folder):  # noqa: F811
 def test_onnx_image_tower_matches_pytorch_on_flickr8k_test(mini_folder, torch_reference):  # noqa: F811
     import torch
 
-    from pixgrep.catalog.decode import open_image
+    from pixgrep.images.decode import open_image
     from pixgrep.models import load_encoder
     from pixgrep.models.mini.features import IMAGE_TOWERS, preprocess_image
 

@@ -104,7 +104,7 @@ def test_importing_the_models_cli_stays_light():
     import sys
 
     code = (
-        "import sys, pixgrep.models, pixgrep.models.commands, pixgrep.models.registry, pixgrep.models.hub; "
+        "import sys, pixgrep.models, pixgrep.cli.models, pixgrep.models.registry, pixgrep.models.hub; "
         "print(sorted(m for m in ('onnxruntime', 'torch', 'tokenizers', 'open_clip', 'huggingface_hub') "
         "if m in sys.modules))"
     )

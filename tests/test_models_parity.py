@@ -145,7 +145,7 @@ def test_generated_images_of_odd_sizes_and_modes_match(reference, encoder):
 
 
 def _decodable(folder) -> dict[str, Image.Image]:
-    from pixgrep.catalog.decode import ImageDecodeError, open_image
+    from pixgrep.images.decode import ImageDecodeError, open_image
 
     images = {}
     for path in sorted(folder.iterdir()):

@@ -64,7 +64,10 @@ def test_shell_words_without_operators_are_one_text():
 @pytest.mark.parametrize(
     "tokens, message",
     [
-        (["cat", "https://example.org/a.jpg"], "missing '+' or '-' between 'cat' and 'https://example.org/a.jpg'"),
+        (
+            ["cat", "https://example.org/a.jpg"],
+            "missing '+' or '-' between 'cat' and 'https://example.org/a.jpg'",
+        ),
         (["./a.jpg", "cat"], "missing '+' or '-' between './a.jpg' and 'cat'"),
         (["cat", "0.5:dog"], "missing '+' or '-' before '0.5:dog'"),
     ],

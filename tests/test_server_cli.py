@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_server_helpers import free_port, make_images
 
-from pixgrep.server.commands import is_loopback
+from pixgrep.cli.serve import is_loopback
 
 PIXGREP = str(Path(sys.executable).with_name("pixgrep"))
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pixgrep.catalog.db import CatalogDB, vector_to_blob
-from pixgrep.catalog.decode import open_image
+from pixgrep.images.decode import open_image
 
 COLOURS = {
     "red": (220, 30, 30),

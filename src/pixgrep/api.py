@@ -1,10 +1,10 @@
 """The public Python API. The CLI, the web server and the eval commands all go through it.
 
-    import pixgrep
-    with pixgrep.open_catalog(model="pixgrep-mini") as cat:
-        cat.index(["~/Photos"])
-        for hit in cat.search("a kitten peeking from behind a corner", k=5):
-            print(hit.score, hit.path)
+import pixgrep
+with pixgrep.open_catalog(model="pixgrep-mini") as cat:
+    cat.index(["~/Photos"])
+    for hit in cat.search("a kitten peeking from behind a corner", k=5):
+        print(hit.score, hit.path)
 """
 
 from __future__ import annotations
@@ -95,8 +95,17 @@ class Catalog:
         from pixgrep.search.engine import search
 
         return search(
-            self.db, self.encoder, query, roots=roots, k=k, offset=offset, threshold=threshold,
-            after=after, before=before, exclude=exclude, include_hidden=include_hidden,
+            self.db,
+            self.encoder,
+            query,
+            roots=roots,
+            k=k,
+            offset=offset,
+            threshold=threshold,
+            after=after,
+            before=before,
+            exclude=exclude,
+            include_hidden=include_hidden,
         )
 
     def search_vector(
@@ -114,8 +123,15 @@ class Catalog:
         from pixgrep.search.engine import search_vector
 
         return search_vector(
-            self.db, self.encoder, vector, roots=roots, k=k, offset=offset, threshold=threshold,
-            after=after, before=before,
+            self.db,
+            self.encoder,
+            vector,
+            roots=roots,
+            k=k,
+            offset=offset,
+            threshold=threshold,
+            after=after,
+            before=before,
         )
 
     def stats(self) -> dict:

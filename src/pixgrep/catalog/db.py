@@ -120,9 +120,7 @@ class CatalogDB:
 
     def bump_generation(self) -> None:
         """Call inside the transaction that changes images or embeddings."""
-        self.conn.execute(
-            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'"
-        )
+        self.conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -133,9 +131,7 @@ class CatalogDB:
             return {row[1]: ImageRecord(*row) for row in rows}
         found = {}
         for path in paths:
-            row = self.conn.execute(
-                f"SELECT {IMAGE_COLUMNS} FROM images WHERE path = ?", (path,)
-            ).fetchone()
+            row = self.conn.execute(f"SELECT {IMAGE_COLUMNS} FROM images WHERE path = ?", (path,)).fetchone()
             if row:
                 found[path] = ImageRecord(*row)
         return found
@@ -146,9 +142,7 @@ class CatalogDB:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self.conn.execute(
-                f"SELECT {IMAGE_COLUMNS} FROM images WHERE id IN ({marks})", chunk
-            ):
+            for row in self.conn.execute(f"SELECT {IMAGE_COLUMNS} FROM images WHERE id IN ({marks})", chunk):
                 found[row[0]] = ImageRecord(*row)
         return found
 
@@ -251,7 +245,5 @@ class CatalogDB:
             "errors": one("SELECT COUNT(*) FROM images WHERE error IS NOT NULL"),
             "vectors": per_model,
             # the write-ahead log holds recent commits until a checkpoint folds them into the file
-            "bytes": sum(
-                p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists()
-            ),
+            "bytes": sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists()),
         }

@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from pixgrep.catalog.db import CatalogDB, ImageRow
-from pixgrep.catalog.decode import ImageDecodeError, ImageInfo, decode_file, probe_file, raw_supported
 from pixgrep.catalog.scan import FileEntry, scan
 from pixgrep.errors import PixgrepError
+from pixgrep.images.decode import ImageDecodeError, ImageInfo, decode_file, probe_file, raw_supported
 from pixgrep.models.base import Encoder
 from pixgrep.records import ImageRecord, IndexSummary
 
@@ -82,9 +82,15 @@ class _Result:
     def row(self) -> ImageRow:
         e, i = self.entry, self.info
         return (
-            e.path, e.size, e.mtime_ns, self.content_hash or "",
-            i.width if i else None, i.height if i else None, i.format if i else None,
-            i.taken_at if i else None, self.error,
+            e.path,
+            e.size,
+            e.mtime_ns,
+            self.content_hash or "",
+            i.width if i else None,
+            i.height if i else None,
+            i.format if i else None,
+            i.taken_at if i else None,
+            self.error,
         )
 
 

@@ -14,18 +14,33 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from pixgrep.catalog.decode import RAW_EXTENSIONS
 from pixgrep.errors import PixgrepError
+from pixgrep.images.decode import RAW_EXTENSIONS
 
 # Folders that hold no user photos, or only copies of them (thumbnail caches would be found twice).
 JUNK_DIRS = frozenset(
     {
-        ".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".cache",
+        ".git",
+        ".hg",
+        ".svn",
+        "node_modules",
+        "__pycache__",
+        ".venv",
+        "venv",
+        ".tox",
+        ".cache",
         "@eaDir",  # Synology thumbnail store
-        "#recycle", "#snapshot",  # Synology / QNAP
-        ".thumbnails", ".thumb",
-        "$RECYCLE.BIN", "System Volume Information",  # Windows drives
-        ".Trash", ".Trashes", ".Spotlight-V100", ".fseventsd", ".DocumentRevisions-V100",  # macOS
+        "#recycle",
+        "#snapshot",  # Synology / QNAP
+        ".thumbnails",
+        ".thumb",
+        "$RECYCLE.BIN",
+        "System Volume Information",  # Windows drives
+        ".Trash",
+        ".Trashes",
+        ".Spotlight-V100",
+        ".fseventsd",
+        ".DocumentRevisions-V100",  # macOS
         "lost+found",
     }
 )
@@ -40,7 +55,7 @@ def image_extensions() -> frozenset[str]:
     """Lower-case extensions (".jpg") of every format Pillow and pillow-heif can open."""
     from PIL import Image
 
-    from pixgrep.catalog.decode import _register_plugins
+    from pixgrep.images.decode import _register_plugins
 
     _register_plugins()
     Image.init()

@@ -50,11 +50,11 @@ def classify_paths(
     prompts ensembled over `templates`, CLIP's 80 ImageNet ones by default). With write_xmp,
     those of them with probability >= min_probability go into the image's XMP sidecar.
     Unreadable files found inside a folder are skipped with a warning; a named one is an error."""
-    from pixgrep.catalog.decode import open_image
     from pixgrep.eval import xmp
     from pixgrep.eval.progress import bar
     from pixgrep.eval.templates import imagenet_templates
     from pixgrep.eval.zeroshot import class_text_vectors, label_probabilities, top_labels
+    from pixgrep.images.decode import open_image
 
     if top < 1:
         raise PixgrepError("--top must be at least 1")

@@ -14,7 +14,7 @@ from pixgrep.models.base import Encoder
 
 def open_one_image(path: str | os.PathLike):
     """A PIL image, or a PixgrepError that names the file."""
-    from pixgrep.catalog.decode import open_image
+    from pixgrep.images.decode import open_image
 
     try:
         return open_image(path)

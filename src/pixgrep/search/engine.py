@@ -132,7 +132,7 @@ def _checked_vector(value: object, dim: int) -> np.ndarray:
 
 
 def _open(source: object, label: str):
-    from pixgrep.catalog.decode import ImageDecodeError, open_image
+    from pixgrep.images.decode import ImageDecodeError, open_image
 
     try:
         return open_image(source)  # type: ignore[arg-type]
@@ -177,7 +177,15 @@ def search(
     """
     vector, own_ids = _encode(db, encoder, _terms(query))
     return _ranked(
-        db, encoder, vector, roots, k, offset, threshold, after, before,
+        db,
+        encoder,
+        vector,
+        roots,
+        k,
+        offset,
+        threshold,
+        after,
+        before,
         _result_filter(roots, exclude, include_hidden, own_ids),
     )
 
@@ -202,7 +210,15 @@ def search_vector(
     if norm < 1e-12:
         raise PixgrepError("a query vector must not be all zeros")
     return _ranked(
-        db, encoder, vector / norm, roots, k, offset, threshold, after, before,
+        db,
+        encoder,
+        vector / norm,
+        roots,
+        k,
+        offset,
+        threshold,
+        after,
+        before,
         _result_filter(roots, exclude, include_hidden, set()),
     )
 
@@ -223,6 +239,7 @@ def _result_filter(
     if not patterns and include_hidden and not own_ids:
         return None
     from pixgrep.catalog.scan import JUNK_DIRS, excluded
+
     prefixes = []
     for root in roots or ():
         root = os.path.expanduser(os.fspath(root))

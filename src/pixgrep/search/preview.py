@@ -32,7 +32,7 @@ def png_thumbnail(path: str, height_px: int) -> bytes:
     """The image scaled to at most `height_px` tall, as PNG bytes (PixgrepError if unreadable)."""
     from PIL import Image
 
-    from pixgrep.catalog.decode import open_image
+    from pixgrep.images.decode import open_image
 
     image = open_image(path, draft_size=height_px)
     if image.height > height_px:
@@ -53,5 +53,5 @@ def preview(path: str, height_px: int) -> str:
     for start in range(0, len(payload), 4096):
         more = int(start + 4096 < len(payload))
         keys = f"a=T,f=100,q=2,m={more}" if start == 0 else f"q=2,m={more}"
-        parts.append(_tmux_wrap(f"\033_G{keys};{payload[start:start + 4096]}\033\\"))
+        parts.append(_tmux_wrap(f"\033_G{keys};{payload[start : start + 4096]}\033\\"))
     return "".join(parts) + "\n"

@@ -93,9 +93,7 @@ def _join_words(tokens: list[_Token]) -> list[_Token]:
         if token.kind == "raw" and previous is not None and previous.kind == "raw":
             for word in (previous.text, token.text):
                 if _is_image_like(_WEIGHT.sub(r"\2", word, count=1).strip()):
-                    raise PixgrepError(
-                        f"missing '+' or '-' between {previous.text!r} and {token.text!r}"
-                    )
+                    raise PixgrepError(f"missing '+' or '-' between {previous.text!r} and {token.text!r}")
             if _WEIGHT.match(token.text.strip()) or _BAD_WEIGHT.match(token.text.strip()):
                 raise PixgrepError(f"missing '+' or '-' before {token.text!r} (a weight starts a new term)")
             joined[-1] = _Token("raw", f"{previous.text} {token.text}")

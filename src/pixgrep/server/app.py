@@ -20,8 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pixgrep import __version__
 from pixgrep.api import open_catalog
-from pixgrep.catalog.decode import ImageDecodeError
 from pixgrep.errors import PixgrepError
+from pixgrep.images.decode import ImageDecodeError
 from pixgrep.models.base import Encoder
 from pixgrep.server.guards import BodySizeLimit, TokenGuard
 from pixgrep.server.indexing import IndexBusy, IndexRunner

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 from PIL import Image
 
-from pixgrep.catalog.decode import ImageDecodeError, open_image
+from pixgrep.images.decode import ImageDecodeError, open_image
 from pixgrep.records import ImageRecord
 from pixgrep.server.querying import not_found
 from pixgrep.server.state import ServerState, get_state

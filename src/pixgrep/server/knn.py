@@ -60,7 +60,7 @@ def _query_term(state: ServerState, body: KnnRequest):
         data = decode_base64(body.image)
         if len(data) > state.max_upload:
             raise HTTPException(413, f"the image is over the {state.max_upload // (1024 * 1024)} MB limit")
-        from pixgrep.catalog.decode import open_image
+        from pixgrep.images.decode import open_image
         from pixgrep.search.query import Term
 
         open_image(data)  # 415 for something that is not an image

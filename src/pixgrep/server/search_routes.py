@@ -148,7 +148,7 @@ def search_image(
         raise HTTPException(413, f"the image is over the {state.max_upload // (1024 * 1024)} MB upload limit")
     if not data:
         raise PixgrepError("the uploaded file is empty")
-    from pixgrep.catalog.decode import open_image
+    from pixgrep.images.decode import open_image
 
     open_image(data)  # refuse a non-image with 415 here, before it reaches the model
     terms = [_bytes_term(data, weight)]

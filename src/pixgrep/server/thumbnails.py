@@ -8,7 +8,7 @@ from collections import OrderedDict
 
 from PIL import Image
 
-from pixgrep.catalog.decode import open_image
+from pixgrep.images.decode import open_image
 
 THUMB_SIZES = (128, 256, 512, 1024)  # a fixed set, so the cache cannot be filled with odd sizes
 

@@ -6,5 +6,5 @@ repository). `build.build_model_folder` exports both towers with the heads to th
 folder of docs/model-format.md; `pixgrep train mini` retrains the heads.
 
 Modules: features (towers, preprocessing, cached Flickr8k features), train (heads, Recall@K),
-build (ONNX folder), commands (`pixgrep train mini`). None imports torch at import time.
+build (ONNX folder); its command is `pixgrep.cli.train`. None imports torch at import time.
 """

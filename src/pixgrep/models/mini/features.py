@@ -183,7 +183,7 @@ def extract_image_features(root: Path, names: Sequence[str], tower: str, batch: 
     """Frozen image-tower features for Flickr8k images, decoded the way pixgrep decodes files."""
     import torch
 
-    from pixgrep.catalog.decode import open_image
+    from pixgrep.images.decode import open_image
 
     model = load_image_tower(tower).to(memory_format=torch.channels_last)
     cfg = IMAGE_TOWERS[tower]["preprocess"]

@@ -53,7 +53,7 @@ def _score(text: str) -> float:
 
 
 def register(subparsers) -> None:
-    from pixgrep.cli import add_common_options, whole_number
+    from pixgrep.cli.options import add_common_options, whole_number
 
     parser = subparsers.add_parser(
         "search",
@@ -63,30 +63,52 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "query", nargs="+", metavar="QUERY",
+        "query",
+        nargs="+",
+        metavar="QUERY",
         help="text, an image path or an image URL; join terms with + and -",
     )
     parser.add_argument(
         "-a", "--add", action="append", default=[], metavar="TERM", help="add a term (same as `+ TERM`)"
     )
     parser.add_argument(
-        "-s", "--subtract", "--sub", action="append", default=[], metavar="TERM",
+        "-s",
+        "--subtract",
+        "--sub",
+        action="append",
+        default=[],
+        metavar="TERM",
         help="subtract a term (same as `- TERM`)",
     )
     parser.add_argument(
-        "--in", dest="roots", action="append", metavar="DIR",
+        "--in",
+        dest="roots",
+        action="append",
+        metavar="DIR",
         help="folder to index and search, repeatable (default: the current folder)",
     )
     parser.add_argument(
-        "-k", "-t", "--top", dest="top", type=whole_number(1), default=10, metavar="N",
+        "-k",
+        "-t",
+        "--top",
+        dest="top",
+        type=whole_number(1),
+        default=10,
+        metavar="N",
         help="number of results (default: 10)",
     )
     parser.add_argument(
         "--offset", type=whole_number(0), default=0, metavar="N", help="skip the first N results (paging)"
     )
     parser.add_argument(
-        "-n", "--no-index", "--no-indexing", "--skip-index", "--skip-indexing", dest="no_index",
-        action="store_true", help="search what the catalog holds; do not walk the folders first",
+        "-n",
+        "--no-index",
+        "--no-indexing",
+        "--skip-index",
+        "--skip-indexing",
+        dest="no_index",
+        action="store_true",
+        help="search what the catalog holds; do not walk the folders first",
     )
     parser.add_argument("--threshold", type=_score, metavar="S", help="only results scoring at least S")
     parser.add_argument(
@@ -94,7 +116,11 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--before", metavar="DATE", help="only images taken before DATE")
     parser.add_argument(
-        "--exclude", "--exclude-dir", action="append", default=[], metavar="GLOB",
+        "--exclude",
+        "--exclude-dir",
+        action="append",
+        default=[],
+        metavar="GLOB",
         help="skip files and folders matching GLOB (name, relative or absolute path), repeatable",
     )
     parser.add_argument(
@@ -102,19 +128,30 @@ def register(subparsers) -> None:
     )
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
-        "-f", "--paths-only", "--filepath-only", dest="paths_only", action="store_true",
+        "-f",
+        "--paths-only",
+        "--filepath-only",
+        dest="paths_only",
+        action="store_true",
         help="print one path per line, nothing else (for pipes)",
     )
     output.add_argument(
-        "--json", action="store_true",
+        "--json",
+        action="store_true",
         help="print JSON lines: path, score, size, width, height, taken_at",
     )
     output.add_argument(
-        "-p", "--preview", action="store_true",
+        "-p",
+        "--preview",
+        action="store_true",
         help="draw each result in the terminal (Kitty and iTerm2 image protocols)",
     )
     parser.add_argument(
-        "-H", "--preview-height", type=whole_number(1), default=400, metavar="PX",
+        "-H",
+        "--preview-height",
+        type=whole_number(1),
+        default=400,
+        metavar="PX",
         help="preview height in pixels (default: 400)",
     )
     add_common_options(parser)

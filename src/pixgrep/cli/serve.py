@@ -21,7 +21,7 @@ def is_loopback(host: str) -> bool:
 
 
 def register(subparsers) -> None:
-    from pixgrep.cli import add_common_options
+    from pixgrep.cli.options import add_common_options
 
     parser = subparsers.add_parser(
         "serve",

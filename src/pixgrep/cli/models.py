@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from pixgrep.cli import human_size
+from pixgrep.cli.options import human_size
 from pixgrep.errors import PixgrepError
 
 _FIGURES = (

@@ -121,7 +121,7 @@ def _orientation(image: Image.Image) -> int:
 
 
 def _header_info(image: Image.Image) -> ImageInfo:
-    from pixgrep.catalog.exif import image_capture_time
+    from pixgrep.images.exif import image_capture_time
 
     width, height = image.size
     if width * height > MAX_PIXELS:
@@ -186,7 +186,7 @@ def _open_raw(
         import rawpy
     except ImportError:
         raise ImageDecodeError(RAW_HINT) from None
-    from pixgrep.catalog.exif import image_capture_time
+    from pixgrep.images.exif import image_capture_time
 
     taken_at = None
     try:  # most RAW formats are TIFF containers: Pillow reads their EXIF dates without the pixels
@@ -215,8 +215,11 @@ def _open_raw(
                                 preview.draft("RGB", (draft_size, draft_size))
                             preview.load()
                             image = preview.convert("RGB")
-                            rotate = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.ROTATE_90,
-                                      6: Image.Transpose.ROTATE_270}.get(flip)
+                            rotate = {
+                                3: Image.Transpose.ROTATE_180,
+                                5: Image.Transpose.ROTATE_90,
+                                6: Image.Transpose.ROTATE_270,
+                            }.get(flip)
                             if rotate is not None:
                                 image = image.transpose(rotate)
             except Exception:  # no usable preview: develop the sensor data instead
@@ -230,9 +233,7 @@ def _open_raw(
         raise ImageDecodeError(_decode_reason(exc)) from None
 
 
-def open_image(
-    source: str | os.PathLike | bytes | BinaryIO, *, draft_size: int | None = None
-) -> Image.Image:
+def open_image(source: str | os.PathLike | bytes | BinaryIO, *, draft_size: int | None = None) -> Image.Image:
     """Decode the first frame, apply the EXIF orientation, and return a loaded PIL image.
 
     draft_size: for JPEGs, let libjpeg decode at a reduced scale whose shorter side is still at

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from pixgrep.cli import add_common_options, add_model_option
+from pixgrep.cli.options import add_common_options, add_model_option
 from pixgrep.errors import PixgrepError
 
 FORMATTER = argparse.RawDescriptionHelpFormatter

@@ -26,7 +26,7 @@ examples:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from pixgrep.cli import add_common_options, whole_number
+    from pixgrep.cli.options import add_common_options, whole_number
 
     index = subparsers.add_parser(
         "index",
@@ -90,7 +90,7 @@ def _index(args: argparse.Namespace) -> int:
 
 def _stats(args: argparse.Namespace) -> int:
     from pixgrep.api import open_catalog
-    from pixgrep.cli import human_size
+    from pixgrep.cli.options import human_size
 
     with open_catalog(args.catalog) as catalog:
         stats = catalog.stats()

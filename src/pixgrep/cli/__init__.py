@@ -1,27 +1,29 @@
 """The `pixgrep` command: parse arguments, call the API, render. Thin on purpose.
 
-Each feature area registers its own sub-commands from a `commands` module, so this file only
-dispatches. Those modules import heavy libraries (numpy, onnxruntime) inside their handlers, never
-at import time, so `pixgrep --help` and a text query start fast.
+Each area's sub-commands live in a module of this package (search, index, models, train, eval,
+serve), listed once in COMMAND_MODULES; shared options are in `options`. Core packages never import
+from here. The command modules import heavy libraries (numpy, onnxruntime) inside their handlers,
+never at import time, so `pixgrep --help` and a text query start fast.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
 import sys
 
 from pixgrep import __version__
+from pixgrep.cli import eval as eval_commands
+from pixgrep.cli import index, models, search, serve, train
 from pixgrep.errors import PixgrepError
 
+# The command table: each module registers its sub-commands. Order is the order of `--help`.
 COMMAND_MODULES = (
-    "pixgrep.search.commands",  # search (also the short form `pixgrep QUERY`)
-    "pixgrep.catalog.commands",  # index, stats
-    "pixgrep.models.commands",  # models list/info/export
-    "pixgrep.models.mini.commands",  # train mini
-    "pixgrep.eval.commands",  # eval, rank, probe, classify
-    "pixgrep.server.commands",  # serve
+    search,  # search (also the short form `pixgrep QUERY`)
+    index,  # index, stats
+    models,  # models list/info/download/export
+    train,  # train mini
+    eval_commands,  # eval, rank, probe, classify
+    serve,  # serve
 )
 
 EPILOG = """\
@@ -40,55 +42,6 @@ environment:
 """
 
 
-def add_model_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        metavar="NAME_OR_DIR",
-        default=os.environ.get("PIXGREP_MODEL"),
-        help="model name from `pixgrep models list`, or a model folder "
-        "(default: $PIXGREP_MODEL or the registry default)",
-    )
-
-
-def add_common_options(parser: argparse.ArgumentParser, *, model: bool = True) -> None:
-    """Options shared by every command that opens a catalog."""
-    parser.add_argument(
-        "--catalog",
-        metavar="PATH",
-        default=os.environ.get("PIXGREP_CATALOG"),
-        help="catalog file (default: $PIXGREP_CATALOG or the user data directory)",
-    )
-    if model:
-        add_model_option(parser)
-
-
-def whole_number(minimum: int):
-    """An argparse type: a whole number no smaller than `minimum`."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
-        return value
-
-    return parse
-
-
-def human_size(count: int | None) -> str:
-    """Bytes for people: 512 B, 3.4 MB, 1.2 GB; '-' when unknown."""
-    if count is None:
-        return "-"
-    size = float(count)
-    for unit in ("B", "KB", "MB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line and exit 2, like every other user error
         self.exit(2, f"pixgrep: error: {message}\n")
@@ -103,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"pixgrep {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for module in COMMAND_MODULES:
+        module.register(sub)
     return parser
 
 
@@ -136,7 +89,3 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `pixgrep -f ... | head`
         sys.stderr.close()
         return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
