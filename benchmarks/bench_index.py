@@ -36,11 +36,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _encoder(name: str):
+    """`--model` value; a "+spin" suffix: that model with ONNX Runtime's thread spinning left on."""
     if name == "lite0":
         return _Lite0Features()
     from pixgrep.models import load_encoder
 
-    return load_encoder(name)
+    spin = name.endswith("+spin")
+    encoder = load_encoder(name.removesuffix("+spin"))
+    encoder.visual_spinning = spin
+    return encoder
 
 
 class _Lite0Features:

@@ -42,12 +42,14 @@ def available_cores() -> int:
 class _Tower:
     """One lazily created ORT session with what we need to know about its inputs."""
 
-    def __init__(self, path, providers: Sequence[str] = ("CPUExecutionProvider",)):
+    def __init__(self, path, providers: Sequence[str] = ("CPUExecutionProvider",), *, spinning: bool = True):
         import onnxruntime as ort  # type: ignore[import-untyped]
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = available_cores()
         options.inter_op_num_threads = 1
+        if not spinning:  # idle ORT threads sleep instead of busy-waiting for the next op
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # ORT warnings about unused initialisers are not for users
         try:
             self.session = ort.InferenceSession(str(path), options, providers=list(providers))
@@ -88,6 +90,10 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 class OnnxEncoder(Encoder):
     """CLIP-family encoder from a model folder, run by ONNX Runtime on the CPU or CUDA (devices.py)."""
+
+    # While indexing, the decode threads need the cycles ORT's idle image-tower threads would burn
+    # busy-waiting between ops: about a fifth of the int8 ViT-B-32's CPU time (docs/benchmarks.md).
+    visual_spinning = False
 
     def __init__(self, folder: ModelFolder, model_id: str, *, device: str | None = None):
         from pixgrep.models.devices import check_device
@@ -138,7 +144,7 @@ class OnnxEncoder(Encoder):
     def visual(self) -> _Tower:
         with self._lock:
             if self._visual is None:
-                self._visual = _Tower(self.folder.visual_onnx, self.providers)
+                self._visual = _Tower(self.folder.visual_onnx, self.providers, spinning=self.visual_spinning)
             return self._visual
 
     @property
