@@ -33,7 +33,7 @@ def tiny_int8(tiny_model_dir, tmp_path_factory) -> Path:
     """The tiny model quantised once for this module (dynamic, both towers)."""
     out = tmp_path_factory.mktemp("q") / "tiny-int8"
     base = open_folder(tiny_model_dir)
-    quantize.quantize_folder(base, out, base_id=base.fingerprint())
+    quantize.quantize_folder(base, out, base_id=base.fingerprint(), text_tower="int8")
     return out
 
 
@@ -84,6 +84,9 @@ def test_name_at_int8_builds_once_into_the_cache_under_its_own_id(cache, tiny_mo
     assert again.model_id == enc.model_id
     assert (again.folder.path / "visual" / "model.onnx").stat().st_mtime_ns == stamp  # not rebuilt
     assert not list(enc.folder.path.parent.glob(".*partial*"))
+    meta = quantize.read_metadata(enc.folder.path)
+    assert meta is not None and meta["text_tower"] == "float32 (unchanged)"  # the default
+    assert meta["cost"]["text_cosine_min"] == 1.0  # the same float32 text tower
 
 
 def test_a_folder_whose_name_ends_in_at_int8_is_a_folder(tmp_path, tiny_model_dir):
@@ -132,13 +135,13 @@ def test_quantize_cli_end_to_end_and_info_shows_the_cost(tiny_model_dir, tmp_pat
     # NAME@int8 before and after it is built into the cache
     assert main(["models", "info", f"{tiny_model_dir}@int8", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["cached"] is False
-    assert main(["models", "quantize", str(tiny_model_dir), "--text-tower", "float32"]) == 0
+    assert main(["models", "quantize", str(tiny_model_dir), "--text-tower", "int8"]) == 0
     assert "--model" in capsys.readouterr().out
     assert main(["models", "info", f"{tiny_model_dir}@int8", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["cached"] and info["model_id"].endswith("@int8")
-    assert info["variant"]["text_tower"] == "float32 (unchanged)"
-    assert info["variant"]["cost"]["text_cosine_min"] == 1.0  # the same float32 text tower
+    assert info["variant"]["text_tower"] == "int8 dynamic"
+    assert 0.95 < info["variant"]["cost"]["text_cosine_min"] < 1.0
     assert info["variant"]["cost"]["images"].startswith("48 generated images")
 
 

@@ -108,8 +108,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--text-tower",
         choices=["int8", "float32"],
-        default="int8",
-        help="quantise the text tower too (default) or keep it float32",
+        default="float32",
+        help="keep the text tower float32 (default: better recall, docs/models.md) or quantise it too",
     )
     p.add_argument(
         "--images", metavar="DIR", help="your images to measure the cost on (default: generated images)"
