@@ -56,13 +56,29 @@ class Catalog:
         include_hidden: bool = False,
         progress: bool | Callable[[IndexSummary], None] = False,
         batch_size: int = 32,
+        ray: str | bool = False,
     ) -> IndexSummary:
         """Bring the catalog up to date for every image under `roots` (new, changed, moved, gone).
 
         `batch_size` images go through the model per call and into the catalog per transaction.
+        ray: run the model on a Ray cluster (True: a local Ray instance; or "auto", "ray://...",
+        a GCS "host:port"); the walk and the catalog stay here (docs/distributed.md).
         """
         from pixgrep.catalog.ingest import index_roots
 
+        if ray:
+            from pixgrep.catalog.ray_ingest import index_roots_ray
+
+            return index_roots_ray(
+                self.db,
+                self.encoder,
+                [Path(os.path.expanduser(r)) for r in roots],
+                address=None if ray is True else ray,
+                exclude=exclude,
+                include_hidden=include_hidden,
+                progress=progress,
+                batch_size=batch_size,
+            )
         return index_roots(
             self.db,
             self.encoder,
