@@ -171,3 +171,17 @@ def test_without_a_reachable_cluster_one_line(photos, tiny_model_dir, tmp_path):
     assert done.returncode == 2
     assert done.stderr.startswith("pixgrep: error: cannot reach the Ray cluster at 127.0.0.1:1")
     assert done.stderr.count("\n") == 1
+
+
+def test_workers_read_files_through_pyarrow_uris_with_the_same_hash(tmp_path):
+    """What a worker does for an object-store URI, checked with pyarrow's file:// filesystem."""
+    from pixgrep.catalog.ingest import content_hash
+    from pixgrep.catalog.ray_ingest import hash_bytes, read_bytes
+
+    rng = np.random.default_rng(3)
+    for size in (5_000, 3 << 20):  # below and above the hash's head + tail window
+        path = tmp_path / f"blob-{size}.jpg"
+        path.write_bytes(rng.integers(0, 256, size, dtype=np.uint8).tobytes())
+        data = read_bytes(path.as_uri())
+        assert data == path.read_bytes()
+        assert hash_bytes(data, size) == content_hash(str(path), size)

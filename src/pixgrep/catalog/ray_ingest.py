@@ -173,9 +173,13 @@ def connect(address: str | None) -> bool:
         return False
     import logging
 
-    for name in ("ray", "ray.data"):  # Ray Data's progress lines are not pixgrep's output
-        logging.getLogger(name).setLevel(logging.WARNING)
+    # Ray Data's progress lines and notices are not pixgrep's output; its errors still surface.
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     _check_reachable(address)
+    # The driver's C++ core prints notices (constructor arguments kept for actor restarts, ...)
+    # straight to stderr; failures that matter reach pixgrep as exceptions anyway.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
@@ -389,8 +393,7 @@ def _stream(
         },
         batch_size=batch_size,
         batch_format="numpy",
-        concurrency=count,
-        scheduling_strategy="SPREAD",
+        compute=ray.data.ActorPoolStrategy(size=count),  # Ray Data spreads the actors over the nodes
         **resources,
     )
     done: set[str] = set()
