@@ -185,3 +185,49 @@ def test_workers_read_files_through_pyarrow_uris_with_the_same_hash(tmp_path):
         data = read_bytes(path.as_uri())
         assert data == path.read_bytes()
         assert hash_bytes(data, size) == content_hash(str(path), size)
+
+
+def test_actor_plan_follows_the_cluster_resources():
+    from pixgrep.catalog.ray_ingest import actor_plan
+    from pixgrep.errors import PixgrepError
+
+    class FakeRay:
+        def __init__(self, resources):
+            self.resources = resources
+
+        def cluster_resources(self):
+            return self.resources
+
+    gpu = actor_plan(FakeRay({"CPU": 32.0, "GPU": 4.0}))
+    assert gpu == (4, {"num_gpus": 1, "num_cpus": 8}, True, 8)  # decode threads share the cores
+    assert actor_plan(FakeRay({"CPU": 2.0})) == (2, {"num_cpus": 0.5}, False, 1)
+    with pytest.raises(PixgrepError, match="no CPU or GPU"):
+        actor_plan(FakeRay({"CPU": 0.0}))
+
+
+def test_the_actor_encodes_like_a_local_run_and_reports_bad_files(photos, tiny_model_dir, tmp_path):
+    """EncodeActor called directly (no cluster): vectors, hashes and errors as a local run has them."""
+    from pixgrep.catalog.ingest import content_hash
+    from pixgrep.catalog.ray_ingest import EncodeActor
+    from pixgrep.images.decode import decode_file
+    from pixgrep.models import load_encoder
+
+    encoder = load_encoder(str(tiny_model_dir))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    files = [*sorted(photos.iterdir())[:5], broken, tmp_path / "gone.jpg"]
+    batch = {
+        "path": np.array([str(f) for f in files], dtype=object),
+        "size": np.array([f.stat().st_size if f.exists() else 0 for f in files]),
+        "hash": np.array([""] * len(files), dtype=object),
+    }
+    actor = EncodeActor(str(tiny_model_dir), encoder.model_id, draft_size=96, threads=2)
+    out = actor(batch)
+    for i, f in enumerate(files[:5]):
+        image, _ = decode_file(str(f), draft_size=96)
+        local = encoder.encode_pixels(encoder.preprocess(image)[None])[0]
+        assert float(out["vector"][i] @ local) >= 0.9999
+        assert out["hash"][i] == content_hash(str(f), f.stat().st_size)
+        assert out["error"][i] == "" and out["width"][i] > 0
+    assert out["error"][5] and not out["error"][5].startswith("!")  # recorded: not retried until it changes
+    assert out["error"][6] == "!vanished while indexing"  # not recorded: retried next run

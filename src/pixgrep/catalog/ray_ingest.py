@@ -78,10 +78,13 @@ class EncodeActor:
     """One Ray actor: an ONNX session of the model folder, decoding and encoding whole batches.
 
     Returns one row per input: the content hash, the header facts, the vector (zeros where the
-    file failed) and the error, like the local pipeline's results.
+    file failed) and the error, like the local pipeline's results. `threads` > 1 decodes in a
+    pool (Pillow releases the GIL), so a GPU actor is not held back by one core's decoding.
     """
 
-    def __init__(self, model_folder: str, model_id: str, draft_size: int, use_gpu: bool = False):
+    def __init__(
+        self, model_folder: str, model_id: str, draft_size: int, use_gpu: bool = False, threads: int = 1
+    ):
         from pixgrep.models.folder import open_folder
         from pixgrep.models.onnx_encoder import OnnxEncoder
 
@@ -89,50 +92,56 @@ class EncodeActor:
         if use_gpu:
             _use_cuda(self.encoder)
         self.draft_size = draft_size
+        self.pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
         warnings.simplefilter("ignore", UserWarning)  # Pillow's noise; real failures come back as errors
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _prepare(
+        self, path: str, size: int, known_hash: str
+    ) -> tuple[str, ImageInfo | None, np.ndarray | None, str]:
+        """(content hash, header facts, pixels, error) of one file; never raises."""
         from pixgrep.images.decode import decode_file
 
+        info = None
+        try:
+            data = read_bytes(path)
+            digest = known_hash or hash_bytes(data, size)
+        except FileNotFoundError:
+            return known_hash, None, None, "!vanished while indexing"  # "!": not recorded, retried next run
+        except OSError as exc:
+            return known_hash, None, None, f"!cannot read: {exc.strerror or exc}"
+        try:
+            image, info = decode_file(data, draft_size=self.draft_size)
+            return digest, info, np.asarray(self.encoder.preprocess(image), dtype=np.float32), ""
+        except ImageDecodeError as exc:
+            return digest, None, None, str(exc)
+        except Exception as exc:  # an odd mode that preprocess chokes on must not stop the run
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return digest, info, None, f"cannot prepare for the model: {reason}"
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch["path"])
-        out: dict[str, list] = {
-            k: [] for k in ("path", "hash", "width", "height", "format", "taken_at", "error")
-        }
-        pixels: list[np.ndarray] = []
-        encoded: list[int] = []
-        for i in range(n):
-            path, size, known_hash = str(batch["path"][i]), int(batch["size"][i]), str(batch["hash"][i])
-            digest, info, error = known_hash, None, ""
-            try:
-                data = read_bytes(path)
-                digest = digest or hash_bytes(data, size)
-                image, info = decode_file(data, draft_size=self.draft_size)
-                pixels.append(np.asarray(self.encoder.preprocess(image), dtype=np.float32))
-                encoded.append(i)
-            except FileNotFoundError:
-                error = "!vanished while indexing"  # "!": not recorded, retried next run
-            except OSError as exc:
-                error = f"!cannot read: {exc.strerror or exc}"
-            except ImageDecodeError as exc:
-                error = str(exc)
-            except Exception as exc:  # an odd mode that preprocess chokes on must not stop the run
-                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                error = f"cannot prepare for the model: {reason}"
-            out["path"].append(path)
-            out["hash"].append(digest)
-            out["width"].append(info.width if info else -1)
-            out["height"].append(info.height if info else -1)
-            out["format"].append((info.format or "") if info else "")
-            out["taken_at"].append((info.taken_at or "") if info else "")
-            out["error"].append(error)
+        args = (
+            [str(p) for p in batch["path"]],
+            [int(s) for s in batch["size"]],
+            [str(h) for h in batch["hash"]],
+        )
+        prepared = list(self.pool.map(self._prepare, *args) if self.pool else map(self._prepare, *args))
+        infos = [info if not error else None for _, info, _, error in prepared]
         vectors = np.zeros((n, self.encoder.dim), np.float32)
+        encoded = [i for i, p in enumerate(prepared) if p[2] is not None]
+        pixels = [p[2] for p in prepared if p[2] is not None]
         if pixels:
             vectors[encoded] = self.encoder.encode_pixels(np.stack(pixels))
-        result = {k: np.array(v, dtype=object) for k, v in out.items()}
-        result["width"] = np.array(out["width"], np.int64)
-        result["height"] = np.array(out["height"], np.int64)
-        result["vector"] = vectors
-        return result
+        return {
+            "path": np.array(args[0], dtype=object),
+            "hash": np.array([p[0] for p in prepared], dtype=object),
+            "width": np.array([i.width if i else -1 for i in infos], np.int64),
+            "height": np.array([i.height if i else -1 for i in infos], np.int64),
+            "format": np.array([(i.format or "") if i else "" for i in infos], dtype=object),
+            "taken_at": np.array([(i.taken_at or "") if i else "" for i in infos], dtype=object),
+            "error": np.array([p[3] for p in prepared], dtype=object),
+            "vector": vectors,
+        }
 
 
 def hash_bytes(data: bytes, size: int) -> str:
@@ -207,17 +216,19 @@ def _check_reachable(address: str | None) -> None:
         raise PixgrepError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
 
 
-def actor_plan(ray: Any, requested: int | None = None) -> tuple[int, dict[str, float], bool]:
-    """(actors, resources per actor, GPU?) from what the cluster offers: one actor per GPU when it
-    has GPUs, else one per CPU core. Each CPU actor asks for half a core, so an actor of a lost node
+def actor_plan(ray: Any, requested: int | None = None) -> tuple[int, dict[str, float], bool, int]:
+    """(actors, resources per actor, GPU?, decode threads per actor) from what the cluster offers:
+    one actor per GPU when it has GPUs, with the cluster's cores shared out among them for
+    decoding, else one per CPU core. Each CPU actor asks for half a core, so an actor of a lost node
     can restart on a surviving one instead of waiting for a core that never frees."""
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
     if gpus:
-        return requested or gpus, {"num_gpus": 1, "num_cpus": 1}, True
+        share = max(1, cpus // gpus)
+        return requested or gpus, {"num_gpus": 1, "num_cpus": share}, True, share
     if cpus < 1:
         raise PixgrepError("the Ray cluster offers no CPU or GPU to run the model on")
-    return requested or cpus, {"num_cpus": 0.5}, False
+    return requested or cpus, {"num_cpus": 0.5}, False, 1
 
 
 def _triage(plan: IndexPlan, jobs: Sequence[_Job]) -> tuple[list[_Job], list[_Job]]:
@@ -375,7 +386,7 @@ def _stream(
     actors: int | None,
     commit: Callable[[list[_Result], dict[str, np.ndarray]], None],
 ) -> None:
-    count, resources, gpu = actor_plan(ray, actors)
+    count, resources, gpu, threads = actor_plan(ray, actors)
     entries = {job.entry.path: job.entry for job in jobs}
     items = [{"path": j.entry.path, "size": j.entry.size, "hash": j.content_hash or ""} for j in jobs]
     # About one block per batch (capped): small blocks spread over the actors and lose little when a
@@ -390,6 +401,7 @@ def _stream(
             "model_id": encoder.model_id,
             "draft_size": draft,
             "use_gpu": gpu,
+            "threads": threads,
         },
         batch_size=batch_size,
         batch_format="numpy",
