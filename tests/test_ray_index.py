@@ -231,3 +231,32 @@ def test_the_actor_encodes_like_a_local_run_and_reports_bad_files(photos, tiny_m
         assert out["error"][i] == "" and out["width"][i] > 0
     assert out["error"][5] and not out["error"][5].startswith("!")  # recorded: not retried until it changes
     assert out["error"][6] == "!vanished while indexing"  # not recorded: retried next run
+
+
+def test_uris_are_listed_on_the_driver_and_read_by_the_workers(
+    cluster, photos, local, tiny_model_dir, tmp_path
+):
+    """Object storage through pyarrow's filesystems, checked with file:// (no network here): the
+    catalog stores the URIs, with the rows and vectors of a local run of the same files."""
+    real = tmp_path / "bucket"
+    real.mkdir()
+    for link in sorted(photos.iterdir())[:40]:
+        os.symlink(os.readlink(link), real / link.name)
+    (real / ".hidden.jpg").symlink_to(os.readlink(next(photos.iterdir())))
+    catalog = tmp_path / "catalog.db"
+    with pixgrep.open_catalog(catalog, str(tiny_model_dir)) as cat:
+        summary = cat.index([real.as_uri()], ray=cluster.address)
+    assert (summary.found, summary.encoded) == (40, 40)
+    reference = {Path(r[0]).name: r[1:] for r in rows(local)}
+    got = rows(catalog)
+    assert [r[0] for r in got] == [
+        f"{real.as_uri()}/{name}" for name in sorted(p.name for p in real.glob("[!.]*"))
+    ]
+    assert all(r[1:] == reference[r[0].rsplit("/", 1)[1]] for r in got)
+    theirs = {Path(p).name: v for p, v in vectors(local).items()}
+    for path, vector in vectors(catalog).items():
+        assert float(vector @ theirs[path.rsplit("/", 1)[1]]) >= 0.999  # float16 rows of unit vectors
+
+    with pixgrep.open_catalog(catalog, str(tiny_model_dir)) as cat:  # unchanged: nothing to do
+        again = cat.index([real.as_uri()], ray=cluster.address)
+    assert (again.found, again.encoded, again.removed) == (40, 0, 0)

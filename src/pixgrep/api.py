@@ -72,7 +72,7 @@ class Catalog:
             return index_roots_ray(
                 self.db,
                 self.encoder,
-                [Path(os.path.expanduser(r)) for r in roots],
+                [str(r) if "://" in str(r) else Path(os.path.expanduser(r)) for r in roots],  # s3://, gs://
                 address=None if ray is True else ray,
                 exclude=exclude,
                 include_hidden=include_hidden,

@@ -231,6 +231,79 @@ def actor_plan(ray: Any, requested: int | None = None) -> tuple[int, dict[str, f
     return requested or cpus, {"num_cpus": 0.5}, False, 1
 
 
+def is_uri(root: str | os.PathLike) -> bool:
+    return "://" in str(root)
+
+
+def scan_uri(root: str, *, exclude: Sequence[str] = (), include_hidden: bool = False) -> list[FileEntry]:
+    """The image files below an object-store prefix (or one object), listed through pyarrow's
+    filesystems, as FileEntry rows whose path is the object's URI. The same rules as the local walk:
+    image extensions only, hidden names skipped unless asked, exclude globs."""
+    from pyarrow import fs
+
+    from pixgrep.catalog.scan import excluded, image_extensions
+
+    root = root.rstrip("/")
+    scheme = root.split("://", 1)[0]
+    try:
+        filesystem, inner = fs.FileSystem.from_uri(root)
+        top = filesystem.get_file_info(inner)
+        if top.type == fs.FileType.NotFound:
+            raise PixgrepError(f"no such folder or file: {root}")
+        if top.type == fs.FileType.File:
+            infos = [top]
+        else:
+            infos = filesystem.get_file_info(fs.FileSelector(inner, recursive=True))
+    except (OSError, ValueError) as exc:  # pyarrow's errors for bad URIs, credentials, networks
+        raise PixgrepError(f"cannot list {root}: {str(exc).splitlines()[0]}") from None
+    known = image_extensions()
+    patterns = [p.rstrip("/") for p in exclude if p.strip()]
+    entries = []
+    for info in sorted(infos, key=lambda i: i.path):
+        if info.type != fs.FileType.File or os.path.splitext(info.path)[1].lower() not in known:
+            continue
+        below = info.path[len(inner) :].strip("/").split("/") if info is not top else [info.base_name]
+        if not include_hidden and any(part.startswith(".") for part in below):
+            continue
+        if any(excluded(part, inner, info.path, patterns) for part in below):
+            continue
+        uri = f"{scheme}://{info.path}"
+        entries.append(FileEntry(uri, int(info.size), int(info.mtime_ns or 0), False))
+    return entries
+
+
+def _plan_uris(
+    db: CatalogDB,
+    model: str,
+    roots: Sequence[str],
+    summary: IndexSummary,
+    exclude: Sequence[str],
+    hidden: bool,
+) -> IndexPlan:
+    """plan_index for object-store roots: the same diff, against rows stored under the URI prefix."""
+    entries: list[FileEntry] = []
+    stored = {}
+    for root in roots:
+        entries += scan_uri(root, exclude=exclude, include_hidden=hidden)
+        stored.update(db.images_under(root.rstrip("/")))
+        stored.update(db.images_by_path([root.rstrip("/")]))
+    summary.found += len(entries)
+    known = db.hashes_with_vectors(model)
+    jobs = []
+    for entry in entries:
+        row = stored.get(entry.path)
+        if row is not None and row.size == entry.size and row.mtime_ns == entry.mtime_ns:
+            if row.error is not None:
+                summary.skipped += 1
+                continue
+            if row.content_hash in known:
+                continue
+            jobs.append(_Job(entry, row.content_hash))
+        else:
+            jobs.append(_Job(entry, None))
+    return IndexPlan(list(roots), entries, stored, known, jobs)
+
+
 def _triage(plan: IndexPlan, jobs: Sequence[_Job]) -> tuple[list[_Job], list[_Job]]:
     """Split the jobs into (rename candidates to hash here, jobs for the cluster).
 
@@ -295,7 +368,7 @@ def _results_of(
 def index_roots_ray(
     db: CatalogDB,
     encoder: Encoder,
-    roots: list[Path],
+    roots: Sequence[Path | str],
     *,
     address: str | None = None,
     exclude: Sequence[str] = (),
@@ -315,7 +388,19 @@ def index_roots_ray(
     model = encoder.model_id
     ticker = _Progress(progress, summary)
     warn = ticker.warn(on_warning or _default_warn)
-    plan = plan_index(db, model, roots, summary, warn, exclude=exclude, include_hidden=include_hidden)
+    local = [Path(r) for r in roots if not is_uri(r)]
+    uris = [str(r) for r in roots if is_uri(r)]
+    plan = _plan_uris(db, model, uris, summary, exclude, include_hidden)
+    if local:  # the walk of mounted folders is a local run's, exactly
+        mounted = plan_index(db, model, local, summary, warn, exclude=exclude, include_hidden=include_hidden)
+        plan = IndexPlan(
+            mounted.folders + plan.folders,
+            plan.entries + mounted.entries,
+            {**plan.stored, **mounted.stored},
+            mounted.known,
+            plan.jobs + mounted.jobs,
+        )
+        summary.found = len(plan.entries)
     writer = BatchWriter(db, model, summary, ticker, started)
     known = plan.known
     ticker.start(len(plan.jobs))

@@ -84,7 +84,11 @@ def _index(args: argparse.Namespace) -> int:
     from pixgrep.api import open_catalog
     from pixgrep.catalog.ingest import validate_roots
 
-    validate_roots([Path(d) for d in args.dirs])  # a typo in a path fails before the model loads
+    # A typo in a path fails before the model loads. With --ray, object-store URIs (s3://, gs://)
+    # are listed later, on the driver, through pyarrow.
+    local = [Path(d) for d in args.dirs if not (args.ray and "://" in d)]
+    if local or not args.ray:
+        validate_roots(local)
     if args.ray:
         from pixgrep.catalog.ray_ingest import require_ray
 
