@@ -309,13 +309,16 @@ def _triage(plan: IndexPlan, jobs: Sequence[_Job]) -> tuple[list[_Job], list[_Jo
 
     A rename keeps size and mtime: a new path whose (size, mtime) matches a row whose file is gone
     is hashed on the driver, and reuses the vector when the content matches. Files the catalog
-    already has a hash for (a new model) go to the cluster with it.
+    already has a hash for (a new model) go to the cluster with it. Object-store URIs always go
+    to the cluster: a "rename" there is a copy with a new mtime, and reading them here is the I/O
+    the cluster is for.
     """
     seen = {e.path for e in plan.entries}
     gone = {(r.size, r.mtime_ns) for p, r in plan.stored.items() if p not in seen and not os.path.lexists(p)}
     local, remote = [], []
     for job in jobs:
-        if job.content_hash is None and (job.entry.size, job.entry.mtime_ns) in gone:
+        candidate = (job.entry.size, job.entry.mtime_ns) in gone and not is_uri(job.entry.path)
+        if job.content_hash is None and candidate:
             local.append(job)
         else:
             remote.append(job)
