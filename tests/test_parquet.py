@@ -223,3 +223,14 @@ def test_unreadable_input_is_one_line(tmp_path):
         find_sources([junk])
     with pytest.raises(PixgrepError, match="no such file or folder"):
         find_sources([tmp_path / "absent"])
+
+
+def test_clip_retrieval_parts_that_do_not_pair_up_are_refused(tmp_path):
+    out = tmp_path / "clip-out"
+    write_clip_retrieval(out, [f"/x/{i}.jpg" for i in range(6)], np.ones((6, 32), np.float32))
+    np.save(out / "img_emb" / "img_emb_1.npy", np.ones((2, 32), np.float16))  # 2 vectors for 3 rows
+    with pytest.raises(PixgrepError, match=r"holds \(2, 32\) vectors for 3 metadata rows"):
+        find_sources([out])
+    (out / "metadata" / "metadata_1.parquet").unlink()
+    with pytest.raises(PixgrepError, match="do not pair up"):
+        find_sources([out])
