@@ -150,10 +150,11 @@ def _fold(text: str) -> str:
 
 
 def lookup(name: str) -> Place:
-    """The place a user means by a name: "Florence", "Florence, Italy", "Florence, SC, US", "Paris, TX".
+    """The place a user means by a name: "Florence", "Florence, Italy", "Paris, Texas", "Paris, US".
 
-    Matched case- and accent-insensitively on the city name; further comma-separated parts must
-    match the region or the country (name or ISO code). Of several matches, the most populous wins
+    Matched case-insensitively on the city name as GeoNames spells it ("Florence", "Sant Julià");
+    further comma-separated parts must match the start of the region or the country (name or ISO
+    code). Of several matches, the most populous wins
     (so "Florence" is the one in Tuscany). PixgrepError when nothing matches.
     """
     parts = [p.strip() for p in name.split(",") if p.strip()]
@@ -163,9 +164,8 @@ def lookup(name: str) -> Place:
     candidates = []
     # The table's JSON escapes non-ASCII (\u00e0), so search for the ASCII-escaped spelling, then
     # check the decoded rows properly.
-    needle = '"city":' + json.dumps(parts[0])
     table = _raw_table()
-    for match in re.finditer(re.escape(needle), table, re.IGNORECASE):
+    for match in re.finditer('"city":"' + _escaped_pattern(parts[0]) + '"', table, re.IGNORECASE):
         start, end = table.rfind("{", 0, match.start()), table.find("}", match.end())
         place = _place(json.loads(table[start : end + 1]))
         if _fold(place.city) != city:
@@ -176,6 +176,18 @@ def lookup(name: str) -> Place:
     if not candidates:
         raise PixgrepError(f'unknown place {name!r}: give a city name ("Florence, Italy") or LAT,LON')
     return max(candidates, key=lambda p: p.population)
+
+
+def _escaped_pattern(name: str) -> str:
+    """A regex for `name` as the table's JSON spells it: non-ASCII as \\uXXXX, either case."""
+    out = []
+    for char in name:
+        if ord(char) < 128:
+            out.append(re.escape(json.dumps(char)[1:-1]))
+        else:
+            spellings = {json.dumps(c)[1:-1] for c in (char, char.lower(), char.upper()) if len(c) == 1}
+            out.append("(?:" + "|".join(re.escape(s) for s in sorted(spellings)) + ")")
+    return "".join(out)
 
 
 def parse_near(text: str, default_km: float) -> tuple[float, float, float]:

@@ -15,7 +15,7 @@ packet is what the camera or an earlier export left.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from PIL import Image
 
@@ -86,6 +86,10 @@ def read_photo_meta(image_path: str, sidecars: list[tuple[str, int, int]] | None
             exif = image.getexif()
             position = gps_position(exif)
             facts = camera_facts(exif)
+            # pillow-heif applies the orientation itself and reports the file's own value here
+            original = image.info.get("original_orientation")
+            if isinstance(original, int) and 1 <= original <= 8:
+                facts = replace(facts, orientation=original)
             written = written.merge(_embedded(image))
     except Exception:  # not an image Pillow opens (RAW without a TIFF header, junk): sidecars only
         pass

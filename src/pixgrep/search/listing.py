@@ -1,0 +1,74 @@
+"""Filters with no query: the matching images, newest first (`pixgrep --near Florence`).
+
+No model is loaded and no vector read: the rows come from SQLite in capture-time order (images
+without a capture time last, by path), and the folder, date, exclude and metadata filters are the
+same as a search's. Results carry score 0.0, since nothing was ranked by similarity.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+from pixgrep.catalog.db import CatalogDB
+from pixgrep.errors import PixgrepError
+from pixgrep.records import SearchResult
+from pixgrep.search.filters import wallclock_seconds
+
+
+def _prefixes(roots: Sequence[str | os.PathLike]) -> tuple[str, ...]:
+    out = []
+    for root in roots:
+        root = os.path.expanduser(os.fspath(root))
+        for spelling in {os.path.abspath(root), os.path.realpath(root)}:
+            out.append(spelling.rstrip(os.sep) + os.sep)
+    return tuple(out)
+
+
+def list_images(
+    db: CatalogDB,
+    *,
+    allowed: set[int] | None,
+    k: int = 10,
+    offset: int = 0,
+    roots: Sequence[str | os.PathLike] | None = None,
+    after: float | None = None,
+    before: float | None = None,
+    accept: Callable[[int, str], bool] | None = None,
+) -> list[SearchResult]:
+    """Up to k images (after skipping offset) passing every filter, newest capture time first.
+
+    allowed: ids from the metadata filters (None = every image). after/before: wall-clock
+    seconds, [after, before); when either is set, images without a capture time are left out.
+    """
+    if k < 0 or offset < 0:
+        raise PixgrepError("k and offset must not be negative")
+    if k == 0 or (allowed is not None and not allowed):
+        return []
+    prefixes = _prefixes(roots) if roots is not None else None
+    sql = (
+        "SELECT id, path, size, width, height, taken_at FROM images WHERE error IS NULL "
+        "ORDER BY taken_at IS NULL, taken_at DESC, path"
+    )
+    results: list[SearchResult] = []
+    skipped = 0
+    for image_id, path, size, width, height, taken_at in db.conn.execute(sql):
+        if allowed is not None and image_id not in allowed:
+            continue
+        if prefixes is not None and not path.startswith(prefixes):
+            continue
+        if after is not None or before is not None:
+            seconds = wallclock_seconds(taken_at)
+            if seconds is None or (after is not None and seconds < after):
+                continue
+            if before is not None and seconds >= before:
+                continue
+        if accept is not None and not accept(image_id, path):
+            continue
+        if skipped < offset:
+            skipped += 1
+            continue
+        results.append(SearchResult(image_id, path, 0.0, size, width, height, taken_at))
+        if len(results) >= k:
+            break
+    return results
