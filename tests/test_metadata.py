@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sqlite3
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import shared_data
 from fakes import FakeEncoder
+from metadata_samples import DARKTABLE, DIGIKAM, build_photo_folder, plain_jpeg  # noqa: E402
 from PIL import Image
 
 from pixgrep.catalog import metadata
@@ -165,51 +165,6 @@ def test_embedded_xmp_and_iptc_keywords_title_description():
     assert long.description.startswith("Operation Mountain Viper")
 
 
-DARKTABLE = """<?xml version="1.0" encoding="UTF-8"?>
-<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0-Exiv2">
- <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
-  <rdf:Description rdf:about=""
-    xmlns:xmp="http://ns.adobe.com/xap/1.0/"
-    xmlns:dc="http://purl.org/dc/elements/1.1/"
-    xmlns:lr="http://ns.adobe.com/lightroom/1.0/"
-    xmlns:darktable="http://darktable.sf.net/"
-   xmp:Rating="3"
-   darktable:xmp_version="5"
-   darktable:history_end="0">
-   <dc:title><rdf:Alt><rdf:li xml:lang="x-default">Ponte Vecchio at dusk</rdf:li></rdf:Alt></dc:title>
-   <dc:subject><rdf:Bag><rdf:li>bridge</rdf:li><rdf:li>darktable|format|jpg</rdf:li></rdf:Bag></dc:subject>
-   <lr:hierarchicalSubject>
-    <rdf:Bag><rdf:li>Places|Italy|Florence</rdf:li></rdf:Bag>
-   </lr:hierarchicalSubject>
-  </rdf:Description>
- </rdf:RDF>
-</x:xmpmeta>
-"""
-
-DIGIKAM = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
-<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0-Exiv2">
- <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
-  <rdf:Description rdf:about=""
-    xmlns:digiKam="http://www.digikam.org/ns/1.0/"
-    xmlns:dc="http://purl.org/dc/elements/1.1/"
-    xmlns:exif="http://ns.adobe.com/exif/1.0/"
-   exif:GPSLatitude="48,51.5N"
-   exif:GPSLongitude="2,17.4E">
-   <digiKam:TagsList><rdf:Seq><rdf:li>People/Anna</rdf:li><rdf:li>Holiday</rdf:li></rdf:Seq></digiKam:TagsList>
-   <dc:description><rdf:Alt><rdf:li xml:lang="x-default">Anna by the river</rdf:li></rdf:Alt></dc:description>
-   <dc:subject><rdf:Bag><rdf:li>Anna</rdf:li><rdf:li>Holiday</rdf:li></rdf:Bag></dc:subject>
-  </rdf:Description>
- </rdf:RDF>
-</x:xmpmeta>
-<?xpacket end="w"?>"""
-
-
-def plain_jpeg(path: Path, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).resize((32, 24)).save(path)
-    return path
-
-
 def test_darktable_sidecar_image_name_plus_xmp(tmp_path: Path):
     image = plain_jpeg(tmp_path / "IMG_1.jpg")
     (tmp_path / "IMG_1.jpg.xmp").write_text(DARKTABLE, encoding="utf-8")
@@ -265,19 +220,7 @@ def db(tmp_path: Path):
 
 @pytest.fixture
 def photo_folder(tmp_path: Path) -> Path:
-    """The GPS, camera and keyword samples, plus two plain pictures with hand-written sidecars."""
-    root = tmp_path / "photos"
-    samples = shared_data("exif-samples") / "jpg"
-    for name in ("gps/DSCN0010.jpg", "gps/DSCN0012.jpg", "tests/87_OSError.jpg", "Canon_40D.jpg",
-                 "hdr/iphone_hdr_NO.jpg", "xmp/BlueSquare.jpg", "Nikon_D70.jpg"):  # fmt: skip
-        target = root / Path(name).name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(samples / name, target)
-    plain_jpeg(root / "bridge.jpg", 1)
-    (root / "bridge.jpg.xmp").write_text(DARKTABLE, encoding="utf-8")
-    plain_jpeg(root / "anna.jpg", 2)
-    (root / "anna.xmp").write_text(DIGIKAM, encoding="utf-8")
-    return root
+    return build_photo_folder(tmp_path / "photos")
 
 
 def names(db: CatalogDB, ids) -> set[str]:
