@@ -18,6 +18,7 @@ from pixgrep.catalog.db import CatalogDB
 from pixgrep.errors import PixgrepError
 from pixgrep.models.base import Encoder
 from pixgrep.records import SearchResult
+from pixgrep.search.filters import root_prefixes
 from pixgrep.search.matrix import load_matrix
 from pixgrep.search.options import SearchOptions
 from pixgrep.search.query import Term, bytes_term, parse_query
@@ -200,10 +201,7 @@ def _result_filter(options: SearchOptions, own_ids: set[int]) -> Callable[[int, 
         return None
     from pixgrep.catalog.scan import JUNK_DIRS, excluded
 
-    prefixes = []
-    for root in options.roots or ():
-        for spelling in {os.path.abspath(root), os.path.realpath(root)}:
-            prefixes.append(spelling.rstrip(os.sep) + os.sep)
+    prefixes = root_prefixes(options.roots or ())
 
     def accept(image_id: int, path: str) -> bool:
         if image_id in own_ids:
