@@ -20,7 +20,8 @@ def world(tmp_path_factory):
     root = build_photo_folder(base / "photos")
     with pixgrep.open_catalog(base / "c.db", encoder=FakeEncoder()) as catalog:
         catalog.index([root])
-        ids = {os.path.basename(p): r.id for p, r in catalog.db.images_by_path().items()}
+        found = catalog.images_at(str(p) for p in root.iterdir())
+        ids = {os.path.basename(p): r.id for p, r in found.items()}
     return {"catalog": base / "c.db", "ids": ids}
 
 

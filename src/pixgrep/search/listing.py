@@ -13,16 +13,7 @@ from collections.abc import Callable, Sequence
 from pixgrep.catalog.db import CatalogDB
 from pixgrep.errors import PixgrepError
 from pixgrep.records import SearchResult
-from pixgrep.search.filters import wallclock_seconds
-
-
-def _prefixes(roots: Sequence[str | os.PathLike]) -> tuple[str, ...]:
-    out = []
-    for root in roots:
-        root = os.path.expanduser(os.fspath(root))
-        for spelling in {os.path.abspath(root), os.path.realpath(root)}:
-            out.append(spelling.rstrip(os.sep) + os.sep)
-    return tuple(out)
+from pixgrep.search.filters import root_prefixes, wallclock_seconds
 
 
 def list_images(
@@ -45,7 +36,7 @@ def list_images(
         raise PixgrepError("k and offset must not be negative")
     if k == 0 or (allowed is not None and not allowed):
         return []
-    prefixes = _prefixes(roots) if roots is not None else None
+    prefixes = tuple(root_prefixes(roots)) if roots is not None else None
     sql = (
         "SELECT id, path, size, width, height, taken_at FROM images WHERE error IS NULL "
         "ORDER BY taken_at IS NULL, taken_at DESC, path"

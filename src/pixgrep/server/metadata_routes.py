@@ -34,26 +34,21 @@ def facets(
 ):
     """The most common places, countries, cameras, years and tags, with image counts; with filters
     given, counted over the images that pass them (what a click on a facet would narrow down to)."""
-    from pixgrep.catalog.metadata import facets as count_facets
-    from pixgrep.search.filters import allowed_ids
+    from pixgrep.search.options import SearchOptions
 
+    options = SearchOptions(near=near, camera=camera, tag=tag, place=place)
     with state.lock:
-        db = state.catalog.db
-        allowed = allowed_ids(db, near=near, camera=camera, tag=tag, place=place)
-        return count_facets(db, allowed, limit=limit)
+        return state.catalog.facets(options, limit=limit)
 
 
 @router.get("/api/images/{image_id}/meta", tags=["images"])
 def image_meta(image_id: int, state: Annotated[ServerState, Depends(get_state)]):
     """Camera, lens, place, coordinates, altitude, title, description and keywords of one image
     (null fields where the file has none)."""
-    from pixgrep.catalog.metadata import meta_by_id
-
     with state.lock:
-        db = state.catalog.db
-        if not db.images_by_id([image_id]):
+        if not state.catalog.images([image_id]):
             raise not_found(f"no image with id {image_id} in the catalog")
-        meta = meta_by_id(db, [image_id]).get(image_id)
+        meta = state.catalog.photo_metadata([image_id]).get(image_id)
     if meta is None:  # indexed before metadata existed and not refreshed yet
         return {"id": image_id, "keywords": []}
     return {"id": image_id, **meta.to_json()}
