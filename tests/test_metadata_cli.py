@@ -32,7 +32,11 @@ def found(world, *args, rc=0) -> list[str]:
 
 def test_each_filter_alone_lists_exactly_the_expected_images(world):
     assert found(world, "--near", "Florence") == ["87_OSError.jpg"]
-    assert sorted(found(world, "--near", "Florence, 80")) == ["87_OSError.jpg", "DSCN0010.jpg", "DSCN0012.jpg"]
+    assert sorted(found(world, "--near", "Florence, 80")) == [
+        "87_OSError.jpg",
+        "DSCN0010.jpg",
+        "DSCN0012.jpg",
+    ]
     assert found(world, "--near", "43.7856,11.2346,1") == ["87_OSError.jpg"]
     assert found(world, "--camera", "canon eos") == ["Canon_40D.jpg"]
     assert sorted(found(world, "--camera", "nikon")) == [
