@@ -434,3 +434,25 @@ def test_listing_without_a_query_is_newest_first(db, photo_folder):
     times = [r.taken_at for r in listed if r.taken_at]
     assert times == sorted(times, reverse=True)
     assert len(list_images(db, allowed=allowed, k=2, offset=1)) == 2
+
+
+def test_python_api_filters_list_rank_facets_and_stats(tmp_path: Path, photo_folder):
+    import pixgrep
+
+    with pixgrep.open_catalog(tmp_path / "api.db", encoder=FakeEncoder()) as catalog:
+        catalog.index([photo_folder])
+        base = lambda results: sorted(os.path.basename(r.path) for r in results)
+        assert base(catalog.search(None, near="Florence")) == ["87_OSError.jpg"]
+        assert base(catalog.search("", near=(43.77925, 11.24626, 80))) == [
+            "87_OSError.jpg", "DSCN0010.jpg", "DSCN0012.jpg",
+        ]  # fmt: skip
+        ranked = catalog.search("a photo", camera="nikon", k=2)
+        nikons = {"DSCN0010.jpg", "DSCN0012.jpg", "87_OSError.jpg", "Nikon_D70.jpg"}
+        assert len(ranked) == 2 and set(base(ranked)) <= nikons
+        assert base(catalog.search("x", tag="places", place=None)) == ["bridge.jpg"]
+        assert catalog.facets(camera="canon")["cameras"][0]["label"] == "Canon EOS 40D"
+        meta = catalog.photo_metadata([r.image_id for r in catalog.search(None, tag="anna")])
+        assert [m.country for m in meta.values()] == ["France"]  # the digiKam sidecar's GPS
+        assert catalog.stats()["with_keywords"] == 3
+        with pytest.raises(PixgrepError):
+            catalog.search(None)  # no query, no filter

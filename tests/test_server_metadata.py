@@ -77,3 +77,36 @@ def test_docs_page_uses_local_assets_only(client):
     assert script.status_code == 200 and len(script.content) > 100_000
     assert client.get("/docs-assets/swagger-ui.css").status_code == 200
     assert ok(client.get("/openapi.json"))["paths"]["/api/facets"]
+
+
+def names(body) -> list[str]:
+    return [r["name"] for r in body["results"]]
+
+
+def test_search_filters_over_http(client, world):
+    listed = ok(client.get("/api/search", params={"place": "italy"}))
+    assert sorted(names(listed)) == ["87_OSError.jpg", "DSCN0010.jpg", "DSCN0012.jpg"]
+    times = [r["taken_at"] for r in listed["results"]]
+    assert times == sorted(times, reverse=True) and all(r["score"] == 0 for r in listed["results"])
+    ranked = ok(client.get("/api/search", params={"q": "a photo", "camera": "nikon", "k": 2}))
+    assert len(ranked["results"]) == 2
+    assert set(names(ranked)) <= {"87_OSError.jpg", "DSCN0010.jpg", "DSCN0012.jpg", "Nikon_D70.jpg"}
+    assert names(ok(client.get("/api/search", params={"near": "Florence"}))) == ["87_OSError.jpg"]
+    posted = ok(client.post("/api/search", json={"q": "a bridge", "tag": "places"}))
+    assert names(posted) == ["bridge.jpg"]
+    anna = {"kind": "image_id", "value": world["ids"]["anna.jpg"]}
+    like = ok(client.post("/api/search", json={"terms": [anna], "place": "italy", "k": 5}))
+    assert sorted(names(like)) == ["87_OSError.jpg", "DSCN0010.jpg", "DSCN0012.jpg"]
+    from metadata_samples import plain_jpeg
+
+    upload = plain_jpeg(world["catalog"].parent / "query.jpg", 7).read_bytes()
+    found = ok(client.post("/api/search/image", files={"file": ("q.jpg", upload)}, data={"camera": "canon"}))
+    assert names(found) == ["Canon_40D.jpg"]
+    assert "nothing to search for" in ok(client.get("/api/search"), 400)["error"]
+    assert "unknown place" in ok(client.get("/api/search", params={"q": "x", "near": "Narnia"}), 400)["error"]
+    assert "--camera needs some text" in ok(client.get("/api/search", params={"camera": " "}), 400)["error"]
+
+
+def test_stats_over_http_count_metadata(client):
+    stats = ok(client.get("/api/stats"))
+    assert (stats["with_gps"], stats["with_camera"], stats["with_keywords"]) == (5, 6, 3)

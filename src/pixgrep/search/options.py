@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pixgrep.errors import PixgrepError
-from pixgrep.search.filters import date_bound
+from pixgrep.search.filters import NearValue, date_bound
 
 __all__ = ["SearchOptions"]
 
@@ -44,7 +44,7 @@ class SearchOptions:
     before: float | None = None
     exclude: tuple[str, ...] = ()
     include_hidden: bool = True
-    near: tuple[float, float, float] | None = None
+    near: NearValue | None = None  # always (lat, lon, km) once constructed
     camera: str | None = None
     tag: str | None = None
     place: str | None = None
