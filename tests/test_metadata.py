@@ -345,6 +345,7 @@ def test_facets_count_places_cameras_years_tags(db, photo_folder):
     )
     scoped = metadata.facets(db, metadata.matching_ids(db, metadata.MetaFilter(place="Italy")))
     assert {f["value"] for f in scoped["countries"]} == {"Italy"}
+    assert not db.conn.in_transaction  # the scratch table's writes must not pin a read snapshot
 
 
 class _closing:
@@ -434,6 +435,7 @@ def test_listing_without_a_query_is_newest_first(db, photo_folder):
     times = [r.taken_at for r in listed if r.taken_at]
     assert times == sorted(times, reverse=True)
     assert len(list_images(db, allowed=allowed, k=2, offset=1)) == 2
+    assert not db.conn.in_transaction
 
 
 def test_python_api_filters_list_rank_facets_and_stats(tmp_path: Path, photo_folder):

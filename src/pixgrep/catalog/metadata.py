@@ -308,9 +308,10 @@ def facets(db: CatalogDB, ids: Iterable[int] | None = None, limit: int = 20) -> 
     chosen = None
     if ids is not None:
         chosen = [int(i) for i in ids]
-        db.conn.execute("CREATE TEMP TABLE IF NOT EXISTS facet_scope (id INTEGER PRIMARY KEY)")
-        db.conn.execute("DELETE FROM facet_scope")
-        db.conn.executemany("INSERT OR IGNORE INTO facet_scope VALUES (?)", [(i,) for i in chosen])
+        with db.conn:  # committed at once: an open transaction would pin this connection's snapshot
+            db.conn.execute("CREATE TEMP TABLE IF NOT EXISTS facet_scope (id INTEGER PRIMARY KEY)")
+            db.conn.execute("DELETE FROM facet_scope")
+            db.conn.executemany("INSERT OR IGNORE INTO facet_scope VALUES (?)", [(i,) for i in chosen])
         scope = " AND {col} IN (SELECT id FROM facet_scope)"
 
     def grouped(sql: str, col: str) -> list[dict]:
@@ -355,7 +356,8 @@ def facets(db: CatalogDB, ids: Iterable[int] | None = None, limit: int = 20) -> 
         for make, model, n in cameras
     ]
     if chosen is not None:
-        db.conn.execute("DELETE FROM facet_scope")
+        with db.conn:
+            db.conn.execute("DELETE FROM facet_scope")
     return out
 
 

@@ -37,15 +37,20 @@ def list_images(
     if k == 0 or (allowed is not None and not allowed):
         return []
     prefixes = tuple(root_prefixes(roots)) if roots is not None else None
+    scope = ""
+    if allowed is not None:  # sort only the allowed rows, not the whole catalog
+        with db.conn:  # committed at once: an open transaction would pin this connection's snapshot
+            db.conn.execute("CREATE TEMP TABLE IF NOT EXISTS listing_scope (id INTEGER PRIMARY KEY)")
+            db.conn.execute("DELETE FROM listing_scope")
+            db.conn.executemany("INSERT INTO listing_scope VALUES (?)", [(i,) for i in allowed])
+        scope = "AND id IN (SELECT id FROM listing_scope) "
     sql = (
-        "SELECT id, path, size, width, height, taken_at FROM images WHERE error IS NULL "
+        f"SELECT id, path, size, width, height, taken_at FROM images WHERE error IS NULL {scope}"
         "ORDER BY taken_at IS NULL, taken_at DESC, path"
     )
     results: list[SearchResult] = []
     skipped = 0
     for image_id, path, size, width, height, taken_at in db.conn.execute(sql):
-        if allowed is not None and image_id not in allowed:
-            continue
         if prefixes is not None and not path.startswith(prefixes):
             continue
         if after is not None or before is not None:
