@@ -23,7 +23,7 @@ import numpy as np
 
 from pixgrep.catalog.db import CatalogDB
 from pixgrep.errors import PixgrepError
-from pixgrep.images.sidecar import PhotoMeta, read_photo_meta, sidecars_of
+from pixgrep.images.sidecar import PhotoMeta, read_photo_meta, sidecars_of, xmp_names_in
 
 WRITE_CHUNK = 256  # rows per transaction: an interrupt loses at most this much reading
 
@@ -114,8 +114,12 @@ def refresh(
     stored = _stored_sources([r[0] for r in rows], db)
     stale: list[tuple[int, str, str, list]] = []
     unplaced: list[int] = []
+    listings: dict[str, set[str] | None] = {}  # one directory listing per folder, not 4 stats per image
     for image_id, path, size, mtime_ns in rows:
-        sidecars = sidecars_of(path)
+        folder = os.path.dirname(path)
+        if folder not in listings:
+            listings[folder] = xmp_names_in(folder)
+        sidecars = sidecars_of(path, listings[folder])
         key = source_key(size, mtime_ns, sidecars)
         previous = stored.get(image_id)
         if previous is not None and previous[0] == key:

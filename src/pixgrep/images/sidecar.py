@@ -39,11 +39,17 @@ class PhotoMeta:
     sidecars: tuple[str, ...] = ()  # the sidecar files that were read
 
 
-def sidecars_of(image_path: str) -> list[tuple[str, int, int]]:
-    """(path, size, mtime_ns) of each sidecar that exists, in reading order."""
+def sidecars_of(image_path: str, xmp_names: set[str] | None = None) -> list[tuple[str, int, int]]:
+    """(path, size, mtime_ns) of each sidecar that exists, in reading order.
+
+    xmp_names: the names ending in .xmp (any case) in the image's folder, when the caller listed
+    it once for many images; then only sidecars that exist are stat'ed.
+    """
     found = []
     seen: set[tuple[int, int]] = set()
     for name in sidecar_candidates(image_path):
+        if xmp_names is not None and os.path.basename(name) not in xmp_names:
+            continue
         try:
             stat = os.stat(name)
         except OSError:
@@ -53,6 +59,15 @@ def sidecars_of(image_path: str) -> list[tuple[str, int, int]]:
         seen.add((stat.st_dev, stat.st_ino))
         found.append((name, stat.st_size, stat.st_mtime_ns))
     return found
+
+
+def xmp_names_in(folder: str) -> set[str] | None:
+    """The names in `folder` ending in .xmp (any case); None when it cannot be listed."""
+    try:
+        with os.scandir(folder) as entries:
+            return {entry.name for entry in entries if entry.name.lower().endswith(".xmp")}
+    except OSError:
+        return None
 
 
 def _embedded(image: Image.Image) -> TextFields:
