@@ -103,3 +103,21 @@ def test_stats_counts_gps_cameras_keywords(world):
     assert (stats["with_gps"], stats["with_camera"], stats["with_keywords"]) == (5, 6, 3)
     text = pixgrep("stats", "--catalog", world["catalog"], check_rc=0).stdout
     assert "gps       5" in text and "camera    6" in text and "keywords  3" in text
+
+
+def test_keywords_written_by_classify_write_xmp_are_searchable(tmp_path: Path, tiny_model_dir):
+    from metadata_samples import plain_jpeg
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    image = plain_jpeg(root / "pet.jpg", 3)
+    plain_jpeg(root / "other.jpg", 4)
+    common = ("--catalog", tmp_path / "c.db", "--model", tiny_model_dir)
+    pixgrep("index", root, *common, check_rc=0)
+    pixgrep("classify", image, "--labels", "tabby cat,sofa", "--top", "2", "--write-xmp", "--model",
+            tiny_model_dir, check_rc=0)  # fmt: skip
+    assert (root / "pet.jpg.xmp").exists()
+    second = pixgrep("index", root, *common, "--json", check_rc=0)
+    assert json.loads(second.stdout)["encoded"] == 0
+    listed = pixgrep("--tag", "tabby cat", "-n", "-f", "--in", root, *common, check_rc=0).stdout.split()
+    assert [os.path.basename(p) for p in listed] == ["pet.jpg"]
