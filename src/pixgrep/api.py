@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from pixgrep.models.base import Encoder
 from pixgrep.records import ImageRecord, IndexSummary, SearchResult
 from pixgrep.search.options import SearchOptions
 from pixgrep.search.query import Term
+
+if TYPE_CHECKING:
+    from pixgrep.catalog.metadata import ImageMeta
 
 __all__ = ["Catalog", "IndexSummary", "SearchOptions", "SearchResult", "open_catalog"]
 
@@ -82,7 +85,7 @@ class Catalog:
 
     def search(
         self,
-        query: str | Sequence[str] | Sequence[Term],
+        query: str | Sequence[str] | Sequence[Term] | None,
         options: SearchOptions | None = None,
         **fields: Any,
     ) -> list[SearchResult]:
@@ -90,11 +93,21 @@ class Catalog:
 
         `query` is one string, argv-style tokens, or a list of `search.query.Term`. Options come as a
         `SearchOptions`, as its fields by keyword (k=5, roots=[...], after="2019"), or both (the
-        keywords win): see SearchOptions for each one.
+        keywords win): see SearchOptions for each one. An empty query (None, "", []) with a metadata
+        or date filter (near=, camera=, tag=, place=, after=, before=) lists the matching images,
+        newest first, without loading the model.
         """
         from pixgrep.search.engine import search, to_terms
 
-        return search(self._db, self.encoder, to_terms(query), SearchOptions.of(options, **fields))
+        options = SearchOptions.of(options, **fields)
+        empty = (
+            query is None
+            or (isinstance(query, str) and not query.strip())
+            or (not isinstance(query, str) and not list(query))
+        )
+        if empty and options.lists_without_query():
+            return search(self._db, self._encoder, [], options)  # type: ignore[arg-type]
+        return search(self._db, self.encoder, to_terms(query or ""), options)
 
     def search_vector(
         self, vector: np.ndarray, options: SearchOptions | None = None, **fields: Any
@@ -134,8 +147,28 @@ class Catalog:
 
         load_matrix(self._db, self.encoder.model_id)
 
+    def facets(self, options: SearchOptions | None = None, *, limit: int = 20, **fields: Any) -> dict:
+        """The most common places, countries, cameras, years and tags with image counts, over the
+        images that the options' metadata filters (near, camera, tag, place) let through."""
+        from pixgrep.catalog.metadata import facets
+        from pixgrep.search.filters import allowed_for
+
+        options = SearchOptions.of(options, **fields)
+        return facets(self._db, allowed_for(self._db, options), limit=limit)
+
+    def photo_metadata(self, ids: Iterable[int]) -> dict[int, ImageMeta]:
+        """Camera, lens, place, position, title, description and keywords of these images, by id
+        (images indexed before metadata existed are absent until the next index run)."""
+        from pixgrep.catalog.metadata import meta_by_id
+
+        return meta_by_id(self._db, ids)
+
     def stats(self) -> dict:
-        return self._db.stats()
+        """Counts and size of the catalog, including how many images have a position, a place, a
+        camera and keywords."""
+        from pixgrep.catalog.metadata import counts
+
+        return {**self._db.stats(), **counts(self._db)}
 
     def close(self) -> None:
         self._db.close()
