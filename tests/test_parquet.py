@@ -153,8 +153,10 @@ def test_synthetic_rows_are_replaced_by_a_local_index(photos, tiny_model_dir, tm
 
     with pixgrep.open_catalog(catalog, encoder=encoder) as cat:
         summary = cat.index([photos])
-        after = cat.db.images_by_path()
         stats = cat.stats()
+    db = CatalogDB(catalog)
+    after = db.images_by_path()
+    db.close()
     assert summary.found == 40 and summary.encoded == 40  # the 10 imported files are re-read, not doubled
     assert len(after) == 40 and not any(r.content_hash.startswith(SYNTHETIC_PREFIX) for r in after.values())
     assert stats["vectors"] == {encoder.model_id: 40}  # the synthetic vectors are gone

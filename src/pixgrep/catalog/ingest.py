@@ -332,6 +332,10 @@ def index_roots(
 
     # 3. Rows of files that are gone.
     finish_index(db, plan, summary)
+    # 4. Photo metadata (GPS, camera, keywords, XMP sidecars): from headers, nothing decoded or encoded.
+    from pixgrep.catalog.metadata import refresh_under
+
+    refresh_under(db, plan.folders, on_warning=warn)
     summary.seconds = time.monotonic() - started
     if summary.removed:
         ticker.refresh()

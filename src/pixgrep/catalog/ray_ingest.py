@@ -439,6 +439,11 @@ def index_roots_ray(
         raise
 
     finish_index(db, plan, summary)
+    walked = [f for f in plan.folders if not is_uri(f)]
+    if walked:  # photo metadata (GPS, camera, keywords) from headers, as a local run does
+        from pixgrep.catalog.metadata import refresh_under
+
+        refresh_under(db, walked, on_warning=warn)
     summary.seconds = time.monotonic() - started
     ticker.refresh()
     ticker.close()

@@ -70,10 +70,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _export_model(catalog, name: str | None) -> str:
-    from pixgrep.catalog.parquet import catalog_models
     from pixgrep.errors import PixgrepError
 
-    models = catalog_models(catalog.db)
+    models = catalog.vector_models()
     if name is None:
         if len(models) == 1:
             return models[0]
@@ -89,24 +88,21 @@ def _export_model(catalog, name: str | None) -> str:
 
 def _export(args: argparse.Namespace) -> int:
     from pixgrep.api import open_catalog
-    from pixgrep.catalog.parquet import export_parquet
 
     with open_catalog(args.catalog) as catalog:
         model = _export_model(catalog, args.model)
-        rows = export_parquet(catalog.db, args.parquet, model)
+        rows = catalog.export_parquet(args.parquet, model)
     print(f"pixgrep: wrote {rows} rows of model {model} to {args.parquet}", file=sys.stderr)
     return 0
 
 
 def _import(args: argparse.Namespace) -> int:
     from pixgrep.api import open_catalog
-    from pixgrep.catalog.parquet import check_sources, find_sources, import_sources
+    from pixgrep.catalog.parquet import find_sources
 
-    sources = find_sources(args.inputs)  # bad files fail before the model or the catalog is opened
+    find_sources(args.inputs)  # unreadable or unusable files fail before the model or the catalog opens
     with open_catalog(args.catalog, args.model) as catalog:
-        encoder = catalog.encoder
-        check_sources(sources, encoder.model_id, encoder.dim)
-        summary = import_sources(catalog.db, sources, encoder.model_id, encoder.dim, batch=args.batch_size)
+        summary = catalog.import_parquet(args.inputs, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(summary.to_json()))
     else:
