@@ -66,13 +66,29 @@ class Catalog:
         include_hidden: bool = False,
         progress: bool | Callable[[IndexSummary], None] = False,
         batch_size: int = 32,
+        ray: str | bool = False,
     ) -> IndexSummary:
         """Bring the catalog up to date for every image under `roots` (new, changed, moved, gone).
 
         `batch_size` images go through the model per call and into the catalog per transaction.
+        ray: run the model on a Ray cluster (True: a local Ray instance; or "auto", "ray://...",
+        a GCS "host:port"); the walk and the catalog stay here (docs/distributed.md).
         """
         from pixgrep.catalog.ingest import index_roots
 
+        if ray:
+            from pixgrep.catalog.ray_ingest import index_roots_ray
+
+            return index_roots_ray(
+                self._db,
+                self.encoder,
+                [str(r) if "://" in str(r) else Path(os.path.expanduser(r)) for r in roots],  # s3://, gs://
+                address=None if ray is True else ray,
+                exclude=exclude,
+                include_hidden=include_hidden,
+                progress=progress,
+                batch_size=batch_size,
+            )
         return index_roots(
             self._db,
             self.encoder,
@@ -169,6 +185,38 @@ class Catalog:
         from pixgrep.catalog.metadata import counts
 
         return {**self._db.stats(), **counts(self._db)}
+
+    # -- embeddings in and out as Parquet (catalog/parquet.py, docs/distributed.md) -------------
+
+    def vector_models(self) -> list[str]:
+        """The model ids the catalog holds vectors of."""
+        from pixgrep.catalog.parquet import catalog_models
+
+        return catalog_models(self._db)
+
+    def export_parquet(self, out: str | os.PathLike, model: str) -> int:
+        """Write every image with a vector of model id `model` to the Parquet file `out`; rows written."""
+        from pixgrep.catalog.parquet import export_parquet
+
+        return export_parquet(self._db, out, model)
+
+    def import_parquet(
+        self,
+        inputs: Sequence[str | os.PathLike],
+        *,
+        batch_size: int = 10_000,
+        progress: Callable[[Any], None] | None = None,
+    ) -> Any:
+        """Store the rows of Parquet files / clip-retrieval folders as images with vectors of this
+        catalog's model (refused with PixgrepError for another model or vector size); an
+        ImportSummary. Resumable: one transaction per batch."""
+        from pixgrep.catalog.parquet import find_sources, import_sources
+
+        sources = find_sources(inputs)
+        encoder = self.encoder
+        return import_sources(
+            self._db, sources, encoder.model_id, encoder.dim, batch=batch_size, progress=progress
+        )
 
     def close(self) -> None:
         self._db.close()

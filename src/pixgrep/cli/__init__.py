@@ -13,7 +13,7 @@ import sys
 
 from pixgrep import __version__
 from pixgrep.cli import eval as eval_commands
-from pixgrep.cli import index, models, search, serve, train
+from pixgrep.cli import index, models, search, serve, train, transfer
 from pixgrep.errors import PixgrepError
 
 # The command table: each module registers its sub-commands. Order is the order of `--help`.
@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     train,  # train mini
     eval_commands,  # eval, rank, probe, classify
     serve,  # serve
+    transfer,  # export --parquet, import
 )
 
 EPILOG = """\

@@ -12,6 +12,7 @@ examples:
   pixgrep index . --exclude '*.png' --exclude 'drafts'
   pixgrep index ~/Photos --json                   one JSON object: found, encoded, reused, skipped,
                                                   removed, seconds
+  pixgrep index /mnt/shared/photos --ray auto     the model runs on the Ray cluster this machine is in
 
 Skipped: hidden files and folders (unless --include-hidden), junk folders (.git, node_modules,
 @eaDir, .thumbnails, $RECYCLE.BIN, lost+found, ...), links to folders. A file that cannot be
@@ -52,6 +53,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="images per model call and per catalog transaction (default 32)",
     )
+    index.add_argument(
+        "--ray",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="ADDRESS",
+        help="run the model on a Ray cluster: 'auto', ray://HOST:PORT or a GCS HOST:PORT; no ADDRESS "
+        "starts a local Ray instance (needs the ray extra; docs/distributed.md)",
+    )
     index.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     add_common_options(index)
     index.set_defaults(func=_index)
@@ -75,7 +85,15 @@ def _index(args: argparse.Namespace) -> int:
     from pixgrep.api import open_catalog
     from pixgrep.catalog.ingest import validate_roots
 
-    validate_roots([Path(d) for d in args.dirs])  # a typo in a path fails before the model loads
+    # A typo in a path fails before the model loads. With --ray, object-store URIs (s3://, gs://)
+    # are listed later, on the driver, through pyarrow.
+    local = [Path(d) for d in args.dirs if not (args.ray and "://" in d)]
+    if local or not args.ray:
+        validate_roots(local)
+    if args.ray:
+        from pixgrep.catalog.ray_ingest import require_ray
+
+        require_ray()  # a missing extra fails before the model loads, too
     with open_catalog(args.catalog, args.model) as catalog:
         summary = catalog.index(
             args.dirs,
@@ -83,6 +101,7 @@ def _index(args: argparse.Namespace) -> int:
             include_hidden=args.include_hidden,
             progress=True,
             batch_size=args.batch_size,
+            ray=args.ray,
         )
     if args.json:
         print(json.dumps(summary.to_json()))
