@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from pixgrep import __version__
 from pixgrep.cli import eval as eval_commands
-from pixgrep.cli import index, models, search, serve, train
+from pixgrep.cli import index, models, search, serve, train, transfer
 from pixgrep.errors import PixgrepError
 
 # The command table: each module registers its sub-commands. Order is the order of `--help`.
@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     train,  # train mini
     eval_commands,  # eval, rank, probe, classify
     serve,  # serve
+    transfer,  # export --parquet, import
 )
 
 EPILOG = """\
