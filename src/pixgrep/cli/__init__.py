@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from pixgrep import __version__
 from pixgrep.cli import eval as eval_commands
@@ -40,11 +41,12 @@ environment:
   PIXGREP_CATALOG   catalog file (default: the user data directory)
   PIXGREP_CACHE     model cache folder (default: the user cache directory)
   PIXGREP_MODEL     default model name or folder
+  PIXGREP_DEVICE    auto, cpu or cuda (where the model runs)
 """
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line and exit 2, like every other user error
+    def error(self, message: str) -> NoReturn:  # one line and exit 2, like every other user error
         self.exit(2, f"pixgrep: error: {message}\n")
 
 
@@ -80,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "device", None):  # one choice for every encoder this command creates
+            from pixgrep.models.devices import set_default_device
+
+            set_default_device(args.device)
         return int(args.func(args) or 0)
     except PixgrepError as exc:
         print(f"pixgrep: error: {exc}", file=sys.stderr)
