@@ -203,6 +203,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _render(results, args: argparse.Namespace) -> None:
+    from pixgrep.catalog.db import shown_path
+
     if args.paths_only:
         for result in results:
             _write(result.path + "\n")
@@ -214,7 +216,8 @@ def _render(results, args: argparse.Namespace) -> None:
         if results:
             _write("score  path\n")
         for result in results:
-            _write(f"{result.score:5.3f}  {result.path}\n")
+            # A name that is not UTF-8 is shown escaped here (caf\xe9.jpg); -f and --json keep it exact.
+            _write(f"{result.score:5.3f}  {shown_path(result.path)}\n")
             if args.preview:
                 from pixgrep.search.preview import preview
 

@@ -9,6 +9,7 @@ Every error a client can cause is answered with a 4xx status and a short JSON bo
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -42,8 +43,18 @@ or `?token=TOKEN` in the URL (which also sets a cookie, so the page's images loa
 """
 
 
+class PathSafeJSONResponse(JSONResponse):
+    """JSON whose strings may hold file names that are not UTF-8 (surrogateescape): such a
+    character goes out as its JSON escape (\\udce9), so the body is valid JSON and a client
+    gets the exact name back (os.fsencode of the decoded string gives the bytes on disk)."""
+
+    def render(self, content) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+        return text.encode("utf-8", "backslashreplace")
+
+
 def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+    return PathSafeJSONResponse({"error": message}, status_code=status)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -80,6 +91,7 @@ def create_app(
         description=DESCRIPTION,
         docs_url="/docs",
         redoc_url=None,
+        default_response_class=PathSafeJSONResponse,
     )
     app.state.pixgrep = state
 
@@ -94,7 +106,7 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
-        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+        return PathSafeJSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):

@@ -31,9 +31,7 @@ def folders(state: Annotated[ServerState, Depends(get_state)], limit: int = 200)
     from collections import Counter
 
     with state.lock:
-        paths = [
-            row[0] for row in state.catalog.db.conn.execute("SELECT path FROM images WHERE error IS NULL")
-        ]
+        paths = state.catalog.db.image_paths()
     counts = Counter(os.path.dirname(p) for p in paths)
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[: max(1, min(limit, 2000))]
     return {"folders": [{"folder": folder, "images": n} for folder, n in ranked]}
