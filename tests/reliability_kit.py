@@ -3,14 +3,17 @@ command in a subprocess, a real `pixgrep serve` on a free local port, and odd te
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 # File names as old disks, camera cards and network shares hold them: not UTF-8.
@@ -116,9 +119,46 @@ def wait_for_index(http, timeout: float = 120) -> dict:
     return status
 
 
-def as_other_user() -> dict:
-    """subprocess keywords that make file permissions bite: root ignores them, so as root the
-    command runs as `nobody` (the folders it needs must then be world-readable)."""
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        return {"user": 65534, "group": 65534, "extra_groups": []}
-    return {}
+def _mount(*args: str) -> bool:
+    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """Make a file or folder read-only for the duration. File modes do not bind root, so as root
+    the path is bind-mounted read-only onto itself (as read-only media would be)."""
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o555 if path.is_dir() else 0o444)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    if not (_mount("--bind", str(path), str(path)) and _mount("-o", "remount,bind,ro", str(path))):
+        subprocess.run(["umount", str(path)], capture_output=True)
+        pytest.skip("running as root without the right to mount: cannot make a path read-only")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size_kb: int) -> Iterator[dict]:
+    """A folder on a disk of `size_kb` KB: a tmpfs where this user may mount one (root); else a
+    file size limit for the subprocess (writes past it fail with EFBIG, a "disk I/O error" to
+    SQLite instead of "disk is full"). Yields the subprocess keywords to use."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0 and _mount("-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)):
+        try:
+            yield {}
+        finally:
+            subprocess.run(["umount", str(folder)], check=True)
+        return
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size_kb * 1024, size_kb * 1024))
+
+    yield {"preexec_fn": limit}

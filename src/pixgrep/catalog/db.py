@@ -110,6 +110,11 @@ def _reason(exc: sqlite3.Error, path: Path) -> str:
             f"catalog {shown_path(path)}: the disk is full; free some space and run again "
             "(what was stored is kept)"
         )
+    if "disk i/o error" in low:
+        return (
+            f"catalog {shown_path(path)}: disk I/O error (is the disk full or failing?); "
+            "what was stored before is kept"
+        )
     if "readonly" in low or "read-only" in low:
         return f"catalog {shown_path(path)} is read-only: it can be searched (-n) but not indexed into"
     if "malformed" in low or "not a database" in low or "corrupt" in low:
@@ -122,6 +127,8 @@ def _reason(exc: sqlite3.Error, path: Path) -> str:
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+# Errors in pixgrep's own SQL (wrong bindings, a broken constraint) are bugs: they stay loud.
+_BUGS = (sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.IntegrityError)
 
 
 def _one_line_errors(method: _F) -> _F:
@@ -132,6 +139,8 @@ def _one_line_errors(method: _F) -> _F:
     def wrapper(self: CatalogDB, *args: Any, **kwargs: Any) -> Any:
         try:
             result = method(self, *args, **kwargs)
+        except _BUGS:
+            raise
         except sqlite3.Error as exc:
             raise PixgrepError(_reason(exc, self.path)) from None
         if isinstance(result, Iterator):
@@ -144,6 +153,8 @@ def _one_line_errors(method: _F) -> _F:
 def _guarded_iter(rows: Iterator[Any], path: Path) -> Iterator[Any]:
     try:
         yield from rows
+    except _BUGS:
+        raise
     except sqlite3.Error as exc:
         raise PixgrepError(_reason(exc, path)) from None
 

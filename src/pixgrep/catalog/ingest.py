@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pixgrep.catalog.db import CatalogDB, ImageRow
+from pixgrep.catalog.db import CatalogDB, ImageRow, shown_path
 from pixgrep.catalog.scan import FileEntry, scan
 from pixgrep.errors import PixgrepError
 from pixgrep.images.decode import ImageDecodeError, ImageInfo, decode_file, probe_file, raw_supported
@@ -177,7 +177,7 @@ def validate_roots(roots: Sequence[Path]) -> list[str]:
 
 
 def _default_warn(path: str, reason: str) -> None:
-    print(f"pixgrep: warning: {path}: {reason}", file=sys.stderr)
+    print(f"pixgrep: warning: {shown_path(path)}: {reason}", file=sys.stderr)
 
 
 class _Progress:
@@ -261,6 +261,12 @@ def index_roots(
     started = time.monotonic()
     summary = IndexSummary()
     folders = validate_roots(roots)
+    if db.read_only:
+        raise PixgrepError(
+            f"catalog {shown_path(db.path)} is read-only: it can be searched (-n) but not indexed into"
+        )
+    # Writing into a damaged file would bury the damage under new pages: refuse (one read of the file).
+    db.check_integrity()
     model = encoder.model_id
     ticker = _Progress(progress, summary)
     warn = ticker.warn(on_warning or _default_warn)
