@@ -162,3 +162,50 @@ def small_disk(folder: Path, size_kb: int) -> Iterator[dict]:
         resource.setrlimit(resource.RLIMIT_FSIZE, (size_kb * 1024, size_kb * 1024))
 
     yield {"preexec_fn": limit}
+
+
+class DripServer:
+    """A local HTTP peer that answers one byte per second: after the headers (drip_headers=False)
+    or from the status line on (drip_headers=True). Each connection gets its own thread."""
+
+    def __init__(self, drip_headers: bool = False):
+        import threading
+
+        self.drip_headers = drip_headers
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/slow.jpg"
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self.closed:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn: socket.socket) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n"
+        try:
+            conn.recv(65536)
+            if not self.drip_headers:
+                conn.sendall(head)
+                head = b""
+            for byte in head + b"\xff" * 100000:
+                if self.closed:
+                    break
+                conn.sendall(bytes([byte]))
+                time.sleep(1.0)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.closed = True
+        self.listener.close()

@@ -24,6 +24,7 @@ from pixgrep.api import open_catalog
 from pixgrep.errors import PixgrepError
 from pixgrep.images.decode import ImageDecodeError
 from pixgrep.models.base import Encoder
+from pixgrep.search.fetch import DownloadsBusy
 from pixgrep.server.guards import BodySizeLimit, TokenGuard
 from pixgrep.server.indexing import IndexBusy, IndexRunner
 from pixgrep.server.state import MAX_UPLOAD_BYTES, ServerState
@@ -101,6 +102,8 @@ def create_app(
             return _error(415, f"cannot use the image: {exc}")
         if isinstance(exc, IndexBusy):
             return _error(409, str(exc))
+        if isinstance(exc, DownloadsBusy):
+            return _error(503, str(exc))
         return _error(400, str(exc))
 
     @app.exception_handler(StarletteHTTPException)
