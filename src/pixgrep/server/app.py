@@ -66,6 +66,50 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+# The error statuses each route can answer, beyond 400 and 422 (every route) and 413 (every POST).
+_ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
+    "/api/search": (404, 415, 503),
+    "/api/search/image": (404, 415, 503),
+    "/api/images/{image_id}": (404,),
+    "/api/images/{image_id}/thumb": (403, 404),
+    "/api/images/{image_id}/file": (403, 404),
+    "/api/images/{image_id}/similar": (404,),
+    "/api/models/{name}": (404,),
+    "/api/index": (409,),
+    "/knn-service": (404, 415, 503),
+}
+
+
+def _document_errors(app: FastAPI, token: bool) -> None:
+    """List in the OpenAPI schema every error status a route gives, all with the {"error": ...}
+    body (FastAPI's own 422 entry describes a body pixgrep never sends, so it is replaced)."""
+    from pixgrep.server.guards import ErrorBody, error_text
+
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        schema.setdefault("components", {}).setdefault("schemas", {})["ErrorBody"] = (
+            ErrorBody.model_json_schema()
+        )
+        body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                codes = {400, 422, *_ROUTE_ERRORS.get(path, ())}
+                if method == "post":
+                    codes.add(413)
+                if token:
+                    codes.add(401)
+                responses = operation.setdefault("responses", {})
+                for code in sorted(codes):
+                    responses[str(code)] = {"description": error_text(code), "content": body}
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(
     catalog_path: str | os.PathLike | None = None,
     model: str | None = None,
@@ -80,7 +124,7 @@ def create_app(
     shared_encoder = catalog.encoder  # raises PixgrepError for an unknown model
     state = ServerState(
         catalog=catalog,
-        model_name=model or getattr(shared_encoder, "model_id", "model"),
+        model_name=model or str(getattr(shared_encoder, "model_id", "model")),
         token=token or None,
         runner=IndexRunner(catalog.path, lambda: shared_encoder),
         max_upload=max_upload,
@@ -121,6 +165,8 @@ def create_app(
     app.include_router(images.router)
     app.include_router(catalog_routes.router)
     app.include_router(knn.router)
+
+    _document_errors(app, bool(state.token))
 
     @app.get("/", include_in_schema=False)
     def page():

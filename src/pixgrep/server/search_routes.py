@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Upload
 from pydantic import BaseModel, Field
 
 from pixgrep.errors import PixgrepError
+from pixgrep.server.guards import ImageIdPath, ImageIdQuery, PlainText
 from pixgrep.server.querying import (
     check_model,
     make_term,
@@ -25,7 +26,7 @@ OFFSET = Annotated[int, Query(ge=0, le=1_000_000, description="results to skip (
 THRESHOLD = Annotated[
     float | None, Query(ge=-1.0, le=1.0, description="drop results scoring below this cosine similarity")
 ]
-ROOTS = Annotated[list[str], Query(description="only images under these folders (repeatable)")]
+ROOTS = Annotated[list[PlainText], Query(description="only images under these folders (repeatable)")]
 AFTER = Annotated[str | None, Query(description="captured on or after: YYYY, YYYY-MM, YYYY-MM-DD or ISO")]
 BEFORE = Annotated[str | None, Query(description="captured before: YYYY, YYYY-MM, YYYY-MM-DD or ISO")]
 
@@ -43,7 +44,7 @@ def search_get(
     state: Annotated[ServerState, Depends(get_state)],
     q: Annotated[str | None, Query(description='query language: "cat + 0.5:night - dog"')] = None,
     image_url: Annotated[str | None, Query(description="an http(s) URL of a query image")] = None,
-    like: Annotated[int | None, Query(ge=0, description="a catalog image id: more like this")] = None,
+    like: ImageIdQuery = None,
     k: K = 20,
     offset: OFFSET = 0,
     threshold: THRESHOLD = None,
@@ -88,7 +89,7 @@ class SearchIn(BaseModel):
     k: int = Field(20, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=1_000_000)
     threshold: float | None = Field(None, ge=-1.0, le=1.0)
-    roots: list[str] = Field(default_factory=list, description="only images under these folders")
+    roots: list[PlainText] = Field(default_factory=list, description="only images under these folders")
     after: str | None = Field(None, description="captured on or after (YYYY, YYYY-MM, YYYY-MM-DD, ISO)")
     before: str | None = Field(None, description="captured before (YYYY, YYYY-MM, YYYY-MM-DD, ISO)")
     model: str | None = None
@@ -138,7 +139,7 @@ def search_image(
     k: Annotated[int, Form(ge=1, le=1000)] = 20,
     offset: Annotated[int, Form(ge=0, le=1_000_000)] = 0,
     threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
-    root: Annotated[list[str], Form()] = [],  # noqa: B006
+    root: Annotated[list[PlainText], Form()] = [],  # noqa: B006
     model: Annotated[str | None, Form()] = None,
 ):
     """Search by an uploaded image (multipart), optionally plus text in the query language."""
@@ -168,7 +169,7 @@ def _bytes_term(data: bytes, weight: float):
 
 @router.get("/images/{image_id}/similar", response_model=SearchResponse, tags=["images"])
 def similar(
-    image_id: int,
+    image_id: ImageIdPath,
     state: Annotated[ServerState, Depends(get_state)],
     k: K = 20,
     offset: OFFSET = 0,
