@@ -14,6 +14,7 @@ in progress, and the next run starts where this one stopped.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -21,7 +22,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,7 +192,7 @@ class _Progress:
 
     def start(self, total: int) -> None:
         if self.terminal and total:
-            from tqdm import tqdm
+            from tqdm import tqdm  # type: ignore[import-untyped]
 
             self.bar = tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False)
             self.refresh()
@@ -261,15 +262,71 @@ def index_roots(
     started = time.monotonic()
     summary = IndexSummary()
     folders = validate_roots(roots)
+    ticker = _Progress(progress, summary)
+    warn = ticker.warn(on_warning or _default_warn)
     if db.read_only:
         raise PixgrepError(
             f"catalog {shown_path(db.path)} is read-only: it can be searched (-n) but not indexed into"
         )
+    with index_lock(db, warn):
+        return _index_locked(
+            db, encoder, folders, started, summary, ticker, warn, exclude, include_hidden, batch_size, workers
+        )
+
+
+@contextlib.contextmanager
+def index_lock(db: CatalogDB, warn: Warn) -> Iterator[None]:
+    """One index run at a time per catalog, across processes (an flock on `<catalog>.lock`).
+
+    A second run waits, saying so, and then finds the first one's work in the catalog: it encodes
+    only what is left instead of everything again. The kernel drops the lock with the process,
+    so a killed run never leaves a stale lock. Without fcntl (Windows) runs are not serialised.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    lock_path = f"{db.path}.lock"
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # cannot create it beside the catalog: index unserialised rather than not at all
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            warn(
+                shown_path(db.path),
+                f"another index run (pid {holder}) is writing this catalog; waiting for it to finish, "
+                "then indexing only what it left",
+            )
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _index_locked(
+    db: CatalogDB,
+    encoder: Encoder,
+    folders: list[str],
+    started: float,
+    summary: IndexSummary,
+    ticker: _Progress,
+    warn: Warn,
+    exclude: Sequence[str],
+    include_hidden: bool,
+    batch_size: int,
+    workers: int | None,
+) -> IndexSummary:
     # Writing into a damaged file would bury the damage under new pages: refuse (one read of the file).
     db.check_integrity()
     model = encoder.model_id
-    ticker = _Progress(progress, summary)
-    warn = ticker.warn(on_warning or _default_warn)
 
     # 1. Walk, and compare with what the catalog holds under the same folders.
     entries = list(scan(folders, exclude=exclude, include_hidden=include_hidden, on_warning=warn))
@@ -309,18 +366,21 @@ def index_roots(
     in_flight_cap = 2 * batch_size + threads
     batch: list[_Result] = []
     pending: set[str] = set()  # hashes whose vector this batch will write
+    committed: list[str] = []  # paths this run stored
 
     def flush() -> None:
         to_encode = [r for r in batch if r.pixels is not None]
         vectors: dict[str, np.ndarray] = {}
         if to_encode:
-            out = np.asarray(encoder.encode_pixels(np.stack([r.pixels for r in to_encode])), np.float32)
+            stack = np.stack([r.pixels for r in to_encode if r.pixels is not None])
+            out = np.asarray(encoder.encode_pixels(stack), np.float32)
             if out.shape != (len(to_encode), encoder.dim):
                 raise PixgrepError(f"the model returned {out.shape} vectors for {len(to_encode)} images")
-            vectors = {r.content_hash: v for r, v in zip(to_encode, out, strict=True)}
+            vectors = {r.content_hash or "": v for r, v in zip(to_encode, out, strict=True)}
         rows = [r.row() for r in batch if r.record]
         if rows or vectors:
             db.write_batch(rows, vectors, model)
+            committed.extend(row[0] for row in rows)
         # Counted only once committed, so the summary never claims work an interrupt lost.
         summary.encoded += len(to_encode)
         summary.reused += sum(1 for r in batch if r.pixels is None and r.error is None)
@@ -357,7 +417,7 @@ def index_roots(
                     warn(result.entry.path, result.error)
                 elif result.pixels is not None and (digest in pending or digest in known):
                     result.pixels = None  # a duplicate decoded before its twin's vector was known
-                elif result.pixels is not None:
+                elif result.pixels is not None and digest is not None:
                     pending.add(digest)
                     known.add(digest)  # duplicates submitted from now on skip the decode
                 batch.append(result)
@@ -373,8 +433,9 @@ def index_roots(
 
     # 3. Rows under the walked folders whose files are gone (a file still on disk but excluded or
     #    hidden this time keeps its row). Last, so a rename found above reused the vector first.
-    seen = {e.path for e in entries}
-    gone = [path for path in stored if path not in seen and not os.path.lexists(path)]
+    #    Files seen by the walk but deleted while this run went (stored before, or committed by
+    #    this run) are checked too, so they do not linger until the next run.
+    gone = [path for path in dict.fromkeys([*stored, *committed]) if not os.path.lexists(path)]
     summary.removed = db.remove_images(gone)
     summary.seconds = time.monotonic() - started
     if gone:
