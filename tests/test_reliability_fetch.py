@@ -118,12 +118,9 @@ def test_server_one_line_error_for_odd_status(tmp_path, tiny_model_dir):
         peer.listener.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the lead's SearchOptions refactor, which downloads outside the catalog lock "
-    "(server/querying.run_search); remove this mark once it is merged",
-)
 def test_server_answers_stats_while_a_slow_url_search_runs(tmp_path, tiny_model_dir):
+    """Needs both the total deadline (fetch.py) and the download outside the catalog lock
+    (server/querying.run_search, from main's SearchOptions change)."""
     import httpx
 
     make_images(tmp_path / "photos", 4)

@@ -345,6 +345,15 @@ class CatalogDB:
         return found
 
     @_one_line_errors
+    def folder_counts(self) -> dict[str, int]:
+        """Folders holding readable images, with how many each holds directly."""
+        counts: dict[str, int] = {}
+        for (path,) in self.conn.execute("SELECT path FROM images WHERE error IS NULL"):
+            folder = os.path.dirname(path_from_db(path))
+            counts[folder] = counts.get(folder, 0) + 1
+        return counts
+
+    @_one_line_errors
     def hashes_with_vectors(self, model: str) -> set[str]:
         rows = self.conn.execute("SELECT content_hash FROM embeddings WHERE model = ?", (model,))
         return {row[0] for row in rows}
@@ -372,12 +381,6 @@ class CatalogDB:
             (model,),
         ):
             yield image_id, path if isinstance(path, str) else path_from_db(path), blob
-
-    @_one_line_errors
-    def image_paths(self) -> list[str]:
-        """The path of every decoded image (for the folder list)."""
-        rows = self.conn.execute("SELECT path FROM images WHERE error IS NULL")
-        return [path_from_db(row[0]) for row in rows]
 
     @_one_line_errors
     def capture_times(self) -> Iterator[tuple[int, str]]:
