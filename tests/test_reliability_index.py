@@ -12,6 +12,8 @@ import time
 import pytest
 from reliability_kit import cli_env, make_images, one_line_error, pixgrep
 
+from pixgrep.catalog.db import CatalogDB
+
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
@@ -63,7 +65,9 @@ def test_files_deleted_during_a_run_leave_the_catalog_at_its_end(tmp_path, fake_
                     path.unlink()
 
         summary = catalog.index([photos], progress=delete_after_first_batch, batch_size=2)
-        left = set(catalog.db.images_under(str(photos)))
+    db = CatalogDB(catalog_path)
+    left = set(db.images_under(str(photos)))
+    db.close()
     assert summary.removed == 2, summary
     assert left == {str(p) for p in [*files, *extra] if p not in doomed}
 

@@ -187,22 +187,39 @@ _TRANSPOSE = {
 }
 
 
+def _header_exif(image: Image.Image) -> Image.Exif:
+    """The EXIF found before the pixels. Pillow's PNG getexif decodes the whole image when no
+    eXIf chunk came before the image data (to look after it): for a 250 Mpx PNG that is 1 GB,
+    outside any budget, just to read a date. The base method reads only the chunks seen so far;
+    the PNG spec puts eXIf before the image data."""
+    if image.format == "PNG":
+        return Image.Image.getexif(image)
+    return image.getexif()
+
+
 def _orientation(image: Image.Image) -> int:
     try:
-        return int(image.getexif().get(0x0112) or 1)
+        return int(_header_exif(image).get(0x0112) or 1)
     except Exception:  # unreadable EXIF: show the picture as stored
         return 1
 
 
-def _header_info(image: Image.Image) -> ImageInfo:
-    from pixgrep.images.exif import image_capture_time
+def _capture_time(image: Image.Image) -> str | None:
+    from pixgrep.images.exif import capture_time
 
+    try:
+        return capture_time(_header_exif(image))
+    except Exception:  # EXIF parsers raise anything on corrupt blocks; the date is optional
+        return None
+
+
+def _header_info(image: Image.Image) -> ImageInfo:
     width, height = image.size
     if width * height > MAX_PIXELS:
         raise ImageDecodeError(f"{width}x{height} pixels is over the {MAX_PIXELS:,} pixel cap")
     if _orientation(image) in (5, 6, 7, 8):  # stored rotated by 90 degrees
         width, height = height, width
-    return ImageInfo(width, height, image.format, image_capture_time(image))
+    return ImageInfo(width, height, image.format, _capture_time(image))
 
 
 def _decode_reason(exc: BaseException) -> str:
