@@ -103,27 +103,23 @@ def _record(row: Sequence[Any]) -> ImageRecord:
 
 def _reason(exc: sqlite3.Error, path: Path) -> str:
     """One line for a failed catalog operation, with what the user can do about it."""
+    return f"catalog {shown_path(path)}: {_hint(exc)}"
+
+
+def _hint(exc: sqlite3.Error) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     low = text.lower()
     if "disk is full" in low:
-        return (
-            f"catalog {shown_path(path)}: the disk is full; free some space and run again "
-            "(what was stored is kept)"
-        )
+        return "the disk is full; free some space and run again (what was stored is kept)"
     if "disk i/o error" in low:
-        return (
-            f"catalog {shown_path(path)}: disk I/O error (is the disk full or failing?); "
-            "what was stored before is kept"
-        )
+        return "disk I/O error (is the disk full or failing?); what was stored before is kept"
     if "readonly" in low or "read-only" in low:
-        return f"catalog {shown_path(path)} is read-only: it can be searched (-n) but not indexed into"
+        return "it is read-only: it can be searched (-n) but not indexed into"
     if "malformed" in low or "not a database" in low or "corrupt" in low:
-        return (
-            f"catalog {shown_path(path)} is damaged ({text}); restore a backup, or delete it and index again"
-        )
+        return f"it is damaged ({text}); restore a backup, or delete it and index again"
     if "locked" in low or "busy" in low:
-        return f"catalog {shown_path(path)} is busy (another pixgrep is writing to it); try again"
-    return f"catalog {shown_path(path)}: {text}"
+        return "it is busy (another pixgrep is writing to it); try again"
+    return text
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -208,7 +204,7 @@ class CatalogDB:
                 )
         except sqlite3.Error as exc:
             self._close_quietly()
-            raise PixgrepError(f"cannot open {_reason(exc, self.path)}") from None
+            raise PixgrepError(f"cannot open catalog {shown_path(self.path)}: {_hint(exc)}") from None
         except OSError as exc:
             self._close_quietly()
             raise PixgrepError(
@@ -308,7 +304,7 @@ class CatalogDB:
         problems = [row[0] for row in self.conn.execute("PRAGMA quick_check(3)")]
         if problems != ["ok"]:
             raise PixgrepError(
-                f"catalog {shown_path(self.path)} is damaged ({problems[0]}); "
+                f"catalog {shown_path(self.path)}: it is damaged ({problems[0]}); "
                 "restore a backup, or delete it and index again"
             )
         try:

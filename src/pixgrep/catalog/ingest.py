@@ -266,7 +266,7 @@ def index_roots(
     warn = ticker.warn(on_warning or _default_warn)
     if db.read_only:
         raise PixgrepError(
-            f"catalog {shown_path(db.path)} is read-only: it can be searched (-n) but not indexed into"
+            f"catalog {shown_path(db.path)}: it is read-only: it can be searched (-n) but not indexed into"
         )
     with index_lock(db, warn):
         return _index_locked(
