@@ -4,15 +4,27 @@ Vectors are keyed by (content hash, model), not by path: a moved, renamed or dup
 finds its vector by content and is never re-encoded, and switching models never deletes another
 model's vectors. `meta.generation` is bumped in every transaction that changes what a search can
 see, so derived files (the search matrix) know when to rebuild.
+
+Paths are stored losslessly. A path that is valid UTF-8 is TEXT, as it always was; any other
+(a Latin-1 or Shift-JIS name from an old disk, or plain invalid bytes) is a BLOB holding the file
+name's raw bytes, and comes back as the str Python's os functions use for it (surrogateescape).
+SQLite orders every TEXT before every BLOB, so a folder's rows are two range scans, one of each.
+
+Every SQLite failure leaves this module as a one-line PixgrepError naming the catalog and what to
+do (disk full, read-only, damaged, busy). Opening is safe under concurrency: creation and migration
+run inside one BEGIN IMMEDIATE, so six processes opening a new catalog at once all succeed.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -101,6 +113,108 @@ def default_catalog_path() -> Path:
     return Path(user_data_dir("pixgrep", appauthor=False)) / "catalog.db"
 
 
+def path_to_db(path: str) -> str | bytes:
+    """What the catalog stores for a path: the str when it is valid UTF-8, else its raw bytes."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        pass
+    try:
+        return path.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that no file name decodes to
+        raise PixgrepError(f"not a file name: {path!r}") from None
+
+
+def path_from_db(value: str | bytes) -> str:
+    """The path as Python's os functions spell it (surrogateescape for bytes that are not UTF-8)."""
+    return value if isinstance(value, str) else bytes(value).decode("utf-8", "surrogateescape")
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """A path for a message or a table: bytes that are not UTF-8 shown escaped (caf\\xe9.jpg)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _record(row: Sequence[Any]) -> ImageRecord:
+    return ImageRecord(row[0], path_from_db(row[1]), *row[2:])
+
+
+def _reason(exc: sqlite3.Error, path: Path) -> str:
+    """One line for a failed catalog operation, with what the user can do about it."""
+    return f"catalog {shown_path(path)}: {_hint(exc)}"
+
+
+def _hint(exc: sqlite3.Error) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    low = text.lower()
+    if "disk is full" in low:
+        return "the disk is full; free some space and run again (what was stored is kept)"
+    if "disk i/o error" in low:
+        return "disk I/O error (is the disk full or failing?); what was stored before is kept"
+    if "readonly" in low or "read-only" in low:
+        return "it is read-only: it can be searched (-n) but not indexed into"
+    if "malformed" in low or "not a database" in low or "corrupt" in low:
+        return f"it is damaged ({text}); restore a backup, or delete it and index again"
+    if "locked" in low or "busy" in low:
+        return "it is busy (another pixgrep is writing to it); try again"
+    return text
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+# Errors in pixgrep's own SQL (wrong bindings, a broken constraint) are bugs: they stay loud.
+_BUGS = (sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.IntegrityError)
+
+
+def _one_line_errors(method: _F) -> _F:
+    """Turn any SQLite failure inside a CatalogDB method (or while iterating its result) into one
+    PixgrepError line: a full disk, a read-only file or a damaged page must never be a traceback."""
+
+    @functools.wraps(method)
+    def wrapper(self: CatalogDB, *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = method(self, *args, **kwargs)
+        except _BUGS:
+            raise
+        except sqlite3.Error as exc:
+            raise PixgrepError(_reason(exc, self.path)) from None
+        if isinstance(result, Iterator):
+            return _guarded_iter(result, self.path)
+        return result
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _guarded_iter(rows: Iterator[Any], path: Path) -> Iterator[Any]:
+    try:
+        yield from rows
+    except _BUGS:
+        raise
+    except sqlite3.Error as exc:
+        raise PixgrepError(_reason(exc, path)) from None
+
+
+def _statements(script: str) -> list[str]:
+    """A migration script split into complete statements (executescript would COMMIT our transaction)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip().strip(";").strip():
+        statements.append(current.strip())
+    return [s for s in statements if s.strip().strip(";").strip()]
+
+
+def _missing_folder_reason(path: Path) -> str | None:
+    """Why the folders above `path` cannot be made: a file where a folder should be."""
+    for parent in reversed(path.parents):
+        if parent.exists() and not parent.is_dir():
+            return f"{shown_path(parent)} is a file, not a folder"
+    return None
+
+
 def vector_to_blob(vector: np.ndarray) -> bytes:
     """float16 little-endian: half the size of float32 and enough for cosine ranking."""
     return np.asarray(vector, dtype="<f2").tobytes()
@@ -113,47 +227,146 @@ def blob_to_vector(blob: bytes) -> np.ndarray:
 class CatalogDB:
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path else default_catalog_path()
+        # True when the file or its folder cannot be written: searches work, index runs are refused.
+        self.read_only = False
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            self.conn = self._connect()
             self._check_ours()  # before WAL mode, which rewrites the file header
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            if getattr(self, "conn", None) is not None:
-                self.conn.close()
-            raise PixgrepError(f"cannot open catalog {self.path}: {exc}") from None
+            if not self.read_only:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self._migrate()
+            elif self._schema_version() < len(MIGRATIONS):
+                raise PixgrepError(
+                    f"catalog {shown_path(self.path)} needs a schema upgrade but is read-only; "
+                    "open it once where it can be written"
+                )
+        except sqlite3.Error as exc:
+            self._close_quietly()
+            raise PixgrepError(f"cannot open catalog {shown_path(self.path)}: {_hint(exc)}") from None
         except OSError as exc:
-            raise PixgrepError(f"cannot open catalog {self.path}: {exc.strerror}") from None
+            self._close_quietly()
+            raise PixgrepError(
+                f"cannot open catalog {shown_path(self.path)}: {exc.strerror or exc}"
+            ) from None
+        except BaseException:
+            self._close_quietly()
+            raise
+
+    def _close_quietly(self) -> None:
+        conn = getattr(self, "conn", None)
+        if conn is not None:
+            conn.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        """A read-write connection; a read-only one when the file or its folder is not writable
+        (immutable when the folder is: SQLite could not create the -shm file WAL readers need)."""
+        folder = self.path.parent
+        if not folder.is_dir():
+            reason = _missing_folder_reason(self.path)
+            if reason:
+                raise PixgrepError(f"cannot create catalog {shown_path(self.path)}: {reason}")
+            folder.mkdir(parents=True, exist_ok=True)
+        exists = self.path.exists()
+        if exists and self.path.is_dir():
+            raise PixgrepError(f"catalog {shown_path(self.path)} is a folder, not a file")
+        folder_writable = os.access(folder, os.W_OK)
+        if exists and folder_writable and os.access(self.path, os.W_OK):
+            return sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        if not exists:
+            if not folder_writable:
+                raise PixgrepError(
+                    f"cannot create catalog {shown_path(self.path)}: the folder is not writable"
+                )
+            return sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        self.read_only = True
+        uri = "file:" + urllib.parse.quote(os.fsencode(self.path.absolute()))
+        wal = Path(f"{self.path}-wal")
+        # immutable skips the -shm file (which cannot be created here) and any -wal; a non-empty
+        # -wal holds commits the file lacks, so then it is opened plainly read-only instead.
+        pending = wal.exists() and wal.stat().st_size > 0
+        uri += "?mode=ro" if folder_writable or pending else "?immutable=1"
+        return sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+
+    def _schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
     def _check_ours(self) -> None:
         """Refuse, without writing a byte, a file that is corrupt, not SQLite, or someone else's database."""
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0 and self.conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
-            self.conn.close()
-            raise PixgrepError(f"{self.path} is an SQLite file but not a pixgrep catalog")
+        # One statement, one snapshot: another process may be creating the catalog right now.
+        version, tables = self.conn.execute(
+            "SELECT (SELECT user_version FROM pragma_user_version), (SELECT COUNT(*) FROM sqlite_master)"
+        ).fetchone()
+        if version == 0 and tables:
+            raise PixgrepError(f"{shown_path(self.path)} is an SQLite file but not a pixgrep catalog")
         if version > len(MIGRATIONS):
-            self.conn.close()
             raise PixgrepError(
-                f"catalog {self.path} was written by a newer pixgrep (schema {version}); upgrade pixgrep"
+                f"catalog {shown_path(self.path)} was written by a newer pixgrep (schema {version}); "
+                "upgrade pixgrep"
             )
 
     def _migrate(self) -> None:
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
+        if self._schema_version() == len(MIGRATIONS):
+            return
+        # Check and create under the write lock: a second process waits here (busy timeout), then
+        # finds the catalog made and migrates nothing.
+        self.conn.isolation_level = None
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._check_ours()
+                version = self._schema_version()
+                for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                    for statement in _statements(script):
+                        self.conn.execute(statement)
+                    self.conn.execute(f"PRAGMA user_version = {number}")
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        finally:
+            self.conn.isolation_level = "DEFERRED"
+
+    @_one_line_errors
+    def check_integrity(self) -> None:
+        """Refuse to write into a damaged file. PRAGMA quick_check reads every page (about 0.4 s per
+        100 MB on an idle core), so a pass is remembered in `<catalog>.checked` with the file's
+        mtime and size: a catalog nobody touched since is not read again, while one changed by
+        anything else (a write, a disk error, stray bytes) is checked anew."""
+        stamp_path = Path(f"{self.path}.checked")
+        stamp = self._file_stamp()
+        try:
+            if stamp_path.read_text() == stamp:
+                return
+        except OSError:
+            pass
+        problems = [row[0] for row in self.conn.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:
             raise PixgrepError(
-                f"catalog {self.path} was written by a newer pixgrep (schema {version}); upgrade pixgrep"
+                f"catalog {shown_path(self.path)}: it is damaged ({problems[0]}); "
+                "restore a backup, or delete it and index again"
             )
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            with self.conn:
-                self.conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+        try:
+            stamp_path.write_text(stamp)
+        except OSError:  # only saves the next run a read
+            pass
+
+    def _file_stamp(self) -> str:
+        parts = []
+        for path in (self.path, Path(f"{self.path}-wal")):
+            try:
+                st = path.stat()
+                parts.append(f"{st.st_mtime_ns}:{st.st_size}")
+            except OSError:
+                parts.append("-")
+        return " ".join(parts)
 
     def close(self) -> None:
-        self.conn.close()
+        self._close_quietly()
 
     # -- generation: changes whenever what a search can see changes ---------------------------
 
+    @_one_line_errors
     def generation(self) -> int:
         return int(self.conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
 
@@ -163,40 +376,48 @@ class CatalogDB:
 
     # -- reads ---------------------------------------------------------------------------------
 
+    @_one_line_errors
     def images_by_path(self, paths: Iterable[str] | None = None) -> dict[str, ImageRecord]:
         """All rows (or those for `paths`), keyed by path."""
         if paths is None:
-            rows = self.conn.execute(f"SELECT {IMAGE_COLUMNS} FROM images")
-            return {row[1]: ImageRecord(*row) for row in rows}
+            records = map(_record, self.conn.execute(f"SELECT {IMAGE_COLUMNS} FROM images"))
+            return {record.path: record for record in records}
         found = {}
         for path in paths:
-            row = self.conn.execute(f"SELECT {IMAGE_COLUMNS} FROM images WHERE path = ?", (path,)).fetchone()
+            row = self.conn.execute(
+                f"SELECT {IMAGE_COLUMNS} FROM images WHERE path = ?", (path_to_db(path),)
+            ).fetchone()
             if row:
-                found[path] = ImageRecord(*row)
+                found[path] = _record(row)
         return found
 
+    @_one_line_errors
     def images_by_id(self, ids: Iterable[int]) -> dict[int, ImageRecord]:
-        ids = [int(i) for i in ids]
+        # An id SQLite cannot hold (>= 2**63) names no row; binding it would raise OverflowError.
+        ids = [int(i) for i in ids if -(2**63) <= int(i) < 2**63]
         found: dict[int, ImageRecord] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for row in self.conn.execute(f"SELECT {IMAGE_COLUMNS} FROM images WHERE id IN ({marks})", chunk):
-                found[row[0]] = ImageRecord(*row)
+                found[row[0]] = _record(row)
         return found
 
+    @_one_line_errors
     def folder_counts(self) -> dict[str, int]:
         """Folders holding readable images, with how many each holds directly."""
         counts: dict[str, int] = {}
         for (path,) in self.conn.execute("SELECT path FROM images WHERE error IS NULL"):
-            folder = os.path.dirname(path)
+            folder = os.path.dirname(path_from_db(path))
             counts[folder] = counts.get(folder, 0) + 1
         return counts
 
+    @_one_line_errors
     def hashes_with_vectors(self, model: str) -> set[str]:
         rows = self.conn.execute("SELECT content_hash FROM embeddings WHERE model = ?", (model,))
         return {row[0] for row in rows}
 
+    @_one_line_errors
     def vector_for_hash(self, content_hash: str, model: str) -> np.ndarray | None:
         row = self.conn.execute(
             "SELECT vector FROM embeddings WHERE content_hash = ? AND model = ?",
@@ -204,6 +425,7 @@ class CatalogDB:
         ).fetchone()
         return blob_to_vector(row[0]) if row else None
 
+    @_one_line_errors
     def iter_searchable(self, model: str, *, ordered: bool = True) -> Iterator[tuple[int, str, bytes]]:
         """(image id, path, float16 vector blob) of every image that has a vector for `model`.
 
@@ -211,30 +433,42 @@ class CatalogDB:
         of one index lookup per image: 5x faster on 100k images (the search matrix sorts anyway).
         """
         order = " ORDER BY images.id" if ordered else ""
-        yield from self.conn.execute(
+        for image_id, path, blob in self.conn.execute(
             "SELECT images.id, images.path, embeddings.vector FROM images "
             "JOIN embeddings ON embeddings.content_hash = images.content_hash "
             "WHERE embeddings.model = ? AND images.error IS NULL" + order,
             (model,),
-        )
+        ):
+            yield image_id, path if isinstance(path, str) else path_from_db(path), blob
 
+    @_one_line_errors
     def capture_times(self) -> Iterator[tuple[int, str]]:
         """(image id, taken_at) of every image with a capture time (for the search date filters)."""
         yield from self.conn.execute("SELECT id, taken_at FROM images WHERE taken_at IS NOT NULL")
 
+    @_one_line_errors
     def images_under(self, root: str) -> dict[str, ImageRecord]:
         """Rows whose path lies below the folder `root` (absolute), keyed by path.
 
         A range scan on the path index: every path below "/a/b" sorts between "/a/b/" and "/a/b0"
-        ("0" follows "/" in code point order), and "/a/bc/..." falls outside it.
+        ("0" follows "/" in code point order), and "/a/bc/..." falls outside it. Twice: once over
+        the TEXT paths, once over the BLOB ones (not UTF-8), which SQLite sorts after all text.
         """
         low = root.rstrip(os.sep) + os.sep
-        high = low[:-1] + chr(ord(os.sep) + 1)
-        rows = self.conn.execute(
-            f"SELECT {IMAGE_COLUMNS} FROM images WHERE path >= ? AND path < ?", (low, high)
-        )
-        return {row[1]: ImageRecord(*row) for row in rows}
+        low_bytes = low.encode("utf-8", "surrogateescape")
+        high_bytes = low_bytes[:-1] + bytes([low_bytes[-1] + 1])
+        sql = f"SELECT {IMAGE_COLUMNS} FROM images WHERE path >= ? AND path < ?"
+        ranges: list[tuple[str | bytes, str | bytes]] = [(low_bytes, high_bytes)]
+        if isinstance(path_to_db(low), str):  # a root that is not UTF-8 has no TEXT paths below it
+            ranges.insert(0, (low, low[:-1] + chr(ord(os.sep) + 1)))
+        found: dict[str, ImageRecord] = {}
+        for bounds in ranges:
+            for row in self.conn.execute(sql, bounds):
+                record = _record(row)
+                found[record.path] = record
+        return found
 
+    @_one_line_errors
     def write_batch(self, rows: Sequence[ImageRow], vectors: dict[str, np.ndarray], model: str) -> None:
         """Insert or update image rows and store new vectors, in one transaction with a generation bump.
 
@@ -253,10 +487,11 @@ class CatalogDB:
                 "size=excluded.size, mtime_ns=excluded.mtime_ns, content_hash=excluded.content_hash, "
                 "width=excluded.width, height=excluded.height, format=excluded.format, "
                 "taken_at=excluded.taken_at, error=excluded.error, indexed_at=excluded.indexed_at",
-                [(*row, now) for row in rows],
+                [(path_to_db(row[0]), *row[1:], now) for row in rows],
             )
             self.bump_generation()
 
+    @_one_line_errors
     def remove_images(self, paths: Sequence[str]) -> int:
         """Delete the rows of files that are gone, and the vectors no remaining row uses (one transaction)."""
         if not paths:
@@ -264,7 +499,7 @@ class CatalogDB:
         removed = 0
         with self.conn:
             for start in range(0, len(paths), 500):
-                chunk = list(paths[start : start + 500])
+                chunk = [path_to_db(path) for path in paths[start : start + 500]]
                 marks = ",".join("?" * len(chunk))
                 hashes = [
                     row[0]
@@ -281,6 +516,7 @@ class CatalogDB:
             self.bump_generation()
         return removed
 
+    @_one_line_errors
     def stats(self) -> dict:
         one = lambda sql: self.conn.execute(sql).fetchone()[0]
         per_model = dict(

@@ -14,6 +14,7 @@ in progress, and the next run starts where this one stopped.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -21,14 +22,14 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pixgrep.catalog.db import CatalogDB, ImageRow
+from pixgrep.catalog.db import CatalogDB, ImageRow, shown_path
 from pixgrep.catalog.scan import FileEntry, scan
 from pixgrep.errors import PixgrepError
 from pixgrep.images.decode import ImageDecodeError, ImageInfo, decode_file, probe_file, raw_supported
@@ -177,7 +178,7 @@ def validate_roots(roots: Sequence[Path]) -> list[str]:
 
 
 def _default_warn(path: str, reason: str) -> None:
-    print(f"pixgrep: warning: {path}: {reason}", file=sys.stderr)
+    print(f"pixgrep: warning: {shown_path(path)}: {reason}", file=sys.stderr)
 
 
 class _Progress:
@@ -191,7 +192,7 @@ class _Progress:
 
     def start(self, total: int) -> None:
         if self.terminal and total:
-            from tqdm import tqdm
+            from tqdm import tqdm  # type: ignore[import-untyped]
 
             self.bar = tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False)
             self.refresh()
@@ -260,12 +261,85 @@ def index_roots(
     """
     started = time.monotonic()
     summary = IndexSummary()
-    model = encoder.model_id
+    folders = validate_roots(roots)
     ticker = _Progress(progress, summary)
     warn = ticker.warn(on_warning or _default_warn)
+    with writing(db, warn):
+        return _index_locked(
+            db, encoder, folders, started, summary, ticker, warn, exclude, include_hidden, batch_size, workers
+        )
+
+
+@contextlib.contextmanager
+def writing(db: CatalogDB, warn: Warn) -> Iterator[None]:
+    """What every index run (local or Ray) holds while it writes: a writable, sound catalog that
+    no other index run is writing."""
+    if db.read_only:
+        raise PixgrepError(
+            f"catalog {shown_path(db.path)}: it is read-only: it can be searched (-n) but not indexed into"
+        )
+    with index_lock(db, warn):
+        # Writing into a damaged file would bury the damage under new pages: refuse (one read of the file).
+        db.check_integrity()
+        yield
+
+
+@contextlib.contextmanager
+def index_lock(db: CatalogDB, warn: Warn) -> Iterator[None]:
+    """One index run at a time per catalog, across processes (an flock on `<catalog>.lock`).
+
+    A second run waits, saying so, and then finds the first one's work in the catalog: it encodes
+    only what is left instead of everything again. The kernel drops the lock with the process,
+    so a killed run never leaves a stale lock. Without fcntl (Windows) runs are not serialised.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    lock_path = f"{db.path}.lock"
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # cannot create it beside the catalog: index unserialised rather than not at all
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            warn(
+                shown_path(db.path),
+                f"another index run (pid {holder}) is writing this catalog; waiting for it to finish, "
+                "then indexing only what it left",
+            )
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _index_locked(
+    db: CatalogDB,
+    encoder: Encoder,
+    folders: list[str],
+    started: float,
+    summary: IndexSummary,
+    ticker: _Progress,
+    warn: Warn,
+    exclude: Sequence[str],
+    include_hidden: bool,
+    batch_size: int,
+    workers: int | None,
+) -> IndexSummary:
+    model = encoder.model_id
 
     # 1. Walk, and compare with what the catalog holds under the same folders.
-    plan = plan_index(db, model, roots, summary, warn, exclude=exclude, include_hidden=include_hidden)
+    plan = plan_index(
+        db, model, [Path(f) for f in folders], summary, warn, exclude=exclude, include_hidden=include_hidden
+    )
     known, jobs = plan.known, plan.jobs
     writer = BatchWriter(db, model, summary, ticker, started)
 
@@ -281,10 +355,11 @@ def index_roots(
         to_encode = [r for r in batch if r.pixels is not None]
         vectors: dict[str, np.ndarray] = {}
         if to_encode:
-            out = np.asarray(encoder.encode_pixels(np.stack([r.pixels for r in to_encode])), np.float32)
+            stack = np.stack([r.pixels for r in to_encode if r.pixels is not None])
+            out = np.asarray(encoder.encode_pixels(stack), np.float32)
             if out.shape != (len(to_encode), encoder.dim):
                 raise PixgrepError(f"the model returned {out.shape} vectors for {len(to_encode)} images")
-            vectors = {r.content_hash: v for r, v in zip(to_encode, out, strict=True)}
+            vectors = {r.content_hash or "": v for r, v in zip(to_encode, out, strict=True)}
         writer.commit(batch, vectors)
         batch.clear()
         pending.clear()
@@ -316,7 +391,7 @@ def index_roots(
                     warn(result.entry.path, result.error)
                 elif result.pixels is not None and (digest in pending or digest in known):
                     result.pixels = None  # a duplicate decoded before its twin's vector was known
-                elif result.pixels is not None:
+                elif result.pixels is not None and digest is not None:
                     pending.add(digest)
                     known.add(digest)  # duplicates submitted from now on skip the decode
                 batch.append(result)
@@ -330,8 +405,8 @@ def index_roots(
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    # 3. Rows of files that are gone.
-    finish_index(db, plan, summary)
+    # 3. Rows of files that are gone, including those deleted while this run went.
+    finish_index(db, plan, summary, writer.committed)
     # 4. Photo metadata (GPS, camera, keywords, XMP sidecars): from headers, nothing decoded or encoded.
     from pixgrep.catalog.metadata import refresh_under
 
@@ -353,12 +428,14 @@ class BatchWriter:
 
     def __init__(self, db: CatalogDB, model: str, summary: IndexSummary, ticker: _Progress, started: float):
         self.db, self.model, self.summary, self.ticker, self.started = db, model, summary, ticker, started
+        self.committed: list[str] = []  # paths this run stored: checked again at the end (finish_index)
 
     def commit(self, results: Sequence[_Result], vectors: dict[str, np.ndarray]) -> None:
         """`vectors`: the new vectors, by content hash; every other result without an error reused one."""
         rows = [r.row() for r in results if r.record]
         if rows or vectors:
             self.db.write_batch(rows, vectors, self.model)
+            self.committed.extend(row[0] for row in rows)
         s = self.summary
         errors = sum(1 for r in results if r.error is not None)
         s.encoded += len(vectors)
@@ -423,11 +500,17 @@ def plan_index(
     return IndexPlan(folders, entries, stored, known, jobs)
 
 
-def finish_index(db: CatalogDB, plan: IndexPlan, summary: IndexSummary) -> None:
+def finish_index(
+    db: CatalogDB, plan: IndexPlan, summary: IndexSummary, committed: Sequence[str] = ()
+) -> None:
     """Drop the rows under the walked folders whose files are gone (a file still on disk but
     excluded or hidden this time keeps its row). Last, so a rename found above reused the vector
-    first. Then the vectors of imported rows that this run replaced (catalog/parquet.py)."""
+    first. Files deleted while the run went (stored before, or `committed` by this run) are
+    checked too, so they do not linger until the next run. Then the vectors of imported rows that
+    this run replaced (catalog/parquet.py)."""
     seen = {e.path for e in plan.entries}
-    gone = [path for path in plan.stored if path not in seen and not os.path.lexists(path)]
+    candidates = dict.fromkeys([*plan.stored, *committed])
+    # An object-store URI (s3://...) that the walk listed is there; a local path is checked on disk.
+    gone = [p for p in candidates if not os.path.lexists(p) and (os.path.isabs(p) or p not in seen)]
     summary.removed = db.remove_images(gone)
     db.drop_replaced_imports()

@@ -40,6 +40,7 @@ from pixgrep.catalog.ingest import (
     content_hash,
     finish_index,
     plan_index,
+    writing,
 )
 from pixgrep.catalog.scan import FileEntry
 from pixgrep.errors import PixgrepError
@@ -388,9 +389,44 @@ def index_roots_ray(
     ray = require_ray()
     started = time.monotonic()
     summary = IndexSummary()
-    model = encoder.model_id
     ticker = _Progress(progress, summary)
     warn = ticker.warn(on_warning or _default_warn)
+    with writing(db, warn):
+        return _index_on_ray(
+            db,
+            encoder,
+            ray,
+            str(folder),
+            roots,
+            address,
+            exclude,
+            include_hidden,
+            batch_size,
+            actors,
+            summary,
+            ticker,
+            warn,
+            started,
+        )
+
+
+def _index_on_ray(
+    db: CatalogDB,
+    encoder: Encoder,
+    ray: Any,
+    folder: str,
+    roots: Sequence[Path | str],
+    address: str | None,
+    exclude: Sequence[str],
+    include_hidden: bool,
+    batch_size: int,
+    actors: int | None,
+    summary: IndexSummary,
+    ticker: _Progress,
+    warn: Warn,
+    started: float,
+) -> IndexSummary:
+    model = encoder.model_id
     local = [Path(r) for r in roots if not is_uri(r)]
     uris = [str(r) for r in roots if is_uri(r)]
     plan = _plan_uris(db, model, uris, summary, exclude, include_hidden)
@@ -433,12 +469,12 @@ def index_roots_ray(
 
         # 2. Everything else through the cluster, committed batch by batch as results stream back.
         if remote:
-            _run_on_cluster(ray, remote, str(folder), encoder, known, address, batch_size, actors, commit)
+            _run_on_cluster(ray, remote, folder, encoder, known, address, batch_size, actors, commit)
     except BaseException:
         ticker.abort()
         raise
 
-    finish_index(db, plan, summary)
+    finish_index(db, plan, summary, writer.committed)
     walked = [f for f in plan.folders if not is_uri(f)]
     if walked:  # photo metadata (GPS, camera, keywords) from headers, as a local run does
         from pixgrep.catalog.metadata import refresh_under

@@ -237,6 +237,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _render(results, args: argparse.Namespace, listing: bool = False) -> None:
+    from pixgrep.catalog.db import shown_path
+
     if args.paths_only:
         for result in results:
             _write(result.path + "\n")
@@ -248,10 +250,11 @@ def _render(results, args: argparse.Namespace, listing: bool = False) -> None:
         if results:  # a listing (filters, no query) is by date: show the date, not a score
             _write("taken                path\n" if listing else "score  path\n")
         for result in results:
+            # A name that is not UTF-8 is shown escaped here (caf\xe9.jpg); -f and --json keep it exact.
             if listing:
-                _write(f"{(result.taken_at or '-')[:19].replace('T', ' '):<19}  {result.path}\n")
+                _write(f"{(result.taken_at or '-')[:19].replace('T', ' '):<19}  {shown_path(result.path)}\n")
             else:
-                _write(f"{result.score:5.3f}  {result.path}\n")
+                _write(f"{result.score:5.3f}  {shown_path(result.path)}\n")
             if args.preview:
                 from pixgrep.search.preview import preview
 

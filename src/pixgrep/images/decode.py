@@ -8,14 +8,25 @@ composite), the EXIF orientation applied, 16-bit and float greyscale scaled to 8
 converted to RGB, and a pixel cap checked from the header before any pixel is decoded. Nothing here
 uses `warnings.catch_warnings`, which is not thread-safe: the decode pool of the indexer calls it
 from several threads at once.
+
+Memory on huge images (docs/reliability.md has the measured peaks): a picture over BIG_PIXELS is
+reduced while decoding where the format allows (JPEG draft) and by an integer box reduction right
+after decoding otherwise, so only one full-size copy ever exists; every decode holds its pixels
+against one process-wide budget (DECODE_BUDGET, MAX_PIXELS in flight), so two huge files never
+decode at once; and after a big decode the C allocator is asked to give the freed memory back.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import io
 import os
 import re
+import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -24,6 +35,11 @@ from PIL import Image
 from pixgrep.errors import PixgrepError
 
 MAX_PIXELS = 256_000_000  # a cap against decompression bombs (headers that claim gigapixels)
+# Above this, a decode is reduced to the side its caller needs (draft_size, else BIG_IMAGE_SIDE):
+# nobody searches a 40-megapixel scan at full size, and the model sees 224 px of it anyway.
+# Smaller pictures decode exactly as before, so vectors of ordinary photos do not change.
+BIG_PIXELS = 40_000_000
+BIG_IMAGE_SIDE = 2048  # the shorter side kept when the caller asked for no particular size
 
 # Camera RAW files: decoded through rawpy (LibRaw) when the `raw` extra is installed.
 RAW_EXTENSIONS = frozenset(
@@ -70,10 +86,67 @@ def _register_plugins() -> None:
     _registered = True
 
 
+class PixelBudget:
+    """A counting semaphore measured in pixels: decodes wait until their pixels fit, so the pixels
+    being decoded at once, in all threads of the process, stay under `total`. A decode bigger
+    than `total` waits for all others to finish and then runs alone."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.free = total
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        need = min(max(int(pixels), 0), self.total)
+        with self._changed:
+            self._changed.wait_for(lambda: self.free >= need)
+            self.free -= need
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.free += need
+                self._changed.notify_all()
+
+
+DECODE_BUDGET = PixelBudget(MAX_PIXELS)
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+_LIBC = _libc()
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+if _LIBC is not None and hasattr(_LIBC, "mallopt"):
+    # Pillow keeps pixels in 16 MB blocks; glibc would move its mmap threshold up to that size
+    # after the first big free and then serve such blocks from heaps it keeps. A fixed 4 MB
+    # threshold keeps every block mmap'ed, so freeing a decoded picture returns its memory.
+    _LIBC.mallopt(_M_MMAP_THRESHOLD, 4 * 1024 * 1024)
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the system (glibc): a long-lived server would otherwise keep
+    the peak of its biggest decode for good."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _reduction(size: tuple[int, int], side: int) -> int:
+    """The integer box factor that keeps the shorter side at least `side` (1: none)."""
+    return max(1, min(size) // max(1, side))
+
+
 def raw_supported() -> bool:
     """True when the optional rawpy (LibRaw) is installed, so RAW files can be decoded."""
     try:
-        import rawpy  # noqa: F401
+        import rawpy  # type: ignore[import-not-found]  # noqa: F401
     except ImportError:
         return False
     return True
@@ -97,7 +170,8 @@ def _to_8bit(image: Image.Image) -> Image.Image:
         lab_to_rgb = ImageCms.buildTransform(
             ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB"
         )
-        return ImageCms.applyTransform(image, lab_to_rgb)
+        converted = ImageCms.applyTransform(image, lab_to_rgb)
+        return converted if converted is not None else image
     return image
 
 
@@ -113,22 +187,39 @@ _TRANSPOSE = {
 }
 
 
+def _header_exif(image: Image.Image) -> Image.Exif:
+    """The EXIF found before the pixels. Pillow's PNG getexif decodes the whole image when no
+    eXIf chunk came before the image data (to look after it): for a 250 Mpx PNG that is 1 GB,
+    outside any budget, just to read a date. The base method reads only the chunks seen so far;
+    the PNG spec puts eXIf before the image data."""
+    if image.format == "PNG":
+        return Image.Image.getexif(image)
+    return image.getexif()
+
+
 def _orientation(image: Image.Image) -> int:
     try:
-        return int(image.getexif().get(0x0112) or 1)
+        return int(_header_exif(image).get(0x0112) or 1)
     except Exception:  # unreadable EXIF: show the picture as stored
         return 1
 
 
-def _header_info(image: Image.Image) -> ImageInfo:
-    from pixgrep.images.exif import image_capture_time
+def _capture_time(image: Image.Image) -> str | None:
+    from pixgrep.images.exif import capture_time
 
+    try:
+        return capture_time(_header_exif(image))
+    except Exception:  # EXIF parsers raise anything on corrupt blocks; the date is optional
+        return None
+
+
+def _header_info(image: Image.Image) -> ImageInfo:
     width, height = image.size
     if width * height > MAX_PIXELS:
         raise ImageDecodeError(f"{width}x{height} pixels is over the {MAX_PIXELS:,} pixel cap")
     if _orientation(image) in (5, 6, 7, 8):  # stored rotated by 90 degrees
         width, height = height, width
-    return ImageInfo(width, height, image.format, image_capture_time(image))
+    return ImageInfo(width, height, image.format, _capture_time(image))
 
 
 def _decode_reason(exc: BaseException) -> str:
@@ -158,24 +249,41 @@ def _open(
             if not want_pixels:
                 return None, info
             orientation = _orientation(image)
-            jpeg = image.format in ("JPEG", "MPO")
-            if draft_size and jpeg:
-                # libjpeg decodes at 1/2, 1/4 or 1/8 scale, the shorter side still >= draft_size.
-                image.draft("RGB", (draft_size, draft_size))
-            image.load()
-            # Other formats decode at full size: a box reduction here was measured (docs/catalog.md)
-            # to save only ~20% on big PNGs, whose time goes to decompression, for a worse cosine.
-            out = image
-            method = _TRANSPOSE.get(orientation)
-            if method is not None:
-                out = out.transpose(method)
-            if out is image:  # detach from the file, which the `with` closes (multi-frame files)
-                out = image.copy()
-            return _to_8bit(out), info
+            big = image.size[0] * image.size[1] > BIG_PIXELS
+            side = draft_size or (BIG_IMAGE_SIDE if big else None)
+            if side and image.format in ("JPEG", "MPO"):
+                # libjpeg decodes at 1/2, 1/4 or 1/8 scale, the shorter side still >= side.
+                image.draft("RGB", (side, side))
+            with DECODE_BUDGET.hold(image.size[0] * image.size[1]):
+                out = _decoded(image, orientation, side if big else None)
+                if big:  # before the next big decode may start
+                    image.close()
+                    release_memory()
+            return out, info
     except ImageDecodeError:
         raise
     except Exception as exc:  # Pillow's plugins raise nearly anything on bad input
         raise ImageDecodeError(_decode_reason(exc)) from None
+
+
+def _decoded(image: Image.Image, orientation: int, reduce_to: int | None) -> Image.Image:
+    """Load the pixels; box-reduce a big picture to `reduce_to` (shorter side); orient; 8 bits.
+    The result never shares memory with `image`, which the caller's `with` closes."""
+    image.load()
+    out = image
+    factor = _reduction(image.size, reduce_to) if reduce_to else 1
+    if factor > 1:
+        try:
+            out = image.reduce(factor)  # the one full-size copy is dropped with `image`
+        except (ValueError, NotImplementedError):  # a mode reduce does not take (16-bit, Lab)
+            out = _to_8bit(image)
+            out = out.reduce(factor) if out is not image else out
+    method = _TRANSPOSE.get(orientation)
+    if method is not None:
+        out = out.transpose(method)
+    if out is image:  # detach from the file, which the `with` closes (multi-frame files)
+        out = image.copy()
+    return _to_8bit(out)
 
 
 def _open_raw(
@@ -183,7 +291,7 @@ def _open_raw(
 ) -> tuple[Image.Image | None, ImageInfo]:
     """RAW through LibRaw: the embedded JPEG preview when it is big enough, else a half-size develop."""
     try:
-        import rawpy
+        import rawpy  # type: ignore[import-not-found]
     except ImportError:
         raise ImageDecodeError(RAW_HINT) from None
     from pixgrep.images.exif import image_capture_time

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import stat
 import struct
 import tempfile
 import threading
@@ -307,10 +308,12 @@ def _collect(db: CatalogDB, model: str) -> tuple[int, int, dict[str, np.ndarray]
     return generation, dim, arrays
 
 
-def _write_atomically(target: Path, head: bytes, arrays: list[np.ndarray]) -> None:
+def _write_atomically(target: Path, head: bytes, arrays: list[np.ndarray], mode: int | None = None) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        if mode is not None:  # mkstemp makes 0600; whoever may read the catalog may read this
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as out:
             out.write(head)
             for array in arrays:
@@ -360,7 +363,11 @@ def build_matrix(db: CatalogDB, model: str, target: Path | None = None) -> Vecto
     generation, dim, arrays = _collect(db, model)
     head, parts = _serialise(generation, model, dim, arrays)
     try:
-        _write_atomically(target, head, parts)
+        mode = stat.S_IMODE(os.stat(db.path).st_mode) & 0o666
+    except OSError:
+        mode = None
+    try:
+        _write_atomically(target, head, parts, mode)
         matrix = open_matrix(target)
         if matrix is not None and matrix.generation == generation:
             return matrix

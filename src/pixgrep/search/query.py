@@ -279,6 +279,21 @@ def _classify(body: str, weight: float, number: int) -> Term:
         if os.path.isdir(candidate):
             raise PixgrepError(f"term {number}: {body} is a folder, not an image (use --in to search it)")
         if not os.path.isfile(candidate):
+            if os.path.exists(candidate):  # a FIFO, socket or device: reading it could block forever
+                raise PixgrepError(f"term {number}: {body} is {_special_kind(candidate)}, not an image file")
             raise PixgrepError(f"term {number}: no such image file: {body}")
         return Term(weight, "path", os.path.abspath(candidate))
     return Term(weight, "text", body)
+
+
+def _special_kind(path: str) -> str:
+    import stat
+
+    mode = os.stat(path).st_mode
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"

@@ -9,6 +9,7 @@ Every error a client can cause is answered with a 4xx status and a short JSON bo
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from pixgrep.api import open_catalog
 from pixgrep.errors import PixgrepError
 from pixgrep.images.decode import ImageDecodeError
 from pixgrep.models.base import Encoder
+from pixgrep.search.fetch import DownloadsBusy
 from pixgrep.server.guards import BodySizeLimit, TokenGuard
 from pixgrep.server.indexing import IndexBusy, IndexRunner
 from pixgrep.server.state import MAX_UPLOAD_BYTES, ServerState
@@ -42,8 +44,18 @@ or `?token=TOKEN` in the URL (which also sets a cookie, so the page's images loa
 """
 
 
+class PathSafeJSONResponse(JSONResponse):
+    """JSON whose strings may hold file names that are not UTF-8 (surrogateescape): such a
+    character goes out as its JSON escape (\\udce9), so the body is valid JSON and a client
+    gets the exact name back (os.fsencode of the decoded string gives the bytes on disk)."""
+
+    def render(self, content) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+        return text.encode("utf-8", "backslashreplace")
+
+
 def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+    return PathSafeJSONResponse({"error": message}, status_code=status)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -52,6 +64,50 @@ def _validation_message(exc: RequestValidationError) -> str:
         where = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path", "form"))
         parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else err.get("msg", "invalid"))
     return "; ".join(parts) or "invalid request"
+
+
+# The error statuses each route can answer, beyond 400 and 422 (every route) and 413 (every POST).
+_ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
+    "/api/search": (404, 415, 503),
+    "/api/search/image": (404, 415, 503),
+    "/api/images/{image_id}": (404,),
+    "/api/images/{image_id}/thumb": (403, 404),
+    "/api/images/{image_id}/file": (403, 404),
+    "/api/images/{image_id}/similar": (404,),
+    "/api/models/{name}": (404,),
+    "/api/index": (409,),
+    "/knn-service": (404, 415, 503),
+}
+
+
+def _document_errors(app: FastAPI, token: bool) -> None:
+    """List in the OpenAPI schema every error status a route gives, all with the {"error": ...}
+    body (FastAPI's own 422 entry describes a body pixgrep never sends, so it is replaced)."""
+    from pixgrep.server.guards import ErrorBody, error_text
+
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        schema.setdefault("components", {}).setdefault("schemas", {})["ErrorBody"] = (
+            ErrorBody.model_json_schema()
+        )
+        body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                codes = {400, 422, *_ROUTE_ERRORS.get(path, ())}
+                if method == "post":
+                    codes.add(413)
+                if token:
+                    codes.add(401)
+                responses = operation.setdefault("responses", {})
+                for code in sorted(codes):
+                    responses[str(code)] = {"description": error_text(code), "content": body}
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(
@@ -68,7 +124,7 @@ def create_app(
     shared_encoder = catalog.encoder  # raises PixgrepError for an unknown model
     state = ServerState(
         catalog=catalog,
-        model_name=model or getattr(shared_encoder, "model_id", "model"),
+        model_name=model or str(getattr(shared_encoder, "model_id", "model")),
         token=token or None,
         runner=IndexRunner(catalog.path, lambda: shared_encoder),
         max_upload=max_upload,
@@ -80,6 +136,7 @@ def create_app(
         description=DESCRIPTION,
         docs_url=None,  # served by metadata_routes from local assets: /docs works offline
         redoc_url=None,
+        default_response_class=PathSafeJSONResponse,
     )
     app.state.pixgrep = state
 
@@ -89,12 +146,14 @@ def create_app(
             return _error(415, f"cannot use the image: {exc}")
         if isinstance(exc, IndexBusy):
             return _error(409, str(exc))
+        if isinstance(exc, DownloadsBusy):
+            return _error(503, str(exc))
         return _error(400, str(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
-        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+        return PathSafeJSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
@@ -107,6 +166,8 @@ def create_app(
     app.include_router(catalog_routes.router)
     app.include_router(knn.router)
     app.include_router(metadata_routes.router)
+
+    _document_errors(app, bool(state.token))
 
     @app.get("/", include_in_schema=False)
     def page():

@@ -1,7 +1,9 @@
-"""ASGI middleware that runs before any route: the access token and the request body size cap.
+"""What guards every request: ASGI middleware for the access token and the body size cap, and the
+shared validators routes declare their inputs with (image ids SQLite can hold, text without NUL,
+JSON bodies of bounded depth), plus the error responses the OpenAPI schema lists for each route.
 
-Both are plain ASGI (not BaseHTTPMiddleware) so an oversized body is refused while it streams in,
-before anything is parsed or spooled to disk.
+The middleware is plain ASGI (not BaseHTTPMiddleware) so an oversized body is refused while it
+streams in, before anything is parsed or spooled to disk.
 """
 
 from __future__ import annotations
@@ -9,9 +11,97 @@ from __future__ import annotations
 import hmac
 import json
 from http.cookies import SimpleCookie
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
+from fastapi import Path, Query
+from pydantic import AfterValidator, BaseModel
+
+from pixgrep.errors import PixgrepError
+
 TOKEN_COOKIE = "pixgrep_token"
+
+# SQLite stores 64-bit signed integers: a bigger id names no image and must not reach it.
+MAX_IMAGE_ID = 2**63 - 1
+MAX_PATH_CHARS = 4096  # PATH_MAX on Linux; longer names fail in the kernel anyway
+MAX_JSON_DEPTH = 64  # far deeper than any request pixgrep takes; Python's parser overflows near 1000
+
+
+def _no_nul(value: str) -> str:
+    if "\0" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+# A str that the file system can take (no NUL) : folder scopes and the like.
+PlainText = Annotated[str, AfterValidator(_no_nul)]
+ImageIdPath = Annotated[int, Path(ge=0, le=MAX_IMAGE_ID, description="a catalog image id")]
+ImageIdQuery = Annotated[
+    int | None, Query(ge=0, le=MAX_IMAGE_ID, description="a catalog image id: more like this")
+]
+
+
+def check_folder_text(folder: str) -> None:
+    """PixgrepError for a folder name no file system call could take."""
+    if "\0" in folder:
+        raise PixgrepError("a folder path must not contain a NUL character")
+    if len(folder) > MAX_PATH_CHARS:
+        raise PixgrepError(f"a folder path of {len(folder)} characters is over the {MAX_PATH_CHARS} limit")
+
+
+def _depth_ok(raw: bytes, limit: int) -> bool:
+    """Is the JSON nesting (brackets outside strings) at most `limit` deep? One pass, no parse."""
+    depth, in_string, escaped = 0, False, False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return False
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return True
+
+
+def loads_json_body(raw: bytes) -> Any:
+    """A request body as JSON, or PixgrepError (400) for one that is not JSON or nests too deep."""
+    if not _depth_ok(raw, MAX_JSON_DEPTH):
+        raise PixgrepError(f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(raw or b"{}")
+    except (ValueError, RecursionError):
+        raise PixgrepError("the request body is not JSON") from None
+
+
+class ErrorBody(BaseModel):
+    """Every error a client can cause is answered with this body."""
+
+    error: str
+
+
+_ERROR_TEXT = {
+    400: "bad input (a query, an image, a folder or a field that cannot be used)",
+    401: "the server needs a token, or got a wrong one",
+    403: "the catalog's file is a link out of the catalog; not served",
+    404: "no such image or model",
+    409: "another index run is still going",
+    413: "the request body or the image is too big",
+    415: "the upload or download is not an image pixgrep can read",
+    422: "a field has the wrong type or is out of range",
+    503: "every image download slot is busy; try again",
+}
+
+
+def error_text(code: int) -> str:
+    return _ERROR_TEXT.get(code, "request failed")
 
 
 async def send_json_error(send, status: int, message: str, headers: list | None = None) -> None:

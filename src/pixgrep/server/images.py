@@ -18,6 +18,7 @@ from PIL import Image
 
 from pixgrep.images.decode import ImageDecodeError, open_image
 from pixgrep.records import ImageRecord
+from pixgrep.server.guards import ImageIdPath
 from pixgrep.server.querying import not_found
 from pixgrep.server.state import ServerState, get_state
 from pixgrep.server.thumbnails import THUMB_SIZES, to_jpeg
@@ -56,7 +57,7 @@ def servable_path(state: ServerState, record: ImageRecord) -> Path:
 
 
 @router.get("/{image_id}")
-def image_info(image_id: int, state: Annotated[ServerState, Depends(get_state)]):
+def image_info(image_id: ImageIdPath, state: Annotated[ServerState, Depends(get_state)]):
     """What the catalog knows about one image."""
     record = _record(state, image_id)
     return {
@@ -76,7 +77,7 @@ def image_info(image_id: int, state: Annotated[ServerState, Depends(get_state)])
 
 @router.get("/{image_id}/thumb", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
 def thumbnail(
-    image_id: int,
+    image_id: ImageIdPath,
     request: Request,
     state: Annotated[ServerState, Depends(get_state)],
     size: Annotated[int, Query(description=f"longest side, one of {THUMB_SIZES}")] = 256,
@@ -98,7 +99,7 @@ def thumbnail(
 
 
 @router.get("/{image_id}/file", response_class=Response, responses={200: {"content": {"image/*": {}}}})
-def full_image(image_id: int, state: Annotated[ServerState, Depends(get_state)]):
+def full_image(image_id: ImageIdPath, state: Annotated[ServerState, Depends(get_state)]):
     """The image itself: the file as it is for browser formats, converted to JPEG otherwise."""
     record = _record(state, image_id)
     path = servable_path(state, record)

@@ -35,10 +35,17 @@ class IndexRunner:
             return dict(self._status, summary=dict(self._status.get("summary") or {}) or None)
 
     def start(self, folder: str) -> dict:
+        from pixgrep.server.guards import check_folder_text
+
+        check_folder_text(folder)
         path = Path(os.path.expanduser(folder))
         if not path.is_absolute():
             raise PixgrepError(f"folder must be an absolute path: {folder}")
-        if not path.is_dir():
+        try:
+            is_dir = path.is_dir()
+        except OSError as exc:  # a name too long, a loop of links: the kernel's reason, one line
+            raise PixgrepError(f"cannot use folder {folder}: {exc.strerror or exc}") from None
+        if not is_dir:
             raise PixgrepError(f"not a folder: {folder}")
         with self._lock:
             if self._thread is not None and self._thread.is_alive():

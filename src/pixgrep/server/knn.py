@@ -9,7 +9,6 @@ ignored (the served model encodes the text).
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Literal
 
 import numpy as np
@@ -116,11 +115,9 @@ def _metadata(request: Request, image_id: int, path: str) -> dict:
 async def _json_body(request: Request, model: type[BaseModel]):
     """clip-retrieval's client posts JSON without a Content-Type (its back end reads it with
     force=True), so read the body as JSON whatever the header says."""
-    raw = await request.body()
-    try:
-        data = json.loads(raw or b"{}")
-    except ValueError:
-        raise PixgrepError("the request body is not JSON") from None
+    from pixgrep.server.guards import loads_json_body
+
+    data = loads_json_body(await request.body())  # bounded depth: 100,000 "[" is a 400, not a crash
     try:
         return model.model_validate(data)
     except ValidationError as exc:

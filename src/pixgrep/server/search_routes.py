@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from pixgrep.errors import PixgrepError
 from pixgrep.search.options import SearchOptions
 from pixgrep.search.query import bytes_term
+from pixgrep.server.guards import ImageIdPath, ImageIdQuery, PlainText
 from pixgrep.server.metadata_routes import CAMERA, NEAR, PLACE, TAG
 from pixgrep.server.querying import (
     check_model,
@@ -28,7 +29,7 @@ OFFSET = Annotated[int, Query(ge=0, le=1_000_000, description="results to skip (
 THRESHOLD = Annotated[
     float | None, Query(ge=-1.0, le=1.0, description="drop results scoring below this cosine similarity")
 ]
-ROOTS = Annotated[list[str], Query(description="only images under these folders (repeatable)")]
+ROOTS = Annotated[list[PlainText], Query(description="only images under these folders (repeatable)")]
 AFTER = Annotated[str | None, Query(description="captured on or after: YYYY, YYYY-MM, YYYY-MM-DD or ISO")]
 BEFORE = Annotated[str | None, Query(description="captured before: YYYY, YYYY-MM, YYYY-MM-DD or ISO")]
 
@@ -46,7 +47,7 @@ def search_get(
     state: Annotated[ServerState, Depends(get_state)],
     q: Annotated[str | None, Query(description='query language: "cat + 0.5:night - dog"')] = None,
     image_url: Annotated[str | None, Query(description="an http(s) URL of a query image")] = None,
-    like: Annotated[int | None, Query(ge=0, description="a catalog image id: more like this")] = None,
+    like: ImageIdQuery = None,
     k: K = 20,
     offset: OFFSET = 0,
     threshold: THRESHOLD = None,
@@ -98,7 +99,7 @@ class SearchIn(BaseModel):
     k: int = Field(20, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=1_000_000)
     threshold: float | None = Field(None, ge=-1.0, le=1.0)
-    roots: list[str] = Field(default_factory=list, description="only images under these folders")
+    roots: list[PlainText] = Field(default_factory=list, description="only images under these folders")
     after: str | None = Field(None, description="captured on or after (YYYY, YYYY-MM, YYYY-MM-DD, ISO)")
     before: str | None = Field(None, description="captured before (YYYY, YYYY-MM, YYYY-MM-DD, ISO)")
     near: str | None = Field(None, description='"Florence", "Florence, 5", "LAT,LON" or "LAT,LON,KM"')
@@ -155,7 +156,7 @@ def search_image(
     k: Annotated[int, Form(ge=1, le=1000)] = 20,
     offset: Annotated[int, Form(ge=0, le=1_000_000)] = 0,
     threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
-    root: Annotated[list[str], Form()] = [],  # noqa: B006
+    root: Annotated[list[PlainText], Form()] = [],  # noqa: B006
     after: Annotated[str | None, Form()] = None,
     before: Annotated[str | None, Form()] = None,
     near: Annotated[str | None, Form()] = None,
@@ -195,7 +196,7 @@ def search_image(
 
 @router.get("/images/{image_id}/similar", response_model=SearchResponse, tags=["images"])
 def similar(
-    image_id: int,
+    image_id: ImageIdPath,
     state: Annotated[ServerState, Depends(get_state)],
     k: K = 20,
     offset: OFFSET = 0,

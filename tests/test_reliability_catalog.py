@@ -1,0 +1,152 @@
+"""Catalog faults through the real CLI: a full disk, a read-only file or folder, damaged pages, six
+processes creating one catalog at once, a --catalog under a file. Each ends in one line and exit 2
+(or works, where the docs promise it), and what was stored before survives."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from reliability_kit import cli_env, make_images, one_line_error, pixgrep, read_only, small_disk
+
+from pixgrep.catalog.db import MIGRATIONS
+
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+
+def indexed(tmp_path: Path, model: Path, count: int = 24) -> tuple[Path, Path]:
+    photos, catalog = tmp_path / "photos", tmp_path / "catalog.db"
+    make_images(photos, count, size=32)
+    done = pixgrep("index", photos, "--catalog", catalog, "--model", model, "--json")
+    assert done.returncode == 0, done.stderr
+    return photos, catalog
+
+
+def image_rows(catalog: Path) -> int:
+    conn = sqlite3.connect(f"file:{catalog}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_disk_full_while_indexing_is_one_line_and_keeps_what_was_stored(tmp_path, tiny_model_dir):
+    photos, disk = tmp_path / "photos", tmp_path / "disk"
+    make_images(photos, 300, size=32)
+    with small_disk(disk, 400) as limit:
+        catalog = disk / "catalog.db"
+        common = ("--catalog", catalog, "--model", tiny_model_dir)
+        line = one_line_error(pixgrep("index", photos, *common, "--batch-size", "4", **limit))
+        assert "disk is full" in line or "disk I/O error" in line, line
+        stored = image_rows(catalog)
+        assert 0 < stored < 300
+        for suffix in ("", "-wal"):  # to a disk with room: it resumes where it stopped
+            if Path(f"{catalog}{suffix}").exists():
+                shutil.copy(f"{catalog}{suffix}", tmp_path / f"roomy.db{suffix}")
+    rerun = pixgrep("index", photos, "--catalog", tmp_path / "roomy.db", "--model", tiny_model_dir, "--json")
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout)
+    assert summary["encoded"] + summary["reused"] == 300 - stored and image_rows(tmp_path / "roomy.db") == 300
+
+
+def test_damaged_catalog_is_one_line_on_stats_search_and_index_refuses(tmp_path, tiny_model_dir):
+    photos, catalog = indexed(tmp_path, tiny_model_dir, count=60)
+    size = catalog.stat().st_size
+    page = 4096
+    assert size >= 4 * page
+    rng = np.random.default_rng(7)
+    with open(catalog, "r+b") as f:  # two pages past the header overwritten with random bytes
+        for number in (2, size // page - 1):
+            f.seek(number * page)
+            f.write(rng.integers(0, 256, page, dtype=np.uint8).tobytes())
+    before = catalog.read_bytes()
+    common = ("--catalog", catalog, "--model", tiny_model_dir)
+    assert "damaged" in one_line_error(pixgrep("index", photos, *common))
+    assert catalog.read_bytes() == before  # refused before writing a byte
+    for args in (("stats", "--catalog", catalog), ("-n", "--in", photos, "a photo", *common)):
+        done = pixgrep(*args)
+        if done.returncode != 0:  # a read that reaches a damaged page fails in one line
+            one_line_error(done)
+    assert catalog.read_bytes() == before
+
+
+def test_read_only_catalog_file_refuses_index_in_one_line(tmp_path, tiny_model_dir):
+    photos, catalog = indexed(tmp_path, tiny_model_dir)
+    before = catalog.read_bytes()
+    make_images(photos / "more", 2, size=40)
+    with read_only(catalog):  # the folder stays writable, the file is not
+        done = pixgrep("index", photos, "--catalog", catalog, "--model", tiny_model_dir)
+        assert "read-only" in one_line_error(done)
+    assert catalog.read_bytes() == before
+
+
+def test_catalog_in_a_read_only_folder_can_be_searched(tmp_path, tiny_model_dir):
+    home = tmp_path / "media"
+    photos, catalog = indexed(home, tiny_model_dir)
+    common = ("--catalog", catalog, "--model", tiny_model_dir)
+    with read_only(home):
+        found = pixgrep("-n", "--in", photos, "-f", "-k", "5", "a photo", *common)
+        assert found.returncode == 0, found.stderr
+        assert len(found.stdout.splitlines()) == 5
+        stats = pixgrep("stats", "--json", "--catalog", catalog)
+        assert stats.returncode == 0 and json.loads(stats.stdout)["images"] == 24, stats.stderr
+        assert "read-only" in one_line_error(pixgrep("index", photos, *common))
+
+
+def test_six_processes_creating_one_catalog_all_succeed(tmp_path):
+    """Each process runs the real CLI (`pixgrep stats`) on the same new catalog, released at once."""
+    script = (
+        "import sys, time\n"
+        "from pixgrep.cli import main\n"
+        "go = float(sys.argv[2])\n"
+        "time.sleep(max(0.0, go - time.time()))\n"
+        "sys.exit(main(['stats', '--json', '--catalog', sys.argv[1]]))\n"
+    )
+    import time
+
+    failures = []
+    for attempt in range(4):
+        catalog = tmp_path / f"new-{attempt}.db"
+        go = time.time() + 3.0  # after every interpreter has started
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-c", script, str(catalog), str(go)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=cli_env(),
+            )
+            for _ in range(6)
+        ]
+        for run in runs:
+            out, err = run.communicate(timeout=120)
+            if run.returncode != 0:
+                failures.append(err.strip())
+        conn = sqlite3.connect(catalog)
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)  # fully migrated
+        conn.close()
+    assert failures == []
+
+
+def test_catalog_under_a_file_and_catalog_that_is_a_folder(tmp_path):
+    (tmp_path / "plain-file").write_text("x")
+    line = one_line_error(pixgrep("stats", "--catalog", tmp_path / "plain-file" / "sub" / "catalog.db"))
+    assert "plain-file is a file, not a folder" in line and "File exists" not in line
+    (tmp_path / "folder.db").mkdir()
+    assert "is a folder" in one_line_error(pixgrep("stats", "--catalog", tmp_path / "folder.db"))
+
+
+def test_search_matrix_follows_the_catalog_files_mode(tmp_path, tiny_model_dir):
+    photos, catalog = indexed(tmp_path, tiny_model_dir)
+    catalog.chmod(0o644)
+    done = pixgrep("-n", "--in", photos, "a photo", "--catalog", catalog, "--model", tiny_model_dir)
+    assert done.returncode == 0, done.stderr
+    matrices = list(Path(f"{catalog}.vectors").glob("*.matrix"))
+    assert matrices and all(stat.S_IMODE(m.stat().st_mode) == 0o644 for m in matrices)
