@@ -1,0 +1,293 @@
+"""Approximate nearest-neighbour libraries compared on realistic CLIP-style vectors.
+
+    # 1. real vectors: image vectors of a catalog (e.g. flickr8k + cifar10 indexed with pixgrep-mini)
+    #    and text vectors of real Flickr8k captions (the queries)
+    .venv/bin/python benchmarks/bench_ann.py vectors --catalog /tmp/ann/real.db --model pixgrep-mini \
+        --captions ../shared/data/flickr8k/captions.tsv --out /tmp/ann/vec
+    # 2. each library on the real vectors replicated with small noise to N rows
+    .venv/bin/python benchmarks/bench_ann.py compare --vectors /tmp/ann/vec --rows 100000 \
+        --libs usearch-i8 usearch-f16 faiss-hnsw faiss-hnsw-sq8 faiss-ivfpq hnswlib
+
+Uniform random vectors make every index look bad (no structure to exploit), so the data set is the
+real image vectors, each copied `rows / real` times with Gaussian noise (cosine to the original about
+0.93, `--noise`): every copy is as hard to tell apart from its siblings as near-duplicate photos are.
+`compare --rows R --real-only` measures the same curve on the real vectors alone, to show that the
+replicated set is no easier than the real one. Recall@10 is against exact float32 search over the
+same rows, for text queries (real captions). Latency is one query at a time on one thread (what a
+server request or a CLI query pays), after the index is reopened memory-mapped where the library
+can. Prints one JSON line per (library, search setting) and a summary; the machine load is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+K = 10
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def cmd_vectors(args: argparse.Namespace) -> None:
+    """Image vectors from a catalog, text vectors of captions: images.npy, queries.npy."""
+    import pixgrep
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with pixgrep.open_catalog(args.catalog, model=args.model) as catalog:
+        blobs = [blob for _, _, blob in catalog.db.iter_searchable(catalog.encoder.model_id)]
+        images = np.stack([np.frombuffer(b, "<f2") for b in blobs]).astype(np.float32)
+        images /= np.linalg.norm(images, axis=1, keepdims=True)
+        lines = Path(args.captions).read_text().splitlines()[1:]
+        rng = np.random.default_rng(0)
+        picked = rng.choice(len(lines), size=min(args.queries, len(lines)), replace=False)
+        captions = [lines[i].split("\t")[2] for i in picked]
+        queries = np.concatenate(
+            [catalog.encoder.encode_texts(captions[i : i + 64]) for i in range(0, len(captions), 64)]
+        ).astype(np.float32)
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    np.save(out / "images.npy", images)
+    np.save(out / "queries.npy", queries)
+    print(json.dumps({"images": images.shape, "queries": queries.shape}))
+
+
+def replicated(base: np.ndarray, rows: int, noise: float, seed: int = 0) -> np.ndarray:
+    """`rows` unit vectors: the real ones first, then noisy copies of them (float32)."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((rows, base.shape[1]), np.float32)
+    n = min(rows, len(base))
+    out[:n] = base[:n]
+    for start in range(n, rows, 50_000):
+        end = min(start + 50_000, rows)
+        block = base[rng.integers(0, len(base), end - start)]
+        block = block + rng.standard_normal(block.shape, dtype=np.float32) * noise
+        out[start:end] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
+
+
+def exact_top(data: np.ndarray, queries: np.ndarray, k: int = K) -> np.ndarray:
+    tops = []
+    for start in range(0, len(queries), 32):
+        scores = queries[start : start + 32] @ data.T
+        part = np.argpartition(-scores, k, axis=1)[:, :k]
+        order = np.take_along_axis(scores, part, 1).argsort(axis=1)[:, ::-1]
+        tops.append(np.take_along_axis(part, order, 1))
+    return np.concatenate(tops)
+
+
+def recall(found: list[np.ndarray], truth: np.ndarray) -> float:
+    hits = [len(set(f.tolist()) & set(t.tolist())) / K for f, t in zip(found, truth, strict=True)]
+    return float(np.mean(hits))
+
+
+# -- one adapter per library: build(data) -> saved path, open(path) -> searcher(q, setting) -------
+
+
+class UsearchLib:
+    def __init__(self, dtype: str):
+        self.dtype = dtype
+        self.settings = [16, 32, 64, 128, 256]  # expansion_search
+
+    def build(self, data: np.ndarray, path: Path) -> None:
+        from usearch.index import Index
+
+        index = Index(ndim=data.shape[1], metric="ip", dtype=self.dtype, connectivity=16, expansion_add=128)
+        index.add(np.arange(len(data), dtype=np.uint64), data, threads=2)
+        index.save(str(path))
+
+    def open(self, path: Path):
+        from usearch.index import Index
+
+        index = Index.restore(str(path), view=True)
+
+        def search(q: np.ndarray, ef: int) -> np.ndarray:
+            index.expansion_search = ef
+            return np.asarray(index.search(q, K, threads=1).keys, np.int64)
+
+        return search
+
+
+class FaissLib:
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.settings = [1, 4, 8, 16, 32, 64] if kind == "ivfpq" else [16, 32, 64, 128, 256]
+
+    def build(self, data: np.ndarray, path: Path) -> None:
+        import faiss
+
+        faiss.omp_set_num_threads(2)
+        dim = data.shape[1]
+        if self.kind == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = 128
+        elif self.kind == "hnsw-sq8":
+            index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, 32, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = 128
+            index.train(data[: min(len(data), 100_000)])
+        else:
+            nlist = int(4 * np.sqrt(len(data)))
+            quantizer = faiss.IndexFlatIP(dim)
+            index = faiss.IndexIVFPQ(quantizer, dim, nlist, 64, 8, faiss.METRIC_INNER_PRODUCT)
+            index.train(data[: min(len(data), max(40 * nlist, 50_000))])
+        index.add(data)
+        faiss.write_index(index, str(path))
+
+    def open(self, path: Path):
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+        try:
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        except RuntimeError:
+            index = faiss.read_index(str(path))
+
+        def search(q: np.ndarray, setting: int) -> np.ndarray:
+            if self.kind == "ivfpq":
+                index.nprobe = setting
+            else:
+                index.hnsw.efSearch = setting
+            return index.search(q.reshape(1, -1), K)[1][0].astype(np.int64)
+
+        return search
+
+
+class HnswlibLib:
+    settings = [16, 32, 64, 128, 256]
+
+    def build(self, data: np.ndarray, path: Path) -> None:
+        import hnswlib
+
+        index = hnswlib.Index(space="ip", dim=data.shape[1])
+        index.init_index(max_elements=len(data), M=16, ef_construction=128)
+        index.add_items(data, np.arange(len(data)), num_threads=2)
+        index.save_index(str(path))
+
+    def open(self, path: Path):
+        import hnswlib
+
+        index = hnswlib.Index(space="ip", dim=0)
+        index.load_index(str(path))
+        index.set_num_threads(1)
+
+        def search(q: np.ndarray, ef: int) -> np.ndarray:
+            index.set_ef(max(ef, K))
+            return index.knn_query(q, K)[0][0].astype(np.int64)
+
+        return search
+
+
+LIBS = {
+    "usearch-i8": lambda: UsearchLib("i8"),
+    "usearch-f16": lambda: UsearchLib("f16"),
+    "faiss-hnsw": lambda: FaissLib("hnsw"),
+    "faiss-hnsw-sq8": lambda: FaissLib("hnsw-sq8"),
+    "faiss-ivfpq": lambda: FaissLib("ivfpq"),
+    "hnswlib": lambda: HnswlibLib(),
+}
+
+
+def bench_lib(name: str, data: np.ndarray, queries: np.ndarray, truth: np.ndarray, work: Path) -> list[dict]:
+    lib = LIBS[name]()
+    path = work / f"{name}.index"
+    started, cpu = time.perf_counter(), time.process_time()
+    lib.build(data, path)
+    build_s, build_cpu = time.perf_counter() - started, time.process_time() - cpu
+    before = rss_mb()
+    started = time.perf_counter()
+    search = lib.open(path)
+    open_ms = 1000 * (time.perf_counter() - started)
+    opened = rss_mb()
+    rows = []
+    for setting in lib.settings:
+        found, times = [], []
+        for q in queries:
+            t = time.perf_counter()
+            found.append(search(q, setting))
+            times.append(1000 * (time.perf_counter() - t))
+        rows.append(
+            {
+                "lib": name,
+                "rows": len(data),
+                "setting": setting,
+                "recall@10": round(recall(found, truth), 4),
+                "p50_ms": round(statistics.median(times), 3),
+                "p95_ms": round(float(np.percentile(times, 95)), 3),
+                "build_s": round(build_s, 1),
+                "build_cpu_s": round(build_cpu, 1),
+                "file_mb": round(path.stat().st_size / 2**20, 1),
+                "open_ms": round(open_ms, 1),
+                "rss_after_open_mb": round(opened - before, 1),
+                "rss_after_queries_mb": round(rss_mb() - before, 1),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    path.unlink()
+    return rows
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    folder = Path(args.vectors)
+    base = np.load(folder / "images.npy")
+    queries = np.load(folder / "queries.npy")[: args.queries]
+    data = base[: args.rows] if args.real_only else replicated(base, args.rows, args.noise)
+    truth = exact_top(data, queries)
+    load = os.getloadavg()
+    print(
+        json.dumps(
+            {
+                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+                "rows": len(data),
+                "real_rows": len(base),
+                "noise": None if args.real_only else args.noise,
+                "queries": len(queries),
+                "load_average": [round(x, 2) for x in load],
+            }
+        ),
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(dir=args.work) as work:
+        for name in args.libs:
+            bench_lib(name, data, queries, truth, Path(work))
+    print(json.dumps({"load_average_after": [round(x, 2) for x in os.getloadavg()]}))
+    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    vec = sub.add_parser("vectors")
+    vec.add_argument("--catalog", required=True)
+    vec.add_argument("--model", default="pixgrep-mini")
+    vec.add_argument("--captions", required=True)
+    vec.add_argument("--queries", type=int, default=1000)
+    vec.add_argument("--out", required=True)
+    cmp = sub.add_parser("compare")
+    cmp.add_argument("--vectors", required=True)
+    cmp.add_argument("--rows", type=int, default=100_000)
+    cmp.add_argument("--queries", type=int, default=300)
+    cmp.add_argument("--noise", type=float, default=0.017)
+    cmp.add_argument("--real-only", action="store_true")
+    cmp.add_argument("--libs", nargs="+", default=list(LIBS), choices=list(LIBS))
+    cmp.add_argument("--work", help="folder for the index files (default: a temporary folder)")
+    args = parser.parse_args()
+    {"vectors": cmd_vectors, "compare": cmd_compare}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
