@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 K = 10
+FETCH = [K]  # candidates asked of the index; > K re-scores them exactly (what pixgrep does)
 
 
 def rss_mb() -> float:
@@ -115,7 +116,7 @@ class UsearchLib:
 
         def search(q: np.ndarray, ef: int) -> np.ndarray:
             index.expansion_search = ef
-            return np.asarray(index.search(q, K, threads=1).keys, np.int64)
+            return np.asarray(index.search(q, FETCH[0], threads=1).keys, np.int64)
 
         return search
 
@@ -159,7 +160,7 @@ class FaissLib:
                 index.nprobe = setting
             else:
                 index.hnsw.efSearch = setting
-            return index.search(q.reshape(1, -1), K)[1][0].astype(np.int64)
+            return index.search(q.reshape(1, -1), FETCH[0])[1][0].astype(np.int64)
 
         return search
 
@@ -183,8 +184,8 @@ class HnswlibLib:
         index.set_num_threads(1)
 
         def search(q: np.ndarray, ef: int) -> np.ndarray:
-            index.set_ef(max(ef, K))
-            return index.knn_query(q, K)[0][0].astype(np.int64)
+            index.set_ef(max(ef, FETCH[0]))
+            return index.knn_query(q, FETCH[0])[0][0].astype(np.int64)
 
         return search
 
@@ -215,13 +216,18 @@ def bench_lib(name: str, data: np.ndarray, queries: np.ndarray, truth: np.ndarra
         found, times = [], []
         for q in queries:
             t = time.perf_counter()
-            found.append(search(q, setting))
+            candidates = search(q, setting)
+            if FETCH[0] > K:  # exact re-score of the candidates, as the search matrix does
+                candidates = candidates[candidates >= 0]
+                candidates = candidates[np.argsort(-(data[candidates] @ q))[:K]]
+            found.append(candidates)
             times.append(1000 * (time.perf_counter() - t))
         rows.append(
             {
                 "lib": name,
                 "rows": len(data),
                 "setting": setting,
+                "fetch": FETCH[0],
                 "recall@10": round(recall(found, truth), 4),
                 "p50_ms": round(statistics.median(times), 3),
                 "p95_ms": round(float(np.percentile(times, 95)), 3),
@@ -242,6 +248,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     folder = Path(args.vectors)
     base = np.load(folder / "images.npy")
     queries = np.load(folder / "queries.npy")[: args.queries]
+    FETCH[0] = args.fetch
     data = base[: args.rows] if args.real_only else replicated(base, args.rows, args.noise)
     truth = exact_top(data, queries)
     load = os.getloadavg()
@@ -266,6 +273,139 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
 
 
+def cmd_catalog(args: argparse.Namespace) -> None:
+    """A catalog of `rows` images whose vectors are the real ones replicated with noise."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from synthetic_catalog import fill_catalog
+
+    from pixgrep.models import load_encoder
+
+    encoder = load_encoder(args.model)
+    base = np.load(Path(args.vectors) / "images.npy")
+    started = time.perf_counter()
+    folder = Path(args.out).parent / "photos"
+    fill_catalog(
+        Path(args.out), args.rows, encoder.model_id, encoder.dim, folder=str(folder), base_vectors=base
+    )
+    print(
+        json.dumps(
+            {"rows": args.rows, "fill_s": round(time.perf_counter() - started, 1), "photos": str(folder)}
+        )
+    )
+
+
+def run_child(command: list[str]) -> tuple[float, float, int]:
+    """(wall s, CPU s, peak RSS MB) of one child process."""
+    import subprocess
+
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    error = proc.stderr.read().decode() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) not in (0, 1):
+        raise SystemExit(f"{command} failed: {error}")
+    return round(wall, 3), round(usage.ru_utime + usage.ru_stime, 3), usage.ru_maxrss // 1024
+
+
+def cmd_e2e(args: argparse.Namespace) -> None:
+    """At one catalog size: build time and size of base + index, recall@10 of ANN vs exact for
+    real caption queries, in-process latency, CLI whole-process time and peak RSS, and the cost of
+    adding 1 and N images."""
+    import pixgrep
+    from pixgrep.search import ann as ann_module
+    from pixgrep.search import matrix as matrix_module
+
+    catalog_path = Path(args.catalog)
+    photos = str(catalog_path.parent / "photos")
+    report: dict = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+    }
+    queries = np.load(Path(args.vectors) / "queries.npy")[: args.queries]
+    with pixgrep.open_catalog(catalog_path, model=args.model) as catalog:
+        db, encoder = catalog.db, catalog.encoder
+        target = matrix_module.sidecar_path(db.path, encoder.model_id)
+        if args.rebuild or matrix_module.open_matrix(target) is None:
+            ann_seconds = []
+            real_build_index = ann_module.build_index
+
+            def timed_index(*a, **k):
+                t = time.perf_counter()
+                out = real_build_index(*a, **k)
+                ann_seconds.append(time.perf_counter() - t)
+                return out
+
+            ann_module.build_index = timed_index  # type: ignore[assignment]
+            started = time.perf_counter()
+            matrix_module.build_matrix(db, encoder.model_id)
+            total = time.perf_counter() - started
+            ann_module.build_index = real_build_index  # type: ignore[assignment]
+            report["build_base_s"] = round(total - sum(ann_seconds), 1)
+            report["build_ann_s"] = round(sum(ann_seconds), 1)
+        m = matrix_module.load_matrix(db, encoder.model_id)
+        report["rows"] = m.live
+        report["matrix_mb"] = round(target.stat().st_size / 2**20, 1)
+        ann_file = ann_module.index_path(target)
+        report["ann_mb"] = round(ann_file.stat().st_size / 2**20, 1) if ann_file.exists() else None
+        report["index"] = m.describe()
+        # recall and latency, in-process (what a server request pays besides the text tower)
+        found, truth, ann_ms, exact_ms = [], [], [], []
+        for i, q in enumerate(queries):
+            t = time.perf_counter()
+            found.append(np.asarray([h.image_id for h in m.top(q, K)]))
+            ann_ms.append(1000 * (time.perf_counter() - t))
+            if i < args.exact_queries:
+                t = time.perf_counter()
+                truth.append(np.asarray([h.image_id for h in m.top(q, K, exact=True)]))
+                exact_ms.append(1000 * (time.perf_counter() - t))
+        report["recall@10"] = round(recall(found[: len(truth)], np.asarray(truth)), 4)
+        report["search_ms"] = {
+            "ann_p50": round(statistics.median(ann_ms), 2),
+            "ann_p95": round(float(np.percentile(ann_ms, 95)), 2),
+            "exact_p50": round(statistics.median(exact_ms), 1),
+        }
+        text_ms = []
+        for caption in ["a dog runs on the beach", "two children play in the snow", "a man rides a bike"] * 5:
+            t = time.perf_counter()
+            catalog.search(caption, roots=[photos])
+            text_ms.append(1000 * (time.perf_counter() - t))
+        report["api_text_query_ms"] = {
+            "p50": round(statistics.median(text_ms), 1),
+            "p95": round(float(np.percentile(text_ms, 95)), 1),
+        }
+        # adding images: one write_batch, then the next query's catch-up
+        rng = np.random.default_rng(1)
+        for count in (1, args.add):
+            rows, vectors = [], {}
+            for i in range(count):
+                path = f"{photos}/added/{count}-{i}.jpg"
+                digest = f"added-{count}-{i}-{time.time_ns()}"
+                rows.append((path, 1, 1, digest, 1, 1, "JPEG", None, None))
+                vectors[digest] = queries[i % len(queries)] + 0.01 * rng.standard_normal(queries.shape[1])
+            db.write_batch(rows, vectors, encoder.model_id)
+            t = time.perf_counter()
+            m = matrix_module.load_matrix(db, encoder.model_id)
+            report[f"add_{count}_update_s"] = round(time.perf_counter() - t, 3)
+            t = time.perf_counter()
+            m.top(queries[0], K)
+            report[f"add_{count}_next_query_ms"] = round(1000 * (time.perf_counter() - t), 1)
+        report["journal_mb"] = round(matrix_module.delta_path(target).stat().st_size / 2**20, 2)
+    pixgrep_bin = str(Path(sys.executable).with_name("pixgrep"))
+    common = ["--catalog", str(catalog_path), "--model", args.model, "--in", photos]
+    for name, extra in (("cli_text", []), ("cli_text_exact", ["--exact"])):
+        runs = [run_child([pixgrep_bin, "-n", "a dog runs on the beach", *common, *extra]) for _ in range(3)]
+        report[name] = {
+            "wall_min_s": min(r[0] for r in runs),
+            "wall_median_s": statistics.median(r[0] for r in runs),
+            "cpu_median_s": statistics.median(r[1] for r in runs),
+            "peak_rss_mb": max(r[2] for r in runs),
+        }
+    report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    print(json.dumps(report, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -283,10 +423,26 @@ def main() -> None:
     cmp.add_argument("--queries", type=int, default=300)
     cmp.add_argument("--noise", type=float, default=0.017)
     cmp.add_argument("--real-only", action="store_true")
+    cmp.add_argument("--fetch", type=int, default=K, help="candidates per query, re-scored exactly")
     cmp.add_argument("--libs", nargs="+", default=list(LIBS), choices=list(LIBS))
     cmp.add_argument("--work", help="folder for the index files (default: a temporary folder)")
+    cat = sub.add_parser("catalog")
+    cat.add_argument("--vectors", required=True)
+    cat.add_argument("--model", default="pixgrep-mini")
+    cat.add_argument("--rows", type=int, default=1_000_000)
+    cat.add_argument("--out", required=True, help="catalog file to create")
+    e2e = sub.add_parser("e2e")
+    e2e.add_argument("--catalog", required=True)
+    e2e.add_argument("--vectors", required=True)
+    e2e.add_argument("--model", default="pixgrep-mini")
+    e2e.add_argument("--queries", type=int, default=300)
+    e2e.add_argument("--exact-queries", type=int, default=30)
+    e2e.add_argument("--add", type=int, default=10_000)
+    e2e.add_argument("--rebuild", action="store_true")
     args = parser.parse_args()
-    {"vectors": cmd_vectors, "compare": cmd_compare}[args.command](args)
+    {"vectors": cmd_vectors, "compare": cmd_compare, "catalog": cmd_catalog, "e2e": cmd_e2e}[args.command](
+        args
+    )
 
 
 if __name__ == "__main__":
