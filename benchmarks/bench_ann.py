@@ -167,8 +167,10 @@ class FaissLib:
 
 class HnswlibLib:
     settings = [16, 32, 64, 128, 256]
+    dim = 0
 
     def build(self, data: np.ndarray, path: Path) -> None:
+        self.dim = data.shape[1]
         import hnswlib
 
         index = hnswlib.Index(space="ip", dim=data.shape[1])
@@ -179,7 +181,7 @@ class HnswlibLib:
     def open(self, path: Path):
         import hnswlib
 
-        index = hnswlib.Index(space="ip", dim=0)
+        index = hnswlib.Index(space="ip", dim=self.dim)
         index.load_index(str(path))
         index.set_num_threads(1)
 

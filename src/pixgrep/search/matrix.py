@@ -990,3 +990,14 @@ def load_matrix(db: CatalogDB, model: str) -> VectorMatrix:
                 matrix.base.ann = ann_module.build_index(target, matrix.base.base_id, matrix.base.vectors)
         _cache[key] = matrix
         return matrix
+
+
+def describe_index(catalog_path: str | os.PathLike, model: str) -> dict | None:
+    """What the sidecar on disk holds for `model` (for `stats`), without catching up or building."""
+    matrix = open_matrix(sidecar_path(catalog_path, model))
+    if matrix is None or matrix.model != model:
+        return None
+    info = matrix.describe()
+    info.pop("last_method")
+    info["generation"] = matrix.generation
+    return info
