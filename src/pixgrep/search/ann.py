@@ -29,6 +29,9 @@ BUILD_CHUNK = 65_536
 
 
 def available() -> bool:
+    """usearch is installed and $PIXGREP_ANN is not "0" (which keeps every search exact)."""
+    if os.environ.get("PIXGREP_ANN", "1").strip() == "0":
+        return False
     try:
         import usearch.index  # noqa: F401
     except ImportError:
@@ -67,6 +70,8 @@ class AnnIndex:
 def open_index(matrix_path: Path, base_id: str, rows: int) -> AnnIndex | None:
     """The index built for this matrix base, memory-mapped; None when missing, stale or unreadable."""
     path = index_path(matrix_path)
+    if not available():
+        return None
     try:
         meta = json.loads(_meta_path(matrix_path).read_text())
         if meta.get("base_id") != base_id or meta.get("rows") != rows or path.stat().st_size != meta["bytes"]:

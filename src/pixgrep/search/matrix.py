@@ -825,9 +825,10 @@ def build_matrix(db: CatalogDB, model: str, target: Path | None = None) -> Vecto
         blob += b"\0" * (_aligned(len(blob)) - len(blob))
         blob += array.tobytes()
     buffer = np.frombuffer(bytes(blob), "u1")
-    header = _read_header(buffer)
-    assert header is not None
-    return VectorMatrix(_Base(header, buffer, None))
+    parsed = _read_header(buffer)
+    if parsed is None:  # we just laid it out: only a bug gets here
+        raise RuntimeError("the in-memory matrix has an unreadable header")
+    return VectorMatrix(_Base(parsed, buffer, None))
 
 
 # -- catching up with the catalog -------------------------------------------------------------
