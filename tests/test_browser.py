@@ -371,3 +371,31 @@ def test_real_photos_load_in_the_grid_and_the_viewer(browser, tmp_path):
             shot(page, "09-real-photo-viewer")
         finally:
             context.close()
+
+
+def test_docs_render_with_no_outside_request(browser, server):
+    """/docs (Swagger UI) loads its script and style from this server: nothing leaves the machine."""
+    from urllib.parse import urlparse
+
+    context = browser.new_context()
+    page = context.new_page()
+    outside = []
+    local = urlparse(server.url).netloc
+
+    def guard(route):
+        if urlparse(route.request.url).netloc == local:
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", guard)
+    try:
+        page.goto(server.url + "/docs")
+        page.wait_for_selector(".swagger-ui .info .title")
+        assert "pixgrep" in page.inner_text(".swagger-ui .info .title")
+        page.wait_for_selector(".swagger-ui .opblock-tag")  # the operations rendered from /openapi.json
+        shot(page, "10-docs")
+    finally:
+        context.close()
+    assert outside == []

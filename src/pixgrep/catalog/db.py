@@ -19,6 +19,44 @@ import numpy as np
 from pixgrep.errors import PixgrepError
 from pixgrep.records import ImageRecord
 
+# -- photo metadata (issue 15): GPS, camera, lens, keywords, place names; catalog/metadata.py ------
+# Separate tables keyed by image id, so the images table and its writers stay as they are; an
+# existing catalog gets them empty, and the next index run fills them from the files' headers and
+# sidecars without re-encoding anything. The trigger keeps them in step with deleted images.
+METADATA_SCHEMA = """
+    CREATE TABLE photo_meta (
+        image_id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,             -- image size:mtime + each sidecar name:size:mtime
+        latitude REAL,
+        longitude REAL,
+        altitude REAL,
+        make TEXT,
+        model TEXT,
+        lens TEXT,
+        orientation INTEGER,
+        title TEXT,
+        description TEXT,
+        city TEXT,
+        region TEXT,
+        country TEXT,
+        country_code TEXT,
+        placed INTEGER NOT NULL DEFAULT 0,  -- 1 once the position went through the gazetteer
+        read_at REAL NOT NULL
+    );
+    CREATE INDEX photo_meta_latitude ON photo_meta (latitude) WHERE latitude IS NOT NULL;
+    CREATE TABLE photo_keywords (
+        image_id INTEGER NOT NULL,
+        keyword TEXT NOT NULL,
+        folded TEXT NOT NULL,             -- casefold(keyword), what filters match
+        PRIMARY KEY (image_id, folded)
+    );
+    CREATE INDEX photo_keywords_folded ON photo_keywords (folded);
+    CREATE TRIGGER photo_meta_follows_images AFTER DELETE ON images BEGIN
+        DELETE FROM photo_meta WHERE image_id = old.id;
+        DELETE FROM photo_keywords WHERE image_id = old.id;
+    END;
+"""
+
 # One entry per schema version; never edit an entry that has shipped, append a new one.
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -47,6 +85,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO meta VALUES ('generation', '0');
     """,
+    METADATA_SCHEMA,  # 2: photo metadata tables (block above)
 )
 
 # What write_batch stores per file: (path, size, mtime_ns, content_hash, width, height, format,
@@ -145,6 +184,14 @@ class CatalogDB:
             for row in self.conn.execute(f"SELECT {IMAGE_COLUMNS} FROM images WHERE id IN ({marks})", chunk):
                 found[row[0]] = ImageRecord(*row)
         return found
+
+    def folder_counts(self) -> dict[str, int]:
+        """Folders holding readable images, with how many each holds directly."""
+        counts: dict[str, int] = {}
+        for (path,) in self.conn.execute("SELECT path FROM images WHERE error IS NULL"):
+            folder = os.path.dirname(path)
+            counts[folder] = counts.get(folder, 0) + 1
+        return counts
 
     def hashes_with_vectors(self, model: str) -> set[str]:
         rows = self.conn.execute("SELECT content_hash FROM embeddings WHERE model = ?", (model,))

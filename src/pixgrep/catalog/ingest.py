@@ -370,6 +370,10 @@ def index_roots(
     seen = {e.path for e in entries}
     gone = [path for path in stored if path not in seen and not os.path.lexists(path)]
     summary.removed = db.remove_images(gone)
+    # 4. Photo metadata (GPS, camera, keywords, XMP sidecars): from headers, nothing decoded or encoded.
+    from pixgrep.catalog.metadata import refresh_under
+
+    refresh_under(db, folders, on_warning=warn)
     summary.seconds = time.monotonic() - started
     if gone:
         ticker.refresh()

@@ -59,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats = subparsers.add_parser(
         "stats",
         help="what the catalog holds",
-        description="Catalog path, image and error counts, vectors per model, size on disk.",
+        description="Catalog path, image and error counts, vectors per model, how many images have a GPS "
+        "position, a place name, a camera and keywords, size on disk.",
         epilog=STATS_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -105,5 +106,18 @@ def _stats(args: argparse.Namespace) -> int:
         print("vectors   none")
     for i, (model, count) in enumerate(sorted(vectors.items())):
         print(f"{'vectors' if i == 0 else '':<9} {count}  {model}")
+    if "with_gps" in stats:
+        print(f"gps       {stats['with_gps']}  (a place name: {stats['with_place']})")
+        print(f"camera    {stats['with_camera']}  (make or model known)")
+        print(f"keywords  {stats['with_keywords']}  ({stats['keywords']} different)")
+    for model, index in sorted((stats.get("search_index") or {}).items()):
+        if index is None:
+            print(f"search    {model}: no index yet (built by the next search)")
+            continue
+        how = f"ANN: {index['ann']}" if index["ann"] else f"exact (ANN from {index['ann_min_rows']} images)"
+        print(
+            f"search    {model}: {index['rows']} rows, {how}; "
+            f"{index['appended']} appended, {index['dead']} dead"
+        )
     print(f"size      {human_size(stats['bytes'])}")
     return 0

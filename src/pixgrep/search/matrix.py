@@ -461,6 +461,7 @@ class VectorMatrix:
         after: float | None = None,
         before: float | None = None,
         accept: Callable[[int, str], bool] | None = None,
+        allowed: np.ndarray | None = None,
         exact: bool = False,
     ) -> list[Hit]:
         """The best `k` rows after skipping `offset`, best first (ties: path order).
@@ -469,6 +470,7 @@ class VectorMatrix:
         capture time (wall-clock seconds) in [after, before); images without one are left out.
         accept(image_id, path): a last say on each candidate, asked in score order, only as far
         as needed (used for --exclude and for leaving the query's own images out).
+        allowed: a boolean mask over all rows (metadata filters); False rows are never ranked.
         exact: score every row in scope even where the ANN index would be used.
         """
         if k <= 0 or self.rows == 0:
@@ -478,10 +480,15 @@ class VectorMatrix:
             raise ValueError(f"query has {query.shape[0]} dimensions, the catalog's vectors {self.dim}")
         ranges = [(0, self.base.rows)] if roots is None else self.rows_under(roots)
         tail = self._tail_in_scope(roots, after, before)
+        if allowed is not None:
+            allowed = np.asarray(allowed, bool)
+            tail = tail[allowed[tail + self.base.rows]]
         if not exact:
             index = self.base.ann_index()
             if index is not None:
-                hits = self._top_ann(index, query, k, offset, ranges, tail, threshold, after, before, accept)
+                hits = self._top_ann(
+                    index, query, k, offset, ranges, tail, threshold, after, before, accept, allowed
+                )
                 if hits is not None:
                     self.last_method = "ann"
                     return hits
@@ -495,6 +502,8 @@ class VectorMatrix:
                 keep &= self.base.taken[lo:hi] >= after  # NaN (no capture time) compares False
             if before is not None:
                 keep &= self.base.taken[lo:hi] < before
+            if allowed is not None:
+                keep &= allowed[lo:hi]
             rows = np.arange(lo, hi)
             if not keep.all():
                 scores, rows = scores[keep], rows[keep]
@@ -535,19 +544,19 @@ class VectorMatrix:
                 return hits[offset:need]
             window = min(len(scores), window * 4)
 
-    def _top_ann(self, index, query, k, offset, ranges, tail, threshold, after, before, accept):
+    def _top_ann(self, index, query, k, offset, ranges, tail, threshold, after, before, accept, allowed):
         """ANN candidates, filtered, re-scored exactly, merged with the appended rows; None means
         "score exactly": the scope is too small for the index to pay, or over-fetching did not
         find enough candidates that pass the filters."""
         base = self.base
         in_scope = sum(hi - lo for lo, hi in ranges)
-        if after is not None or before is not None:
-            dated = np.ones(base.rows, bool)
+        if after is not None or before is not None or allowed is not None:
+            passing = np.ones(base.rows, bool) if allowed is None else allowed[: base.rows].copy()
             if after is not None:
-                dated &= base.taken >= after
+                passing &= base.taken >= after
             if before is not None:
-                dated &= base.taken < before
-            in_scope = sum(int(np.count_nonzero(dated[lo:hi])) for lo, hi in ranges)
+                passing &= base.taken < before
+            in_scope = sum(int(np.count_nonzero(passing[lo:hi])) for lo, hi in ranges)
         if in_scope < ANN_MIN_SCOPE:
             return None
         starts = np.asarray([lo for lo, _ in ranges], np.int64)
@@ -567,6 +576,8 @@ class VectorMatrix:
                 keep &= base.taken[found] >= after
             if before is not None:
                 keep &= base.taken[found] < before
+            if allowed is not None:
+                keep &= allowed[found]
             rows = found[keep]
             scores = self._scores_of_rows(query, rows)
             hits = self._pick(
@@ -991,6 +1002,12 @@ def load_matrix(db: CatalogDB, model: str) -> VectorMatrix:
                 matrix.base.ann = ann_module.build_index(target, matrix.base.base_id, matrix.base.vectors)
         _cache[key] = matrix
         return matrix
+
+
+def cached_matrix(catalog_path: str | os.PathLike, model: str) -> VectorMatrix | None:
+    """The matrix this process last loaded for (catalog, model), if any; nothing is read."""
+    with _lock:
+        return _cache.get(str(sidecar_path(catalog_path, model)))
 
 
 def describe_index(catalog_path: str | os.PathLike, model: str) -> dict | None:

@@ -8,6 +8,9 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Upload
 from pydantic import BaseModel, Field
 
 from pixgrep.errors import PixgrepError
+from pixgrep.search.options import SearchOptions
+from pixgrep.search.query import bytes_term
+from pixgrep.server.metadata_routes import CAMERA, NEAR, PLACE, TAG
 from pixgrep.server.querying import (
     check_model,
     make_term,
@@ -50,6 +53,10 @@ def search_get(
     root: ROOTS = [],  # noqa: B006 (FastAPI copies defaults)
     after: AFTER = None,
     before: BEFORE = None,
+    near: NEAR = None,
+    camera: CAMERA = None,
+    tag: TAG = None,
+    place: PLACE = None,
     model: Annotated[str | None, Query(description="must name the served model, if given")] = None,
 ):
     """Search by text, by an image URL, by a catalog image ("more like this"), or any mix of them."""
@@ -61,16 +68,19 @@ def search_get(
         terms.append(make_term("url", image_url))
     if like is not None:
         terms.append(make_term("image_id", like))
-    results, took = run_search(
-        state,
-        terms,
-        roots=normalise_roots(root),
+    options = SearchOptions(
         k=k,
         offset=offset,
         threshold=threshold,
+        roots=normalise_roots(root),
         after=after,
         before=before,
+        near=near,
+        camera=camera,
+        tag=tag,
+        place=place,
     )
+    results, took = run_search(state, terms, options)
     return response_json(results, k=k, offset=offset, took_ms=took)
 
 
@@ -91,6 +101,10 @@ class SearchIn(BaseModel):
     roots: list[str] = Field(default_factory=list, description="only images under these folders")
     after: str | None = Field(None, description="captured on or after (YYYY, YYYY-MM, YYYY-MM-DD, ISO)")
     before: str | None = Field(None, description="captured before (YYYY, YYYY-MM, YYYY-MM-DD, ISO)")
+    near: str | None = Field(None, description='"Florence", "Florence, 5", "LAT,LON" or "LAT,LON,KM"')
+    camera: str | None = Field(None, description='case-insensitive part of "make model"')
+    tag: str | None = Field(None, description='a keyword, a parent ("Places" for "Places|Italy"), or "pre*"')
+    place: str | None = Field(None, description="a city, region or country (or the start of one)")
     model: str | None = None
 
     model_config = {
@@ -116,16 +130,19 @@ def search_post(body: SearchIn, state: Annotated[ServerState, Depends(get_state)
     check_model(state, body.model)
     terms = parse_terms(body.q) if body.q and body.q.strip() else []
     terms += [make_term(t.kind, t.value, t.weight) for t in body.terms]
-    results, took = run_search(
-        state,
-        terms,
-        roots=normalise_roots(body.roots),
+    options = SearchOptions(
         k=body.k,
         offset=body.offset,
         threshold=body.threshold,
+        roots=normalise_roots(body.roots),
         after=body.after,
         before=body.before,
+        near=body.near,
+        camera=body.camera,
+        tag=body.tag,
+        place=body.place,
     )
+    results, took = run_search(state, terms, options)
     return response_json(results, k=body.k, offset=body.offset, took_ms=took)
 
 
@@ -139,6 +156,12 @@ def search_image(
     offset: Annotated[int, Form(ge=0, le=1_000_000)] = 0,
     threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
     root: Annotated[list[str], Form()] = [],  # noqa: B006
+    after: Annotated[str | None, Form()] = None,
+    before: Annotated[str | None, Form()] = None,
+    near: Annotated[str | None, Form()] = None,
+    camera: Annotated[str | None, Form()] = None,
+    tag: Annotated[str | None, Form()] = None,
+    place: Annotated[str | None, Form()] = None,
     model: Annotated[str | None, Form()] = None,
 ):
     """Search by an uploaded image (multipart), optionally plus text in the query language."""
@@ -151,19 +174,23 @@ def search_image(
     from pixgrep.images.decode import open_image
 
     open_image(data)  # refuse a non-image with 415 here, before it reaches the model
-    terms = [_bytes_term(data, weight)]
+    terms = [bytes_term(data, weight)]
     if q and q.strip():
         terms += parse_terms(q)
-    results, took = run_search(
-        state, terms, roots=normalise_roots(root), k=k, offset=offset, threshold=threshold
+    options = SearchOptions(
+        k=k,
+        offset=offset,
+        threshold=threshold,
+        roots=normalise_roots(root),
+        after=after,
+        before=before,
+        near=near,
+        camera=camera,
+        tag=tag,
+        place=place,
     )
+    results, took = run_search(state, terms, options)
     return response_json(results, k=k, offset=offset, took_ms=took)
-
-
-def _bytes_term(data: bytes, weight: float):
-    from pixgrep.search.query import Term
-
-    return Term(float(weight), "bytes", data)
 
 
 @router.get("/images/{image_id}/similar", response_model=SearchResponse, tags=["images"])
@@ -176,12 +203,6 @@ def similar(
     root: ROOTS = [],  # noqa: B006
 ):
     """More like this: the images nearest to a catalog image (the image itself is left out)."""
-    results, took = run_search(
-        state,
-        [make_term("image_id", image_id)],
-        roots=normalise_roots(root),
-        k=k,
-        offset=offset,
-        threshold=threshold,
-    )
+    options = SearchOptions(k=k, offset=offset, threshold=threshold, roots=normalise_roots(root))
+    results, took = run_search(state, [make_term("image_id", image_id)], options)
     return response_json(results, k=k, offset=offset, took_ms=took)
