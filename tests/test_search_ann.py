@@ -127,3 +127,25 @@ def test_appended_and_removed_rows_after_the_build(catalog):
     assert m.last_method == "ann"
     assert hits[0].image_id == new_id and best[0].image_id not in {h.image_id for h in hits}
     assert [h.image_id for h in m.top(queries[0], 3, roots=["/p/f3"])][0] == new_id
+
+
+def test_the_api_option_and_what_stats_show(catalog):
+    import pixgrep
+
+    db, queries = catalog
+    vector = queries[0]
+    with pixgrep.open_catalog(db.path, encoder=_Fake32()) as cat:
+        cat.search_vector(vector, k=5)
+        assert cat.search_index()["last_method"] == "ann"
+        exact = cat.search_vector(vector, k=5, exact=True)
+        assert cat.search_index()["last_method"] == "exact"
+        assert len(exact) == 5
+        index = cat.stats()["search_index"]["fake"]
+        assert index["rows"] == ROWS and index["ann"].startswith("usearch HNSW")
+
+
+class _Fake32:
+    """An encoder of this catalog's 32-d space (only search_vector is used)."""
+
+    model_id = "fake"
+    dim = DIM
