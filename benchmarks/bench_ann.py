@@ -49,7 +49,9 @@ def cmd_vectors(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with pixgrep.open_catalog(args.catalog, model=args.model) as catalog:
-        blobs = [blob for _, _, blob in catalog.db.iter_searchable(catalog.encoder.model_id)]
+        from pixgrep.catalog.db import CatalogDB
+
+        blobs = [blob for _, _, blob in CatalogDB(args.catalog).iter_searchable(catalog.encoder.model_id)]
         images = np.stack([np.frombuffer(b, "<f2") for b in blobs]).astype(np.float32)
         images /= np.linalg.norm(images, axis=1, keepdims=True)
         lines = Path(args.captions).read_text().splitlines()[1:]
@@ -326,8 +328,10 @@ def cmd_e2e(args: argparse.Namespace) -> None:
         "load_average_before": [round(x, 2) for x in os.getloadavg()],
     }
     queries = np.load(Path(args.vectors) / "queries.npy")[: args.queries]
+    from pixgrep.catalog.db import CatalogDB
+
     with pixgrep.open_catalog(catalog_path, model=args.model) as catalog:
-        db, encoder = catalog.db, catalog.encoder
+        db, encoder = CatalogDB(catalog_path), catalog.encoder
         target = matrix_module.sidecar_path(db.path, encoder.model_id)
         if args.rebuild or matrix_module.open_matrix(target) is None:
             ann_seconds = []
