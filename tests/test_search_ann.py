@@ -149,3 +149,13 @@ class _Fake32:
 
     model_id = "fake"
     dim = DIM
+
+
+def test_a_text_can_be_encoded_after_a_search_used_the_index(catalog, tmp_path):
+    """onnxruntime must load before usearch's native module: the other order crashes the process."""
+    import subprocess
+    import sys
+
+    script = "from pixgrep.search import ann; assert ann.available();import onnxruntime; print('ok')"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-500:]

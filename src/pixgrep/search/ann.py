@@ -28,12 +28,22 @@ DTYPE = "i8"
 BUILD_CHUNK = 65_536
 
 
+def _usearch_index_class():
+    """usearch's Index class. onnxruntime is imported first: loading onnxruntime's library after
+    usearch's native module crashes the process (a segfault, usearch 2.26 + onnxruntime 1.32 on
+    Linux), and any process may encode a text after it has searched."""
+    import onnxruntime  # noqa: F401  (a core dependency: always importable)
+    from usearch.index import Index
+
+    return Index
+
+
 def available() -> bool:
     """usearch is installed and $PIXGREP_ANN is not "0" (which keeps every search exact)."""
     if os.environ.get("PIXGREP_ANN", "1").strip() == "0":
         return False
     try:
-        import usearch.index  # noqa: F401
+        _usearch_index_class()
     except ImportError:
         return False
     return True
@@ -76,9 +86,7 @@ def open_index(matrix_path: Path, base_id: str, rows: int) -> AnnIndex | None:
         meta = json.loads(_meta_path(matrix_path).read_text())
         if meta.get("base_id") != base_id or meta.get("rows") != rows or path.stat().st_size != meta["bytes"]:
             return None
-        from usearch.index import Index
-
-        index = Index.restore(str(path), view=True)
+        index = _usearch_index_class().restore(str(path), view=True)
     except (OSError, ValueError, KeyError, TypeError, ImportError, RuntimeError):
         return None
     if index is None or len(index) != rows:
@@ -92,10 +100,10 @@ def build_index(matrix_path: Path, base_id: str, vectors: np.ndarray) -> AnnInde
     The index file is written to a temporary name and renamed; the small JSON naming its base is
     written last, so a crash in between leaves an index that `open_index` refuses as stale.
     """
-    from usearch.index import Index
-
     rows, dim = vectors.shape
-    index = Index(ndim=dim, metric="ip", dtype=DTYPE, connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD)
+    index = _usearch_index_class()(
+        ndim=dim, metric="ip", dtype=DTYPE, connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD
+    )
     for start in range(0, rows, BUILD_CHUNK):
         end = min(start + BUILD_CHUNK, rows)
         block = np.asarray(vectors[start:end], np.float32)
