@@ -322,6 +322,7 @@ def cmd_e2e(args: argparse.Namespace) -> None:
 
     catalog_path = Path(args.catalog)
     photos = str(catalog_path.parent / "photos")
+    os.makedirs(photos, exist_ok=True)  # rows only, no files: `--in` needs the folder to exist
     report: dict = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
