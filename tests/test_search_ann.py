@@ -14,7 +14,8 @@ from pixgrep.search import ann as ann_module
 from pixgrep.search import matrix as matrix_module
 from pixgrep.search.matrix import load_matrix
 
-pytest.importorskip("usearch")
+if not ann_module.available():  # imports onnxruntime before usearch (see ann._usearch_index_class)
+    pytest.skip("the ann extra (usearch) is not installed", allow_module_level=True)
 
 DIM = 32
 ROWS = 3000
