@@ -390,39 +390,26 @@ def test_reverse_lookup_uses_great_circle_distance_across_the_dateline():
 # -- filters inside the ranking ------------------------------------------------------------------
 
 
-def test_allowed_mask_filters_before_top_k():
-    from pixgrep.search.matrix import VectorMatrix, _serialise
+def test_allowed_mask_filters_before_top_k(tmp_path):
+    from searchkit import add_image
+
+    from pixgrep.catalog.db import CatalogDB
+    from pixgrep.search.filters import row_mask
+    from pixgrep.search.matrix import load_matrix
 
     rows, dim = 50, 4
-    rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((rows, dim)).astype("<f2")
-    query = np.asarray(vectors[0], np.float32)
-    paths = [f"/p/{i:03d}.jpg".encode() for i in range(rows)]
-    offsets = np.zeros(rows + 1, "<i8")
-    np.cumsum([len(p) for p in paths], out=offsets[1:])
-    arrays = {
-        "vectors": vectors,
-        "ids": np.arange(1, rows + 1, dtype="<i8"),
-        "taken": np.full(rows, np.nan),
-        "path_offsets": offsets,
-        "path_bytes": np.frombuffer(b"".join(paths), "u1"),
-    }
-    head, parts = _serialise(1, "m", dim, arrays)
-    blob = bytearray(head)
-    for part in parts:
-        blob += b"\0" * (-len(blob) % 64) + part.tobytes()
-    from pixgrep.search.matrix import _read_header
-
-    buffer = np.frombuffer(bytes(blob), "u1")
-    matrix = VectorMatrix(_read_header(buffer), buffer, None)
-    scores = vectors.astype(np.float32) @ query
-    worst = set((np.argsort(scores)[:7] + 1).tolist())  # the 7 lowest-scoring ids
-    from pixgrep.search.filters import row_mask
-
+    vectors = np.random.default_rng(0).standard_normal((rows, dim)).astype(np.float32)
+    store = CatalogDB(tmp_path / "mask.db")
+    ids = [add_image(store, f"/p/{i:03d}.jpg", vectors[i], model="m") for i in range(rows)]
+    matrix = load_matrix(store, "m")
+    query = vectors[0]
+    order = np.argsort(vectors @ query)
+    worst = {ids[i] for i in order[:7]}  # the 7 lowest-scoring images
     hits = matrix.top(query, 5, allowed=row_mask(matrix.ids, worst))
     assert len(hits) == 5 and {h.image_id for h in hits} <= worst
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert matrix.top(query, 5, allowed=row_mask(matrix.ids, set())) == []
+    store.close()
 
 
 def test_listing_without_a_query_is_newest_first(db, photo_folder):

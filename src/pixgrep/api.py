@@ -163,6 +163,14 @@ class Catalog:
 
         load_matrix(self._db, self.encoder.model_id)
 
+    def search_index(self) -> dict | None:
+        """How the loaded model's search index stands and how the last search in this process ran
+        (`last_method`: "ann" or "exact"); see docs/search.md. None before any search."""
+        from pixgrep.search.matrix import cached_matrix
+
+        matrix = cached_matrix(self._db.path, self.encoder.model_id)
+        return matrix.describe() if matrix is not None else None
+
     def facets(self, options: SearchOptions | None = None, *, limit: int = 20, **fields: Any) -> dict:
         """The most common places, countries, cameras, years and tags with image counts, over the
         images that the options' metadata filters (near, camera, tag, place) let through."""
@@ -183,8 +191,13 @@ class Catalog:
         """Counts and size of the catalog, including how many images have a position, a place, a
         camera and keywords."""
         from pixgrep.catalog.metadata import counts
+        from pixgrep.search.matrix import describe_index
 
-        return {**self._db.stats(), **counts(self._db)}
+        stats = {**self._db.stats(), **counts(self._db)}
+        stats["search_index"] = {
+            model: describe_index(self._db.path, model) for model in stats["vectors"] or {}
+        }
+        return stats
 
     # -- embeddings in and out as Parquet (catalog/parquet.py, docs/distributed.md) -------------
 

@@ -134,5 +134,14 @@ def _stats(args: argparse.Namespace) -> int:
         print(f"gps       {stats['with_gps']}  (a place name: {stats['with_place']})")
         print(f"camera    {stats['with_camera']}  (make or model known)")
         print(f"keywords  {stats['with_keywords']}  ({stats['keywords']} different)")
+    for model, index in sorted((stats.get("search_index") or {}).items()):
+        if index is None:
+            print(f"search    {model}: no index yet (built by the next search)")
+            continue
+        how = f"ANN: {index['ann']}" if index["ann"] else f"exact (ANN from {index['ann_min_rows']} images)"
+        print(
+            f"search    {model}: {index['rows']} rows, {how}; "
+            f"{index['appended']} appended, {index['dead']} dead"
+        )
     print(f"size      {human_size(stats['bytes'])}")
     return 0

@@ -146,6 +146,14 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--include-hidden", action="store_true", help="also index and show hidden (dot) files and folders"
     )
+    parser.add_argument(
+        "--exact",
+        action="store_true",
+        help="score every image by brute force, even where the catalog is large enough for the ANN index",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="say on stderr how the search was done (ANN or exact)"
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
         "-f",
@@ -195,6 +203,7 @@ def options_from_args(args: argparse.Namespace, roots: list[str]) -> SearchOptio
         camera=args.camera,
         tag=args.tag,
         place=args.place,
+        exact=args.exact,
     )
 
 
@@ -228,12 +237,25 @@ def run(args: argparse.Namespace) -> int:
         if not args.no_index:
             catalog.index(roots, exclude=args.exclude, include_hidden=args.include_hidden, progress=True)
         results = catalog.search(terms or None, options)
+        if args.verbose and terms:
+            print(f"pixgrep: {_describe_search(catalog.search_index())}", file=sys.stderr)
     _render(results, args, listing=not terms)
     if not results:
         hint = " (-n searches only what was indexed before; run without -n to index)" if args.no_index else ""
         print(f"pixgrep: no matching images{hint}", file=sys.stderr)
         return 1
     return 0
+
+
+def _describe_search(info: dict | None) -> str:
+    """One line: how many images the search covered and whether the ANN index or brute force ran."""
+    if info is None:
+        return "no search index for this model"
+    how = (
+        f"ANN index, {info['ann']}" if info["last_method"] == "ann" else "exact (every image in scope scored)"
+    )
+    extra = f", {info['appended']} appended and {info['dead']} removed since the last rebuild"
+    return f"searched {info['rows']} images: {how}{extra}"
 
 
 def _render(results, args: argparse.Namespace, listing: bool = False) -> None:

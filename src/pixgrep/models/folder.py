@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +74,62 @@ def open_folder(path: str | Path) -> ModelFolder:
         config=_read_json(path / "config.json"),
         preprocess_cfg=_read_json(path / "visual" / "preprocess_cfg.json"),
     )
+
+
+EXTERNAL_MIN_BYTES = 8 << 20  # graphs smaller than this load fast enough as they are
+
+
+def external_data_path(onnx_path: Path) -> Path:
+    return onnx_path.with_name(onnx_path.name + ".data")
+
+
+def has_external_weights(onnx_path: Path) -> bool:
+    """True when the graph file is small and its weights sit beside it in `<name>.data`."""
+    try:
+        return external_data_path(onnx_path).is_file() and onnx_path.stat().st_size < EXTERNAL_MIN_BYTES
+    except OSError:
+        return False
+
+
+def move_weights_outside(onnx_path: Path) -> bool:
+    """Rewrite a monolithic ONNX file as graph + external weights, in place; True when done.
+
+    ONNX Runtime creates a session from that layout in well under half the time and memory
+    (docs/ann.md: 638 -> 257 ms for a text tower), and the model is the same tensors byte for byte.
+    Needs the `onnx` package (the export and mini extras have it); without it, or for small
+    graphs, nothing changes. The weights file is renamed in first and the graph last: a crash in
+    between leaves the old monolithic graph, which still loads (and is converted next time).
+    """
+    if has_external_weights(onnx_path):
+        return True
+    try:
+        if onnx_path.stat().st_size < EXTERNAL_MIN_BYTES:
+            return False
+        import onnx
+    except (OSError, ImportError):
+        return False
+    model = onnx.load(str(onnx_path))
+    data = external_data_path(onnx_path)
+    work = Path(tempfile.mkdtemp(dir=onnx_path.parent, prefix=".external-"))
+    try:
+        onnx.save_model(
+            model,
+            str(work / onnx_path.name),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=data.name,
+            size_threshold=1024,
+        )
+        mode = onnx_path.stat().st_mode & 0o777  # readable by whoever could read the graph
+        os.chmod(work / data.name, mode)
+        os.chmod(work / onnx_path.name, mode)
+        os.replace(work / data.name, data)
+        os.replace(work / onnx_path.name, onnx_path)
+    except OSError:
+        return False
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return True
 
 
 def _read_json(path: Path) -> dict:

@@ -255,6 +255,7 @@ def _ranked(
             f"the catalog's vectors for {encoder.model_id} have {matrix.dim} dimensions, "
             f"the model gives {vector.shape[0]}: re-index with this model"
         )
+    allowed_ids = allowed_for(db, options)  # None: no metadata filter
     hits = matrix.top(
         vector,
         options.k,
@@ -264,7 +265,8 @@ def _ranked(
         after=options.after,
         before=options.before,
         accept=accept,
-        allowed=row_mask(matrix.ids, allowed_for(db, options)),  # metadata filters, before the top-k
+        allowed=None if allowed_ids is None else row_mask(matrix.ids, allowed_ids),  # metadata filters
+        exact=options.exact,
     )
     records = db.images_by_id(hit.image_id for hit in hits)
     results = []

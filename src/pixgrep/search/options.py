@@ -34,7 +34,10 @@ class SearchOptions:
     filters.DEFAULT_NEAR_KM; camera: a case-insensitive part of "make model"; tag: a keyword, a parent
     of hierarchical ones ("Places" for "Places|Italy"), or a prefix ending in "*"; place: a city,
     region or country (or its start). With no query terms, the images these (or after/before) let
-    through are listed newest first."""
+    through are listed newest first.
+
+    exact: score every image in scope by brute force even where the catalog is large enough for
+    the ANN index (docs/ann.md); results then never miss an image the index would not find."""
 
     k: int = 10
     offset: int = 0
@@ -48,6 +51,7 @@ class SearchOptions:
     camera: str | None = None
     tag: str | None = None
     place: str | None = None
+    exact: bool = False
 
     def __post_init__(self) -> None:
         # Validated once here, so every front end refuses the same things with the same words.

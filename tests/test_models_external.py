@@ -1,0 +1,51 @@
+"""Model towers stored as ONNX graph + external weights: converted once, the same model exactly."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pixgrep.models import folder as folder_module
+from pixgrep.models.folder import external_data_path, has_external_weights, move_weights_outside, open_folder
+from pixgrep.models.onnx_encoder import OnnxEncoder
+
+pytest.importorskip("onnx")
+
+
+def encode_both(path):
+    encoder = OnnxEncoder(open_folder(path), model_id="m")
+    images = [Image.new("RGB", (60, 40), (i * 40, 200 - i * 30, 90)) for i in range(4)]
+    return encoder.encode_texts(["a red car", "two dogs in the snow"]), encoder.encode_images(images)
+
+
+def test_converted_towers_give_bit_identical_vectors(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(folder_module, "EXTERNAL_MIN_BYTES", 1)  # the tiny model is below the real cut
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, copy)
+    texts, images = encode_both(copy)
+    for tower in ("textual", "visual"):
+        graph = copy / tower / "model.onnx"
+        assert not has_external_weights(graph)
+        size = graph.stat().st_size
+        assert move_weights_outside(graph)
+        assert external_data_path(graph).stat().st_size > graph.stat().st_size
+        assert graph.stat().st_size < size
+        assert move_weights_outside(graph)  # already done: a no-op
+    assert not [p for p in copy.rglob(".external-*")]  # no work folder left behind
+    texts_after, images_after = encode_both(copy)
+    np.testing.assert_array_equal(texts, texts_after)
+    np.testing.assert_array_equal(images, images_after)
+
+
+def test_small_graphs_and_missing_files_are_left_alone(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(folder_module, "EXTERNAL_MIN_BYTES", 1 << 40)
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, copy)
+    graph = copy / "textual" / "model.onnx"
+    before = graph.read_bytes()
+    assert not move_weights_outside(graph)  # under EXTERNAL_MIN_BYTES: loads fast already
+    assert graph.read_bytes() == before and not external_data_path(graph).exists()
+    assert not move_weights_outside(tmp_path / "nowhere" / "model.onnx")
