@@ -16,6 +16,7 @@ from typing import Any
 
 from pixgrep.errors import PixgrepError
 from pixgrep.search.filters import date_bound
+from pixgrep.search.fusion import check_fusion
 
 __all__ = ["SearchOptions"]
 
@@ -26,7 +27,8 @@ class SearchOptions:
     (None: the whole catalog). after/before: capture time in [after, before), epoch seconds or a date
     string (YYYY, YYYY-MM, YYYY-MM-DD, ISO); images without a capture time are left out when either
     is set. exclude: globs matched against each file and folder name below the root and the relative
-    path. include_hidden=False drops dot-files and junk folders, as indexing does."""
+    path. include_hidden=False drops dot-files and junk folders, as indexing does. fusion: how an
+    image + text query is fused (search.fusion): "auto" uses the model's Combiner when it has one."""
 
     k: int = 10
     offset: int = 0
@@ -36,6 +38,7 @@ class SearchOptions:
     before: float | None = None
     exclude: tuple[str, ...] = ()
     include_hidden: bool = True
+    fusion: str = "auto"  # image + text: "auto" (the model's Combiner if it has one), "combiner", "sum"
 
     def __post_init__(self) -> None:
         # Validated once here, so every front end refuses the same things with the same words.
@@ -55,6 +58,7 @@ class SearchOptions:
         if self.roots is not None:
             roots = _strings(self.roots, "roots")
             object.__setattr__(self, "roots", tuple(os.path.expanduser(root) for root in roots) or None)
+        check_fusion(self.fusion)
         object.__setattr__(self, "exclude", tuple(p for p in _strings(self.exclude, "exclude") if p.strip()))
 
     @classmethod

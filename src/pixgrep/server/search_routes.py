@@ -12,6 +12,7 @@ from pixgrep.search.options import SearchOptions
 from pixgrep.search.query import bytes_term
 from pixgrep.server.querying import (
     check_model,
+    fusion_ran,
     make_term,
     normalise_roots,
     parse_terms,
@@ -38,6 +39,7 @@ class SearchResponse(BaseModel):
     offset: int
     next_offset: int | None = Field(description="offset of the next page, or null at the end")
     took_ms: float
+    fusion: str = Field("sum", description="how image and text terms were fused: combiner or sum")
 
 
 @router.get("/search", response_model=SearchResponse)
@@ -53,6 +55,7 @@ def search_get(
     after: AFTER = None,
     before: BEFORE = None,
     model: Annotated[str | None, Query(description="must name the served model, if given")] = None,
+    fusion: Annotated[Literal["auto", "combiner", "sum"], Query(description="image + text fusion")] = "auto",
 ):
     """Search by text, by an image URL, by a catalog image ("more like this"), or any mix of them."""
     check_model(state, model)
@@ -64,10 +67,16 @@ def search_get(
     if like is not None:
         terms.append(make_term("image_id", like))
     options = SearchOptions(
-        k=k, offset=offset, threshold=threshold, roots=normalise_roots(root), after=after, before=before
+        k=k,
+        offset=offset,
+        threshold=threshold,
+        roots=normalise_roots(root),
+        after=after,
+        before=before,
+        fusion=fusion,
     )
     results, took = run_search(state, terms, options)
-    return response_json(results, k=k, offset=offset, took_ms=took)
+    return response_json(results, k=k, offset=offset, took_ms=took, fusion=fusion_ran(state, terms, options))
 
 
 class TermIn(BaseModel):
@@ -88,6 +97,9 @@ class SearchIn(BaseModel):
     after: str | None = Field(None, description="captured on or after (YYYY, YYYY-MM, YYYY-MM-DD, ISO)")
     before: str | None = Field(None, description="captured before (YYYY, YYYY-MM, YYYY-MM-DD, ISO)")
     model: str | None = None
+    fusion: Literal["auto", "combiner", "sum"] = Field(
+        "auto", description="image + text: the model's Combiner (auto: when it has one) or the sum"
+    )
 
     model_config = {
         "json_schema_extra": {
@@ -119,9 +131,11 @@ def search_post(body: SearchIn, state: Annotated[ServerState, Depends(get_state)
         roots=normalise_roots(body.roots),
         after=body.after,
         before=body.before,
+        fusion=body.fusion,
     )
     results, took = run_search(state, terms, options)
-    return response_json(results, k=body.k, offset=body.offset, took_ms=took)
+    fusion = fusion_ran(state, terms, options)
+    return response_json(results, k=body.k, offset=body.offset, took_ms=took, fusion=fusion)
 
 
 @router.post("/search/image", response_model=SearchResponse)
@@ -135,6 +149,7 @@ def search_image(
     threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
     root: Annotated[list[str], Form()] = [],  # noqa: B006
     model: Annotated[str | None, Form()] = None,
+    fusion: Annotated[Literal["auto", "combiner", "sum"], Form()] = "auto",
 ):
     """Search by an uploaded image (multipart), optionally plus text in the query language."""
     check_model(state, model)
@@ -149,9 +164,11 @@ def search_image(
     terms = [bytes_term(data, weight)]
     if q and q.strip():
         terms += parse_terms(q)
-    options = SearchOptions(k=k, offset=offset, threshold=threshold, roots=normalise_roots(root))
+    options = SearchOptions(
+        k=k, offset=offset, threshold=threshold, roots=normalise_roots(root), fusion=fusion
+    )
     results, took = run_search(state, terms, options)
-    return response_json(results, k=k, offset=offset, took_ms=took)
+    return response_json(results, k=k, offset=offset, took_ms=took, fusion=fusion_ran(state, terms, options))
 
 
 @router.get("/images/{image_id}/similar", response_model=SearchResponse, tags=["images"])
