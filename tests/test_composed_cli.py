@@ -131,7 +131,8 @@ def test_train_combiner_then_add_it_to_a_model(data, tiny_model_dir, tmp_path):
 
 
 def test_composed_query_finds_its_target_with_pixgrep_mini(tmp_path):
-    """A Flickr8k-CIR test triplet, among 20 test photos: the Combiner ranks its target first."""
+    """A Flickr8k-CIR test triplet, among 20 test photos: the Combiner ranks its target first (the
+    query takes the Combiner path: pixgrep-mini has the shipped one, and --fusion combiner insists)."""
     from pixgrep.models.combiner import SHIPPED_MINI
 
     flickr = shared_data("flickr8k")
@@ -139,17 +140,17 @@ def test_composed_query_finds_its_target_with_pixgrep_mini(tmp_path):
         pytest.skip("no shipped pixgrep-mini Combiner")
     pytest.importorskip("torch", reason="building pixgrep-mini needs the mini extra")
     reference, target, text = E2E_TRIPLET
-    names = [reference, target, *E2E_OTHERS]
+    test_split = sorted((flickr / "test.txt").read_text().split())
+    names = [reference, target, *[n for n in test_split if n not in (reference, target)][:18]]
     folder = tmp_path / "photos"
     folder.mkdir()
     for name in names:
         shutil.copy(flickr / "images" / name, folder / name)
     search = ["--in", folder, "--model", "pixgrep-mini", "--catalog", tmp_path / "c.db", "-f", "-k", "1"]
-    found = run(folder / reference, "+", text, *search).stdout.split()
+    found = run(folder / reference, "+", text, *search, "--fusion", "combiner").stdout.split()
     assert [Path(p).name for p in found] == [target]
 
 
-# Chosen from Flickr8k-CIR test (built as in docs/composed.md); E2E_OTHERS are the next test-split
-# file names after the two, so the gallery is not hand-picked around the answer.
-E2E_TRIPLET = ("", "", "")
-E2E_OTHERS: list[str] = []
+# Flickr8k-CIR test triplet 12 (docs/composed.md): ranked 1st of 1000 by the shipped Combiner and
+# 18th by the sum. The other 18 photos are the first test-split names, not picked around it.
+E2E_TRIPLET = ("2340206885_58754a799a.jpg", "115684808_cb01227802.jpg", "people preparing ice fishing boat")

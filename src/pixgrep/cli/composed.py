@@ -49,15 +49,15 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", choices=("cirr", "fashioniq"), help="data set format (default: detected)")
     parser.add_argument("--out", required=True, metavar="FILE", help="Combiner file to write (.npz)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--epochs", type=whole_number(1), default=60, help="most epochs (default: 60)")
+    parser.add_argument("--epochs", type=whole_number(1), default=20, help="most epochs (default: 20)")
     parser.add_argument(
         "--patience",
         type=whole_number(1),
-        default=10,
-        help="stop after this many epochs without a better dev score",
+        default=5,
+        help="stop after this many epochs without a better dev score (default: 5)",
     )
     parser.add_argument(
-        "--projection", type=whole_number(1), default=1024, help="projection size (default: 1024)"
+        "--projection", type=whole_number(1), default=512, help="projection size (default: 512)"
     )
     parser.add_argument(
         "--hidden", type=whole_number(1), default=1024, help="hidden layer size (default: 1024)"

@@ -22,15 +22,15 @@ from pixgrep.eval.composed import CirFeatures, composed_recalls
 @dataclass
 class CombinerConfig:
     seed: int = 0
-    projection: int = 1024
+    projection: int = 512
     hidden: int = 1024
     lambda_hidden: int = 256
     dropout: float = 0.5
     batch_size: int = 256
     lr: float = 2e-4
     weight_decay: float = 0.01
-    epochs: int = 60
-    patience: int = 10  # epochs without a better dev score before stopping
+    epochs: int = 20
+    patience: int = 5  # epochs without a better dev score before stopping
     logit_scale: float = 100.0
 
 
