@@ -1,8 +1,13 @@
-"""Indexing speed and JPEG draft quality. Results are recorded in docs/catalog.md.
+"""Indexing speed, JPEG draft quality, int8 cost. Results: docs/catalog.md, docs/benchmarks.md.
 
-    # images/s of `index` vs the encoder alone on the same preprocessed batches
-    .venv/bin/python benchmarks/bench_index.py throughput --model /tmp/vitb32 \\
+    # images/s of `index` vs the encoder alone on the same preprocessed batches (models interleaved)
+    .venv/bin/python benchmarks/bench_index.py throughput --model /tmp/vitb32 /tmp/vitb32@int8 \\
         --images ../shared/data/flickr8k/images --count 1000
+    # the same on 300 phone-sized photos made from them
+    .venv/bin/python benchmarks/bench_index.py throughput --model /tmp/vitb32@int8 --count 300 --big 2000x1500
+
+    # int8 vs float32: cosine and top-10 agreement on Flickr8k test photos and captions
+    .venv/bin/python benchmarks/bench_index.py cost --model pixgrep-mini
 
     # cosine between draft-decoded and fully decoded photos, per draft size
     .venv/bin/python benchmarks/bench_index.py draft --photos ../shared/data/exif-samples
@@ -31,11 +36,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _encoder(name: str):
+    """`--model` value; a "+spin" suffix: that model with ONNX Runtime's thread spinning left on."""
     if name == "lite0":
         return _Lite0Features()
     from pixgrep.models import load_encoder
 
-    return load_encoder(name)
+    spin = name.endswith("+spin")
+    encoder = load_encoder(name.removesuffix("+spin"))
+    encoder.visual_spinning = spin
+    return encoder
 
 
 class _Lite0Features:
@@ -75,7 +84,21 @@ def _machine() -> str:
     return f"{platform.machine()}, {cores} cores, {mem:.0f} GB, Python {platform.python_version()}"
 
 
+def _big_photos(sources: list[Path], folder: Path, size: tuple[int, int]) -> None:
+    """Phone-sized JPEGs (default 2000x1500) made from real photos, so decoding costs what it costs
+    on a real library: upscaled with bicubic, saved at quality 90 with 4:2:0 chroma, as cameras do."""
+    from PIL import Image
+
+    for src in sources:
+        with Image.open(src) as im:
+            im.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(
+                folder / src.name, quality=90, subsampling=2
+            )
+
+
 def throughput(args: argparse.Namespace) -> dict:
+    """Per round and per model (interleaved, so a busy machine hits each model alike): the encoder
+    alone on preprocessed batches, then a full `index_roots` run of the same files."""
     from pixgrep.catalog import ingest
     from pixgrep.catalog.db import CatalogDB
     from pixgrep.catalog.ingest import DRAFT_FACTOR, _model_side, index_roots
@@ -85,73 +108,124 @@ def throughput(args: argparse.Namespace) -> dict:
     sources = sources[: args.count]
     if len(sources) < args.count:
         sys.exit(f"only {len(sources)} JPEGs in {args.images}")
-    encoder = _encoder(args.model)
-    draft = DRAFT_FACTOR * _model_side(encoder)
+    encoders = {name: _encoder(name) for name in args.model}
+    first = next(iter(encoders.values()))
+    draft = DRAFT_FACTOR * _model_side(first)
     work = Path(tempfile.mkdtemp(prefix="pixgrep-bench-index-"))
     try:
         photos = work / "photos"
         photos.mkdir()
-        for src in sources:
-            shutil.copy(src, photos / src.name)
+        if args.big:
+            width, height = (int(x) for x in args.big.split("x"))
+            _big_photos(sources, photos, (width, height))
+        else:
+            for src in sources:
+                shutil.copy(src, photos / src.name)
 
         # Decode + preprocess alone, on the thread pool the indexer uses: the work to be hidden.
         threads = max(1, min(8, os.cpu_count() or 1))
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         with ThreadPoolExecutor(threads) as pool:
             pixels = list(
                 pool.map(
-                    lambda p: encoder.preprocess(decode_file(p, draft_size=draft)[0]),
+                    lambda p: first.preprocess(decode_file(p, draft_size=draft)[0]),
                     sorted(photos.iterdir()),
                 )
             )
         decode_rate = len(pixels) / (time.perf_counter() - started)
+        decode_cpu = (time.process_time() - cpu) / len(pixels)
         batches = [np.stack(pixels[i : i + args.batch_size]) for i in range(0, len(pixels), args.batch_size)]
-        encoder.encode_pixels(batches[0])  # load the session and warm it up, outside the clock
+        for encoder in encoders.values():
+            encoder.encode_pixels(batches[0])  # load the session and warm it up, outside the clock
 
         rounds = []
         for attempt in range(args.rounds):
-            started, cpu = time.perf_counter(), time.process_time()
-            for batch in batches:
-                encoder.encode_pixels(batch)
-            encode_rate = len(pixels) / (time.perf_counter() - started)
-            encode_cpu = (time.process_time() - cpu) / len(pixels)
-            row = {
-                "load_average": round(os.getloadavg()[0], 1),
-                "encoder_only_images_per_s": round(encode_rate, 2),
-                "encoder_only_cpu_ms_per_image": round(1000 * encode_cpu, 1),
-            }
-            for nice in args.niceness or [ingest.DECODE_NICENESS]:
-                ingest.DECODE_NICENESS = nice
-                catalog = work / f"catalog{attempt}-{nice}.db"
-                db = CatalogDB(catalog)
+            for name, encoder in encoders.items():
+                load = os.getloadavg()[0]
                 started, cpu = time.perf_counter(), time.process_time()
-                summary = index_roots(db, encoder, [photos], batch_size=args.batch_size)
-                index_rate = summary.encoded / (time.perf_counter() - started)
-                index_cpu = (time.process_time() - cpu) / summary.encoded
-                db.close()
-                assert summary.encoded == len(pixels), summary
-                row[f"index_images_per_s_nice{nice}"] = round(index_rate, 2)
-                row[f"ratio_nice{nice}"] = round(index_rate / encode_rate, 3)
-                # CPU time is far less sensitive to other jobs on the machine than wall time: the
-                # share of the index run's CPU that the model itself needs
-                row[f"index_cpu_ms_per_image_nice{nice}"] = round(1000 * index_cpu, 1)
-                row[f"cpu_ratio_nice{nice}"] = round(encode_cpu / index_cpu, 3)
-            rounds.append(row)
-            print(json.dumps(rounds[-1]), file=sys.stderr)
+                for batch in batches:
+                    encoder.encode_pixels(batch)
+                encode_rate = len(pixels) / (time.perf_counter() - started)
+                encode_cpu = (time.process_time() - cpu) / len(pixels)
+                row = {
+                    "model": name,
+                    "load_average": round(load, 1),
+                    "encoder_only_images_per_s": round(encode_rate, 2),
+                    "encoder_only_cpu_ms_per_image": round(1000 * encode_cpu, 1),
+                }
+                for nice in args.niceness or [ingest.DECODE_NICENESS]:
+                    ingest.DECODE_NICENESS = nice
+                    catalog = work / f"catalog{attempt}-{len(rounds)}-{nice}.db"
+                    db = CatalogDB(catalog)
+                    started, cpu = time.perf_counter(), time.process_time()
+                    summary = index_roots(db, encoder, [photos], batch_size=args.batch_size)
+                    index_rate = summary.encoded / (time.perf_counter() - started)
+                    index_cpu = (time.process_time() - cpu) / summary.encoded
+                    db.close()
+                    assert summary.encoded == len(pixels), summary
+                    row[f"index_images_per_s_nice{nice}"] = round(index_rate, 2)
+                    row[f"ratio_nice{nice}"] = round(index_rate / encode_rate, 3)
+                    # CPU time is far less sensitive to other jobs on the machine than wall time: the
+                    # share of the index run's CPU that the model itself needs
+                    row[f"index_cpu_ms_per_image_nice{nice}"] = round(1000 * index_cpu, 1)
+                    row[f"cpu_ratio_nice{nice}"] = round(encode_cpu / index_cpu, 3)
+                row["load_average_after"] = round(os.getloadavg()[0], 1)
+                rounds.append(row)
+                print(json.dumps(rounds[-1]), file=sys.stderr)
         return {
             "benchmark": "throughput",
-            "model": args.model,
+            "models": args.model,
             "images": len(pixels),
+            "photo_size": args.big or "as in the folder",
             "batch_size": args.batch_size,
             "decode_threads": threads,
             "draft_size": draft,
             "decode_preprocess_images_per_s": round(decode_rate, 1),
+            "decode_preprocess_cpu_ms_per_image": round(1000 * decode_cpu, 1),
             "rounds": rounds,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": _machine(),
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def cost(args: argparse.Namespace) -> dict:
+    """int8 vs float32 on real Flickr8k test photos and captions: cosine (min / mean) and top-10
+    agreement of every caption's search over the photos (models/quantize.cost_figures)."""
+    import csv
+
+    from pixgrep.catalog.ingest import DRAFT_FACTOR, _model_side
+    from pixgrep.images.decode import decode_file
+    from pixgrep.models.quantize import cost_figures
+
+    data = Path(args.flickr)
+    names = (data / "test.txt").read_text().split()[: args.count]
+    wanted = set(names)
+    with open(data / "captions.tsv", newline="") as f:
+        captions = [row["caption"] for row in csv.DictReader(f, delimiter="\t") if row["image"] in wanted]
+    f32, q8 = _encoder(args.model), _encoder(args.variant or f"{args.model}@int8")
+    draft = DRAFT_FACTOR * _model_side(f32)
+    pixels = np.stack([f32.preprocess(decode_file(data / "images" / n, draft_size=draft)[0]) for n in names])
+
+    def run(encoder):
+        images = np.concatenate(
+            [encoder.encode_pixels(pixels[i : i + 32]) for i in range(0, len(pixels), 32)]
+        )
+        return images, encoder.encode_texts(captions)
+
+    (img_f, txt_f), (img_q, txt_q) = run(f32), run(q8)
+    return {
+        "benchmark": "cost",
+        "model": f32.model_id,
+        "variant": q8.model_id,
+        "images": len(names),
+        "queries": len(captions),
+        **cost_figures(img_f, img_q, txt_f, txt_q),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_average": round(os.getloadavg()[0], 1),
+        "machine": _machine(),
+    }
 
 
 def _draft_photos(folder: Path, min_side: int, work: Path) -> list[Path]:
@@ -305,9 +379,10 @@ def main() -> None:
     )
     sub = parser.add_subparsers(dest="what", required=True)
     tp = sub.add_parser("throughput", help="index images/s vs the encoder alone")
-    tp.add_argument("--model", required=True)
+    tp.add_argument("--model", required=True, nargs="+", help="one or more models, run interleaved")
     tp.add_argument("--images", default=str(ROOT.parent / "shared" / "data" / "flickr8k" / "images"))
     tp.add_argument("--count", type=int, default=1000)
+    tp.add_argument("--big", metavar="WxH", help="index WxH JPEGs made from the images (e.g. 2000x1500)")
     tp.add_argument("--batch-size", type=int, default=32)
     tp.add_argument("--rounds", type=int, default=2)
     tp.add_argument(
@@ -325,8 +400,13 @@ def main() -> None:
     fp = sub.add_parser("float16", help="top-10 ranking with float16 storage vs float32")
     fp.add_argument("--model", default="pixgrep-mini")
     fp.add_argument("--flickr", default=str(ROOT.parent / "shared" / "data" / "flickr8k"))
+    cp = sub.add_parser("cost", help="int8 vs float32: cosine and top-10 agreement on Flickr8k test")
+    cp.add_argument("--model", default="pixgrep-mini")
+    cp.add_argument("--variant", help="the int8 folder (default: MODEL@int8)")
+    cp.add_argument("--count", type=int, default=1000)
+    cp.add_argument("--flickr", default=str(ROOT.parent / "shared" / "data" / "flickr8k"))
     args = parser.parse_args()
-    result = {"throughput": throughput, "draft": draft, "float16": float16}[args.what](args)
+    result = {"throughput": throughput, "draft": draft, "float16": float16, "cost": cost}[args.what](args)
     print(json.dumps(result, indent=2))
 
 

@@ -443,3 +443,31 @@ def test_refine_loop_uses_the_models_combiner_and_says_so(page, combiner_server)
     # A plain text step hides the line again.
     search(page, server, "a bicycle")
     assert page.locator("#fusion").is_hidden()
+
+
+def test_docs_render_with_no_outside_request(browser, server):
+    """/docs (Swagger UI) loads its script and style from this server: nothing leaves the machine."""
+    from urllib.parse import urlparse
+
+    context = browser.new_context()
+    page = context.new_page()
+    outside = []
+    local = urlparse(server.url).netloc
+
+    def guard(route):
+        if urlparse(route.request.url).netloc == local:
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", guard)
+    try:
+        page.goto(server.url + "/docs")
+        page.wait_for_selector(".swagger-ui .info .title")
+        assert "pixgrep" in page.inner_text(".swagger-ui .info .title")
+        page.wait_for_selector(".swagger-ui .opblock-tag")  # the operations rendered from /openapi.json
+        shot(page, "10-docs")
+    finally:
+        context.close()
+    assert outside == []

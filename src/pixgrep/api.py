@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from pixgrep.models.base import Encoder
 from pixgrep.records import ImageRecord, IndexSummary, SearchResult
 from pixgrep.search.options import SearchOptions
 from pixgrep.search.query import Term
+
+if TYPE_CHECKING:
+    from pixgrep.catalog.metadata import ImageMeta
 
 __all__ = ["Catalog", "IndexSummary", "SearchOptions", "SearchResult", "open_catalog"]
 
@@ -63,13 +66,29 @@ class Catalog:
         include_hidden: bool = False,
         progress: bool | Callable[[IndexSummary], None] = False,
         batch_size: int = 32,
+        ray: str | bool = False,
     ) -> IndexSummary:
         """Bring the catalog up to date for every image under `roots` (new, changed, moved, gone).
 
         `batch_size` images go through the model per call and into the catalog per transaction.
+        ray: run the model on a Ray cluster (True: a local Ray instance; or "auto", "ray://...",
+        a GCS "host:port"); the walk and the catalog stay here (docs/distributed.md).
         """
         from pixgrep.catalog.ingest import index_roots
 
+        if ray:
+            from pixgrep.catalog.ray_ingest import index_roots_ray
+
+            return index_roots_ray(
+                self._db,
+                self.encoder,
+                [str(r) if "://" in str(r) else Path(os.path.expanduser(r)) for r in roots],  # s3://, gs://
+                address=None if ray is True else ray,
+                exclude=exclude,
+                include_hidden=include_hidden,
+                progress=progress,
+                batch_size=batch_size,
+            )
         return index_roots(
             self._db,
             self.encoder,
@@ -82,7 +101,7 @@ class Catalog:
 
     def search(
         self,
-        query: str | Sequence[str] | Sequence[Term],
+        query: str | Sequence[str] | Sequence[Term] | None,
         options: SearchOptions | None = None,
         **fields: Any,
     ) -> list[SearchResult]:
@@ -90,11 +109,21 @@ class Catalog:
 
         `query` is one string, argv-style tokens, or a list of `search.query.Term`. Options come as a
         `SearchOptions`, as its fields by keyword (k=5, roots=[...], after="2019"), or both (the
-        keywords win): see SearchOptions for each one.
+        keywords win): see SearchOptions for each one. An empty query (None, "", []) with a metadata
+        or date filter (near=, camera=, tag=, place=, after=, before=) lists the matching images,
+        newest first, without loading the model.
         """
         from pixgrep.search.engine import search, to_terms
 
-        return search(self._db, self.encoder, to_terms(query), SearchOptions.of(options, **fields))
+        options = SearchOptions.of(options, **fields)
+        empty = (
+            query is None
+            or (isinstance(query, str) and not query.strip())
+            or (not isinstance(query, str) and not list(query))
+        )
+        if empty and options.lists_without_query():
+            return search(self._db, self._encoder, [], options)  # type: ignore[arg-type]
+        return search(self._db, self.encoder, to_terms(query or ""), options)
 
     def search_vector(
         self, vector: np.ndarray, options: SearchOptions | None = None, **fields: Any
@@ -134,8 +163,60 @@ class Catalog:
 
         load_matrix(self._db, self.encoder.model_id)
 
+    def facets(self, options: SearchOptions | None = None, *, limit: int = 20, **fields: Any) -> dict:
+        """The most common places, countries, cameras, years and tags with image counts, over the
+        images that the options' metadata filters (near, camera, tag, place) let through."""
+        from pixgrep.catalog.metadata import facets
+        from pixgrep.search.filters import allowed_for
+
+        options = SearchOptions.of(options, **fields)
+        return facets(self._db, allowed_for(self._db, options), limit=limit)
+
+    def photo_metadata(self, ids: Iterable[int]) -> dict[int, ImageMeta]:
+        """Camera, lens, place, position, title, description and keywords of these images, by id
+        (images indexed before metadata existed are absent until the next index run)."""
+        from pixgrep.catalog.metadata import meta_by_id
+
+        return meta_by_id(self._db, ids)
+
     def stats(self) -> dict:
-        return self._db.stats()
+        """Counts and size of the catalog, including how many images have a position, a place, a
+        camera and keywords."""
+        from pixgrep.catalog.metadata import counts
+
+        return {**self._db.stats(), **counts(self._db)}
+
+    # -- embeddings in and out as Parquet (catalog/parquet.py, docs/distributed.md) -------------
+
+    def vector_models(self) -> list[str]:
+        """The model ids the catalog holds vectors of."""
+        from pixgrep.catalog.parquet import catalog_models
+
+        return catalog_models(self._db)
+
+    def export_parquet(self, out: str | os.PathLike, model: str) -> int:
+        """Write every image with a vector of model id `model` to the Parquet file `out`; rows written."""
+        from pixgrep.catalog.parquet import export_parquet
+
+        return export_parquet(self._db, out, model)
+
+    def import_parquet(
+        self,
+        inputs: Sequence[str | os.PathLike],
+        *,
+        batch_size: int = 10_000,
+        progress: Callable[[Any], None] | None = None,
+    ) -> Any:
+        """Store the rows of Parquet files / clip-retrieval folders as images with vectors of this
+        catalog's model (refused with PixgrepError for another model or vector size); an
+        ImportSummary. Resumable: one transaction per batch."""
+        from pixgrep.catalog.parquet import find_sources, import_sources
+
+        sources = find_sources(inputs)
+        encoder = self.encoder
+        return import_sources(
+            self._db, sources, encoder.model_id, encoder.dim, batch=batch_size, progress=progress
+        )
 
     def close(self) -> None:
         self._db.close()

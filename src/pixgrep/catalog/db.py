@@ -19,6 +19,44 @@ import numpy as np
 from pixgrep.errors import PixgrepError
 from pixgrep.records import ImageRecord
 
+# -- photo metadata (issue 15): GPS, camera, lens, keywords, place names; catalog/metadata.py ------
+# Separate tables keyed by image id, so the images table and its writers stay as they are; an
+# existing catalog gets them empty, and the next index run fills them from the files' headers and
+# sidecars without re-encoding anything. The trigger keeps them in step with deleted images.
+METADATA_SCHEMA = """
+    CREATE TABLE photo_meta (
+        image_id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,             -- image size:mtime + each sidecar name:size:mtime
+        latitude REAL,
+        longitude REAL,
+        altitude REAL,
+        make TEXT,
+        model TEXT,
+        lens TEXT,
+        orientation INTEGER,
+        title TEXT,
+        description TEXT,
+        city TEXT,
+        region TEXT,
+        country TEXT,
+        country_code TEXT,
+        placed INTEGER NOT NULL DEFAULT 0,  -- 1 once the position went through the gazetteer
+        read_at REAL NOT NULL
+    );
+    CREATE INDEX photo_meta_latitude ON photo_meta (latitude) WHERE latitude IS NOT NULL;
+    CREATE TABLE photo_keywords (
+        image_id INTEGER NOT NULL,
+        keyword TEXT NOT NULL,
+        folded TEXT NOT NULL,             -- casefold(keyword), what filters match
+        PRIMARY KEY (image_id, folded)
+    );
+    CREATE INDEX photo_keywords_folded ON photo_keywords (folded);
+    CREATE TRIGGER photo_meta_follows_images AFTER DELETE ON images BEGIN
+        DELETE FROM photo_meta WHERE image_id = old.id;
+        DELETE FROM photo_keywords WHERE image_id = old.id;
+    END;
+"""
+
 # One entry per schema version; never edit an entry that has shipped, append a new one.
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -47,6 +85,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO meta VALUES ('generation', '0');
     """,
+    METADATA_SCHEMA,  # 2: photo metadata tables (block above)
 )
 
 # What write_batch stores per file: (path, size, mtime_ns, content_hash, width, height, format,
@@ -255,3 +294,94 @@ class CatalogDB:
             # the write-ahead log holds recent commits until a checkpoint folds them into the file
             "bytes": sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists()),
         }
+
+    # -- Parquet import and export (catalog/parquet.py) ----------------------------------------
+    # Kept in one block: imported rows carry no file of this machine behind them, and the
+    # methods here are the only writes that create such rows.
+
+    def iter_exportable(self, model: str | None = None, chunk: int = 20_000) -> Iterator[list[tuple]]:
+        """Chunks of (path, size, mtime_ns, content_hash, width, height, format, taken_at, model,
+        vector blob) for every decoded image with a vector (for `model`, or for every model)."""
+        where = "images.error IS NULL" + (" AND embeddings.model = ?" if model else "")
+        cursor = self.conn.execute(
+            "SELECT images.path, images.size, images.mtime_ns, images.content_hash, images.width, "
+            "images.height, images.format, images.taken_at, embeddings.model, embeddings.vector "
+            "FROM images JOIN embeddings ON embeddings.content_hash = images.content_hash "
+            f"WHERE {where} ORDER BY images.id, embeddings.model",
+            (model,) if model else (),
+        )
+        while rows := cursor.fetchmany(chunk):
+            yield rows
+
+    def import_batch(
+        self,
+        rows: Sequence[ImageRow],
+        vectors: dict[str, np.ndarray],
+        model: str,
+        *,
+        progress: tuple[str, str] | None = None,
+    ) -> None:
+        """Store imported image rows and their vectors in one transaction, like write_batch, and drop
+        the vectors of the rows they replace that nothing else uses. `progress` (key, value) is
+        written to `meta` in the same transaction, so a resumed import knows exactly what is stored."""
+        now = time.time()
+        paths = [row[0] for row in rows]
+        with self.conn:
+            replaced: set[str] = set()
+            for start in range(0, len(paths), 500):
+                chunk = paths[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                replaced.update(
+                    r[0]
+                    for r in self.conn.execute(
+                        f"SELECT content_hash FROM images WHERE path IN ({marks})", chunk
+                    )
+                )
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO embeddings (content_hash, model, vector) VALUES (?, ?, ?)",
+                [(content_hash, model, vector_to_blob(v)) for content_hash, v in vectors.items()],
+            )
+            self.conn.executemany(
+                "INSERT INTO images (path, size, mtime_ns, content_hash, width, height, format, taken_at, "
+                "error, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET "
+                "size=excluded.size, mtime_ns=excluded.mtime_ns, content_hash=excluded.content_hash, "
+                "width=excluded.width, height=excluded.height, format=excluded.format, "
+                "taken_at=excluded.taken_at, error=excluded.error, indexed_at=excluded.indexed_at",
+                [(*row, now) for row in rows],
+            )
+            self._drop_unused_vectors(replaced - set(vectors))
+            if progress is not None:
+                self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", progress)
+            self.bump_generation()
+
+    def meta_value(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def delete_meta(self, key: str) -> None:
+        with self.conn:
+            self.conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+
+    def drop_replaced_imports(self) -> int:
+        """Delete vectors stored under a synthetic import key (SYNTHETIC_PREFIX) that no image row
+        points at any more: a local index replaced them with the file's own content hash."""
+        with self.conn:
+            removed = self.conn.execute(
+                "DELETE FROM embeddings WHERE content_hash >= ? AND content_hash < ? AND NOT EXISTS "
+                "(SELECT 1 FROM images WHERE images.content_hash = embeddings.content_hash)",
+                (SYNTHETIC_PREFIX, SYNTHETIC_PREFIX[:-1] + chr(ord(SYNTHETIC_PREFIX[-1]) + 1)),
+            ).rowcount
+        return removed
+
+    def _drop_unused_vectors(self, hashes: Iterable[str]) -> None:
+        """Inside a transaction: delete the vectors (all models) of hashes no image row uses."""
+        self.conn.executemany(
+            "DELETE FROM embeddings WHERE content_hash = ? AND NOT EXISTS "
+            "(SELECT 1 FROM images WHERE images.content_hash = ?)",
+            [(h, h) for h in hashes],
+        )
+
+
+# An imported row without a content hash (clip-retrieval writes none) is keyed "path:" + a hash of
+# its path; docs/distributed.md says how a later local index replaces it.
+SYNTHETIC_PREFIX = "path:"

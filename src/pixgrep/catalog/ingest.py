@@ -260,41 +260,14 @@ def index_roots(
     """
     started = time.monotonic()
     summary = IndexSummary()
-    folders = validate_roots(roots)
     model = encoder.model_id
     ticker = _Progress(progress, summary)
     warn = ticker.warn(on_warning or _default_warn)
 
     # 1. Walk, and compare with what the catalog holds under the same folders.
-    entries = list(scan(folders, exclude=exclude, include_hidden=include_hidden, on_warning=warn))
-    summary.found = len(entries)
-    stored: dict[str, ImageRecord] = {}
-    for folder in folders:
-        stored.update(db.images_under(folder) if os.path.isdir(folder) else db.images_by_path([folder]))
-    known = db.hashes_with_vectors(model)
-    raw_ok = raw_supported()
-    jobs: list[_Job] = []
-    raw_skipped = 0
-    for entry in entries:
-        row = stored.get(entry.path)
-        if row is not None and row.size == entry.size and row.mtime_ns == entry.mtime_ns:
-            if row.error is not None:  # known unreadable, unchanged: reported when it was found
-                summary.skipped += 1
-                continue
-            if row.content_hash in known:  # unchanged and encoded for this model
-                continue
-            jobs.append(_Job(entry, row.content_hash))
-        elif entry.raw and not raw_ok:
-            raw_skipped += 1
-        else:
-            jobs.append(_Job(entry, None))
-    if raw_skipped:
-        summary.skipped += raw_skipped
-        warn(
-            folders[0] if len(folders) == 1 else "RAW files",
-            f"{raw_skipped} camera RAW file(s) skipped: install the raw extra to index them "
-            "(pip install 'pixgrep[raw]')",
-        )
+    plan = plan_index(db, model, roots, summary, warn, exclude=exclude, include_hidden=include_hidden)
+    known, jobs = plan.known, plan.jobs
+    writer = BatchWriter(db, model, summary, ticker, started)
 
     # 2. Hash, decode and preprocess in the pool; encode and commit in batches here.
     side = _model_side(encoder)
@@ -312,17 +285,9 @@ def index_roots(
             if out.shape != (len(to_encode), encoder.dim):
                 raise PixgrepError(f"the model returned {out.shape} vectors for {len(to_encode)} images")
             vectors = {r.content_hash: v for r, v in zip(to_encode, out, strict=True)}
-        rows = [r.row() for r in batch if r.record]
-        if rows or vectors:
-            db.write_batch(rows, vectors, model)
-        # Counted only once committed, so the summary never claims work an interrupt lost.
-        summary.encoded += len(to_encode)
-        summary.reused += sum(1 for r in batch if r.pixels is None and r.error is None)
-        summary.skipped += sum(1 for r in batch if r.error is not None)
-        summary.seconds = time.monotonic() - started
+        writer.commit(batch, vectors)
         batch.clear()
         pending.clear()
-        ticker.refresh()
 
     ticker.start(len(jobs))
     pool = ThreadPoolExecutor(
@@ -365,13 +330,104 @@ def index_roots(
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    # 3. Rows under the walked folders whose files are gone (a file still on disk but excluded or
-    #    hidden this time keeps its row). Last, so a rename found above reused the vector first.
-    seen = {e.path for e in entries}
-    gone = [path for path in stored if path not in seen and not os.path.lexists(path)]
-    summary.removed = db.remove_images(gone)
+    # 3. Rows of files that are gone.
+    finish_index(db, plan, summary)
+    # 4. Photo metadata (GPS, camera, keywords, XMP sidecars): from headers, nothing decoded or encoded.
+    from pixgrep.catalog.metadata import refresh_under
+
+    refresh_under(db, plan.folders, on_warning=warn)
     summary.seconds = time.monotonic() - started
-    if gone:
+    if summary.removed:
         ticker.refresh()
     ticker.close()
     return summary
+
+
+class BatchWriter:
+    """Commits batches: image rows, new vectors and a generation bump in one transaction each.
+
+    Shared by the local pipeline below and the Ray runner (catalog/ray_ingest.py), so both store
+    the same rows and count the same way. Counts only what was committed: an interrupt never makes
+    the summary claim work that was lost.
+    """
+
+    def __init__(self, db: CatalogDB, model: str, summary: IndexSummary, ticker: _Progress, started: float):
+        self.db, self.model, self.summary, self.ticker, self.started = db, model, summary, ticker, started
+
+    def commit(self, results: Sequence[_Result], vectors: dict[str, np.ndarray]) -> None:
+        """`vectors`: the new vectors, by content hash; every other result without an error reused one."""
+        rows = [r.row() for r in results if r.record]
+        if rows or vectors:
+            self.db.write_batch(rows, vectors, self.model)
+        s = self.summary
+        errors = sum(1 for r in results if r.error is not None)
+        s.encoded += len(vectors)
+        s.reused += len(results) - errors - len(vectors)
+        s.skipped += errors
+        s.seconds = time.monotonic() - self.started
+        self.ticker.refresh()
+
+
+@dataclass
+class IndexPlan:
+    """What the walk and the diff against the catalog found: the files that need work."""
+
+    folders: list[str]
+    entries: list[FileEntry]
+    stored: dict[str, ImageRecord]
+    known: set[str]  # content hashes with a vector for the model
+    jobs: list[_Job]
+
+
+def plan_index(
+    db: CatalogDB,
+    model: str,
+    roots: list[Path],
+    summary: IndexSummary,
+    warn: Warn,
+    *,
+    exclude: Sequence[str] = (),
+    include_hidden: bool = False,
+) -> IndexPlan:
+    """Walk `roots` and compare with the catalog: unchanged files drop out, the rest become jobs."""
+    folders = validate_roots(roots)
+    entries = list(scan(folders, exclude=exclude, include_hidden=include_hidden, on_warning=warn))
+    summary.found = len(entries)
+    stored: dict[str, ImageRecord] = {}
+    for folder in folders:
+        stored.update(db.images_under(folder) if os.path.isdir(folder) else db.images_by_path([folder]))
+    known = db.hashes_with_vectors(model)
+    raw_ok = raw_supported()
+    jobs: list[_Job] = []
+    raw_skipped = 0
+    for entry in entries:
+        row = stored.get(entry.path)
+        if row is not None and row.size == entry.size and row.mtime_ns == entry.mtime_ns:
+            if row.error is not None:  # known unreadable, unchanged: reported when it was found
+                summary.skipped += 1
+                continue
+            if row.content_hash in known:  # unchanged and encoded for this model
+                continue
+            jobs.append(_Job(entry, row.content_hash))
+        elif entry.raw and not raw_ok:
+            raw_skipped += 1
+        else:
+            jobs.append(_Job(entry, None))
+    if raw_skipped:
+        summary.skipped += raw_skipped
+        warn(
+            folders[0] if len(folders) == 1 else "RAW files",
+            f"{raw_skipped} camera RAW file(s) skipped: install the raw extra to index them "
+            "(pip install 'pixgrep[raw]')",
+        )
+    return IndexPlan(folders, entries, stored, known, jobs)
+
+
+def finish_index(db: CatalogDB, plan: IndexPlan, summary: IndexSummary) -> None:
+    """Drop the rows under the walked folders whose files are gone (a file still on disk but
+    excluded or hidden this time keeps its row). Last, so a rename found above reused the vector
+    first. Then the vectors of imported rows that this run replaced (catalog/parquet.py)."""
+    seen = {e.path for e in plan.entries}
+    gone = [path for path in plan.stored if path not in seen and not os.path.lexists(path)]
+    summary.removed = db.remove_images(gone)
+    db.drop_replaced_imports()

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from pixgrep import __version__
 from pixgrep.cli import eval as eval_commands
-from pixgrep.cli import index, models, search, serve, train
+from pixgrep.cli import index, models, search, serve, train, transfer
 from pixgrep.errors import PixgrepError
 
 # The command table: each module registers its sub-commands. Order is the order of `--help`.
@@ -24,6 +25,7 @@ COMMAND_MODULES = (
     train,  # train mini
     eval_commands,  # eval, rank, probe, classify
     serve,  # serve
+    transfer,  # export --parquet, import
 )
 
 EPILOG = """\
@@ -39,11 +41,12 @@ environment:
   PIXGREP_CATALOG   catalog file (default: the user data directory)
   PIXGREP_CACHE     model cache folder (default: the user cache directory)
   PIXGREP_MODEL     default model name or folder
+  PIXGREP_DEVICE    auto, cpu or cuda (where the model runs)
 """
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line and exit 2, like every other user error
+    def error(self, message: str) -> NoReturn:  # one line and exit 2, like every other user error
         self.exit(2, f"pixgrep: error: {message}\n")
 
 
@@ -79,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "device", None):  # one choice for every encoder this command creates
+            from pixgrep.models.devices import set_default_device
+
+            set_default_device(args.device)
         return int(args.func(args) or 0)
     except PixgrepError as exc:
         print(f"pixgrep: error: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ examples:
   pixgrep index . --exclude '*.png' --exclude 'drafts'
   pixgrep index ~/Photos --json                   one JSON object: found, encoded, reused, skipped,
                                                   removed, seconds
+  pixgrep index /mnt/shared/photos --ray auto     the model runs on the Ray cluster this machine is in
 
 Skipped: hidden files and folders (unless --include-hidden), junk folders (.git, node_modules,
 @eaDir, .thumbnails, $RECYCLE.BIN, lost+found, ...), links to folders. A file that cannot be
@@ -48,9 +49,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     index.add_argument(
         "--batch-size",
         type=whole_number(1),
-        default=32,
+        default=None,
         metavar="N",
-        help="images per model call and per catalog transaction (default 32)",
+        help="images per model call and per catalog transaction (default: 32 on the CPU, 128 on a GPU)",
+    )
+    index.add_argument(
+        "--ray",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="ADDRESS",
+        help="run the model on a Ray cluster: 'auto', ray://HOST:PORT or a GCS HOST:PORT; no ADDRESS "
+        "starts a local Ray instance (needs the ray extra; docs/distributed.md)",
     )
     index.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     add_common_options(index)
@@ -59,7 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats = subparsers.add_parser(
         "stats",
         help="what the catalog holds",
-        description="Catalog path, image and error counts, vectors per model, size on disk.",
+        description="Catalog path, image and error counts, vectors per model, how many images have a GPS "
+        "position, a place name, a camera and keywords, size on disk.",
         epilog=STATS_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -74,18 +85,32 @@ def _index(args: argparse.Namespace) -> int:
     from pixgrep.api import open_catalog
     from pixgrep.catalog.ingest import validate_roots
 
-    validate_roots([Path(d) for d in args.dirs])  # a typo in a path fails before the model loads
+    # A typo in a path fails before the model loads. With --ray, object-store URIs (s3://, gs://)
+    # are listed later, on the driver, through pyarrow.
+    local = [Path(d) for d in args.dirs if not (args.ray and "://" in d)]
+    if local or not args.ray:
+        validate_roots(local)
+    if args.ray:
+        from pixgrep.catalog.ray_ingest import require_ray
+
+        require_ray()  # a missing extra fails before the model loads, too
     with open_catalog(args.catalog, args.model) as catalog:
         summary = catalog.index(
             args.dirs,
             exclude=args.exclude,
             include_hidden=args.include_hidden,
             progress=True,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size or _default_batch(catalog, args.ray),
+            ray=args.ray,
         )
     if args.json:
         print(json.dumps(summary.to_json()))
     return 0
+
+
+def _default_batch(catalog, ray) -> int:
+    """The device's batch size (models/devices.py); 32 for Ray, whose workers pick their own device."""
+    return 32 if ray else int(getattr(catalog.encoder, "preferred_batch_size", 32))
 
 
 def _stats(args: argparse.Namespace) -> int:
@@ -105,5 +130,9 @@ def _stats(args: argparse.Namespace) -> int:
         print("vectors   none")
     for i, (model, count) in enumerate(sorted(vectors.items())):
         print(f"{'vectors' if i == 0 else '':<9} {count}  {model}")
+    if "with_gps" in stats:
+        print(f"gps       {stats['with_gps']}  (a place name: {stats['with_place']})")
+        print(f"camera    {stats['with_camera']}  (make or model known)")
+        print(f"keywords  {stats['with_keywords']}  ({stats['keywords']} different)")
     print(f"size      {human_size(stats['bytes'])}")
     return 0

@@ -11,8 +11,15 @@ def add_model_option(parser: argparse.ArgumentParser) -> None:
         "--model",
         metavar="NAME_OR_DIR",
         default=os.environ.get("PIXGREP_MODEL"),
-        help="model name from `pixgrep models list`, or a model folder "
+        help="model name from `pixgrep models list`, or a model folder; NAME@int8 for its int8 variant "
         "(default: $PIXGREP_MODEL or the registry default)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default=None,
+        help="where the model runs: cuda needs onnxruntime-gpu and a GPU; auto (default) takes the GPU "
+        "when both are there, else the CPU ($PIXGREP_DEVICE)",
     )
 
 

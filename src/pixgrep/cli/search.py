@@ -42,6 +42,9 @@ examples:
   pixgrep --after 2019-05 --before 2019-06 beach    taken in May 2019
   pixgrep --threshold 0.25 "a dog on a sofa"        only scores of at least 0.25
   pixgrep -p kitty                                  inline previews (Kitty, iTerm2, WezTerm, ...)
+  pixgrep --near Florence                           photos taken within 10 km of Florence, newest first
+  pixgrep --near 43.77,11.25,2 --camera nikon bridge  a query inside those filters
+  pixgrep --tag holiday --place italy               keywords from XMP/IPTC and darktable/digiKam sidecars
 
 exit status: 0 matches printed, 1 no match, 2 an error (one line on stderr).
 Full grammar and the rclip option mapping: docs/search.md."""
@@ -69,9 +72,10 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "query",
-        nargs="+",
+        nargs="*",
         metavar="QUERY",
-        help="text, an image path or an image URL; join terms with + and -",
+        help="text, an image path or an image URL; join terms with + and - "
+        "(none with a filter below: list the matching images, newest first)",
     )
     parser.add_argument(
         "-a", "--add", action="append", default=[], metavar="TERM", help="add a term (same as `+ TERM`)"
@@ -120,6 +124,18 @@ def register(subparsers) -> None:
         "--after", metavar="DATE", help="only images taken on or after DATE (YYYY, YYYY-MM, YYYY-MM-DD)"
     )
     parser.add_argument("--before", metavar="DATE", help="only images taken before DATE")
+    photo = parser.add_argument_group("photo metadata filters (EXIF, XMP and IPTC keywords, sidecars)")
+    photo.add_argument(
+        "--near",
+        metavar="PLACE|LAT,LON[,KM]",
+        help="taken within KM (default 10) of a place ('Florence', 'Paris, Texas', 'Florence, 5') "
+        "or of LAT,LON (great-circle distance)",
+    )
+    photo.add_argument("--camera", metavar="TEXT", help="camera make and model contain TEXT (any case)")
+    photo.add_argument(
+        "--tag", metavar="TEXT", help="a keyword (any case): exact, a parent of 'A|B' keywords, or 'pre*'"
+    )
+    photo.add_argument("--place", metavar="TEXT", help="taken in a city, region or country named TEXT")
     parser.add_argument(
         "--exclude",
         "--exclude-dir",
@@ -186,6 +202,10 @@ def options_from_args(args: argparse.Namespace, roots: list[str]) -> SearchOptio
         exclude=tuple(args.exclude),
         include_hidden=args.include_hidden,
         fusion=args.fusion,
+        near=args.near,
+        camera=args.camera,
+        tag=args.tag,
+        place=args.place,
     )
 
 
@@ -198,7 +218,8 @@ def run(args: argparse.Namespace) -> int:
         tokens += ["+", term]
     for term in args.subtract:
         tokens += ["-", term]
-    terms = parse_query(tokens)
+    options_only = not tokens
+    terms = [] if options_only else parse_query(tokens)
     roots = [os.path.abspath(os.path.expanduser(root)) for root in (args.roots or ["."])]
     for given, root in zip(args.roots or ["."], roots, strict=True):
         if not os.path.exists(root):
@@ -206,14 +227,19 @@ def run(args: argparse.Namespace) -> int:
         if not os.path.isdir(root):
             raise PixgrepError(f"--in {given}: not a folder")
     options = options_from_args(args, roots)
+    if options_only and not options.lists_without_query():
+        raise PixgrepError(
+            "give a query (text, an image or a URL) or a filter (--near, --camera, --tag, --place, "
+            "--after, --before)"
+        )
 
     import pixgrep
 
     with pixgrep.open_catalog(args.catalog, args.model) as catalog:
         if not args.no_index:
             catalog.index(roots, exclude=args.exclude, include_hidden=args.include_hidden, progress=True)
-        results = catalog.search(terms, options)
-    _render(results, args)
+        results = catalog.search(terms or None, options)
+    _render(results, args, listing=not terms)
     if not results:
         hint = " (-n searches only what was indexed before; run without -n to index)" if args.no_index else ""
         print(f"pixgrep: no matching images{hint}", file=sys.stderr)
@@ -221,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _render(results, args: argparse.Namespace) -> None:
+def _render(results, args: argparse.Namespace, listing: bool = False) -> None:
     if args.paths_only:
         for result in results:
             _write(result.path + "\n")
@@ -230,10 +256,13 @@ def _render(results, args: argparse.Namespace) -> None:
             # A path that is not valid UTF-8 stays a JSON \udcXX escape, so every line is valid JSON.
             _write(json.dumps(result.to_json(), ensure_ascii=False) + "\n", errors="backslashreplace")
     else:
-        if results:
-            _write("score  path\n")
+        if results:  # a listing (filters, no query) is by date: show the date, not a score
+            _write("taken                path\n" if listing else "score  path\n")
         for result in results:
-            _write(f"{result.score:5.3f}  {result.path}\n")
+            if listing:
+                _write(f"{(result.taken_at or '-')[:19].replace('T', ' '):<19}  {result.path}\n")
+            else:
+                _write(f"{result.score:5.3f}  {result.path}\n")
             if args.preview:
                 from pixgrep.search.preview import preview
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -27,6 +28,7 @@ _ORT_DTYPES = {
     "tensor(int64)": np.int64,
 }
 MAX_BATCH = 64  # bounds peak memory of one run; larger inputs are split
+MAX_GPU_BATCH = 256
 
 
 def available_cores() -> int:
@@ -40,21 +42,27 @@ def available_cores() -> int:
 class _Tower:
     """One lazily created ORT session with what we need to know about its inputs."""
 
-    def __init__(self, path):
-        import onnxruntime as ort
+    def __init__(self, path, providers: Sequence[str] = ("CPUExecutionProvider",), *, spinning: bool = True):
+        import onnxruntime as ort  # type: ignore[import-untyped]
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = available_cores()
         options.inter_op_num_threads = 1
+        if not spinning:  # idle ORT threads sleep instead of busy-waiting for the next op
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # ORT warnings about unused initialisers are not for users
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), options, providers=list(providers))
         except Exception as exc:  # ORT raises its own exception types for unreadable graphs
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise PixgrepError(
                 f"cannot load {path}: the ONNX file is corrupt or truncated ({reason[:200]}); "
                 "delete the model folder and download or export it again"
             ) from None
+        if providers[0] != "CPUExecutionProvider" and self.session.get_providers()[0] != providers[0]:
+            # ORT falls back to the CPU when CUDA cannot start (driver, libraries): say so
+            raise PixgrepError(f"{providers[0]} could not start for {path}; use --device cpu or auto")
+        self.gpu = self.session.get_providers()[0] != "CPUExecutionProvider"
         self.inputs = {i.name: i for i in self.session.get_inputs()}
         self.output = self.session.get_outputs()[0].name
         first = next(iter(self.inputs.values()))
@@ -66,7 +74,7 @@ class _Tower:
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         n = len(next(iter(feeds.values())))
-        step = self.fixed_batch or MAX_BATCH
+        step = self.fixed_batch or (MAX_GPU_BATCH if self.gpu else MAX_BATCH)
         parts = []
         for start in range(0, n, step):
             chunk = {k: v[start : start + step] for k, v in feeds.items()}
@@ -81,11 +89,19 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 
 class OnnxEncoder(Encoder):
-    """CLIP-family encoder from a model folder, run on ONNX Runtime's CPU provider."""
+    """CLIP-family encoder from a model folder, run by ONNX Runtime on the CPU or CUDA (devices.py)."""
 
-    def __init__(self, folder: ModelFolder, model_id: str):
+    # While indexing, the decode threads need the cycles ORT's idle image-tower threads would burn
+    # busy-waiting between ops: about a fifth of the int8 ViT-B-32's CPU time (docs/benchmarks.md).
+    visual_spinning = False
+
+    def __init__(self, folder: ModelFolder, model_id: str, *, device: str | None = None):
+        from pixgrep.models.devices import check_device
+
         self.folder = folder
         self.model_id = model_id
+        self.device = check_device(device) if device is not None else None  # None: the process default
+        self._providers: list[str] | None = None
         self.config = folder.config
         self.logit_scale = float(folder.config.get("logit_scale", 100.0))
         try:
@@ -95,7 +111,7 @@ class OnnxEncoder(Encoder):
         self._lock = threading.Lock()
         self._visual: _Tower | None = None
         self._textual: _Tower | None = None
-        self._tokenizer = None
+        self._tokenizer: Any = None  # ClipTokenizer or HFTokenizer, made on first use
         self._dim = folder.config.get("embed_dim")
 
     def __repr__(self) -> str:
@@ -109,17 +125,33 @@ class OnnxEncoder(Encoder):
         return int(self._dim)
 
     @property
+    def providers(self) -> list[str]:
+        """ONNX Runtime providers the towers run on, chosen once (models/devices.py)."""
+        if self._providers is None:
+            from pixgrep.models.devices import providers
+
+            self._providers = providers(self.device)
+        return self._providers
+
+    @property
+    def preferred_batch_size(self) -> int:
+        """Images per model call that keep this device busy (indexing's default batch)."""
+        from pixgrep.models.devices import batch_size
+
+        return batch_size(self.providers)
+
+    @property
     def visual(self) -> _Tower:
         with self._lock:
             if self._visual is None:
-                self._visual = _Tower(self.folder.visual_onnx)
+                self._visual = _Tower(self.folder.visual_onnx, self.providers, spinning=self.visual_spinning)
             return self._visual
 
     @property
     def textual(self) -> _Tower:
         with self._lock:
             if self._textual is None:
-                self._textual = _Tower(self.folder.textual_onnx)
+                self._textual = _Tower(self.folder.textual_onnx, self.providers)
             return self._textual
 
     @property

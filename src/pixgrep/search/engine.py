@@ -19,7 +19,7 @@ from pixgrep.catalog.db import CatalogDB
 from pixgrep.errors import PixgrepError
 from pixgrep.models.base import Encoder
 from pixgrep.records import SearchResult
-from pixgrep.search.filters import root_prefixes
+from pixgrep.search.filters import allowed_for, root_prefixes, row_mask
 from pixgrep.search.fusion import combiner_for, fuse, is_composed
 from pixgrep.search.matrix import load_matrix
 from pixgrep.search.options import SearchOptions
@@ -169,7 +169,10 @@ def search(
 
     Images the query is made of (an image term that is in the catalog, an image_id term) are left
     out of the results, as rclip does: the best match for ./cat.jpg is not ./cat.jpg itself.
+    No terms with a metadata or date filter set: the matching images, newest first (no model run).
     """
+    if not terms and options.lists_without_query():
+        return list_matching(db, options)
     vector, own_ids = _encode(db, encoder, list(terms), options.fusion)
     return _ranked(db, encoder, vector, options, _result_filter(options, own_ids))
 
@@ -183,6 +186,22 @@ def search_vector(
     if norm < 1e-12:
         raise PixgrepError("a query vector must not be all zeros")
     return _ranked(db, encoder, vector / norm, options, _result_filter(options, set()))
+
+
+def list_matching(db: CatalogDB, options: SearchOptions) -> list[SearchResult]:
+    """The images the options' filters let through, newest capture time first (search/listing.py)."""
+    from pixgrep.search.listing import list_images
+
+    return list_images(
+        db,
+        allowed=allowed_for(db, options),
+        k=options.k,
+        offset=options.offset,
+        roots=options.roots,
+        after=options.after,
+        before=options.before,
+        accept=_result_filter(options, set()),
+    )
 
 
 def _result_filter(options: SearchOptions, own_ids: set[int]) -> Callable[[int, str], bool] | None:
@@ -242,6 +261,7 @@ def _ranked(
         after=options.after,
         before=options.before,
         accept=accept,
+        allowed=row_mask(matrix.ids, allowed_for(db, options)),  # metadata filters, before the top-k
     )
     records = db.images_by_id(hit.image_id for hit in hits)
     results = []

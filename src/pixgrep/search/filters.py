@@ -63,3 +63,62 @@ def root_prefixes(roots: Sequence[str | os.PathLike]) -> list[str]:
         for spelling in dict.fromkeys([os.path.abspath(root), os.path.realpath(root)]):
             prefixes.append(spelling if spelling.endswith(os.sep) else spelling + os.sep)
     return prefixes
+
+
+# -- photo metadata filters: --near, --camera, --tag, --place (issue 15) --------------------------
+#
+# They become one set of allowed image ids (catalog/metadata.py answers it from SQLite), turned
+# into a boolean mask over the matrix rows, so the ranking only ever sees allowed rows: a filtered
+# top-k is the top-k of the allowed images, never a top-k cut down afterwards.
+
+DEFAULT_NEAR_KM = 10.0  # --near without a radius: a city and its surroundings
+
+NearValue = str | tuple[float, float] | tuple[float, float, float]
+
+
+def near_bounds(value: NearValue) -> tuple[float, float, float]:
+    """--near "Florence" | "Florence, 5" | "LAT,LON" | "LAT,LON,KM" (or a tuple) -> (lat, lon, km)."""
+    from pixgrep.catalog.places import parse_near
+
+    if isinstance(value, (tuple, list)):
+        if len(value) not in (2, 3):
+            raise PixgrepError("near must be (latitude, longitude) or (latitude, longitude, km)")
+        value = ",".join(str(float(v)) for v in value)
+    if not str(value).strip():
+        raise PixgrepError("--near needs a place name or LAT,LON[,KM]")
+    return parse_near(str(value), DEFAULT_NEAR_KM)
+
+
+def metadata_filter(
+    near: NearValue | None = None, camera: str | None = None, tag: str | None = None, place: str | None = None
+):
+    """A catalog.metadata.MetaFilter from user input; PixgrepError for an empty or unknown value."""
+    from pixgrep.catalog.metadata import MetaFilter
+
+    for option, text in (("--camera", camera), ("--tag", tag), ("--place", place)):
+        if text is not None and not text.strip():
+            raise PixgrepError(f"{option} needs some text")
+    return MetaFilter(
+        near=near_bounds(near) if near is not None else None, camera=camera, tag=tag, place=place
+    )
+
+
+def allowed_ids(db, near=None, camera=None, tag=None, place=None) -> set[int] | None:
+    """Ids of the images every given metadata filter lets through; None when none is given."""
+    from pixgrep.catalog.metadata import matching_ids
+
+    return matching_ids(db, metadata_filter(near, camera, tag, place))
+
+
+def allowed_for(db, options) -> set[int] | None:
+    """allowed_ids for a SearchOptions (its near is already (lat, lon, km))."""
+    return allowed_ids(db, options.near, options.camera, options.tag, options.place)
+
+
+def row_mask(matrix_ids, allowed: set[int] | None):
+    """A boolean mask over the matrix rows (its `ids` array) for an allowed-id set; None = all rows."""
+    import numpy as np
+
+    if allowed is None:
+        return None
+    return np.isin(matrix_ids, np.fromiter(allowed, np.int64, len(allowed)))

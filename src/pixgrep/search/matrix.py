@@ -161,6 +161,7 @@ class VectorMatrix:
         after: float | None = None,
         before: float | None = None,
         accept: Callable[[int, str], bool] | None = None,
+        allowed: np.ndarray | None = None,
     ) -> list[Hit]:
         """The best `k` rows after skipping `offset`, best first (ties: path order).
 
@@ -168,6 +169,7 @@ class VectorMatrix:
         capture time (wall-clock seconds) in [after, before); images without one are left out.
         accept(image_id, path): a last say on each candidate, asked in score order, only as far
         as needed (used for --exclude and for leaving the query's own images out).
+        allowed: a boolean mask over all rows (metadata filters); False rows are never ranked.
         """
         if k <= 0 or self.rows == 0:
             return []
@@ -186,6 +188,8 @@ class VectorMatrix:
                 keep &= self.taken[lo:hi] >= after  # NaN (no capture time) compares False
             if before is not None:
                 keep &= self.taken[lo:hi] < before
+            if allowed is not None:
+                keep &= allowed[lo:hi]
             rows = np.arange(lo, hi)
             if not keep.all():
                 scores, rows = scores[keep], rows[keep]

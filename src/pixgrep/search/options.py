@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pixgrep.errors import PixgrepError
-from pixgrep.search.filters import date_bound
+from pixgrep.search.filters import NearValue, date_bound
 from pixgrep.search.fusion import check_fusion
 
 __all__ = ["SearchOptions"]
@@ -27,8 +27,16 @@ class SearchOptions:
     (None: the whole catalog). after/before: capture time in [after, before), epoch seconds or a date
     string (YYYY, YYYY-MM, YYYY-MM-DD, ISO); images without a capture time are left out when either
     is set. exclude: globs matched against each file and folder name below the root and the relative
-    path. include_hidden=False drops dot-files and junk folders, as indexing does. fusion: how an
-    image + text query is fused (search.fusion): "auto" uses the model's Combiner when it has one."""
+    path. include_hidden=False drops dot-files and junk folders, as indexing does.
+
+    Photo metadata (filled by indexing: EXIF, XMP/IPTC, sidecars; see catalog/metadata.py) filters
+    inside the ranking, never after the top-k: near: a place name ("Florence", "Florence, 5") or
+    "LAT,LON[,KM]" or a (lat, lon[, km]) tuple, kept as (lat, lon, km), default radius
+    filters.DEFAULT_NEAR_KM; camera: a case-insensitive part of "make model"; tag: a keyword, a parent
+    of hierarchical ones ("Places" for "Places|Italy"), or a prefix ending in "*"; place: a city,
+    region or country (or its start). With no query terms, the images these (or after/before) let
+    through are listed newest first. fusion: how an image + text query is fused (search.fusion):
+    "auto" uses the model's Combiner when it has one."""
 
     k: int = 10
     offset: int = 0
@@ -39,6 +47,10 @@ class SearchOptions:
     exclude: tuple[str, ...] = ()
     include_hidden: bool = True
     fusion: str = "auto"  # image + text: "auto" (the model's Combiner if it has one), "combiner", "sum"
+    near: NearValue | None = None  # always (lat, lon, km) once constructed
+    camera: str | None = None
+    tag: str | None = None
+    place: str | None = None
 
     def __post_init__(self) -> None:
         # Validated once here, so every front end refuses the same things with the same words.
@@ -60,6 +72,25 @@ class SearchOptions:
             object.__setattr__(self, "roots", tuple(os.path.expanduser(root) for root in roots) or None)
         check_fusion(self.fusion)
         object.__setattr__(self, "exclude", tuple(p for p in _strings(self.exclude, "exclude") if p.strip()))
+        self._metadata_fields()
+
+    def _metadata_fields(self) -> None:
+        from pixgrep.search.filters import near_bounds
+
+        if self.near is not None:
+            object.__setattr__(self, "near", near_bounds(self.near))
+        for name in ("camera", "tag", "place"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, str) or not value.strip():
+                raise PixgrepError(f"--{name} needs some text (got {value!r})")
+            object.__setattr__(self, name, value.strip())
+
+    def lists_without_query(self) -> bool:
+        """True when a search with no terms lists images: some metadata or date filter is set."""
+        filters = (self.near, self.camera, self.tag, self.place, self.after, self.before)
+        return any(value is not None for value in filters)
 
     @classmethod
     def of(cls, options: SearchOptions | None = None, **fields: Any) -> SearchOptions:

@@ -78,7 +78,7 @@ def create_app(
         title="pixgrep",
         version=__version__,
         description=DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # served by metadata_routes from local assets: /docs works offline
         redoc_url=None,
     )
     app.state.pixgrep = state
@@ -100,18 +100,22 @@ def create_app(
     async def _validation_error(request: Request, exc: RequestValidationError):
         return _error(422, _validation_message(exc))
 
-    from pixgrep.server import catalog_routes, images, knn, search_routes
+    from pixgrep.server import catalog_routes, images, knn, metadata_routes, search_routes
 
     app.include_router(search_routes.router)
     app.include_router(images.router)
     app.include_router(catalog_routes.router)
     app.include_router(knn.router)
+    app.include_router(metadata_routes.router)
 
     @app.get("/", include_in_schema=False)
     def page():
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    swagger = metadata_routes.swagger_dir()
+    if swagger is not None:
+        app.mount(metadata_routes.DOCS_ASSETS, StaticFiles(directory=swagger), name="docs-assets")
 
     # add_middleware wraps what is there: the last added runs first. CORS answers preflights (which
     # carry no token), then the token check runs before anything reads the body.

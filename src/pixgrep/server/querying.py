@@ -93,8 +93,11 @@ def run_search(
 ) -> tuple[list[SearchResult], float]:
     from pixgrep.search.engine import download_terms
 
-    if not terms:
-        raise PixgrepError("nothing to search for: give a query, an image, an image URL or an image id")
+    if not terms and not options.lists_without_query():
+        raise PixgrepError(
+            "nothing to search for: give a query, an image, an image URL, an image id or a filter "
+            "(near, camera, tag, place, after, before)"
+        )
     check_vector_terms(state, terms)
     started = time.perf_counter()
     terms = download_terms(terms)  # outside the lock: a slow remote server holds up no one else

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from pixgrep.errors import PixgrepError
 from pixgrep.search.options import SearchOptions
 from pixgrep.search.query import bytes_term
+from pixgrep.server.metadata_routes import CAMERA, NEAR, PLACE, TAG
 from pixgrep.server.querying import (
     check_model,
     fusion_ran,
@@ -54,6 +55,10 @@ def search_get(
     root: ROOTS = [],  # noqa: B006 (FastAPI copies defaults)
     after: AFTER = None,
     before: BEFORE = None,
+    near: NEAR = None,
+    camera: CAMERA = None,
+    tag: TAG = None,
+    place: PLACE = None,
     model: Annotated[str | None, Query(description="must name the served model, if given")] = None,
     fusion: Annotated[Literal["auto", "combiner", "sum"], Query(description="image + text fusion")] = "auto",
 ):
@@ -74,6 +79,10 @@ def search_get(
         after=after,
         before=before,
         fusion=fusion,
+        near=near,
+        camera=camera,
+        tag=tag,
+        place=place,
     )
     results, took = run_search(state, terms, options)
     return response_json(results, k=k, offset=offset, took_ms=took, fusion=fusion_ran(state, terms, options))
@@ -96,6 +105,10 @@ class SearchIn(BaseModel):
     roots: list[str] = Field(default_factory=list, description="only images under these folders")
     after: str | None = Field(None, description="captured on or after (YYYY, YYYY-MM, YYYY-MM-DD, ISO)")
     before: str | None = Field(None, description="captured before (YYYY, YYYY-MM, YYYY-MM-DD, ISO)")
+    near: str | None = Field(None, description='"Florence", "Florence, 5", "LAT,LON" or "LAT,LON,KM"')
+    camera: str | None = Field(None, description='case-insensitive part of "make model"')
+    tag: str | None = Field(None, description='a keyword, a parent ("Places" for "Places|Italy"), or "pre*"')
+    place: str | None = Field(None, description="a city, region or country (or the start of one)")
     model: str | None = None
     fusion: Literal["auto", "combiner", "sum"] = Field(
         "auto", description="image + text: the model's Combiner (auto: when it has one) or the sum"
@@ -132,6 +145,10 @@ def search_post(body: SearchIn, state: Annotated[ServerState, Depends(get_state)
         after=body.after,
         before=body.before,
         fusion=body.fusion,
+        near=body.near,
+        camera=body.camera,
+        tag=body.tag,
+        place=body.place,
     )
     results, took = run_search(state, terms, options)
     fusion = fusion_ran(state, terms, options)
@@ -148,6 +165,12 @@ def search_image(
     offset: Annotated[int, Form(ge=0, le=1_000_000)] = 0,
     threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
     root: Annotated[list[str], Form()] = [],  # noqa: B006
+    after: Annotated[str | None, Form()] = None,
+    before: Annotated[str | None, Form()] = None,
+    near: Annotated[str | None, Form()] = None,
+    camera: Annotated[str | None, Form()] = None,
+    tag: Annotated[str | None, Form()] = None,
+    place: Annotated[str | None, Form()] = None,
     model: Annotated[str | None, Form()] = None,
     fusion: Annotated[Literal["auto", "combiner", "sum"], Form()] = "auto",
 ):
@@ -165,7 +188,17 @@ def search_image(
     if q and q.strip():
         terms += parse_terms(q)
     options = SearchOptions(
-        k=k, offset=offset, threshold=threshold, roots=normalise_roots(root), fusion=fusion
+        k=k,
+        offset=offset,
+        threshold=threshold,
+        roots=normalise_roots(root),
+        after=after,
+        before=before,
+        near=near,
+        camera=camera,
+        tag=tag,
+        place=place,
+        fusion=fusion,
     )
     results, took = run_search(state, terms, options)
     return response_json(results, k=k, offset=offset, took_ms=took, fusion=fusion_ran(state, terms, options))

@@ -19,7 +19,12 @@ const els = {
   viewerName: $("viewer-name"), viewerDetails: $("viewer-details"), moreLike: $("more-like"),
   rejectOne: $("reject-one"), openFull: $("open-full"), refineForm: $("refine-form"),
   refineText: $("refine-text"), refineHint: $("refine-hint"), close: $("viewer-close"),
+  facetsToggle: $("facets-toggle"), facets: $("facets"), activeFilters: $("active-filters"),
+  viewerMeta: $("viewer-meta"),
 };
+
+// Phones and tablets: no hover, no "/" key worth mentioning, no ✕ on every tile.
+const touchOnly = () => window.matchMedia("(hover: none) and (pointer: coarse)").matches || window.innerWidth <= 600;
 
 // --- access token: given once as ?token=, then sent with every request ---------------------
 const token = (() => {
@@ -56,7 +61,117 @@ const state = {
   rejected: new Set(), // ids marked "not this" while looking at the current step
   open: null,       // the result shown in the viewer
   generation: 0,    // bumps on every new run, so a late answer to an old one is dropped
+  filters: {},      // metadata filters from the facets: place, camera, tag, year
+  basePlaceholder: "Describe a picture",
 };
+
+// --- metadata filters (facets) ---------------------------------------------------------------
+const FILTER_NAMES = { place: "place", camera: "camera", tag: "tag", year: "year" };
+
+function filterParams() {
+  const out = {};
+  for (const key of ["place", "camera", "tag"]) if (state.filters[key]) out[key] = state.filters[key];
+  if (state.filters.year) {
+    out.after = String(state.filters.year);
+    out.before = String(Number(state.filters.year) + 1);
+  }
+  return out;
+}
+
+function filtersLabel() {
+  const parts = Object.entries(state.filters).filter(([, v]) => v).map(([k, v]) => `${FILTER_NAMES[k]} ${v}`);
+  return parts.length ? parts.join(" · ") : "all pictures";
+}
+
+function setFilter(key, value) {
+  if (value === null || value === undefined || value === "") delete state.filters[key];
+  else state.filters[key] = String(value);
+  renderActiveFilters();
+  loadFacets();
+  const step = state.current >= 0 ? state.steps[state.current] : null;
+  const anyFilter = Object.keys(state.filters).length > 0;
+  if (step && !(step.kind === "text" && !step.q)) { run(step, 0); return; }
+  if (!anyFilter) { if (step) history.back(); return; }
+  if (step) { step.label = filtersLabel(); renderTrail(); run(step, 0); return; }
+  addStep({ kind: "text", q: "", label: filtersLabel(), rejected: [] });
+}
+
+function renderActiveFilters() {
+  const entries = Object.entries(state.filters).filter(([, v]) => v);
+  els.activeFilters.hidden = entries.length === 0;
+  els.activeFilters.replaceChildren(...entries.map(([key, value]) => {
+    const item = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "chip";
+    button.textContent = `${FILTER_NAMES[key]}: ${value} ✕`;
+    button.setAttribute("aria-label", `Remove the ${FILTER_NAMES[key]} filter ${value}`);
+    button.addEventListener("click", () => setFilter(key, null));
+    item.append(button);
+    return item;
+  }));
+}
+
+async function loadFacets() {
+  const params = new URLSearchParams({ limit: 12 });
+  for (const key of ["place", "camera", "tag"]) if (state.filters[key]) params.set(key, state.filters[key]);
+  try {
+    renderFacets(await api("/api/facets?" + params));
+  } catch (error) {
+    els.facets.replaceChildren(Object.assign(document.createElement("p"), { className: "hint", textContent: error.message }));
+  }
+}
+
+function renderFacets(data) {
+  const groups = [
+    ["Places", "place", data.places], ["Countries", "place", data.countries],
+    ["Cameras", "camera", data.cameras], ["Years", "year", data.years], ["Tags", "tag", data.tags],
+  ];
+  const sections = [];
+  for (const [title, key, entries] of groups) {
+    if (!entries || !entries.length) continue;
+    const group = document.createElement("div");
+    group.className = "facet-group";
+    group.dataset.facet = title.toLowerCase();
+    const heading = document.createElement("h3");
+    heading.textContent = title;
+    const list = document.createElement("ul");
+    for (const entry of entries) {
+      const item = document.createElement("li");
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "facet";
+      button.dataset.key = key;
+      button.dataset.value = entry.value;
+      const active = String(state.filters[key] || "") === String(entry.value);
+      button.setAttribute("aria-pressed", String(active));
+      const name = document.createElement("span");
+      name.textContent = entry.label || entry.value;
+      const count = document.createElement("span");
+      count.className = "count";
+      count.textContent = entry.count;
+      button.append(name, count);
+      button.addEventListener("click", () => setFilter(key, active ? null : entry.value));
+      item.append(button);
+      list.append(item);
+    }
+    group.append(heading, list);
+    sections.push(group);
+  }
+  if (!sections.length) {
+    sections.push(Object.assign(document.createElement("p"), {
+      className: "hint", textContent: "No places, cameras, dates or tags in these pictures.",
+    }));
+  }
+  els.facets.replaceChildren(...sections);
+}
+
+function toggleFacets() {
+  const open = els.facets.hidden;
+  els.facets.hidden = !open;
+  els.facetsToggle.setAttribute("aria-expanded", String(open));
+  if (open) loadFacets();
+}
 
 function scope() {
   const threshold = parseFloat(els.threshold.value);
@@ -69,10 +184,13 @@ function scope() {
 // One page of results for a step.
 async function fetchPage(step, offset) {
   const { threshold, roots } = scope();
+  const filters = filterParams();
   if (step.kind === "text") {
-    const params = new URLSearchParams({ q: step.q, k: PAGE, offset });
+    const params = new URLSearchParams({ k: PAGE, offset });
+    if (step.q) params.set("q", step.q);
     if (threshold !== null) params.set("threshold", threshold);
     roots.forEach((r) => params.append("root", r));
+    for (const [key, value] of Object.entries(filters)) params.set(key, value);
     return api("/api/search?" + params);
   }
   if (step.kind === "upload") {
@@ -82,12 +200,13 @@ async function fetchPage(step, offset) {
     form.append("offset", offset);
     if (threshold !== null) form.append("threshold", threshold);
     roots.forEach((r) => form.append("root", r));
+    for (const [key, value] of Object.entries(filters)) form.append(key, value);
     return api("/api/search/image", { method: "POST", body: form });
   }
   return api("/api/search", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ terms: step.terms, k: PAGE, offset, threshold, roots }),
+    body: JSON.stringify({ terms: step.terms, k: PAGE, offset, threshold, roots, ...filters }),
   });
 }
 
@@ -99,7 +218,7 @@ function addStep(step) {
   state.steps = state.steps.slice(0, state.current + 1);
   state.steps.push(step);
   const index = state.steps.length - 1;
-  const url = step.kind === "text" ? "?q=" + encodeURIComponent(step.q) : location.pathname;
+  const url = step.kind === "text" && step.q ? "?q=" + encodeURIComponent(step.q) : location.pathname;
   history.pushState({ step: index }, "", url);
   goTo(index);
 }
@@ -117,7 +236,20 @@ function onHistory(event) {
 }
 
 // Before the first step (or a step from before a reload): an empty page with the help.
+// The search box holds what the current step is made of: its text, or (for a picture, a refine
+// step or filters alone) nothing, with the step described in the placeholder instead.
+function showQuery(step) {
+  if (step && step.kind === "text" && step.q) {
+    els.q.value = step.q;
+    els.q.placeholder = state.basePlaceholder;
+  } else {
+    els.q.value = "";
+    els.q.placeholder = step ? `Showing ${step.label}: type to start a new search` : state.basePlaceholder;
+  }
+}
+
 function showStart() {
+  showQuery(null);
   state.current = -1;
   state.generation++;
   state.results = [];
@@ -135,7 +267,7 @@ async function goTo(index) {
   const step = state.steps[index];
   state.rejected = new Set(step.rejected || []);
   renderTrail();
-  if (step.kind === "text") els.q.value = step.q;
+  showQuery(step);
   await run(step, 0);
 }
 
@@ -192,6 +324,12 @@ function describe(result) {
   return `${result.name}\n${date}\nscore ${result.score.toFixed(3)}`;
 }
 
+// A thumbnail shows a neutral placeholder (the tile's own background) until it has decoded, so
+// slow previews (large HEIC photos) never flash as black squares.
+function thumbLoaded(img) {
+  img.classList.add("loaded");
+}
+
 function appendTiles(results) {
   const fragment = document.createDocumentFragment();
   for (const result of results) {
@@ -207,7 +345,11 @@ function appendTiles(results) {
     const img = document.createElement("img");
     img.loading = "lazy";
     img.alt = result.name;
+    img.decoding = "async";
+    img.addEventListener("load", () => thumbLoaded(img), { once: true });
+    img.addEventListener("error", () => img.classList.add("failed"), { once: true });
     img.src = withToken(result.thumb);
+    if (img.complete && img.naturalWidth > 0) thumbLoaded(img);
     const score = document.createElement("span");
     score.className = "score";
     score.textContent = result.score.toFixed(3);
@@ -280,11 +422,55 @@ function openViewer(result) {
   parts.push(`score ${result.score.toFixed(3)}`);
   els.viewerDetails.textContent = parts.join(" · ");
   els.openFull.href = withToken(result.file);
+  showMeta(result);
   els.rejectOne.setAttribute("aria-pressed", String(state.rejected.has(result.id)));
   els.refineText.value = "";
   updateRefineHint();
   if (!els.viewer.open) els.viewer.showModal();
   els.refineText.focus();
+}
+
+// Camera, lens, place, coordinates and keywords of the open picture (keywords filter on a click).
+async function showMeta(result) {
+  els.viewerMeta.hidden = true;
+  els.viewerMeta.replaceChildren();
+  let meta;
+  try { meta = await api(`/api/images/${result.id}/meta`); } catch (_) { return; }
+  if (!state.open || state.open.id !== result.id) return;
+  const rows = [];
+  const add = (name, value) => {
+    if (value === null || value === undefined || value === "") return;
+    const dt = document.createElement("dt");
+    dt.textContent = name;
+    const dd = document.createElement("dd");
+    if (value instanceof Node) dd.append(value); else dd.textContent = value;
+    rows.push(dt, dd);
+  };
+  add("Title", meta.title);
+  add("Description", meta.description);
+  add("Camera", meta.camera);
+  add("Lens", meta.lens);
+  add("Place", meta.place);
+  if (meta.latitude !== null && meta.latitude !== undefined) {
+    const alt = meta.altitude !== null && meta.altitude !== undefined ? `, ${Math.round(meta.altitude)} m` : "";
+    add("Coordinates", `${meta.latitude.toFixed(5)}, ${meta.longitude.toFixed(5)}${alt}`);
+  }
+  if (meta.keywords && meta.keywords.length) {
+    const span = document.createElement("span");
+    span.className = "keywords";
+    for (const word of meta.keywords) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "chip";
+      button.textContent = word;
+      button.title = `Show pictures tagged ${word}`;
+      button.addEventListener("click", () => { closeViewer(); setFilter("tag", word); });
+      span.append(button);
+    }
+    add("Keywords", span);
+  }
+  els.viewerMeta.replaceChildren(...rows);
+  els.viewerMeta.hidden = rows.length === 0;
 }
 
 function closeViewer() {
@@ -426,6 +612,7 @@ function wire() {
   els.folder.addEventListener("change", rerun);
   els.folder.addEventListener("keydown", (event) => { if (event.key === "Enter") { event.preventDefault(); rerun(); } });
   els.back.addEventListener("click", () => travel(state.current - 1));
+  els.facetsToggle.addEventListener("click", toggleFacets);
   window.addEventListener("popstate", onHistory);
   els.more.addEventListener("click", loadMore);
   els.moreLike.addEventListener("click", moreLikeThis);
@@ -473,7 +660,8 @@ async function start() {
   history.replaceState({ step: -1 }, "", location.pathname + location.search.replace(/([?&])token=[^&]*&?/, "$1").replace(/[?&]$/, ""));
   try {
     const stats = await api("/api/stats");
-    els.q.placeholder = `Describe a picture: ${stats.searchable} images (press / to type here)`;
+    state.basePlaceholder = `Describe a picture: ${stats.searchable} images` + (touchOnly() ? "" : " (press / to type here)");
+    if (state.current < 0 || !els.q.value) els.q.placeholder = state.basePlaceholder;
     const { folders } = await api("/api/folders");
     els.folders.replaceChildren(...folders.map(({ folder }) => Object.assign(document.createElement("option"), { value: folder })));
   } catch (error) {
@@ -481,7 +669,7 @@ async function start() {
   }
   const initial = new URLSearchParams(location.search).get("q");
   if (initial) { els.q.value = initial; addStep({ kind: "text", q: initial, label: `“${initial}”`, rejected: [] }); }
-  else els.q.focus();
+  else if (!touchOnly()) els.q.focus(); // no keyboard popping up on a phone before it is wanted
 }
 
 start();
