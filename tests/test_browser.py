@@ -427,7 +427,7 @@ def test_refine_loop_uses_the_models_combiner_and_says_so(page, combiner_server)
     page.wait_for_function("!document.querySelector('#fusion').hidden")
     assert "Combiner" in page.inner_text("#fusion")
     refined = tile_ids(page)
-    shot(page, "09-refined-with-combiner")
+    shot(page, "11-refined-with-combiner")
 
     def api(fusion: str) -> list[int]:
         terms = [{"kind": "image_id", "value": chosen, "weight": 1}, {"kind": "text", "value": "in red"}]
