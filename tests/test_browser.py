@@ -373,6 +373,78 @@ def test_real_photos_load_in_the_grid_and_the_viewer(browser, tmp_path):
             context.close()
 
 
+@pytest.fixture(scope="module")
+def combiner_server(world, tmp_path_factory):
+    """The same catalog served by an encoder whose model folder holds a Combiner (random weights)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from fakes import FakeEncoder
+
+    from pixgrep.models.combiner import FILE_NAME, save_combiner
+    from pixgrep.server.app import create_app
+
+    folder = tmp_path_factory.mktemp("model-with-combiner")
+    rng = np.random.default_rng(0)
+    d, p, h = FakeEncoder.dim, 16, 16
+    shapes = {
+        "text_proj": (p, d),
+        "image_proj": (p, d),
+        "hidden": (h, 2 * p),
+        "out": (d, h),
+        "lambda1": (8, 2 * p),
+        "lambda2": (1, 8),
+    }
+    weights = {}
+    for name, shape in shapes.items():
+        w, b = (
+            (f"lambda_w{name[-1]}", f"lambda_b{name[-1]}")
+            if name.startswith("lambda")
+            else (f"{name}_w", f"{name}_b")
+        )
+        weights[w] = rng.normal(size=shape).astype(np.float32)
+        weights[b] = rng.normal(size=shape[0]).astype(np.float32)
+    save_combiner(folder / FILE_NAME, weights, {"model_id": "fake"})
+    encoder = FakeEncoder()
+    encoder.folder = SimpleNamespace(path=folder)  # type: ignore[attr-defined]
+    with LiveServer(create_app(world["catalog"], encoder=encoder)) as live:
+        yield live
+
+
+def test_refine_loop_uses_the_models_combiner_and_says_so(page, combiner_server):
+    import urllib.request
+
+    server = combiner_server
+    page.goto(server.url + "/")
+    search(page, server, "a bicycle")
+    chosen = tile_ids(page)[0]
+    page.locator("#grid .tile").first.click()
+    page.fill("#refine-text", "in red")
+    with page.expect_response(lambda r: r.url.endswith("/api/search") and r.request.method == "POST") as got:
+        page.press("#refine-text", "Enter")
+    assert got.value.json()["fusion"] == "combiner"
+    page.wait_for_function("document.querySelectorAll('#trail-steps li').length === 2")
+    page.wait_for_function("!document.querySelector('#fusion').hidden")
+    assert "Combiner" in page.inner_text("#fusion")
+    refined = tile_ids(page)
+    shot(page, "11-refined-with-combiner")
+
+    def api(fusion: str) -> list[int]:
+        terms = [{"kind": "image_id", "value": chosen, "weight": 1}, {"kind": "text", "value": "in red"}]
+        body = json.dumps({"terms": terms, "k": 40, "fusion": fusion}).encode()
+        request = urllib.request.Request(
+            server.url + "/api/search", body, {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request) as answer:
+            return [r["id"] for r in json.loads(answer.read())["results"]]
+
+    assert refined[:20] == api("combiner")[:20]  # the page's refine step is the Combiner's query
+    assert api("combiner") != api("sum")  # and the Combiner changes what comes back
+    # A plain text step hides the line again.
+    search(page, server, "a bicycle")
+    assert page.locator("#fusion").is_hidden()
+
+
 def test_docs_render_with_no_outside_request(browser, server):
     """/docs (Swagger UI) loads its script and style from this server: nothing leaves the machine."""
     from urllib.parse import urlparse

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 
+from pixgrep.cli import composed
 from pixgrep.cli.options import add_common_options, add_model_option
 from pixgrep.errors import PixgrepError
 
@@ -112,6 +113,7 @@ def _register_eval(subparsers: argparse._SubParsersAction) -> None:
     add_common_options(classes)
     _json_option(classes)
     classes.set_defaults(func=_run_eval_classes)
+    composed.register_eval(benchmarks)  # eval composed, eval make-cir
 
 
 def _run_eval_retrieval(args: argparse.Namespace) -> int:

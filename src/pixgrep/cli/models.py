@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from pixgrep.cli import composed
 from pixgrep.cli.options import human_size
 from pixgrep.errors import PixgrepError
 
@@ -80,6 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite a non-empty DIR")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run_export)
+    composed.register_models(sub)  # models add-combiner
 
     p = sub.add_parser(
         "quantize",

@@ -29,6 +29,7 @@ query:
     pixgrep "2:golden retriever" + ./pool.jpg  WEIGHT: scales a term (default 1)
     pixgrep ./racing-car.jpg - "2:sports car" + snow
     pixgrep https://example.org/cat.jpg        an image URL (downloaded, 20 MB cap)
+    pixgrep ./beach.jpg + "at night"           image + text: a composed query (see --fusion)
   Words with no + or - between them are one text: pixgrep a red fox searches "a red fox".
   A term that names an existing file is an image; one spelled like a path (/..., ./..., ~/...)
   must exist. Only the first NUMBER: is a weight: "1:3:10 to yuma" searches "3:10 to yuma".
@@ -154,6 +155,15 @@ def register(subparsers) -> None:
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="say on stderr how the search was done (ANN or exact)"
     )
+    parser.add_argument(
+        "--fusion",
+        choices=("auto", "combiner", "sum"),
+        default="auto",
+        help="how an image + text query becomes one vector. auto (default): the model's trained "
+        "Combiner when it has one (pixgrep-mini ships one; `pixgrep models add-combiner` adds one), "
+        "else the sum; combiner: require it; sum: add the unit vectors (the behaviour before "
+        "Combiners). Weights and - terms apply around the Combiner",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
         "-f",
@@ -199,6 +209,7 @@ def options_from_args(args: argparse.Namespace, roots: list[str]) -> SearchOptio
         before=args.before,
         exclude=tuple(args.exclude),
         include_hidden=args.include_hidden,
+        fusion=args.fusion,
         near=args.near,
         camera=args.camera,
         tag=args.tag,

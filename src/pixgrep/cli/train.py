@@ -1,9 +1,13 @@
-"""`pixgrep train mini`: extract (once) frozen-tower features of Flickr8k and train the mini heads."""
+"""`pixgrep train mini`: extract (once) frozen-tower features of Flickr8k and train the mini heads.
+
+`pixgrep train combiner` lives in cli/composed.py."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from pixgrep.cli import composed
 
 DEFAULT_DATA = "../shared/data/flickr8k"
 
@@ -61,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     mini.add_argument("--json", action="store_true", help="print the final recalls as one JSON object")
     mini.set_defaults(func=run_train_mini)
+    composed.register_train(sub)
 
 
 def run_train_mini(args: argparse.Namespace) -> int:

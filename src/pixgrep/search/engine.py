@@ -1,6 +1,7 @@
 """From a query to ranked results: encode the terms, add them up, rank the catalog's images.
 
-The query vector is the weighted sum of the terms' unit vectors, normalised again. Each term is
+The query vector is the weighted sum of the terms' unit vectors, normalised again; an image + text
+query goes through the model's Combiner when it has one (search.fusion). Each term is
 encoded as cheaply as possible: an image that is already in the catalog (unchanged on disk)
 reuses its stored vector, so `pixgrep ./ref.jpg` runs no model at all, and the text tower only
 loads when there is text.
@@ -19,6 +20,7 @@ from pixgrep.errors import PixgrepError
 from pixgrep.models.base import Encoder
 from pixgrep.records import SearchResult
 from pixgrep.search.filters import allowed_for, root_prefixes, row_mask
+from pixgrep.search.fusion import combiner_for, fuse, is_composed
 from pixgrep.search.matrix import load_matrix
 from pixgrep.search.options import SearchOptions
 from pixgrep.search.query import Term, bytes_term, parse_query
@@ -29,12 +31,14 @@ if TYPE_CHECKING:
 __all__ = ["download_terms", "query_vector", "search", "search_vector", "to_terms"]
 
 
-def query_vector(db: CatalogDB, encoder: Encoder, terms: list[Term]) -> np.ndarray:
+def query_vector(db: CatalogDB, encoder: Encoder, terms: list[Term], fusion: str = "auto") -> np.ndarray:
     """The unit float32 vector of weighted terms (see module docstring). PixgrepError on bad input."""
-    return _encode(db, encoder, terms)[0]
+    return _encode(db, encoder, terms, fusion)[0]
 
 
-def _encode(db: CatalogDB, encoder: Encoder, terms: list[Term]) -> tuple[np.ndarray, set[int]]:
+def _encode(
+    db: CatalogDB, encoder: Encoder, terms: list[Term], fusion: str = "auto"
+) -> tuple[np.ndarray, set[int]]:
     """The query vector, and the catalog ids of the images the query is made of (left out of results)."""
     if not terms:
         raise PixgrepError("empty query: give some text, an image path or an image URL")
@@ -77,18 +81,11 @@ def _encode(db: CatalogDB, encoder: Encoder, terms: list[Term]) -> tuple[np.ndar
         for (i, _), row in zip(images, encoded, strict=True):
             vectors[i] = row
 
-    total = np.zeros(len(cast(np.ndarray, vectors[0])), np.float64)
-    for term, vector in zip(terms, vectors, strict=True):
-        vector = np.asarray(vector, np.float64)
-        norm = np.linalg.norm(vector)
-        if vector.shape != total.shape:
-            raise PixgrepError(f"query terms have different sizes ({vector.shape[0]} vs {total.shape[0]})")
-        if norm > 0:
-            total += term.weight * vector / norm  # stored float16 vectors are only nearly unit
-    norm = np.linalg.norm(total)
-    if not np.isfinite(norm) or norm < 1e-6:
-        raise PixgrepError("the query's terms cancel out (weights add up to nothing): change a weight")
-    return (total / norm).astype(np.float32), own_ids
+    # image + text with a Combiner: search.fusion; otherwise the weighted sum of unit vectors
+    kinds, weights = [t.kind for t in terms], [t.weight for t in terms]
+    combiner = combiner_for(encoder, fusion) if is_composed(kinds, weights) else None
+    vector, _ = fuse(kinds, weights, [cast(np.ndarray, v) for v in vectors], combiner)
+    return vector, own_ids
 
 
 def _stored_vector_for_path(db: CatalogDB, model: str, path: str) -> tuple[np.ndarray | None, int | None]:
@@ -176,7 +173,7 @@ def search(
     """
     if not terms and options.lists_without_query():
         return list_matching(db, options)
-    vector, own_ids = _encode(db, encoder, list(terms))
+    vector, own_ids = _encode(db, encoder, list(terms), options.fusion)
     return _ranked(db, encoder, vector, options, _result_filter(options, own_ids))
 
 

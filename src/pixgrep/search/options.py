@@ -16,6 +16,7 @@ from typing import Any
 
 from pixgrep.errors import PixgrepError
 from pixgrep.search.filters import NearValue, date_bound
+from pixgrep.search.fusion import check_fusion
 
 __all__ = ["SearchOptions"]
 
@@ -34,7 +35,8 @@ class SearchOptions:
     filters.DEFAULT_NEAR_KM; camera: a case-insensitive part of "make model"; tag: a keyword, a parent
     of hierarchical ones ("Places" for "Places|Italy"), or a prefix ending in "*"; place: a city,
     region or country (or its start). With no query terms, the images these (or after/before) let
-    through are listed newest first.
+    through are listed newest first. fusion: how an image + text query is fused (search.fusion):
+    "auto" uses the model's Combiner when it has one.
 
     exact: score every image in scope by brute force even where the catalog is large enough for
     the ANN index (docs/ann.md); results then never miss an image the index would not find."""
@@ -47,6 +49,7 @@ class SearchOptions:
     before: float | None = None
     exclude: tuple[str, ...] = ()
     include_hidden: bool = True
+    fusion: str = "auto"  # image + text: "auto" (the model's Combiner if it has one), "combiner", "sum"
     near: NearValue | None = None  # always (lat, lon, km) once constructed
     camera: str | None = None
     tag: str | None = None
@@ -71,6 +74,7 @@ class SearchOptions:
         if self.roots is not None:
             roots = _strings(self.roots, "roots")
             object.__setattr__(self, "roots", tuple(os.path.expanduser(root) for root in roots) or None)
+        check_fusion(self.fusion)
         object.__setattr__(self, "exclude", tuple(p for p in _strings(self.exclude, "exclude") if p.strip()))
         self._metadata_fields()
 

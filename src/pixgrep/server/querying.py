@@ -111,6 +111,16 @@ def run_search(
     return results, (time.perf_counter() - started) * 1000
 
 
+def fusion_ran(state: ServerState, terms: list[Term], options: SearchOptions) -> str:
+    """ "combiner" or "sum": how the query's image and text terms were fused (search.fusion)."""
+    from pixgrep.search.fusion import combiner_for, fusion_used, is_composed
+
+    kinds, weights = [t.kind for t in terms], [t.weight for t in terms]
+    if not is_composed(kinds, weights):
+        return "sum"
+    return fusion_used(kinds, weights, combiner_for(state.catalog.encoder, options.fusion))
+
+
 def result_json(result: SearchResult) -> dict:
     return {
         "id": result.image_id,
@@ -126,7 +136,9 @@ def result_json(result: SearchResult) -> dict:
     }
 
 
-def response_json(results: list[SearchResult], *, k: int, offset: int, took_ms: float) -> dict:
+def response_json(
+    results: list[SearchResult], *, k: int, offset: int, took_ms: float, fusion: str = "sum"
+) -> dict:
     return {
         "results": [result_json(r) for r in results],
         "k": k,
@@ -134,6 +146,7 @@ def response_json(results: list[SearchResult], *, k: int, offset: int, took_ms: 
         # A full page may have more behind it; a short page is the end.
         "next_offset": offset + len(results) if len(results) == k else None,
         "took_ms": round(took_ms, 2),
+        "fusion": fusion,
     }
 
 

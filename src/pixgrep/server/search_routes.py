@@ -14,6 +14,7 @@ from pixgrep.server.guards import ImageIdPath, ImageIdQuery, PlainText
 from pixgrep.server.metadata_routes import CAMERA, NEAR, PLACE, TAG
 from pixgrep.server.querying import (
     check_model,
+    fusion_ran,
     make_term,
     normalise_roots,
     parse_terms,
@@ -40,6 +41,7 @@ class SearchResponse(BaseModel):
     offset: int
     next_offset: int | None = Field(description="offset of the next page, or null at the end")
     took_ms: float
+    fusion: str = Field("sum", description="how image and text terms were fused: combiner or sum")
 
 
 @router.get("/search", response_model=SearchResponse)
@@ -59,6 +61,7 @@ def search_get(
     tag: TAG = None,
     place: PLACE = None,
     model: Annotated[str | None, Query(description="must name the served model, if given")] = None,
+    fusion: Annotated[Literal["auto", "combiner", "sum"], Query(description="image + text fusion")] = "auto",
 ):
     """Search by text, by an image URL, by a catalog image ("more like this"), or any mix of them."""
     check_model(state, model)
@@ -76,13 +79,14 @@ def search_get(
         roots=normalise_roots(root),
         after=after,
         before=before,
+        fusion=fusion,
         near=near,
         camera=camera,
         tag=tag,
         place=place,
     )
     results, took = run_search(state, terms, options)
-    return response_json(results, k=k, offset=offset, took_ms=took)
+    return response_json(results, k=k, offset=offset, took_ms=took, fusion=fusion_ran(state, terms, options))
 
 
 class TermIn(BaseModel):
@@ -107,6 +111,9 @@ class SearchIn(BaseModel):
     tag: str | None = Field(None, description='a keyword, a parent ("Places" for "Places|Italy"), or "pre*"')
     place: str | None = Field(None, description="a city, region or country (or the start of one)")
     model: str | None = None
+    fusion: Literal["auto", "combiner", "sum"] = Field(
+        "auto", description="image + text: the model's Combiner (auto: when it has one) or the sum"
+    )
 
     model_config = {
         "json_schema_extra": {
@@ -138,13 +145,15 @@ def search_post(body: SearchIn, state: Annotated[ServerState, Depends(get_state)
         roots=normalise_roots(body.roots),
         after=body.after,
         before=body.before,
+        fusion=body.fusion,
         near=body.near,
         camera=body.camera,
         tag=body.tag,
         place=body.place,
     )
     results, took = run_search(state, terms, options)
-    return response_json(results, k=body.k, offset=body.offset, took_ms=took)
+    fusion = fusion_ran(state, terms, options)
+    return response_json(results, k=body.k, offset=body.offset, took_ms=took, fusion=fusion)
 
 
 @router.post("/search/image", response_model=SearchResponse)
@@ -164,6 +173,7 @@ def search_image(
     tag: Annotated[str | None, Form()] = None,
     place: Annotated[str | None, Form()] = None,
     model: Annotated[str | None, Form()] = None,
+    fusion: Annotated[Literal["auto", "combiner", "sum"], Form()] = "auto",
 ):
     """Search by an uploaded image (multipart), optionally plus text in the query language."""
     check_model(state, model)
@@ -189,9 +199,10 @@ def search_image(
         camera=camera,
         tag=tag,
         place=place,
+        fusion=fusion,
     )
     results, took = run_search(state, terms, options)
-    return response_json(results, k=k, offset=offset, took_ms=took)
+    return response_json(results, k=k, offset=offset, took_ms=took, fusion=fusion_ran(state, terms, options))
 
 
 @router.get("/images/{image_id}/similar", response_model=SearchResponse, tags=["images"])

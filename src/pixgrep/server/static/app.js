@@ -14,7 +14,7 @@ const els = {
   form: $("search-form"), q: $("q"), file: $("file"), uploadLabel: $("upload-label"),
   threshold: $("threshold"), thresholdValue: $("threshold-value"), folder: $("folder"),
   folders: $("folders"), trail: $("trail"), steps: $("trail-steps"), back: $("trail-back"),
-  status: $("status"), grid: $("grid"), more: $("more"), sentinel: $("sentinel"),
+  status: $("status"), fusion: $("fusion"), grid: $("grid"), more: $("more"), sentinel: $("sentinel"),
   drop: $("drop-overlay"), viewer: $("viewer"), viewerImg: $("viewer-img"),
   viewerName: $("viewer-name"), viewerDetails: $("viewer-details"), moreLike: $("more-like"),
   rejectOne: $("reject-one"), openFull: $("open-full"), refineForm: $("refine-form"),
@@ -285,6 +285,7 @@ async function run(step, offset) {
     }
     state.results.push(...page.results);
     state.nextOffset = page.next_offset;
+    if (offset === 0) showFusion(step, page.fusion);
     appendTiles(page.results);
     const n = state.results.length;
     setStatus(n ? `${n}${state.nextOffset !== null ? "+" : ""} result${n === 1 ? "" : "s"} for ${step.label}`
@@ -301,6 +302,15 @@ async function run(step, offset) {
 function loadMore() {
   if (state.loading || state.nextOffset === null || state.current < 0) return;
   run(state.steps[state.current], state.nextOffset);
+}
+
+// One short line under the status for picture + text steps: which fusion made the query.
+function showFusion(step, fusion) {
+  const composed = step.kind === "terms" && (step.terms || []).some((t) => t.kind === "text" && t.weight > 0);
+  els.fusion.hidden = !composed;
+  els.fusion.textContent = !composed ? ""
+    : fusion === "combiner" ? "Picture and change fused by this model's trained Combiner."
+    : "Picture and change added as vectors (this model has no trained Combiner).";
 }
 
 function setStatus(text, isError = false) {

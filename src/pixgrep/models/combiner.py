@@ -1,0 +1,195 @@
+"""The Combiner of CLIP4Cir (Baldrati et al., CVPR 2022), run in numpy: image + text -> one query.
+
+A Combiner fuses a reference image's vector and a modification text's vector, both of one model's
+space, into the vector of the image the user wants:
+
+    t' = relu(Wt t + bt)          i' = relu(Wi i + bi)          (projections, dropout in training)
+    h  = relu(Wh [t'; i'] + bh)                                  (hidden layer)
+    lambda = sigmoid(Wl2 relu(Wl1 [t'; i'] + bl1) + bl2)          (dynamic scalar)
+    q  = normalise(Wo h + bo + lambda t + (1 - lambda) i)
+
+It is trained in torch (pixgrep.models.combiner_train); here only numpy runs, so a query pays no
+torch import and about a millisecond of matrix products. A Combiner file (.npz: float32 arrays and
+a JSON `meta`) is bound to one model id: the features it was trained on.
+
+Where a model's Combiner is found (`find_combiner`): `combiner.npz` in the model folder (what
+`pixgrep models add-combiner` writes), else the one shipped for pixgrep-mini.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pixgrep.errors import PixgrepError
+
+FORMAT = "pixgrep-combiner"
+VERSION = 1
+FILE_NAME = "combiner.npz"  # inside a model folder
+SHIPPED_MINI = Path(__file__).with_name("mini") / "combiner.npz"
+ARRAYS = (
+    "text_proj_w",
+    "text_proj_b",
+    "image_proj_w",
+    "image_proj_b",
+    "hidden_w",
+    "hidden_b",
+    "out_w",
+    "out_b",
+    "lambda_w1",
+    "lambda_b1",
+    "lambda_w2",
+    "lambda_b2",
+)
+
+
+def _relu(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0.0)
+
+
+def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """x W^T + b. A query is one row: einsum's single-threaded loop, because a threaded BLAS call on
+    a busy 2-core machine spends more time waking threads than multiplying (38 ms vs 1.5 ms
+    measured, docs/composed.md); batches (evaluation) use the BLAS product."""
+    if x.shape[0] <= 4:
+        return np.einsum("nj,ij->ni", x, weight) + bias
+    return x @ weight.T + bias
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+@dataclass
+class Combiner:
+    weights: dict[str, np.ndarray]
+    meta: dict[str, Any]
+    path: Path | None = None
+
+    @property
+    def model_id(self) -> str:
+        return str(self.meta["model_id"])
+
+    @property
+    def dim(self) -> int:
+        return int(self.weights["out_w"].shape[0])
+
+    def check_model(self, model_id: str) -> None:
+        if model_id != self.model_id:
+            where = f" ({self.path})" if self.path else ""
+            raise PixgrepError(
+                f"this Combiner{where} was trained for model {self.model_id}, not {model_id}: "
+                "train one for this model with `pixgrep train combiner`"
+            )
+
+    def lambdas(self, image: np.ndarray, text: np.ndarray) -> np.ndarray:
+        """The dynamic scalar per row (how much of the raw text vector the query keeps)."""
+        return self._forward(image, text)[1]
+
+    def combine(self, image: np.ndarray, text: np.ndarray) -> np.ndarray:
+        """(n, d) reference-image and text vectors (unit rows) -> (n, d) unit query vectors."""
+        return self._forward(image, text)[0]
+
+    def _forward(self, image: np.ndarray, text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        w = self.weights
+        image = np.atleast_2d(np.asarray(image, np.float32))
+        text = np.atleast_2d(np.asarray(text, np.float32))
+        if image.shape != text.shape or image.shape[1] != self.dim:
+            raise PixgrepError(
+                f"the Combiner takes two vectors of {self.dim} numbers, "
+                f"got {image.shape[1:]} and {text.shape[1:]}"
+            )
+        t = _relu(_linear(text, w["text_proj_w"], w["text_proj_b"]))
+        i = _relu(_linear(image, w["image_proj_w"], w["image_proj_b"]))
+        joint = np.concatenate([t, i], axis=1)
+        hidden = _relu(_linear(joint, w["hidden_w"], w["hidden_b"]))
+        gate = _linear(_relu(_linear(joint, w["lambda_w1"], w["lambda_b1"])), w["lambda_w2"], w["lambda_b2"])
+        lam = 1.0 / (1.0 + np.exp(-gate))  # (n, 1)
+        out = _linear(hidden, w["out_w"], w["out_b"]) + lam * text + (1.0 - lam) * image
+        return _normalise(out).astype(np.float32), lam[:, 0]
+
+
+def save_combiner(path: str | os.PathLike, weights: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
+    """Write a Combiner file (beside its place, then renamed). meta must name model_id."""
+    path = Path(path)
+    missing = [k for k in ARRAYS if k not in weights]
+    if missing or "model_id" not in meta:
+        raise ValueError(f"a Combiner needs {missing or 'meta.model_id'}")
+    full = {"format": FORMAT, "version": VERSION, **meta}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    arrays = {k: np.asarray(weights[k], np.float32) for k in ARRAYS}
+    np.savez(tmp, meta=np.array(json.dumps(full, sort_keys=True)), **arrays)  # type: ignore[arg-type]
+    tmp.replace(path)
+    return path
+
+
+def load_combiner(path: str | os.PathLike) -> Combiner:
+    """Read and check a Combiner file; PixgrepError with one line when it is not one."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise PixgrepError(f"Combiner file {path}: no such file") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise PixgrepError(f"{path} is not a Combiner file ({str(exc).splitlines()[0][:120]})") from None
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except (KeyError, json.JSONDecodeError):
+        raise PixgrepError(f"{path} is not a Combiner file (no meta)") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or "model_id" not in meta:
+        raise PixgrepError(f"{path} is not a Combiner file (an .npz without pixgrep-combiner meta)")
+    if int(meta.get("version", 0)) > VERSION:
+        raise PixgrepError(f"{path} is a Combiner file of a newer pixgrep (version {meta['version']})")
+    missing = [k for k in ARRAYS if k not in arrays]
+    if missing:
+        raise PixgrepError(f"Combiner file {path} lacks {', '.join(missing)}")
+    weights = {k: np.ascontiguousarray(arrays[k], np.float32) for k in ARRAYS}
+    dim = weights["out_w"].shape[0]
+    if weights["text_proj_w"].shape[1] != dim or weights["image_proj_w"].shape[1] != dim:
+        raise PixgrepError(f"Combiner file {path} has inconsistent layer sizes")
+    return Combiner(weights, meta, path)
+
+
+def model_folder_of(encoder: object) -> Path | None:
+    folder = getattr(encoder, "folder", None)
+    path = getattr(folder, "path", None)
+    return Path(path) if path is not None else None
+
+
+def find_combiner(encoder: object) -> Combiner | None:
+    """The Combiner for this encoder's model, or None: the model folder's combiner.npz, else the
+    shipped pixgrep-mini one when the model is that exact pixgrep-mini build. A file there that
+    belongs to another model is an error, not silently ignored."""
+    model_id = str(getattr(encoder, "model_id", ""))
+    folder = model_folder_of(encoder)
+    candidates = []
+    if folder is not None and (folder / FILE_NAME).is_file():
+        candidates.append(folder / FILE_NAME)
+    elif SHIPPED_MINI.is_file() and model_id.startswith("pixgrep-mini@"):
+        candidates.append(SHIPPED_MINI)
+    for path in candidates:
+        combiner = _cached_load(path)
+        if path == SHIPPED_MINI and combiner.model_id != model_id:
+            return None  # heads retrained since: the shipped Combiner no longer applies
+        combiner.check_model(model_id)
+        return combiner
+    return None
+
+
+_CACHE: dict[tuple[str, int, int], Combiner] = {}
+
+
+def _cached_load(path: Path) -> Combiner:
+    """Loaded once per process per file version (a server answers many queries)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _CACHE:
+        _CACHE[key] = load_combiner(path)
+    return _CACHE[key]
