@@ -1,0 +1,110 @@
+"""Near-duplicate images: collapsed in search results, listed by `pixgrep duplicates`.
+
+Two images are duplicates when their files have the same content hash, or when the cosine of their
+image vectors is at least THRESHOLD. The threshold was chosen from measurements on Flickr8k test
+images (docs/quality.md): re-encoded (JPEG quality 60-95), resized (50-150 %) and centre-cropped
+(90 %) copies score above it, distinct photos of the same scene (an image's nearest neighbours
+among other photos) below it.
+
+In search results a group is led by its best-scored image (equal scores: the file with the oldest
+modification time, then the smaller path); every later candidate that duplicates a leader is
+folded into that leader's group instead of being shown. Comparing with the leader only (not with
+every member) keeps a chain of look-alikes from merging distinct photos.
+`duplicate_groups` (the catalog-wide listing) joins every duplicate pair into connected groups,
+computed with exact blockwise matrix products.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["THRESHOLD", "Candidate", "duplicate_groups", "group_candidates"]
+
+THRESHOLD = 0.9  # image-image cosine; see the module docstring and docs/quality.md
+BLOCK_ROWS = 4096  # rows per block of the all-pairs product: a 4096 x 4096 float32 block is 64 MB
+
+
+@dataclass(frozen=True)
+class Candidate:
+    key: int  # caller's handle (an image id or a row)
+    score: float
+    content_hash: str
+    mtime_ns: int
+    path: str
+    vector: np.ndarray  # unit image vector
+
+
+def _order(candidate: Candidate) -> tuple:
+    return (-candidate.score, candidate.mtime_ns, candidate.path)
+
+
+def group_candidates(
+    candidates: Sequence[Candidate], threshold: float = THRESHOLD
+) -> list[tuple[Candidate, list[Candidate]]]:
+    """(leader, its duplicates) in leader order, best first (module docstring for the rules)."""
+    groups: list[tuple[Candidate, list[Candidate]]] = []
+    leaders: list[np.ndarray] = []
+    by_hash: dict[str, int] = {}
+    for candidate in sorted(candidates, key=_order):
+        index = by_hash.get(candidate.content_hash)
+        if index is None and leaders:
+            cosines = np.stack(leaders) @ np.asarray(candidate.vector, np.float32)
+            best = int(np.argmax(cosines))
+            if cosines[best] >= threshold:
+                index = best
+        if index is None:
+            by_hash.setdefault(candidate.content_hash, len(groups))
+            groups.append((candidate, []))
+            leaders.append(np.asarray(candidate.vector, np.float32))
+        else:
+            groups[index][1].append(candidate)
+    return groups
+
+
+def duplicate_groups(
+    vectors: np.ndarray,
+    hashes: Sequence[str],
+    threshold: float = THRESHOLD,
+    progress: Callable[[int], None] | None = None,
+) -> list[list[int]]:
+    """Groups (of 2 or more row indices, each sorted) of duplicate rows: same hash or cosine >= threshold.
+
+    Exact: every pair is compared, BLOCK_ROWS x BLOCK_ROWS at a time (upper triangle only).
+    progress(rows_done) is called after each block row.
+    """
+    n = len(hashes)
+    parent = np.arange(n)
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = int(parent[i])
+        return i
+
+    def union(a: int, b: int) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    first_with_hash: dict[str, int] = {}
+    for i, content_hash in enumerate(hashes):
+        union(first_with_hash.setdefault(content_hash, i), i)
+    for start in range(0, n, BLOCK_ROWS):
+        block = np.asarray(vectors[start : start + BLOCK_ROWS], np.float32)
+        for other in range(start, n, BLOCK_ROWS):
+            right = block if other == start else np.asarray(vectors[other : other + BLOCK_ROWS], np.float32)
+            cosines = block @ right.T
+            rows, cols = np.nonzero(cosines >= threshold)
+            for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+                a, b = start + r, other + c
+                if a < b:
+                    union(a, b)
+        if progress is not None:
+            progress(min(start + BLOCK_ROWS, n))
+    members: dict[int, list[int]] = {}
+    for i in range(n):
+        members.setdefault(find(i), []).append(i)
+    return [group for group in members.values() if len(group) > 1]
