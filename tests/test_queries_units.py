@@ -197,7 +197,7 @@ def _vectors():
     base = _unit(rng.standard_normal(64))
     near = _unit(base + 0.05 * rng.standard_normal(64))  # a re-encoded copy: cosine ~0.96
     # a distinct photo of the same scene: clearly related, below the threshold
-    neighbour = _unit(base + 0.6 * _unit(rng.standard_normal(64)))
+    neighbour = _unit(base + 0.8 * _unit(rng.standard_normal(64)))
     other = _unit(rng.standard_normal(64))
     return base, near, neighbour, other
 

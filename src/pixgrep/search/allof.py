@@ -15,12 +15,41 @@ deviations above the catalog's average, not a cosine; results also carry each pa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["POWER", "combine", "standardise"]
+from pixgrep.search.parts import split_parts
 
-# Exponent of the power mean; chosen on the Flickr8k *dev* split with pixgrep-mini (docs/quality.md).
+__all__ = ["POWER", "WHOLE_WEIGHT", "PartPlan", "combine", "plan_parts", "standardise"]
+
+# The power mean's exponent and the whole query's weight among the parts; chosen on the Flickr8k
+# *dev* split with pixgrep-mini (docs/quality.md), then measured once on the test split.
 POWER = -1.0
+WHOLE_WEIGHT = 1.0
+
+
+@dataclass(frozen=True)
+class PartPlan:
+    """What all-of search scores for one query text: its parts, and whether the whole text is used."""
+
+    text: str
+    parts: tuple[str, ...]
+    whole: bool  # False when the text is longer than the model's context length (it would be cut)
+
+    def texts(self) -> list[str]:
+        return [*self.parts, self.text] if self.whole else list(self.parts)
+
+    def weights(self) -> np.ndarray:
+        return np.array([1.0] * len(self.parts) + ([WHOLE_WEIGHT] if self.whole else []))
+
+
+def plan_parts(text: str, cut: bool) -> PartPlan:
+    """The plan for `text`; `cut`: the model would cut the whole text (Encoder.cut_texts)."""
+    parts = tuple(split_parts(text)) or (text,)
+    if len(parts) == 1:  # nothing to split: the whole text alone (as plain search)
+        return PartPlan(text, parts, whole=False)
+    return PartPlan(text, parts, whole=not cut)
 
 
 def standardise(scores: np.ndarray) -> np.ndarray:
@@ -31,15 +60,18 @@ def standardise(scores: np.ndarray) -> np.ndarray:
     return (scores - mean) / np.where(std > 1e-12, std, 1.0)
 
 
-def combine(part_scores: np.ndarray, power: float = POWER) -> np.ndarray:
+def combine(part_scores: np.ndarray, power: float = POWER, weights: np.ndarray | None = None) -> np.ndarray:
     """Combined all-of score per column of `part_scores` (parts, images) of raw cosines, float32.
 
-    A single part gives its z-scores. power < 0 rewards matching every part (module docstring).
+    A single part gives its z-scores. power < 0 rewards matching every part (module docstring);
+    weights: one per part (default: equal), a weighted power mean.
     """
     z = standardise(np.atleast_2d(part_scores))
+    w = np.ones(z.shape[0]) if weights is None else np.asarray(weights, np.float64)
+    w = (w / w.sum())[:, None]
     if power == 0 or z.shape[0] == 1:
-        return z.mean(axis=0).astype(np.float32)
+        return (w * z).sum(axis=0).astype(np.float32)
     scaled = power * z
     top = scaled.max(axis=0)  # log-sum-exp, stable for large |z|
-    mean = np.log(np.exp(scaled - top).mean(axis=0)) + top
+    mean = np.log((w * np.exp(scaled - top)).sum(axis=0)) + top
     return (mean / power).astype(np.float32)

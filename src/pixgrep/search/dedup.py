@@ -21,9 +21,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["THRESHOLD", "Candidate", "duplicate_groups", "group_candidates"]
+from pixgrep.catalog.db import CatalogDB
+from pixgrep.records import ImageRecord
 
-THRESHOLD = 0.9  # image-image cosine; see the module docstring and docs/quality.md
+__all__ = ["THRESHOLD", "Candidate", "catalog_duplicates", "duplicate_groups", "group_candidates"]
+
+THRESHOLD = (
+    0.85  # image-image cosine, measured with pixgrep-mini; see the module docstring and docs/quality.md
+)
 BLOCK_ROWS = 4096  # rows per block of the all-pairs product: a 4096 x 4096 float32 block is 64 MB
 
 
@@ -66,16 +71,17 @@ def group_candidates(
 
 def duplicate_groups(
     vectors: np.ndarray,
-    hashes: Sequence[str],
+    hashes: Sequence[str] | None = None,
     threshold: float = THRESHOLD,
     progress: Callable[[int], None] | None = None,
 ) -> list[list[int]]:
     """Groups (of 2 or more row indices, each sorted) of duplicate rows: same hash or cosine >= threshold.
 
     Exact: every pair is compared, BLOCK_ROWS x BLOCK_ROWS at a time (upper triangle only).
-    progress(rows_done) is called after each block row.
+    hashes may be None when equal contents have equal vectors (the catalog: vectors are keyed by
+    content hash). progress(rows_done) is called after each block row.
     """
-    n = len(hashes)
+    n = len(vectors)
     parent = np.arange(n)
 
     def find(i: int) -> int:
@@ -90,7 +96,7 @@ def duplicate_groups(
             parent[max(ra, rb)] = min(ra, rb)
 
     first_with_hash: dict[str, int] = {}
-    for i, content_hash in enumerate(hashes):
+    for i, content_hash in enumerate(hashes or ()):
         union(first_with_hash.setdefault(content_hash, i), i)
     for start in range(0, n, BLOCK_ROWS):
         block = np.asarray(vectors[start : start + BLOCK_ROWS], np.float32)
@@ -108,3 +114,34 @@ def duplicate_groups(
     for i in range(n):
         members.setdefault(find(i), []).append(i)
     return [group for group in members.values() if len(group) > 1]
+
+
+def catalog_duplicates(
+    db: CatalogDB,
+    model: str,
+    roots: Sequence[str] | None = None,
+    threshold: float = THRESHOLD,
+    progress: Callable[[int], None] | None = None,
+) -> list[list[ImageRecord]]:
+    """The duplicate groups among the catalog's images of `model` (below `roots`, if given).
+
+    Each group: oldest modification time first (then path); groups in path order of their first.
+    """
+    from pixgrep.search.matrix import load_matrix
+
+    matrix = load_matrix(db, model)
+    ranges = [(0, matrix.rows)] if roots is None else matrix.rows_under(roots)
+    rows = np.concatenate([np.arange(lo, hi) for lo, hi in ranges]) if ranges else np.zeros(0, int)
+    if len(rows) < 2:
+        return []
+    contiguous = len(ranges) == 1
+    vectors = matrix.vectors[ranges[0][0] : ranges[0][1]] if contiguous else matrix.vectors[rows]
+    groups = duplicate_groups(vectors, None, threshold, progress)
+    ids = [int(matrix.ids[rows[i]]) for group in groups for i in group]
+    records = db.images_by_id(ids)
+    out = []
+    for group in groups:
+        members = [records[k] for k in (int(matrix.ids[rows[i]]) for i in group) if k in records]
+        if len(members) > 1:
+            out.append(sorted(members, key=lambda r: (r.mtime_ns, r.path)))
+    return sorted(out, key=lambda g: min(r.path for r in g))

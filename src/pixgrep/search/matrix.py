@@ -161,6 +161,7 @@ class VectorMatrix:
         after: float | None = None,
         before: float | None = None,
         accept: Callable[[int, str], bool] | None = None,
+        scorer: Callable[[int, int], np.ndarray] | None = None,
     ) -> list[Hit]:
         """The best `k` rows after skipping `offset`, best first (ties: path order).
 
@@ -168,6 +169,7 @@ class VectorMatrix:
         capture time (wall-clock seconds) in [after, before); images without one are left out.
         accept(image_id, path): a last say on each candidate, asked in score order, only as far
         as needed (used for --exclude and for leaving the query's own images out).
+        scorer(lo, hi): the scores of rows [lo, hi) instead of cosines with `query` (all-of search).
         """
         if k <= 0 or self.rows == 0:
             return []
@@ -178,7 +180,7 @@ class VectorMatrix:
         ranges = [(0, self.rows)] if roots is None else self.rows_under(roots)
         score_parts, row_parts = [], []
         for lo, hi in ranges:
-            scores = self.scores(query, lo, hi)
+            scores = self.scores(query, lo, hi) if scorer is None else scorer(lo, hi)
             keep = np.ones(hi - lo, bool)
             if threshold is not None:
                 keep &= scores >= threshold
@@ -367,7 +369,10 @@ def build_matrix(db: CatalogDB, model: str, target: Path | None = None) -> Vecto
         blob += b"\0" * (_aligned(len(blob)) - len(blob))
         blob += array.tobytes()
     buffer = np.frombuffer(bytes(blob), "u1")
-    return VectorMatrix(_read_header(buffer), buffer, None)
+    header = _read_header(buffer)
+    if header is None:  # we serialised it ourselves a moment ago
+        raise RuntimeError("matrix built in memory has an unreadable header")
+    return VectorMatrix(header, buffer, None)
 
 
 def load_matrix(db: CatalogDB, model: str) -> VectorMatrix:
