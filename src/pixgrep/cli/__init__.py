@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from pixgrep import __version__
+from pixgrep.cli import duplicates, index, models, search, serve, train
 from pixgrep.cli import eval as eval_commands
-from pixgrep.cli import index, models, search, serve, train
 from pixgrep.errors import PixgrepError
 
 # The command table: each module registers its sub-commands. Order is the order of `--help`.
 COMMAND_MODULES = (
     search,  # search (also the short form `pixgrep QUERY`)
     index,  # index, stats
+    duplicates,  # duplicates
     models,  # models list/info/download/export
     train,  # train mini
     eval_commands,  # eval, rank, probe, classify
@@ -43,7 +45,7 @@ environment:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line and exit 2, like every other user error
+    def error(self, message: str) -> NoReturn:  # one line and exit 2, like every other user error
         self.exit(2, f"pixgrep: error: {message}\n")
 
 

@@ -1,10 +1,12 @@
 """Near-duplicate images: collapsed in search results, listed by `pixgrep duplicates`.
 
 Two images are duplicates when their files have the same content hash, or when the cosine of their
-image vectors is at least THRESHOLD. The threshold was chosen from measurements on Flickr8k test
-images (docs/quality.md): re-encoded (JPEG quality 60-95), resized (50-150 %) and centre-cropped
-(90 %) copies score above it, distinct photos of the same scene (an image's nearest neighbours
-among other photos) below it.
+image vectors is at least the model's threshold. Cosines mean different things in different
+models (a random-weight test model puts distinct pictures at 0.9 and above), so a threshold is
+used only where it was measured (MEASURED, keyed by the model name before "@"): for pixgrep-mini
+it was chosen on Flickr8k test images (docs/quality.md), where re-encoded (JPEG quality 60-95),
+resized (50-150 %) and cropped (90 %) copies score above it and each image's nearest distinct
+photo below it. Other models collapse only identical files unless a threshold is given.
 
 In search results a group is led by its best-scored image (equal scores: the file with the oldest
 modification time, then the smaller path); every later candidate that duplicates a leader is
@@ -24,11 +26,26 @@ import numpy as np
 from pixgrep.catalog.db import CatalogDB
 from pixgrep.records import ImageRecord
 
-__all__ = ["THRESHOLD", "Candidate", "catalog_duplicates", "duplicate_groups", "group_candidates"]
+__all__ = [
+    "MEASURED",
+    "THRESHOLD",
+    "Candidate",
+    "catalog_duplicates",
+    "duplicate_groups",
+    "group_candidates",
+    "threshold_for",
+]
 
-THRESHOLD = (
-    0.85  # image-image cosine, measured with pixgrep-mini; see the module docstring and docs/quality.md
-)
+NEVER = 2.0  # a cosine no pair reaches: only identical files (same content hash) are duplicates
+
+
+def threshold_for(model_id: str) -> float | None:
+    """The measured duplicate threshold of a model, or None (only identical files count)."""
+    return MEASURED.get(model_id.split("@", 1)[0])
+
+
+THRESHOLD = 0.85  # image-image cosine for pixgrep-mini (module docstring, docs/quality.md)
+MEASURED = {"pixgrep-mini": THRESHOLD}
 BLOCK_ROWS = 4096  # rows per block of the all-pairs product: a 4096 x 4096 float32 block is 64 MB
 
 
@@ -47,9 +64,12 @@ def _order(candidate: Candidate) -> tuple:
 
 
 def group_candidates(
-    candidates: Sequence[Candidate], threshold: float = THRESHOLD
+    candidates: Sequence[Candidate], threshold: float | None = THRESHOLD
 ) -> list[tuple[Candidate, list[Candidate]]]:
-    """(leader, its duplicates) in leader order, best first (module docstring for the rules)."""
+    """(leader, its duplicates) in leader order, best first (module docstring for the rules).
+
+    threshold None: only the same content hash makes a duplicate."""
+    threshold = NEVER if threshold is None else threshold
     groups: list[tuple[Candidate, list[Candidate]]] = []
     leaders: list[np.ndarray] = []
     by_hash: dict[str, int] = {}
@@ -71,7 +91,7 @@ def group_candidates(
 
 def duplicate_groups(
     vectors: np.ndarray,
-    hashes: Sequence[str] | None = None,
+    hashes: Sequence[str] | Sequence[bytes] | None = None,
     threshold: float = THRESHOLD,
     progress: Callable[[int], None] | None = None,
 ) -> list[list[int]]:
@@ -95,10 +115,10 @@ def duplicate_groups(
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
 
-    first_with_hash: dict[str, int] = {}
-    for i, content_hash in enumerate(hashes or ()):
+    first_with_hash: dict[object, int] = {}
+    for i, content_hash in enumerate(list(hashes or ())):
         union(first_with_hash.setdefault(content_hash, i), i)
-    for start in range(0, n, BLOCK_ROWS):
+    for start in range(0, n if threshold <= 1.0 else 0, BLOCK_ROWS):
         block = np.asarray(vectors[start : start + BLOCK_ROWS], np.float32)
         for other in range(start, n, BLOCK_ROWS):
             right = block if other == start else np.asarray(vectors[other : other + BLOCK_ROWS], np.float32)
@@ -120,13 +140,17 @@ def catalog_duplicates(
     db: CatalogDB,
     model: str,
     roots: Sequence[str] | None = None,
-    threshold: float = THRESHOLD,
+    threshold: float | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[list[ImageRecord]]:
     """The duplicate groups among the catalog's images of `model` (below `roots`, if given).
 
+    threshold None: the model's measured one (threshold_for), else identical vectors only (the
+    catalog keys vectors by content, so identical files have identical vectors).
     Each group: oldest modification time first (then path); groups in path order of their first.
     """
+    if threshold is None:
+        threshold = threshold_for(model)
     from pixgrep.search.matrix import load_matrix
 
     matrix = load_matrix(db, model)
@@ -136,7 +160,9 @@ def catalog_duplicates(
         return []
     contiguous = len(ranges) == 1
     vectors = matrix.vectors[ranges[0][0] : ranges[0][1]] if contiguous else matrix.vectors[rows]
-    groups = duplicate_groups(vectors, None, threshold, progress)
+    # Identical files share one stored vector, so equal rows stand in for equal content hashes.
+    same = None if threshold is not None else [bytes(row.tobytes()) for row in np.asarray(vectors)]
+    groups = duplicate_groups(vectors, same, NEVER if threshold is None else threshold, progress)
     ids = [int(matrix.ids[rows[i]]) for group in groups for i in group]
     records = db.images_by_id(ids)
     out = []
