@@ -2,12 +2,12 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["Catalog", "PixgrepError", "SearchResult", "__version__", "open_catalog"]
+__all__ = ["Catalog", "PixgrepError", "SearchOptions", "SearchResult", "__version__", "open_catalog"]
 
 
 def __getattr__(name: str):
     # Lazy, so `pixgrep --help` and the CLI's start-up do not import numpy through the API.
-    if name in ("Catalog", "SearchResult", "open_catalog"):
+    if name in ("Catalog", "SearchOptions", "SearchResult", "open_catalog"):
         from pixgrep import api
 
         return getattr(api, name)

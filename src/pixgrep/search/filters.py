@@ -1,4 +1,4 @@
-"""Metadata filters: capture-time bounds (`--after` / `--before`) as numbers the matrix can compare.
+"""Search filters: folder-scope prefixes, and capture-time bounds (`--after` / `--before`) as numbers.
 
 Capture times are camera wall-clock times (EXIF rarely says which time zone), so they are compared
 as wall-clock times: a time zone, when present, is dropped rather than converted. Each time becomes
@@ -8,7 +8,9 @@ the image has no capture time), so a date filter is one vectorised comparison, n
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Sequence
 from datetime import datetime
 
 from pixgrep.errors import PixgrepError
@@ -51,3 +53,13 @@ def date_bound(text: str, option: str) -> float:
             f"{option} {text!r} is not a date: use YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM"
         )
     return seconds
+
+
+def root_prefixes(roots: Sequence[str | os.PathLike]) -> list[str]:
+    """Each root as absolute 'dir/' prefixes: as written and with symlinks resolved, if different."""
+    prefixes = []
+    for root in roots:
+        root = os.path.expanduser(os.fspath(root))
+        for spelling in dict.fromkeys([os.path.abspath(root), os.path.realpath(root)]):
+            prefixes.append(spelling if spelling.endswith(os.sep) else spelling + os.sep)
+    return prefixes
