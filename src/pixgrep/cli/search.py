@@ -130,6 +130,27 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--include-hidden", action="store_true", help="also index and show hidden (dot) files and folders"
     )
+    parser.add_argument(
+        "--all",
+        dest="all_parts",
+        action="store_true",
+        help="detailed queries: split the text at sentences, commas, 'and', 'with' and prefer images "
+        "matching every part (--json shows each part's score)",
+    )
+    parser.add_argument(
+        "--ignore-tone",
+        action="store_true",
+        help="discount tone words (messy, elegant, sad, ...): rank by what the picture shows",
+    )
+    parser.add_argument(
+        "--tone", metavar="WORDS", help="ask for a tone on purpose, e.g. --tone 'cozy, bright'"
+    )
+    parser.add_argument(
+        "--no-dedup",
+        dest="dedup",
+        action="store_false",
+        help="show near-identical copies separately (default: once, with a count)",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
         "-f",
@@ -175,6 +196,10 @@ def options_from_args(args: argparse.Namespace, roots: list[str]) -> SearchOptio
         before=args.before,
         exclude=tuple(args.exclude),
         include_hidden=args.include_hidden,
+        all_parts=args.all_parts,
+        ignore_tone=args.ignore_tone,
+        tone=(args.tone,) if args.tone is not None else (),
+        dedup=args.dedup,
     )
 
 
@@ -201,13 +226,30 @@ def run(args: argparse.Namespace) -> int:
     with pixgrep.open_catalog(args.catalog, args.model) as catalog:
         if not args.no_index:
             catalog.index(roots, exclude=args.exclude, include_hidden=args.include_hidden, progress=True)
-        results = catalog.search(terms, options)
+        results = _search_with_warnings(catalog, terms, options)
     _render(results, args)
     if not results:
         hint = " (-n searches only what was indexed before; run without -n to index)" if args.no_index else ""
         print(f"pixgrep: no matching images{hint}", file=sys.stderr)
         return 1
     return 0
+
+
+def _search_with_warnings(catalog, terms, options):
+    """catalog.search, printing each QueryCutWarning as one `pixgrep: warning:` line."""
+    import warnings
+
+    from pixgrep.search.truncation import QueryCutWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", QueryCutWarning)
+        results = catalog.search(terms, options)
+    for warning in caught:
+        if issubclass(warning.category, QueryCutWarning):
+            print(f"pixgrep: warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return results
 
 
 def _render(results, args: argparse.Namespace) -> None:
@@ -222,7 +264,14 @@ def _render(results, args: argparse.Namespace) -> None:
         if results:
             _write("score  path\n")
         for result in results:
-            _write(f"{result.score:5.3f}  {result.path}\n")
+            copies = f"  (+{len(result.duplicate_paths)} near-identical)" if result.duplicate_paths else ""
+            _write(f"{result.score:5.3f}  {result.path}{copies}\n")
+            if result.parts:
+                _write(
+                    "       "
+                    + ", ".join(f"{text} {score:.2f}" for text, score in result.parts.items())
+                    + "\n"
+                )
             if args.preview:
                 from pixgrep.search.preview import preview
 

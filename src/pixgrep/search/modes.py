@@ -120,11 +120,13 @@ def rank(
     top_kwargs: dict,
     dedup: bool,
     facts: Callable[[list[int]], dict[int, tuple[str, int]]],
+    threshold: float | None = None,
 ) -> list[Group]:
     """The page [offset, offset + k) of results (groups when dedup), best first.
 
     top_kwargs: VectorMatrix.top's filters (roots, threshold, after, before, accept).
     facts(image_ids) -> {image_id: (content_hash, mtime_ns)} for the duplicate rules.
+    threshold: the near-duplicate cosine (None: only identical files are folded).
     """
     scorer = None
     part_scores: np.ndarray | None = None
@@ -156,7 +158,7 @@ def rank(
             )
             for i, hit in enumerate(hits)
         ]
-        grouped = group_candidates(candidates)
+        grouped = group_candidates(candidates, threshold)
         if len(grouped) >= need or len(hits) < window:
             break
         window *= 4

@@ -26,7 +26,10 @@ class SearchOptions:
     (None: the whole catalog). after/before: capture time in [after, before), epoch seconds or a date
     string (YYYY, YYYY-MM, YYYY-MM-DD, ISO); images without a capture time are left out when either
     is set. exclude: globs matched against each file and folder name below the root and the relative
-    path. include_hidden=False drops dot-files and junk folders, as indexing does."""
+    path. include_hidden=False drops dot-files and junk folders, as indexing does.
+    all_parts: rank by how well images match every part of a detailed text (search/allof.py).
+    ignore_tone: remove the tone component from the query (search/tone.py); tone: tone words to
+    add on purpose. dedup: fold near-identical images into the best-scored one (search/dedup.py)."""
 
     k: int = 10
     offset: int = 0
@@ -36,6 +39,10 @@ class SearchOptions:
     before: float | None = None
     exclude: tuple[str, ...] = ()
     include_hidden: bool = True
+    all_parts: bool = False
+    ignore_tone: bool = False
+    tone: tuple[str, ...] = ()
+    dedup: bool = True
 
     def __post_init__(self) -> None:
         # Validated once here, so every front end refuses the same things with the same words.
@@ -56,6 +63,15 @@ class SearchOptions:
             roots = _strings(self.roots, "roots")
             object.__setattr__(self, "roots", tuple(os.path.expanduser(root) for root in roots) or None)
         object.__setattr__(self, "exclude", tuple(p for p in _strings(self.exclude, "exclude") if p.strip()))
+        for name in ("all_parts", "ignore_tone", "dedup"):
+            if not isinstance(getattr(self, name), bool):
+                raise PixgrepError(f"{name} must be true or false (got {getattr(self, name)!r})")
+        if self.tone:
+            from pixgrep.search.tone import parse_tone_words
+
+            object.__setattr__(self, "tone", parse_tone_words(_strings(self.tone, "tone")))
+        else:
+            object.__setattr__(self, "tone", ())
 
     @classmethod
     def of(cls, options: SearchOptions | None = None, **fields: Any) -> SearchOptions:

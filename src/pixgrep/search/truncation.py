@@ -22,7 +22,12 @@ class QueryCutWarning(UserWarning):
 
 def cut_message(text: str, cut: str, all_parts: bool = False) -> str:
     words = len(cut.split())
-    shown = cut if len(cut) <= SHOWN_CHARS else cut[: SHOWN_CHARS - 3].rstrip() + "..."
+    # the start of the cut (where reading stops) and its end (the last words, lost too)
+    shown = (
+        cut
+        if len(cut) <= SHOWN_CHARS
+        else f"{cut[: SHOWN_CHARS // 2].rstrip()} ... {cut[-SHOWN_CHARS // 2 :].lstrip()}"
+    )
     whole = f'"{text}"' if len(text) <= SHOWN_CHARS else f'"{text[: SHOWN_CHARS - 3].rstrip()}..."'
     return (
         f"query {whole} is longer than the model reads; "
