@@ -30,6 +30,12 @@ THRESHOLD = Annotated[
 ROOTS = Annotated[list[str], Query(description="only images under these folders (repeatable)")]
 AFTER = Annotated[str | None, Query(description="captured on or after: YYYY, YYYY-MM, YYYY-MM-DD or ISO")]
 BEFORE = Annotated[str | None, Query(description="captured before: YYYY, YYYY-MM, YYYY-MM-DD or ISO")]
+ALL_PARTS = Annotated[bool, Query(description="rank by how well images match every part of a detailed text")]
+IGNORE_TONE = Annotated[
+    bool, Query(description="remove the tone component (messy, elegant, ...) of the query")
+]
+TONE = Annotated[str | None, Query(description="tone words to add on purpose: 'cozy, bright'")]
+DEDUP = Annotated[bool, Query(description="fold near-identical images into one result with a count")]
 
 
 class SearchResponse(BaseModel):
@@ -38,6 +44,7 @@ class SearchResponse(BaseModel):
     offset: int
     next_offset: int | None = Field(description="offset of the next page, or null at the end")
     took_ms: float
+    warnings: list[str] = Field(default_factory=list, description="e.g. a query cut at the context length")
 
 
 @router.get("/search", response_model=SearchResponse)
@@ -52,6 +59,10 @@ def search_get(
     root: ROOTS = [],  # noqa: B006 (FastAPI copies defaults)
     after: AFTER = None,
     before: BEFORE = None,
+    all_parts: ALL_PARTS = False,
+    ignore_tone: IGNORE_TONE = False,
+    tone: TONE = None,
+    dedup: DEDUP = True,
     model: Annotated[str | None, Query(description="must name the served model, if given")] = None,
 ):
     """Search by text, by an image URL, by a catalog image ("more like this"), or any mix of them."""
@@ -64,10 +75,20 @@ def search_get(
     if like is not None:
         terms.append(make_term("image_id", like))
     options = SearchOptions(
-        k=k, offset=offset, threshold=threshold, roots=normalise_roots(root), after=after, before=before
+        k=k,
+        offset=offset,
+        threshold=threshold,
+        roots=normalise_roots(root),
+        after=after,
+        before=before,
+        all_parts=all_parts,
+        ignore_tone=ignore_tone,
+        tone=(tone,) if tone else (),
+        dedup=dedup,
     )
-    results, took = run_search(state, terms, options)
-    return response_json(results, k=k, offset=offset, took_ms=took)
+    notes: list[str] = []
+    results, took = run_search(state, terms, options, notes)
+    return response_json(results, k=k, offset=offset, took_ms=took, warnings=notes)
 
 
 class TermIn(BaseModel):
@@ -87,6 +108,10 @@ class SearchIn(BaseModel):
     roots: list[str] = Field(default_factory=list, description="only images under these folders")
     after: str | None = Field(None, description="captured on or after (YYYY, YYYY-MM, YYYY-MM-DD, ISO)")
     before: str | None = Field(None, description="captured before (YYYY, YYYY-MM, YYYY-MM-DD, ISO)")
+    all_parts: bool = Field(False, description="rank by how well images match every part of the text")
+    ignore_tone: bool = Field(False, description="remove the tone component of the query")
+    tone: str | None = Field(None, description="tone words to add on purpose: 'cozy, bright'")
+    dedup: bool = Field(True, description="fold near-identical images into one result with a count")
     model: str | None = None
 
     model_config = {
@@ -119,9 +144,14 @@ def search_post(body: SearchIn, state: Annotated[ServerState, Depends(get_state)
         roots=normalise_roots(body.roots),
         after=body.after,
         before=body.before,
+        all_parts=body.all_parts,
+        ignore_tone=body.ignore_tone,
+        tone=(body.tone,) if body.tone else (),
+        dedup=body.dedup,
     )
-    results, took = run_search(state, terms, options)
-    return response_json(results, k=body.k, offset=body.offset, took_ms=took)
+    notes: list[str] = []
+    results, took = run_search(state, terms, options, notes)
+    return response_json(results, k=body.k, offset=body.offset, took_ms=took, warnings=notes)
 
 
 @router.post("/search/image", response_model=SearchResponse)
@@ -134,6 +164,9 @@ def search_image(
     offset: Annotated[int, Form(ge=0, le=1_000_000)] = 0,
     threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
     root: Annotated[list[str], Form()] = [],  # noqa: B006
+    all_parts: Annotated[bool, Form()] = False,
+    ignore_tone: Annotated[bool, Form()] = False,
+    dedup: Annotated[bool, Form()] = True,
     model: Annotated[str | None, Form()] = None,
 ):
     """Search by an uploaded image (multipart), optionally plus text in the query language."""
@@ -149,9 +182,18 @@ def search_image(
     terms = [bytes_term(data, weight)]
     if q and q.strip():
         terms += parse_terms(q)
-    options = SearchOptions(k=k, offset=offset, threshold=threshold, roots=normalise_roots(root))
-    results, took = run_search(state, terms, options)
-    return response_json(results, k=k, offset=offset, took_ms=took)
+    options = SearchOptions(
+        k=k,
+        offset=offset,
+        threshold=threshold,
+        roots=normalise_roots(root),
+        all_parts=all_parts,
+        ignore_tone=ignore_tone,
+        dedup=dedup,
+    )
+    notes: list[str] = []
+    results, took = run_search(state, terms, options, notes)
+    return response_json(results, k=k, offset=offset, took_ms=took, warnings=notes)
 
 
 @router.get("/images/{image_id}/similar", response_model=SearchResponse, tags=["images"])
@@ -162,8 +204,9 @@ def similar(
     offset: OFFSET = 0,
     threshold: THRESHOLD = None,
     root: ROOTS = [],  # noqa: B006
+    dedup: DEDUP = True,
 ):
     """More like this: the images nearest to a catalog image (the image itself is left out)."""
-    options = SearchOptions(k=k, offset=offset, threshold=threshold, roots=normalise_roots(root))
+    options = SearchOptions(k=k, offset=offset, threshold=threshold, roots=normalise_roots(root), dedup=dedup)
     results, took = run_search(state, [make_term("image_id", image_id)], options)
     return response_json(results, k=k, offset=offset, took_ms=took)
