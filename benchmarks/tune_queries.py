@@ -24,9 +24,19 @@ def read_tsv(path: Path) -> list[tuple[str, str]]:
         return [(row["image"], row["caption"]) for row in csv.DictReader(handle, delimiter="\t")]
 
 
-def r1(scores: np.ndarray, truth: np.ndarray) -> float:
+def r1(scores: np.ndarray, truth: np.ndarray) -> str:
+    """R@1/R@5/R@10 (ties pessimistic, as eval/metrics.py)."""
     best = scores[np.arange(len(truth)), truth]
-    return float(100 * np.mean((scores > best[:, None]).sum(axis=1) == 0))
+    others = scores.copy()
+    others[np.arange(len(truth)), truth] = -np.inf
+    ranks = 1 + (others >= best[:, None]).sum(axis=1)
+    return "/".join(f"{100 * np.mean(ranks <= k):.2f}" for k in (1, 5, 10))
+
+
+def overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean share of the top 10 (by score rows) that two score matrices have in common."""
+    top_a, top_b = np.argsort(-a, axis=1)[:, :10], np.argsort(-b, axis=1)[:, :10]
+    return float(np.mean([len(set(x) & set(y)) / 10 for x, y in zip(top_a, top_b, strict=True)]))
 
 
 def main() -> None:
@@ -40,6 +50,7 @@ def main() -> None:
     parser.add_argument("--split", default="dev")
     parser.add_argument("--model", default="pixgrep-mini")
     parser.add_argument("--catalog", default=os.environ.get("PIXGREP_CATALOG"))
+    parser.add_argument("--full", action="store_true", help="all 5000 single captions (default: half)")
     args = parser.parse_args()
     sets = {
         name: read_tsv(Path(args.sets) / f"flickr8k-{args.split}-{name}.tsv")
@@ -47,7 +58,11 @@ def main() -> None:
     }
     names = list(dict.fromkeys(image for image, _ in sets["plain"]))
     # every other single caption (2500 of 5000) keeps the encoding time down on a shared machine
-    sets["plain"], sets["tone"] = sets["plain"][::2], sets["tone"][::2]
+    if not args.full:
+        sets["plain"], sets["tone"] = sets["plain"][::2], sets["tone"][::2]
+    # "QUERY, sad, ugly, messy" for a sample of the single captions (top-10 overlap with "QUERY")
+    sample = sets["plain"][:: max(1, len(sets["plain"]) // 500)][:500]
+    sets["sum"] = [(image, f"{text.rstrip(' .')}, sad, ugly, messy") for image, text in sample]
     position = {n: i for i, n in enumerate(names)}
     with pixgrep.open_catalog(args.catalog, args.model) as catalog:
         encoder = catalog.encoder
@@ -71,7 +86,23 @@ def main() -> None:
         vectors = encode_texts_batched(encoder, unique)
         row = {t: i for i, t in enumerate(unique)}
         differences = tone._differences(encoder, tone.load_lexicon())
+    stacked = np.concatenate(list(differences.values())).astype(np.float64)
+    _, _, vt = np.linalg.svd(stacked, full_matrices=False)
+    for rank in (4, 8, 12, 16, 24):
+        space = tone.ToneSpace(vt[:rank].astype(np.float32), {})
+        base = (
+            vectors[[row[t.rstrip(" .")] if t.rstrip(" .") in row else row[t] for _, t in sample]] @ images.T
+        )
+        toned = space.project(vectors[[row[t] for _, t in sets["sum"]]]) @ images.T
+        plain_toned = vectors[[row[t] for _, t in sets["sum"]]] @ images.T
+        print(
+            f"top-10 overlap with QUERY: 'QUERY, sad, ugly, messy' plain {overlap(plain_toned, base):.3f}, "
+            f"--ignore-tone rank {rank} {overlap(toned, base):.3f}",
+            flush=True,
+        )
     for name, rows in sets.items():
+        if name == "sum":
+            continue
         truth = np.array([position[image] for image, _ in rows])
         plain = vectors[[row[t] for _, t in rows]] @ images.T
         line = [f"{name}: plain {r1(plain, truth):.2f}"]

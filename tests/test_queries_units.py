@@ -232,3 +232,35 @@ def test_duplicate_groups_over_blocks(monkeypatch):
     hashes[8] = "f2"  # same bytes as row 3, different vector row (e.g. decoded again)
     groups = dedup.duplicate_groups(vectors, hashes)
     assert sorted(groups) == [[0, 4, 9], [3, 8]]
+
+
+# -- eval: the score-matrix protocol equals the vector one ---------------------------------------
+
+
+def test_retrieval_metrics_from_scores_equals_the_vector_protocol():
+    from pixgrep.eval.metrics import retrieval_metrics, retrieval_metrics_from_scores
+
+    rng = np.random.default_rng(4)
+    images = rng.standard_normal((30, 16)).astype(np.float32)
+    captions = rng.standard_normal((60, 16)).astype(np.float32)
+    caption_image = [i // 2 for i in range(60)]
+    expected = retrieval_metrics(images, captions, caption_image)
+    got = retrieval_metrics_from_scores(captions @ images.T, caption_image)
+    assert got == pytest.approx(expected)
+
+
+def test_all_of_scores_single_part_texts_rank_as_plain_search(isolated_cache):
+    from pixgrep.eval.retrieval import all_of_scores
+
+    encoder = BagOfWords()
+    rng = np.random.default_rng(5)
+    images = rng.standard_normal((40, encoder.dim)).astype(np.float32)
+    texts = ["bicycle cat", "volcano lamp"]
+    scores = all_of_scores(encoder, texts, images)
+    plain = encoder.encode_texts(texts) @ images.T
+    assert np.array_equal(np.argsort(-scores, axis=1), np.argsort(-plain, axis=1))
+    parted = all_of_scores(encoder, ["bicycle cat, and a volcano lamp"], images)
+    assert not np.array_equal(
+        np.argsort(-parted[0]),
+        np.argsort(-(encoder.encode_texts(["bicycle cat, and a volcano lamp"]) @ images.T)[0]),
+    )
