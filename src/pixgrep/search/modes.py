@@ -15,6 +15,7 @@ returns the ranked hits, their per-part scores and the near-identical images fol
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -147,17 +148,20 @@ def rank(
     window = 2 * need + 16
     while True:
         hits = matrix.top(query, window, scorer=scorer, **top_kwargs)
-        known = facts([hit.image_id for hit in hits])
-        candidates = [
-            Candidate(
-                i,
-                hit.score,
-                *known.get(hit.image_id, (f"row:{hit.row}", 0)),
-                hit.path,
-                np.asarray(matrix.vectors[hit.row], np.float32),
-            )
-            for i, hit in enumerate(hits)
-        ]
+        # Same content = same stored vector (vectors are keyed by content hash), so the row bytes
+        # stand for the hash; modification times are read only where scores tie exactly (copies
+        # of one file), so a query without copies reads no more rows than its results.
+        seen: dict[float, int] = {}
+        for hit in hits:
+            seen[hit.score] = seen.get(hit.score, 0) + 1
+        tied = [hit.image_id for hit in hits if seen[hit.score] > 1]
+        mtimes = {i: fact[1] for i, fact in facts(tied).items()} if tied else {}
+        candidates = []
+        for i, hit in enumerate(hits):
+            row = np.asarray(matrix.vectors[hit.row])
+            key = hashlib.sha1(row.tobytes()).hexdigest()
+            vector = row.astype(np.float32)
+            candidates.append(Candidate(i, hit.score, key, mtimes.get(hit.image_id, 0), hit.path, vector))
         grouped = group_candidates(candidates, threshold)
         if len(grouped) >= need or len(hits) < window:
             break
