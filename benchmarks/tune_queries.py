@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--model", default="pixgrep-mini")
     parser.add_argument("--catalog", default=os.environ.get("PIXGREP_CATALOG"))
     parser.add_argument("--full", action="store_true", help="all 5000 single captions (default: half)")
+    parser.add_argument("--images", type=int, help="only the queries of the first N images of the split")
     args = parser.parse_args()
     sets = {
         name: read_tsv(Path(args.sets) / f"flickr8k-{args.split}-{name}.tsv")
@@ -58,7 +59,10 @@ def main() -> None:
     }
     names = list(dict.fromkeys(image for image, _ in sets["plain"]))
     # every other single caption (2500 of 5000) keeps the encoding time down on a shared machine
-    if not args.full:
+    if args.images:  # the queries of the first N images only (all images stay in the pool)
+        keep = set(names[: args.images])
+        sets = {name: [r for r in rows if r[0] in keep] for name, rows in sets.items()}
+    elif not args.full:
         sets["plain"], sets["tone"] = sets["plain"][::2], sets["tone"][::2]
     # "QUERY, sad, ugly, messy" for a sample of the single captions (top-10 overlap with "QUERY")
     sample = sets["plain"][:: max(1, len(sets["plain"]) // 500)][:500]
@@ -83,7 +87,16 @@ def main() -> None:
             )
         )
         print(f"{len(unique)} distinct texts to encode")
-        vectors = encode_texts_batched(encoder, unique)
+        # Text vectors are cached beside the sets (a rerun on a busy machine skips the text tower).
+        import hashlib
+
+        key = hashlib.sha256("\n".join([encoder.model_id, *unique]).encode()).hexdigest()[:16]
+        cache = Path(args.sets) / f"vectors-{key}.npy"
+        if cache.exists():
+            vectors = np.load(cache)
+        else:
+            vectors = encode_texts_batched(encoder, unique)
+            np.save(cache, vectors)
         row = {t: i for i, t in enumerate(unique)}
         differences = tone._differences(encoder, tone.load_lexicon())
     stacked = np.concatenate(list(differences.values())).astype(np.float64)
@@ -105,7 +118,7 @@ def main() -> None:
             continue
         truth = np.array([position[image] for image, _ in rows])
         plain = vectors[[row[t] for _, t in rows]] @ images.T
-        line = [f"{name}: plain {r1(plain, truth):.2f}"]
+        line = [f"{name}: plain {r1(plain, truth)}"]
         if name != "tone":
             for power in (0.0, -0.5, -1.0, -2.0):
                 for whole in (0.0, 1.0, 2.0):
@@ -116,14 +129,14 @@ def main() -> None:
                             for p in plans[name]
                         ]
                     )
-                    line.append(f"all p={power} w={whole} {r1(scores, truth):.2f}")
+                    line.append(f"all p={power} w={whole} {r1(scores, truth)}")
         if name in ("plain", "tone"):
             stacked = np.concatenate(list(differences.values())).astype(np.float64)
             _, _, vt = np.linalg.svd(stacked, full_matrices=False)
             for rank in (1, 2, 4, 8, 12, 16, 24, 32):
                 space = tone.ToneSpace(vt[:rank].astype(np.float32), {})
                 projected = space.project(vectors[[row[t] for _, t in rows]]) @ images.T
-                line.append(f"ignore-tone rank {rank} {r1(projected, truth):.2f}")
+                line.append(f"ignore-tone rank {rank} {r1(projected, truth)}")
         print("\n  ".join(line), flush=True)
 
 

@@ -429,7 +429,7 @@ def test_collapsed_duplicates_all_of_and_ignore_tone_toggles(page, copies_server
     assert "matches: a red car" in page.inner_text("#viewer-parts")
     page.keyboard.press("Escape")
 
-    with page.expect_response(lambda r: "ignore_tone=true" in r.url) as answer:
+    with page.expect_response(lambda r: "ignore_tone=true" in r.url, timeout=90000) as answer:
         page.check("#ignore-tone")
     assert answer.value.ok, answer.value.text()
     page.wait_for_function("n => document.querySelectorAll('#grid li').length === n", arg=distinct)

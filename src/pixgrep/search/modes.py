@@ -148,20 +148,20 @@ def rank(
     window = 2 * need + 16
     while True:
         hits = matrix.top(query, window, scorer=scorer, **top_kwargs)
-        # Same content = same stored vector (vectors are keyed by content hash), so the row bytes
-        # stand for the hash; modification times are read only where scores tie exactly (copies
-        # of one file), so a query without copies reads no more rows than its results.
-        seen: dict[float, int] = {}
-        for hit in hits:
-            seen[hit.score] = seen.get(hit.score, 0) + 1
-        tied = [hit.image_id for hit in hits if seen[hit.score] > 1]
-        mtimes = {i: fact[1] for i, fact in facts(tied).items()} if tied else {}
+        # Same content means the same stored vector (vectors are keyed by content hash), so only
+        # candidates whose vectors are equal can share a file hash: their hash and modification
+        # time (the tie-break) are read; a query without such copies reads only its result rows.
+        rows = [np.asarray(matrix.vectors[hit.row]) for hit in hits]
+        digests = [hashlib.sha1(row.tobytes()).hexdigest() for row in rows]
+        count: dict[str, int] = {}
+        for digest in digests:
+            count[digest] = count.get(digest, 0) + 1
+        equal = [hit.image_id for hit, digest in zip(hits, digests, strict=True) if count[digest] > 1]
+        known = facts(equal) if equal else {}
         candidates = []
-        for i, hit in enumerate(hits):
-            row = np.asarray(matrix.vectors[hit.row])
-            key = hashlib.sha1(row.tobytes()).hexdigest()
-            vector = row.astype(np.float32)
-            candidates.append(Candidate(i, hit.score, key, mtimes.get(hit.image_id, 0), hit.path, vector))
+        for i, (hit, row, digest) in enumerate(zip(hits, rows, digests, strict=True)):
+            content, mtime = known.get(hit.image_id, (f"vector:{digest}", 0))
+            candidates.append(Candidate(i, hit.score, content, mtime, hit.path, row.astype(np.float32)))
         grouped = group_candidates(candidates, threshold)
         if len(grouped) >= need or len(hits) < window:
             break
