@@ -25,8 +25,8 @@ __all__ = ["POWER", "WHOLE_WEIGHT", "PartPlan", "combine", "plan_parts", "standa
 
 # The power mean's exponent and the whole query's weight among the parts; chosen on the Flickr8k
 # *dev* split with pixgrep-mini (docs/quality.md), then measured once on the test split.
-POWER = -1.0
-WHOLE_WEIGHT = 1.0
+POWER = -0.5
+WHOLE_WEIGHT = 2.0
 
 
 @dataclass(frozen=True)
