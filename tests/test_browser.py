@@ -471,3 +471,72 @@ def test_docs_render_with_no_outside_request(browser, server):
     finally:
         context.close()
     assert outside == []
+
+
+# -- issue 13: all-of, ignore tone, collapsed duplicates ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def copies_server(tmp_path_factory):
+    """A catalog of 10 pictures plus two byte-identical copies of the red one (newer files)."""
+    import shutil
+
+    from fakes import FakeEncoder
+
+    from pixgrep.server.app import create_app
+
+    base = tmp_path_factory.mktemp("browser-copies")
+    files = make_images(base / "photos", per_colour=1)
+    red = next(f for f in files if f.parent.name == "red")
+    copies = []
+    for n in (1, 2):
+        copy = red.with_name(f"zz-copy-{n}{red.suffix}")
+        shutil.copyfile(red, copy)
+        os.utime(copy, (2_000_000_000 + n, 2_000_000_000 + n))
+        copies.append(copy)
+    ids = add_to_catalog(base / "c.db", files + copies, FakeEncoder())
+    old_cache = os.environ.get("PIXGREP_CACHE")
+    os.environ["PIXGREP_CACHE"] = str(base / "cache")  # the tone subspace of the fake model goes here
+    try:
+        with LiveServer(create_app(base / "c.db", encoder=FakeEncoder())) as live:
+            yield {"live": live, "red": red, "ids": ids, "count": len(files) + len(copies)}
+    finally:
+        if old_cache is None:
+            os.environ.pop("PIXGREP_CACHE", None)
+        else:
+            os.environ["PIXGREP_CACHE"] = old_cache
+
+
+def test_collapsed_duplicates_all_of_and_ignore_tone_toggles(page, copies_server):
+    live, red = copies_server["live"], copies_server["red"]
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if "/api/search" in r.url else None)
+    page.goto(live.url + "/")
+    distinct = copies_server["count"] - 2
+    search(page, live, "a red car, a wooden table and a lamp", expect=distinct)
+    red_tile = page.locator(f'#grid li[data-id="{copies_server["ids"][str(red)]}"]')
+    assert red_tile.locator(".copies").inner_text() == "+2 near-identical"
+    assert "+2 near-identical" in red_tile.locator(".tile").get_attribute("title")
+    assert "all_parts" not in requests[-1] and "ignore_tone" not in requests[-1]
+    shot(page, "13-collapsed-copies")
+
+    page.check("#all-parts")  # re-runs the search as all-of: each tile lists its parts' scores
+    page.wait_for_function("() => document.querySelector('#grid .tile')?.title.includes('a wooden table')")
+    assert "all_parts=true" in requests[-1]
+    title = page.locator("#grid li .tile").first.get_attribute("title")
+    assert "a red car" in title and "a lamp" in title
+    page.locator("#grid li .tile").first.click()
+    assert "matches: a red car" in page.inner_text("#viewer-parts")
+    page.keyboard.press("Escape")
+
+    with page.expect_response(lambda r: "ignore_tone=true" in r.url, timeout=90000) as answer:
+        page.check("#ignore-tone")
+    assert answer.value.ok, answer.value.text()
+    page.wait_for_function("n => document.querySelectorAll('#grid li').length === n", arg=distinct)
+    assert "ignore_tone=true" in requests[-1] and "all_parts=true" in requests[-1]
+
+    page.uncheck("#dedup")  # every copy shown on its own
+    page.wait_for_function("n => document.querySelectorAll('#grid li').length === n", arg=distinct + 2)
+    assert "dedup=false" in requests[-1]
+    assert page.locator("#grid .copies").count() == 0
+    shot(page, "13-all-of-ignore-tone")

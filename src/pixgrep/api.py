@@ -153,6 +153,19 @@ class Catalog:
                     vectors[record.id] = np.asarray(vector, np.float32)
         return vectors
 
+    def duplicates(
+        self, roots: Sequence[str | os.PathLike] | None = None, threshold: float | None = None
+    ) -> list[list[ImageRecord]]:
+        """Groups of near-identical images (below `roots`, if given) for the loaded model: same
+        content, or image cosine >= threshold (default: the model's measured one, else identical
+        files only; search/dedup.py). Each group oldest file first."""
+        from pixgrep.search.dedup import catalog_duplicates
+
+        folders = (
+            None if roots is None else [os.path.abspath(os.path.expanduser(os.fspath(r))) for r in roots]
+        )
+        return catalog_duplicates(self._db, self.encoder.model_id, folders, threshold)
+
     def folders(self) -> dict[str, int]:
         """Folders holding readable images, with how many each holds directly."""
         return self._db.folder_counts()

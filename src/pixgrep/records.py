@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass(frozen=True)
@@ -28,11 +28,24 @@ class SearchResult:
     width: int | None
     height: int | None
     taken_at: str | None
+    # all-of search (--all): each part of the query and this image's cosine with it; else None
+    parts: dict[str, float] | None = None
+    # near-identical images folded into this one (same content, or image cosine above the
+    # threshold of search/dedup.py), best-scored first; empty with dedup off
+    duplicate_ids: tuple[int, ...] = ()
+    duplicate_paths: tuple[str, ...] = field(default=())
 
     def to_json(self) -> dict:
+        """path, score, size, width, height, taken_at; plus `parts` with --all and `duplicates`
+        (paths) when near-identical images were folded into this one."""
         row = asdict(self)
-        row.pop("image_id")
+        for key in ("image_id", "parts", "duplicate_ids", "duplicate_paths"):
+            row.pop(key)
         row["score"] = round(self.score, 6)
+        if self.parts is not None:
+            row["parts"] = {text: round(score, 6) for text, score in self.parts.items()}
+        if self.duplicate_paths:
+            row["duplicates"] = list(self.duplicate_paths)
         return row
 
 

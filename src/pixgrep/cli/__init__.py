@@ -13,14 +13,15 @@ import sys
 from typing import NoReturn
 
 from pixgrep import __version__
+from pixgrep.cli import duplicates, index, models, search, serve, train, transfer
 from pixgrep.cli import eval as eval_commands
-from pixgrep.cli import index, models, search, serve, train, transfer
 from pixgrep.errors import PixgrepError
 
 # The command table: each module registers its sub-commands. Order is the order of `--help`.
 COMMAND_MODULES = (
     search,  # search (also the short form `pixgrep QUERY`)
     index,  # index, stats
+    duplicates,  # duplicates
     models,  # models list/info/download/export
     train,  # train mini
     eval_commands,  # eval, rank, probe, classify

@@ -88,6 +88,17 @@ def _register_eval(subparsers: argparse._SubParsersAction) -> None:
     retrieval.add_argument(
         "--split", metavar="LIST", help="evaluate only the images listed in this file (one name per line)"
     )
+    retrieval.add_argument(
+        "--all",
+        dest="all_parts",
+        action="store_true",
+        help="score each caption as `pixgrep --all` does: all of its parts (docs/search.md)",
+    )
+    retrieval.add_argument(
+        "--ignore-tone",
+        action="store_true",
+        help="remove the tone component from the captions first, as `pixgrep --ignore-tone`",
+    )
     add_common_options(retrieval)
     _json_option(retrieval)
     retrieval.set_defaults(func=_run_eval_retrieval)
@@ -120,11 +131,24 @@ def _run_eval_retrieval(args: argparse.Namespace) -> int:
     from pixgrep.eval.retrieval import run_retrieval
 
     with _open_catalog(args) as catalog:
-        result = run_retrieval(catalog, args.images, args.captions, args.split)
+        result = run_retrieval(
+            catalog,
+            args.images,
+            args.captions,
+            args.split,
+            all_parts=args.all_parts,
+            ignore_tone=args.ignore_tone,
+        )
     if args.json:
         _print_json(result)
         return 0
-    print(f"{result['images']} images, {result['captions']} captions, model {result['model']}")
+    switches = [name for name, on in (("--all", args.all_parts), ("--ignore-tone", args.ignore_tone)) if on]
+    print(
+        f"{result['images']} images, {result['captions']} captions, model {result['model']}"
+        + (f" ({' '.join(switches)})" if switches else "")
+    )
+    if result.get("captions_cut"):
+        print(f"({result['captions_cut']} caption(s) longer than the model's context length: cut)")
     if result["caption_keys_remapped"]:
         print(f"({result['caption_keys_remapped']} caption key(s) like X.jpg.1 read as X.jpg)")
     print(f"{'':15} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'median':>7} {'mean':>8}")

@@ -164,6 +164,27 @@ def register(subparsers) -> None:
         "else the sum; combiner: require it; sum: add the unit vectors (the behaviour before "
         "Combiners). Weights and - terms apply around the Combiner",
     )
+    parser.add_argument(
+        "--all",
+        dest="all_parts",
+        action="store_true",
+        help="detailed queries: split the text at sentences, commas, 'and', 'with' and prefer images "
+        "matching every part (--json shows each part's score)",
+    )
+    parser.add_argument(
+        "--ignore-tone",
+        action="store_true",
+        help="discount tone words (messy, elegant, sad, ...): rank by what the picture shows",
+    )
+    parser.add_argument(
+        "--tone", metavar="WORDS", help="ask for a tone on purpose, e.g. --tone 'cozy, bright'"
+    )
+    parser.add_argument(
+        "--no-dedup",
+        dest="dedup",
+        action="store_false",
+        help="show near-identical copies separately (default: once, with a count)",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
         "-f",
@@ -215,6 +236,10 @@ def options_from_args(args: argparse.Namespace, roots: list[str]) -> SearchOptio
         tag=args.tag,
         place=args.place,
         exact=args.exact,
+        all_parts=args.all_parts,
+        ignore_tone=args.ignore_tone,
+        tone=(args.tone,) if args.tone is not None else (),
+        dedup=args.dedup,
     )
 
 
@@ -247,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
     with pixgrep.open_catalog(args.catalog, args.model) as catalog:
         if not args.no_index:
             catalog.index(roots, exclude=args.exclude, include_hidden=args.include_hidden, progress=True)
-        results = catalog.search(terms or None, options)
+        results = _search_with_warnings(catalog, terms or None, options)
         if args.verbose and terms:
             print(f"pixgrep: {_describe_search(catalog.search_index())}", file=sys.stderr)
     _render(results, args, listing=not terms)
@@ -256,6 +281,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"pixgrep: no matching images{hint}", file=sys.stderr)
         return 1
     return 0
+
+
+def _search_with_warnings(catalog, terms, options):
+    """catalog.search, printing each QueryCutWarning as one `pixgrep: warning:` line."""
+    import warnings
+
+    from pixgrep.search.truncation import QueryCutWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", QueryCutWarning)
+        results = catalog.search(terms, options)
+    for warning in caught:
+        if issubclass(warning.category, QueryCutWarning):
+            print(f"pixgrep: warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return results
 
 
 def _describe_search(info: dict | None) -> str:
@@ -284,10 +326,18 @@ def _render(results, args: argparse.Namespace, listing: bool = False) -> None:
             _write("taken                path\n" if listing else "score  path\n")
         for result in results:
             # A name that is not UTF-8 is shown escaped here (caf\xe9.jpg); -f and --json keep it exact.
+            copies = f"  (+{len(result.duplicate_paths)} near-identical)" if result.duplicate_paths else ""
             if listing:
-                _write(f"{(result.taken_at or '-')[:19].replace('T', ' '):<19}  {shown_path(result.path)}\n")
+                when = (result.taken_at or "-")[:19].replace("T", " ")
+                _write(f"{when:<19}  {shown_path(result.path)}{copies}\n")
             else:
-                _write(f"{result.score:5.3f}  {shown_path(result.path)}\n")
+                _write(f"{result.score:5.3f}  {shown_path(result.path)}{copies}\n")
+            if result.parts:
+                _write(
+                    "       "
+                    + ", ".join(f"{text} {score:.2f}" for text, score in result.parts.items())
+                    + "\n"
+                )
             if args.preview:
                 from pixgrep.search.preview import preview
 

@@ -33,6 +33,12 @@ class Encoder(ABC):
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """n strings -> float32 (n, dim), rows of unit length."""
 
+    def cut_texts(self, texts: Sequence[str]) -> list[str | None]:
+        """For each text, what the text tower would cut off (past its context length), or None.
+
+        Encoders without a length limit keep the default: nothing is ever cut."""
+        return [None] * len(texts)
+
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dim), np.float32)

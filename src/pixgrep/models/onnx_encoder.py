@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -19,6 +19,9 @@ from pixgrep.errors import PixgrepError
 from pixgrep.models.base import Encoder
 from pixgrep.models.folder import ModelFolder
 from pixgrep.models.preprocess import PreprocessConfig, preprocess
+
+if TYPE_CHECKING:
+    from pixgrep.models.tokenizer import ClipTokenizer, HFTokenizer
 
 _ORT_DTYPES = {
     "tensor(float)": np.float32,
@@ -111,7 +114,7 @@ class OnnxEncoder(Encoder):
         self._lock = threading.Lock()
         self._visual: _Tower | None = None
         self._textual: _Tower | None = None
-        self._tokenizer: Any = None  # ClipTokenizer or HFTokenizer, made on first use
+        self._tokenizer: ClipTokenizer | HFTokenizer | None = None
         self._dim = folder.config.get("embed_dim")
 
     def __repr__(self) -> str:
@@ -183,6 +186,11 @@ class OnnxEncoder(Encoder):
             for i in range(0, len(texts), MAX_BATCH)
         ]
         return _normalise(np.concatenate(parts) if len(parts) > 1 else parts[0])
+
+    def cut_texts(self, texts: Sequence[str]) -> list[str | None]:
+        """For each text, the words past the text tower's context length (None when it fits)."""
+        tokenizer = self._get_tokenizer(self.textual)
+        return [tokenizer.cut_text(text) for text in texts]
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """The text tower's input arrays for these texts (exposed for parity tests and debugging)."""

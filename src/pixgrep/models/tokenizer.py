@@ -78,6 +78,18 @@ class ClipTokenizer:
             out[row, : len(tokens)] = tokens
         return out
 
+    def cut_text(self, text: str) -> str | None:
+        """The end of `text` (cleaned, lower-case) that does not fit in the context length, or None."""
+        cleaned = clean_text(text)
+        room = self.context_length - 2  # start and end tokens
+        encoding = self._bpe.encode(cleaned, add_special_tokens=False)
+        if len(encoding.ids) <= room:
+            return None
+        start = encoding.offsets[room][0]
+        if start > 0 and not cleaned[start - 1].isspace():  # a word cut in two counts as cut
+            start = cleaned.rfind(" ", 0, start) + 1
+        return cleaned[start:].strip() or None
+
     def _with_literal_specials(self, text: str) -> list[int]:
         """open_clip matches its own special-token strings inside the text; so do we."""
         ids: list[int] = []
@@ -117,6 +129,25 @@ class HFTokenizer:
         ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
         mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
         return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+
+    def cut_text(self, text: str) -> str | None:
+        """The end of `text` past the model's maximum length, or None when it fits."""
+        return _hf_cut_text(self._tok, text)
+
+
+def _hf_cut_text(tokenizer, text: str) -> str | None:
+    encoding = tokenizer.encode(text)
+    if not encoding.overflowing:
+        return None
+    ends = [
+        end
+        for (start, end), special in zip(encoding.offsets, encoding.special_tokens_mask, strict=True)
+        if not special and end > start
+    ]
+    cut = max(ends, default=0)
+    if 0 < cut < len(text) and not text[cut].isspace():  # a word cut in two counts as cut
+        cut = text.rfind(" ", 0, cut) + 1
+    return text[cut:].strip() or None
 
 
 def _first_id(vocab: dict[str, int], names: Sequence[str], path: Path) -> int:

@@ -28,6 +28,8 @@ from pixgrep.search.query import Term, bytes_term, parse_query
 if TYPE_CHECKING:
     from PIL import Image
 
+    from pixgrep.search.modes import QueryPlan
+
 __all__ = ["download_terms", "query_vector", "search", "search_vector", "to_terms"]
 
 
@@ -40,6 +42,22 @@ def _encode(
     db: CatalogDB, encoder: Encoder, terms: list[Term], fusion: str = "auto"
 ) -> tuple[np.ndarray, set[int]]:
     """The query vector, and the catalog ids of the images the query is made of (left out of results)."""
+    vectors, own_ids = _term_vectors(db, encoder, terms)
+    return _composer(encoder, terms, fusion)(_unit_rows(vectors)), own_ids
+
+
+def _composer(encoder: Encoder, terms: list[Term], fusion: str) -> Callable[[np.ndarray], np.ndarray]:
+    """How the terms' unit vectors become one query vector: the weighted sum, or for image + text
+    the model's Combiner when it has one and `fusion` allows it (search.fusion)."""
+    kinds, weights = [t.kind for t in terms], [t.weight for t in terms]
+    combiner = combiner_for(encoder, fusion) if is_composed(kinds, weights) else None
+    return lambda units: fuse(kinds, weights, list(units), combiner)[0]
+
+
+def _term_vectors(
+    db: CatalogDB, encoder: Encoder, terms: list[Term]
+) -> tuple[list[np.ndarray | None], set[int]]:
+    """Each term's vector (see _encode)."""
     if not terms:
         raise PixgrepError("empty query: give some text, an image path or an image URL")
     model = encoder.model_id
@@ -81,11 +99,21 @@ def _encode(
         for (i, _), row in zip(images, encoded, strict=True):
             vectors[i] = row
 
-    # image + text with a Combiner: search.fusion; otherwise the weighted sum of unit vectors
-    kinds, weights = [t.kind for t in terms], [t.weight for t in terms]
-    combiner = combiner_for(encoder, fusion) if is_composed(kinds, weights) else None
-    vector, _ = fuse(kinds, weights, [cast(np.ndarray, v) for v in vectors], combiner)
-    return vector, own_ids
+    return vectors, own_ids
+
+
+def _unit_rows(vectors: list[np.ndarray | None]) -> np.ndarray:
+    """The term vectors as unit rows (stored float16 vectors are only nearly unit)."""
+    first = np.asarray(vectors[0], np.float64)
+    rows = np.zeros((len(vectors), first.shape[0]), np.float64)
+    for i, vector in enumerate(vectors):
+        vector = np.asarray(vector, np.float64)
+        if vector.shape != first.shape:
+            raise PixgrepError(f"query terms have different sizes ({vector.shape[0]} vs {first.shape[0]})")
+        norm = np.linalg.norm(vector)
+        if norm > 0:
+            rows[i] = vector / norm
+    return rows
 
 
 def _stored_vector_for_path(db: CatalogDB, model: str, path: str) -> tuple[np.ndarray | None, int | None]:
@@ -171,10 +199,25 @@ def search(
     out of the results, as rclip does: the best match for ./cat.jpg is not ./cat.jpg itself.
     No terms with a metadata or date filter set: the matching images, newest first (no model run).
     """
+    from pixgrep.search.modes import query_plan
+
+    terms = list(terms)
     if not terms and options.lists_without_query():
         return list_matching(db, options)
-    vector, own_ids = _encode(db, encoder, list(terms), options.fusion)
-    return _ranked(db, encoder, vector, options, _result_filter(options, own_ids))
+    if not terms:
+        raise PixgrepError("empty query: give some text, an image path or an image URL")
+    vectors, own_ids = _term_vectors(db, encoder, terms)
+    plan = query_plan(
+        encoder,
+        [str(t.value) if t.kind == "text" else None for t in terms],
+        [t.weight for t in terms],
+        _unit_rows(vectors),
+        all_parts=options.all_parts,
+        ignore_tone=options.ignore_tone,
+        tone=options.tone,
+        combine=_composer(encoder, terms, options.fusion),
+    )
+    return _ranked(db, encoder, plan, options, _result_filter(options, own_ids))
 
 
 def search_vector(
@@ -185,7 +228,19 @@ def search_vector(
     norm = float(np.linalg.norm(vector))
     if norm < 1e-12:
         raise PixgrepError("a query vector must not be all zeros")
-    return _ranked(db, encoder, vector / norm, options, _result_filter(options, set()))
+    from pixgrep.search.modes import query_plan
+
+    term = Term(1.0, "vector", vector / norm)
+    plan = query_plan(
+        encoder,
+        [None],
+        [1.0],
+        (vector / norm)[None],
+        ignore_tone=options.ignore_tone,
+        tone=options.tone,
+        combine=_composer(encoder, [term], "sum"),
+    )
+    return _ranked(db, encoder, plan, options, _result_filter(options, set()))
 
 
 def list_matching(db: CatalogDB, options: SearchOptions) -> list[SearchResult]:
@@ -242,44 +297,61 @@ def _result_filter(options: SearchOptions, own_ids: set[int]) -> Callable[[int, 
 def _ranked(
     db: CatalogDB,
     encoder: Encoder,
-    vector: np.ndarray,
+    plan: QueryPlan,
     options: SearchOptions,
     accept: Callable[[int, str], bool] | None,
 ) -> list[SearchResult]:
+    from pixgrep.search.modes import rank
+
     matrix = load_matrix(db, encoder.model_id)
-    if matrix.rows and matrix.dim != vector.shape[0]:
+    if matrix.rows and matrix.dim != plan.vectors.shape[1]:
         raise PixgrepError(
             f"the catalog's vectors for {encoder.model_id} have {matrix.dim} dimensions, "
-            f"the model gives {vector.shape[0]}: re-index with this model"
+            f"the model gives {plan.vectors.shape[1]}: re-index with this model"
         )
+    if matrix.rows == 0 or options.k == 0:
+        return []
+
+    def facts(ids: list[int]) -> dict[int, tuple[str, int]]:
+        return {i: (r.content_hash, r.mtime_ns) for i, r in db.images_by_id(ids).items()}
+
     allowed_ids = allowed_for(db, options)  # None: no metadata filter
-    hits = matrix.top(
-        vector,
-        options.k,
-        offset=options.offset,
-        roots=options.roots,
-        threshold=options.threshold,
-        after=options.after,
-        before=options.before,
-        accept=accept,
-        allowed=None if allowed_ids is None else row_mask(matrix.ids, allowed_ids),  # metadata filters
-        exact=options.exact,
+    filters = {
+        "roots": options.roots,
+        "threshold": options.threshold,
+        "after": options.after,
+        "before": options.before,
+        "accept": accept,
+        "allowed": None if allowed_ids is None else row_mask(matrix.ids, allowed_ids),  # metadata filters
+        "exact": options.exact,
+    }
+    threshold = None
+    if options.dedup:
+        from pixgrep.search.dedup import threshold_for
+
+        threshold = threshold_for(encoder.model_id)
+    groups = rank(matrix, plan, options.k, options.offset, filters, options.dedup, facts, threshold)
+    records = db.images_by_id(
+        [g.hit.image_id for g in groups] + [d.image_id for g in groups for d in g.duplicates]
     )
-    records = db.images_by_id(hit.image_id for hit in hits)
     results = []
-    for hit in hits:
-        record = records.get(hit.image_id)
+    for group in groups:
+        record = records.get(group.hit.image_id)
         if record is None:  # removed after the matrix was read; its row will be gone next time
             continue
+        duplicates = [d for d in group.duplicates if d.image_id in records]
         results.append(
             SearchResult(
                 image_id=record.id,
                 path=record.path,
-                score=hit.score,
+                score=group.hit.score,
                 size=record.size,
                 width=record.width,
                 height=record.height,
                 taken_at=record.taken_at,
+                parts=group.parts,
+                duplicate_ids=tuple(d.image_id for d in duplicates),
+                duplicate_paths=tuple(records[d.image_id].path for d in duplicates),
             )
         )
     return results

@@ -430,6 +430,17 @@ class VectorMatrix:
             np.einsum("ij,j->i", block, query, out=out[start - lo : end - lo])
         return out
 
+    def all_scores(self, query: np.ndarray) -> np.ndarray:
+        """Cosine scores of every row, base then appended (dead rows too: callers filter them)."""
+        tail = np.arange(len(self.tail_ids)) + self.base.rows
+        return np.concatenate([self.scores(query), self._scores_of_rows(query, tail)])
+
+    def vector_at(self, row: int) -> np.ndarray:
+        """The stored (float16) vector of one row, base or appended."""
+        if row < self.base.rows:
+            return np.asarray(self.base.vectors[row])
+        return np.asarray(self.tail_vectors[row - self.base.rows])
+
     def _scores_of_rows(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Exact scores of scattered rows (base or tail), gathered in sorted order for the mmap."""
         out = np.empty(len(rows), np.float32)
@@ -464,6 +475,7 @@ class VectorMatrix:
         accept: Callable[[int, str], bool] | None = None,
         allowed: np.ndarray | None = None,
         exact: bool = False,
+        scorer: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> list[Hit]:
         """The best `k` rows after skipping `offset`, best first (ties: path order).
 
@@ -473,6 +485,8 @@ class VectorMatrix:
         as needed (used for --exclude and for leaving the query's own images out).
         allowed: a boolean mask over all rows (metadata filters); False rows are never ranked.
         exact: score every row in scope even where the ANN index would be used.
+        scorer(rows): the scores of these rows (all-of search) instead of cosines with `query`;
+        it always scores exactly.
         """
         if k <= 0 or self.rows == 0:
             return []
@@ -484,7 +498,7 @@ class VectorMatrix:
         if allowed is not None:
             allowed = np.asarray(allowed, bool)
             tail = tail[allowed[tail + self.base.rows]]
-        if not exact:
+        if not exact and scorer is None:
             index = self.base.ann_index()
             if index is not None:
                 hits = self._top_ann(
@@ -497,7 +511,7 @@ class VectorMatrix:
         self._warm_up()
         score_parts, row_parts = [], []
         for lo, hi in ranges:
-            scores = self.scores(query, lo, hi)
+            scores = self.scores(query, lo, hi) if scorer is None else scorer(np.arange(lo, hi))
             keep = ~self.base_dead[lo:hi]
             if after is not None:
                 keep &= self.base.taken[lo:hi] >= after  # NaN (no capture time) compares False
@@ -512,7 +526,7 @@ class VectorMatrix:
             row_parts.append(rows)
         if len(tail):
             rows = tail + self.base.rows
-            score_parts.append(self._scores_of_rows(query, rows))
+            score_parts.append(self._scores_of_rows(query, rows) if scorer is None else scorer(rows))
             row_parts.append(rows)
         if not score_parts:
             return []

@@ -39,7 +39,11 @@ class SearchOptions:
     "auto" uses the model's Combiner when it has one.
 
     exact: score every image in scope by brute force even where the catalog is large enough for
-    the ANN index (docs/ann.md); results then never miss an image the index would not find."""
+    the ANN index (docs/ann.md); results then never miss an image the index would not find.
+
+    all_parts: rank by how well images match every part of a detailed text (search/allof.py).
+    ignore_tone: remove the tone component from the query (search/tone.py); tone: tone words to
+    add on purpose. dedup: fold near-identical images into the best-scored one (search/dedup.py)."""
 
     k: int = 10
     offset: int = 0
@@ -55,6 +59,10 @@ class SearchOptions:
     tag: str | None = None
     place: str | None = None
     exact: bool = False
+    all_parts: bool = False
+    ignore_tone: bool = False
+    tone: tuple[str, ...] = ()
+    dedup: bool = True
 
     def __post_init__(self) -> None:
         # Validated once here, so every front end refuses the same things with the same words.
@@ -76,6 +84,15 @@ class SearchOptions:
             object.__setattr__(self, "roots", tuple(os.path.expanduser(root) for root in roots) or None)
         check_fusion(self.fusion)
         object.__setattr__(self, "exclude", tuple(p for p in _strings(self.exclude, "exclude") if p.strip()))
+        for name in ("include_hidden", "exact", "all_parts", "ignore_tone", "dedup"):
+            if not isinstance(getattr(self, name), bool):
+                raise PixgrepError(f"{name} must be true or false (got {getattr(self, name)!r})")
+        if self.tone:
+            from pixgrep.search.tone import parse_tone_words
+
+            object.__setattr__(self, "tone", parse_tone_words(_strings(self.tone, "tone")))
+        else:
+            object.__setattr__(self, "tone", ())
         self._metadata_fields()
 
     def _metadata_fields(self) -> None:

@@ -152,7 +152,7 @@ def _knn(body: KnnRequest, request: Request, state: ServerState) -> list[dict]:
     term = _query_term(state, body)
     # Ask for more when deduplicating, since some of them will be dropped.
     fetch = min(wanted * 2 + 10, 20000) if body.deduplicate else wanted
-    results, _ = run_search(state, [term], SearchOptions(k=fetch))
+    results, _ = run_search(state, [term], SearchOptions(k=fetch, dedup=False))  # knn dedups itself
     if body.deduplicate:
         results = _deduplicate(state, results)
     results = results[:wanted]

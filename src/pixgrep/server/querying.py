@@ -89,9 +89,13 @@ def check_vector_terms(state: ServerState, terms: list) -> None:
 
 
 def run_search(
-    state: ServerState, terms: list[Term], options: SearchOptions
+    state: ServerState, terms: list[Term], options: SearchOptions, notes: list[str] | None = None
 ) -> tuple[list[SearchResult], float]:
+    """Results and milliseconds taken; `notes` (if given) receives the query-cut warnings."""
+    import warnings
+
     from pixgrep.search.engine import download_terms
+    from pixgrep.search.truncation import QueryCutWarning
 
     if not terms and not options.lists_without_query():
         raise PixgrepError(
@@ -107,7 +111,11 @@ def run_search(
         missing = [i for i in ids if i not in known]
         if missing:
             raise not_found(f"no image with id {missing[0]} in the catalog")
-        results = state.catalog.search(terms, options)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", QueryCutWarning)
+            results = state.catalog.search(terms, options)
+    if notes is not None:
+        notes.extend(str(w.message) for w in caught if issubclass(w.category, QueryCutWarning))
     return results, (time.perf_counter() - started) * 1000
 
 
@@ -122,7 +130,7 @@ def fusion_ran(state: ServerState, terms: list[Term], options: SearchOptions) ->
 
 
 def result_json(result: SearchResult) -> dict:
-    return {
+    row = {
         "id": result.image_id,
         "path": result.path,
         "name": os.path.basename(result.path),
@@ -134,10 +142,24 @@ def result_json(result: SearchResult) -> dict:
         "thumb": f"/api/images/{result.image_id}/thumb",
         "file": f"/api/images/{result.image_id}/file",
     }
+    if result.parts is not None:  # all-of search: each part's cosine
+        row["parts"] = {text: round(score, 6) for text, score in result.parts.items()}
+    if result.duplicate_ids:  # near-identical images folded into this one
+        row["duplicates"] = [
+            {"id": i, "name": os.path.basename(p), "path": p, "thumb": f"/api/images/{i}/thumb"}
+            for i, p in zip(result.duplicate_ids, result.duplicate_paths, strict=True)
+        ]
+    return row
 
 
 def response_json(
-    results: list[SearchResult], *, k: int, offset: int, took_ms: float, fusion: str = "sum"
+    results: list[SearchResult],
+    *,
+    k: int,
+    offset: int,
+    took_ms: float,
+    fusion: str = "sum",
+    warnings: list[str] | None = None,
 ) -> dict:
     return {
         "results": [result_json(r) for r in results],
@@ -147,6 +169,7 @@ def response_json(
         "next_offset": offset + len(results) if len(results) == k else None,
         "took_ms": round(took_ms, 2),
         "fusion": fusion,
+        "warnings": list(warnings or []),
     }
 
 

@@ -33,6 +33,12 @@ THRESHOLD = Annotated[
 ROOTS = Annotated[list[PlainText], Query(description="only images under these folders (repeatable)")]
 AFTER = Annotated[str | None, Query(description="captured on or after: YYYY, YYYY-MM, YYYY-MM-DD or ISO")]
 BEFORE = Annotated[str | None, Query(description="captured before: YYYY, YYYY-MM, YYYY-MM-DD or ISO")]
+ALL_PARTS = Annotated[bool, Query(description="rank by how well images match every part of a detailed text")]
+IGNORE_TONE = Annotated[
+    bool, Query(description="remove the tone component (messy, elegant, ...) of the query")
+]
+TONE = Annotated[str | None, Query(description="tone words to add on purpose: 'cozy, bright'")]
+DEDUP = Annotated[bool, Query(description="fold near-identical images into one result with a count")]
 
 
 class SearchResponse(BaseModel):
@@ -42,6 +48,7 @@ class SearchResponse(BaseModel):
     next_offset: int | None = Field(description="offset of the next page, or null at the end")
     took_ms: float
     fusion: str = Field("sum", description="how image and text terms were fused: combiner or sum")
+    warnings: list[str] = Field(default_factory=list, description="e.g. a query cut at the context length")
 
 
 @router.get("/search", response_model=SearchResponse)
@@ -60,6 +67,10 @@ def search_get(
     camera: CAMERA = None,
     tag: TAG = None,
     place: PLACE = None,
+    all_parts: ALL_PARTS = False,
+    ignore_tone: IGNORE_TONE = False,
+    tone: TONE = None,
+    dedup: DEDUP = True,
     model: Annotated[str | None, Query(description="must name the served model, if given")] = None,
     fusion: Annotated[Literal["auto", "combiner", "sum"], Query(description="image + text fusion")] = "auto",
 ):
@@ -84,9 +95,15 @@ def search_get(
         camera=camera,
         tag=tag,
         place=place,
+        all_parts=all_parts,
+        ignore_tone=ignore_tone,
+        tone=(tone,) if tone else (),
+        dedup=dedup,
     )
-    results, took = run_search(state, terms, options)
-    return response_json(results, k=k, offset=offset, took_ms=took, fusion=fusion_ran(state, terms, options))
+    notes: list[str] = []
+    results, took = run_search(state, terms, options, notes)
+    fusion = fusion_ran(state, terms, options)
+    return response_json(results, k=k, offset=offset, took_ms=took, fusion=fusion, warnings=notes)
 
 
 class TermIn(BaseModel):
@@ -110,6 +127,10 @@ class SearchIn(BaseModel):
     camera: str | None = Field(None, description='case-insensitive part of "make model"')
     tag: str | None = Field(None, description='a keyword, a parent ("Places" for "Places|Italy"), or "pre*"')
     place: str | None = Field(None, description="a city, region or country (or the start of one)")
+    all_parts: bool = Field(False, description="rank by how well images match every part of the text")
+    ignore_tone: bool = Field(False, description="remove the tone component of the query")
+    tone: str | None = Field(None, description="tone words to add on purpose: 'cozy, bright'")
+    dedup: bool = Field(True, description="fold near-identical images into one result with a count")
     model: str | None = None
     fusion: Literal["auto", "combiner", "sum"] = Field(
         "auto", description="image + text: the model's Combiner (auto: when it has one) or the sum"
@@ -150,10 +171,15 @@ def search_post(body: SearchIn, state: Annotated[ServerState, Depends(get_state)
         camera=body.camera,
         tag=body.tag,
         place=body.place,
+        all_parts=body.all_parts,
+        ignore_tone=body.ignore_tone,
+        tone=(body.tone,) if body.tone else (),
+        dedup=body.dedup,
     )
-    results, took = run_search(state, terms, options)
+    notes: list[str] = []
+    results, took = run_search(state, terms, options, notes)
     fusion = fusion_ran(state, terms, options)
-    return response_json(results, k=body.k, offset=body.offset, took_ms=took, fusion=fusion)
+    return response_json(results, k=body.k, offset=body.offset, took_ms=took, fusion=fusion, warnings=notes)
 
 
 @router.post("/search/image", response_model=SearchResponse)
@@ -172,6 +198,9 @@ def search_image(
     camera: Annotated[str | None, Form()] = None,
     tag: Annotated[str | None, Form()] = None,
     place: Annotated[str | None, Form()] = None,
+    all_parts: Annotated[bool, Form()] = False,
+    ignore_tone: Annotated[bool, Form()] = False,
+    dedup: Annotated[bool, Form()] = True,
     model: Annotated[str | None, Form()] = None,
     fusion: Annotated[Literal["auto", "combiner", "sum"], Form()] = "auto",
 ):
@@ -200,9 +229,14 @@ def search_image(
         tag=tag,
         place=place,
         fusion=fusion,
+        all_parts=all_parts,
+        ignore_tone=ignore_tone,
+        dedup=dedup,
     )
-    results, took = run_search(state, terms, options)
-    return response_json(results, k=k, offset=offset, took_ms=took, fusion=fusion_ran(state, terms, options))
+    notes: list[str] = []
+    results, took = run_search(state, terms, options, notes)
+    fusion = fusion_ran(state, terms, options)
+    return response_json(results, k=k, offset=offset, took_ms=took, fusion=fusion, warnings=notes)
 
 
 @router.get("/images/{image_id}/similar", response_model=SearchResponse, tags=["images"])
@@ -213,8 +247,9 @@ def similar(
     offset: OFFSET = 0,
     threshold: THRESHOLD = None,
     root: ROOTS = [],  # noqa: B006
+    dedup: DEDUP = True,
 ):
     """More like this: the images nearest to a catalog image (the image itself is left out)."""
-    options = SearchOptions(k=k, offset=offset, threshold=threshold, roots=normalise_roots(root))
+    options = SearchOptions(k=k, offset=offset, threshold=threshold, roots=normalise_roots(root), dedup=dedup)
     results, took = run_search(state, [make_term("image_id", image_id)], options)
     return response_json(results, k=k, offset=offset, took_ms=took)

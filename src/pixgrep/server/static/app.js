@@ -13,6 +13,8 @@ const $ = (id) => document.getElementById(id);
 const els = {
   form: $("search-form"), q: $("q"), file: $("file"), uploadLabel: $("upload-label"),
   threshold: $("threshold"), thresholdValue: $("threshold-value"), folder: $("folder"),
+  allParts: $("all-parts"), ignoreTone: $("ignore-tone"), dedup: $("dedup"),
+  viewerParts: $("viewer-parts"), viewerDuplicates: $("viewer-duplicates"),
   folders: $("folders"), trail: $("trail"), steps: $("trail-steps"), back: $("trail-back"),
   status: $("status"), fusion: $("fusion"), grid: $("grid"), more: $("more"), sentinel: $("sentinel"),
   drop: $("drop-overlay"), viewer: $("viewer"), viewerImg: $("viewer-img"),
@@ -178,12 +180,24 @@ function scope() {
   return {
     threshold: threshold > 0 ? threshold : null,
     roots: els.folder.value.trim() ? [els.folder.value.trim()] : [],
+    all_parts: els.allParts.checked,
+    ignore_tone: els.ignoreTone.checked,
+    dedup: els.dedup.checked,
   };
+}
+
+// The query switches (all-of, ignore tone, collapse copies) as query or form parameters.
+function switches(target) {
+  const { all_parts, ignore_tone, dedup } = scope();
+  const set = (name, value) => (target instanceof FormData ? target.append(name, value) : target.set(name, value));
+  if (all_parts) set("all_parts", "true");
+  if (ignore_tone) set("ignore_tone", "true");
+  if (!dedup) set("dedup", "false");
 }
 
 // One page of results for a step.
 async function fetchPage(step, offset) {
-  const { threshold, roots } = scope();
+  const { threshold, roots, all_parts, ignore_tone, dedup } = scope();
   const filters = filterParams();
   if (step.kind === "text") {
     const params = new URLSearchParams({ k: PAGE, offset });
@@ -191,6 +205,7 @@ async function fetchPage(step, offset) {
     if (threshold !== null) params.set("threshold", threshold);
     roots.forEach((r) => params.append("root", r));
     for (const [key, value] of Object.entries(filters)) params.set(key, value);
+    switches(params);
     return api("/api/search?" + params);
   }
   if (step.kind === "upload") {
@@ -201,12 +216,13 @@ async function fetchPage(step, offset) {
     if (threshold !== null) form.append("threshold", threshold);
     roots.forEach((r) => form.append("root", r));
     for (const [key, value] of Object.entries(filters)) form.append(key, value);
+    switches(form);
     return api("/api/search/image", { method: "POST", body: form });
   }
   return api("/api/search", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ terms: step.terms, k: PAGE, offset, threshold, roots, ...filters }),
+    body: JSON.stringify({ terms: step.terms, k: PAGE, offset, threshold, roots, all_parts, ignore_tone, dedup, ...filters }),
   });
 }
 
@@ -321,7 +337,15 @@ function setStatus(text, isError = false) {
 // --- rendering -----------------------------------------------------------------------------
 function describe(result) {
   const date = result.taken_at ? `captured ${result.taken_at.replace("T", " ")}` : "no capture date";
-  return `${result.name}\n${date}\nscore ${result.score.toFixed(3)}`;
+  const lines = [result.name, date, `score ${result.score.toFixed(3)}`];
+  if (result.parts) lines.push(partsText(result.parts));
+  if (result.duplicates && result.duplicates.length) lines.push(`+${result.duplicates.length} near-identical`);
+  return lines.join("\n");
+}
+
+// "bed 0.31, striped couch 0.18": which parts of an all-of query a result matches.
+function partsText(parts) {
+  return Object.entries(parts).map(([text, score]) => `${text} ${score.toFixed(2)}`).join(", ");
 }
 
 // A thumbnail shows a neutral placeholder (the tile's own background) until it has decoded, so
@@ -357,6 +381,12 @@ function appendTiles(results) {
     caption.className = "caption";
     caption.textContent = result.name + (result.taken_at ? " · " + result.taken_at.slice(0, 10) : "");
     tile.append(img, score, caption);
+    if (result.duplicates && result.duplicates.length) {
+      const copies = document.createElement("span");
+      copies.className = "copies";
+      copies.textContent = `+${result.duplicates.length} near-identical`;
+      tile.append(copies);
+    }
     tile.addEventListener("click", () => openViewer(result));
 
     const reject = document.createElement("button");
@@ -421,6 +451,12 @@ function openViewer(result) {
   parts.push(result.taken_at ? `captured ${result.taken_at.replace("T", " ")}` : "no capture date");
   parts.push(`score ${result.score.toFixed(3)}`);
   els.viewerDetails.textContent = parts.join(" · ");
+  els.viewerParts.hidden = !result.parts;
+  els.viewerParts.textContent = result.parts ? "matches: " + partsText(result.parts) : "";
+  const copies = result.duplicates || [];
+  els.viewerDuplicates.hidden = copies.length === 0;
+  els.viewerDuplicates.textContent = copies.length
+    ? `+${copies.length} near-identical: ` + copies.map((d) => d.name).join(", ") : "";
   els.openFull.href = withToken(result.file);
   showMeta(result);
   els.rejectOne.setAttribute("aria-pressed", String(state.rejected.has(result.id)));
@@ -610,6 +646,7 @@ function wire() {
   els.threshold.addEventListener("input", updateThresholdLabel);
   els.threshold.addEventListener("change", rerun);
   els.folder.addEventListener("change", rerun);
+  for (const box of [els.allParts, els.ignoreTone, els.dedup]) box.addEventListener("change", rerun);
   els.folder.addEventListener("keydown", (event) => { if (event.key === "Enter") { event.preventDefault(); rerun(); } });
   els.back.addEventListener("click", () => travel(state.current - 1));
   els.facetsToggle.addEventListener("click", toggleFacets);
