@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     args = parser.parse_args(argv)
+    from pixgrep.cli.logs import configure_logging  # here: `pixgrep --help` needs no logging
+
+    configure_logging()
     try:
         return int(args.func(args) or 0)
     except PixgrepError as exc:

@@ -37,10 +37,11 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class _Tower:
-    """One lazily created ORT session with what we need to know about its inputs."""
+class Tower:
+    """One ORT session (the encoder creates each lazily) with what we need to know about its inputs.
+    `pixgrep models info` also opens one to show how a text tower is fed."""
 
-    def __init__(self, path):
+    def __init__(self, path: str | os.PathLike[str]):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -93,8 +94,8 @@ class OnnxEncoder(Encoder):
         except (ValueError, TypeError, IndexError) as exc:
             raise PixgrepError(f"{folder.path}/visual/preprocess_cfg.json: {exc}") from None
         self._lock = threading.Lock()
-        self._visual: _Tower | None = None
-        self._textual: _Tower | None = None
+        self._visual: Tower | None = None
+        self._textual: Tower | None = None
         self._tokenizer = None
         self._dim = folder.config.get("embed_dim")
 
@@ -109,17 +110,21 @@ class OnnxEncoder(Encoder):
         return int(self._dim)
 
     @property
-    def visual(self) -> _Tower:
+    def image_size(self) -> tuple[int, int]:  # type: ignore[override]
+        return self.preprocess_cfg.size
+
+    @property
+    def visual(self) -> Tower:
         with self._lock:
             if self._visual is None:
-                self._visual = _Tower(self.folder.visual_onnx)
+                self._visual = Tower(self.folder.visual_onnx)
             return self._visual
 
     @property
-    def textual(self) -> _Tower:
+    def textual(self) -> Tower:
         with self._lock:
             if self._textual is None:
-                self._textual = _Tower(self.folder.textual_onnx)
+                self._textual = Tower(self.folder.textual_onnx)
             return self._textual
 
     @property
@@ -156,7 +161,7 @@ class OnnxEncoder(Encoder):
         """The text tower's input arrays for these texts (exposed for parity tests and debugging)."""
         return self._text_feeds(self.textual, list(texts))
 
-    def _text_feeds(self, tower: _Tower, texts: list[str]) -> dict[str, np.ndarray]:
+    def _text_feeds(self, tower: Tower, texts: list[str]) -> dict[str, np.ndarray]:
         tokenizer = self._get_tokenizer(tower)
         if "input_ids" in tower.inputs:
             arrays = tokenizer(texts)
@@ -168,13 +173,13 @@ class OnnxEncoder(Encoder):
             ids = ids[:, : int(ends.max()) + 1]
         return {name: ids}
 
-    def _cut_padding(self, tower: _Tower) -> bool:
+    def _cut_padding(self, tower: Tower) -> bool:
         """True for text towers exported to accept shorter sequences (config `text_dynamic_length`)."""
         shape = next(iter(tower.inputs.values())).shape
         dynamic = len(shape) == 2 and not isinstance(shape[1], int)
         return bool(self.config.get("text_dynamic_length")) and dynamic
 
-    def _get_tokenizer(self, tower: _Tower):
+    def _get_tokenizer(self, tower: Tower):
         if self._tokenizer is None:
             from pixgrep.models.tokenizer import ClipTokenizer, HFTokenizer
 
@@ -189,7 +194,7 @@ class OnnxEncoder(Encoder):
                 ) from None
         return self._tokenizer
 
-    def _context_length(self, tower: _Tower) -> int:
+    def _context_length(self, tower: Tower) -> int:
         shape = next(iter(tower.inputs.values())).shape
         if len(shape) == 2 and isinstance(shape[1], int):
             return shape[1]
