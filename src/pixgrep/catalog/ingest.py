@@ -15,6 +15,7 @@ in progress, and the next run starts where this one stopped.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sys
 import threading
@@ -31,7 +32,7 @@ import numpy as np
 from pixgrep.catalog.db import CatalogDB, ImageRow
 from pixgrep.catalog.scan import FileEntry, scan
 from pixgrep.errors import PixgrepError
-from pixgrep.images.decode import ImageDecodeError, ImageInfo, decode_file, probe_file, raw_supported
+from pixgrep.images.decode import ImageDecodeError, ImageInfo, decode_file, raw_supported, read_image_info
 from pixgrep.models.base import Encoder
 from pixgrep.records import ImageRecord, IndexSummary
 
@@ -44,6 +45,7 @@ MAX_ROWS_PER_BATCH = 512  # reuse-only runs (renames) still commit regularly
 DECODE_NICENESS = 5
 
 Warn = Callable[[str, str], None]
+log = logging.getLogger(__name__)
 
 
 def content_hash(path: str, size: int) -> str:
@@ -105,21 +107,6 @@ def _lower_thread_priority() -> None:
         pass
 
 
-def _model_side(encoder: Encoder) -> int:
-    """The model's input side, from the encoder or by preprocessing a tiny image once."""
-    side = getattr(encoder, "image_size", None)
-    if isinstance(side, int) and side > 0:
-        return side
-    if isinstance(side, (tuple, list)) and side:
-        return int(max(side))
-    try:
-        from PIL import Image
-
-        return int(max(encoder.preprocess(Image.new("RGB", (32, 32))).shape[-2:]))
-    except Exception:
-        return 224
-
-
 class _Worker:
     """What a pool thread does for one file. Never raises: every failure becomes a skipped result."""
 
@@ -139,7 +126,7 @@ class _Worker:
         try:
             if digest in self.known:  # moved, renamed or duplicated: no decode, no model
                 try:
-                    return _Result(entry, digest, info=probe_file(entry.path))
+                    return _Result(entry, digest, info=read_image_info(entry.path))
                 except ImageDecodeError:
                     return _Result(entry, digest)  # decodable before (it has a vector): keep it
             image, info = decode_file(entry.path, draft_size=self.draft_size)
@@ -177,7 +164,7 @@ def validate_roots(roots: Sequence[Path]) -> list[str]:
 
 
 def _default_warn(path: str, reason: str) -> None:
-    print(f"pixgrep: warning: {path}: {reason}", file=sys.stderr)
+    log.warning("%s: %s", path, reason)
 
 
 class _Progress:
@@ -233,10 +220,9 @@ class _Progress:
         if self.terminal:
             s = self.summary
             rate = s.encoded / s.seconds if s.seconds > 0 else 0.0
-            print(
-                f"pixgrep: {s.found} images under the folders: {s.encoded} encoded ({rate:.1f}/s), "
-                f"{s.reused} reused, {s.skipped} skipped, {s.removed} removed in {s.seconds:.1f} s",
-                file=sys.stderr,
+            log.info(
+                f"{s.found} images under the folders: {s.encoded} encoded ({rate:.1f}/s), "
+                f"{s.reused} reused, {s.skipped} skipped, {s.removed} removed in {s.seconds:.1f} s"
             )
 
 
@@ -297,7 +283,7 @@ def index_roots(
         )
 
     # 2. Hash, decode and preprocess in the pool; encode and commit in batches here.
-    side = _model_side(encoder)
+    side = max(encoder.image_size)
     worker = _Worker(encoder, known, draft_size=DRAFT_FACTOR * side)
     threads = workers or max(1, min(8, os.cpu_count() or 1))
     in_flight_cap = 2 * batch_size + threads

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,10 +68,17 @@ def _split(features: dict[str, Any], split: str, towers: tuple[str, ...]):
     return img.astype(np.float32), txt.astype(np.float32), txt_to_img
 
 
-def train(features: dict[str, Any], cfg: TrainConfig, log=print) -> dict[str, Any]:
-    """Train, select on dev, return the folded heads and the dev/test recalls of the chosen epoch."""
+def train(
+    features: dict[str, Any], cfg: TrainConfig, log: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Train, select on dev, return the folded heads and the dev/test recalls of the chosen epoch.
+    `log` gets one line per evaluation (default: the "pixgrep.models.mini" logger)."""
     import torch
     import torch.nn.functional as F
+
+    from pixgrep.models.mini.features import log_progress
+
+    log = log or log_progress
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
