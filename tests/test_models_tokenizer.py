@@ -10,6 +10,8 @@ import pytest
 
 from pixgrep.models.tokenizer import ClipTokenizer, HFTokenizer, clean_text
 
+pytestmark = pytest.mark.torch  # compares with open_clip.tokenize
+
 open_clip = pytest.importorskip("open_clip")
 
 TEXTS = [

@@ -85,7 +85,7 @@ def rank_summary(ranks: np.ndarray, ks: Sequence[int] = (1, 5, 10), prefix: str 
 def retrieval_metrics(
     image_vectors: np.ndarray,
     caption_vectors: np.ndarray,
-    caption_image: Sequence[int],
+    caption_image: Sequence[int] | np.ndarray,
     ks: Sequence[int] = (1, 5, 10),
 ) -> dict[str, float | int]:
     """The Flickr/COCO protocol, any number of captions per image (at least one each).
@@ -94,51 +94,51 @@ def retrieval_metrics(
     Image-to-text: for each image, the rank of its best caption among all captions.
     caption_image[j] is the index (into image_vectors) of the image caption j describes.
     """
-    caption_image = np.asarray(caption_image, dtype=np.int64)
+    owner = np.asarray(caption_image, dtype=np.int64)
     n_images = len(image_vectors)
-    if len(caption_image) != len(caption_vectors):
+    if len(owner) != len(caption_vectors):
         raise ValueError("one image index per caption")
-    if n_images == 0 or len(caption_image) == 0:
+    if n_images == 0 or len(owner) == 0:
         raise ValueError("need at least one image and one caption")
-    if caption_image.min() < 0 or caption_image.max() >= n_images:
+    if owner.min() < 0 or owner.max() >= n_images:
         raise ValueError("caption image index out of range")
     captions_of: list[list[int]] = [[] for _ in range(n_images)]
-    for j, i in enumerate(caption_image.tolist()):
+    for j, i in enumerate(owner.tolist()):
         captions_of[i].append(j)
     if any(not c for c in captions_of):
         raise ValueError("every image needs at least one caption")
-    t2i = ranks_by_groups(caption_vectors, image_vectors, [[i] for i in caption_image.tolist()])
+    t2i = ranks_by_groups(caption_vectors, image_vectors, [[i] for i in owner.tolist()])
     i2t = ranks_by_groups(image_vectors, caption_vectors, captions_of)
     result: dict[str, float | int] = {}
     result.update(rank_summary(t2i, ks, "t2i_"))
     result.update(rank_summary(i2t, ks, "i2t_"))
     result["images"] = n_images
-    result["captions"] = len(caption_image)
+    result["captions"] = len(owner)
     return result
 
 
-def classification_ranks(scores: np.ndarray, labels: Sequence[int]) -> np.ndarray:
+def classification_ranks(scores: np.ndarray, labels: Sequence[int] | np.ndarray) -> np.ndarray:
     """Rank of the true class for each row of (n, classes) scores, ties pessimistic."""
     scores = np.asarray(scores)
-    labels = np.asarray(labels, dtype=np.int64)
+    truth = np.asarray(labels, dtype=np.int64)
     mask = np.zeros(scores.shape, dtype=bool)
-    mask[np.arange(len(labels)), labels] = True
+    mask[np.arange(len(truth)), truth] = True
     return first_relevant_ranks(scores, mask)
 
 
-def topk_accuracy(scores: np.ndarray, labels: Sequence[int], k: int = 1) -> float:
+def topk_accuracy(scores: np.ndarray, labels: Sequence[int] | np.ndarray, k: int = 1) -> float:
     """Percentage of rows whose true class is within the top k (ties pessimistic)."""
     return recall_at_k(classification_ranks(scores, labels), k)
 
 
 def class_retrieval_ranks(
-    class_vectors: np.ndarray, image_vectors: np.ndarray, image_labels: Sequence[int]
+    class_vectors: np.ndarray, image_vectors: np.ndarray, image_labels: Sequence[int] | np.ndarray
 ) -> np.ndarray:
     """The rclip paper's metric: each class's text queries all images; the rank of the first image
     of that class in the results. Top-1 accuracy = share of classes with rank 1, top-5 = rank <= 5.
     Classes without images are an error (drop them before calling)."""
-    image_labels = np.asarray(image_labels, dtype=np.int64)
-    groups = [np.flatnonzero(image_labels == c).tolist() for c in range(len(class_vectors))]
+    labels = np.asarray(image_labels, dtype=np.int64)
+    groups = [np.flatnonzero(labels == c).tolist() for c in range(len(class_vectors))]
     if any(not g for g in groups):
         raise ValueError("every class needs at least one image")
     return ranks_by_groups(class_vectors, image_vectors, groups)

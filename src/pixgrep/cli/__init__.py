@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from pixgrep import __version__
 from pixgrep.cli import eval as eval_commands
@@ -38,12 +39,12 @@ examples:
 environment:
   PIXGREP_CATALOG   catalog file (default: the user data directory)
   PIXGREP_CACHE     model cache folder (default: the user cache directory)
-  PIXGREP_MODEL     default model name or folder
+  PIXGREP_MODEL     default model: registry name, hf:OWNER/REPO or folder
 """
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line and exit 2, like every other user error
+    def error(self, message: str) -> NoReturn:  # one line and exit 2, like every other user error
         self.exit(2, f"pixgrep: error: {message}\n")
 
 

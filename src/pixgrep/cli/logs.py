@@ -14,10 +14,10 @@ from typing import TextIO
 LOGGER = "pixgrep"
 
 
-class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+class _CurrentStderr(logging.StreamHandler):
     """Writes to whatever sys.stderr is at the time (tests swap it), not the one at set-up."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> TextIO:
         return sys.stderr
 

@@ -233,9 +233,10 @@ def run_export(args: argparse.Namespace) -> int:
     from pixgrep.models.folder import open_folder
 
     folder = open_folder(out)
-    summary = {"path": str(out), "model_id": folder.fingerprint(), "size_bytes": folder_size(out)}
+    size = folder_size(out)
+    summary = {"path": str(out), "model_id": folder.fingerprint(), "size_bytes": size}
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"wrote {out} ({human_size(summary['size_bytes'])}); use it with --model {out}")
+        print(f"wrote {out} ({human_size(size)}); use it with --model {out}")
     return 0

@@ -29,8 +29,10 @@ def run_retrieval(
         caption_vectors = encode_texts_batched(catalog.encoder, data.captions, progress.update)
     finally:
         progress.close()
-    result = retrieval_metrics(image_vectors, caption_vectors, data.caption_image)
-    result = {key: round(value, 6) if isinstance(value, float) else value for key, value in result.items()}
+    metrics = retrieval_metrics(image_vectors, caption_vectors, data.caption_image)
+    result: dict[str, object] = {
+        key: round(value, 6) if isinstance(value, float) else value for key, value in metrics.items()
+    }
     result["model"] = catalog.encoder.model_id
     result["caption_keys_remapped"] = len(data.remapped)
     return result

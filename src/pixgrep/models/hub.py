@@ -87,11 +87,11 @@ def _download(spec: ModelSpec, tmp: Path) -> None:
         from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
     except ImportError:
         raise PixgrepError("downloading models needs huggingface_hub: pip install huggingface_hub") from None
+    assert spec.repo is not None  # hub specs always have one (registry.parse_registry checks)
     quiet = not sys.stderr.isatty()
     if quiet:
         disable_progress_bars()
-    else:
-        log.info("downloading model %s from huggingface.co/%s", spec.name, spec.repo)
+    log.info("downloading model %s from huggingface.co/%s", spec.name, spec.repo)
     try:
         huggingface_hub.snapshot_download(
             repo_id=spec.repo, local_dir=tmp, allow_patterns=_ALLOW, ignore_patterns=_IGNORE

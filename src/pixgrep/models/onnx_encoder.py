@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -18,6 +19,9 @@ from pixgrep.errors import PixgrepError
 from pixgrep.models.base import Encoder
 from pixgrep.models.folder import ModelFolder
 from pixgrep.models.preprocess import PreprocessConfig, preprocess
+
+if TYPE_CHECKING:
+    from pixgrep.models.tokenizer import ClipTokenizer, HFTokenizer
 
 _ORT_DTYPES = {
     "tensor(float)": np.float32,
@@ -96,7 +100,7 @@ class OnnxEncoder(Encoder):
         self._lock = threading.Lock()
         self._visual: Tower | None = None
         self._textual: Tower | None = None
-        self._tokenizer = None
+        self._tokenizer: ClipTokenizer | HFTokenizer | None = None
         self._dim = folder.config.get("embed_dim")
 
     def __repr__(self) -> str:
@@ -162,8 +166,10 @@ class OnnxEncoder(Encoder):
         return self._text_feeds(self.textual, list(texts))
 
     def _text_feeds(self, tower: Tower, texts: list[str]) -> dict[str, np.ndarray]:
+        from pixgrep.models.tokenizer import HFTokenizer
+
         tokenizer = self._get_tokenizer(tower)
-        if "input_ids" in tower.inputs:
+        if isinstance(tokenizer, HFTokenizer):  # chosen for towers with an `input_ids` input
             arrays = tokenizer(texts)
             return {name: arrays[name].astype(tower.dtype(name)) for name in tower.inputs if name in arrays}
         name = next(iter(tower.inputs))
@@ -179,7 +185,7 @@ class OnnxEncoder(Encoder):
         dynamic = len(shape) == 2 and not isinstance(shape[1], int)
         return bool(self.config.get("text_dynamic_length")) and dynamic
 
-    def _get_tokenizer(self, tower: Tower):
+    def _get_tokenizer(self, tower: Tower) -> ClipTokenizer | HFTokenizer:
         if self._tokenizer is None:
             from pixgrep.models.tokenizer import ClipTokenizer, HFTokenizer
 

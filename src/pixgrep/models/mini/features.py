@@ -95,7 +95,7 @@ def load_image_tower(tower: str = "lite0"):
     import torch
 
     spec = IMAGE_TOWERS[tower]
-    model = timm.create_model(spec["timm"], pretrained=False)
+    model: Any = timm.create_model(spec["timm"], pretrained=False)  # timm's own methods, untyped
     source = torch.load(weights_path(tower), map_location="cpu", weights_only=True)
     target = model.state_dict()
     src_items = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]
