@@ -9,6 +9,13 @@ import numpy as np
 from PIL import Image
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """float32 vectors along the last axis scaled to length 1 (zero vectors stay zero): what every
+    encoder returns, and what eval re-applies after averaging or float16 storage."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
 class Encoder(ABC):
     """Turns images and texts into L2-normalised float32 vectors of one shared space.
 

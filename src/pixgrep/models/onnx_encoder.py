@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from pixgrep.errors import PixgrepError
-from pixgrep.models.base import Encoder
+from pixgrep.models.base import Encoder, unit_rows
 from pixgrep.models.folder import ModelFolder
 from pixgrep.models.preprocess import PreprocessConfig, preprocess
 
@@ -80,11 +80,6 @@ class Tower:
         return out.reshape(n, -1)
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
 class OnnxEncoder(Encoder):
     """CLIP-family encoder from a model folder, run on ONNX Runtime's CPU provider."""
 
@@ -146,7 +141,7 @@ class OnnxEncoder(Encoder):
             return np.zeros((0, self.dim), np.float32)
         tower = self.visual
         name = next(iter(tower.inputs))
-        return _normalise(tower.run({name: pixels.astype(tower.dtype(name), copy=False)}))
+        return unit_rows(tower.run({name: pixels.astype(tower.dtype(name), copy=False)}))
 
     # texts
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -159,7 +154,7 @@ class OnnxEncoder(Encoder):
             tower.run(self._text_feeds(tower, texts[i : i + MAX_BATCH]))
             for i in range(0, len(texts), MAX_BATCH)
         ]
-        return _normalise(np.concatenate(parts) if len(parts) > 1 else parts[0])
+        return unit_rows(np.concatenate(parts) if len(parts) > 1 else parts[0])
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """The text tower's input arrays for these texts (exposed for parity tests and debugging)."""

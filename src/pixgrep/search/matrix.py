@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from pixgrep.catalog.db import CatalogDB
-from pixgrep.search.filters import wallclock_seconds
+from pixgrep.search.filters import root_prefixes, wallclock_seconds
 
 MAGIC = b"PIXGREP-MATRIX\x00\x01"
 FORMAT_VERSION = 1
@@ -108,7 +108,7 @@ class VectorMatrix:
     def rows_under(self, roots: Sequence[str | os.PathLike]) -> list[tuple[int, int]]:
         """Row ranges [lo, hi) of the images below any of `roots` (merged, sorted)."""
         ranges = []
-        for prefix in _root_prefixes(roots):
+        for prefix in root_prefixes(roots):
             key = prefix.encode("utf-8", "surrogateescape")
             # Every path starting with `key` sorts between key and key with its last byte + 1.
             upper = key[:-1] + bytes([key[-1] + 1])
@@ -214,16 +214,6 @@ class VectorMatrix:
             if len(hits) >= need or window >= len(scores):
                 return hits[offset:need]
             window = min(len(scores), window * 4)
-
-
-def _root_prefixes(roots: Sequence[str | os.PathLike]) -> list[str]:
-    """Each root as absolute 'dir/' prefixes: as written and with symlinks resolved, if different."""
-    prefixes = []
-    for root in roots:
-        root = os.path.expanduser(os.fspath(root))
-        for spelling in {os.path.abspath(root), os.path.realpath(root)}:
-            prefixes.append(spelling if spelling.endswith(os.sep) else spelling + os.sep)
-    return prefixes
 
 
 # -- building and loading ---------------------------------------------------------------------
