@@ -11,8 +11,19 @@ from searchkit import add_image, unit
 
 from pixgrep.catalog.db import CatalogDB
 from pixgrep.errors import PixgrepError
-from pixgrep.search.engine import query_vector, search, search_vector
+from pixgrep.search import engine
+from pixgrep.search.engine import query_vector, to_terms
+from pixgrep.search.options import SearchOptions
 from pixgrep.search.query import Term, parse_query
+
+
+def search(db, encoder, query, **options):
+    """The engine's search, with the query and options spelled as a user writes them."""
+    return engine.search(db, encoder, to_terms(query), SearchOptions(**options))
+
+
+def search_vector(db, encoder, vector, **options):
+    return engine.search_vector(db, encoder, vector, SearchOptions(**options))
 
 
 @pytest.fixture
@@ -182,9 +193,11 @@ def test_search_through_the_public_api(tmp_path, fake_encoder):
 
     folder = tmp_path / "pics"
     folder.mkdir()
+    db = CatalogDB(tmp_path / "c.db")
+    add_image(db, folder / "a.jpg", fake_encoder.encode_texts(["sun"])[0], taken_at="2021-07-01")
+    add_image(db, folder / "b.jpg", fake_encoder.encode_texts(["moon"])[0])
+    db.close()
     with pixgrep.open_catalog(tmp_path / "c.db", encoder=fake_encoder) as catalog:
-        add_image(catalog.db, folder / "a.jpg", fake_encoder.encode_texts(["sun"])[0], taken_at="2021-07-01")
-        add_image(catalog.db, folder / "b.jpg", fake_encoder.encode_texts(["moon"])[0])
         assert catalog.search("sun", k=1, roots=[folder])[0].path == str(folder / "a.jpg")
         assert [r.path for r in catalog.search("moon", after="2021")] == [str(folder / "a.jpg")]
         hit = catalog.search_vector(fake_encoder.encode_texts(["moon"])[0], k=1)[0]

@@ -27,6 +27,7 @@ from conftest import shared_data
 from pixgrep.catalog.db import CatalogDB, vector_to_blob
 from pixgrep.models.base import Encoder
 from pixgrep.search.engine import search_vector
+from pixgrep.search.options import SearchOptions
 
 K = 10
 
@@ -84,7 +85,7 @@ def compare(tmp_path, files, vectors32, queries, model="f16-check") -> dict:
             query = (query / np.linalg.norm(query)).astype(np.float32)
             scores32 = vectors32 @ query
             ranked = sorted(order, key=lambda i: -scores32[i])[:K]
-            got = search_vector(db, encoder, query, k=K)
+            got = search_vector(db, encoder, query, SearchOptions(k=K))
             by_path = {str(f): i for i, f in enumerate(files)}
             got_idx = [by_path[r.path] for r in got]
             stored = np.asarray(vectors32, np.float16).astype(np.float64) @ query

@@ -245,15 +245,20 @@ def test_a_query_reads_only_the_results_rows(db, fake_encoder):
     """Once the matrix is built, a query runs the generation check and fetches k rows by id: it
     never scans the images or embeddings tables (rclip reads its whole table per query)."""
     from pixgrep.search.engine import search_vector
+    from pixgrep.search.options import SearchOptions
 
     rng = np.random.default_rng(1)
     for i in range(300):
         add_image(db, f"/p/{i:03d}.jpg", rng.standard_normal(fake_encoder.dim))
-    search_vector(db, fake_encoder, rng.standard_normal(fake_encoder.dim), k=3)  # builds the matrix
+    search_vector(
+        db, fake_encoder, rng.standard_normal(fake_encoder.dim), SearchOptions(k=3)
+    )  # builds the matrix
     statements = []
     db.conn.set_trace_callback(statements.append)
     try:
-        results = search_vector(db, fake_encoder, rng.standard_normal(fake_encoder.dim), k=3, roots=["/p"])
+        results = search_vector(
+            db, fake_encoder, rng.standard_normal(fake_encoder.dim), SearchOptions(k=3, roots=["/p"])
+        )
     finally:
         db.conn.set_trace_callback(None)
     assert len(results) == 3

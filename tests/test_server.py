@@ -742,7 +742,9 @@ def test_every_real_image_gets_a_preview_or_a_clear_4xx(tmp_path, folder):
     root = shared_data(folder)
     with pixgrep.open_catalog(tmp_path / "c.db", encoder=FakeEncoder()) as catalog:
         catalog.index([root])
-        rows = list(catalog.db.images_by_path().values())
+    from pixgrep.catalog.db import CatalogDB
+
+    rows = list(CatalogDB(tmp_path / "c.db").images_by_path().values())
     assert rows
     app = create_app(tmp_path / "c.db", encoder=FakeEncoder())
     served = 0

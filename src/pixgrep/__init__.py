@@ -6,11 +6,12 @@ The Python API (see docs/architecture.md):
                                                      the user data folder) with a model: a registry
                                                      name, hf:OWNER/REPO, or a model folder
     Catalog.index(roots) / .search(query, k=...) / .search_vector(vector) / .stats() / .close()
+    SearchOptions                                    k, offset, threshold, folders, dates, ... of a search
     SearchResult                                     one hit: path, score, image id, ...
     PixgrepError                                     a user-caused problem, with a one-line message
 
-`Catalog`, `SearchResult` and `open_catalog` are imported on first use, so that `import pixgrep`
-(and the command's start-up) does not load numpy.
+`Catalog`, `SearchOptions`, `SearchResult` and `open_catalog` are imported on first use, so that
+`import pixgrep` (and the command's start-up) does not load numpy.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Catalog", "PixgrepError", "SearchResult", "__version__", "open_catalog"]
-_FROM_API = ("Catalog", "SearchResult", "open_catalog")
+__all__ = ["Catalog", "PixgrepError", "SearchOptions", "SearchResult", "__version__", "open_catalog"]
+_FROM_API = ("Catalog", "SearchOptions", "SearchResult", "open_catalog")
 
 
 def __getattr__(name: str) -> Any:

@@ -150,6 +150,14 @@ class CatalogDB:
                 found[row[0]] = ImageRecord(*row)
         return found
 
+    def folder_counts(self) -> dict[str, int]:
+        """Folders holding readable images, with how many each holds directly."""
+        counts: dict[str, int] = {}
+        for (path,) in self.conn.execute("SELECT path FROM images WHERE error IS NULL"):
+            folder = os.path.dirname(path)
+            counts[folder] = counts.get(folder, 0) + 1
+        return counts
+
     def hashes_with_vectors(self, model: str) -> set[str]:
         rows = self.conn.execute("SELECT content_hash FROM embeddings WHERE model = ?", (model,))
         return {row[0] for row in rows}

@@ -9,8 +9,12 @@ import argparse
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from pixgrep.errors import PixgrepError
+
+if TYPE_CHECKING:
+    from pixgrep.search.options import SearchOptions
 
 DESCRIPTION = """\
 Find images by a description, by an example image, or both. By default the folders to search
@@ -158,8 +162,23 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def options_from_args(args: argparse.Namespace, roots: list[str]) -> SearchOptions:
+    """The search flags as the engine's SearchOptions (validated there, before any work)."""
+    from pixgrep.search.options import SearchOptions
+
+    return SearchOptions(
+        k=args.top,
+        offset=args.offset,
+        threshold=args.threshold,
+        roots=tuple(roots),
+        after=args.after,
+        before=args.before,
+        exclude=tuple(args.exclude),
+        include_hidden=args.include_hidden,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
-    from pixgrep.search.filters import date_bound
     from pixgrep.search.query import parse_query
 
     # Everything a user can get wrong is checked before the catalog is opened or a folder walked.
@@ -175,25 +194,14 @@ def run(args: argparse.Namespace) -> int:
             raise PixgrepError(f"--in {given}: no such folder")
         if not os.path.isdir(root):
             raise PixgrepError(f"--in {given}: not a folder")
-    after = date_bound(args.after, "--after") if args.after else None
-    before = date_bound(args.before, "--before") if args.before else None
+    options = options_from_args(args, roots)
 
     import pixgrep
 
     with pixgrep.open_catalog(args.catalog, args.model) as catalog:
         if not args.no_index:
             catalog.index(roots, exclude=args.exclude, include_hidden=args.include_hidden, progress=True)
-        results = catalog.search(
-            terms,
-            roots=roots,
-            k=args.top,
-            offset=args.offset,
-            threshold=args.threshold,
-            after=after,
-            before=before,
-            exclude=args.exclude,
-            include_hidden=args.include_hidden,
-        )
+        results = catalog.search(terms, options)
     _render(results, args)
     if not results:
         hint = " (-n searches only what was indexed before; run without -n to index)" if args.no_index else ""

@@ -34,7 +34,8 @@ def catalog_image_vectors(
     catalog.index(list(roots), progress=progress)
     model = catalog.encoder.model_id
     keys = [_keys(p) for p in images]
-    records = catalog.db.images_by_path([k for ks in keys for k in ks])
+    records = catalog.images_at(k for ks in keys for k in ks)
+    vectors = catalog.vectors_of(records.values())
     out = np.empty((len(images), catalog.encoder.dim), dtype=np.float32)
     problems: list[str] = []
     for row, (image, spellings) in enumerate(zip(images, keys, strict=True)):
@@ -45,7 +46,7 @@ def catalog_image_vectors(
         elif record.error:
             problems.append(f"{image}: {record.error}")
         else:
-            vector = catalog.db.vector_for_hash(record.content_hash, model)
+            vector = vectors.get(record.id)
             if vector is None:
                 problems.append(f"{image}: no vector for model {model}")
         if vector is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -17,11 +18,15 @@ from pixgrep.catalog.db import CatalogDB
 from pixgrep.errors import PixgrepError
 from pixgrep.models.base import Encoder
 from pixgrep.records import SearchResult
-from pixgrep.search.filters import date_bound
+from pixgrep.search.filters import root_prefixes
 from pixgrep.search.matrix import load_matrix
-from pixgrep.search.query import Term, parse_query
+from pixgrep.search.options import SearchOptions
+from pixgrep.search.query import Term, bytes_term, parse_query
 
-__all__ = ["query_vector", "search", "search_vector"]
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = ["download_terms", "query_vector", "search", "search_vector", "to_terms"]
 
 
 def query_vector(db: CatalogDB, encoder: Encoder, terms: list[Term]) -> np.ndarray:
@@ -37,7 +42,7 @@ def _encode(db: CatalogDB, encoder: Encoder, terms: list[Term]) -> tuple[np.ndar
     vectors: list[np.ndarray | None] = [None] * len(terms)
     own_ids: set[int] = set()
     # Cheap checks and lookups first (ids, files, downloads), so a bad term fails before a tower loads.
-    images: list[tuple[int, object]] = []  # (term index, PIL image) still to run through the tower
+    images: list[tuple[int, Image.Image]] = []  # (term index, picture) still to run through the tower
     for i, term in enumerate(terms):
         if term.kind == "text":
             continue
@@ -54,12 +59,10 @@ def _encode(db: CatalogDB, encoder: Encoder, terms: list[Term]) -> tuple[np.ndar
 
             images.append((i, _open(fetch_image_bytes(str(term.value)), str(term.value))))
         elif term.kind == "bytes":
-            if not isinstance(term.value, (bytes, bytearray, memoryview)):
-                raise PixgrepError("an uploaded image term must carry the image's bytes")
-            images.append((i, _open(bytes(term.value), "the uploaded image")))
+            images.append((i, _open(cast(bytes, term.value), term.source or "the uploaded image")))
         elif term.kind == "image_id":
             vectors[i] = _stored_vector_for_id(db, model, term.value)
-            own_ids.add(int(term.value))
+            own_ids.add(cast(int, term.value))
         elif term.kind == "vector":
             vectors[i] = _checked_vector(term.value, encoder.dim)
         else:
@@ -74,7 +77,7 @@ def _encode(db: CatalogDB, encoder: Encoder, terms: list[Term]) -> tuple[np.ndar
         for (i, _), row in zip(images, encoded, strict=True):
             vectors[i] = row
 
-    total = np.zeros(len(vectors[0]), np.float64)
+    total = np.zeros(len(cast(np.ndarray, vectors[0])), np.float64)
     for term, vector in zip(terms, vectors, strict=True):
         vector = np.asarray(vector, np.float64)
         norm = np.linalg.norm(vector)
@@ -106,10 +109,9 @@ def _stored_vector_for_path(db: CatalogDB, model: str, path: str) -> tuple[np.nd
 
 
 def _stored_vector_for_id(db: CatalogDB, model: str, image_id: object) -> np.ndarray:
-    try:
-        key = int(image_id)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise PixgrepError(f"image id {image_id!r} is not a number") from None
+    if isinstance(image_id, bool) or not isinstance(image_id, int):
+        raise PixgrepError(f"image id {image_id!r} is not a number")
+    key = image_id
     record = db.images_by_id([key]).get(key)
     if record is None:
         raise PixgrepError(f"image id {key} is not in the catalog")
@@ -131,16 +133,28 @@ def _checked_vector(value: object, dim: int) -> np.ndarray:
     return vector
 
 
-def _open(source: object, label: str):
+def _open(source: object, label: str) -> Image.Image:
     from pixgrep.images.decode import ImageDecodeError, open_image
 
     try:
-        return open_image(source)  # type: ignore[arg-type]
+        return open_image(cast(str | bytes, source))
     except ImageDecodeError as exc:
         raise PixgrepError(f"{label}: {exc}") from None
 
 
-def _terms(query: str | Sequence[str] | list[Term]) -> list[Term]:
+def download_terms(terms: list[Term]) -> list[Term]:
+    """The same terms with every image URL downloaded (a bytes term naming its URL). The server calls
+    this before it takes the catalog lock, so a slow remote server never holds up other requests."""
+    from pixgrep.search.fetch import fetch_image_bytes
+
+    return [
+        bytes_term(fetch_image_bytes(str(t.value)), t.weight, source=str(t.value)) if t.kind == "url" else t
+        for t in terms
+    ]
+
+
+def to_terms(query: str | Sequence[str] | Sequence[Term]) -> list[Term]:
+    """Terms from one query string, argv-style tokens, or ready Terms (see search.query)."""
     if isinstance(query, str):
         return parse_query(query)
     items = list(query)
@@ -152,99 +166,42 @@ def _terms(query: str | Sequence[str] | list[Term]) -> list[Term]:
 
 
 def search(
-    db: CatalogDB,
-    encoder: Encoder,
-    query: str | Sequence[str] | list[Term],
-    *,
-    roots: Sequence[str | os.PathLike] | None = None,
-    k: int = 10,
-    offset: int = 0,
-    threshold: float | None = None,
-    after: str | float | None = None,
-    before: str | float | None = None,
-    exclude: Sequence[str] = (),
-    include_hidden: bool = True,
+    db: CatalogDB, encoder: Encoder, terms: Sequence[Term], options: SearchOptions
 ) -> list[SearchResult]:
-    """Best matches for a query (string, argv tokens, or Terms), best first.
+    """Best matches for a query's terms, best first, as `options` asks (see SearchOptions).
 
-    roots: only images below these folders (default: the whole catalog). offset: skip that many
-    (paging). threshold: only scores >= it. after/before: capture time in [after, before), as a
-    date string (YYYY, YYYY-MM, YYYY-MM-DD, ISO) or wall-clock seconds; images without a capture
-    time are left out when either is given. exclude: globs matched against each file and folder
-    name below the root and against the relative path. include_hidden=False drops dot-files.
     Images the query is made of (an image term that is in the catalog, an image_id term) are left
     out of the results, as rclip does: the best match for ./cat.jpg is not ./cat.jpg itself.
     """
-    vector, own_ids = _encode(db, encoder, _terms(query))
-    return _ranked(
-        db,
-        encoder,
-        vector,
-        roots,
-        k,
-        offset,
-        threshold,
-        after,
-        before,
-        _result_filter(roots, exclude, include_hidden, own_ids),
-    )
+    vector, own_ids = _encode(db, encoder, list(terms))
+    return _ranked(db, encoder, vector, options, _result_filter(options, own_ids))
 
 
 def search_vector(
-    db: CatalogDB,
-    encoder: Encoder,
-    vector: np.ndarray,
-    *,
-    roots: Sequence[str | os.PathLike] | None = None,
-    k: int = 10,
-    offset: int = 0,
-    threshold: float | None = None,
-    after: str | float | None = None,
-    before: str | float | None = None,
-    exclude: Sequence[str] = (),
-    include_hidden: bool = True,
+    db: CatalogDB, encoder: Encoder, vector: np.ndarray, options: SearchOptions
 ) -> list[SearchResult]:
-    """Best matches for a ready vector of the model's space (normalised here); options as `search`."""
+    """Best matches for a ready vector of the model's space (normalised here)."""
     vector = _checked_vector(vector, encoder.dim)
     norm = float(np.linalg.norm(vector))
     if norm < 1e-12:
         raise PixgrepError("a query vector must not be all zeros")
-    return _ranked(
-        db,
-        encoder,
-        vector / norm,
-        roots,
-        k,
-        offset,
-        threshold,
-        after,
-        before,
-        _result_filter(roots, exclude, include_hidden, set()),
-    )
+    return _ranked(db, encoder, vector / norm, options, _result_filter(options, set()))
 
 
-def _result_filter(
-    roots: Sequence[str | os.PathLike] | None,
-    exclude: Sequence[str],
-    include_hidden: bool,
-    own_ids: set[int],
-) -> Callable[[int, str], bool] | None:
+def _result_filter(options: SearchOptions, own_ids: set[int]) -> Callable[[int, str], bool] | None:
     """accept(image_id, path), asked only for the best candidates; None when nothing is dropped.
 
     Mirrors what the folder walk skips (catalog.scan), so `-n` searches of a catalog indexed with
     other options show what a fresh walk would: a glob matches a file or folder below the root by
     its name, its path relative to the root, or its absolute path.
     """
-    patterns = [p.rstrip("/") for p in exclude if p.strip()]
+    patterns = [p.rstrip("/") for p in options.exclude]
+    include_hidden = options.include_hidden
     if not patterns and include_hidden and not own_ids:
         return None
     from pixgrep.catalog.scan import JUNK_DIRS, excluded
 
-    prefixes = []
-    for root in roots or ():
-        root = os.path.expanduser(os.fspath(root))
-        for spelling in {os.path.abspath(root), os.path.realpath(root)}:
-            prefixes.append(spelling.rstrip(os.sep) + os.sep)
+    prefixes = root_prefixes(options.roots or ())
 
     def accept(image_id: int, path: str) -> bool:
         if image_id in own_ids:
@@ -266,16 +223,13 @@ def _result_filter(
     return accept
 
 
-def _bound(value: str | float | None, option: str) -> float | None:
-    if value is None or isinstance(value, (int, float)):
-        return value
-    return date_bound(str(value), option)
-
-
-def _ranked(db, encoder, vector, roots, k, offset, threshold, after, before, accept) -> list[SearchResult]:
-    if k < 0 or offset < 0:
-        raise PixgrepError("k and offset must not be negative")
-    after, before = _bound(after, "--after"), _bound(before, "--before")
+def _ranked(
+    db: CatalogDB,
+    encoder: Encoder,
+    vector: np.ndarray,
+    options: SearchOptions,
+    accept: Callable[[int, str], bool] | None,
+) -> list[SearchResult]:
     matrix = load_matrix(db, encoder.model_id)
     if matrix.rows and matrix.dim != vector.shape[0]:
         raise PixgrepError(
@@ -283,7 +237,14 @@ def _ranked(db, encoder, vector, roots, k, offset, threshold, after, before, acc
             f"the model gives {vector.shape[0]}: re-index with this model"
         )
     hits = matrix.top(
-        vector, k, offset=offset, roots=roots, threshold=threshold, after=after, before=before, accept=accept
+        vector,
+        options.k,
+        offset=options.offset,
+        roots=options.roots,
+        threshold=options.threshold,
+        after=options.after,
+        before=options.before,
+        accept=accept,
     )
     records = db.images_by_id(hit.image_id for hit in hits)
     results = []

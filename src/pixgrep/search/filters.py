@@ -1,5 +1,4 @@
-"""Search filters: folder scope as path prefixes, and capture-time bounds (`--after` / `--before`)
-as numbers the matrix can compare.
+"""Search filters: folder-scope prefixes, and capture-time bounds (`--after` / `--before`) as numbers.
 
 Capture times are camera wall-clock times (EXIF rarely says which time zone), so they are compared
 as wall-clock times: a time zone, when present, is dropped rather than converted. Each time becomes
@@ -15,18 +14,6 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from pixgrep.errors import PixgrepError
-
-
-def root_prefixes(roots: Sequence[str | os.PathLike[str]]) -> list[str]:
-    """Each root as absolute 'dir/' prefixes: as written and with symlinks resolved, if different.
-    A path is under a root when it starts with one of them (the matrix scope and the result filter)."""
-    prefixes = []
-    for root in roots:
-        root = os.path.expanduser(os.fspath(root))
-        for spelling in {os.path.abspath(root), os.path.realpath(root)}:
-            prefixes.append(spelling.rstrip(os.sep) + os.sep)
-    return prefixes
-
 
 _EPOCH = datetime(1970, 1, 1)
 _EXIF_DATE = re.compile(r"^(\d{4}):(\d{2}):(\d{2})")  # "2019:05:04 12:30:00", EXIF's own spelling
@@ -66,3 +53,13 @@ def date_bound(text: str, option: str) -> float:
             f"{option} {text!r} is not a date: use YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM"
         )
     return seconds
+
+
+def root_prefixes(roots: Sequence[str | os.PathLike]) -> list[str]:
+    """Each root as absolute 'dir/' prefixes: as written and with symlinks resolved, if different."""
+    prefixes = []
+    for root in roots:
+        root = os.path.expanduser(os.fspath(root))
+        for spelling in dict.fromkeys([os.path.abspath(root), os.path.realpath(root)]):
+            prefixes.append(spelling if spelling.endswith(os.sep) else spelling + os.sep)
+    return prefixes

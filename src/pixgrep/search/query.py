@@ -29,17 +29,93 @@ from pixgrep.errors import PixgrepError
 TermKind = Literal["text", "path", "url", "bytes", "image_id", "vector"]
 
 
+# What a client of the HTTP API may send: never "path", which would let it probe the server's disk.
+REMOTE_TERM_KINDS: tuple[TermKind, ...] = ("text", "url", "bytes", "image_id", "vector")
+MAX_IMAGE_ID = 2**63 - 1  # SQLite's largest rowid: anything bigger names no image
+
+
 @dataclass(frozen=True)
 class Term:
     """One part of a query. `weight` is signed: a subtracted term has a negative weight.
 
     value by kind: text -> str; path -> absolute path str; url -> str; bytes -> encoded image bytes;
-    image_id -> int (an images.id of the catalog); vector -> a vector of the model's space.
+    image_id -> int (an images.id of the catalog); vector -> a float32 vector of the model's space.
+    `source` names where a bytes term came from (a URL already downloaded), for messages.
+    Build terms with the constructors below (or `make_term`): they validate once, for every caller.
     """
 
     weight: float
     kind: TermKind
     value: object
+    source: str | None = None
+
+
+def _weight(weight: object) -> float:
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight):
+        raise PixgrepError(f"a term's weight must be a finite number (got {weight!r})")
+    return float(weight)
+
+
+def text_term(text: object, weight: float = 1.0) -> Term:
+    if not isinstance(text, str) or not text.strip():
+        raise PixgrepError("a text term needs non-empty text")
+    return Term(_weight(weight), "text", text)
+
+
+def url_term(url: object, weight: float = 1.0) -> Term:
+    if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
+        raise PixgrepError("a url term needs an http:// or https:// URL")
+    return Term(_weight(weight), "url", url)
+
+
+def bytes_term(data: object, weight: float = 1.0, *, source: str | None = None) -> Term:
+    if not isinstance(data, bytes | bytearray | memoryview) or not len(data):
+        raise PixgrepError("an image term needs the image file's bytes")
+    return Term(_weight(weight), "bytes", bytes(data), source)
+
+
+def image_id_term(image_id: object, weight: float = 1.0) -> Term:
+    text = str(image_id).strip() if isinstance(image_id, int | str) and not isinstance(image_id, bool) else ""
+    if not text.isdigit() or int(text) > MAX_IMAGE_ID:
+        raise PixgrepError(f"an image_id term needs a catalog image id (a whole number), not {image_id!r}")
+    return Term(_weight(weight), "image_id", int(text))
+
+
+def vector_term(values: object, weight: float = 1.0) -> Term:
+    import numpy as np
+
+    try:
+        vector = np.asarray(values, dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError):
+        raise PixgrepError("a vector term needs a list of numbers") from None
+    if vector.size == 0 or not np.all(np.isfinite(vector)):
+        raise PixgrepError("a vector term needs a non-empty list of finite numbers")
+    return Term(_weight(weight), "vector", vector)
+
+
+def path_term(path: object, weight: float = 1.0) -> Term:
+    if not isinstance(path, str | os.PathLike) or not os.path.isfile(path):
+        raise PixgrepError(f"no such image file: {path}")
+    return Term(_weight(weight), "path", os.path.abspath(path))
+
+
+_CONSTRUCTORS = {
+    "text": text_term,
+    "url": url_term,
+    "bytes": bytes_term,
+    "image_id": image_id_term,
+    "vector": vector_term,
+    "path": path_term,
+}
+
+
+def make_term(
+    kind: str, value: object, weight: float = 1.0, *, allowed: Sequence[str] = REMOTE_TERM_KINDS
+) -> Term:
+    """A validated term of `kind` (one of `allowed`; by default the kinds a remote client may send)."""
+    if kind not in allowed:
+        raise PixgrepError(f"unknown term kind {kind!r}; use one of {', '.join(allowed)}")
+    return _CONSTRUCTORS[kind](value, weight)
 
 
 # A weight: an optional sign, digits with an optional fraction (or a bare fraction), an optional

@@ -27,14 +27,8 @@ def stats(state: Annotated[ServerState, Depends(get_state)]):
 @router.get("/folders", tags=["catalog"])
 def folders(state: Annotated[ServerState, Depends(get_state)], limit: int = 200):
     """Folders that hold catalog images, the fullest first: choices for the folder scope."""
-    import os
-    from collections import Counter
-
     with state.lock:
-        paths = [
-            row[0] for row in state.catalog.db.conn.execute("SELECT path FROM images WHERE error IS NULL")
-        ]
-    counts = Counter(os.path.dirname(p) for p in paths)
+        counts = state.catalog.folders()
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[: max(1, min(limit, 2000))]
     return {"folders": [{"folder": folder, "images": n} for folder, n in ranked]}
 

@@ -30,7 +30,7 @@ BROWSER_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "
 
 def _record(state: ServerState, image_id: int) -> ImageRecord:
     with state.lock:
-        record = state.catalog.db.images_by_id([image_id]).get(image_id)
+        record = state.catalog.images([image_id]).get(image_id)
     if record is None:
         raise not_found(f"no image with id {image_id} in the catalog")
     return record
@@ -47,7 +47,7 @@ def servable_path(state: ServerState, record: ImageRecord) -> Path:
     if real != os.path.normpath(stored):
         # A link: serve only what the catalog itself holds, never what a link points out to.
         with state.lock:
-            target = state.catalog.db.images_by_path([real]).get(real)
+            target = state.catalog.images_at([real]).get(real)
         if target is None or target.error:
             raise HTTPException(403, f"image {record.id} is a link to a file outside the catalog")
     if not os.path.isfile(real):

@@ -6,10 +6,14 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pixgrep.errors import PixgrepError
 from pixgrep.models.base import Encoder
 from pixgrep.records import IndexSummary
+
+if TYPE_CHECKING:
+    from pixgrep.api import Catalog
 
 
 class IndexBusy(PixgrepError):
@@ -79,7 +83,7 @@ class IndexRunner:
             with open_catalog(self._catalog_path, encoder=encoder) as catalog:
                 summary = catalog.index([folder], progress=progress)
                 self._update(run, summary=summary.to_json())
-                _prepare_search(catalog, encoder)
+                _prepare_search(catalog)
             self._update(run, state="done", summary=summary.to_json(), finished_at=time.time())
         except PixgrepError as exc:
             self._update(run, state="failed", error=str(exc), finished_at=time.time())
@@ -87,11 +91,9 @@ class IndexRunner:
             self._update(run, state="failed", error=f"internal error: {exc!r}", finished_at=time.time())
 
 
-def _prepare_search(catalog, encoder: Encoder) -> None:
+def _prepare_search(catalog: Catalog) -> None:
     """Rebuild the search matrix now, so the first search after the run does not pay for it."""
     try:
-        from pixgrep.search.matrix import load_matrix
-
-        load_matrix(catalog.db, encoder.model_id)
+        catalog.prepare_search()
     except Exception:  # only an optimisation: the next search rebuilds it anyway
         pass

@@ -19,6 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pixgrep.errors import PixgrepError
+from pixgrep.search.options import SearchOptions
+from pixgrep.search.query import bytes_term
 from pixgrep.server.querying import decode_base64, make_term, run_search
 from pixgrep.server.state import ServerState, get_state
 
@@ -61,10 +63,9 @@ def _query_term(state: ServerState, body: KnnRequest):
         if len(data) > state.max_upload:
             raise HTTPException(413, f"the image is over the {state.max_upload // (1024 * 1024)} MB limit")
         from pixgrep.images.decode import open_image
-        from pixgrep.search.query import Term
 
         open_image(data)  # 415 for something that is not an image
-        return Term(1.0, "bytes", data)
+        return bytes_term(data)
     if body.image_url:
         return make_term("url", body.image_url)
     if body.embedding_input:
@@ -81,9 +82,10 @@ def _deduplicate(state: ServerState, results: list) -> list:
     if not results:
         return results
     with state.lock:
-        records = state.catalog.db.images_by_id([r.image_id for r in results])
-        hashes = [records[r.image_id].content_hash if r.image_id in records else None for r in results]
-        stored = {h: state.catalog.db.vector_for_hash(h, state.model_id) for h in set(hashes) if h}
+        records = state.catalog.images([r.image_id for r in results])
+        vectors = state.catalog.vectors_of(records.values())
+    hashes = [records[r.image_id].content_hash if r.image_id in records else None for r in results]
+    stored = {records[i].content_hash: v for i, v in vectors.items()}
     dim = next((len(v) for v in stored.values() if v is not None), 1)
     zero = np.zeros(dim, np.float32)
     matrix = np.stack(
@@ -153,7 +155,7 @@ def _knn(body: KnnRequest, request: Request, state: ServerState) -> list[dict]:
     term = _query_term(state, body)
     # Ask for more when deduplicating, since some of them will be dropped.
     fetch = min(wanted * 2 + 10, 20000) if body.deduplicate else wanted
-    results, _ = run_search(state, [term], roots=None, k=fetch, offset=0, threshold=None)
+    results, _ = run_search(state, [term], SearchOptions(k=fetch))
     if body.deduplicate:
         results = _deduplicate(state, results)
     results = results[:wanted]
@@ -184,5 +186,5 @@ async def metadata(request: Request, state: Annotated[ServerState, Depends(get_s
     body = await _json_body(request, MetadataRequest)
     _check_index(body.indice_name)
     with state.lock:
-        records = state.catalog.db.images_by_id(body.ids)
+        records = state.catalog.images(body.ids)
     return [{"id": i, "metadata": _metadata(request, i, records[i].path)} for i in body.ids if i in records]

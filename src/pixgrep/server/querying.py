@@ -12,14 +12,13 @@ from fastapi import HTTPException
 
 from pixgrep.errors import PixgrepError
 from pixgrep.records import SearchResult
+from pixgrep.search import query as search_query
+from pixgrep.search.options import SearchOptions
+from pixgrep.search.query import Term, parse_query
 from pixgrep.server.state import ServerState
 
-TERM_KINDS = ("text", "url", "bytes", "image_id", "vector")  # "path" is refused over HTTP, see below
 
-
-def parse_terms(query: str) -> list:
-    from pixgrep.search.query import parse_query
-
+def parse_terms(query: str) -> list[Term]:
     terms = list(parse_query(query))
     for term in terms:
         # A file path would let a client probe the server's disk; images come as uploads or ids.
@@ -31,28 +30,11 @@ def parse_terms(query: str) -> list:
     return terms
 
 
-def make_term(kind: str, value, weight: float = 1.0):
-    from pixgrep.search.query import Term
-
-    if kind not in TERM_KINDS:
-        raise PixgrepError(f"unknown term kind {kind!r}; use one of {', '.join(TERM_KINDS)}")
-    if kind == "text" and not (isinstance(value, str) and value.strip()):
-        raise PixgrepError("a text term needs non-empty text")
-    if kind == "url" and not (isinstance(value, str) and value.startswith(("http://", "https://"))):
-        raise PixgrepError("a url term needs an http:// or https:// URL")
-    if kind == "image_id":
-        if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
-            raise PixgrepError("an image_id term needs a catalog image id (a whole number)")
-        value = int(value)
+def make_term(kind: str, value: object, weight: float = 1.0) -> Term:
+    """A term a client sent: validated by search.query; base64 images decoded first."""
     if kind == "bytes":
         value = decode_base64(value)
-    if kind == "vector":
-        import numpy as np
-
-        if not isinstance(value, list) or not value:
-            raise PixgrepError("a vector term needs a list of numbers")
-        value = np.asarray(value, dtype=np.float32)
-    return Term(float(weight), kind, value)
+    return search_query.make_term(kind, value, weight)
 
 
 def decode_base64(value) -> bytes:
@@ -107,39 +89,22 @@ def check_vector_terms(state: ServerState, terms: list) -> None:
 
 
 def run_search(
-    state: ServerState,
-    terms: list,
-    *,
-    roots: list[str] | None,
-    k: int,
-    offset: int,
-    threshold: float | None,
-    after: str | None = None,
-    before: str | None = None,
+    state: ServerState, terms: list[Term], options: SearchOptions
 ) -> tuple[list[SearchResult], float]:
-    from pixgrep.search.engine import search
+    from pixgrep.search.engine import download_terms
 
     if not terms:
         raise PixgrepError("nothing to search for: give a query, an image, an image URL or an image id")
     check_vector_terms(state, terms)
     started = time.perf_counter()
+    terms = download_terms(terms)  # outside the lock: a slow remote server holds up no one else
     with state.lock:
-        ids = [t.value for t in terms if t.kind == "image_id"]
-        known = state.catalog.db.images_by_id(ids) if ids else {}
+        ids = [int(t.value) for t in terms if t.kind == "image_id"]  # type: ignore[call-overload]
+        known = state.catalog.images(ids) if ids else {}
         missing = [i for i in ids if i not in known]
         if missing:
             raise not_found(f"no image with id {missing[0]} in the catalog")
-        results = search(
-            state.catalog.db,
-            state.catalog.encoder,
-            terms,
-            roots=roots,
-            k=k,
-            offset=offset,
-            threshold=threshold,
-            after=after or None,
-            before=before or None,
-        )
+        results = state.catalog.search(terms, options)
     return results, (time.perf_counter() - started) * 1000
 
 

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Upload
 from pydantic import BaseModel, Field
 
 from pixgrep.errors import PixgrepError
+from pixgrep.search.options import SearchOptions
+from pixgrep.search.query import bytes_term
 from pixgrep.server.querying import (
     check_model,
     make_term,
@@ -61,16 +63,10 @@ def search_get(
         terms.append(make_term("url", image_url))
     if like is not None:
         terms.append(make_term("image_id", like))
-    results, took = run_search(
-        state,
-        terms,
-        roots=normalise_roots(root),
-        k=k,
-        offset=offset,
-        threshold=threshold,
-        after=after,
-        before=before,
+    options = SearchOptions(
+        k=k, offset=offset, threshold=threshold, roots=normalise_roots(root), after=after, before=before
     )
+    results, took = run_search(state, terms, options)
     return response_json(results, k=k, offset=offset, took_ms=took)
 
 
@@ -116,16 +112,15 @@ def search_post(body: SearchIn, state: Annotated[ServerState, Depends(get_state)
     check_model(state, body.model)
     terms = parse_terms(body.q) if body.q and body.q.strip() else []
     terms += [make_term(t.kind, t.value, t.weight) for t in body.terms]
-    results, took = run_search(
-        state,
-        terms,
-        roots=normalise_roots(body.roots),
+    options = SearchOptions(
         k=body.k,
         offset=body.offset,
         threshold=body.threshold,
+        roots=normalise_roots(body.roots),
         after=body.after,
         before=body.before,
     )
+    results, took = run_search(state, terms, options)
     return response_json(results, k=body.k, offset=body.offset, took_ms=took)
 
 
@@ -151,19 +146,12 @@ def search_image(
     from pixgrep.images.decode import open_image
 
     open_image(data)  # refuse a non-image with 415 here, before it reaches the model
-    terms = [_bytes_term(data, weight)]
+    terms = [bytes_term(data, weight)]
     if q and q.strip():
         terms += parse_terms(q)
-    results, took = run_search(
-        state, terms, roots=normalise_roots(root), k=k, offset=offset, threshold=threshold
-    )
+    options = SearchOptions(k=k, offset=offset, threshold=threshold, roots=normalise_roots(root))
+    results, took = run_search(state, terms, options)
     return response_json(results, k=k, offset=offset, took_ms=took)
-
-
-def _bytes_term(data: bytes, weight: float):
-    from pixgrep.search.query import Term
-
-    return Term(float(weight), "bytes", data)
 
 
 @router.get("/images/{image_id}/similar", response_model=SearchResponse, tags=["images"])
@@ -176,12 +164,6 @@ def similar(
     root: ROOTS = [],  # noqa: B006
 ):
     """More like this: the images nearest to a catalog image (the image itself is left out)."""
-    results, took = run_search(
-        state,
-        [make_term("image_id", image_id)],
-        roots=normalise_roots(root),
-        k=k,
-        offset=offset,
-        threshold=threshold,
-    )
+    options = SearchOptions(k=k, offset=offset, threshold=threshold, roots=normalise_roots(root))
+    results, took = run_search(state, [make_term("image_id", image_id)], options)
     return response_json(results, k=k, offset=offset, took_ms=took)

@@ -45,10 +45,8 @@ def warm_up(state: ServerState) -> threading.Thread:
     def work() -> None:
         try:
             state.catalog.encoder.encode_texts(["a photo"])
-            from pixgrep.search.matrix import load_matrix
-
             with state.lock:
-                load_matrix(state.catalog.db, state.model_id)
+                state.catalog.prepare_search()
         except Exception:  # only an optimisation: a real problem shows on the first request
             pass
 
