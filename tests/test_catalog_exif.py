@@ -6,6 +6,7 @@ import pytest
 from conftest import shared_data
 from PIL import Image
 
+from pixgrep.images.decode import register_plugins
 from pixgrep.images.exif import image_capture_time, parse_exif_datetime
 
 
@@ -31,6 +32,7 @@ def test_parse_exif_datetime(value, offset, expected):
 
 
 def taken(path) -> str | None:
+    register_plugins()  # HEIC: as pixgrep opens files (not only when another test did it first)
     with Image.open(path) as image:
         return image_capture_time(image)
 
