@@ -232,14 +232,14 @@ def _draft_photos(folder: Path, min_side: int, work: Path) -> list[Path]:
     """Real photos big enough for a draft to matter: JPEGs as they are, HEIC/HEIF re-saved as JPEG."""
     from PIL import Image
 
-    from pixgrep.images.decode import ImageDecodeError, decode_file, probe_file
+    from pixgrep.images.decode import ImageDecodeError, decode_file, read_image_info
 
     photos = []
     for path in sorted(folder.rglob("*")):
         suffix = path.suffix.lower()
         try:
             if suffix in (".jpg", ".jpeg"):
-                info = probe_file(path)
+                info = read_image_info(path)
                 with Image.open(path) as im:
                     if im.format != "JPEG":
                         continue

@@ -25,7 +25,7 @@ def read_tsv(path: Path) -> list[tuple[str, str]]:
 
 
 def r1(scores: np.ndarray, truth: np.ndarray) -> str:
-    """R@1/R@5/R@10 (ties pessimistic, as eval/metrics.py)."""
+    """R@1/R@5/R@10 (ties pessimistic, as pixgrep/metrics.py)."""
     best = scores[np.arange(len(truth)), truth]
     others = scores.copy()
     others[np.arange(len(truth)), truth] = -np.inf

@@ -17,6 +17,7 @@ from pixgrep.models.base import Encoder
 class FakeEncoder(Encoder):
     dim = 192
     logit_scale = 100.0
+    image_size = (8, 8)
 
     def __init__(self, model_id: str = "fake"):
         self.model_id = model_id

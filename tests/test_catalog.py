@@ -53,9 +53,21 @@ def test_newer_schema_is_refused(tmp_path: Path):
         CatalogDB(path)
 
 
-def test_default_path_is_in_the_user_data_folder():
+def test_default_path_is_in_the_user_data_folder(monkeypatch):
+    monkeypatch.delenv("PIXGREP_CATALOG", raising=False)
     path = default_catalog_path()
     assert path.name == "catalog.db" and "pixgrep" in path.parts
+
+
+def test_open_catalog_honours_pixgrep_catalog_as_the_command_does(tmp_path, monkeypatch):
+    import pixgrep
+
+    monkeypatch.setenv("PIXGREP_CATALOG", str(tmp_path / "env" / "mine.db"))
+    with pixgrep.open_catalog() as catalog:
+        assert catalog.path == tmp_path / "env" / "mine.db"
+    assert (tmp_path / "env" / "mine.db").is_file()
+    with pixgrep.open_catalog(tmp_path / "given.db") as catalog:  # an explicit path wins
+        assert catalog.path == tmp_path / "given.db"
 
 
 def test_write_batch_is_all_or_nothing(tmp_path: Path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import shared_data
 
-from pixgrep.images.decode import probe_file
+from pixgrep.images.decode import read_image_info
 from pixgrep.images.exif import parse_exif_datetime
 
 
@@ -33,7 +33,7 @@ def test_parse_exif_datetime(value, offset, expected):
 def taken(path) -> str | None:
     # Through pixgrep's own decoder, which registers the HEIC opener itself: with a bare
     # Image.open this passed only after some other test had registered it.
-    return probe_file(path).taken_at
+    return read_image_info(path).taken_at
 
 
 def test_capture_times_of_real_camera_files():

@@ -10,7 +10,7 @@ import pytest
 from conftest import shared_data
 from PIL import Image
 
-from pixgrep.images.decode import ImageDecodeError, decode_file, is_raw, open_image, probe_file
+from pixgrep.images.decode import ImageDecodeError, decode_file, is_raw, open_image, read_image_info
 
 
 def pixels(image: Image.Image) -> np.ndarray:
@@ -78,7 +78,7 @@ def test_every_odd_file_decodes_or_fails_with_a_short_reason():
             image, info = decode_file(path, draft_size=448)
             image.convert("RGB")
             assert info.width > 0 and info.height > 0
-            assert probe_file(path) == info
+            assert read_image_info(path) == info
             outcomes[path.name] = "ok"
         except ImageDecodeError as exc:
             assert "\n" not in str(exc) and len(str(exc)) < 120
@@ -157,7 +157,7 @@ def test_raw_uses_a_big_enough_preview_and_applies_the_flip(tmp_path: Path, monk
     image, info = decode_file(path, draft_size=448)
     assert (info.width, info.height, info.format) == (4000, 6000, "RAW")  # portrait after the flip
     assert image.size[0] < image.size[1] and min(image.size) >= 448  # preview, drafted and turned
-    assert probe_file(path) == info
+    assert read_image_info(path) == info
 
 
 def test_raw_without_a_preview_is_developed_at_half_size(tmp_path: Path, monkeypatch):

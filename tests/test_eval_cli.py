@@ -186,7 +186,7 @@ def test_classify_and_xmp(tmp_path, tiny_model_dir, folders):
 
     written = json.loads(run(*args, "--write-xmp", "--json").stdout)
     assert [r["labels"] for r in written["images"]] == [r["labels"] for r in result["images"]]
-    from pixgrep.eval import xmp
+    from pixgrep.tagging import xmp
 
     for row in written["images"]:
         sidecar = Path(row["sidecar"])

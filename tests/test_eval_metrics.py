@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pixgrep.eval import metrics
-from pixgrep.eval.metrics import (
+from pixgrep import metrics
+from pixgrep.metrics import (
     class_retrieval_ranks,
     classification_ranks,
     first_relevant_ranks,

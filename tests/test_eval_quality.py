@@ -11,7 +11,7 @@ import sys
 import pytest
 from conftest import shared_data
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.torch]  # torch: builds pixgrep-mini
 
 
 def _mini_or_skip() -> None:

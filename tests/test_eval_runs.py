@@ -18,10 +18,10 @@ from PIL import Image
 import pixgrep
 from pixgrep.errors import PixgrepError
 from pixgrep.eval.classes import run_classes
-from pixgrep.eval.classify import classify_paths
 from pixgrep.eval.datasets import build_caption_set, read_captions, read_class_folder, read_labels
-from pixgrep.eval.experiments import probe, rank_captions
 from pixgrep.eval.retrieval import run_retrieval
+from pixgrep.studies.experiments import probe, rank_captions
+from pixgrep.tagging.classify import classify_paths
 
 COLOURS = {
     "red": (255, 0, 0),
@@ -276,7 +276,7 @@ def test_probe_levels_and_tone(tmp_path, catalog):
         probe(catalog, ["red", " "], [folder.resolve()])
 
 
-def test_classify_labels(tmp_path, capsys):
+def test_classify_labels(tmp_path, capsys, cli_logging):
     a = solid(tmp_path / "photos" / "a.png", (250, 0, 0))
     solid(tmp_path / "photos" / "sub" / "b.png", (0, 0, 250))
     (tmp_path / "photos" / "sub" / "broken.png").write_bytes(b"not a png")
@@ -296,7 +296,7 @@ def test_classify_labels(tmp_path, capsys):
 def test_classify_writes_xmp_and_leaves_images_alone(tmp_path):
     import hashlib
 
-    from pixgrep.eval import xmp
+    from pixgrep.tagging import xmp
 
     a = solid(tmp_path / "a.png", (250, 0, 0))
     before = hashlib.sha256(a.read_bytes()).hexdigest()

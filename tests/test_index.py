@@ -181,7 +181,7 @@ def test_undecodable_file_is_recorded_once_and_not_retried(db, photos, capsys):
     assert db.images_by_path([str(bad)])[str(bad)].error is None
 
 
-def test_default_warning_is_one_line_on_stderr(db, tmp_path, capsys):
+def test_default_warning_is_one_line_on_stderr(db, tmp_path, capsys, cli_logging):
     root = tmp_path / "w"
     root.mkdir()
     (root / "empty.png").write_bytes(b"")
@@ -317,7 +317,7 @@ def test_content_hash_reads_head_tail_and_size(tmp_path):
     assert content_hash(str(small), 3) != content_hash(str(big), len(data))
 
 
-def test_every_odd_image_is_indexed_or_skipped_with_one_warning(db, tmp_path, capsys):
+def test_every_odd_image_is_indexed_or_skipped_with_one_warning(db, tmp_path, capsys, cli_logging):
     odd = shared_data("odd-images")
     root = tmp_path / "odd"
     shutil.copytree(odd, root)

@@ -183,7 +183,7 @@ def test_digikam_sidecar_stem_xmp_with_tagslist_description_and_gps(tmp_path: Pa
 
 
 def test_pixgrep_classify_sidecar_is_read_back(tmp_path: Path):
-    from pixgrep.eval.xmp import add_keywords
+    from pixgrep.tagging.xmp import add_keywords
 
     image = plain_jpeg(tmp_path / "cat.png")
     add_keywords(image, ["cat", "sofa"])

@@ -15,6 +15,8 @@ import pytest
 from conftest import shared_data
 from test_mini_support import mini_cache, mini_folder  # noqa: F401  (session fixtures)
 
+pytestmark = pytest.mark.torch  # builds pixgrep-mini and compares with its PyTorch model
+
 N_IMAGES = 100
 N_CAPTIONS = 500
 

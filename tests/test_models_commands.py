@@ -50,6 +50,7 @@ def test_info_for_a_folder_and_for_a_name(capsys, tiny_model_dir, cache):
     assert "immich-app/ViT-B-32__openai" in out and "not cached" in out
 
 
+@pytest.mark.torch
 def test_export_cli_writes_a_loadable_folder(tmp_path, capsys, tiny_model_dir):
     from tiny_model import ARCH
 
@@ -65,6 +66,7 @@ def test_export_cli_writes_a_loadable_folder(tmp_path, capsys, tiny_model_dir):
     assert "not empty" in capsys.readouterr().err
 
 
+@pytest.mark.torch
 def test_export_rejects_unknown_arch_and_tag(tmp_path, capsys):
     pytest.importorskip("open_clip")
     assert main(["models", "export", "ViT-Nope", "--pretrained", "none", "--out", str(tmp_path / "a")]) == 2

@@ -89,7 +89,7 @@ def test_fixed_batch_graphs_run_one_at_a_time(tiny_model_dir, tmp_path):
 def _hf_text_folder(tiny_model_dir, tmp_path, *, id_type, with_token_types):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
-    from test_models_tokenizer import _wordpiece_file
+    from test_models_hf_tokenizer import wordpiece_file
 
     folder = tmp_path / "hf"
     shutil.copytree(tiny_model_dir / "visual", folder / "visual")
@@ -134,7 +134,7 @@ def _hf_text_folder(tiny_model_dir, tmp_path, *, id_type, with_token_types):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(folder / "textual" / "model.onnx"))
-    _wordpiece_file(folder / "textual")
+    wordpiece_file(folder / "textual")
     return folder, table
 
 

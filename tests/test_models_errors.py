@@ -206,6 +206,7 @@ def test_damaged_cache_entry_says_how_to_refetch(cache, tiny_model_dir):
     assert "missing visual/model.onnx" in _one_line(exc) and f"delete {entry}" in str(exc.value)
 
 
+@pytest.mark.torch
 def test_export_refuses_architectures_with_other_tokenizers(tmp_path):
     pytest.importorskip("open_clip")
     from pixgrep.models.export import export_open_clip

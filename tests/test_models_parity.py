@@ -17,6 +17,8 @@ from tiny_model import load_reference  # noqa: E402
 
 from pixgrep.models import load_encoder  # noqa: E402
 
+pytestmark = pytest.mark.torch  # compares with open_clip
+
 MIN_COSINE = 0.9999
 
 TEXTS = [

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.torch]  # torch: exports and compares with open_clip
 torch = pytest.importorskip("torch")
 pytest.importorskip("open_clip")
 

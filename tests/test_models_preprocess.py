@@ -39,6 +39,7 @@ def _images() -> dict[str, Image.Image]:
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+@pytest.mark.torch
 def test_every_resize_mode_is_bit_identical_to_open_clip(cfg):
     transform_mod = pytest.importorskip("open_clip.transform")
     full = {**{k: v for k, v in PreprocessConfig().__dict__.items()}, **cfg}

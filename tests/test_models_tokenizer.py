@@ -1,5 +1,5 @@
 """Token ids equal open_clip.tokenize exactly: with pixgrep's exported tokenizer.json and with the
-Hugging Face CLIPTokenizerFast files that Immich publishes; and the HF-style (input_ids) tokenizer."""
+Hugging Face CLIPTokenizerFast files that Immich publishes. (HF-style: test_models_hf_tokenizer.)"""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from pixgrep.models.tokenizer import ClipTokenizer, HFTokenizer, clean_text
+from pixgrep.models.tokenizer import ClipTokenizer, clean_text
+
+pytestmark = pytest.mark.torch  # compares with open_clip.tokenize
 
 open_clip = pytest.importorskip("open_clip")
 
@@ -140,32 +142,3 @@ def test_flickr_captions_equal_open_clip(exported):
     rows = (shared_data("flickr8k") / "captions.tsv").read_text().splitlines()[1:3001]
     captions = [row.split("\t")[2] for row in rows]
     np.testing.assert_array_equal(ClipTokenizer(exported, 77)(captions), _reference(captions))
-
-
-def _wordpiece_file(tmp_path):
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "cat", "dog", "on", "the", "mat", "##s", "red"]
-    vocab = {w: i for i, w in enumerate(words)}
-    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
-    )
-    tok.save(str(tmp_path / "tokenizer.json"))
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 6, "pad_token": "[PAD]"}))
-    return tmp_path / "tokenizer.json", tmp_path / "tokenizer_config.json"
-
-
-def test_hf_tokenizer_pads_to_longest_and_truncates(tmp_path):
-    tok = HFTokenizer(*_wordpiece_file(tmp_path))
-    out = tok(["A cat", "the red cats on the mat", "dog"])
-    assert out["input_ids"].tolist() == [
-        [2, 4, 5, 3, 0, 0],
-        [2, 8, 11, 5, 10, 3],  # cut to model_max_length=6, [SEP] kept by the tokenizer
-        [2, 6, 3, 0, 0, 0],
-    ]
-    assert out["attention_mask"].tolist() == [[1, 1, 1, 1, 0, 0], [1] * 6, [1, 1, 1, 0, 0, 0]]
-    assert (out["token_type_ids"] == 0).all()
-    assert tok(["cat"])["input_ids"].shape == (1, 3)  # padding is to the longest of the batch

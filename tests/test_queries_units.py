@@ -238,7 +238,7 @@ def test_duplicate_groups_over_blocks(monkeypatch):
 
 
 def test_retrieval_metrics_from_scores_equals_the_vector_protocol():
-    from pixgrep.eval.metrics import retrieval_metrics, retrieval_metrics_from_scores
+    from pixgrep.metrics import retrieval_metrics, retrieval_metrics_from_scores
 
     rng = np.random.default_rng(4)
     images = rng.standard_normal((30, 16)).astype(np.float32)

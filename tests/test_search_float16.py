@@ -157,6 +157,7 @@ def test_pixgrep_mini_top10_same_but_for_near_ties(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.torch
 def test_trained_image_features_top10_identical(tmp_path):
     """ImageNet-trained EfficientNet-Lite0 features (pixgrep-mini's frozen image tower), image
     queries: a trained embedding space, float16 leaves every top-10 exactly as float32 has it."""

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from pixgrep.errors import PixgrepError
-from pixgrep.eval import xmp
+from pixgrep.tagging import xmp
 
 RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
 DC = "{http://purl.org/dc/elements/1.1/}"

@@ -22,6 +22,23 @@ CONFIG = {
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
 }
 CHECKPOINT = "weights.pt"  # beside the model files; not part of the model format
+LAST_BUILD = "tiny-last-build.txt"  # in the cache folder: the name of the folder `build` returned
+
+
+def can_build() -> bool:
+    """torch and open_clip are importable (the export needs both)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("torch", "open_clip"))
+
+
+def last_build(base: Path) -> Path | None:
+    """The folder the latest full run built in `base`, for runs without torch; None if none."""
+    try:
+        dest = base / (base / LAST_BUILD).read_text().strip()
+    except OSError:
+        return None
+    return dest if (dest / "config.json").is_file() else None
 
 
 def _key(arch: str, config: dict | None) -> str:
@@ -49,7 +66,9 @@ def register() -> None:
 def build(base: Path) -> Path:
     """The exported tiny folder under `base` (built now if absent)."""
     register()
-    return export_seeded(base, ARCH, CONFIG, prefix="tiny")
+    dest = export_seeded(base, ARCH, CONFIG, prefix="tiny")
+    (base / LAST_BUILD).write_text(dest.name + "\n")
+    return dest
 
 
 def export_seeded(base: Path, arch: str, config: dict | None = None, *, prefix: str | None = None) -> Path:

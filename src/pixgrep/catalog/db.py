@@ -108,6 +108,10 @@ IMAGE_COLUMNS = "id, path, size, mtime_ns, content_hash, width, height, format, 
 
 
 def default_catalog_path() -> Path:
+    """$PIXGREP_CATALOG, else catalog.db in the user data folder (the CLI and the API agree)."""
+    env = os.environ.get("PIXGREP_CATALOG")
+    if env:
+        return Path(env).expanduser()
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("pixgrep", appauthor=False)) / "catalog.db"

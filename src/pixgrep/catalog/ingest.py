@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import sys
 import threading
@@ -32,7 +33,7 @@ import numpy as np
 from pixgrep.catalog.db import CatalogDB, ImageRow, shown_path
 from pixgrep.catalog.scan import FileEntry, scan
 from pixgrep.errors import PixgrepError
-from pixgrep.images.decode import ImageDecodeError, ImageInfo, decode_file, probe_file, raw_supported
+from pixgrep.images.decode import ImageDecodeError, ImageInfo, decode_file, raw_supported, read_image_info
 from pixgrep.models.base import Encoder
 from pixgrep.records import ImageRecord, IndexSummary
 
@@ -45,6 +46,7 @@ MAX_ROWS_PER_BATCH = 512  # reuse-only runs (renames) still commit regularly
 DECODE_NICENESS = 5
 
 Warn = Callable[[str, str], None]
+log = logging.getLogger(__name__)
 
 
 def content_hash(path: str, size: int) -> str:
@@ -106,21 +108,6 @@ def _lower_thread_priority() -> None:
         pass
 
 
-def _model_side(encoder: Encoder) -> int:
-    """The model's input side, from the encoder or by preprocessing a tiny image once."""
-    side = getattr(encoder, "image_size", None)
-    if isinstance(side, int) and side > 0:
-        return side
-    if isinstance(side, (tuple, list)) and side:
-        return int(max(side))
-    try:
-        from PIL import Image
-
-        return int(max(encoder.preprocess(Image.new("RGB", (32, 32))).shape[-2:]))
-    except Exception:
-        return 224
-
-
 class _Worker:
     """What a pool thread does for one file. Never raises: every failure becomes a skipped result."""
 
@@ -140,7 +127,7 @@ class _Worker:
         try:
             if digest in self.known:  # moved, renamed or duplicated: no decode, no model
                 try:
-                    return _Result(entry, digest, info=probe_file(entry.path))
+                    return _Result(entry, digest, info=read_image_info(entry.path))
                 except ImageDecodeError:
                     return _Result(entry, digest)  # decodable before (it has a vector): keep it
             image, info = decode_file(entry.path, draft_size=self.draft_size)
@@ -178,7 +165,7 @@ def validate_roots(roots: Sequence[Path]) -> list[str]:
 
 
 def _default_warn(path: str, reason: str) -> None:
-    print(f"pixgrep: warning: {shown_path(path)}: {reason}", file=sys.stderr)
+    log.warning("%s: %s", shown_path(path), reason)
 
 
 class _Progress:
@@ -234,10 +221,9 @@ class _Progress:
         if self.terminal:
             s = self.summary
             rate = s.encoded / s.seconds if s.seconds > 0 else 0.0
-            print(
-                f"pixgrep: {s.found} images under the folders: {s.encoded} encoded ({rate:.1f}/s), "
-                f"{s.reused} reused, {s.skipped} skipped, {s.removed} removed in {s.seconds:.1f} s",
-                file=sys.stderr,
+            log.info(
+                f"{s.found} images under the folders: {s.encoded} encoded ({rate:.1f}/s), "
+                f"{s.reused} reused, {s.skipped} skipped, {s.removed} removed in {s.seconds:.1f} s"
             )
 
 
@@ -344,7 +330,7 @@ def _index_locked(
     writer = BatchWriter(db, model, summary, ticker, started)
 
     # 2. Hash, decode and preprocess in the pool; encode and commit in batches here.
-    side = _model_side(encoder)
+    side = max(encoder.image_size)
     worker = _Worker(encoder, known, draft_size=DRAFT_FACTOR * side)
     threads = workers or max(1, min(8, os.cpu_count() or 1))
     in_flight_cap = 2 * batch_size + threads

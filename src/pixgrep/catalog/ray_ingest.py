@@ -34,7 +34,6 @@ from pixgrep.catalog.ingest import (
     Warn,
     _default_warn,
     _Job,
-    _model_side,
     _Progress,
     _Result,
     content_hash,
@@ -44,7 +43,7 @@ from pixgrep.catalog.ingest import (
 )
 from pixgrep.catalog.scan import FileEntry
 from pixgrep.errors import PixgrepError
-from pixgrep.images.decode import ImageDecodeError, ImageInfo, probe_file
+from pixgrep.images.decode import ImageDecodeError, ImageInfo, read_image_info
 from pixgrep.models.base import Encoder
 from pixgrep.records import IndexSummary
 
@@ -338,7 +337,7 @@ def _hash_locally(job: _Job, known: set[str]) -> tuple[_Result | None, _Job]:
     if digest not in known:
         return None, _Job(entry, digest)
     try:
-        return _Result(entry, digest, info=probe_file(entry.path)), job
+        return _Result(entry, digest, info=read_image_info(entry.path)), job
     except ImageDecodeError:
         return _Result(entry, digest), job
 
@@ -522,7 +521,7 @@ def _stream(
     # node goes; the cap keeps the driver's bookkeeping small on millions of files.
     blocks = max(count, min(math.ceil(len(items) / batch_size), 50 * count))
     dataset = ray.data.from_items(items, override_num_blocks=min(blocks, len(items)))
-    draft = DRAFT_FACTOR * _model_side(encoder)
+    draft = DRAFT_FACTOR * max(encoder.image_size)
     encoded = dataset.map_batches(
         EncodeActor,
         fn_constructor_kwargs={

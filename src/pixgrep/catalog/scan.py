@@ -55,9 +55,9 @@ def image_extensions() -> frozenset[str]:
     """Lower-case extensions (".jpg") of every format Pillow and pillow-heif can open."""
     from PIL import Image
 
-    from pixgrep.images.decode import _register_plugins
+    from pixgrep.images.decode import register_plugins
 
-    _register_plugins()
+    register_plugins()
     Image.init()
     extensions = {
         ext

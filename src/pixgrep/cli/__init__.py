@@ -41,7 +41,7 @@ examples:
 environment:
   PIXGREP_CATALOG   catalog file (default: the user data directory)
   PIXGREP_CACHE     model cache folder (default: the user cache directory)
-  PIXGREP_MODEL     default model name or folder
+  PIXGREP_MODEL     default model: registry name, hf:OWNER/REPO or folder
   PIXGREP_DEVICE    auto, cpu or cuda (where the model runs)
 """
 
@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     args = parser.parse_args(argv)
+    from pixgrep.cli.logs import configure_logging  # here: `pixgrep --help` needs no logging
+
+    configure_logging()
     try:
         if getattr(args, "device", None):  # one choice for every encoder this command creates
             from pixgrep.models.devices import set_default_device

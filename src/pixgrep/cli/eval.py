@@ -1,6 +1,7 @@
 """CLI: `pixgrep eval retrieval|classes`, `pixgrep rank`, `pixgrep probe`, `pixgrep classify`.
 
-Parsing and rendering only; the work is in retrieval.py, classes.py, experiments.py, classify.py.
+Parsing and rendering only; the work is in pixgrep.eval (retrieval, classes), pixgrep.studies
+(rank, probe) and pixgrep.tagging (classify, XMP).
 Heavy imports happen inside the handlers.
 """
 
@@ -207,7 +208,7 @@ def _register_rank(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_rank(args: argparse.Namespace) -> int:
     from pixgrep.eval.datasets import read_lines
-    from pixgrep.eval.experiments import rank_captions
+    from pixgrep.studies.experiments import rank_captions
 
     captions = list(args.captions)
     if args.captions_file:
@@ -261,8 +262,8 @@ def _register_probe(subparsers: argparse._SubParsersAction) -> None:
 def _run_probe(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pixgrep.eval.experiments import probe
     from pixgrep.eval.progress import show_progress
+    from pixgrep.studies.experiments import probe
 
     roots = [Path(os.path.expanduser(r)) for r in (args.roots or ["."])]
     for root in roots:
@@ -340,9 +341,9 @@ def _register_classify(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_classify(args: argparse.Namespace) -> int:
-    from pixgrep.eval.classify import classify_paths, expand_paths
     from pixgrep.eval.datasets import read_labels
     from pixgrep.eval.templates import templates_for
+    from pixgrep.tagging.classify import classify_paths, expand_paths
 
     labels = read_labels(args.labels, args.labels_file)
     templates = templates_for(args.templates)

@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from pixgrep.cli import composed
 from pixgrep.cli.options import human_size
@@ -25,8 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "models",
         help="list, inspect, download and export models",
-        description="Models are folders (docs/model-format.md): registry names are downloaded from the "
-        "Hugging Face hub into the cache on first use; any model folder path works too.",
+        description="Models are folders (docs/model-format.md): registry names and hf:OWNER/REPO "
+        "references are downloaded from the Hugging Face hub into the cache on first use; any model "
+        "folder path works too.",
     )
     sub = parser.add_subparsers(dest="models_command", metavar="ACTION", required=True)
 
@@ -47,16 +49,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Details of a registry model or a model folder: files, config, preprocessing, "
         "the model id stored with catalog vectors, and how the text tower is fed.",
     )
-    p.add_argument("model", metavar="NAME_OR_DIR", help="registry name or model folder")
+    p.add_argument("model", metavar="NAME_OR_DIR", help="registry name, hf:OWNER/REPO or model folder")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_info)
 
     p = sub.add_parser(
         "download",
         help="fetch a registry model into the cache now (or build pixgrep-mini)",
-        description="Download a registry model into the cache (otherwise done on first use).",
+        description="Download a registry model or a hub repository (hf:OWNER/REPO) into the cache "
+        "(otherwise done on first use).",
     )
-    p.add_argument("model", metavar="NAME", help="registry name (see `pixgrep models list`)")
+    p.add_argument(
+        "model", metavar="MODEL", help="registry name (see `pixgrep models list`) or hf:OWNER/REPO"
+    )
     p.set_defaults(func=run_download)
 
     p = sub.add_parser(
@@ -173,17 +178,19 @@ def _dash(value) -> str:
     return "-" if value is None else str(value)
 
 
-def model_info(name_or_dir: str) -> dict:
+def model_info(reference: str) -> dict[str, Any]:
     """What `pixgrep models info` shows, as a dict (no download for registry names)."""
-    from pixgrep.models import _looks_like_path, hub, quantize, registry
+    from pixgrep.models import hub, quantize, registry
     from pixgrep.models.folder import open_folder
+    from pixgrep.models.reference import resolve_model
 
-    variant = quantize.parse_variant(name_or_dir)
+    variant = quantize.parse_variant(reference)
     if variant is not None:
-        return _variant_info(name_or_dir, model_info(variant.base))
-    info: dict = {}
-    if name_or_dir in registry.MODELS or not _looks_like_path(name_or_dir):
-        spec = registry.get_spec(name_or_dir)
+        return _variant_info(reference, model_info(variant.base))
+    info: dict[str, Any] = {}
+    resolved = resolve_model(reference)
+    if resolved.spec is not None:
+        spec = resolved.spec
         info.update(spec.as_dict())
         info["default"] = spec.name == registry.DEFAULT_MODEL
         info["cached"] = hub.is_cached(spec)
@@ -192,7 +199,8 @@ def model_info(name_or_dir: str) -> dict:
         path = hub.cached_folder(spec)
         info["model_id"] = hub.model_id(spec)
     else:
-        path = Path(name_or_dir).expanduser()
+        assert resolved.folder is not None
+        path = resolved.folder
         info["model_id"] = None
     folder = open_folder(path)
     info["model_id"] = info["model_id"] or folder.fingerprint()
@@ -232,9 +240,9 @@ def _variant_info(name: str, base: dict) -> dict:
 
 
 def _text_inputs(path: Path) -> dict[str, str]:
-    from pixgrep.models.onnx_encoder import _Tower
+    from pixgrep.models.onnx_encoder import Tower
 
-    tower = _Tower(path)
+    tower = Tower(path)
     return {name: f"{i.type} {list(i.shape)}" for name, i in tower.inputs.items()}
 
 
@@ -273,10 +281,13 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from pixgrep.models import hub, registry
+    from pixgrep.models import hub
     from pixgrep.models.folder import open_folder
+    from pixgrep.models.reference import resolve_model
 
-    spec = registry.get_spec(args.model)
+    spec = resolve_model(args.model).spec
+    if spec is None:
+        raise PixgrepError(f"{args.model} is a folder: there is nothing to download")
     path = hub.ensure_folder(spec)
     open_folder(path)
     print(f"{spec.name}: {path} ({human_size(folder_size(path))})")

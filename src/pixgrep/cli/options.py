@@ -11,8 +11,8 @@ def add_model_option(parser: argparse.ArgumentParser) -> None:
         "--model",
         metavar="NAME_OR_DIR",
         default=os.environ.get("PIXGREP_MODEL"),
-        help="model name from `pixgrep models list`, or a model folder; NAME@int8 for its int8 variant "
-        "(default: $PIXGREP_MODEL or the registry default)",
+        help="model name from `pixgrep models list`, hf:OWNER/REPO (a hub repository), or a model "
+        "folder; NAME@int8 for its int8 variant (default: $PIXGREP_MODEL or the registry default)",
     )
     parser.add_argument(
         "--device",

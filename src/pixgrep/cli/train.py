@@ -78,10 +78,10 @@ def run_train_mini(args: argparse.Namespace) -> int:
         if not (data / need).exists():
             raise PixgrepError(f"{data} is not a Flickr8k folder: {need} is missing (use --data DIR)")
     towers = tuple(t.strip() for t in args.towers.split(",") if t.strip())
-    from pixgrep.models.mini import features as features_module
+    from pixgrep.cli.logs import configure_logging
     from pixgrep.models.mini.features import IMAGE_TOWERS, ensure_features
 
-    features_module.VERBOSE = args.verbose
+    configure_logging(verbose=args.verbose or None)  # progress lines: on a terminal, or with -v
 
     unknown = [t for t in towers if t not in IMAGE_TOWERS]
     if unknown or not towers:
@@ -101,7 +101,7 @@ def run_train_mini(args: argparse.Namespace) -> int:
         image_dropout=args.image_dropout,
         text_dropout=args.text_dropout,
     )
-    result = train(features, cfg, log=features_module._log)
+    result = train(features, cfg)
     out = Path(args.out) if args.out else HEADS_PATH
     save_heads(result, cfg, out)
     if args.json:

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 from pixgrep.api import Catalog
 from pixgrep.eval.datasets import read_class_folder
-from pixgrep.eval.metrics import class_retrieval_ranks, classification_ranks, recall_at_k
 from pixgrep.eval.progress import bar, show_progress
 from pixgrep.eval.templates import SINGLE_TEMPLATE, templates_for
 from pixgrep.eval.vectors import catalog_image_vectors
 from pixgrep.eval.zeroshot import class_text_vectors
+from pixgrep.metrics import class_retrieval_ranks, classification_ranks, recall_at_k
 
 
 def run_classes(

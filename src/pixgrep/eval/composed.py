@@ -4,7 +4,7 @@ Protocol of CIRR (Liu et al., 2021): each triplet's query ranks every image of t
 reference image itself never counts (it is left out of its own ranking); Recall@1/5/10/50 is the
 share of triplets whose target is in the top K. Where the triplets carry CIRR's `img_set.members`,
 Recall_subset@1/2/3 ranks the target among the other members of its set only. Ties are ranked
-pessimistically (eval.metrics). Image vectors come from the catalog; texts are encoded once.
+pessimistically (pixgrep.metrics). Image vectors come from the catalog; texts are encoded once.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 from pixgrep.errors import PixgrepError
 from pixgrep.eval.cir import CirSet, read_cir
-from pixgrep.eval.metrics import first_relevant_ranks
+from pixgrep.metrics import first_relevant_ranks
 
 if TYPE_CHECKING:
     from pixgrep.api import Catalog

@@ -9,10 +9,10 @@ import numpy as np
 
 from pixgrep.api import Catalog
 from pixgrep.eval.datasets import build_caption_set, read_captions, read_split
-from pixgrep.eval.metrics import retrieval_metrics, retrieval_metrics_from_scores
 from pixgrep.eval.progress import bar, show_progress
 from pixgrep.eval.vectors import catalog_image_vectors
 from pixgrep.eval.zeroshot import encode_texts_batched
+from pixgrep.metrics import retrieval_metrics, retrieval_metrics_from_scores
 
 
 def run_retrieval(

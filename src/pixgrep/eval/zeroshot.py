@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from pixgrep.models.base import Encoder
+from pixgrep.models.base import Encoder, unit_rows
 
 TEXT_BATCH = 256
 
@@ -29,12 +29,6 @@ def encode_texts_batched(
     return out
 
 
-def normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
-
-
 def class_text_vectors(
     encoder: Encoder,
     class_names: Sequence[str],
@@ -48,7 +42,7 @@ def class_text_vectors(
     prompts = [t.replace("{}", name) for name in class_names for t in templates]
     vectors = encode_texts_batched(encoder, prompts, progress)
     per_class = vectors.reshape(len(class_names), len(templates), -1)
-    return normalise(normalise(per_class).mean(axis=1))
+    return unit_rows(unit_rows(per_class).mean(axis=1))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -61,7 +55,7 @@ def label_probabilities(
     image_vectors: np.ndarray, class_vectors: np.ndarray, logit_scale: float
 ) -> np.ndarray:
     """(images, classes) softmax(logit_scale * cosine), as CLIP turns similarities into probabilities."""
-    cosines = normalise(image_vectors) @ normalise(class_vectors).T
+    cosines = unit_rows(image_vectors) @ unit_rows(class_vectors).T
     return softmax(float(logit_scale) * cosines)
 
 

@@ -66,7 +66,9 @@ class ImageInfo:
     taken_at: str | None  # ISO 8601 capture time from EXIF
 
 
-def _register_plugins() -> None:
+def register_plugins() -> None:
+    """Teach Pillow the formats pixgrep reads (HEIC/HEIF, AVIF) and its pixel cap; idempotent.
+    Call before Image.open, or before listing Pillow's formats (catalog.scan does)."""
     global _registered
     if _registered:
         return
@@ -242,7 +244,7 @@ def _decode_reason(exc: BaseException) -> str:
 def _open(
     source: str | os.PathLike | BinaryIO, draft_size: int | None, want_pixels: bool
 ) -> tuple[Image.Image | None, ImageInfo]:
-    _register_plugins()
+    register_plugins()
     try:
         with Image.open(source) as image:
             info = _header_info(image)
@@ -365,7 +367,7 @@ def decode_file(
     return image, info
 
 
-def probe_file(source: str | os.PathLike | BinaryIO) -> ImageInfo:
+def read_image_info(source: str | os.PathLike | BinaryIO) -> ImageInfo:
     """The header facts only (no pixels decoded): for files whose vector is reused."""
     if isinstance(source, (str, os.PathLike)) and is_raw(source):
         return _open_raw(source, None, False)[1]

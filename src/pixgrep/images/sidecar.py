@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 
 from PIL import Image
 
-from pixgrep.images.decode import _register_plugins
+from pixgrep.images.decode import register_plugins
 from pixgrep.images.exif import GpsPosition, camera_facts, gps_position
 from pixgrep.images.xmp_read import TextFields, parse_iptc, parse_xmp, read_sidecar, sidecar_candidates
 
@@ -96,7 +96,7 @@ def read_photo_meta(image_path: str, sidecars: list[tuple[str, int, int]] | None
     position: GpsPosition | None = None
     facts = None
     try:
-        _register_plugins()  # HEIC/HEIF openers
+        register_plugins()  # HEIC/HEIF openers
         with Image.open(image_path) as image:
             exif = image.getexif()
             position = gps_position(exif)

@@ -12,7 +12,7 @@ lr:hierarchicalSubject ("Places|Italy|Florence", darktable and Lightroom) and di
 Title and description are the x-default (else first) entry of dc:title / dc:description, whether
 written as an rdf:Alt or as a plain attribute. GPS in XMP uses exif:GPSLatitude "43,28.0469N".
 
-This module only reads; `pixgrep.eval.xmp` writes sidecars (same namespaces). Parsing is by the
+This module only reads; `pixgrep.tagging.xmp` writes sidecars (same namespaces). Parsing is by the
 standard library's expat, which refuses external entities and limits entity expansion.
 """
 

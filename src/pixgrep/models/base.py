@@ -9,6 +9,13 @@ import numpy as np
 from PIL import Image
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """float32 vectors along the last axis scaled to length 1 (zero vectors stay zero): what every
+    encoder returns, and what eval re-applies after averaging or float16 storage."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
 class Encoder(ABC):
     """Turns images and texts into L2-normalised float32 vectors of one shared space.
 
@@ -20,6 +27,7 @@ class Encoder(ABC):
     model_id: str  # stable key for stored vectors, e.g. "ViT-B-32__laion2b_s34b_b79k"
     dim: int  # embedding size
     logit_scale: float  # exp(learned temperature); 100.0 for OpenAI/open_clip CLIP models
+    image_size: tuple[int, int]  # (height, width) of what `preprocess` returns: the image tower's input
 
     @abstractmethod
     def preprocess(self, image: Image.Image) -> np.ndarray:

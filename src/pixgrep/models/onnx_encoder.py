@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from pixgrep.errors import PixgrepError
-from pixgrep.models.base import Encoder
+from pixgrep.models.base import Encoder, unit_rows
 from pixgrep.models.folder import ModelFolder
 from pixgrep.models.preprocess import PreprocessConfig, preprocess
 
@@ -42,11 +42,18 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class _Tower:
-    """One lazily created ORT session with what we need to know about its inputs."""
+class Tower:
+    """One ORT session (the encoder creates each lazily) with what we need to know about its inputs.
+    `pixgrep models info` also opens one to show how a text tower is fed."""
 
-    def __init__(self, path, providers: Sequence[str] = ("CPUExecutionProvider",), *, spinning: bool = True):
-        import onnxruntime as ort  # type: ignore[import-untyped]
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+        *,
+        spinning: bool = True,
+    ):
+        import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = available_cores()
@@ -86,11 +93,6 @@ class _Tower:
         return out.reshape(n, -1)
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
 class OnnxEncoder(Encoder):
     """CLIP-family encoder from a model folder, run by ONNX Runtime on the CPU or CUDA (devices.py)."""
 
@@ -112,8 +114,8 @@ class OnnxEncoder(Encoder):
         except (ValueError, TypeError, IndexError) as exc:
             raise PixgrepError(f"{folder.path}/visual/preprocess_cfg.json: {exc}") from None
         self._lock = threading.Lock()
-        self._visual: _Tower | None = None
-        self._textual: _Tower | None = None
+        self._visual: Tower | None = None
+        self._textual: Tower | None = None
         self._tokenizer: ClipTokenizer | HFTokenizer | None = None
         self._dim = folder.config.get("embed_dim")
 
@@ -137,6 +139,10 @@ class OnnxEncoder(Encoder):
         return self._providers
 
     @property
+    def image_size(self) -> tuple[int, int]:  # type: ignore[override]
+        return self.preprocess_cfg.size
+
+    @property
     def preferred_batch_size(self) -> int:
         """Images per model call that keep this device busy (indexing's default batch)."""
         from pixgrep.models.devices import batch_size
@@ -144,17 +150,17 @@ class OnnxEncoder(Encoder):
         return batch_size(self.providers)
 
     @property
-    def visual(self) -> _Tower:
+    def visual(self) -> Tower:
         with self._lock:
             if self._visual is None:
-                self._visual = _Tower(self.folder.visual_onnx, self.providers, spinning=self.visual_spinning)
+                self._visual = Tower(self.folder.visual_onnx, self.providers, spinning=self.visual_spinning)
             return self._visual
 
     @property
-    def textual(self) -> _Tower:
+    def textual(self) -> Tower:
         with self._lock:
             if self._textual is None:
-                self._textual = _Tower(self.folder.textual_onnx, self.providers)
+                self._textual = Tower(self.folder.textual_onnx, self.providers)
             return self._textual
 
     @property
@@ -172,7 +178,7 @@ class OnnxEncoder(Encoder):
             return np.zeros((0, self.dim), np.float32)
         tower = self.visual
         name = next(iter(tower.inputs))
-        return _normalise(tower.run({name: pixels.astype(tower.dtype(name), copy=False)}))
+        return unit_rows(tower.run({name: pixels.astype(tower.dtype(name), copy=False)}))
 
     # texts
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -185,7 +191,7 @@ class OnnxEncoder(Encoder):
             tower.run(self._text_feeds(tower, texts[i : i + MAX_BATCH]))
             for i in range(0, len(texts), MAX_BATCH)
         ]
-        return _normalise(np.concatenate(parts) if len(parts) > 1 else parts[0])
+        return unit_rows(np.concatenate(parts) if len(parts) > 1 else parts[0])
 
     def cut_texts(self, texts: Sequence[str]) -> list[str | None]:
         """For each text, the words past the text tower's context length (None when it fits)."""
@@ -196,9 +202,11 @@ class OnnxEncoder(Encoder):
         """The text tower's input arrays for these texts (exposed for parity tests and debugging)."""
         return self._text_feeds(self.textual, list(texts))
 
-    def _text_feeds(self, tower: _Tower, texts: list[str]) -> dict[str, np.ndarray]:
+    def _text_feeds(self, tower: Tower, texts: list[str]) -> dict[str, np.ndarray]:
+        from pixgrep.models.tokenizer import HFTokenizer
+
         tokenizer = self._get_tokenizer(tower)
-        if "input_ids" in tower.inputs:
+        if isinstance(tokenizer, HFTokenizer):  # chosen for towers with an `input_ids` input
             arrays = tokenizer(texts)
             return {name: arrays[name].astype(tower.dtype(name)) for name in tower.inputs if name in arrays}
         name = next(iter(tower.inputs))
@@ -208,13 +216,13 @@ class OnnxEncoder(Encoder):
             ids = ids[:, : int(ends.max()) + 1]
         return {name: ids}
 
-    def _cut_padding(self, tower: _Tower) -> bool:
+    def _cut_padding(self, tower: Tower) -> bool:
         """True for text towers exported to accept shorter sequences (config `text_dynamic_length`)."""
         shape = next(iter(tower.inputs.values())).shape
         dynamic = len(shape) == 2 and not isinstance(shape[1], int)
         return bool(self.config.get("text_dynamic_length")) and dynamic
 
-    def _get_tokenizer(self, tower: _Tower):
+    def _get_tokenizer(self, tower: Tower) -> ClipTokenizer | HFTokenizer:
         if self._tokenizer is None:
             from pixgrep.models.tokenizer import ClipTokenizer, HFTokenizer
 
@@ -229,7 +237,7 @@ class OnnxEncoder(Encoder):
                 ) from None
         return self._tokenizer
 
-    def _context_length(self, tower: _Tower) -> int:
+    def _context_length(self, tower: Tower) -> int:
         shape = next(iter(tower.inputs.values())).shape
         if len(shape) == 2 and isinstance(shape[1], int):
             return shape[1]

@@ -52,12 +52,21 @@ class PreprocessConfig:
             raise ValueError(f"unknown resize_mode {resize_mode!r} in preprocess_cfg.json")
         return cls(
             size=size,
-            mean=tuple(float(x) for x in mean),
-            std=tuple(float(x) for x in std),
+            mean=_three(mean, "mean"),
+            std=_three(std, "std"),
             interpolation=interpolation,
             resize_mode=resize_mode,
             fill_color=int(data.get("fill_color", 0) or 0),
         )
+
+
+def _three(values: object, key: str) -> tuple[float, float, float]:
+    """A per-channel (R, G, B) triple from the config; ValueError if it is not three numbers."""
+    if isinstance(values, list | tuple) and len(values) == 1:  # one value for all channels
+        values = tuple(values) * 3
+    if not isinstance(values, list | tuple) or len(values) != 3:
+        raise ValueError(f"{key} should be three numbers (R, G, B), not {values!r}")
+    return float(values[0]), float(values[1]), float(values[2])
 
 
 def preprocess(image: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
@@ -147,12 +156,13 @@ def _center_crop(image: Image.Image, size_hw: tuple[int, int], *, fill: int) -> 
 
 def _pad(image: Image.Image, border: tuple[int, int, int, int], fill: int) -> Image.Image:
     bands = len(image.getbands())
-    value: int | float | tuple = fill if image.mode == "F" else int(fill)
+    value: int | tuple[int, ...] = int(fill)
     if bands > 1:
-        value = (value,) * bands
+        value = (int(fill),) * bands
     if image.mode == "P":
         palette = image.getpalette()
         padded = ImageOps.expand(image, border=border, fill=value)
-        padded.putpalette(palette)
+        if palette is not None:
+            padded.putpalette(palette)
         return padded
     return ImageOps.expand(image, border=border, fill=value)

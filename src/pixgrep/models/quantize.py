@@ -162,7 +162,7 @@ def quantize_folder(
             _quantize_tower(folder.textual_onnx, tmp / "textual" / "model.onnx", method="dynamic")
         else:
             shutil.copy2(folder.textual_onnx, tmp / "textual" / "model.onnx")
-        import onnxruntime  # type: ignore[import-untyped]
+        import onnxruntime
 
         meta: dict = {
             "variant": "int8",
@@ -192,7 +192,7 @@ def quantize_folder(
 def _need_onnx() -> None:
     try:
         import onnx  # noqa: F401
-        import onnxruntime.quantization  # type: ignore[import-untyped]  # noqa: F401
+        import onnxruntime.quantization  # noqa: F401
     except ImportError:
         raise PixgrepError(
             "quantising a model needs the onnx package: pip install 'pixgrep[quantize]'"
@@ -215,13 +215,13 @@ def _copy_non_graph_files(src: Path, dest: Path) -> None:
 
 
 def _quantize_tower(src: Path, dest: Path, *, method: str, reader=None) -> None:
-    from onnxruntime.quantization import (  # type: ignore[import-untyped]
+    from onnxruntime.quantization import (
         QuantFormat,
         QuantType,
         quantize_dynamic,
         quantize_static,
     )
-    from onnxruntime.quantization.shape_inference import (  # type: ignore[import-untyped]
+    from onnxruntime.quantization.shape_inference import (
         quant_pre_process,
     )
 
@@ -320,10 +320,10 @@ def _generated_images(n: int, seed: int = 0):
 
 
 def _calibration_reader(folder: ModelFolder, files: Sequence[Path]):
-    from onnxruntime.quantization import CalibrationDataReader  # type: ignore[import-untyped]
+    from onnxruntime.quantization import CalibrationDataReader
 
     pixels = _pixels(folder, files)
-    import onnxruntime as ort  # type: ignore[import-untyped]
+    import onnxruntime as ort
 
     name = (
         ort.InferenceSession(str(folder.visual_onnx), providers=["CPUExecutionProvider"]).get_inputs()[0].name

@@ -1,28 +1,35 @@
-"""Known models, as data. A name resolves to a folder: downloaded from the hub, or built locally.
+"""Known models, as data: `registry.json` (package data) read into typed `ModelSpec` records.
 
-Quality figures are open_clip's published zero-shot results (docs/openclip_results.csv and the
-retrieval tables of the open_clip repository): ImageNet-1k top-1, and image-to-text / text-to-image
-Recall@1 on Flickr30k (1k test) and MSCOCO (5k test). They were measured by open_clip with the
+A name resolves to a folder: downloaded from the hub, or built locally (pixgrep-mini). Quality
+figures are open_clip's published zero-shot results: ImageNet-1k top-1, and image-to-text /
+text-to-image Recall@1 on Flickr30k (1k test) and MSCOCO (5k test), measured by open_clip with the
 original PyTorch weights; the parity tests (docs/models.md) are why they hold for the ONNX exports.
-None where we have not checked the published number.
+None where we have not checked the published number. docs/models.md's table is this data
+(`python -m pixgrep.models.registry` prints it; a test keeps the two equal).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import json
 from dataclasses import asdict, dataclass
+from importlib import resources
+from typing import Any, Literal
 
 from pixgrep.errors import PixgrepError
+
+Source = Literal["hub", "build"]
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    name: str
-    source: str  # "hub": download `repo` from Hugging Face; "build": pixgrep-mini, built locally
-    repo: str | None
-    dim: int | None
-    image_size: int | None
-    context_length: int | None
+    name: str  # open_clip's ARCH__pretrained-tag, or pixgrep's own name
+    source: Source  # "hub": download `repo` from Hugging Face; "build": pixgrep-mini, built locally
+    repo: str | None  # Hugging Face repository (owner/name) of a hub model
+    dim: int | None  # embedding size; None: read from the built folder
+    image_size: int | None  # input side in pixels
+    context_length: int | None  # text tokens
     imagenet_top1: float | None = None  # zero-shot, %
     flickr_i2t_r1: float | None = None  # image -> text Recall@1, %
     flickr_t2i_r1: float | None = None  # text -> image Recall@1, %
@@ -30,120 +37,42 @@ class ModelSpec:
     coco_t2i_r1: float | None = None
     note: str = ""
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _hub(name: str, repo: str, dim: int, image_size: int, figures: tuple, note: str = "") -> ModelSpec:
-    imagenet, f_i2t, f_t2i, c_i2t, c_t2i = figures
-    return ModelSpec(
-        name, "hub", f"immich-app/{repo}", dim, image_size, 77, imagenet, f_i2t, f_t2i, c_i2t, c_t2i, note
-    )
+_FIELDS = {f.name for f in dataclasses.fields(ModelSpec)}
+_REQUIRED = {f.name for f in dataclasses.fields(ModelSpec) if f.default is dataclasses.MISSING}
 
 
-# Names are open_clip's ARCH__pretrained-tag. Immich spells some tags with hyphens in its repository
-# names (laion2b-s34b-b79k); those spellings are accepted as aliases. All use the CLIP BPE tokenizer.
-# figures: (ImageNet top-1, Flickr30k i2t R@1, Flickr30k t2i R@1, COCO i2t R@1, COCO t2i R@1), %,
-# from open_clip's docs/openclip_results.csv and docs/openclip_retrieval_results.csv.
-MODELS: dict[str, ModelSpec] = {
-    spec.name: spec
-    for spec in (
-        _hub(
-            "ViT-B-32__laion2b_s34b_b79k",
-            "ViT-B-32__laion2b-s34b-b79k",
-            512,
-            224,
-            (66.56, 84.10, 66.78, 56.32, 39.34),
-            "default: best quality per CPU second",
-        ),
-        _hub("ViT-B-32__laion2b_e16", "ViT-B-32__laion2b_e16", 512, 224, (65.65, 84.40, 66.38, 56.24, 39.13)),
-        _hub(
-            "ViT-B-32__laion400m_e32",
-            "ViT-B-32__laion400m_e32",
-            512,
-            224,
-            (60.24, 77.70, 59.62, 52.44, 34.31),
-        ),
-        _hub("ViT-B-32__openai", "ViT-B-32__openai", 512, 224, (63.32, 78.90, 58.78, 50.12, 30.44)),
-        _hub("ViT-B-16__openai", "ViT-B-16__openai", 512, 224, (68.34, 82.20, 62.16, 52.42, 33.09)),
-        _hub(
-            "ViT-B-16__laion400m_e32",
-            "ViT-B-16__laion400m_e32",
-            512,
-            224,
-            (67.05, 83.50, 65.66, 55.42, 38.35),
-        ),
-        _hub(
-            "ViT-B-16-plus-240__laion400m_e32",
-            "ViT-B-16-plus-240__laion400m_e32",
-            640,
-            240,
-            (69.19, 86.50, 68.10, 58.58, 41.00),
-        ),
-        _hub("ViT-L-14__openai", "ViT-L-14__openai", 768, 224, (75.54, 85.20, 64.96, 56.34, 36.51)),
-        _hub("ViT-L-14-336__openai", "ViT-L-14-336__openai", 768, 336, (76.56, 87.70, 66.90, 57.94, 37.09)),
-        _hub(
-            "ViT-L-14__laion400m_e32",
-            "ViT-L-14__laion400m_e32",
-            768,
-            224,
-            (72.77, 87.60, 70.22, 59.74, 43.00),
-        ),
-        _hub(
-            "ViT-L-14__laion2b_s32b_b82k",
-            "ViT-L-14__laion2b-s32b-b82k",
-            768,
-            224,
-            (75.25, 89.50, 75.52, 63.36, 46.51),
-        ),
-        _hub(
-            "ViT-L-14-quickgelu__dfn2b",
-            "ViT-L-14-quickgelu__dfn2b",
-            768,
-            224,
-            (81.41, 89.60, 75.46, 65.60, 48.56),
-        ),
-        _hub(
-            "ViT-H-14__laion2b_s32b_b79k",
-            "ViT-H-14__laion2b-s32b-b79k",
-            1024,
-            224,
-            (77.96, 90.70, 77.64, 65.92, 49.48),
-        ),
-        _hub(
-            "ViT-H-14-quickgelu__dfn5b",
-            "ViT-H-14-quickgelu__dfn5b",
-            1024,
-            224,
-            (83.44, 92.80, 80.12, 72.30, 53.91),
-        ),
-        _hub(
-            "ViT-H-14-378-quickgelu__dfn5b",
-            "ViT-H-14-378-quickgelu__dfn5b",
-            1024,
-            378,
-            (84.37, 94.00, 82.02, 71.88, 55.64),
-        ),
-        _hub(
-            "ViT-g-14__laion2b_s12b_b42k",
-            "ViT-g-14__laion2b-s12b-b42k",
-            1024,
-            224,
-            (76.63, 90.90, 76.42, 64.92, 48.02),
-        ),
-        ModelSpec(
-            "pixgrep-mini",
-            "build",
-            None,
-            None,
-            None,
-            None,
-            note="small and fast; built on first use (pip install 'pixgrep[mini]')",
-        ),
-    )
-}
+def parse_registry(data: dict[str, Any]) -> tuple[dict[str, ModelSpec], str]:
+    """(name -> spec, default name) from the JSON object; ValueError naming the bad entry."""
+    models: dict[str, ModelSpec] = {}
+    for entry in data["models"]:
+        name = entry.get("name", "?")
+        unknown = set(entry) - _FIELDS
+        missing = _REQUIRED - set(entry)
+        if unknown or missing:
+            raise ValueError(
+                f"registry entry {name}: unknown fields {unknown or '{}'}, missing {missing or '{}'}"
+            )
+        if entry["source"] not in ("hub", "build") or (entry["source"] == "hub") != bool(entry["repo"]):
+            raise ValueError(f"registry entry {name}: a hub model needs a repo, a built one none")
+        if name in models:
+            raise ValueError(f"registry entry {name} appears twice")
+        models[name] = ModelSpec(**entry)
+    default = data["default"]
+    if default not in models:
+        raise ValueError(f"registry default {default!r} is not an entry")
+    return models, default
 
-DEFAULT_MODEL = "ViT-B-32__laion2b_s34b_b79k"
+
+def _load() -> tuple[dict[str, ModelSpec], str]:
+    text = resources.files("pixgrep.models").joinpath("registry.json").read_text(encoding="utf-8")
+    return parse_registry(json.loads(text))
+
+
+MODELS, DEFAULT_MODEL = _load()
 
 
 def _aliases() -> dict[str, str]:
@@ -156,17 +85,57 @@ def _aliases() -> dict[str, str]:
     return table
 
 
+def find_spec(name: str) -> ModelSpec | None:
+    """The registry entry called `name` (any case, or Immich's spelling), or None."""
+    if name in MODELS:
+        return MODELS[name]
+    name = _aliases().get(name.lower(), "")
+    return MODELS.get(name)
+
+
+def spec_for_repo(repo: str) -> ModelSpec | None:
+    """The registry entry downloaded from this hub repository, if there is one."""
+    return next((s for s in MODELS.values() if s.repo and s.repo.lower() == repo.lower()), None)
+
+
 def get_spec(name: str) -> ModelSpec:
     """The registry entry called `name` (any case, or Immich's spelling); PixgrepError with close
     names if there is none."""
-    if name in MODELS:
-        return MODELS[name]
+    spec = find_spec(name)
+    if spec is not None:
+        return spec
     aliases = _aliases()
-    if name.lower() in aliases:
-        return MODELS[aliases[name.lower()]]
     close = difflib.get_close_matches(name.lower(), list(aliases), n=3, cutoff=0.5)
     close = list(dict.fromkeys(aliases[c] for c in close))
     hint = f"; did you mean {' or '.join(close)}?" if close else ""
     raise PixgrepError(
-        f"unknown model {name!r}{hint} (see `pixgrep models list`, or pass a model folder path)"
+        f"unknown model {name!r}{hint} (see `pixgrep models list`, pass hf:OWNER/REPO for a hub "
+        "repository, or a model folder path)"
     )
+
+
+def markdown_table() -> str:
+    """The registry table of docs/models.md, generated from the data."""
+
+    def figure(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    lines = [
+        "| name | dims | px | ImageNet top-1 | Flickr30k i2t / t2i R@1 | COCO i2t / t2i R@1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for spec in MODELS.values():
+        name = f"**{spec.name}** (default)" if spec.name == DEFAULT_MODEL else spec.name
+        if spec.source == "build":
+            lines.append(f"| {name} | from the built folder | | | | |")
+            continue
+        lines.append(
+            f"| {name} | {spec.dim} | {spec.image_size} | {figure(spec.imagenet_top1)} | "
+            f"{figure(spec.flickr_i2t_r1)} / {figure(spec.flickr_t2i_r1)} | "
+            f"{figure(spec.coco_i2t_r1)} / {figure(spec.coco_t2i_r1)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m pixgrep.models.registry > the table for docs/models.md
+    print(markdown_table(), end="")

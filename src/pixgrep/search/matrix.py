@@ -51,7 +51,7 @@ import numpy as np
 
 from pixgrep.catalog.db import CatalogDB
 from pixgrep.search import ann as ann_module
-from pixgrep.search.filters import wallclock_seconds
+from pixgrep.search.filters import root_prefixes, wallclock_seconds
 
 MAGIC = b"PIXGREP-MATRIX\x00\x02"
 FORMAT_VERSION = 2
@@ -614,17 +614,7 @@ class VectorMatrix:
 
 
 def _root_keys(roots: Sequence[str | os.PathLike]) -> list[bytes]:
-    return [prefix.encode("utf-8", "surrogateescape") for prefix in _root_prefixes(roots)]
-
-
-def _root_prefixes(roots: Sequence[str | os.PathLike]) -> list[str]:
-    """Each root as absolute 'dir/' prefixes: as written and with symlinks resolved, if different."""
-    prefixes = []
-    for root in roots:
-        root = os.path.expanduser(os.fspath(root))
-        for spelling in {os.path.abspath(root), os.path.realpath(root)}:
-            prefixes.append(spelling if spelling.endswith(os.sep) else spelling + os.sep)
-    return prefixes
+    return [prefix.encode("utf-8", "surrogateescape") for prefix in root_prefixes(roots)]
 
 
 # -- the base file ----------------------------------------------------------------------------

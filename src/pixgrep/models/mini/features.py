@@ -14,6 +14,7 @@ sentence-transformers are imported inside functions: only training and the folde
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import sys
 import time
@@ -94,7 +95,7 @@ def load_image_tower(tower: str = "lite0"):
     import torch
 
     spec = IMAGE_TOWERS[tower]
-    model = timm.create_model(spec["timm"], pretrained=False)
+    model: Any = timm.create_model(spec["timm"], pretrained=False)  # timm's own methods, untyped
     source = torch.load(weights_path(tower), map_location="cpu", weights_only=True)
     target = model.state_dict()
     src_items = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]
@@ -163,12 +164,13 @@ def default_cache_dir() -> Path:
     return Path(base) / "mini-features"
 
 
-VERBOSE = False  # `pixgrep train mini --verbose`: log lines on stderr even when it is not a terminal
+log = logging.getLogger("pixgrep.models.mini")
 
 
-def _log(msg: str) -> None:
-    if VERBOSE or sys.stderr.isatty():
-        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+def log_progress(msg: str) -> None:
+    """A time-stamped progress line (INFO on "pixgrep.models.mini": `pixgrep train mini` shows it
+    on a terminal or with --verbose)."""
+    log.info("[%s] %s", time.strftime("%H:%M:%S"), msg)
 
 
 def encode_images_torch(model, pixels: np.ndarray):
@@ -197,9 +199,9 @@ def extract_image_features(root: Path, names: Sequence[str], tower: str, batch: 
             pixels = np.stack([preprocess_image(open_image(root / "images" / n), cfg) for n in chunk])
             out[i : i + len(chunk)] = encode_images_torch(model, pixels)
             bar.update(len(chunk))
-            if VERBOSE and (i // batch) % 10 == 0:
+            if bar.disable and (i // batch) % 10 == 0:  # no bar (not a terminal): a line now and then
                 done = i + len(chunk)
-                _log(f"{tower}: {done}/{len(names)} images, {done / (time.time() - start):.1f}/s")
+                log_progress(f"{tower}: {done}/{len(names)} images, {done / (time.time() - start):.1f}/s")
     return out
 
 
@@ -232,7 +234,7 @@ def ensure_features(
     names = [n for s in ("train", "dev", "test") for n in data["splits"][s]]
     for tower in towers:
         if not files[tower].exists():
-            _log(f"extracting {tower} features of {len(names)} images into {files[tower]}")
+            log_progress(f"extracting {tower} features of {len(names)} images into {files[tower]}")
             feats = extract_image_features(root, names, tower)
             tmp = files[tower].with_suffix(".tmp.npz")
             np.savez(tmp, names=np.array(names), feats=feats)
@@ -240,10 +242,10 @@ def ensure_features(
     if not files["captions"].exists():
         cap_names = [n for n in names for _ in data["captions"][n]]
         texts = [c for n in names for c in data["captions"][n]]
-        _log(f"extracting MiniLM features of {len(texts)} captions into {files['captions']}")
+        log_progress(f"extracting MiniLM features of {len(texts)} captions into {files['captions']}")
         start = time.time()
         feats = encode_texts_torch(load_text_tower(), texts)
-        _log(f"captions done, {len(texts) / (time.time() - start):.0f}/s")
+        log_progress(f"captions done, {len(texts) / (time.time() - start):.0f}/s")
         tmp = files["captions"].with_suffix(".tmp.npz")
         np.savez(tmp, names=np.array(cap_names), texts=np.array(texts), feats=feats)
         tmp.replace(files["captions"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,23 +40,13 @@ class TrainConfig:
 
 
 def recalls(img: np.ndarray, txt: np.ndarray, txt_to_img: np.ndarray) -> dict[str, float]:
-    """Flickr 1k protocol: t2i R@K (is the caption's image in the top K images) and i2t R@K (is any
-    of the image's captions in the top K captions), in percent. Inputs are unit rows."""
-    sims = txt @ img.T  # (captions, images)
-    target = sims[np.arange(len(txt)), txt_to_img]
-    t2i_rank = (sims > target[:, None]).sum(1)  # 0 = first
-    # i2t: rank of the best-ranked own caption for each image
-    sims_t = sims.T  # (images, captions)
-    own = np.zeros_like(sims_t, dtype=bool)
-    own[txt_to_img, np.arange(len(txt))] = True
-    best_own = np.where(own, sims_t, -np.inf).max(1)
-    i2t_rank = (sims_t > best_own[:, None]).sum(1)
-    out = {}
-    for k in KS:
-        out[f"t2i_R@{k}"] = 100.0 * float((t2i_rank < k).mean())
-    for k in KS:
-        out[f"i2t_R@{k}"] = 100.0 * float((i2t_rank < k).mean())
-    return out
+    """Flickr 1k protocol in percent, by the one rank rule of `pixgrep.metrics` (ties pessimistic):
+    t2i R@K (is the caption's image in the top K images) and i2t R@K (is any of the image's
+    captions in the top K captions). Inputs are unit rows; the six values sum to the dev score."""
+    from pixgrep.metrics import retrieval_metrics
+
+    result = retrieval_metrics(img, txt, txt_to_img, KS)
+    return {f"{way}_R@{k}": float(result[f"{way}_R@{k}"]) for way in ("t2i", "i2t") for k in KS}
 
 
 def format_recalls(name: str, r: dict[str, float]) -> str:
@@ -77,10 +68,17 @@ def _split(features: dict[str, Any], split: str, towers: tuple[str, ...]):
     return img.astype(np.float32), txt.astype(np.float32), txt_to_img
 
 
-def train(features: dict[str, Any], cfg: TrainConfig, log=print) -> dict[str, Any]:
-    """Train, select on dev, return the folded heads and the dev/test recalls of the chosen epoch."""
+def train(
+    features: dict[str, Any], cfg: TrainConfig, log: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Train, select on dev, return the folded heads and the dev/test recalls of the chosen epoch.
+    `log` gets one line per evaluation (default: the "pixgrep.models.mini" logger)."""
     import torch
     import torch.nn.functional as F
+
+    from pixgrep.models.mini.features import log_progress
+
+    log = log or log_progress
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)

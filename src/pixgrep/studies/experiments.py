@@ -25,13 +25,14 @@ def open_one_image(path: str | os.PathLike):
 def rank_captions(encoder: Encoder, image_path: str | os.PathLike, captions: Sequence[str]) -> dict:
     """Captions sorted by cosine with the image (ties keep the given order), each with its softmax
     probability over the given captions at the model's logit scale."""
-    from pixgrep.eval.zeroshot import encode_texts_batched, label_probabilities, normalise
+    from pixgrep.eval.zeroshot import encode_texts_batched, label_probabilities
+    from pixgrep.models.base import unit_rows
 
     captions = list(dict.fromkeys(c.strip() for c in captions if c.strip()))
     if not captions:
         raise PixgrepError("no captions to rank (give them as arguments or with --captions FILE)")
-    image_vector = normalise(encoder.encode_images([open_one_image(image_path)]))
-    text_vectors = normalise(encode_texts_batched(encoder, captions))
+    image_vector = unit_rows(encoder.encode_images([open_one_image(image_path)]))
+    text_vectors = unit_rows(encode_texts_batched(encoder, captions))
     cosines = (image_vector @ text_vectors.T)[0]
     probabilities = label_probabilities(image_vector, text_vectors, encoder.logit_scale)[0]
     order = np.argsort(-cosines, kind="stable")

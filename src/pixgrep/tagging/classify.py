@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +12,7 @@ from pixgrep.eval.datasets import list_images
 from pixgrep.models.base import Encoder
 
 BATCH = 16
+log = logging.getLogger(__name__)
 
 
 def expand_paths(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], set[Path]]:
@@ -50,11 +51,11 @@ def classify_paths(
     prompts ensembled over `templates`, CLIP's 80 ImageNet ones by default). With write_xmp,
     those of them with probability >= min_probability go into the image's XMP sidecar.
     Unreadable files found inside a folder are skipped with a warning; a named one is an error."""
-    from pixgrep.eval import xmp
     from pixgrep.eval.progress import bar
     from pixgrep.eval.templates import imagenet_templates
     from pixgrep.eval.zeroshot import class_text_vectors, label_probabilities, top_labels
     from pixgrep.images.decode import open_image
+    from pixgrep.tagging import xmp
 
     if top < 1:
         raise PixgrepError("--top must be at least 1")
@@ -75,7 +76,7 @@ def classify_paths(
                 except PixgrepError as exc:
                     if path in explicit:
                         raise PixgrepError(f"{path}: {exc}") from None
-                    print(f"pixgrep: warning: skipped {path}: {exc}", file=sys.stderr)
+                    log.warning("skipped %s: %s", path, exc)
             progress.update(len(files[start : start + BATCH]))
             if not images:
                 continue

@@ -85,7 +85,7 @@ def rank_summary(ranks: np.ndarray, ks: Sequence[int] = (1, 5, 10), prefix: str 
 def retrieval_metrics(
     image_vectors: np.ndarray,
     caption_vectors: np.ndarray,
-    caption_image: Sequence[int],
+    caption_image: Sequence[int] | np.ndarray,
     ks: Sequence[int] = (1, 5, 10),
 ) -> dict[str, float | int]:
     """The Flickr/COCO protocol, any number of captions per image (at least one each).
@@ -137,7 +137,7 @@ def retrieval_metrics_from_scores(
     return result
 
 
-def classification_ranks(scores: np.ndarray, labels: Sequence[int]) -> np.ndarray:
+def classification_ranks(scores: np.ndarray, labels: Sequence[int] | np.ndarray) -> np.ndarray:
     """Rank of the true class for each row of (n, classes) scores, ties pessimistic."""
     scores = np.asarray(scores)
     truth = np.asarray(labels, dtype=np.int64)
@@ -146,13 +146,13 @@ def classification_ranks(scores: np.ndarray, labels: Sequence[int]) -> np.ndarra
     return first_relevant_ranks(scores, mask)
 
 
-def topk_accuracy(scores: np.ndarray, labels: Sequence[int], k: int = 1) -> float:
+def topk_accuracy(scores: np.ndarray, labels: Sequence[int] | np.ndarray, k: int = 1) -> float:
     """Percentage of rows whose true class is within the top k (ties pessimistic)."""
     return recall_at_k(classification_ranks(scores, labels), k)
 
 
 def class_retrieval_ranks(
-    class_vectors: np.ndarray, image_vectors: np.ndarray, image_labels: Sequence[int]
+    class_vectors: np.ndarray, image_vectors: np.ndarray, image_labels: Sequence[int] | np.ndarray
 ) -> np.ndarray:
     """The rclip paper's metric: each class's text queries all images; the rank of the first image
     of that class in the results. Top-1 accuracy = share of classes with rank 1, top-5 = rank <= 5.
