@@ -30,7 +30,6 @@ def _cosine(text: str) -> float:
 
 def register(subparsers) -> None:
     from pixgrep.cli.options import add_common_options
-    from pixgrep.search.dedup import THRESHOLD
 
     parser = subparsers.add_parser(
         "duplicates",
@@ -50,7 +49,8 @@ def register(subparsers) -> None:
         type=_cosine,
         default=None,
         metavar="COS",
-        help=f"image-image cosine from which two images are duplicates (default: {THRESHOLD})",
+        help="image-image cosine from which two images are duplicates (default: the model's measured "
+        "threshold, 0.85 for pixgrep-mini; for other models only identical files)",
     )
     parser.add_argument(
         "--json", action="store_true", help='one JSON object per group: {"count": N, "images": [...]}'

@@ -613,6 +613,14 @@ class VectorMatrix:
             fetch = min(ANN_MAX_FETCH, fetch * 4)
 
 
+def _path_bytes(stored: str | bytes) -> bytes:
+    """A path as the catalog stores it (TEXT, or a BLOB of the raw bytes of a name that is not
+    UTF-8: catalog/db.py) as the bytes the matrix sorts and compares."""
+    if isinstance(stored, bytes | memoryview):
+        return bytes(stored)
+    return stored.encode("utf-8", "surrogateescape")
+
+
 def _root_keys(roots: Sequence[str | os.PathLike]) -> list[bytes]:
     return [prefix.encode("utf-8", "surrogateescape") for prefix in root_prefixes(roots)]
 
@@ -667,7 +675,7 @@ def _collect(db: CatalogDB, model: str) -> tuple[dict, dict[str, np.ndarray]]:
             if len(blob) != width:  # a malformed vector must not shift every row after it
                 continue
             ids.append(image_id)
-            paths.append(path.encode("utf-8", "surrogateescape"))
+            paths.append(_path_bytes(path))
             blobs.append(blob)
             stamps.append(stamp)
             taken_at.append(taken)
@@ -895,7 +903,7 @@ def _changes(db: CatalogDB, model: str, matrix: VectorMatrix) -> _Batch:
             add_ids.append(image_id)
             add_taken.append(_seconds(taken_at))
             add_stamps.append(stamp)
-            add_paths.append(path.encode("utf-8", "surrogateescape"))
+            add_paths.append(_path_bytes(path))
             add_hashes.append(content_hash)
         add_vectors = np.frombuffer(b"".join(vectors[h] for h in add_hashes), "<f2")
         batch = _Batch(

@@ -74,6 +74,7 @@ _ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
     "/api/images/{image_id}/thumb": (403, 404),
     "/api/images/{image_id}/file": (403, 404),
     "/api/images/{image_id}/similar": (404,),
+    "/api/images/{image_id}/meta": (404,),
     "/api/models/{name}": (404,),
     "/api/index": (409,),
     "/knn-service": (404, 415, 503),

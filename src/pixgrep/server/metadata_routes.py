@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, Response
 
+from pixgrep.server.guards import ImageIdPath
 from pixgrep.server.querying import not_found
 from pixgrep.server.state import ServerState, get_state
 
@@ -42,7 +43,7 @@ def facets(
 
 
 @router.get("/api/images/{image_id}/meta", tags=["images"])
-def image_meta(image_id: int, state: Annotated[ServerState, Depends(get_state)]):
+def image_meta(image_id: ImageIdPath, state: Annotated[ServerState, Depends(get_state)]):
     """Camera, lens, place, coordinates, altitude, title, description and keywords of one image
     (null fields where the file has none)."""
     with state.lock:
