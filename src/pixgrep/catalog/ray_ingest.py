@@ -67,7 +67,7 @@ def read_bytes(path: str) -> bytes:
     if "://" not in path:
         with open(path, "rb") as f:
             return f.read()
-    from pyarrow import fs  # type: ignore[import-untyped]
+    from pyarrow import fs
 
     filesystem, inner = fs.FileSystem.from_uri(path)
     with filesystem.open_input_file(inner) as f:
@@ -161,7 +161,7 @@ def hash_bytes(data: bytes, size: int) -> str:
 
 def _use_cuda(encoder: Any) -> None:
     """Create the image tower's session with the CUDA provider (onnxruntime-gpu), CPU as fallback."""
-    import onnxruntime as ort  # type: ignore[import-untyped]
+    import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return

@@ -99,10 +99,10 @@ def scan(
     patterns = [p.rstrip("/") for p in exclude if p.strip()]
     for root in roots:
         if not os.path.isdir(root):
-            entry = _named_file(root, known, on_warning)
-            if entry is not None and entry.path not in seen:
-                seen.add(entry.path)
-                yield entry
+            named = _named_file(root, known, on_warning)
+            if named is not None and named.path not in seen:
+                seen.add(named.path)
+                yield named
             continue
         stack = [root]
         while stack:

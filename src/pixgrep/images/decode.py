@@ -148,7 +148,7 @@ def _reduction(size: tuple[int, int], side: int) -> int:
 def raw_supported() -> bool:
     """True when the optional rawpy (LibRaw) is installed, so RAW files can be decoded."""
     try:
-        import rawpy  # type: ignore[import-not-found]  # noqa: F401
+        import rawpy  # noqa: F401
     except ImportError:
         return False
     return True
@@ -293,7 +293,7 @@ def _open_raw(
 ) -> tuple[Image.Image | None, ImageInfo]:
     """RAW through LibRaw: the embedded JPEG preview when it is big enough, else a half-size develop."""
     try:
-        import rawpy  # type: ignore[import-not-found]
+        import rawpy
     except ImportError:
         raise ImageDecodeError(RAW_HINT) from None
     from pixgrep.images.exif import image_capture_time

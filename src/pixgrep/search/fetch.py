@@ -85,11 +85,11 @@ def _opener(watchdog: _Watchdog) -> urllib.request.OpenerDirector:
             watchdog.watch(self.sock)
 
     class HTTPHandler(urllib.request.HTTPHandler):
-        def http_open(self, req):  # type: ignore[no-untyped-def]
+        def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
             return self.do_open(WatchedHTTP, req)
 
     class HTTPSHandler(urllib.request.HTTPSHandler):
-        def https_open(self, req):  # type: ignore[no-untyped-def]
+        def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
             return self.do_open(WatchedHTTPS, req)
 
     return urllib.request.build_opener(HTTPHandler, HTTPSHandler)

@@ -134,4 +134,4 @@ def _strings(values: object, name: str) -> tuple[str, ...]:
         values = [values]
     if not isinstance(values, Sequence | tuple | list):
         raise PixgrepError(f"{name} must be a list of strings")
-    return tuple(os.fspath(value) for value in values)  # type: ignore[arg-type]
+    return tuple(os.fspath(value) for value in values)

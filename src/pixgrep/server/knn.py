@@ -84,7 +84,7 @@ def _deduplicate(state: ServerState, results: list) -> list:
         records = state.catalog.images([r.image_id for r in results])
         vectors = state.catalog.vectors_of(records.values())
     hashes = [records[r.image_id].content_hash if r.image_id in records else None for r in results]
-    stored = {records[i].content_hash: v for i, v in vectors.items()}
+    stored: dict[str | None, np.ndarray | None] = {records[i].content_hash: v for i, v in vectors.items()}
     dim = next((len(v) for v in stored.values() if v is not None), 1)
     zero = np.zeros(dim, np.float32)
     matrix = np.stack(

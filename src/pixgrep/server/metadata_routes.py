@@ -81,7 +81,7 @@ DOCS_ASSETS = "/docs-assets"
 def swagger_dir():
     """The Swagger UI files of the swagger-ui-bundle-v2 package, or None when it is not installed."""
     try:
-        from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
+        from swagger_ui_bundle import swagger_ui_path
     except ImportError:
         return None
     return swagger_ui_path

@@ -67,7 +67,7 @@ def model_mismatch(state: ServerState, model: str) -> str:
     return f"unknown model {model!r}: this server serves {state.model_name!r}"
 
 
-def normalise_roots(roots: list[str] | None) -> list[str] | None:
+def normalise_roots(roots: list[str] | None) -> tuple[str, ...] | None:
     cleaned = []
     for root in roots or []:
         if not root or not root.strip():
@@ -76,7 +76,7 @@ def normalise_roots(roots: list[str] | None) -> list[str] | None:
         if not path.is_absolute():
             raise PixgrepError(f"folder scope must be an absolute path: {root}")
         cleaned.append(str(path))
-    return cleaned or None
+    return tuple(cleaned) if cleaned else None
 
 
 def check_vector_terms(state: ServerState, terms: list) -> None:

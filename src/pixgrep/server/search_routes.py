@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile
 from pydantic import BaseModel, Field
@@ -88,8 +88,9 @@ def search_get(
         offset=offset,
         threshold=threshold,
         roots=normalise_roots(root),
-        after=after,
-        before=before,
+        # a date string or epoch seconds: SearchOptions.__post_init__ turns a date into seconds
+        after=cast("float | None", after),
+        before=cast("float | None", before),
         fusion=fusion,
         near=near,
         camera=camera,
@@ -102,8 +103,8 @@ def search_get(
     )
     notes: list[str] = []
     results, took = run_search(state, terms, options, notes)
-    fusion = fusion_ran(state, terms, options)
-    return response_json(results, k=k, offset=offset, took_ms=took, fusion=fusion, warnings=notes)
+    ran = fusion_ran(state, terms, options)
+    return response_json(results, k=k, offset=offset, took_ms=took, fusion=ran, warnings=notes)
 
 
 class TermIn(BaseModel):
@@ -164,8 +165,8 @@ def search_post(body: SearchIn, state: Annotated[ServerState, Depends(get_state)
         offset=body.offset,
         threshold=body.threshold,
         roots=normalise_roots(body.roots),
-        after=body.after,
-        before=body.before,
+        after=cast("float | None", body.after),
+        before=cast("float | None", body.before),
         fusion=body.fusion,
         near=body.near,
         camera=body.camera,
@@ -222,8 +223,9 @@ def search_image(
         offset=offset,
         threshold=threshold,
         roots=normalise_roots(root),
-        after=after,
-        before=before,
+        # a date string or epoch seconds: SearchOptions.__post_init__ turns a date into seconds
+        after=cast("float | None", after),
+        before=cast("float | None", before),
         near=near,
         camera=camera,
         tag=tag,
@@ -235,8 +237,8 @@ def search_image(
     )
     notes: list[str] = []
     results, took = run_search(state, terms, options, notes)
-    fusion = fusion_ran(state, terms, options)
-    return response_json(results, k=k, offset=offset, took_ms=took, fusion=fusion, warnings=notes)
+    ran = fusion_ran(state, terms, options)
+    return response_json(results, k=k, offset=offset, took_ms=took, fusion=ran, warnings=notes)
 
 
 @router.get("/images/{image_id}/similar", response_model=SearchResponse, tags=["images"])
