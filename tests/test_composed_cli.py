@@ -90,6 +90,7 @@ def test_eval_composed_json_and_errors(data, tiny_model_dir, tmp_path):
     )
 
 
+@pytest.mark.torch  # training a Combiner needs torch (the runtime does not)
 def test_train_combiner_then_add_it_to_a_model(data, tiny_model_dir, tmp_path):
     catalog, out = tmp_path / "c.db", tmp_path / "tiny-combiner.npz"
     common = ["--images", data / "images", "--model", tiny_model_dir, "--catalog", catalog]
