@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from pixgrep.errors import PixgrepError
 from pixgrep.search.options import SearchOptions
-from pixgrep.search.query import bytes_term
+from pixgrep.search.query import Term, bytes_term
 from pixgrep.server.guards import ImageIdPath, ImageIdQuery, PlainText
 from pixgrep.server.metadata_routes import CAMERA, NEAR, PLACE, TAG
 from pixgrep.server.querying import (
@@ -101,10 +101,7 @@ def search_get(
         tone=(tone,) if tone else (),
         dedup=dedup,
     )
-    notes: list[str] = []
-    results, took = run_search(state, terms, options, notes)
-    ran = fusion_ran(state, terms, options)
-    return response_json(results, k=k, offset=offset, took_ms=took, fusion=ran, warnings=notes)
+    return _answer(state, terms, options)
 
 
 class TermIn(BaseModel):
@@ -177,10 +174,7 @@ def search_post(body: SearchIn, state: Annotated[ServerState, Depends(get_state)
         tone=(body.tone,) if body.tone else (),
         dedup=body.dedup,
     )
-    notes: list[str] = []
-    results, took = run_search(state, terms, options, notes)
-    fusion = fusion_ran(state, terms, options)
-    return response_json(results, k=body.k, offset=body.offset, took_ms=took, fusion=fusion, warnings=notes)
+    return _answer(state, terms, options)
 
 
 @router.post("/search/image", response_model=SearchResponse)
@@ -235,10 +229,7 @@ def search_image(
         ignore_tone=ignore_tone,
         dedup=dedup,
     )
-    notes: list[str] = []
-    results, took = run_search(state, terms, options, notes)
-    ran = fusion_ran(state, terms, options)
-    return response_json(results, k=k, offset=offset, took_ms=took, fusion=ran, warnings=notes)
+    return _answer(state, terms, options)
 
 
 @router.get("/images/{image_id}/similar", response_model=SearchResponse, tags=["images"])
@@ -253,5 +244,18 @@ def similar(
 ):
     """More like this: the images nearest to a catalog image (the image itself is left out)."""
     options = SearchOptions(k=k, offset=offset, threshold=threshold, roots=normalise_roots(root), dedup=dedup)
-    results, took = run_search(state, [make_term("image_id", image_id)], options)
-    return response_json(results, k=k, offset=offset, took_ms=took)
+    return _answer(state, [make_term("image_id", image_id)], options)
+
+
+def _answer(state: ServerState, terms: list[Term], options: SearchOptions) -> dict:
+    """Run the search and shape the response every search route gives."""
+    notes: list[str] = []  # the query-cut warnings
+    results, took = run_search(state, terms, options, notes)
+    return response_json(
+        results,
+        k=options.k,
+        offset=options.offset,
+        took_ms=took,
+        fusion=fusion_ran(state, terms, options),
+        warnings=notes,
+    )
