@@ -479,21 +479,25 @@ class CatalogDB:
         Either all of it is stored or none (an interrupt or crash mid-way rolls back), so a catalog
         never holds an image row that points at a vector which was not written.
         """
-        now = time.time()
         with self.conn:
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO embeddings (content_hash, model, vector) VALUES (?, ?, ?)",
-                [(content_hash, model, vector_to_blob(v)) for content_hash, v in vectors.items()],
-            )
-            self.conn.executemany(
-                "INSERT INTO images (path, size, mtime_ns, content_hash, width, height, format, taken_at, "
-                "error, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET "
-                "size=excluded.size, mtime_ns=excluded.mtime_ns, content_hash=excluded.content_hash, "
-                "width=excluded.width, height=excluded.height, format=excluded.format, "
-                "taken_at=excluded.taken_at, error=excluded.error, indexed_at=excluded.indexed_at",
-                [(path_to_db(row[0]), *row[1:], now) for row in rows],
-            )
+            self._store(rows, vectors, model)
             self.bump_generation()
+
+    def _store(self, rows: Sequence[ImageRow], vectors: dict[str, np.ndarray], model: str) -> None:
+        """Upsert image rows and vectors inside the caller's transaction (indexed_at: now)."""
+        now = time.time()
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO embeddings (content_hash, model, vector) VALUES (?, ?, ?)",
+            [(content_hash, model, vector_to_blob(v)) for content_hash, v in vectors.items()],
+        )
+        self.conn.executemany(
+            "INSERT INTO images (path, size, mtime_ns, content_hash, width, height, format, taken_at, "
+            "error, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET "
+            "size=excluded.size, mtime_ns=excluded.mtime_ns, content_hash=excluded.content_hash, "
+            "width=excluded.width, height=excluded.height, format=excluded.format, "
+            "taken_at=excluded.taken_at, error=excluded.error, indexed_at=excluded.indexed_at",
+            [(path_to_db(row[0]), *row[1:], now) for row in rows],
+        )
 
     @_one_line_errors
     def remove_images(self, paths: Sequence[str]) -> int:
@@ -564,8 +568,7 @@ class CatalogDB:
         """Store imported image rows and their vectors in one transaction, like write_batch, and drop
         the vectors of the rows they replace that nothing else uses. `progress` (key, value) is
         written to `meta` in the same transaction, so a resumed import knows exactly what is stored."""
-        now = time.time()
-        paths = [row[0] for row in rows]
+        paths = [path_to_db(row[0]) for row in rows]
         with self.conn:
             replaced: set[str] = set()
             for start in range(0, len(paths), 500):
@@ -577,18 +580,7 @@ class CatalogDB:
                         f"SELECT content_hash FROM images WHERE path IN ({marks})", chunk
                     )
                 )
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO embeddings (content_hash, model, vector) VALUES (?, ?, ?)",
-                [(content_hash, model, vector_to_blob(v)) for content_hash, v in vectors.items()],
-            )
-            self.conn.executemany(
-                "INSERT INTO images (path, size, mtime_ns, content_hash, width, height, format, taken_at, "
-                "error, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET "
-                "size=excluded.size, mtime_ns=excluded.mtime_ns, content_hash=excluded.content_hash, "
-                "width=excluded.width, height=excluded.height, format=excluded.format, "
-                "taken_at=excluded.taken_at, error=excluded.error, indexed_at=excluded.indexed_at",
-                [(*row, now) for row in rows],
-            )
+            self._store(rows, vectors, model)
             self._drop_unused_vectors(replaced - set(vectors))
             if progress is not None:
                 self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", progress)
