@@ -21,13 +21,34 @@ from pathlib import Path
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
+# Every port and worker-port range handed out in this process: Ray refuses a node whose ports
+# overlap (one node's node-manager port inside another's worker range, for instance).
+_TAKEN: set[int] = set()
+WORKER_PORTS = 200  # ports in each node's worker range
+
+
+def _clashes(port: int) -> bool:
+    return 10002 <= port <= 19999 or port in _TAKEN
+
+
 def _free_port() -> int:
     while True:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        if not 10002 <= port <= 19999:
+        if not _clashes(port):
+            _TAKEN.add(port)
             return port
+
+
+def _free_range(size: int) -> int:
+    """The first port of `size` consecutive ports that clash with nothing handed out so far."""
+    while True:
+        low = _free_port()
+        span = range(low + 1, low + size)
+        if low + size <= 65000 and not any(_clashes(p) for p in span):
+            _TAKEN.update(span)
+            return low
 
 
 class Node:
@@ -88,7 +109,7 @@ class Cluster:
             self.add_worker()
 
     def _ports(self) -> list[str]:
-        low = _free_port()
+        low = _free_range(WORKER_PORTS)  # first, so the single ports below are picked outside it
         return [
             "--node-manager-port",
             str(_free_port()),
@@ -105,7 +126,7 @@ class Cluster:
             "--min-worker-port",
             str(low),
             "--max-worker-port",
-            str(min(low + 200, 65000)),
+            str(low + WORKER_PORTS - 1),
         ]
 
     def add_worker(self) -> Node:

@@ -192,8 +192,14 @@ def connect(address: str | None) -> bool:
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
+    # A local instance, or a cluster on this machine's loopback, keeps the driver on loopback too:
+    # Ray would otherwise register it under the machine's network address.
+    local = address is None or address.split("://")[-1].split(":")[0] in ("127.0.0.1", "localhost")
+    extra = {"_node_ip_address": "127.0.0.1"} if local else {}
     try:
-        ray.init(address=address, log_to_driver=False, logging_level="ERROR", include_dashboard=False)
+        ray.init(
+            address=address, log_to_driver=False, logging_level="ERROR", include_dashboard=False, **extra
+        )
     except (ConnectionError, ValueError, RuntimeError) as exc:
         where = address or "a local instance"
         raise PixgrepError(f"cannot start or reach Ray ({where}): {str(exc).splitlines()[0]}") from None
