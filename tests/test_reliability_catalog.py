@@ -100,6 +100,38 @@ def test_catalog_in_a_read_only_folder_can_be_searched(tmp_path, tiny_model_dir)
         assert "read-only" in one_line_error(pixgrep("index", photos, *common))
 
 
+def _as_schema_2(catalog: Path) -> None:
+    """Make a catalog look as a pixgrep before the indexed_at index left it."""
+    conn = sqlite3.connect(catalog)
+    conn.executescript("DROP INDEX images_indexed_at; PRAGMA user_version = 2;")
+    conn.close()
+
+
+def test_an_older_catalog_gains_the_indexed_at_index(tmp_path, tiny_model_dir):
+    photos, catalog = indexed(tmp_path, tiny_model_dir)
+    _as_schema_2(Path(catalog))
+    assert pixgrep("stats", "--catalog", catalog).returncode == 0
+    conn = sqlite3.connect(catalog)
+    plan = " ".join(
+        str(row) for row in conn.execute("EXPLAIN QUERY PLAN SELECT id FROM images WHERE indexed_at >= 0")
+    )
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert "images_indexed_at" in plan
+    conn.close()
+
+
+def test_a_read_only_older_catalog_is_still_searched(tmp_path, tiny_model_dir):
+    home = tmp_path / "media"
+    photos, catalog = indexed(home, tiny_model_dir)
+    _as_schema_2(Path(catalog))
+    with read_only(home):
+        found = pixgrep(
+            "-n", "--in", photos, "-f", "-k", "3", "a photo", "--catalog", catalog, "--model", tiny_model_dir
+        )
+        assert found.returncode == 0, found.stderr
+        assert len(found.stdout.splitlines()) == 3
+
+
 def test_six_processes_creating_one_catalog_all_succeed(tmp_path):
     """Each process runs the real CLI (`pixgrep stats`) on the same new catalog, released at once."""
     script = (
