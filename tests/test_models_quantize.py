@@ -177,6 +177,25 @@ def test_static_method_calibrates_on_images(tiny_model_dir, tmp_path):
     assert load_encoder(str(out)).encode_images([Image.open(files[0])]).shape == (1, 32)
 
 
+def test_a_source_with_external_weights_quantises_to_a_complete_variant(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    """Cached towers keep their weights in model.onnx.data; the float32 text tower copied into
+    the variant must take its weights with it (it once came without them and did not load)."""
+    from pixgrep.models import folder as folder_module
+
+    monkeypatch.setattr(folder_module, "EXTERNAL_MIN_BYTES", 1)  # the tiny model is below the real cut
+    source = tmp_path / "source"
+    shutil.copytree(tiny_model_dir, source)
+    folder_module.fast_loading(source)
+    assert folder_module.external_data_path(source / "textual" / "model.onnx").is_file()
+    out = tmp_path / "variant"
+    quantize.quantize_folder(open_folder(source), out, base_id="src", measure=False)
+    assert folder_module.external_data_path(out / "textual" / "model.onnx").is_file()
+    expected = load_encoder(str(source)).encode_texts(TEXTS)
+    np.testing.assert_array_equal(load_encoder(str(out)).encode_texts(TEXTS), expected)
+
+
 # --- devices: no GPU in this project's CI, so CUDA is a stub -------------------------------------
 
 

@@ -132,6 +132,21 @@ def move_weights_outside(onnx_path: Path) -> bool:
     return True
 
 
+def fast_loading(folder: Path) -> None:
+    """Both towers of a folder pixgrep wrote or cached keep their weights outside the graph."""
+    for tower in ("textual", "visual"):
+        onnx_path = folder / tower / "model.onnx"
+        if onnx_path.is_file():
+            move_weights_outside(onnx_path)
+
+
+def copy_graph(src: Path, dest: Path) -> None:
+    """Copy an ONNX graph with its external weights file, if it has one."""
+    shutil.copy2(src, dest)
+    if external_data_path(src).is_file():
+        shutil.copy2(external_data_path(src), external_data_path(dest))
+
+
 def _read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

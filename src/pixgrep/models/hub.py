@@ -14,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 from pixgrep.errors import PixgrepError
+from pixgrep.models.folder import fast_loading
 from pixgrep.models.registry import ModelSpec
 
 # Only the ONNX export itself: Immich repositories also hold rknn / armnn variants in subfolders.
@@ -61,7 +62,9 @@ def ensure_folder(spec: ModelSpec) -> Path:
     """The cached folder for `spec`, downloading or building it first if needed."""
     dest = cached_folder(spec)
     if (dest / "config.json").is_file():
-        _fast_loading(dest)
+        # Converted once, on first use (a cache filled before is converted now): a cached model's
+        # id is its registry name, so the files changing does not move its vectors.
+        fast_loading(dest)
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
@@ -79,19 +82,8 @@ def ensure_folder(spec: ModelSpec) -> Path:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _fast_loading(dest)
+    fast_loading(dest)
     return dest
-
-
-def _fast_loading(folder: Path) -> None:
-    """Cached towers keep their weights outside the graph (converted once, on first use): a
-    cached model's id is its registry name, so the files changing does not move its vectors."""
-    from pixgrep.models.folder import move_weights_outside
-
-    for tower in ("textual", "visual"):
-        onnx_path = folder / tower / "model.onnx"
-        if onnx_path.is_file():
-            move_weights_outside(onnx_path)
 
 
 def _download(spec: ModelSpec, tmp: Path) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from pixgrep.errors import PixgrepError
-from pixgrep.models.folder import ModelFolder, open_folder
+from pixgrep.models.folder import ModelFolder, copy_graph, fast_loading, open_folder
 
 SUFFIX = "@int8"
 METADATA = "variant.json"
@@ -161,7 +161,8 @@ def quantize_folder(
         if text_tower == "int8":  # text towers are always quantised dynamically (no image ranges)
             _quantize_tower(folder.textual_onnx, tmp / "textual" / "model.onnx", method="dynamic")
         else:
-            shutil.copy2(folder.textual_onnx, tmp / "textual" / "model.onnx")
+            copy_graph(folder.textual_onnx, tmp / "textual" / "model.onnx")
+        fast_loading(tmp)
         import onnxruntime
 
         meta: dict = {
