@@ -41,6 +41,10 @@ class Encoder(ABC):
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """n strings -> float32 (n, dim), rows of unit length."""
 
+    def prepare_texts(self) -> None:
+        """Start loading what encode_texts needs, in the background (a hint; the default ignores it)."""
+        return None
+
     def cut_texts(self, texts: Sequence[str]) -> list[str | None]:
         """For each text, what the text tower would cut off (past its context length), or None.
 

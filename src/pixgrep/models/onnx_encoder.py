@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -117,6 +117,7 @@ class OnnxEncoder(Encoder):
         self._visual: Tower | None = None
         self._textual: Tower | None = None
         self._tokenizer: ClipTokenizer | HFTokenizer | None = None
+        self._prefetch: list[threading.Thread] = []
         self._dim = folder.config.get("embed_dim")
 
     def __repr__(self) -> str:
@@ -181,7 +182,33 @@ class OnnxEncoder(Encoder):
         return unit_rows(tower.run({name: pixels.astype(tower.dtype(name), copy=False)}))
 
     # texts
+    def prepare_texts(self) -> None:
+        """Create the text tower's session and parse its tokenizer in two background threads (both
+        release the GIL), so a cold query overlaps them with each other and with opening the
+        catalog's matrix. Errors are not raised here: the first real use raises them."""
+        with self._lock:
+            if self._textual is not None or self._prefetch:
+                return
+
+            def quietly(work: Callable[[], object]) -> None:
+                try:
+                    work()
+                except Exception:  # noqa: BLE001  (raised again, as one line, by the real call)
+                    pass
+
+            from pixgrep.models import tokenizer
+
+            jobs = (lambda: self.textual, lambda: tokenizer.preload(self.folder.tokenizer_json))
+            self._prefetch = [threading.Thread(target=quietly, args=(job,), daemon=True) for job in jobs]
+        for thread in self._prefetch:
+            thread.start()
+
+    def _prepared(self) -> None:
+        for thread in self._prefetch:
+            thread.join()
+
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        self._prepared()
         texts = [texts] if isinstance(texts, str) else list(texts)
         if not texts:
             return np.zeros((0, self.dim), np.float32)
@@ -195,11 +222,13 @@ class OnnxEncoder(Encoder):
 
     def cut_texts(self, texts: Sequence[str]) -> list[str | None]:
         """For each text, the words past the text tower's context length (None when it fits)."""
+        self._prepared()
         tokenizer = self._get_tokenizer(self.textual)
         return [tokenizer.cut_text(text) for text in texts]
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """The text tower's input arrays for these texts (exposed for parity tests and debugging)."""
+        self._prepared()
         return self._text_feeds(self.textual, list(texts))
 
     def _text_feeds(self, tower: Tower, texts: list[str]) -> dict[str, np.ndarray]:

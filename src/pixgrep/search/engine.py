@@ -206,6 +206,9 @@ def search(
         return list_matching(db, options)
     if not terms:
         raise PixgrepError("empty query: give some text, an image path or an image URL")
+    if all(term.kind == "text" for term in terms):  # nothing to check first (files, ids, URLs)
+        encoder.prepare_texts()  # the text tower loads in threads while the matrix is opened
+        load_matrix(db, encoder.model_id)
     vectors, own_ids = _term_vectors(db, encoder, terms)
     plan = query_plan(
         encoder,

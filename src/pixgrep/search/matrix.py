@@ -66,6 +66,7 @@ COMPACT_MIN_ROWS = 1000  # ... and this many rows
 CLOCK_SLACK_S = 120.0  # a write may commit this long after it stamped indexed_at (busy wait)
 ANN_MIN_SCOPE = 20_000  # scoped/dated searches with fewer candidate rows are scored exactly
 ANN_MAX_FETCH = 8192  # ANN candidates fetched at most before falling back to exact
+ANN_MIN_FETCH = 64  # candidates re-scored exactly per query, at least (docs/ann.md)
 
 SECTIONS = ("vectors", "ids", "taken", "stamps", "path_offsets", "path_bytes", "id_order", "absent")
 
@@ -256,6 +257,8 @@ class VectorMatrix:
         self.journal_end = 0  # byte offset after the last valid journal batch (0: none read)
         self.last_method = "exact"
         self._queries = 0
+        self._tail_scopes: dict[tuple[bytes, ...], np.ndarray] = {}
+        self._tail_vectors_f32: np.ndarray | None = None
 
     # -- state ------------------------------------------------------------------------------
 
@@ -299,6 +302,8 @@ class VectorMatrix:
         other.tail_row_of = dict(self.tail_row_of)
         other.absent = set(self.absent)
         other._queries = 0
+        other._tail_scopes = {}  # the copy is about to get new rows
+        other._tail_vectors_f32 = None
         return other
 
     def _apply(self, batch: _Batch) -> None:
@@ -403,13 +408,29 @@ class VectorMatrix:
         """Tail indexes (not rows) that are live and pass the folder and date filters."""
         keep = ~self.tail_dead
         if roots is not None:
-            keys = tuple(_root_keys(roots))
-            keep &= np.fromiter((p.startswith(keys) for p in self.tail_paths), bool, len(self.tail_paths))
+            keep &= self._tail_under(tuple(_root_keys(roots)))
         if after is not None:
             keep &= self.tail_taken >= after
         if before is not None:
             keep &= self.tail_taken < before
         return np.flatnonzero(keep)
+
+    def _tail_under(self, keys: tuple[bytes, ...]) -> np.ndarray:
+        """Which appended rows lie below these folders; remembered per matrix (its tail never
+        changes: a catch-up makes a new matrix), so a server's repeated scopes cost nothing."""
+        found = self._tail_scopes.get(keys)
+        if found is None or len(found) != len(self.tail_paths):
+            found = np.fromiter((p.startswith(keys) for p in self.tail_paths), bool, len(self.tail_paths))
+            if len(self._tail_scopes) >= 64:
+                self._tail_scopes.clear()
+            self._tail_scopes[keys] = found
+        return found
+
+    def _tail_f32(self) -> np.ndarray:
+        """The appended rows' vectors as float32, converted once per matrix, not per query."""
+        if self._tail_vectors_f32 is None or len(self._tail_vectors_f32) != len(self.tail_vectors):
+            self._tail_vectors_f32 = self.tail_vectors.astype(np.float32)
+        return self._tail_vectors_f32
 
     # -- scoring ----------------------------------------------------------------------------
 
@@ -451,7 +472,7 @@ class VectorMatrix:
             out[base] = np.einsum("ij,j->i", np.asarray(source[picked], np.float32), query)
         if (~base).any():
             tail = rows[~base] - self.base.rows
-            out[~base] = np.einsum("ij,j->i", self.tail_vectors[tail].astype(np.float32), query)
+            out[~base] = np.einsum("ij,j->i", self._tail_f32()[tail], query)
         return out
 
     def _warm_up(self) -> None:
@@ -578,7 +599,7 @@ class VectorMatrix:
         ends = np.asarray([hi for _, hi in ranges], np.int64)
         share = in_scope / max(base.rows, 1)
         need = offset + k
-        fetch = int(min(ANN_MAX_FETCH, max(64, 2 * need / share + 16)))
+        fetch = int(min(ANN_MAX_FETCH, max(ANN_MIN_FETCH, 2 * need / share + 16)))
         tail_rows = tail + base.rows
         tail_scores = self._scores_of_rows(query, tail_rows) if len(tail_rows) else np.zeros(0, np.float32)
         while True:
