@@ -249,3 +249,63 @@ def test_uri_rows_never_get_around_the_local_guards(tmp_path, photos):
                 response = c.get(f"/api/images/{ids[rows[name]]}/{kind}")
                 assert response.status_code == 403, (name, kind, response.text)
                 assert response.content != secret.read_bytes()
+
+
+def test_terminal_previews_of_s3_results(store, photos, monkeypatch):
+    """`pixgrep -p` on an object-store result draws it (fetched with a cap and a deadline), or says
+    in one line why not."""
+    import base64
+
+    from pixgrep.cli.search import _preview_of
+
+    monkeypatch.delenv("TERM_PROGRAM", raising=False)
+    monkeypatch.delenv("LC_TERMINAL", raising=False)
+    monkeypatch.delenv("TMUX", raising=False)
+    monkeypatch.setenv("TERM", "xterm-kitty")
+    drawn = _preview_of(store.uris[11], 100)
+    assert drawn.startswith("\033_Ga=T,f=100")  # the Kitty graphics protocol
+    payload = "".join(part.split(";", 1)[1] for part in drawn.strip().split("\033\\") if part)
+    with Image.open(io.BytesIO(base64.b64decode(payload))) as png, Image.open(photos[11]) as original:
+        assert png.format == "PNG" and png.height == min(100, original.height)
+    assert _preview_of(f"s3://{PREFIX}/no-such.jpg", 100) == "       (no preview: the object is gone)\n"
+    monkeypatch.setattr("pixgrep.cli.search.PREVIEW_MAX_BYTES", 1000)
+    assert "byte cap" in _preview_of(store.uris[11], 100)
+
+
+def test_search_scope_of_a_uri_is_one_clear_line(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pixgrep.cli", "-n", "--in", "s3://bucket/photos", "a dog"]
+        + ["--catalog", str(tmp_path / "c.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("pixgrep: error: --in s3://bucket/photos: search scopes are local folders")
+    assert done.stderr.count("\n") == 1
+
+
+def test_uri_listing_follows_the_walks_rules(store, photos, tmp_path):
+    """What `index URI --ray` lists on the driver: images only, no hidden names, --exclude, one
+    object as a root; every URI spelled from the root as given (file:// and s3:// alike)."""
+    from pixgrep.catalog.ray_ingest import scan_uri
+
+    folder = tmp_path / "store"
+    (folder / "skip").mkdir(parents=True)
+    (folder / "a.jpg").write_bytes(photos[0].read_bytes())
+    (folder / ".hidden.jpg").write_bytes(photos[1].read_bytes())
+    (folder / "notes.txt").write_text("no image")
+    (folder / "skip" / "b.jpg").write_bytes(photos[2].read_bytes())
+    root = folder.as_uri()
+    listed = scan_uri(root)
+    assert [e.path for e in listed] == [f"{root}/a.jpg", f"{root}/skip/b.jpg"]
+    assert [e.size for e in listed] == [photos[0].stat().st_size, photos[2].stat().st_size]
+    assert [e.path for e in scan_uri(root, exclude=["skip"])] == [f"{root}/a.jpg"]
+    assert len(scan_uri(root, include_hidden=True)) == 3
+    in_s3 = scan_uri(f"s3://{PREFIX}/")
+    there = [u for u in store.uris if store.filesystem.get_file_info(u[5:]).size]  # one may be deleted
+    assert [e.path for e in in_s3] == sorted(there) and len(there) >= COUNT - 1
+    assert [e.path for e in scan_uri(store.uris[4])] == [store.uris[4]]
