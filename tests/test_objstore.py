@@ -309,3 +309,18 @@ def test_uri_listing_follows_the_walks_rules(store, photos, tmp_path):
     there = [u for u in store.uris if store.filesystem.get_file_info(u[5:]).size]  # one may be deleted
     assert [e.path for e in in_s3] == sorted(there) and len(there) >= COUNT - 1
     assert [e.path for e in scan_uri(store.uris[4])] == [store.uris[4]]
+
+
+def test_without_pyarrow_uri_rows_are_4xx_not_500(tmp_path, photos, monkeypatch):
+    """A catalog taken to a server without pyarrow: URI rows answer with the reason, never a 500."""
+    import sys
+
+    good = tmp_path / "good.jpg"
+    good.write_bytes(photos[0].read_bytes())
+    catalog = stand_in_rows(tmp_path, ["s3://elsewhere/x.jpg", good.as_uri()])
+    ids = {path: id_of(catalog, path) for path in ("s3://elsewhere/x.jpg", good.as_uri())}
+    monkeypatch.delattr(pa, "fs")
+    monkeypatch.setitem(sys.modules, "pyarrow.fs", None)  # `from pyarrow import fs` fails now
+    with TestClient(create_app(catalog, encoder=FakeEncoder())) as c:
+        assert "needs pyarrow" in error(c.get(f"/api/images/{ids['s3://elsewhere/x.jpg']}/thumb"), 404)
+        error(c.get(f"/api/images/{ids[good.as_uri()]}/file"), 403)  # not parsed: not served

@@ -49,6 +49,18 @@ class TooLarge(OSError):
     """The file or object is bigger than the caller's cap; nothing past the header was read."""
 
 
+PYARROW_HINT = "reading URIs needs pyarrow: pip install 'pixgrep[parquet]'"
+
+
+def _fs() -> Any:
+    """pyarrow.fs, or OSError (a file that cannot be read here) when pyarrow is not installed."""
+    try:
+        from pyarrow import fs
+    except ImportError:
+        raise OSError(PYARROW_HINT) from None
+    return fs
+
+
 def is_uri(path: str | os.PathLike) -> bool:
     return "://" in os.fspath(path)
 
@@ -76,20 +88,17 @@ def resolve(uri: str) -> tuple[Any, str]:
 
 def _from_uri(uri: str) -> tuple[Any, str]:
     """pyarrow's own dispatch (GcsFileSystem for gs://, ...); one seam, so tests can stand in a store."""
-    from pyarrow import fs
-
-    return fs.FileSystem.from_uri(uri)
+    return _fs().FileSystem.from_uri(uri)
 
 
 def local_path(uri: str) -> str | None:
     """The local path a URI names when pyarrow reads it from this machine's disk (file://), else None."""
     if scheme_of(uri) not in ("file", "local"):
         return None
-    from pyarrow import fs
-
     try:
+        fs = _fs()
         filesystem, inner = fs.FileSystem.from_uri(uri)
-    except ValueError:
+    except (OSError, ValueError):  # no pyarrow here, or a URI it cannot parse: not a local path
         return None
     return inner if isinstance(filesystem, fs.LocalFileSystem) else None
 
@@ -144,7 +153,7 @@ def _s3_settings() -> tuple[str | None, str | None, str | None]:
 def _s3_filesystem(bucket: str, endpoint: str | None, region: str | None, key_id: str | None) -> Any:
     """One S3FileSystem per bucket and settings (key_id only keys the cache: the SDK reads the
     credentials itself), with bounded timeouts and retries."""
-    from pyarrow import fs
+    fs = _fs()
 
     if not region and not endpoint and bucket:
         region = fs.resolve_s3_region(bucket)  # a bucket outside us-east-1 is only reached in its region
