@@ -1,5 +1,6 @@
 """`pixgrep index --ray` on a real three-node Ray cluster on this machine (tests/raycluster.py):
-the same catalog as a local run, a worker node killed mid-run, Ctrl-C of the driver and resume.
+the same catalog as a local run, a worker node killed mid-run, Ctrl-C of the driver and resume,
+objects read from a local S3 server (tests/objectstore.py).
 
 300 real Flickr8k photos and the tiny test model keep it to about two minutes, most of it the
 cluster and actor start-ups. Without the ray extra every test here skips with the reason.
@@ -176,7 +177,8 @@ def test_without_a_reachable_cluster_one_line(photos, tiny_model_dir, tmp_path):
 def test_workers_read_files_through_pyarrow_uris_with_the_same_hash(tmp_path):
     """What a worker does for an object-store URI, checked with pyarrow's file:// filesystem."""
     from pixgrep.catalog.ingest import content_hash
-    from pixgrep.catalog.ray_ingest import hash_bytes, read_bytes
+    from pixgrep.catalog.ray_ingest import hash_bytes
+    from pixgrep.images.storage import read_bytes
 
     rng = np.random.default_rng(3)
     for size in (5_000, 3 << 20):  # below and above the hash's head + tail window
@@ -233,30 +235,50 @@ def test_the_actor_encodes_like_a_local_run_and_reports_bad_files(photos, tiny_m
     assert out["error"][6] == "!vanished while indexing"  # not recorded: retried next run
 
 
-def test_uris_are_listed_on_the_driver_and_read_by_the_workers(
+def test_s3_objects_are_listed_on_the_driver_and_read_by_the_workers(
     cluster, photos, local, tiny_model_dir, tmp_path
 ):
-    """Object storage through pyarrow's filesystems, checked with file:// (no network here): the
-    catalog stores the URIs, with the rows and vectors of a local run of the same files."""
-    real = tmp_path / "bucket"
-    real.mkdir()
-    for link in sorted(photos.iterdir())[:40]:
-        os.symlink(os.readlink(link), real / link.name)
-    (real / ".hidden.jpg").symlink_to(os.readlink(next(photos.iterdir())))
-    catalog = tmp_path / "catalog.db"
-    with pixgrep.open_catalog(catalog, str(tiny_model_dir)) as cat:
-        summary = cat.index([real.as_uri()], ray=cluster.address)
-    assert (summary.found, summary.encoded) == (40, 40)
-    reference = {Path(r[0]).name: r[1:] for r in rows(local)}
-    got = rows(catalog)
-    assert [r[0] for r in got] == [
-        f"{real.as_uri()}/{name}" for name in sorted(p.name for p in real.glob("[!.]*"))
-    ]
-    assert all(r[1:] == reference[r[0].rsplit("/", 1)[1]] for r in got)
-    theirs = {Path(p).name: v for p, v in vectors(local).items()}
-    for path, vector in vectors(catalog).items():
-        assert float(vector @ theirs[path.rsplit("/", 1)[1]]) >= 0.999  # float16 rows of unit vectors
+    """`index s3://bucket/prefix --ray` against a real S3 server (moto's, on 127.0.0.1: the driver
+    lists, the actors read with the settings the driver hands them): the catalog stores the URIs,
+    with the rows and vectors of a local run of the same files; search finds them; a Parquet export
+    and import keep the URIs."""
+    from objectstore import s3_server
 
-    with pixgrep.open_catalog(catalog, str(tiny_model_dir)) as cat:  # unchanged: nothing to do
-        again = cat.index([real.as_uri()], ray=cluster.address)
-    assert (again.found, again.encoded, again.removed) == (40, 0, 0)
+    files = sorted(photos.iterdir())[:40]
+    hidden = tmp_path / ".hidden.jpg"
+    hidden.symlink_to(files[0])
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    root = "s3://bucket/2024"
+    catalog = tmp_path / "catalog.db"
+    with s3_server() as s3:
+        uris = s3.upload(files, "bucket/2024")
+        s3.upload([hidden, notes], "bucket/2024")
+        with pixgrep.open_catalog(catalog, str(tiny_model_dir)) as cat:
+            summary = cat.index([root], ray=cluster.address)
+            hits = cat.search(str(files[3]), k=1)  # an image query: the local copy of one object
+        assert (summary.found, summary.encoded, summary.skipped) == (40, 40, 0)
+        assert hits[0].path == f"{root}/{files[3].name}"
+
+        reference = {Path(r[0]).name: r for r in rows(local)}
+        got = rows(catalog)
+        assert [r[0] for r in got] == sorted(uris)
+        for row in got:  # all but the mtime (an object's is its upload time) as a local run has it
+            theirs = reference[row[0].rsplit("/", 1)[1]]
+            assert (row[1], *row[3:]) == (theirs[1], *theirs[3:])
+        theirs_vectors = {Path(p).name: v for p, v in vectors(local).items()}
+        cosines = [
+            float(v @ w / np.linalg.norm(v) / np.linalg.norm(w))
+            for p, v in vectors(catalog).items()
+            for w in [theirs_vectors[p.rsplit("/", 1)[1]]]
+        ]
+        assert len(cosines) == 40 and min(cosines) >= 0.9999
+
+        with pixgrep.open_catalog(catalog, str(tiny_model_dir)) as cat:  # unchanged: nothing to do
+            again = cat.index([root], ray=cluster.address)
+            cat.export_parquet(tmp_path / "out.parquet", cat.vector_models()[0])
+        assert (again.found, again.encoded, again.removed) == (40, 0, 0)
+
+    with pixgrep.open_catalog(tmp_path / "imported.db", str(tiny_model_dir)) as cat:
+        assert cat.import_parquet([tmp_path / "out.parquet"]).rows == 40
+    assert rows(tmp_path / "imported.db") == got  # the same URIs, hashes, sizes and mtimes

@@ -44,6 +44,7 @@ from pixgrep.catalog.ingest import (
 from pixgrep.catalog.scan import FileEntry
 from pixgrep.errors import PixgrepError
 from pixgrep.images.decode import ImageDecodeError, ImageInfo, read_image_info
+from pixgrep.images.storage import is_uri, object_store_env, read_bytes, resolve
 from pixgrep.models.base import Encoder
 from pixgrep.records import IndexSummary
 
@@ -62,31 +63,29 @@ def require_ray():
 # -- on the workers ----------------------------------------------------------------------------
 
 
-def read_bytes(path: str) -> bytes:
-    """A file's bytes from a local (shared) path or a pyarrow filesystem URI (s3://, gs://, ...)."""
-    if "://" not in path:
-        with open(path, "rb") as f:
-            return f.read()
-    from pyarrow import fs
-
-    filesystem, inner = fs.FileSystem.from_uri(path)
-    with filesystem.open_input_file(inner) as f:
-        return f.read()
-
-
 class EncodeActor:
     """One Ray actor: an ONNX session of the model folder, decoding and encoding whole batches.
 
     Returns one row per input: the content hash, the header facts, the vector (zeros where the
     file failed) and the error, like the local pipeline's results. `threads` > 1 decodes in a
     pool (Pillow releases the GIL), so a GPU actor is not held back by one core's decoding.
+    `storage_env`: the driver's object-store settings (images/storage.S3_ENV), so the actors read
+    the objects the driver listed from the same endpoint, as the same user.
     """
 
     def __init__(
-        self, model_folder: str, model_id: str, draft_size: int, use_gpu: bool = False, threads: int = 1
+        self,
+        model_folder: str,
+        model_id: str,
+        draft_size: int,
+        use_gpu: bool = False,
+        threads: int = 1,
+        storage_env: dict[str, str] | None = None,
     ):
         from pixgrep.models.folder import open_folder
         from pixgrep.models.onnx_encoder import OnnxEncoder
+
+        os.environ.update(storage_env or {})
 
         self.encoder = OnnxEncoder(open_folder(model_folder), model_id=model_id)
         if use_gpu:
@@ -237,10 +236,6 @@ def actor_plan(ray: Any, requested: int | None = None) -> tuple[int, dict[str, f
     return requested or cpus, {"num_cpus": 0.5}, False, 1
 
 
-def is_uri(root: str | os.PathLike) -> bool:
-    return "://" in str(root)
-
-
 def scan_uri(root: str, *, exclude: Sequence[str] = (), include_hidden: bool = False) -> list[FileEntry]:
     """The image files below an object-store prefix (or one object), listed through pyarrow's
     filesystems, as FileEntry rows whose path is the object's URI. The same rules as the local walk:
@@ -250,9 +245,8 @@ def scan_uri(root: str, *, exclude: Sequence[str] = (), include_hidden: bool = F
     from pixgrep.catalog.scan import excluded, image_extensions
 
     root = root.rstrip("/")
-    scheme = root.split("://", 1)[0]
     try:
-        filesystem, inner = fs.FileSystem.from_uri(root)
+        filesystem, inner = resolve(root)
         top = filesystem.get_file_info(inner)
         if top.type == fs.FileType.NotFound:
             raise PixgrepError(f"no such folder or file: {root}")
@@ -273,7 +267,8 @@ def scan_uri(root: str, *, exclude: Sequence[str] = (), include_hidden: bool = F
             continue
         if any(excluded(part, inner, info.path, patterns) for part in below):
             continue
-        uri = f"{scheme}://{info.path}"
+        # The root as the user wrote it plus the part below it: the URI keeps its host or account.
+        uri = root if info is top else root + info.path[len(inner.rstrip("/")) :]
         entries.append(FileEntry(uri, int(info.size), int(info.mtime_ns or 0), False))
     return entries
 
@@ -536,6 +531,8 @@ def _stream(
             "draft_size": draft,
             "use_gpu": gpu,
             "threads": threads,
+            # Only a run that reads object storage hands the driver's settings to the actors.
+            "storage_env": object_store_env() if any(is_uri(path) for path in entries) else {},
         },
         batch_size=batch_size,
         batch_format="numpy",

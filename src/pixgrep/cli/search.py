@@ -254,6 +254,13 @@ def run(args: argparse.Namespace) -> int:
         tokens += ["-", term]
     options_only = not tokens
     terms = [] if options_only else parse_query(tokens)
+    for given in args.roots or []:
+        if "://" in given and not os.path.exists(given):  # a scope is a local folder (filters.root_prefixes)
+            raise PixgrepError(
+                f"--in {given}: search scopes are local folders; images stored as URIs (indexed with "
+                "`pixgrep index URI --ray` or imported) are searched through `pixgrep serve` or the "
+                "Python API (docs/distributed.md)"
+            )
     roots = [os.path.abspath(os.path.expanduser(root)) for root in (args.roots or ["."])]
     for given, root in zip(args.roots or ["."], roots, strict=True):
         if not os.path.exists(root):
@@ -339,13 +346,37 @@ def _render(results, args: argparse.Namespace, listing: bool = False) -> None:
                     + "\n"
                 )
             if args.preview:
-                from pixgrep.search.preview import preview
-
-                try:
-                    _write(preview(result.path, args.preview_height))
-                except PixgrepError as exc:
-                    _write(f"       (no preview: {exc})\n")
+                _write(_preview_of(result.path, args.preview_height))
     sys.stdout.flush()
+
+
+# An object-store result (s3://...) is fetched for its preview: at most this big, this fast.
+PREVIEW_MAX_BYTES = 64 * 1024 * 1024
+PREVIEW_TIMEOUT_S = 15.0
+
+
+def _preview_of(path: str, height: int) -> str:
+    """The terminal preview of one result, or one "(no preview: why)" line; never an exception."""
+    import tempfile
+
+    from pixgrep.images.storage import is_uri, read_bytes
+    from pixgrep.search.preview import preview
+
+    try:
+        if not is_uri(path):
+            return preview(path, height)
+        data = read_bytes(path, max_bytes=PREVIEW_MAX_BYTES, timeout=PREVIEW_TIMEOUT_S)
+        with tempfile.NamedTemporaryFile(suffix=os.path.splitext(path)[1]) as local:
+            local.write(data)
+            local.flush()
+            return preview(local.name, height)
+    except PixgrepError as exc:
+        return f"       (no preview: {exc})\n"
+    except FileNotFoundError:
+        return "       (no preview: the object is gone)\n"
+    except OSError as exc:  # unreachable store, over the cap, no answer in time
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"       (no preview: {reason})\n"
 
 
 def _write(text: str, errors: str = "surrogateescape") -> None:

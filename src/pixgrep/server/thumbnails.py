@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 
 from PIL import Image
 
@@ -20,14 +21,16 @@ class ThumbnailCache:
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, path: str, content_hash: str, size: int) -> bytes:
+    def get(self, path: str, content_hash: str, size: int, load: Callable[[], bytes] | None = None) -> bytes:
+        """The preview of the file at `path`, or of the bytes `load` returns (an object-store image),
+        called only when the cache does not hold it."""
         # Keyed by content, so a changed file never gets a stale preview.
         key = (content_hash, size)
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        data = make_thumbnail(path, size)
+        data = make_thumbnail(load() if load is not None else path, size)
         with self._lock:
             if key not in self._items:
                 self._items[key] = data
@@ -38,8 +41,8 @@ class ThumbnailCache:
         return data
 
 
-def make_thumbnail(path: str, size: int) -> bytes:
-    image = open_image(path, draft_size=size)
+def make_thumbnail(source: str | bytes, size: int) -> bytes:
+    image = open_image(source, draft_size=size)
     image.thumbnail((size, size), Image.Resampling.LANCZOS)
     return to_jpeg(image)
 
