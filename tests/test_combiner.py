@@ -92,6 +92,31 @@ def test_combiner_file_is_bound_to_its_model(trained, tmp_path):
         load_combiner(tmp_path / "text.npz")
 
 
+def test_float16_file_is_half_the_size_and_computes_in_float32(trained, tmp_path):
+    meta = {"model_id": "synthetic"}
+    full = load_combiner(save_combiner(tmp_path / "full.npz", trained["weights"], meta))
+    half_path = save_combiner(tmp_path / "half.npz", trained["weights"], meta, storage="float16")
+    with np.load(half_path) as stored:
+        assert {stored[k].dtype for k in stored.files if k != "meta"} == {np.dtype(np.float16)}
+    half = load_combiner(half_path)
+    assert half.meta["storage"] == "float16" and full.meta["storage"] == "float32"
+    # widened once at load: the arrays a query multiplies are float32, equal to the rounded weights
+    assert {w.dtype for w in half.weights.values()} == {np.dtype(np.float32)}
+    for name, array in trained["weights"].items():
+        np.testing.assert_array_equal(half.weights[name], array.astype(np.float16).astype(np.float32))
+    rng = np.random.default_rng(7)
+    image, text = _unit(rng.normal(size=(200, DIM))), _unit(rng.normal(size=(200, DIM)))
+    got = half.combine(image, text)
+    assert got.dtype == np.float32
+    assert (got * full.combine(image, text)).sum(1).min() >= 0.999
+    with pytest.raises(ValueError, match="storage"):
+        save_combiner(tmp_path / "x.npz", trained["weights"], meta, storage="int8")
+    ints = {k: (v * 100).astype(np.int32) for k, v in trained["weights"].items()}
+    np.savez(tmp_path / "ints.npz", meta=np.array('{"format": "pixgrep-combiner", "model_id": "m"}'), **ints)
+    with pytest.raises(PixgrepError, match="not float32 or float16"):
+        load_combiner(tmp_path / "ints.npz")
+
+
 class _Recorder:
     """A stand-in Combiner that records its inputs and answers a fixed direction."""
 

@@ -9,8 +9,9 @@ space, into the vector of the image the user wants:
     q  = normalise(Wo h + bo + lambda t + (1 - lambda) i)
 
 It is trained in torch (pixgrep.models.combiner_train); here only numpy runs, so a query pays no
-torch import and about a millisecond of matrix products. A Combiner file (.npz: float32 arrays and
-a JSON `meta`) is bound to one model id: the features it was trained on.
+torch import and about a millisecond of matrix products. A Combiner file (.npz: float32 or float16
+arrays, always computed in float32, and a JSON `meta`) is bound to one model id: the features it
+was trained on.
 
 Where a model's Combiner is found (`find_combiner`): `combiner.npz` in the model folder (what
 `pixgrep models add-combiner` writes), else the one shipped for pixgrep-mini.
@@ -30,6 +31,7 @@ from pixgrep.errors import PixgrepError
 
 FORMAT = "pixgrep-combiner"
 VERSION = 1
+STORAGE = ("float32", "float16")  # how a file may store its arrays; queries compute in float32
 FILE_NAME = "combiner.npz"  # inside a model folder
 SHIPPED_MINI = Path(__file__).with_name("mini") / "combiner.npz"
 ARRAYS = (
@@ -114,16 +116,26 @@ class Combiner:
         return _normalise(out).astype(np.float32), lam[:, 0]
 
 
-def save_combiner(path: str | os.PathLike, weights: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
-    """Write a Combiner file (beside its place, then renamed). meta must name model_id."""
+def save_combiner(
+    path: str | os.PathLike,
+    weights: dict[str, np.ndarray],
+    meta: dict[str, Any],
+    storage: str = "float32",
+) -> Path:
+    """Write a Combiner file (beside its place, then renamed). meta must name model_id.
+
+    storage "float16" halves the file (the shipped one: composed R@K unchanged, docs/quality.md);
+    load_combiner converts to float32 once, so queries always compute in float32."""
     path = Path(path)
     missing = [k for k in ARRAYS if k not in weights]
     if missing or "model_id" not in meta:
         raise ValueError(f"a Combiner needs {missing or 'meta.model_id'}")
-    full = {"format": FORMAT, "version": VERSION, **meta}
+    if storage not in STORAGE:
+        raise ValueError(f"storage must be one of {STORAGE}, not {storage!r}")
+    full = {"format": FORMAT, "version": VERSION, **meta, "storage": storage}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    arrays = {k: np.asarray(weights[k], np.float32) for k in ARRAYS}
+    arrays = {k: np.asarray(weights[k], np.float32).astype(storage) for k in ARRAYS}
     np.savez(tmp, meta=np.array(json.dumps(full, sort_keys=True)), **arrays)  # type: ignore[arg-type]
     tmp.replace(path)
     return path
@@ -150,6 +162,9 @@ def load_combiner(path: str | os.PathLike) -> Combiner:
     missing = [k for k in ARRAYS if k not in arrays]
     if missing:
         raise PixgrepError(f"Combiner file {path} lacks {', '.join(missing)}")
+    if any(arrays[k].dtype.name not in STORAGE for k in ARRAYS):
+        raise PixgrepError(f"Combiner file {path} holds arrays that are not float32 or float16")
+    # float16 files are widened here, once per load, never per query
     weights = {k: np.ascontiguousarray(arrays[k], np.float32) for k in ARRAYS}
     dim = weights["out_w"].shape[0]
     if weights["text_proj_w"].shape[1] != dim or weights["image_proj_w"].shape[1] != dim:
