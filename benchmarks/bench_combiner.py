@@ -4,8 +4,9 @@
 
 Each repeat times `--seconds` of rounds of 50 single-pair calls and keeps the median round; the
 result is the median (and range) of the repeats, printed with the load average before and after,
-as `uptime` shows it. For comparison it also times one pair through a threaded BLAS product
-(`x @ W.T`, what the batch path uses), which is what the per-query einsum path avoids.
+as `uptime` shows it. For comparison it also times numpy's einsum loop (the path without
+threadpoolctl) and one pair through threaded BLAS products (`x @ W.T`, what the batch path uses),
+which the one-thread matrix-vector path of a query avoids.
 """
 
 from __future__ import annotations
@@ -70,12 +71,17 @@ def main() -> None:
     blas = [
         _median_round(lambda: _blas_forward(combiner, image, text), args.seconds / 2)[0] for _ in range(3)
     ]
+    einsum = [
+        _median_round(lambda: combiner._layers(image, text, "einsum"), args.seconds / 2) for _ in range(3)
+    ]
     stored = combiner.meta.get("storage", "float32")
     print(
         f"combiner {combiner.model_id} (stored {stored}, computed in "
         f"{next(iter(combiner.weights.values())).dtype}): {np.median(wall):.3f} ms per query (wall), "
         f"median of {args.repeats} repeats (range {min(wall):.3f} - {max(wall):.3f}); CPU time "
-        f"{np.median(cpu):.3f} ms; one pair through threaded BLAS products {np.median(blas):.3f} ms (wall)"
+        f"{np.median(cpu):.3f} ms; numpy einsum instead (no threadpoolctl): "
+        f"{np.median([e[0] for e in einsum]):.3f} ms wall, {np.median([e[1] for e in einsum]):.3f} ms CPU; "
+        f"one pair through threaded BLAS products {np.median(blas):.3f} ms (wall)"
     )
     print(
         f"load average {before} before, {_load()} after (1, 5, 15 min); {os.cpu_count()} cores, "

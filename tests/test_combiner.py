@@ -76,6 +76,21 @@ def test_numpy_combiner_equals_torch(trained, tmp_path):
     assert lam.shape == (300,) and ((lam > 0) & (lam < 1)).all()
 
 
+def test_a_single_query_equals_the_batch_and_restores_the_blas_threads(trained):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    combiner = Combiner(trained["weights"], {"model_id": "synthetic"})
+    rng = np.random.default_rng(8)
+    image, text = _unit(rng.normal(size=(20, DIM))), _unit(rng.normal(size=(20, DIM)))
+    batch = combiner.combine(image, text)  # one threaded product per layer
+    before = [(lib["internal_api"], lib["num_threads"]) for lib in threadpoolctl.threadpool_info()]
+    singles = np.concatenate([combiner.combine(image[r], text[r]) for r in range(20)])  # matrix-vector
+    np.testing.assert_allclose(singles, batch, atol=1e-5)
+    # numpy's einsum path (no threadpoolctl) is the same function too
+    np.testing.assert_allclose(combiner._layers(image[:1], text[:1], "einsum")[0], batch[:1], atol=1e-5)
+    after = [(lib["internal_api"], lib["num_threads"]) for lib in threadpoolctl.threadpool_info()]
+    assert after == before
+
+
 def test_combiner_file_is_bound_to_its_model(trained, tmp_path):
     path = save_combiner(tmp_path / "c.npz", trained["weights"], {"model_id": "model-a@1"})
     combiner = load_combiner(path)
