@@ -7,13 +7,14 @@ all-MiniLM-L6-v2 features), so stage 1 here trains a copy of that head, starting
 one, on Flickr8k-CIR train triplets; the image side stays the catalog's vectors. Everything runs on
 cached frozen-tower features (`pixgrep train mini`'s cache), so the experiment takes minutes:
 
-    python -m pixgrep.models.combiner_stage1 --cir /tmp/flickr8k-cir \
-        --flickr ../shared/data/flickr8k --cache-dir /tmp/structure/mini-features \
-        --text-cache /tmp/flickr8k-cir-texts
+    python -m pixgrep.models.combiner_stage1 --cir /tmp/flickr8k-cir --flickr ../shared/data/flickr8k \
+        --cache-dir $PIXGREP_CACHE/mini-features --text-cache /tmp/flickr8k-cir-texts \
+        --lr 1e-4 3e-4 --seeds 0 1 2
 
-prints, for dev and test, R@1/5/10/50 of the sum and the Combiner with the shipped text head and
-with the stage-1 head (docs/quality.md has the numbers). This module is an experiment and is not
-used at query time: the stage-1 head is not shipped (it did not help, docs/composed.md).
+prints, for dev and test, R@1/5/10/50 (mean over the seeds) of the sum and the Combiner with the
+shipped text head and with each stage-1 head (docs/quality.md has the numbers). This module is an
+experiment, not used at query time: the stage-1 head is not shipped (it did not help,
+docs/composed.md).
 """
 
 from __future__ import annotations
