@@ -9,11 +9,8 @@ import pytest
 from pixgrep.errors import PixgrepError
 from pixgrep.eval.composed import CirFeatures, composed_recalls, query_vectors
 from pixgrep.models.combiner import Combiner, load_combiner, save_combiner
+from pixgrep.models.combiner_train import CombinerConfig, torch_combiner, train_combiner  # torch inside
 from pixgrep.search.fusion import fuse, fusion_used
-
-torch = pytest.importorskip("torch")
-
-from pixgrep.models.combiner_train import CombinerConfig, torch_combiner, train_combiner  # noqa: E402
 
 DIM = 16
 
@@ -36,12 +33,32 @@ SMALL = CombinerConfig(
 )
 
 
+def random_weights(seed: int = 0) -> dict[str, np.ndarray]:
+    """Untrained Combiner arrays of SMALL's sizes (for the tests that need no torch)."""
+    rng = np.random.default_rng(seed)
+    p, h, lh = SMALL.projection, SMALL.hidden, SMALL.lambda_hidden
+    shapes = {"text_proj": (p, DIM), "image_proj": (p, DIM), "hidden": (h, 2 * p), "out": (DIM, h)}
+    shapes.update({"lambda1": (lh, 2 * p), "lambda2": (1, lh)})
+    out = {}
+    for layer, (rows, cols) in shapes.items():
+        w, b = (
+            (f"lambda_w{layer[-1]}", f"lambda_b{layer[-1]}")
+            if layer.startswith("lambda")
+            else (f"{layer}_w", f"{layer}_b")
+        )
+        out[w] = (rng.normal(size=(rows, cols)) / np.sqrt(cols)).astype(np.float32)
+        out[b] = (0.1 * rng.normal(size=rows)).astype(np.float32)
+    return out
+
+
 @pytest.fixture(scope="module")
 def trained():
+    torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
     return train_combiner(rotation_triplets(800, 0), rotation_triplets(200, 1), SMALL, log=lambda _: None)
 
 
+@pytest.mark.torch
 def test_combiner_learns_what_the_sum_cannot(trained):
     held_out = rotation_triplets(200, 2)
     combiner = Combiner(trained["weights"], {"model_id": "synthetic"})
@@ -51,6 +68,7 @@ def test_combiner_learns_what_the_sum_cannot(trained):
     assert learned["R@5"] >= 90
 
 
+@pytest.mark.torch
 def test_training_is_reproducible_for_a_seed(trained):
     again = train_combiner(rotation_triplets(800, 0), rotation_triplets(200, 1), SMALL, log=lambda _: None)
     assert again["epoch"] == trained["epoch"]
@@ -58,7 +76,9 @@ def test_training_is_reproducible_for_a_seed(trained):
         np.testing.assert_array_equal(array, again["weights"][name])
 
 
+@pytest.mark.torch
 def test_numpy_combiner_equals_torch(trained, tmp_path):
+    torch = pytest.importorskip("torch")
     path = save_combiner(tmp_path / "c.npz", trained["weights"], {"model_id": "synthetic", "config": {}})
     combiner = load_combiner(path)
     module = torch_combiner(DIM, SMALL)
@@ -76,8 +96,23 @@ def test_numpy_combiner_equals_torch(trained, tmp_path):
     assert lam.shape == (300,) and ((lam > 0) & (lam < 1)).all()
 
 
-def test_combiner_file_is_bound_to_its_model(trained, tmp_path):
-    path = save_combiner(tmp_path / "c.npz", trained["weights"], {"model_id": "model-a@1"})
+def test_a_single_query_equals_the_batch_and_restores_the_blas_threads():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    combiner = Combiner(random_weights(), {"model_id": "synthetic"})
+    rng = np.random.default_rng(8)
+    image, text = _unit(rng.normal(size=(20, DIM))), _unit(rng.normal(size=(20, DIM)))
+    batch = combiner.combine(image, text)  # one threaded product per layer
+    before = [(lib["internal_api"], lib["num_threads"]) for lib in threadpoolctl.threadpool_info()]
+    singles = np.concatenate([combiner.combine(image[r], text[r]) for r in range(20)])  # matrix-vector
+    np.testing.assert_allclose(singles, batch, atol=1e-5)
+    # numpy's einsum path (no threadpoolctl) is the same function too
+    np.testing.assert_allclose(combiner._layers(image[:1], text[:1], "einsum")[0], batch[:1], atol=1e-5)
+    after = [(lib["internal_api"], lib["num_threads"]) for lib in threadpoolctl.threadpool_info()]
+    assert after == before
+
+
+def test_combiner_file_is_bound_to_its_model(tmp_path):
+    path = save_combiner(tmp_path / "c.npz", random_weights(), {"model_id": "model-a@1"})
     combiner = load_combiner(path)
     combiner.check_model("model-a@1")
     with pytest.raises(PixgrepError, match="trained for model model-a@1, not model-b"):
@@ -90,6 +125,32 @@ def test_combiner_file_is_bound_to_its_model(trained, tmp_path):
     (tmp_path / "text.npz").write_text("hello")
     with pytest.raises(PixgrepError, match="not a Combiner file"):
         load_combiner(tmp_path / "text.npz")
+
+
+def test_float16_file_is_half_the_size_and_computes_in_float32(tmp_path):
+    # untrained weights of the trained Combiner's sizes: float16 rounding is the same relative error
+    weights, meta = random_weights(1), {"model_id": "synthetic"}
+    full = load_combiner(save_combiner(tmp_path / "full.npz", weights, meta))
+    half_path = save_combiner(tmp_path / "half.npz", weights, meta, storage="float16")
+    with np.load(half_path) as stored:
+        assert {stored[k].dtype for k in stored.files if k != "meta"} == {np.dtype(np.float16)}
+    half = load_combiner(half_path)
+    assert half.meta["storage"] == "float16" and full.meta["storage"] == "float32"
+    # widened once at load: the arrays a query multiplies are float32, equal to the rounded weights
+    assert {w.dtype for w in half.weights.values()} == {np.dtype(np.float32)}
+    for name, array in weights.items():
+        np.testing.assert_array_equal(half.weights[name], array.astype(np.float16).astype(np.float32))
+    rng = np.random.default_rng(7)
+    image, text = _unit(rng.normal(size=(200, DIM))), _unit(rng.normal(size=(200, DIM)))
+    got = half.combine(image, text)
+    assert got.dtype == np.float32
+    assert (got * full.combine(image, text)).sum(1).min() >= 0.999
+    with pytest.raises(ValueError, match="storage"):
+        save_combiner(tmp_path / "x.npz", weights, meta, storage="int8")
+    ints = {k: (v * 100).astype(np.int32) for k, v in weights.items()}
+    np.savez(tmp_path / "ints.npz", meta=np.array('{"format": "pixgrep-combiner", "model_id": "m"}'), **ints)
+    with pytest.raises(PixgrepError, match="not float32 or float16"):
+        load_combiner(tmp_path / "ints.npz")
 
 
 class _Recorder:

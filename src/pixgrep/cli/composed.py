@@ -63,6 +63,12 @@ def register_train(sub: argparse._SubParsersAction) -> None:
         "--hidden", type=whole_number(1), default=1024, help="hidden layer size (default: 1024)"
     )
     parser.add_argument(
+        "--storage",
+        choices=("float16", "float32"),
+        default="float16",
+        help="how the file stores its weights (default: float16, half the size; queries compute in float32)",
+    )
+    parser.add_argument(
         "--threads",
         type=whole_number(1),
         default=1,
@@ -138,7 +144,7 @@ def run_train_combiner(args: argparse.Namespace) -> int:
         "trained_on": [Path(f).name for f in train_files],
         "dev_on": [Path(f).name if not f.startswith("seeded") else f for f in dev_source],
     }
-    save_combiner(out, result["weights"], meta)
+    save_combiner(out, result["weights"], meta, storage=args.storage)
     summary = {
         "out": str(out),
         "model": model_id,
