@@ -382,15 +382,18 @@ def cmd_e2e(args: argparse.Namespace) -> None:
             "p50": round(statistics.median(text_ms), 1),
             "p95": round(float(np.percentile(text_ms, 95)), 1),
         }
-        # adding images: one write_batch, then the next query's catch-up
+        # adding images: one write_batch, then the next query's catch-up. The new vectors are
+        # photo vectors with noise, like the catalog's (not the queries: a later run's recall
+        # would then be measured on planted answers).
         rng = np.random.default_rng(1)
+        photos_vec = np.load(Path(args.vectors) / "images.npy")
         for count in (1, args.add):
             rows, vectors = [], {}
             for i in range(count):
                 path = f"{photos}/added/{count}-{i}.jpg"
                 digest = f"added-{count}-{i}-{time.time_ns()}"
                 rows.append((path, 1, 1, digest, 1, 1, "JPEG", None, None))
-                vectors[digest] = queries[i % len(queries)] + 0.01 * rng.standard_normal(queries.shape[1])
+                vectors[digest] = photos_vec[i % len(photos_vec)] + 0.017 * rng.standard_normal(photos_vec.shape[1])
             db.write_batch(rows, vectors, encoder.model_id)
             t = time.perf_counter()
             m = matrix_module.load_matrix(db, encoder.model_id)

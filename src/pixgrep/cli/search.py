@@ -94,7 +94,8 @@ def register(subparsers) -> None:
         dest="roots",
         action="append",
         metavar="DIR",
-        help="folder to index and search, repeatable (default: the current folder)",
+        help="folder to index and search, repeatable (default: the current folder); an object-store "
+        "prefix (s3://bucket/photos) is searched, not indexed",
     )
     parser.add_argument(
         "-k",
@@ -254,15 +255,14 @@ def run(args: argparse.Namespace) -> int:
         tokens += ["-", term]
     options_only = not tokens
     terms = [] if options_only else parse_query(tokens)
-    for given in args.roots or []:
-        if "://" in given and not os.path.exists(given):  # a scope is a local folder (filters.root_prefixes)
-            raise PixgrepError(
-                f"--in {given}: search scopes are local folders; images stored as URIs (indexed with "
-                "`pixgrep index URI --ray` or imported) are searched through `pixgrep serve` or the "
-                "Python API (docs/distributed.md)"
-            )
-    roots = [os.path.abspath(os.path.expanduser(root)) for root in (args.roots or ["."])]
-    for given, root in zip(args.roots or ["."], roots, strict=True):
+    given_roots = args.roots or ["."]
+    # An object-store prefix (s3://bucket/photos) scopes the search to what was indexed or imported
+    # there; it is never walked here (indexing URIs needs --ray: docs/distributed.md).
+    uris = [root for root in given_roots if _is_uri(root)]
+    roots = [root if _is_uri(root) else os.path.abspath(os.path.expanduser(root)) for root in given_roots]
+    for given, root in zip(given_roots, roots, strict=True):
+        if _is_uri(root):
+            continue
         if not os.path.exists(root):
             raise PixgrepError(f"--in {given}: no such folder")
         if not os.path.isdir(root):
@@ -277,8 +277,9 @@ def run(args: argparse.Namespace) -> int:
     import pixgrep
 
     with pixgrep.open_catalog(args.catalog, args.model) as catalog:
-        if not args.no_index:
-            catalog.index(roots, exclude=args.exclude, include_hidden=args.include_hidden, progress=True)
+        local = [root for root in roots if root not in uris]
+        if not args.no_index and local:
+            catalog.index(local, exclude=args.exclude, include_hidden=args.include_hidden, progress=True)
         results = _search_with_warnings(catalog, terms or None, options)
         if args.verbose and terms:
             print(f"pixgrep: {_describe_search(catalog.search_index())}", file=sys.stderr)
@@ -288,6 +289,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"pixgrep: no matching images{hint}", file=sys.stderr)
         return 1
     return 0
+
+
+def _is_uri(root: str) -> bool:
+    """s3://, gs://, ... (a local folder whose name holds "://" stays a folder)."""
+    return "://" in root and not os.path.exists(root)
 
 
 def _search_with_warnings(catalog, terms, options):

@@ -56,10 +56,15 @@ def date_bound(text: str, option: str) -> float:
 
 
 def root_prefixes(roots: Sequence[str | os.PathLike]) -> list[str]:
-    """Each root as absolute 'dir/' prefixes: as written and with symlinks resolved, if different."""
+    """Each root as absolute 'dir/' prefixes: as written and with symlinks resolved, if different;
+    an object-store URI as written."""
     prefixes = []
     for root in roots:
-        root = os.path.expanduser(os.fspath(root))
+        root = os.fspath(root)
+        if "://" in root and not os.path.exists(root):  # s3://bucket/dir: stored as written
+            prefixes.append(root if root.endswith("/") else root + "/")
+            continue
+        root = os.path.expanduser(root)
         for spelling in dict.fromkeys([os.path.abspath(root), os.path.realpath(root)]):
             prefixes.append(spelling if spelling.endswith(os.sep) else spelling + os.sep)
     return prefixes
