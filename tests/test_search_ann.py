@@ -67,6 +67,9 @@ def test_the_index_is_built_and_used_above_the_threshold(catalog):
     matrix_module._cache.clear()
     reopened = load_matrix(db, "fake")  # a new process maps the saved index instead of building
     assert reopened.base.ann_index() is not None
+    matrix_file = matrix_module.sidecar_path(db.path, "fake")
+    for written in (ann_module.index_path(matrix_file), ann_module._meta_path(matrix_file)):
+        assert written.stat().st_mode & 0o777 == matrix_file.stat().st_mode & 0o777  # not 0600
 
 
 def test_recall_against_exact_search(catalog):

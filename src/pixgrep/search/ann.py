@@ -114,6 +114,7 @@ def build_index(matrix_path: Path, base_id: str, vectors: np.ndarray) -> AnnInde
         os.close(fd)
         try:
             index.save(temp)
+            os.chmod(temp, _mode_of(matrix_path))  # readable by whoever may read the matrix
             os.replace(temp, path)
         except BaseException:
             try:
@@ -125,7 +126,15 @@ def build_index(matrix_path: Path, base_id: str, vectors: np.ndarray) -> AnnInde
         fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".json.tmp")
         with os.fdopen(fd, "w") as out:
             json.dump(meta, out)
+        os.chmod(temp, _mode_of(matrix_path))
         os.replace(temp, _meta_path(matrix_path))
     except OSError:
         return None
     return open_index(matrix_path, base_id, rows)
+
+
+def _mode_of(matrix_path: Path) -> int:
+    try:
+        return matrix_path.stat().st_mode & 0o666
+    except OSError:
+        return 0o644
