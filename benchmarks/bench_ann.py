@@ -393,7 +393,8 @@ def cmd_e2e(args: argparse.Namespace) -> None:
                 path = f"{photos}/added/{count}-{i}.jpg"
                 digest = f"added-{count}-{i}-{time.time_ns()}"
                 rows.append((path, 1, 1, digest, 1, 1, "JPEG", None, None))
-                vectors[digest] = photos_vec[i % len(photos_vec)] + 0.017 * rng.standard_normal(photos_vec.shape[1])
+                noise = 0.017 * rng.standard_normal(photos_vec.shape[1])
+                vectors[digest] = photos_vec[i % len(photos_vec)] + noise
             db.write_batch(rows, vectors, encoder.model_id)
             t = time.perf_counter()
             m = matrix_module.load_matrix(db, encoder.model_id)

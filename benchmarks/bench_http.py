@@ -87,6 +87,19 @@ def timed(call, kind: str | None = None) -> float:
     return elapsed
 
 
+def server_memory(pid: int) -> dict[str, float]:
+    """The server's resident memory now and at its peak (Linux /proc), in MB."""
+    found = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                name, value = line.split(":")
+                found["rss_now" if name == "VmRSS" else "rss_peak"] = round(int(value.split()[0]) / 1024, 1)
+    except OSError:
+        pass
+    return found
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -95,6 +108,13 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200, help="requests per kind (upload: a quarter)")
     parser.add_argument("--workdir", type=Path, default=None, help="where the catalog goes (default: temp)")
+    parser.add_argument(
+        "--catalog",
+        type=Path,
+        help="search this existing catalog instead of filling one (e.g. bench_ann.py's realistic "
+        "1M catalog; uniform random vectors say nothing about an ANN index); --rows is then its size",
+    )
+    parser.add_argument("--root", default="/bench/photos", help="folder of the catalog's d000..d099 folders")
     args = parser.parse_args()
 
     import httpx
@@ -105,14 +125,17 @@ def main() -> int:
     encoder = load_encoder(args.model)
     model_id, dim = encoder.model_id, encoder.dim
     del encoder
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="pixgrep-bench-http-"))
-    work.mkdir(parents=True, exist_ok=True)
-    db_path = work / f"catalog-{args.rows}.db"
-    for stale in (db_path, Path(str(db_path) + "-wal"), Path(str(db_path) + "-shm")):
-        stale.unlink(missing_ok=True)
     load_before = os.getloadavg()
     started = time.perf_counter()
-    fill_catalog(db_path, args.rows, model_id, dim, folder="/bench/photos")
+    if args.catalog:
+        db_path = args.catalog
+    else:
+        work = Path(args.workdir or tempfile.mkdtemp(prefix="pixgrep-bench-http-"))
+        work.mkdir(parents=True, exist_ok=True)
+        db_path = work / f"catalog-{args.rows}.db"
+        for stale in (db_path, Path(str(db_path) + "-wal"), Path(str(db_path) + "-shm")):
+            stale.unlink(missing_ok=True)
+        fill_catalog(db_path, args.rows, model_id, dim, folder=args.root)
     fill_s = time.perf_counter() - started
 
     port = free_port()
@@ -166,7 +189,7 @@ def main() -> int:
 
         measure("first", lambda i: search(q="warm up"), 1)
         measure("text", lambda i: search(q=query(i)))
-        measure("text_scoped", lambda i: search(q=query(n + i), root=f"/bench/photos/d{i % 100:03d}"))
+        measure("text_scoped", lambda i: search(q=query(n + i), root=f"{args.root}/d{i % 100:03d}"))
         measure("like", lambda i: search(like=int(ids[i])))
         measure("refine", refine)
         measure("knn", knn)
@@ -186,6 +209,7 @@ def main() -> int:
         wall = time.perf_counter() - started
         results["text_x4"] = dict(percentiles(samples), requests_per_s=round(len(samples) / wall, 1))
         client.close()
+        results["server_memory_mb"] = server_memory(server.pid)
     finally:
         server.terminate()
         try:
