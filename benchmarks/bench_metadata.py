@@ -48,7 +48,6 @@ def bench_filter(rows: int) -> None:
 
     from pixgrep.catalog.db import CatalogDB
     from pixgrep.catalog.metadata import MetaFilter, matching_ids
-    from pixgrep.search.filters import row_mask
     from pixgrep.search.listing import list_images
     from pixgrep.search.matrix import load_matrix
 
@@ -96,7 +95,7 @@ def bench_filter(rows: int) -> None:
             t0 = time.perf_counter()
             allowed = matching_ids(db, meta)
             t1 = time.perf_counter()
-            mask = row_mask(matrix.ids, allowed)
+            mask = matrix.mask_of_ids(allowed)
             t2 = time.perf_counter()
             matrix.top(query, 10, allowed=mask)
             t3 = time.perf_counter()

@@ -1,8 +1,8 @@
 """Every SearchOptions field reaches the engine from every search route (server/search_params.py).
 
-The field list comes from the dataclass, and the routes from the app (every operation answering a
-SearchResponse in the OpenAPI schema), so a field added to SearchOptions, or a search route added to the server, fails
-here until it is wired. The search itself is replaced by a recorder of the options it was given.
+The field list comes from the dataclass and the routes from the OpenAPI schema (every operation
+answering a SearchResponse), so a field added to SearchOptions, or a search route added to the
+server, fails here until it is wired. The search itself is replaced by a recorder of the options.
 """
 
 from __future__ import annotations
