@@ -8,7 +8,8 @@ dependencies that turn it into a checked `SearchOptions`.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, cast
+import dataclasses
+from typing import Annotated, Literal
 
 from fastapi import Depends, Form, Query
 from pydantic import BaseModel, Field
@@ -63,27 +64,16 @@ class SearchParams(MetadataFilters):
     def options(self, state: ServerState) -> SearchOptions:
         """The checked SearchOptions (PixgrepError, a 400, for a value the engine refuses)."""
         check_model(state, self.model)
-        return SearchOptions(
-            k=self.k,
-            offset=self.offset,
-            threshold=self.threshold,
+        # Field by field from the dataclass: a SearchOptions field this model lacks fails here
+        # (and in tests/test_server_search_params.py), never silently at its default.
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(SearchOptions)}
+        values.update(
             roots=normalise_roots(self.roots),
-            # a date string: SearchOptions.__post_init__ turns it into epoch seconds
-            after=cast("float | None", self.after),
-            before=cast("float | None", self.before),
             exclude=tuple(self.exclude),
-            include_hidden=self.include_hidden,
-            fusion=self.fusion,
-            near=self.near,
-            camera=self.camera,
-            tag=self.tag,
-            place=self.place,
-            exact=self.exact,
-            all_parts=self.all_parts,
-            ignore_tone=self.ignore_tone,
             tone=(self.tone,) if self.tone else (),
-            dedup=self.dedup,
+            # after/before stay date strings: SearchOptions.__post_init__ turns them into seconds
         )
+        return SearchOptions(**values)
 
 
 def query_options(
