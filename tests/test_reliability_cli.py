@@ -38,7 +38,9 @@ def world(tmp_path_factory, tiny_model_dir):
 
 
 def _cases(w: dict) -> dict[str, list[list[str]]]:
-    """Bad invocations per leaf command (its words joined by spaces)."""
+    """Bad invocations per leaf command (its words joined by spaces): missing, over-long and
+    non-image paths, a folder where a file goes, numbers out of range, unknown models, damaged
+    catalogs, --json variants."""
     base, photos, model = w["base"], str(w["photos"]), w["model"]
     good = ["--catalog", str(w["good"])]
     m = ["--model", model]
@@ -57,6 +59,8 @@ def _cases(w: dict) -> dict[str, list[list[str]]]:
             ["search", "-n", "cat", "--catalog", str(base / "text.db"), *m],
             ["search", "-n", "cat", "--tone", ",,", *good, *m],
             ["search", "-n", "", *good, *m],
+            ["search", "-n", "cat", "--json", "-k", "0", *good, *m],
+            ["search", "-n", "cat", "--json", "--catalog", str(base / "truncated.db"), *m],
         ],
         "index": [
             ["index", LONG, *good, *m],
@@ -64,12 +68,14 @@ def _cases(w: dict) -> dict[str, list[list[str]]]:
             ["index", photos, "--batch-size", HUGE, *good, *m],
             ["index", photos, "--batch-size", "0", *good, *m],
             ["index", photos, "--model", LONG, *good],
+            ["index", LONG, "--json", *good, *m],
         ],
         "stats": [["stats", "--catalog", str(base / "truncated.db")], ["stats", "--json", "--catalog", LONG]],
         "duplicates": [
             ["duplicates", "--threshold", "0", *good, *m],
             ["duplicates", "--threshold", "nan", *good, *m],
             ["duplicates", "--catalog", str(base / "text.db"), *m],
+            ["duplicates", "--json", "--catalog", str(base / "truncated.db"), *m],
         ],
         "models list": [["models", "list", "--no-such-flag"]],
         "models info": [["models", "info", LONG], ["models", "info", "no-such-model"]],
@@ -101,6 +107,7 @@ def _cases(w: dict) -> dict[str, list[list[str]]]:
             ["import", LONG, *good, *m],
             ["import", str(base / "text.jpg"), "--batch-size", HUGE, *good, *m],
             ["import", str(base / "text.jpg"), *good, *m],
+            ["import", str(base / "text.jpg"), "--json", *good, *m],
         ],
     }
 
@@ -143,10 +150,11 @@ def test_bad_input_to_every_command_is_one_line_and_leaves_the_catalog(world, ca
             except BaseException as exc:  # noqa: BLE001 (a traceback is the failure being looked for)
                 failures.append((command, argv[:4], f"raised {type(exc).__name__}: {exc}"[:200]))
                 continue
-            err = capsys.readouterr().err
+            out, err = capsys.readouterr()
             errors = [line for line in err.splitlines() if line.startswith("pixgrep: error: ")]
-            if status != 2 or len(errors) != 1 or "Traceback" in err:
-                failures.append((command, [a[:40] for a in argv[:4]], status, err[-300:]))
+            # stdout stays empty: a pipe (or a --json reader) never gets half an answer
+            if status != 2 or len(errors) != 1 or "Traceback" in err or out:
+                failures.append((command, [a[:40] for a in argv[:4]], status, err[-300:], out[:100]))
     assert not failures, "\n".join(map(str, failures))
     assert _catalog_state(world["good"]) == before
     assert sorted(p.name for p in world["base"].iterdir()) == sorted(
