@@ -2,11 +2,14 @@
 
     .venv/bin/python benchmarks/bench_metadata.py read      # exif-samples: headers + sidecars per file
     .venv/bin/python benchmarks/bench_metadata.py filter --rows 100000
+    .venv/bin/python benchmarks/bench_metadata.py mask --rows 1000000     # the row mask alone
 
 `filter` fills a synthetic catalog (synthetic_catalog.py) plus photo_meta/photo_keywords rows (a
 quarter with GPS around four cities, ten cameras, one keyword in ten), then times, per filter, the
 allowed-id query, the row mask over the search matrix, a filtered top-10 and a newest-first
-listing. Prints the load average beside every number (the machine is shared).
+listing. `mask` times VectorMatrix.mask_of_ids over a synthetic id array (a shuffled base plus a
+5% journal tail) against concatenating the ids and np.isin. Prints the load average beside every
+number (the machine is shared).
 """
 
 from __future__ import annotations
@@ -48,7 +51,6 @@ def bench_filter(rows: int) -> None:
 
     from pixgrep.catalog.db import CatalogDB
     from pixgrep.catalog.metadata import MetaFilter, matching_ids
-    from pixgrep.search.filters import row_mask
     from pixgrep.search.listing import list_images
     from pixgrep.search.matrix import load_matrix
 
@@ -96,7 +98,7 @@ def bench_filter(rows: int) -> None:
             t0 = time.perf_counter()
             allowed = matching_ids(db, meta)
             t1 = time.perf_counter()
-            mask = row_mask(matrix.ids, allowed)
+            mask = matrix.mask_of_ids(allowed)
             t2 = time.perf_counter()
             matrix.top(query, 10, allowed=mask)
             t3 = time.perf_counter()
@@ -113,14 +115,50 @@ def bench_filter(rows: int) -> None:
     db.close()
 
 
+def bench_mask(rows: int) -> None:
+    import types
+
+    from pixgrep.search.matrix import VectorMatrix
+
+    rng = np.random.default_rng(0)
+    tail = rows // 20
+    base_ids = rng.permutation(rows).astype("<i8") + 1
+    base = types.SimpleNamespace(rows=rows, ids=base_ids, id_order=np.argsort(base_ids, kind="stable"))
+    view = VectorMatrix.__new__(VectorMatrix)
+    view.base, view.tail_ids, view._ids = base, np.arange(rows + 1, rows + tail + 1, dtype="<i8"), None
+    assert len(view.ids) == rows + tail  # derived once per view, as a server's first query does
+    for share in (0.005, 0.05, 0.5):
+        allowed = {int(i) for i in rng.choice(rows + tail, int(share * rows), replace=False) + 1}
+
+        def isin(allowed=allowed) -> np.ndarray:
+            ids = np.concatenate([base.ids, view.tail_ids])
+            return np.isin(ids, np.fromiter(allowed, np.int64, len(allowed)))
+
+        best = {}
+        for name, run in (("isin", isin), ("mask", lambda allowed=allowed: view.mask_of_ids(allowed))):
+            for _ in range(3):
+                started = time.perf_counter()
+                run()
+                best[name] = min(best.get(name, 1e9), time.perf_counter() - started)
+        print(
+            f"{len(allowed):>7} allowed of {rows + tail} rows: concatenate + np.isin "
+            f"{1000 * best['isin']:.1f} ms, mask_of_ids {1000 * best['mask']:.1f} ms (best of 3; {load()})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=("read", "filter"))
+    parser.add_argument("what", choices=("read", "filter", "mask"))
     parser.add_argument("--rows", type=int, default=100_000)
     args = parser.parse_args()
-    bench_read() if args.what == "read" else bench_filter(args.rows)
+    if args.what == "read":
+        bench_read()
+    elif args.what == "mask":
+        bench_mask(args.rows)
+    else:
+        bench_filter(args.rows)
 
 
 if __name__ == "__main__":

@@ -45,13 +45,36 @@ def pixgrep(*args: str | bytes | os.PathLike, timeout: float = 300, text: bool =
     )
 
 
-def one_line_error(done: subprocess.CompletedProcess, status: int = 2) -> str:
-    """The run failed with exactly one `pixgrep: error:` line and no traceback; returns the line."""
+def run_cli(*args: object, check_rc: int | None = 0, cwd=None, timeout: float = 600):
+    """`python -m pixgrep.cli ARGS` with this environment (warnings off, one BLAS thread);
+    asserts the exit status unless check_rc is None."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    done = subprocess.run(
+        [sys.executable, "-m", "pixgrep.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+    )
+    if check_rc is not None:
+        assert done.returncode == check_rc, done.stderr + done.stdout
+    return done
+
+
+def one_line_error(
+    done: subprocess.CompletedProcess, *needles: str, status: int = 2, alone: bool = False
+) -> str:
+    """The run failed with exactly one `pixgrep: error:` line (holding every needle) and no
+    traceback; alone: and nothing else on stderr. Returns the line."""
     stderr = done.stderr if isinstance(done.stderr, str) else done.stderr.decode("utf-8", "replace")
     assert done.returncode == status, (done.returncode, stderr)
     assert "Traceback" not in stderr, stderr
     errors = [line for line in stderr.splitlines() if line.startswith("pixgrep: error:")]
     assert len(errors) == 1, stderr
+    assert not alone or stderr.strip() == errors[0], stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
     return errors[0]
 
 
@@ -77,13 +100,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(*args: str | os.PathLike, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+def start_server(
+    *args: str | os.PathLike, env: dict[str, str] | None = None, keep_stdout: bool = False
+) -> tuple[subprocess.Popen, str]:
+    """`pixgrep serve ARGS` on a free local port, once it answers; stop() gives back its output
+    (stdout only with keep_stdout: the server prints little there, so the pipe never fills)."""
     import httpx
 
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "pixgrep.cli", "serve", "--port", str(port), *map(str, args)],
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if keep_stdout else subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         env=env or cli_env(),
@@ -101,15 +128,15 @@ def start_server(*args: str | os.PathLike, env: dict[str, str] | None = None) ->
             time.sleep(0.1)
 
 
-def stop(process: subprocess.Popen) -> str:
-    """Stop the server; returns what it wrote on stderr."""
+def stop(process: subprocess.Popen) -> tuple[str, str]:
+    """Stop the server; returns what it wrote on stdout (with keep_stdout) and on stderr."""
     process.terminate()
     try:
-        _, err = process.communicate(timeout=15)
+        out, err = process.communicate(timeout=15)
     except subprocess.TimeoutExpired:
         process.kill()
-        _, err = process.communicate(timeout=5)
-    return err or ""
+        out, err = process.communicate(timeout=5)
+    return out or "", err or ""
 
 
 def wait_for_index(http, timeout: float = 120) -> dict:

@@ -9,38 +9,26 @@ Flickr8k test photos.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import shared_data
 from PIL import Image
+from reliability_kit import one_line_error as kit_one_line_error
+from reliability_kit import run_cli
 
-PIXGREP = [sys.executable, "-m", "pixgrep.cli"]
 COLOURS = [(230, 20, 20), (20, 200, 30), (30, 40, 220), (240, 230, 30), (120, 60, 10), (250, 250, 250)]
 WORDS = ["red", "green", "blue", "yellow", "brown", "white"]
 TIMES = ["dawn", "noon", "dusk", "night", "winter", "summer"]
 
 
 def run(*args, check_rc=0, cwd=None):
-    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-    proc = subprocess.run(
-        [*PIXGREP, *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd, timeout=600
-    )
-    if check_rc is not None:
-        assert proc.returncode == check_rc, proc.stderr + proc.stdout
-    return proc
+    return run_cli(*args, check_rc=check_rc, cwd=cwd, timeout=600)
 
 
 def one_line_error(proc, *needles):
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("pixgrep: error: "), proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
+    kit_one_line_error(proc, *needles, alone=True)
 
 
 @pytest.fixture(scope="module")

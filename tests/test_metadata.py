@@ -394,7 +394,6 @@ def test_allowed_mask_filters_before_top_k(tmp_path):
     from searchkit import add_image
 
     from pixgrep.catalog.db import CatalogDB
-    from pixgrep.search.filters import row_mask
     from pixgrep.search.matrix import load_matrix
 
     rows, dim = 50, 4
@@ -405,10 +404,10 @@ def test_allowed_mask_filters_before_top_k(tmp_path):
     query = vectors[0]
     order = np.argsort(vectors @ query)
     worst = {ids[i] for i in order[:7]}  # the 7 lowest-scoring images
-    hits = matrix.top(query, 5, allowed=row_mask(matrix.ids, worst))
+    hits = matrix.top(query, 5, allowed=matrix.mask_of_ids(worst))
     assert len(hits) == 5 and {h.image_id for h in hits} <= worst
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
-    assert matrix.top(query, 5, allowed=row_mask(matrix.ids, set())) == []
+    assert matrix.top(query, 5, allowed=matrix.mask_of_ids(set())) == []
     store.close()
 
 

@@ -85,6 +85,12 @@ def test_random_appends_deletes_and_changes_match_exact_search(db, monkeypatch, 
         assert [h.path for h in m.top(query, 5)] == brute_force(db, query, 5), (step, op)
         assert [h.path for h in m.top(query, 5, roots=[root])] == brute_force(db, query, 5, root), (step, op)
         assert m.live == len(brute_force(db, query, 10_000))
+        # the metadata-filter mask (binary search in the base, the tail directly) marks the rows
+        # np.isin over every id would, dead rows and ids not in the matrix included
+        stored = [row[0] for row in db.conn.execute("SELECT id FROM images").fetchall()]
+        allowed = {int(i) for i in rng.choice(stored, len(stored) // 2 + 1)} | {10**9, -1}
+        assert np.array_equal(m.mask_of_ids(allowed), np.isin(m.ids, list(allowed))), (step, op)
+        assert m.mask_of_ids(None) is None and not m.mask_of_ids(set()).any()
     assert 1 <= len(builds) < 30  # most steps appended; compaction rebuilt now and then
 
 
@@ -102,6 +108,25 @@ def test_one_new_image_is_appended_not_rebuilt(db, monkeypatch):
     after = sidecar_path(db.path, "fake").stat()
     assert (after.st_ino, after.st_mtime_ns) == (base_file.st_ino, base_file.st_mtime_ns)
     assert first.live == 50  # views handed out earlier do not change under their users
+
+
+def test_filtered_queries_follow_the_journal_and_each_view_keeps_its_ids(db):
+    rng = np.random.default_rng(3)
+    ids = [add_image(db, f"/p/{i:02d}.jpg", rng.standard_normal(DIM)) for i in range(30)]
+    first = load_matrix(db, "fake")
+    first_ids = first.ids
+    assert first.ids is first_ids  # derived once per view, not per query
+    new = add_image(db, "/p/new.jpg", np.ones(DIM))
+    second = load_matrix(db, "fake")
+    assert second is not first and second.generation != first.generation
+    allowed = {ids[0], new}
+    hits = second.top(unit(np.ones(DIM)), 5, allowed=second.mask_of_ids(allowed))
+    assert {h.image_id for h in hits} == allowed and hits[0].image_id == new
+    assert len(second.ids) == 31 and int(second.ids[-1]) == new
+    assert len(first.ids) == 30 and first.ids is first_ids  # the older view is unchanged
+    assert [h.image_id for h in first.top(unit(np.ones(DIM)), 5, allowed=first.mask_of_ids(allowed))] == [
+        ids[0]
+    ]
 
 
 def test_compaction_happens_when_the_dead_share_passes_the_threshold(db, monkeypatch):

@@ -319,3 +319,19 @@ def test_concurrent_readers_never_see_a_partial_file(db, tmp_path):
     finally:
         writer.wait(timeout=120)
     assert writer.returncode == 0 and opened > 0
+
+
+@pytest.mark.parametrize("spread", [1, 10**9], ids=["dense ids", "sparse ids"])
+def test_the_id_mask_marks_the_rows_np_isin_would(spread):
+    """Both ways mask_of_ids answers (a lookup table over dense ids, np.isin over sparse ones)."""
+    import types
+
+    rng = np.random.default_rng(spread)
+    base_ids = (rng.permutation(500) * spread + 1).astype("<i8")
+    base = types.SimpleNamespace(rows=500, ids=base_ids, id_order=np.argsort(base_ids))
+    view = matrix_module.VectorMatrix.__new__(matrix_module.VectorMatrix)
+    view.base, view.tail_ids, view._ids = base, np.asarray([7, 3, 500 * spread + 2], "<i8"), None
+    for allowed in ({int(i) for i in rng.choice(view.ids, 40)} | {-5, 10**15}, {3}, set()):
+        mask = view.mask_of_ids(allowed)
+        assert mask is not None and np.array_equal(mask, np.isin(view.ids, list(allowed)))
+    assert view.mask_of_ids(None) is None

@@ -802,3 +802,11 @@ def test_searches_keep_answering_during_an_index_run(tmp_path, world):
         assert {s for chunk in chunks for s in chunk} == {200}
         assert runner.wait(60)["state"] == "done"
         assert ok(c.get("/api/stats"))["searchable"] == len(world["files"]) + 60
+
+
+def test_knn_embedding_past_float32_is_a_400_without_a_runtime_warning(client):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the overflow warning used to reach the log
+        assert "non-zero vector" in error(knn(client, embedding_input=[1e300] * 192), 400)

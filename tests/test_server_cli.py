@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_server_helpers import free_port, make_images
+from reliability_kit import free_port, start_server, stop
+from test_server_helpers import make_images
 
 from pixgrep.cli.serve import is_loopback
 
@@ -69,47 +70,13 @@ def test_unknown_model_and_bad_port_fail_in_one_line(tmp_path):
     assert result.returncode == 2 and "cannot listen" in result.stderr and "Traceback" not in result.stderr
 
 
-def start_server(*args: str) -> tuple[subprocess.Popen, str]:
-    import httpx
-
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "PIXGREP_TOKEN"}
-    process = subprocess.Popen(
-        [PIXGREP, "serve", "--port", str(port), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            httpx.get(url + "/indices-list", timeout=2)
-            return process, url
-        except httpx.TransportError:
-            if process.poll() is not None or time.time() > deadline:
-                process.kill()
-                raise AssertionError(f"server did not start: {process.stderr.read()}") from None
-            time.sleep(0.1)
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
-
-
 def test_serve_with_a_real_model_index_search_upload(tmp_path, tiny_model_dir):
     """The whole loop over HTTP with the tiny ONNX model: index a folder, search, refine, upload."""
     import httpx
 
     photos = tmp_path / "photos"
     files = make_images(photos, per_colour=1)
-    process, url = start_server("--catalog", str(tmp_path / "c.db"), "--model", str(tiny_model_dir))
+    process, url = start_server("--catalog", tmp_path / "c.db", "--model", tiny_model_dir)
     try:
         with httpx.Client(base_url=url, timeout=60) as http:
             assert http.get("/api/models").json()["served"]["dim"] == 32
@@ -142,12 +109,12 @@ def test_serve_with_a_token(tmp_path, tiny_model_dir):
     import httpx
 
     process, url = start_server(
-        "--catalog", str(tmp_path / "c.db"), "--model", str(tiny_model_dir), "--token", "t0ken"
+        "--catalog", tmp_path / "c.db", "--model", tiny_model_dir, "--token", "t0ken", keep_stdout=True
     )
     try:
         assert httpx.get(url + "/api/stats").status_code == 401
         response = httpx.get(url + "/api/stats", headers={"Authorization": "Bearer t0ken"})
         assert response.status_code == 200 and response.json()["images"] == 0
     finally:
-        stop(process)
-    assert "token" in process.stdout.read()
+        out, _ = stop(process)
+    assert "token" in out

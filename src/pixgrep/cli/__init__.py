@@ -9,6 +9,7 @@ never at import time, so `pixgrep --help` and a text query start fast.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import NoReturn
 
@@ -72,6 +73,17 @@ def _subcommand_names(parser: argparse.ArgumentParser) -> set[str]:
     return set()
 
 
+def os_error_line(exc: OSError) -> str:
+    """One line for an OSError: its reason and the file it names, shortened when very long."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    name = exc.filename
+    if name is None:
+        return reason
+    text = os.fsdecode(name) if isinstance(name, bytes | os.PathLike) else str(name)
+    text = text if len(text) <= 200 else f"{text[:120]}...{text[-40:]} ({len(text)} characters)"
+    return f"{reason}: {text!r}" if "\n" in text else f"{reason}: {text}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -94,9 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     except PixgrepError as exc:
         print(f"pixgrep: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("pixgrep: interrupted; the catalog is consistent, run again to resume", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # `pixgrep -f ... | head`
         sys.stderr.close()
         return 0
+    except OSError as exc:  # after BrokenPipeError, which is one
+        # A file system refusal of what the user named (a name over the length limit, a path
+        # through a file, a full disk): the storage layers keep the catalog consistent; say it once.
+        print(f"pixgrep: error: {os_error_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pixgrep: interrupted; the catalog is consistent, run again to resume", file=sys.stderr)
+        return 130

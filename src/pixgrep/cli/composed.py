@@ -11,7 +11,14 @@ import json
 import sys
 from pathlib import Path
 
-from pixgrep.cli.options import add_common_options, whole_number
+from pixgrep.cli.options import (
+    add_captions_options,
+    add_common_options,
+    add_images_option,
+    add_json_option,
+    add_training_options,
+    whole_number,
+)
 from pixgrep.errors import PixgrepError
 
 FORMATTER = argparse.RawDescriptionHelpFormatter
@@ -43,13 +50,10 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--triplets", required=True, metavar="DIR_OR_FILE", help="data set folder or captions file"
     )
-    parser.add_argument(
-        "--images", required=True, metavar="DIR", help="folder the image splits' paths are under"
-    )
+    add_images_option(parser, "folder the image splits' paths are under")
     parser.add_argument("--format", choices=("cirr", "fashioniq"), help="data set format (default: detected)")
     parser.add_argument("--out", required=True, metavar="FILE", help="Combiner file to write (.npz)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--epochs", type=whole_number(1), default=20, help="most epochs (default: 20)")
+    add_training_options(parser, epochs=20, epochs_help="most epochs")
     parser.add_argument(
         "--patience",
         type=whole_number(1),
@@ -68,14 +72,8 @@ def register_train(sub: argparse._SubParsersAction) -> None:
         default="float16",
         help="how the file stores its weights (default: float16, half the size; queries compute in float32)",
     )
-    parser.add_argument(
-        "--threads",
-        type=whole_number(1),
-        default=1,
-        help="torch threads (default: 1; results are reproducible for a fixed count)",
-    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every epoch on stderr")
-    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    add_json_option(parser, "print the result as one JSON object")
     add_common_options(parser)
     parser.set_defaults(func=run_train_combiner)
 
@@ -183,9 +181,7 @@ def register_eval(benchmarks: argparse._SubParsersAction) -> None:
     composed.add_argument(
         "--triplets", required=True, metavar="CAPTIONS_JSON", help="CIRR or FashionIQ captions file"
     )
-    composed.add_argument(
-        "--images", required=True, metavar="DIR", help="folder the split's image paths are under"
-    )
+    add_images_option(composed, "folder the split's image paths are under")
     composed.add_argument(
         "--image-split", metavar="FILE", help="image split file (default: the standard layout's)"
     )
@@ -197,7 +193,7 @@ def register_eval(benchmarks: argparse._SubParsersAction) -> None:
     )
     composed.add_argument("--combiner", metavar="FILE", help="a Combiner file (default: the model's own)")
     add_common_options(composed)
-    composed.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    add_json_option(composed)
     composed.set_defaults(func=run_eval_composed)
 
     make = benchmarks.add_parser(
@@ -210,12 +206,9 @@ def register_eval(benchmarks: argparse._SubParsersAction) -> None:
         "OUT/captions/cap.rc2.NAME.json and OUT/image_splits/split.rc2.NAME.json (NAME: the split "
         "file's stem).",
     )
-    make.add_argument(
-        "--captions", required=True, metavar="FILE", help="captions TSV or JSON (as eval retrieval)"
-    )
-    make.add_argument("--split", required=True, metavar="LIST", help="the split's image names, one per line")
+    add_captions_options(make, split_required=True)
     make.add_argument("--out", required=True, metavar="DIR", help="data set folder to write into")
-    make.add_argument("--json", action="store_true", help="print a JSON summary")
+    add_json_option(make, "print a JSON summary")
     make.set_defaults(func=run_make_cir)
 
 

@@ -18,18 +18,8 @@ vectors closer than the duplicate threshold (re-encoded, resized or lightly crop
 Nothing is indexed, moved or deleted. Within a group the oldest file (modification time) comes first."""
 
 
-def _cosine(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError("a duplicate threshold is a cosine between 0 and 1")
-    return value
-
-
 def register(subparsers) -> None:
-    from pixgrep.cli.options import add_common_options
+    from pixgrep.cli.options import add_common_options, add_in_option, add_json_option, number_between
 
     parser = subparsers.add_parser(
         "duplicates",
@@ -37,24 +27,16 @@ def register(subparsers) -> None:
         description=DESCRIPTION,
         epilog="exit status: 0 groups printed, 1 no duplicates, 2 an error.",
     )
-    parser.add_argument(
-        "--in",
-        dest="roots",
-        action="append",
-        metavar="DIR",
-        help="only images below DIR, repeatable (default: the whole catalog)",
-    )
+    add_in_option(parser, "only images below DIR, repeatable (default: the whole catalog)")
     parser.add_argument(
         "--threshold",
-        type=_cosine,
+        type=number_between(0.0, 1.0, "a duplicate threshold (a cosine)", low_open=True),
         default=None,
         metavar="COS",
         help="image-image cosine from which two images are duplicates (default: the model's measured "
         "threshold, 0.85 for pixgrep-mini; for other models only identical files)",
     )
-    parser.add_argument(
-        "--json", action="store_true", help='one JSON object per group: {"count": N, "images": [...]}'
-    )
+    add_json_option(parser, 'one JSON object per group: {"count": N, "images": [...]}')
     add_common_options(parser)
     parser.set_defaults(func=run)
 

@@ -13,7 +13,16 @@ import os
 import sys
 
 from pixgrep.cli import composed
-from pixgrep.cli.options import add_common_options, add_model_option
+from pixgrep.cli.options import (
+    add_captions_options,
+    add_common_options,
+    add_images_option,
+    add_in_option,
+    add_json_option,
+    add_model_option,
+    number_between,
+    whole_number,
+)
 from pixgrep.errors import PixgrepError
 
 FORMATTER = argparse.RawDescriptionHelpFormatter
@@ -24,10 +33,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_rank(subparsers)
     _register_probe(subparsers)
     _register_classify(subparsers)
-
-
-def _json_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
 def _print_json(data: object) -> None:
@@ -82,13 +87,8 @@ def _register_eval(subparsers: argparse._SubParsersAction) -> None:
         epilog="captions: a TSV (`image<TAB>caption`, or with a header row naming the columns "
         "`image` and `caption`, as Flickr8k's captions.tsv), or a COCO / Karpathy captions JSON.",
     )
-    retrieval.add_argument(
-        "--images", metavar="DIR", required=True, help="folder the image names are relative to"
-    )
-    retrieval.add_argument("--captions", metavar="FILE", required=True, help="captions TSV or JSON")
-    retrieval.add_argument(
-        "--split", metavar="LIST", help="evaluate only the images listed in this file (one name per line)"
-    )
+    add_images_option(retrieval, "folder the image names are relative to")
+    add_captions_options(retrieval, split_required=False)
     retrieval.add_argument(
         "--all",
         dest="all_parts",
@@ -101,7 +101,7 @@ def _register_eval(subparsers: argparse._SubParsersAction) -> None:
         help="remove the tone component from the captions first, as `pixgrep --ignore-tone`",
     )
     add_common_options(retrieval)
-    _json_option(retrieval)
+    add_json_option(retrieval)
     retrieval.set_defaults(func=_run_eval_retrieval)
 
     classes = benchmarks.add_parser(
@@ -123,7 +123,7 @@ def _register_eval(subparsers: argparse._SubParsersAction) -> None:
         "template per line containing {} (default: single and ensemble)",
     )
     add_common_options(classes)
-    _json_option(classes)
+    add_json_option(classes)
     classes.set_defaults(func=_run_eval_classes)
     composed.register_eval(benchmarks)  # eval composed, eval make-cir
 
@@ -202,7 +202,7 @@ def _register_rank(subparsers: argparse._SubParsersAction) -> None:
         "--captions", dest="captions_file", metavar="FILE", help="more captions, one per line"
     )
     add_model_option(parser)
-    _json_option(parser)
+    add_json_option(parser)
     parser.set_defaults(func=_run_rank)
 
 
@@ -245,9 +245,7 @@ def _register_probe(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=FORMATTER,
     )
     parser.add_argument("levels", metavar="DESCRIPTION", nargs="+", help="descriptions, least detailed first")
-    parser.add_argument(
-        "--in", dest="roots", metavar="DIR", action="append", help="folder to search (default: .)"
-    )
+    add_in_option(parser, "folder to search (default: .)")
     parser.add_argument(
         "--tone", metavar="WORDS", help='tone words to append to each description, e.g. "messy, dingy"'
     )
@@ -255,7 +253,7 @@ def _register_probe(subparsers: argparse._SubParsersAction) -> None:
         "-n", "--no-index", action="store_true", help="search the catalog as it is, without indexing"
     )
     add_common_options(parser)
-    _json_option(parser)
+    add_json_option(parser)
     parser.set_defaults(func=_run_probe)
 
 
@@ -318,7 +316,9 @@ def _register_classify(subparsers: argparse._SubParsersAction) -> None:
     labels = parser.add_mutually_exclusive_group(required=True)
     labels.add_argument("--labels", metavar="LIST", help='comma-separated labels, e.g. "cat, dog, bird"')
     labels.add_argument("--labels-file", metavar="FILE", help="labels, one per line")
-    parser.add_argument("--top", type=int, default=3, metavar="N", help="labels shown per image (default 3)")
+    parser.add_argument(
+        "--top", type=whole_number(1), default=3, metavar="N", help="labels shown per image (default 3)"
+    )
     parser.add_argument(
         "--templates",
         metavar="single|ensemble|FILE",
@@ -330,13 +330,13 @@ def _register_classify(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--min-prob",
-        type=float,
+        type=number_between(0.0, 1.0, "--min-prob"),
         default=0.0,
         metavar="P",
         help="with --write-xmp, write only labels with probability >= P (0..1, default 0)",
     )
     add_model_option(parser)
-    _json_option(parser)
+    add_json_option(parser)
     parser.set_defaults(func=_run_classify)
 
 
@@ -347,10 +347,6 @@ def _run_classify(args: argparse.Namespace) -> int:
 
     labels = read_labels(args.labels, args.labels_file)
     templates = templates_for(args.templates)
-    if not 0.0 <= args.min_prob <= 1.0:
-        raise PixgrepError("--min-prob must be between 0 and 1")
-    if args.top < 1:
-        raise PixgrepError("--top must be at least 1")
     expand_paths(args.paths)  # a missing path fails before the model loads
     rows = classify_paths(
         _load_encoder(args.model),

@@ -27,7 +27,12 @@ examples:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from pixgrep.cli.options import add_common_options, whole_number
+    from pixgrep.cli.options import (
+        add_batch_size_option,
+        add_common_options,
+        add_json_option,
+        add_walk_options,
+    )
 
     index = subparsers.add_parser(
         "index",
@@ -38,19 +43,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     index.add_argument("dirs", nargs="+", metavar="PATH", help="folder (or single image file) to index")
-    index.add_argument(
-        "--exclude",
-        action="append",
-        default=[],
-        metavar="GLOB",
-        help="skip files and folders whose name, path below DIR, or absolute path matches (repeatable)",
+    add_walk_options(
+        index,
+        exclude_help="skip files and folders whose name, path below DIR, or absolute path matches "
+        "(repeatable)",
+        hidden_help="also index hidden files and folders",
     )
-    index.add_argument("--include-hidden", action="store_true", help="also index hidden files and folders")
-    index.add_argument(
-        "--batch-size",
-        type=whole_number(1),
+    add_batch_size_option(
+        index,
         default=None,
-        metavar="N",
         help="images per model call and per catalog transaction (default: 32 on the CPU, 128 on a GPU)",
     )
     index.add_argument(
@@ -62,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the model on a Ray cluster: 'auto', ray://HOST:PORT or a GCS HOST:PORT; no ADDRESS "
         "starts a local Ray instance (needs the ray extra; docs/distributed.md)",
     )
-    index.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    add_json_option(index, "print the summary as one JSON object")
     add_common_options(index)
     index.set_defaults(func=_index)
 
@@ -74,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=STATS_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    stats.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_option(stats, "print one JSON object")
     add_common_options(stats, model=False)
     stats.set_defaults(func=_stats)
 

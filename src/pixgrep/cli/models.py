@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pixgrep.cli import composed
-from pixgrep.cli.options import human_size
+from pixgrep.cli.options import add_json_option, human_size
 from pixgrep.errors import PixgrepError
 
 _FIGURES = (
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Recall@1 for Flickr30k and COCO retrieval, image->text and text->image (%%). "
         "'-' is a figure we have not checked. * marks the default.",
     )
-    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    add_json_option(p, "print a JSON list instead of a table")
     p.set_defaults(func=run_list)
 
     p = sub.add_parser(
@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the model id stored with catalog vectors, and how the text tower is fed.",
     )
     p.add_argument("model", metavar="NAME_OR_DIR", help="registry name, hf:OWNER/REPO or model folder")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_json_option(p, "print JSON")
     p.set_defaults(func=run_info)
 
     p = sub.add_parser(
@@ -84,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder to write")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty DIR")
-    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    add_json_option(p, "print a JSON summary")
     p.set_defaults(func=run_export)
     composed.register_models(sub)  # models add-combiner
 
@@ -122,7 +122,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--images", metavar="DIR", help="your images to measure the cost on (default: generated images)"
     )
     p.add_argument("--force", action="store_true", help="overwrite a non-empty DIR or a cached variant")
-    p.add_argument("--json", action="store_true", help="print the variant's metadata as JSON")
+    add_json_option(p, "print the variant's metadata as JSON")
     p.set_defaults(func=run_quantize)
 
 

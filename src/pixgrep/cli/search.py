@@ -50,18 +50,14 @@ exit status: 0 matches printed, 1 no match, 2 an error (one line on stderr).
 Full grammar and the rclip option mapping: docs/search.md."""
 
 
-def _score(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not -1.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("a cosine score is between -1 and 1")
-    return value
-
-
 def register(subparsers) -> None:
-    from pixgrep.cli.options import add_common_options, whole_number
+    from pixgrep.cli.options import (
+        add_common_options,
+        add_in_option,
+        add_walk_options,
+        number_between,
+        whole_number,
+    )
 
     parser = subparsers.add_parser(
         "search",
@@ -89,12 +85,9 @@ def register(subparsers) -> None:
         metavar="TERM",
         help="subtract a term (same as `- TERM`)",
     )
-    parser.add_argument(
-        "--in",
-        dest="roots",
-        action="append",
-        metavar="DIR",
-        help="folder to index and search, repeatable (default: the current folder); an object-store "
+    add_in_option(
+        parser,
+        "folder to index and search, repeatable (default: the current folder); an object-store "
         "prefix (s3://bucket/photos) is searched, not indexed",
     )
     parser.add_argument(
@@ -120,7 +113,12 @@ def register(subparsers) -> None:
         action="store_true",
         help="search what the catalog holds; do not walk the folders first",
     )
-    parser.add_argument("--threshold", type=_score, metavar="S", help="only results scoring at least S")
+    parser.add_argument(
+        "--threshold",
+        type=number_between(-1.0, 1.0, "a cosine score"),
+        metavar="S",
+        help="only results scoring at least S",
+    )
     parser.add_argument(
         "--after", metavar="DATE", help="only images taken on or after DATE (YYYY, YYYY-MM, YYYY-MM-DD)"
     )
@@ -137,16 +135,10 @@ def register(subparsers) -> None:
         "--tag", metavar="TEXT", help="a keyword (any case): exact, a parent of 'A|B' keywords, or 'pre*'"
     )
     photo.add_argument("--place", metavar="TEXT", help="taken in a city, region or country named TEXT")
-    parser.add_argument(
-        "--exclude",
-        "--exclude-dir",
-        action="append",
-        default=[],
-        metavar="GLOB",
-        help="skip files and folders matching GLOB (name, relative or absolute path), repeatable",
-    )
-    parser.add_argument(
-        "--include-hidden", action="store_true", help="also index and show hidden (dot) files and folders"
+    add_walk_options(
+        parser,
+        exclude_help="skip files and folders matching GLOB (name, relative or absolute path), repeatable",
+        hidden_help="also index and show hidden (dot) files and folders",
     )
     parser.add_argument(
         "--exact",

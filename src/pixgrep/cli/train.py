@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from pixgrep.cli import composed
+from pixgrep.cli.options import add_json_option, add_training_options
 
 DEFAULT_DATA = "../shared/data/flickr8k"
 
@@ -37,8 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_DATA,
         help=f"Flickr8k folder with images/, captions.tsv, train/dev/test.txt (default: {DEFAULT_DATA})",
     )
-    mini.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    mini.add_argument("--epochs", type=int, default=200, help="training epochs (default: 200)")
+    add_training_options(mini, epochs=200, epochs_help="training epochs")
     mini.add_argument(
         "--towers", default="lite0", help="image tower(s), comma separated: lite0, lite2 (default: lite0)"
     )
@@ -51,19 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     mini.add_argument("--out", metavar="FILE", help="heads file to write (default: the packaged heads.npz)")
     mini.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads for training (default: 1; small matrices gain nothing from more, "
-        "and results are reproducible for a fixed count)",
-    )
-    mini.add_argument(
         "-v",
         "--verbose",
         action="store_true",
         help="log progress lines on stderr even when it is not a terminal",
     )
-    mini.add_argument("--json", action="store_true", help="print the final recalls as one JSON object")
+    add_json_option(mini, "print the final recalls as one JSON object")
     mini.set_defaults(func=run_train_mini)
     composed.register_train(sub)
 
@@ -86,8 +79,6 @@ def run_train_mini(args: argparse.Namespace) -> int:
     unknown = [t for t in towers if t not in IMAGE_TOWERS]
     if unknown or not towers:
         raise PixgrepError(f"unknown tower {unknown}; choose from {', '.join(IMAGE_TOWERS)}")
-    if args.epochs < 1:
-        raise PixgrepError("--epochs must be at least 1")
     import torch
 
     from pixgrep.models.mini.train import HEADS_PATH, TrainConfig, format_recalls, save_heads, train

@@ -28,7 +28,7 @@ reads the same file. Ctrl-C is safe: run the same command again to resume.
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from pixgrep.cli.options import add_common_options, whole_number
+    from pixgrep.cli.options import add_batch_size_option, add_common_options, add_json_option
 
     export = subparsers.add_parser(
         "export",
@@ -57,14 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     imp.add_argument("inputs", nargs="+", metavar="PARQUET_OR_DIR", help="Parquet file or folder")
-    imp.add_argument(
-        "--batch-size",
-        type=whole_number(1),
-        default=10_000,
-        metavar="N",
-        help="rows per catalog transaction (default 10000)",
-    )
-    imp.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    add_batch_size_option(imp, default=10_000, help="rows per catalog transaction (default 10000)")
+    add_json_option(imp, "print the summary as one JSON object")
     add_common_options(imp)
     imp.set_defaults(func=_import)
 

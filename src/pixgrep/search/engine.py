@@ -19,7 +19,7 @@ from pixgrep.catalog.db import CatalogDB
 from pixgrep.errors import PixgrepError
 from pixgrep.models.base import Encoder
 from pixgrep.records import SearchResult
-from pixgrep.search.filters import allowed_for, root_prefixes, row_mask
+from pixgrep.search.filters import allowed_for, root_prefixes
 from pixgrep.search.fusion import combiner_for, fuse, is_composed
 from pixgrep.search.matrix import load_matrix
 from pixgrep.search.options import SearchOptions
@@ -325,7 +325,7 @@ def _ranked(
         "after": options.after,
         "before": options.before,
         "accept": accept,
-        "allowed": None if allowed_ids is None else row_mask(matrix.ids, allowed_ids),  # metadata filters
+        "allowed": matrix.mask_of_ids(allowed_ids),  # metadata filters (None: every row)
         "exact": options.exact,
     }
     threshold = None

@@ -118,12 +118,3 @@ def allowed_ids(db, near=None, camera=None, tag=None, place=None) -> set[int] | 
 def allowed_for(db, options) -> set[int] | None:
     """allowed_ids for a SearchOptions (its near is already (lat, lon, km))."""
     return allowed_ids(db, options.near, options.camera, options.tag, options.place)
-
-
-def row_mask(matrix_ids, allowed: set[int] | None):
-    """A boolean mask over the matrix rows (its `ids` array) for an allowed-id set; None = all rows."""
-    import numpy as np
-
-    if allowed is None:
-        return None
-    return np.isin(matrix_ids, np.fromiter(allowed, np.int64, len(allowed)))

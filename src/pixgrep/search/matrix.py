@@ -259,6 +259,8 @@ class VectorMatrix:
         self._queries = 0
         self._tail_scopes: dict[tuple[bytes, ...], np.ndarray] = {}
         self._tail_vectors_f32: np.ndarray | None = None
+        self._ids: np.ndarray | None = None  # base + tail ids, built once per view (see `ids`)
+        self._id_range = (0, -1)  # their smallest and largest, set with _ids
 
     # -- state ------------------------------------------------------------------------------
 
@@ -283,7 +285,31 @@ class VectorMatrix:
 
     @property
     def ids(self) -> np.ndarray:
-        return np.concatenate([self.base.ids, self.tail_ids]) if len(self.tail_ids) else self.base.ids
+        """The image id of every row. A view never changes (journal batches apply to a copy), so
+        the concatenation is made once per view, not once per call (dedup reads it per hit)."""
+        if self._ids is None:
+            tail = self.tail_ids
+            self._ids = np.concatenate([self.base.ids, tail]) if len(tail) else self.base.ids
+            self._id_range = (int(self._ids.min()), int(self._ids.max())) if len(self._ids) else (0, -1)
+        return self._ids
+
+    def mask_of_ids(self, allowed: set[int] | None) -> np.ndarray | None:
+        """A boolean mask over all rows, True where the row's image id is in `allowed` (None: no
+        mask). Catalog ids are SQLite row ids, nearly dense, so membership is a lookup table over
+        the id range, gathered by row: no copy or sort of every id per query (np.isin sorts them).
+        Sparse ids (a range far beyond the row count) fall back to np.isin."""
+        if allowed is None:
+            return None
+        ids = self.ids
+        if not allowed or not len(ids):
+            return np.zeros(len(ids), bool)
+        wanted = np.fromiter(allowed, np.int64, len(allowed))
+        smallest, largest = self._id_range
+        if smallest >= 0 and largest < 4 * len(ids) + 1024:
+            member = np.zeros(largest + 1, bool)
+            member[wanted[(wanted >= 0) & (wanted <= largest)]] = True
+            return member[ids]
+        return np.isin(ids, wanted)
 
     @property
     def _f32(self) -> np.ndarray | None:
@@ -304,10 +330,12 @@ class VectorMatrix:
         other._queries = 0
         other._tail_scopes = {}  # the copy is about to get new rows
         other._tail_vectors_f32 = None
+        other._ids = None  # the copy is about to grow: its ids are derived afresh
         return other
 
     def _apply(self, batch: _Batch) -> None:
         """Apply one journal batch in place (only on a fresh copy: views handed out stay unchanged)."""
+        self._ids = None
         for image_id in batch.kills.tolist():
             tail = self.tail_row_of.pop(image_id, None)
             if tail is not None:

@@ -68,8 +68,9 @@ def _query_term(state: ServerState, body: KnnRequest):
     if body.image_url:
         return make_term("url", body.image_url)
     if body.embedding_input:
-        vector = np.asarray(body.embedding_input, dtype=np.float32)
-        norm = float(np.linalg.norm(vector))
+        with np.errstate(over="ignore"):  # a number past float32 becomes inf, refused just below
+            vector = np.asarray(body.embedding_input, dtype=np.float32)
+            norm = float(np.linalg.norm(vector))
         if not np.isfinite(norm) or norm == 0:
             raise PixgrepError("embedding_input must be a non-zero vector")
         return make_term("vector", (vector / norm).tolist())

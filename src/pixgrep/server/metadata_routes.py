@@ -14,30 +14,23 @@ from fastapi.responses import HTMLResponse, Response
 
 from pixgrep.server.guards import ImageIdPath
 from pixgrep.server.querying import not_found
+from pixgrep.server.search_params import MetadataFilters
 from pixgrep.server.state import ServerState, get_state
 
 router = APIRouter()
-
-NEAR = Annotated[str | None, Query(description='"Florence", "Florence, 5", "LAT,LON" or "LAT,LON,KM"')]
-CAMERA = Annotated[str | None, Query(description='case-insensitive part of "make model"')]
-TAG = Annotated[str | None, Query(description='a keyword, a parent ("Places" for "Places|Italy"), or "pre*"')]
-PLACE = Annotated[str | None, Query(description="a city, region or country (or the start of one)")]
 
 
 @router.get("/api/facets", tags=["catalog"])
 def facets(
     state: Annotated[ServerState, Depends(get_state)],
-    near: NEAR = None,
-    camera: CAMERA = None,
-    tag: TAG = None,
-    place: PLACE = None,
+    filters: Annotated[MetadataFilters, Query()],
     limit: Annotated[int, Query(ge=1, le=200)] = 12,
 ):
     """The most common places, countries, cameras, years and tags, with image counts; with filters
     given, counted over the images that pass them (what a click on a facet would narrow down to)."""
     from pixgrep.search.options import SearchOptions
 
-    options = SearchOptions(near=near, camera=camera, tag=tag, place=place)
+    options = SearchOptions(**filters.model_dump())
     with state.lock:
         return state.catalog.facets(options, limit=limit)
 

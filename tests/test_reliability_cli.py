@@ -1,0 +1,174 @@
+"""The fault battery over the command table: every command given bad input answers with one
+`pixgrep: error:` line and status 2, no traceback, and leaves the catalog as it was.
+
+Run in-process (pixgrep.cli.main), so a hundred cases cost seconds; the subprocess view of the
+same rule is in test_reliability_*.py. The list of commands comes from the parser, so a command
+added without a case here fails `test_every_command_has_a_bad_input_case`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+from reliability_kit import make_images
+
+from pixgrep.cli import build_parser, main
+
+LONG = "a" * 5000  # over NAME_MAX and PATH_MAX: the kernel refuses it (ENAMETOOLONG)
+HUGE = str(10**23)  # past any C integer the options reach (SQLite, numpy, pyarrow)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_model_dir):
+    base = tmp_path_factory.mktemp("battery")
+    photos = base / "photos"
+    make_images(photos, 3)
+    good = base / "good.db"
+    assert main(["index", str(photos), "--catalog", str(good), "--model", str(tiny_model_dir)]) == 0
+    data = good.read_bytes()
+    (base / "truncated.db").write_bytes(data[: len(data) // 3])
+    (base / "text.db").write_bytes(b"not a catalog\n" * 64)
+    (base / "text.jpg").write_text("not an image")
+    (base / "folder.jpg").mkdir()
+    return {"base": base, "photos": photos, "good": good, "model": str(tiny_model_dir)}
+
+
+def _cases(w: dict) -> dict[str, list[list[str]]]:
+    """Bad invocations per leaf command (its words joined by spaces): missing, over-long and
+    non-image paths, a folder where a file goes, numbers out of range, unknown models, damaged
+    catalogs, --json variants."""
+    base, photos, model = w["base"], str(w["photos"]), w["model"]
+    good = ["--catalog", str(w["good"])]
+    m = ["--model", model]
+    return {
+        "search": [
+            ["search", "-n", "cat", "--in", LONG, *good, *m],
+            ["search", "-n", str(base / "text.jpg"), *good, *m],
+            ["search", "-n", str(base / "folder.jpg"), *good, *m],
+            ["search", "-n", "cat", "-k", "-5", *good, *m],
+            ["search", "-n", "cat", "-k", HUGE, *good, *m],
+            ["search", "-n", "cat", "--offset", HUGE, *good, *m],
+            ["search", "-n", "cat", "--threshold", "nan", *good, *m],
+            ["search", "-n", "cat", "--model", "no-such-model", *good],
+            ["search", "-n", "cat", "--model", LONG, *good],
+            ["search", "-n", "cat", "--catalog", str(base / "truncated.db"), *m],
+            ["search", "-n", "cat", "--catalog", str(base / "text.db"), *m],
+            ["search", "-n", "cat", "--tone", ",,", *good, *m],
+            ["search", "-n", "", *good, *m],
+            ["search", "-n", "cat", "--json", "-k", "0", *good, *m],
+            ["search", "-n", "cat", "--json", "--catalog", str(base / "truncated.db"), *m],
+        ],
+        "index": [
+            ["index", LONG, *good, *m],
+            ["index", str(base / "missing\nline \u00e9"), *good, *m],
+            ["index", photos, "--batch-size", HUGE, *good, *m],
+            ["index", photos, "--batch-size", "0", *good, *m],
+            ["index", photos, "--model", LONG, *good],
+            ["index", LONG, "--json", *good, *m],
+        ],
+        "stats": [["stats", "--catalog", str(base / "truncated.db")], ["stats", "--json", "--catalog", LONG]],
+        "duplicates": [
+            ["duplicates", "--threshold", "0", *good, *m],
+            ["duplicates", "--threshold", "nan", *good, *m],
+            ["duplicates", "--catalog", str(base / "text.db"), *m],
+            ["duplicates", "--json", "--catalog", str(base / "truncated.db"), *m],
+        ],
+        "models list": [["models", "list", "--no-such-flag"]],
+        "models info": [["models", "info", LONG], ["models", "info", "no-such-model"]],
+        "models download": [["models", "download", "no-such-model"]],
+        "models export": [["models", "export", "--pretrained", "none", "--out", str(base / "m")]],
+        "models add-combiner": [
+            ["models", "add-combiner", model, LONG],
+            ["models", "add-combiner", model, photos],
+        ],
+        "models quantize": [["models", "quantize", LONG]],
+        "train mini": [["train", "mini", "--epochs", "-5"], ["train", "mini", "--seed", HUGE]],
+        "train combiner": [
+            ["train", "combiner", "--triplets", LONG, "--images", photos, "--out", "x.npz", *good, *m]
+        ],
+        "eval retrieval": [["eval", "retrieval", "--images", LONG, "--captions", LONG, *good, *m]],
+        "eval classes": [["eval", "classes", LONG, *good, *m], ["eval", "classes", photos, *good, *m]],
+        "eval composed": [["eval", "composed", "--triplets", LONG, "--images", photos, *good, *m]],
+        "eval make-cir": [["eval", "make-cir", "--captions", LONG, "--split", LONG, "--out", str(base)]],
+        "rank": [["rank", LONG, "a cat", *m], ["rank", str(base / "text.jpg"), "a cat", *m]],
+        "probe": [["probe", "a cat", "--in", LONG, *good, *m]],
+        "classify": [
+            ["classify", LONG, "--labels", "cat,dog", *m],
+            ["classify", photos, "--labels", "cat", "--top", "-1", *m],
+            ["classify", photos, "--labels", "cat", "--min-prob", "nan", *m],
+        ],
+        "serve": [["serve", "--port", "70000", *good, *m]],
+        "export": [["export", "--parquet", LONG, *good], ["export", "--parquet", photos, *good]],
+        "import": [
+            ["import", LONG, *good, *m],
+            ["import", str(base / "text.jpg"), "--batch-size", HUGE, *good, *m],
+            ["import", str(base / "text.jpg"), *good, *m],
+            ["import", str(base / "text.jpg"), "--json", *good, *m],
+        ],
+    }
+
+
+def _leaf_commands(parser: argparse.ArgumentParser, prefix: str = "") -> list[str]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return [
+                leaf
+                for name, sub in action.choices.items()
+                for leaf in _leaf_commands(sub, f"{prefix}{name} ")
+            ]
+    return [prefix.strip()]
+
+
+def _catalog_state(path: Path) -> str:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return hashlib.sha256("\n".join(conn.iterdump()).encode()).hexdigest()
+    finally:
+        conn.close()
+
+
+def test_every_command_has_a_bad_input_case(tmp_path):
+    fake = {"base": tmp_path, "photos": tmp_path, "good": tmp_path, "model": "m"}
+    assert sorted(_leaf_commands(build_parser())) == sorted(_cases(fake))
+
+
+def test_bad_input_to_every_command_is_one_line_and_leaves_the_catalog(world, capsys, monkeypatch):
+    monkeypatch.delenv("PIXGREP_MODEL", raising=False)
+    monkeypatch.chdir(world["base"])
+    before = _catalog_state(world["good"])
+    failures = []
+    for command, cases in _cases(world).items():
+        for argv in cases:
+            try:
+                status = main(argv)
+            except SystemExit as exc:  # argparse refusals exit through the parser
+                status = exc.code
+            except BaseException as exc:  # noqa: BLE001 (a traceback is the failure being looked for)
+                failures.append((command, argv[:4], f"raised {type(exc).__name__}: {exc}"[:200]))
+                continue
+            out, err = capsys.readouterr()
+            errors = [line for line in err.splitlines() if line.startswith("pixgrep: error: ")]
+            # stdout stays empty: a pipe (or a --json reader) never gets half an answer
+            if status != 2 or len(errors) != 1 or "Traceback" in err or out:
+                failures.append((command, [a[:40] for a in argv[:4]], status, err[-300:], out[:100]))
+    assert not failures, "\n".join(map(str, failures))
+    assert _catalog_state(world["good"]) == before
+    assert sorted(p.name for p in world["base"].iterdir()) == sorted(
+        ["photos", "good.db", "truncated.db", "text.db", "text.jpg", "folder.jpg", *_sidecars(world["base"])]
+    )
+
+
+def _sidecars(base: Path) -> list[str]:
+    """The search matrix and lock files beside the good catalog (made by a search, not by a failure)."""
+    return [p.name for p in base.iterdir() if p.name.startswith("good.db") and p.name != "good.db"]
+
+
+def test_a_name_the_kernel_refuses_is_named_shortly(world, capsys):
+    assert main(["index", LONG, "--catalog", str(world["good"]), "--model", world["model"]]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("pixgrep: error: File name too long: aaaa") and line.endswith("(5000 characters)")
+    assert len(line) < 300

@@ -1,0 +1,99 @@
+"""Ctrl-C at chosen points of `pixgrep index`: the walk, inside a batch's transaction, while gone
+files are dropped, and during the photo-metadata refresh. Each leaves a sound catalog, and the
+next run completes it to what an uninterrupted run stores.
+
+A KeyboardInterrupt is raised from inside the named step (in-process, deterministic), which is
+what SIGINT does to the main thread; the timed SIGINT of a real subprocess mid-run is in
+test_index_cli.py (test_sigint_mid_index_then_resume_gives_the_same_catalog).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from reliability_kit import make_images
+
+from pixgrep.catalog import db as db_module
+from pixgrep.catalog import metadata, scan
+from pixgrep.cli import main
+
+
+def _interrupt_on_call(monkeypatch, owner, name: str, call: int, *, after: bool = False) -> None:
+    """owner.name raises KeyboardInterrupt on its `call`-th call (after doing its work with after)."""
+    original = getattr(owner, name)
+    calls = [0]
+
+    def wrapper(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == call and not after:
+            raise KeyboardInterrupt
+        result = original(*args, **kwargs)
+        if calls[0] == call:
+            raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr(owner, name, wrapper)
+
+
+POINTS = {
+    # the walk: nothing is stored yet
+    "walk": lambda mp: _interrupt_on_call(mp, scan, "excluded", 3),
+    # the second batch's rows and vectors are written, its transaction not yet committed
+    "inside a batch": lambda mp: _interrupt_on_call(mp, db_module.CatalogDB, "_store", 2, after=True),
+    # the gone file's row is dropped, the replaced imports not yet
+    "dropping gone files": lambda mp: _interrupt_on_call(
+        mp, db_module.CatalogDB, "remove_images", 1, after=True
+    ),
+    # the photo metadata of the second file is being read
+    "metadata refresh": lambda mp: _interrupt_on_call(mp, metadata, "read_photo_meta", 2),
+}
+
+
+def _state(path: Path) -> tuple[list, list, int]:
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        rows = conn.execute("SELECT path, content_hash, error FROM images ORDER BY path").fetchall()
+        hashes = {h for (h,) in conn.execute("SELECT content_hash FROM embeddings")}
+        assert {h for _, h, e in rows if e is None} <= hashes  # no row points at a missing vector
+        meta = conn.execute("SELECT count(*) FROM photo_meta").fetchone()[0]
+        return [(Path(p).name, h, e) for p, h, e in rows], sorted(hashes), meta
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("point", list(POINTS))
+def test_ctrl_c_at_each_step_of_index_leaves_a_sound_catalog_that_resumes(
+    point, tmp_path, tiny_model_dir, monkeypatch, capsys
+):
+    photos = tmp_path / "photos"
+    files = make_images(photos, 6)
+    catalog, reference = tmp_path / "c.db", tmp_path / "reference.db"
+    index = ["index", str(photos), "--batch-size", "2", "--model", str(tiny_model_dir)]
+    if point == "dropping gone files":  # a file indexed before and deleted since
+        assert main([*index, "--catalog", str(catalog)]) == 0
+        files[0].unlink()
+    capsys.readouterr()
+    with monkeypatch.context() as patch:
+        POINTS[point](patch)
+        assert main([*index, "--catalog", str(catalog)]) == 130
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("pixgrep: interrupted; the catalog is consistent, run again to resume")
+    )
+    assert main([*index, "--catalog", str(reference)]) == 0
+    stored, _, meta = _state(catalog)
+    whole, _, whole_meta = _state(reference)
+    if point == "walk":
+        assert stored == []
+    if point == "inside a batch":
+        assert len(stored) == 2  # the first batch only: the second rolled back
+    if point == "dropping gone files":
+        assert stored == whole  # the row of the gone file left in the one transaction
+    if point == "metadata refresh":
+        assert stored == whole and meta < whole_meta  # every vector stored, metadata not all read
+    assert main([*index, "--catalog", str(catalog)]) == 0
+    assert _state(catalog) == _state(reference)
