@@ -312,6 +312,34 @@ def run_child(command: list[str]) -> tuple[float, float, int]:
     return round(wall, 3), round(usage.ru_utime + usage.ru_stime, 3), usage.ru_maxrss // 1024
 
 
+def cmd_knobs(args: argparse.Namespace) -> None:
+    """Recall@10 and latency of pixgrep's own search (VectorMatrix.top) for each pair of ANN knobs:
+    candidates re-scored at least (matrix.ANN_MIN_FETCH) x walk width (ann.EXPANSION_SEARCH)."""
+    import pixgrep
+    from pixgrep.catalog.db import CatalogDB
+    from pixgrep.search import ann as ann_module
+    from pixgrep.search import matrix as matrix_module
+
+    with pixgrep.open_catalog(args.catalog, model=args.model) as catalog:
+        model_id = catalog.encoder.model_id
+    m = matrix_module.load_matrix(CatalogDB(args.catalog), model_id)
+    queries = np.load(Path(args.vectors) / "queries.npy")[args.skip : args.skip + args.queries]
+    truth = [{h.image_id for h in m.top(q, K, exact=True)} for q in queries]
+    print(json.dumps({"rows": m.live, "queries": len(queries), "load": os.getloadavg()[0]}), flush=True)
+    for fetch in args.fetch:
+        for ef in args.ef:
+            matrix_module.ANN_MIN_FETCH, ann_module.EXPANSION_SEARCH = fetch, ef
+            found, ms = [], []
+            for q in queries:
+                t = time.perf_counter()
+                found.append({h.image_id for h in m.top(q, K)})
+                ms.append(1000 * (time.perf_counter() - t))
+            hit = statistics.mean(len(a & b) / K for a, b in zip(found, truth, strict=True))
+            row = {"fetch": fetch, "ef": ef, "recall@10": round(hit, 4)}
+            row["p50_ms"] = round(statistics.median(ms), 2)
+            print(json.dumps(row | {"method": m.last_method, "load": os.getloadavg()[0]}), flush=True)
+
+
 def cmd_e2e(args: argparse.Namespace) -> None:
     """At one catalog size: build time and size of base + index, recall@10 of ANN vs exact for
     real caption queries, in-process latency, CLI whole-process time and peak RSS, and the cost of
@@ -456,10 +484,18 @@ def main() -> None:
     e2e.add_argument("--exact-queries", type=int, default=30)
     e2e.add_argument("--add", type=int, default=10_000)
     e2e.add_argument("--rebuild", action="store_true")
+    knobs = sub.add_parser("knobs")
+    knobs.add_argument("--catalog", required=True)
+    knobs.add_argument("--vectors", required=True)
+    knobs.add_argument("--model", default="pixgrep-mini")
+    knobs.add_argument("--queries", type=int, default=60)
+    knobs.add_argument("--skip", type=int, default=300, help="queries skipped (older e2e runs planted them)")
+    knobs.add_argument("--fetch", type=int, nargs="+", default=[64, 128, 256])
+    knobs.add_argument("--ef", type=int, nargs="+", default=[256, 512])
     args = parser.parse_args()
-    {"vectors": cmd_vectors, "compare": cmd_compare, "catalog": cmd_catalog, "e2e": cmd_e2e}[args.command](
-        args
-    )
+    commands = {"vectors": cmd_vectors, "compare": cmd_compare, "catalog": cmd_catalog, "e2e": cmd_e2e}
+    commands["knobs"] = cmd_knobs
+    commands[args.command](args)
 
 
 if __name__ == "__main__":
