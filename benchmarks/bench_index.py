@@ -101,7 +101,7 @@ def throughput(args: argparse.Namespace) -> dict:
     alone on preprocessed batches, then a full `index_roots` run of the same files."""
     from pixgrep.catalog import ingest
     from pixgrep.catalog.db import CatalogDB
-    from pixgrep.catalog.ingest import DRAFT_FACTOR, _model_side, index_roots
+    from pixgrep.catalog.ingest import DRAFT_FACTOR, index_roots
     from pixgrep.images.decode import decode_file
 
     sources = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
@@ -110,7 +110,7 @@ def throughput(args: argparse.Namespace) -> dict:
         sys.exit(f"only {len(sources)} JPEGs in {args.images}")
     encoders = {name: _encoder(name) for name in args.model}
     first = next(iter(encoders.values()))
-    draft = DRAFT_FACTOR * _model_side(first)
+    draft = DRAFT_FACTOR * max(first.image_size)
     work = Path(tempfile.mkdtemp(prefix="pixgrep-bench-index-"))
     try:
         photos = work / "photos"
@@ -195,7 +195,7 @@ def cost(args: argparse.Namespace) -> dict:
     agreement of every caption's search over the photos (models/quantize.cost_figures)."""
     import csv
 
-    from pixgrep.catalog.ingest import DRAFT_FACTOR, _model_side
+    from pixgrep.catalog.ingest import DRAFT_FACTOR
     from pixgrep.images.decode import decode_file
     from pixgrep.models.quantize import cost_figures
 
@@ -205,7 +205,7 @@ def cost(args: argparse.Namespace) -> dict:
     with open(data / "captions.tsv", newline="") as f:
         captions = [row["caption"] for row in csv.DictReader(f, delimiter="\t") if row["image"] in wanted]
     f32, q8 = _encoder(args.model), _encoder(args.variant or f"{args.model}@int8")
-    draft = DRAFT_FACTOR * _model_side(f32)
+    draft = DRAFT_FACTOR * max(f32.image_size)
     pixels = np.stack([f32.preprocess(decode_file(data / "images" / n, draft_size=draft)[0]) for n in names])
 
     def run(encoder):
@@ -257,11 +257,10 @@ def _draft_photos(folder: Path, min_side: int, work: Path) -> list[Path]:
 
 
 def draft(args: argparse.Namespace) -> dict:
-    from pixgrep.catalog.ingest import _model_side
     from pixgrep.images.decode import decode_file
 
     encoder = _encoder(args.model)
-    side = _model_side(encoder)
+    side = max(encoder.image_size)
     work = Path(tempfile.mkdtemp(prefix="pixgrep-bench-draft-"))
     try:
         photos = _draft_photos(Path(args.photos), 2 * side, work)  # smaller ones never draft
@@ -325,7 +324,7 @@ def float16(args: argparse.Namespace) -> dict:
     import csv
 
     from pixgrep.catalog.db import blob_to_vector, vector_to_blob
-    from pixgrep.catalog.ingest import DRAFT_FACTOR, _model_side
+    from pixgrep.catalog.ingest import DRAFT_FACTOR
     from pixgrep.images.decode import decode_file
 
     data = Path(args.flickr)
@@ -335,7 +334,7 @@ def float16(args: argparse.Namespace) -> dict:
         wanted = set(names)
         captions = [row["caption"] for row in csv.DictReader(f, delimiter="\t") if row["image"] in wanted]
     encoder = _encoder(args.model)
-    draft = DRAFT_FACTOR * _model_side(encoder)
+    draft = DRAFT_FACTOR * max(encoder.image_size)
     pixels = [encoder.preprocess(decode_file(data / "images" / n, draft_size=draft)[0]) for n in names]
     images = np.concatenate(
         [encoder.encode_pixels(np.stack(pixels[i : i + 32])) for i in range(0, len(pixels), 32)]
