@@ -114,6 +114,7 @@ def main() -> int:
         help="search this existing catalog instead of filling one (e.g. bench_ann.py's realistic "
         "1M catalog; uniform random vectors say nothing about an ANN index); --rows is then its size",
     )
+    parser.add_argument("--no-dedup", action="store_true", help="search with dedup=false")
     parser.add_argument("--root", default="/bench/photos", help="folder of the catalog's d000..d099 folders")
     args = parser.parse_args()
 
@@ -168,7 +169,8 @@ def main() -> int:
                 results[name].update(search_p50_ms=inside["p50_ms"], search_p95_ms=inside["p95_ms"])
 
         def search(**params):
-            return client.get("/api/search", params={"k": 20, **params})
+            extra = {"dedup": "false"} if args.no_dedup else {}
+            return client.get("/api/search", params={"k": 20, **extra, **params})
 
         def refine(i: int):
             terms = [
@@ -229,6 +231,7 @@ def main() -> int:
         "load_average_before_after": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
         "server_ready_s": round(startup_s, 2),
         "latency": results,
+        "dedup": not args.no_dedup,
     }
     print(json.dumps(report, indent=2))
     print(
@@ -236,6 +239,8 @@ def main() -> int:
         file=sys.stderr,
     )
     for name, row in results.items():
+        if "p50_ms" not in row:  # server_memory_mb
+            continue
         inside = f"{row['search_p50_ms']} / {row['search_p95_ms']}" if "search_p50_ms" in row else ""
         print(f"| {name} | {row['p50_ms']} | {row['p95_ms']} | {inside} | {row['n']} |", file=sys.stderr)
     return 0
