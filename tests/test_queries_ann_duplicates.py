@@ -32,7 +32,8 @@ def _insert(db: CatalogDB, path: str, vector: np.ndarray, content: str | None = 
         " error, indexed_at) VALUES (?, 1, 1, ?, 1, 1, 'JPEG', NULL, NULL, ?)",
         (path, digest, time.time()),
     )
-    db.conn.execute("INSERT OR IGNORE INTO embeddings VALUES (?, 'fake', ?)", (digest, vector_to_blob(vector)))
+    blob = vector_to_blob(vector)
+    db.conn.execute("INSERT OR IGNORE INTO embeddings VALUES (?, 'fake', ?)", (digest, blob))
 
 
 @pytest.fixture
