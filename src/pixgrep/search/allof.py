@@ -27,6 +27,8 @@ __all__ = ["POWER", "WHOLE_WEIGHT", "PartPlan", "combine", "plan_parts", "standa
 # *dev* split with pixgrep-mini (docs/quality.md), then measured once on the test split.
 POWER = -0.5
 WHOLE_WEIGHT = 2.0
+CAP = float("inf")  # the largest z-score a part contributes (inf: none)
+MIN_PARTS = 2  # a text that splits into fewer parts is searched as one (plain search)
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,8 @@ class PartPlan:
 def plan_parts(text: str, cut: bool) -> PartPlan:
     """The plan for `text`; `cut`: the model would cut the whole text (Encoder.cut_texts)."""
     parts = tuple(split_parts(text)) or (text,)
-    if len(parts) == 1:  # nothing to split: the whole text alone (as plain search)
-        return PartPlan(text, parts, whole=False)
+    if len(parts) < MIN_PARTS:  # nothing (or too little) to split: the whole text alone, as plain search
+        return PartPlan(text, (text,), whole=False)
     return PartPlan(text, parts, whole=not cut)
 
 
@@ -60,13 +62,22 @@ def standardise(scores: np.ndarray) -> np.ndarray:
     return (scores - mean) / np.where(std > 1e-12, std, 1.0)
 
 
-def combine(part_scores: np.ndarray, power: float = POWER, weights: np.ndarray | None = None) -> np.ndarray:
+def combine(
+    part_scores: np.ndarray,
+    power: float = POWER,
+    weights: np.ndarray | None = None,
+    cap: float | None = None,
+) -> np.ndarray:
     """Combined all-of score per column of `part_scores` (parts, images) of raw cosines, float32.
 
     A single part gives its z-scores. power < 0 rewards matching every part (module docstring);
-    weights: one per part (default: equal), a weighted power mean.
+    weights: one per part (default: equal), a weighted power mean. cap (default CAP): each z is
+    limited to it first, so a part matched far beyond it cannot make up for parts not matched.
     """
     z = standardise(np.atleast_2d(part_scores))
+    limit = CAP if cap is None else cap
+    if z.shape[0] > 1 and np.isfinite(limit):
+        z = np.minimum(z, limit)
     w = np.ones(z.shape[0]) if weights is None else np.asarray(weights, np.float64)
     w = (w / w.sum())[:, None]
     if power == 0 or z.shape[0] == 1:
