@@ -25,9 +25,9 @@ __all__ = ["POWER", "WHOLE_WEIGHT", "PartPlan", "combine", "plan_parts", "standa
 
 # The power mean's exponent and the whole query's weight among the parts; chosen on the Flickr8k
 # *dev* split with pixgrep-mini (docs/quality.md), then measured once on the test split.
-POWER = -0.5
-WHOLE_WEIGHT = 2.0
-CAP = float("inf")  # the largest z-score a part contributes (inf: none)
+POWER = 0.0
+WHOLE_WEIGHT = 4.0
+CAP = 4.0  # the largest z-score a part contributes: the soft minimum for p = 0 (module docstring)
 MIN_PARTS = 2  # a text that splits into fewer parts is searched as one (plain search)
 
 

@@ -35,7 +35,7 @@ from pixgrep.models.base import Encoder
 
 __all__ = ["RANK", "ToneSpace", "apply_tone", "load_lexicon", "strip_tone_items", "tone_space"]
 
-RANK = 2  # subspace dimensions: more cost over 1 point of R@1 on Flickr8k dev captions (quality.md)
+RANK = 1  # subspace dimensions, chosen on Flickr8k dev captions with pixgrep-mini (docs/quality.md)
 FORMAT = 1
 
 # Neutral scenes; each tone word is tried as an adjective and appended, as people write it.
