@@ -3,14 +3,17 @@
 Each part (search/parts.py) is scored against every image like a query of its own. Raw cosines of
 different texts are not comparable (one phrase's typical score is 0.15, another's 0.25), so each
 part's scores are first standardised against the catalog: z = (s - mean) / std over all images
-scored. The parts are then combined by a generalised (power) mean with exponent p < 0 of exp(z):
+scored. The parts are then combined by a generalised (power) mean with exponent p <= 0 of exp(z):
 
     combined = log( mean_i exp(p * z_i) ) / p        (p -> 0: the plain mean of the z_i)
 
-which is a soft minimum: an image that matches one part very strongly and the others not at all
-scores lower than one that matches every part moderately. The whole query's own score (when the
-text fits in the model's context length) is one more part. The combined score is in standard
-deviations above the catalog's average, not a cosine; results also carry each part's cosine.
+which for p < 0 is a soft minimum. Each z is first capped at CAP: a part matched CAP standard
+deviations above the catalog's average counts as fully matched, so an image that matches one part
+very strongly and the others not at all scores lower than one that matches every part moderately,
+even at the shipped p = 0 (the plain mean, which scored best on Flickr8k dev; docs/quality.md).
+The whole query's own score (when the text fits in the model's context length) is one more part,
+with weight WHOLE_WEIGHT. The combined score is in standard deviations above the catalog's
+average, not a cosine; results also carry each part's cosine.
 """
 
 from __future__ import annotations
