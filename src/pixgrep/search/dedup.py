@@ -55,7 +55,7 @@ BLOCK_ROWS = 4096  # rows per block of the all-pairs product: a 4096 x 4096 floa
 # The ANN path (catalogs with an index): neighbours asked per row, the walk's expansion, and rows
 # per batch (a batch gathers ANN_BLOCK x NEIGHBOURS stored vectors: 4096 x 9 x 2 KB = 75 MB).
 NEIGHBOURS = 8
-ANN_EXPANSION = 32
+ANN_EXPANSION = 16
 ANN_BLOCK = 4096
 
 
