@@ -21,12 +21,14 @@ def fill_catalog(
     seed: int = 0,
     base_vectors: np.ndarray | None = None,
     noise: float = 0.017,
+    vectors_given: np.ndarray | None = None,
 ) -> None:
     """`rows` images in 100 sub-folders of `folder`, capture dates spread over 14 years. When
     `first` is a real file it becomes row 0 with its true size and mtime, so an image query for
     it finds its stored vector. Vectors are random unit vectors, or, given `base_vectors` (real
     image vectors, unit rows), copies of them with Gaussian `noise` per component (cosine to the
-    original about 0.93 at 512-d): realistic for ANN benchmarks, where uniform noise is not."""
+    original about 0.93 at 512-d): realistic for ANN benchmarks, where uniform noise is not.
+    `vectors_given` (rows x dim unit rows) sets every row's vector instead."""
     from pixgrep.catalog.db import CatalogDB
 
     db = CatalogDB(db_path)
@@ -36,7 +38,9 @@ def fill_catalog(
         with db.conn:
             for start in range(0, rows, 10_000):
                 count = min(10_000, rows - start)
-                if base_vectors is None:
+                if vectors_given is not None:
+                    vectors = np.asarray(vectors_given[start : start + count], np.float32)
+                elif base_vectors is None:
                     vectors = rng.standard_normal((count, dim)).astype(np.float32)
                 else:
                     vectors = base_vectors[rng.integers(0, len(base_vectors), count)].astype(np.float32)

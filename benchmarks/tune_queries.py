@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import os
 from pathlib import Path
 
@@ -52,6 +53,8 @@ def main() -> None:
     parser.add_argument("--catalog", default=os.environ.get("PIXGREP_CATALOG"))
     parser.add_argument("--full", action="store_true", help="all 5000 single captions (default: half)")
     parser.add_argument("--images", type=int, help="only the queries of the first N images of the split")
+    parser.add_argument("--grid", choices=("tone", "allof", "all", "chosen"), default="all")
+    parser.add_argument("--data", default=str(DATA), help="the flickr8k folder")
     args = parser.parse_args()
     sets = {
         name: read_tsv(Path(args.sets) / f"flickr8k-{args.split}-{name}.tsv")
@@ -70,7 +73,8 @@ def main() -> None:
     position = {n: i for i, n in enumerate(names)}
     with pixgrep.open_catalog(args.catalog, args.model) as catalog:
         encoder = catalog.encoder
-        images = catalog_image_vectors(catalog, [DATA / "images"], [DATA / "images" / n for n in names])
+        folder = Path(args.data) / "images"
+        images = catalog_image_vectors(catalog, [folder], [folder / n for n in names])
         plans = {
             name: [
                 allof.plan_parts(t, bool(c))
@@ -99,45 +103,76 @@ def main() -> None:
             np.save(cache, vectors)
         row = {t: i for i, t in enumerate(unique)}
         differences = tone._differences(encoder, tone.load_lexicon())
+        lexicon = tone.load_lexicon()
+        word_vectors = np.asarray(encoder.encode_texts(lexicon), np.float64)
     stacked = np.concatenate(list(differences.values())).astype(np.float64)
     _, _, vt = np.linalg.svd(stacked, full_matrices=False)
-    for rank in (4, 8, 12, 16, 24):
-        space = tone.ToneSpace(vt[:rank].astype(np.float32), {})
-        base = (
-            vectors[[row[t.rstrip(" .")] if t.rstrip(" .") in row else row[t] for _, t in sample]] @ images.T
-        )
-        toned = space.project(vectors[[row[t] for _, t in sets["sum"]]]) @ images.T
-        plain_toned = vectors[[row[t] for _, t in sets["sum"]]] @ images.T
-        print(
-            f"top-10 overlap with QUERY: 'QUERY, sad, ugly, messy' plain {overlap(plain_toned, base):.3f}, "
-            f"--ignore-tone rank {rank} {overlap(toned, base):.3f}",
-            flush=True,
-        )
-    for name, rows in sets.items():
-        if name == "sum":
-            continue
+    _, _, wt = np.linalg.svd(word_vectors, full_matrices=False)
+    subspaces = {f"templates rank {r}": vt[:r] for r in (1, 2, 4, 8)}
+    subspaces |= {f"words rank {r}": wt[:r] for r in (1, 2, 4, 8)}
+    subspaces["none"] = vt[:0]
+    if args.grid == "chosen":  # the shipped constants only (the test split is measured once)
+        subspaces = {f"shipped rank {tone.RANK}": vt[: tone.RANK], "none": vt[:0]}
+    stripped = {t: tone.strip_tone_items(t) for _, t in [*sets["plain"], *sets["tone"], *sets["sum"]]}
+    missing = [t for t in dict.fromkeys(stripped.values()) if t not in row]
+    if missing:  # tone-stripped texts not encoded above
+        with pixgrep.open_catalog(args.catalog, args.model) as catalog:
+            extra = encode_texts_batched(catalog.encoder, missing)
+        row |= {t: len(vectors) + i for i, t in enumerate(missing)}
+        vectors = np.concatenate([vectors, extra])
+    if args.grid in ("tone", "all", "chosen"):
+        tone_grid(sets, sample, vectors, row, images, position, subspaces, stripped)
+    if args.grid in ("allof", "all"):
+        allof_grid(sets, plans, vectors, row, images, position)
+    if args.grid == "chosen":
+        shipped = [(allof.MIN_PARTS, allof.POWER, allof.WHOLE_WEIGHT, allof.CAP)]
+        allof_grid(sets, plans, vectors, row, images, position, shipped)
+
+
+def tone_grid(sets, sample, vectors, row, images, position, subspaces, stripped) -> None:
+    """--ignore-tone variants: with or without the tone-only list items dropped, per subspace."""
+    from pixgrep.search import tone
+
+    base = vectors[[row[t.rstrip(" .")] if t.rstrip(" .") in row else row[t] for _, t in sample]] @ images.T
+    for strip in (False, True):
+        for name, basis in subspaces.items():
+            space = tone.ToneSpace(basis.astype(np.float32), {})
+            project = space.project if len(basis) else (lambda v: v)
+            line = [f"strip={strip} {name}:"]
+            texts = [stripped[t] if strip else t for _, t in sets["sum"]]
+            toned = project(vectors[[row[t] for t in texts]]) @ images.T
+            line.append(f"overlap {overlap(toned, base):.3f}")
+            for set_name in ("plain", "tone"):
+                rows = sets[set_name]
+                truth = np.array([position[image] for image, _ in rows])
+                texts = [stripped.get(t, t) if strip else t for _, t in rows]
+                scores = project(vectors[[row[t] for t in texts]]) @ images.T
+                line.append(f"{set_name} {r1(scores, truth)}")
+            print(" ".join(line), flush=True)
+
+
+def allof_grid(sets, plans, vectors, row, images, position, settings=None) -> None:
+    """R@1/5/10 of all-of per (fewest parts, power, whole weight, cap) on single and detailed queries."""
+    from pixgrep.search import allof
+
+    for name in ("plain", "l3", "l5"):
+        rows = sets[name]
         truth = np.array([position[image] for image, _ in rows])
-        plain = vectors[[row[t] for _, t in rows]] @ images.T
-        line = [f"{name}: plain {r1(plain, truth)}"]
-        if name != "tone":
-            for power in (0.0, -0.5, -1.0, -2.0):
-                for whole in (0.0, 1.0, 2.0):
-                    allof.WHOLE_WEIGHT = whole
-                    scores = np.stack(
-                        [
-                            allof.combine(vectors[[row[t] for t in p.texts()]] @ images.T, power, p.weights())
-                            for p in plans[name]
-                        ]
-                    )
-                    line.append(f"all p={power} w={whole} {r1(scores, truth)}")
-        if name in ("plain", "tone"):
-            stacked = np.concatenate(list(differences.values())).astype(np.float64)
-            _, _, vt = np.linalg.svd(stacked, full_matrices=False)
-            for rank in (1, 2, 4, 8, 12, 16, 24, 32):
-                space = tone.ToneSpace(vt[:rank].astype(np.float32), {})
-                projected = space.project(vectors[[row[t] for _, t in rows]]) @ images.T
-                line.append(f"ignore-tone rank {rank} {r1(projected, truth)}")
-        print("\n  ".join(line), flush=True)
+        print(f"{name}: plain {r1(vectors[[row[t] for _, t in rows]] @ images.T, truth)}", flush=True)
+    grid = itertools.product((2, 3, 4), (0.0, -0.25, -0.5, -1.0), (1.0, 2.0, 4.0), (2.0, 3.0, 4.0, np.inf))
+    for min_parts, power, whole, cap in settings or grid:
+        allof.WHOLE_WEIGHT = whole
+        line = [f"min_parts={min_parts} p={power} w={whole} cap={cap}:"]
+        for name in ("plain", "l3", "l5"):
+            rows = sets[name]
+            truth = np.array([position[image] for image, _ in rows])
+            out = np.empty((len(rows), len(images)), np.float32)
+            for i, plan in enumerate(plans[name]):
+                texts = plan.texts() if len(plan.parts) >= min_parts else [plan.text]
+                weights = plan.weights() if len(plan.parts) >= min_parts else None
+                out[i] = allof.combine(vectors[[row[t] for t in texts]] @ images.T, power, weights, cap)
+            line.append(f"{name} {r1(out, truth)}")
+        print(" ".join(line), flush=True)
 
 
 if __name__ == "__main__":

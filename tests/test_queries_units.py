@@ -127,7 +127,9 @@ def isolated_cache(tmp_path, monkeypatch):
 
 def test_tone_projection_removes_the_tone_component(isolated_cache):
     encoder = BagOfWords()
-    space = tone.tone_space(encoder)
+    # rank 4: the fake gives every tone word its own random direction, so one dimension (the
+    # shipped RANK) holds little of three given words; the contract is the same at any rank
+    space = tone.tone_space(encoder, rank=4)
     assert np.allclose(space.basis @ space.basis.T, np.eye(len(space.basis)), atol=1e-5)
     query = encoder.encode_texts(["a kitchen with a table, messy, sad, ugly"])[0]
     assert np.abs(space.basis @ query).max() > 0.1  # the tone words are really in the query
@@ -165,6 +167,53 @@ def test_tone_projection_keeps_the_rank_of_a_tone_neutral_query(isolated_cache):
     assert with_tone.sum() > plain.sum()
     recovered = _ranks(images, tone.apply_tone(encoder, toned, ignore_tone=True), targets)
     assert recovered.sum() < with_tone.sum()
+
+
+@pytest.mark.parametrize(
+    ("text", "stripped"),
+    [
+        ("The dogs play on the snow, sad, luxurious", "The dogs play on the snow"),
+        ("a kitchen, messy and very dingy.", "a kitchen"),
+        ("a dog, sad; a red ball, ugly", "a dog, a red ball"),
+        # tone words inside a phrase, or items that also say something else: unchanged
+        ("a messy, dingy kitchen", "a messy, dingy kitchen"),
+        ("an old man, happy children, a dark dog", "an old man, happy children, a dark dog"),
+        ("messy", "messy"),  # the first item always stays
+        ("a dog on grass", "a dog on grass"),
+    ],
+)
+def test_strip_tone_items_fixed_examples(text, stripped):
+    assert tone.strip_tone_items(text) == stripped
+
+
+def test_ignore_tone_search_drops_appended_tone_words(isolated_cache, tmp_path):
+    """End to end through the engine: "QUERY, messy, sad" with --ignore-tone ranks as "QUERY" does."""
+    from pixgrep.catalog.db import CatalogDB, vector_to_blob
+    from pixgrep.search.engine import search
+    from pixgrep.search.options import SearchOptions
+    from pixgrep.search.query import parse_query
+
+    encoder = BagOfWords()
+    rng = np.random.default_rng(6)
+    db = CatalogDB(tmp_path / "c.db")
+    with db.conn:
+        for i, vector in enumerate(rng.standard_normal((60, encoder.dim))):
+            digest = f"{i:040d}"
+            db.conn.execute(
+                "INSERT INTO images (path, size, mtime_ns, content_hash, width, height, format, taken_at,"
+                " error, indexed_at) VALUES (?, 1, 1, ?, 1, 1, 'JPEG', NULL, NULL, 0)",
+                (f"/p/{i:03d}.jpg", digest),
+            )
+            blob = vector_to_blob(_unit(vector))
+            db.conn.execute("INSERT INTO embeddings VALUES (?, ?, ?)", (digest, encoder.model_id, blob))
+        db.bump_generation()
+
+    def ranked(text: str, ignore: bool) -> list[str]:
+        options = SearchOptions(k=20, ignore_tone=ignore, dedup=False)
+        return [r.path for r in search(db, encoder, parse_query(text), options)]
+
+    assert ranked("bicycle volcano, messy, sad", True) == ranked("bicycle volcano", True)
+    assert ranked("bicycle volcano, messy, sad", False) != ranked("bicycle volcano", False)
 
 
 def test_deliberate_tone_moves_the_query_towards_that_tone(isolated_cache):

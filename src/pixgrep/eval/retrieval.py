@@ -36,17 +36,19 @@ def run_retrieval(
     image_vectors = catalog_image_vectors(catalog, data.images, data.images, progress=show_progress())
     encoder = catalog.encoder
     transform = None
-    if ignore_tone:
-        from pixgrep.search.tone import tone_space
+    captions = data.captions
+    if ignore_tone:  # as search does: tone-only list items dropped, then the tone projection
+        from pixgrep.search.tone import strip_tone_items, tone_space
 
+        captions = [strip_tone_items(c) for c in captions]
         transform = tone_space(encoder).project
     if all_parts:
-        scores = all_of_scores(encoder, data.captions, image_vectors, transform, progress=True)
+        scores = all_of_scores(encoder, captions, image_vectors, transform, progress=True)
         metrics = retrieval_metrics_from_scores(scores, data.caption_image)
     else:
         progress = bar(len(data.captions), "text tower", "caption")
         try:
-            caption_vectors = encode_texts_batched(encoder, data.captions, progress.update)
+            caption_vectors = encode_texts_batched(encoder, captions, progress.update)
         finally:
             progress.close()
         if transform is not None:

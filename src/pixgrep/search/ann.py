@@ -73,6 +73,17 @@ class AnnIndex:
         matches = self._index.search(np.asarray(query, np.float32), min(count, self.rows), threads=1)
         return np.asarray(matches.keys, np.int64)
 
+    def neighbours(self, queries: np.ndarray, count: int, expansion: int) -> np.ndarray:
+        """(len(queries), count) keys, nearest first: approximate neighbours of many queries at
+        once, on every core (a batch job such as `pixgrep duplicates`, not a search request);
+        -1 where fewer were found. (The int8 index's distances are not cosines: re-score.)"""
+        self._index.expansion_search = expansion
+        matches = self._index.search(np.asarray(queries, np.float32), count, threads=os.cpu_count() or 1)
+        keys = np.asarray(matches.keys, np.int64).reshape(len(queries), -1)
+        found = np.asarray(matches.counts).reshape(-1)
+        keys[np.arange(keys.shape[1])[None, :] >= found[:, None]] = -1
+        return keys
+
     def describe(self) -> str:
         return f"usearch HNSW ({DTYPE}, M={CONNECTIVITY}, ef={EXPANSION_SEARCH}) over {self.rows} rows"
 

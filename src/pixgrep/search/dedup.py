@@ -12,8 +12,11 @@ In search results a group is led by its best-scored image (equal scores: the fil
 modification time, then the smaller path); every later candidate that duplicates a leader is
 folded into that leader's group instead of being shown. Comparing with the leader only (not with
 every member) keeps a chain of look-alikes from merging distinct photos.
-`duplicate_groups` (the catalog-wide listing) joins every duplicate pair into connected groups,
-computed with exact blockwise matrix products.
+The catalog-wide listing (`pixgrep duplicates`) joins every duplicate pair into connected groups:
+with exact blockwise matrix products (`duplicate_groups`, quadratic in the rows), or, when the
+catalog's matrix has an ANN index (search/ann.py, from ANN_MIN_ROWS rows), from each row's few
+nearest neighbours in the index, every candidate pair confirmed by its exact cosine
+(`ann_duplicate_groups`: linear; docs/benchmarks.md has its time and recall on 1M rows).
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ import numpy as np
 
 from pixgrep.catalog.db import CatalogDB
 from pixgrep.records import ImageRecord
+from pixgrep.search.ann import AnnIndex
 
 __all__ = [
     "MEASURED",
     "THRESHOLD",
     "Candidate",
+    "ann_duplicate_groups",
     "catalog_duplicates",
     "duplicate_groups",
     "group_candidates",
@@ -47,6 +52,11 @@ def threshold_for(model_id: str) -> float | None:
 THRESHOLD = 0.85  # image-image cosine for pixgrep-mini (module docstring, docs/quality.md)
 MEASURED = {"pixgrep-mini": THRESHOLD}
 BLOCK_ROWS = 4096  # rows per block of the all-pairs product: a 4096 x 4096 float32 block is 64 MB
+# The ANN path (catalogs with an index): neighbours asked per row, the walk's expansion, and rows
+# per batch (a batch gathers ANN_BLOCK x NEIGHBOURS stored vectors: 4096 x 9 x 2 KB = 75 MB).
+NEIGHBOURS = 8
+ANN_EXPANSION = 16
+ANN_BLOCK = 4096
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,34 @@ def group_candidates(
     return groups
 
 
+class _Components:
+    """Union-find over the rows that take part in a pair (a dict: most rows of a catalog are in none)."""
+
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, i: int) -> int:
+        parent = self.parent
+        root = i
+        while parent.get(root, root) != root:
+            root = parent[root]
+        while i != root:  # path compression
+            parent[i], i = root, parent[i]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+            self.parent.setdefault(min(ra, rb), min(ra, rb))
+
+    def groups(self) -> list[list[int]]:
+        members: dict[int, list[int]] = {}
+        for i in self.parent:
+            members.setdefault(self.find(i), []).append(i)
+        return [sorted(group) for group in members.values() if len(group) > 1]
+
+
 def duplicate_groups(
     vectors: np.ndarray,
     hashes: Sequence[str] | Sequence[bytes] | None = None,
@@ -102,22 +140,12 @@ def duplicate_groups(
     content hash). progress(rows_done) is called after each block row.
     """
     n = len(vectors)
-    parent = np.arange(n)
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = int(parent[i])
-        return i
-
-    def union(a: int, b: int) -> None:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-
+    components = _Components()
     first_with_hash: dict[object, int] = {}
     for i, content_hash in enumerate(list(hashes or ())):
-        union(first_with_hash.setdefault(content_hash, i), i)
+        first = first_with_hash.setdefault(content_hash, i)
+        if first != i:
+            components.union(first, i)
     for start in range(0, n if threshold <= 1.0 else 0, BLOCK_ROWS):
         block = np.asarray(vectors[start : start + BLOCK_ROWS], np.float32)
         for other in range(start, n, BLOCK_ROWS):
@@ -127,13 +155,60 @@ def duplicate_groups(
             for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
                 a, b = start + r, other + c
                 if a < b:
-                    union(a, b)
+                    components.union(a, b)
         if progress is not None:
             progress(min(start + BLOCK_ROWS, n))
-    members: dict[int, list[int]] = {}
-    for i in range(n):
-        members.setdefault(find(i), []).append(i)
-    return [group for group in members.values() if len(group) > 1]
+    return components.groups()
+
+
+def ann_duplicate_groups(
+    index: AnnIndex,
+    base_vectors: np.ndarray,
+    rows: np.ndarray,
+    threshold: float,
+    tail: tuple[np.ndarray, np.ndarray] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[list[int]]:
+    """duplicate_groups for a catalog with an ANN index over `base_vectors` (keys are their rows).
+
+    rows: the sorted base rows in scope; tail: (row numbers, vectors) of rows outside the index
+    (appended since it was built), or None. Each row's NEIGHBOURS nearest rows are asked of the
+    index and every candidate pair is confirmed with its exact cosine from the stored vectors, so
+    a pair is reported only if it is one; the same connected-groups rule as the exact search. A
+    pair is missed only when the walk misses it from both ends (measured: docs/benchmarks.md).
+    Tail rows query the index too and are compared with each other exactly.
+    """
+    tail_rows, tail_vectors = tail if tail is not None else (np.zeros(0, np.int64), np.zeros((0, 0)))
+    in_scope = np.zeros(len(base_vectors), bool)
+    in_scope[rows] = True
+    components = _Components()
+    everything = np.concatenate([np.asarray(rows, np.int64), np.asarray(tail_rows, np.int64)])
+    for start in range(0, len(everything), ANN_BLOCK):
+        end = min(start + ANN_BLOCK, len(everything))
+        block = everything[start:end]
+        queries = np.asarray(base_vectors[everything[start : min(end, len(rows))]], np.float32)
+        if end > len(rows):  # the block reaches into the tail
+            extra = np.asarray(tail_vectors[max(start - len(rows), 0) : end - len(rows)], np.float32)
+            queries = np.concatenate([queries, extra])
+        keys = index.neighbours(queries, NEIGHBOURS + 1, ANN_EXPANSION)
+        usable = (keys >= 0) & (keys != block[:, None])
+        usable &= in_scope[np.where(keys >= 0, keys, 0)]
+        q, j = np.nonzero(usable)
+        others = keys[q, j]
+        unique, inverse = np.unique(others, return_inverse=True)
+        cosines = np.einsum(
+            "ij,ij->i", queries[q], np.asarray(base_vectors[unique], np.float32)[inverse.reshape(-1)]
+        )
+        hit = cosines >= threshold
+        for a, b in zip(block[q[hit]].tolist(), others[hit].tolist(), strict=True):
+            components.union(a, b)
+        if progress is not None:
+            progress(min(start + ANN_BLOCK, len(everything)))
+    if len(tail_rows) > 1:
+        for group in duplicate_groups(tail_vectors, None, threshold):
+            for position in group[1:]:
+                components.union(int(tail_rows[group[0]]), int(tail_rows[position]))
+    return components.groups()
 
 
 def catalog_duplicates(
@@ -147,27 +222,40 @@ def catalog_duplicates(
 
     threshold None: the model's measured one (threshold_for), else identical vectors only (the
     catalog keys vectors by content, so identical files have identical vectors).
+    The ANN path (ann_duplicate_groups) is taken when the matrix has an index and the scope has
+    at least ANN_MIN_ROWS live rows; otherwise every pair is compared exactly.
     Each group: oldest modification time first (then path); groups in path order of their first.
     """
     if threshold is None:
         threshold = threshold_for(model)
+    from pixgrep.search.ann import ANN_MIN_ROWS
     from pixgrep.search.matrix import load_matrix
 
     matrix = load_matrix(db, model)
-    ranges = [(0, matrix.rows)] if roots is None else matrix.rows_under(roots)
-    rows = np.concatenate([np.arange(lo, hi) for lo, hi in ranges]) if ranges else np.zeros(0, int)
-    if len(rows) < 2:
-        return []
-    contiguous = len(ranges) == 1
-    vectors = matrix.vectors[ranges[0][0] : ranges[0][1]] if contiguous else matrix.vectors[rows]
-    # Identical files share one stored vector, so equal rows stand in for equal content hashes.
-    same = None if threshold is not None else [bytes(row.tobytes()) for row in np.asarray(vectors)]
-    groups = duplicate_groups(vectors, same, NEVER if threshold is None else threshold, progress)
-    ids = [int(matrix.ids[rows[i]]) for group in groups for i in group]
-    records = db.images_by_id(ids)
+    base = matrix.base
+    ranges = [(0, base.rows)] if roots is None else matrix.rows_under(roots)
+    rows = np.concatenate([np.arange(lo, hi) for lo, hi in ranges]) if ranges else np.zeros(0, np.int64)
+    rows = rows[~matrix.base_dead[rows]]
+    tail_rows = matrix._tail_in_scope(roots, None, None) + base.rows
+    index = base.ann_index() if threshold is not None and len(rows) >= ANN_MIN_ROWS else None
+    if index is not None and threshold is not None:
+        tail = (tail_rows, matrix.tail_vectors[tail_rows - base.rows])
+        groups = ann_duplicate_groups(index, base.vectors, rows, threshold, tail, progress)
+    else:
+        rows = np.concatenate([rows, tail_rows])
+        if len(rows) < 2:
+            return []
+        contiguous = len(rows) == rows[-1] - rows[0] + 1 and not len(tail_rows)
+        vectors = base.vectors[rows[0] : rows[-1] + 1] if contiguous else matrix.vectors[rows]
+        # Identical files share one stored vector, so equal rows stand in for equal content hashes.
+        same = None if threshold is not None else [bytes(row.tobytes()) for row in np.asarray(vectors)]
+        positions = duplicate_groups(vectors, same, NEVER if threshold is None else threshold, progress)
+        groups = [[int(rows[i]) for i in group] for group in positions]
+    ids = matrix.ids
+    records = db.images_by_id([int(ids[row]) for group in groups for row in group])
     out = []
     for group in groups:
-        members = [records[k] for k in (int(matrix.ids[rows[i]]) for i in group) if k in records]
+        members = [records[k] for k in dict.fromkeys(int(ids[row]) for row in group) if k in records]
         if len(members) > 1:
             out.append(sorted(members, key=lambda r: (r.mtime_ns, r.path)))
     return sorted(out, key=lambda g: min(r.path for r in g))

@@ -206,6 +206,12 @@ def search(
         return list_matching(db, options)
     if not terms:
         raise PixgrepError("empty query: give some text, an image path or an image URL")
+    if options.ignore_tone:  # "a kitchen, messy, dingy" is encoded as "a kitchen" (then projected)
+        from dataclasses import replace
+
+        from pixgrep.search.tone import strip_tone_items
+
+        terms = [replace(t, value=strip_tone_items(str(t.value))) if t.kind == "text" else t for t in terms]
     if all(term.kind == "text" for term in terms):  # nothing to check first (files, ids, URLs)
         encoder.prepare_texts()  # the text tower loads in threads while the matrix is opened
         load_matrix(db, encoder.model_id)

@@ -17,6 +17,7 @@ both are given). The basis and the per-word directions are cached per model in t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -32,9 +33,9 @@ import numpy as np
 from pixgrep.errors import PixgrepError
 from pixgrep.models.base import Encoder
 
-__all__ = ["RANK", "ToneSpace", "apply_tone", "load_lexicon", "tone_space"]
+__all__ = ["RANK", "ToneSpace", "apply_tone", "load_lexicon", "strip_tone_items", "tone_space"]
 
-RANK = 2  # subspace dimensions: more cost over 1 point of R@1 on Flickr8k dev captions (quality.md)
+RANK = 1  # subspace dimensions, chosen on Flickr8k dev captions with pixgrep-mini (docs/quality.md)
 FORMAT = 1
 
 # Neutral scenes; each tone word is tried as an adjective and appended, as people write it.
@@ -60,6 +61,40 @@ def load_lexicon() -> list[str]:
     """The shipped tone words, in file order."""
     text = resources.files("pixgrep.search").joinpath("tone_words.txt").read_text(encoding="utf-8")
     return _words(text)
+
+
+# Words that may join tone words in a list item of their own ("sad and ugly", "very messy").
+_JOINERS = frozenset(
+    {"and", "or", "but", "very", "so", "quite", "rather", "really", "too", "somewhat", "slightly"}
+)
+_ITEM_SEPARATOR = re.compile(r"\s*[,;]\s*")
+
+
+@functools.lru_cache(maxsize=1)
+def _lexicon_set() -> frozenset[str]:
+    return frozenset(load_lexicon())
+
+
+def strip_tone_items(text: str) -> str:
+    """`text` without its list items that hold only tone words: "a kitchen, messy, dingy" -> "a kitchen".
+
+    An item is a comma- or semicolon-separated piece; it is dropped when each of its words is a
+    lexicon word or a joiner (and, or, very, ...). The first item is always kept, and so is a text
+    with nothing dropped (returned unchanged), so a tone-neutral query is encoded as written. Tone
+    words inside a phrase ("a messy kitchen") are left to the projection (ToneSpace.project).
+    """
+    lexicon = _lexicon_set()
+    items = _ITEM_SEPARATOR.split(text.strip())
+    kept = [items[0]]
+    for item in items[1:]:
+        words = re.findall(r"[\w'-]+", item.lower().rstrip(" .!"))
+        if not (
+            words and all(w in lexicon or w in _JOINERS for w in words) and any(w in lexicon for w in words)
+        ):
+            kept.append(item)
+    if len(kept) == len(items):
+        return text
+    return ", ".join(kept).rstrip(" ,;")
 
 
 def _words(text: str) -> list[str]:
