@@ -15,6 +15,21 @@ from pixgrep.models.onnx_encoder import OnnxEncoder
 pytest.importorskip("onnx")
 
 
+def monolithic_copy(source, dest):
+    """A copy of a model folder with every tower in one file (pixgrep's exports now write
+    the large ones with external weights, so the conversion is undone here to test it)."""
+    import onnx
+
+    shutil.copytree(source, dest)
+    for tower in ("textual", "visual"):
+        graph = dest / tower / "model.onnx"
+        data = external_data_path(graph)
+        if data.exists():
+            onnx.save_model(onnx.load(str(graph)), str(graph), save_as_external_data=False)
+            data.unlink()
+    return dest
+
+
 def encode_both(path):
     encoder = OnnxEncoder(open_folder(path), model_id="m")
     images = [Image.new("RGB", (60, 40), (i * 40, 200 - i * 30, 90)) for i in range(4)]
@@ -22,9 +37,8 @@ def encode_both(path):
 
 
 def test_converted_towers_give_bit_identical_vectors(tiny_model_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(folder_module, "EXTERNAL_MIN_BYTES", 1)  # the tiny model is below the real cut
-    copy = tmp_path / "model"
-    shutil.copytree(tiny_model_dir, copy)
+    monkeypatch.setattr(folder_module, "EXTERNAL_MIN_BYTES", 1)  # the tiny visual tower is below the cut
+    copy = monolithic_copy(tiny_model_dir, tmp_path / "model")
     texts, images = encode_both(copy)
     for tower in ("textual", "visual"):
         graph = copy / tower / "model.onnx"
@@ -42,10 +56,15 @@ def test_converted_towers_give_bit_identical_vectors(tiny_model_dir, tmp_path, m
 
 def test_small_graphs_and_missing_files_are_left_alone(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(folder_module, "EXTERNAL_MIN_BYTES", 1 << 40)
-    copy = tmp_path / "model"
-    shutil.copytree(tiny_model_dir, copy)
+    copy = monolithic_copy(tiny_model_dir, tmp_path / "model")
     graph = copy / "textual" / "model.onnx"
     before = graph.read_bytes()
     assert not move_weights_outside(graph)  # under EXTERNAL_MIN_BYTES: loads fast already
     assert graph.read_bytes() == before and not external_data_path(graph).exists()
     assert not move_weights_outside(tmp_path / "nowhere" / "model.onnx")
+
+
+def test_an_export_writes_large_towers_with_external_weights(tiny_model_dir):
+    """The tiny model's 13 MB text tower is over the 8 MB cut; its 0.7 MB visual tower is not."""
+    assert has_external_weights(tiny_model_dir / "textual" / "model.onnx")
+    assert not external_data_path(tiny_model_dir / "visual" / "model.onnx").exists()

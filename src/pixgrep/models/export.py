@@ -23,7 +23,7 @@ from pixgrep.models.folder import fast_loading
 # TorchScript exporter (dynamo=False) for both towers: parity, dynamic axes, and about a second
 # for a small model where the dynamo exporter takes 15-30 s. Opset 17 has LayerNormalization.
 OPSET = 17
-EXPORT_VERSION = 3  # bump when exported folders change (test caches are keyed on it)
+EXPORT_VERSION = 4  # bump when exported folders change (test caches are keyed on it); 4: external weights
 SOT, EOT = "<|startoftext|>", "<|endoftext|>"  # Hugging Face CLIP names, ids 49406 / 49407
 
 
