@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pixgrep.errors import PixgrepError
 from pixgrep.models import load_encoder
 from pixgrep.models.base import Encoder
 from pixgrep.models.onnx_encoder import OnnxEncoder, available_cores
@@ -188,3 +189,21 @@ def test_many_texts_are_run_in_chunks_with_their_own_padding(tiny_model_dir):
     assert together.shape == (100, 32)
     np.testing.assert_allclose(together[70], enc.encode_texts([texts[70]])[0], atol=1e-6)
     np.testing.assert_allclose(together[0], enc.encode_texts([texts[0]])[0], atol=1e-6)
+
+
+def test_prepared_texts_give_the_same_vectors_and_errors_surface_at_use(tiny_model_dir, tmp_path):
+    texts = ["a dog on the beach", "two red cars"]
+    expected = load_encoder(str(tiny_model_dir)).encode_texts(texts)
+    warm = load_encoder(str(tiny_model_dir))
+    warm.prepare_texts()
+    warm.prepare_texts()  # a second call starts nothing new
+    np.testing.assert_array_equal(warm.encode_texts(texts), expected)
+    assert warm.towers_loaded == ("textual",)
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "textual" / "tokenizer.json").write_text("{not json")
+    encoder = load_encoder(str(broken))
+    encoder.prepare_texts()  # the background parse fails quietly ...
+    with pytest.raises(PixgrepError, match="cannot read"):  # ... and the real use says why, in one line
+        encoder.encode_texts(texts)
