@@ -237,6 +237,7 @@ def options_from_args(args: argparse.Namespace, roots: list[str]) -> SearchOptio
 
 
 def run(args: argparse.Namespace) -> int:
+    from pixgrep.search.filters import is_uri_scope
     from pixgrep.search.query import parse_query
 
     # Everything a user can get wrong is checked before the catalog is opened or a folder walked.
@@ -250,10 +251,10 @@ def run(args: argparse.Namespace) -> int:
     given_roots = args.roots or ["."]
     # An object-store prefix (s3://bucket/photos) scopes the search to what was indexed or imported
     # there; it is never walked here (indexing URIs needs --ray: docs/distributed.md).
-    uris = [root for root in given_roots if _is_uri(root)]
-    roots = [root if _is_uri(root) else os.path.abspath(os.path.expanduser(root)) for root in given_roots]
+    uris = {root for root in given_roots if is_uri_scope(root)}
+    roots = [root if root in uris else os.path.abspath(os.path.expanduser(root)) for root in given_roots]
     for given, root in zip(given_roots, roots, strict=True):
-        if _is_uri(root):
+        if root in uris:
             continue
         if not os.path.exists(root):
             raise PixgrepError(f"--in {given}: no such folder")
@@ -281,11 +282,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"pixgrep: no matching images{hint}", file=sys.stderr)
         return 1
     return 0
-
-
-def _is_uri(root: str) -> bool:
-    """s3://, gs://, ... (a local folder whose name holds "://" stays a folder)."""
-    return "://" in root and not os.path.exists(root)
 
 
 def _search_with_warnings(catalog, terms, options):

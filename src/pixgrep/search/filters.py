@@ -55,13 +55,20 @@ def date_bound(text: str, option: str) -> float:
     return seconds
 
 
+def is_uri_scope(root: str | os.PathLike) -> bool:
+    """An object-store prefix (s3://bucket/dir), not a folder: a local folder whose name holds
+    "://" stays a folder."""
+    root = os.fspath(root)
+    return "://" in root and not os.path.exists(root)
+
+
 def root_prefixes(roots: Sequence[str | os.PathLike]) -> list[str]:
     """Each root as absolute 'dir/' prefixes: as written and with symlinks resolved, if different;
     an object-store URI as written."""
     prefixes = []
     for root in roots:
         root = os.fspath(root)
-        if "://" in root and not os.path.exists(root):  # s3://bucket/dir: stored as written
+        if is_uri_scope(root):  # stored as written
             prefixes.append(root if root.endswith("/") else root + "/")
             continue
         root = os.path.expanduser(root)
