@@ -26,6 +26,7 @@ EXPANSION_ADD = 128
 EXPANSION_SEARCH = 512  # with 64+ candidates re-scored: recall@10 0.978 at 1M, 0.95 at ef 256 (docs/ann.md)
 DTYPE = "i8"
 BUILD_CHUNK = 65_536
+PAIR_CHUNK = 1 << 20  # pairs per pairwise_distance call (16 MB of keys)
 
 
 def _usearch_index_class():
@@ -80,9 +81,28 @@ class AnnIndex:
         self._index.expansion_search = expansion
         matches = self._index.search(np.asarray(queries, np.float32), count, threads=os.cpu_count() or 1)
         keys = np.asarray(matches.keys, np.int64).reshape(len(queries), -1)
-        found = np.asarray(matches.counts).reshape(-1)
+        counts = getattr(matches, "counts", None)  # one query: usearch answers Matches, not a batch
+        found = np.asarray(counts if counts is not None else [len(matches.keys)]).reshape(-1)
         keys[np.arange(keys.shape[1])[None, :] >= found[:, None]] = -1
         return keys
+
+    def links(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Every base-layer link of the graph as (low, high) row pairs, or None when the file's
+        layout is not the one search/ann_graph.py reads (then use `neighbours`)."""
+        from pixgrep.search.ann_graph import base_layer_edges
+
+        return base_layer_edges(self.path, self.rows)
+
+    def int8_distances(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """The index's own distance of each (left[i], right[i]) row pair, from its int8 vectors: a
+        decreasing, nearly affine function of the cosine (not a cosine: calibrate, then re-score)."""
+        out = np.empty(len(left), np.float32)
+        for start in range(0, len(left), PAIR_CHUNK):
+            end = start + PAIR_CHUNK
+            out[start:end] = self._index.pairwise_distance(
+                np.asarray(left[start:end], np.uint64), np.asarray(right[start:end], np.uint64)
+            )
+        return out
 
     def describe(self) -> str:
         return f"usearch HNSW ({DTYPE}, M={CONNECTIVITY}, ef={EXPANSION_SEARCH}) over {self.rows} rows"

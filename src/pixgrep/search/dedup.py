@@ -14,9 +14,9 @@ folded into that leader's group instead of being shown. Comparing with the leade
 every member) keeps a chain of look-alikes from merging distinct photos.
 The catalog-wide listing (`pixgrep duplicates`) joins every duplicate pair into connected groups:
 with exact blockwise matrix products (`duplicate_groups`, quadratic in the rows), or, when the
-catalog's matrix has an ANN index (search/ann.py, from ANN_MIN_ROWS rows), from each row's few
-nearest neighbours in the index, every candidate pair confirmed by its exact cosine
-(`ann_duplicate_groups`: linear; docs/benchmarks.md has its time and recall on 1M rows).
+catalog's matrix has an ANN index (search/ann.py, from ANN_MIN_ROWS rows), from the links of the
+index's graph, every candidate pair confirmed by its exact cosine (`ann_duplicate_groups`: linear;
+docs/benchmarks.md has its time and recall on 1M rows).
 """
 
 from __future__ import annotations
@@ -52,8 +52,14 @@ def threshold_for(model_id: str) -> float | None:
 THRESHOLD = 0.85  # image-image cosine for pixgrep-mini (module docstring, docs/quality.md)
 MEASURED = {"pixgrep-mini": THRESHOLD}
 BLOCK_ROWS = 4096  # rows per block of the all-pairs product: a 4096 x 4096 float32 block is 64 MB
-# The ANN path (catalogs with an index): neighbours asked per row, the walk's expansion, and rows
-# per batch (a batch gathers ANN_BLOCK x NEIGHBOURS stored vectors: 4096 x 9 x 2 KB = 75 MB).
+# The ANN path (catalogs with an index). Links of the graph: pairs sampled to calibrate the
+# index's int8 distance, the least margin kept below the threshold, and pairs scored at a time
+# (2 x 65,536 x 2 KB = 256 MB of float32). Searching instead (rows added since the build, or links
+# unreadable): neighbours asked per row, the walk's expansion, rows per batch (4096 x 9 x 2 KB).
+CALIBRATION_PAIRS = 20_000
+MIN_MARGIN = 0.05
+FEW_LINKS = 4  # rows with fewer links (of up to 2 x 16) also search the index: ~3 per 1,000 at 1M
+PAIR_BLOCK = 65_536
 NEIGHBOURS = 8
 ANN_EXPANSION = 16
 ANN_BLOCK = 4096
@@ -172,24 +178,69 @@ def ann_duplicate_groups(
     """duplicate_groups for a catalog with an ANN index over `base_vectors` (keys are their rows).
 
     rows: the sorted base rows in scope; tail: (row numbers, vectors) of rows outside the index
-    (appended since it was built), or None. Each row's NEIGHBOURS nearest rows are asked of the
-    index and every candidate pair is confirmed with its exact cosine from the stored vectors, so
-    a pair is reported only if it is one; the same connected-groups rule as the exact search. A
-    pair is missed only when the walk misses it from both ends (measured: docs/benchmarks.md).
-    Tail rows query the index too and are compared with each other exactly.
+    (appended since it was built), or None. The candidate pairs are the links of the index's
+    base layer (`AnnIndex.links`: the graph already joins every row to its nearest rows); their
+    distances in the index (int8, calibrated against exact cosines on a sample) drop the pairs
+    that are clearly apart, and every remaining pair is confirmed with its exact cosine from the
+    stored vectors, so a pair is reported only if it is one; the same connected-groups rule as the
+    exact search. The rows found in a group then search for their NEIGHBOURS nearest rows too (a
+    member whose link was pruned). Where the links cannot be read, every row searches that way
+    (a graph walk per row: about 7x slower). Tail rows search the index and are compared
+    with each other exactly. Time and recall at 1M rows: docs/benchmarks.md.
     """
+    rows = np.asarray(rows, np.int64)
     tail_rows, tail_vectors = tail if tail is not None else (np.zeros(0, np.int64), np.zeros((0, 0)))
     in_scope = np.zeros(len(base_vectors), bool)
     in_scope[rows] = True
     components = _Components()
-    everything = np.concatenate([np.asarray(rows, np.int64), np.asarray(tail_rows, np.int64)])
-    for start in range(0, len(everything), ANN_BLOCK):
-        end = min(start + ANN_BLOCK, len(everything))
-        block = everything[start:end]
-        queries = np.asarray(base_vectors[everything[start : min(end, len(rows))]], np.float32)
-        if end > len(rows):  # the block reaches into the tail
-            extra = np.asarray(tail_vectors[max(start - len(rows), 0) : end - len(rows)], np.float32)
-            queries = np.concatenate([queries, extra])
+    links = index.links()
+    if links is None:
+        _join_nearest(index, base_vectors, rows, base_vectors, rows, in_scope, threshold, components)
+    else:
+        low, high = links
+        degree = np.bincount(np.concatenate([low, high]), minlength=len(base_vectors))
+        both = in_scope[low] & in_scope[high]
+        low, high = _likely_pairs(index, base_vectors, low[both], high[both], threshold)
+        hit = _cosines(base_vectors, low, high) >= threshold
+        for a, b in zip(low[hit].tolist(), high[hit].tolist(), strict=True):
+            components.union(a, b)
+        # A link the graph pruned (another member was closer) or never made (a row the build left
+        # with almost no links, as happens to one of two identical vectors) can leave a copy out:
+        # the few rows already in a group, and the rows with few links, search the index as well.
+        grouped = np.fromiter(components.parent, np.int64)
+        sparse = rows[degree[rows] < FEW_LINKS]
+        again = np.union1d(grouped, sparse)
+        _join_nearest(index, base_vectors, again, base_vectors, again, in_scope, threshold, components)
+    if progress is not None:
+        progress(len(rows))
+    if len(tail_rows):
+        tail_rows = np.asarray(tail_rows, np.int64)
+        at = np.arange(len(tail_rows))
+        _join_nearest(index, base_vectors, tail_rows, tail_vectors, at, in_scope, threshold, components)
+    if len(tail_rows) > 1:
+        for group in duplicate_groups(tail_vectors, None, threshold):
+            for position in group[1:]:
+                components.union(int(tail_rows[group[0]]), int(tail_rows[position]))
+    if progress is not None:
+        progress(len(rows) + len(tail_rows))
+    return components.groups()
+
+
+def _join_nearest(
+    index: AnnIndex,
+    base_vectors: np.ndarray,
+    query_rows: np.ndarray,
+    vectors: np.ndarray,
+    positions: np.ndarray,
+    in_scope: np.ndarray,
+    threshold: float,
+    components: _Components,
+) -> None:
+    """Union each query row with those of its NEIGHBOURS nearest in-scope base rows (searched in
+    the index) whose exact cosine reaches the threshold; vectors[positions[i]] is query_rows[i]'s."""
+    for start in range(0, len(query_rows), ANN_BLOCK):
+        block = query_rows[start : start + ANN_BLOCK]
+        queries = np.asarray(vectors[positions[start : start + ANN_BLOCK]], np.float32)
         keys = index.neighbours(queries, NEIGHBOURS + 1, ANN_EXPANSION)
         usable = (keys >= 0) & (keys != block[:, None])
         usable &= in_scope[np.where(keys >= 0, keys, 0)]
@@ -202,13 +253,36 @@ def ann_duplicate_groups(
         hit = cosines >= threshold
         for a, b in zip(block[q[hit]].tolist(), others[hit].tolist(), strict=True):
             components.union(a, b)
-        if progress is not None:
-            progress(min(start + ANN_BLOCK, len(everything)))
-    if len(tail_rows) > 1:
-        for group in duplicate_groups(tail_vectors, None, threshold):
-            for position in group[1:]:
-                components.union(int(tail_rows[group[0]]), int(tail_rows[position]))
-    return components.groups()
+
+
+def _likely_pairs(
+    index: AnnIndex, base_vectors: np.ndarray, low: np.ndarray, high: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs whose int8 distance in the index puts them near or above the threshold.
+
+    The distance is mapped to a cosine by a straight line fitted on CALIBRATION_PAIRS sampled
+    pairs (exact cosines), and pairs within a margin below the threshold are kept: 3 times the
+    worst error of the fit on the sample, at least MIN_MARGIN. A poor fit only widens the margin
+    (more exact cosines), never drops a pair that the fit places above it."""
+    if len(low) <= CALIBRATION_PAIRS:
+        return low, high
+    distances = index.int8_distances(low, high)
+    sample = np.random.default_rng(0).choice(len(low), CALIBRATION_PAIRS, replace=False)
+    exact = _cosines(base_vectors, low[sample], high[sample])
+    slope, intercept = np.polyfit(distances[sample].astype(np.float64), exact, 1)
+    error = float(np.abs(slope * distances[sample] + intercept - exact).max())
+    keep = slope * distances + intercept >= threshold - max(MIN_MARGIN, 3 * error)
+    return low[keep], high[keep]
+
+
+def _cosines(vectors: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Exact cosine of each (left[i], right[i]) pair of unit rows, PAIR_BLOCK pairs at a time."""
+    out = np.empty(len(left), np.float32)
+    for start in range(0, len(left), PAIR_BLOCK):
+        end = start + PAIR_BLOCK
+        a = np.asarray(vectors[left[start:end]], np.float32)
+        out[start:end] = np.einsum("ij,ij->i", a, np.asarray(vectors[right[start:end]], np.float32))
+    return out
 
 
 def catalog_duplicates(
