@@ -500,7 +500,11 @@ class VectorMatrix:
             out[base] = np.einsum("ij,j->i", np.asarray(source[picked], np.float32), query)
         if (~base).any():
             tail = rows[~base] - self.base.rows
-            out[~base] = np.einsum("ij,j->i", self._tail_f32()[tail], query)
+            vectors = self._tail_f32()
+            if 4 * len(tail) >= len(vectors):  # most of the journal: one product beats a gather copy
+                out[~base] = (vectors @ query)[tail]
+            else:
+                out[~base] = vectors[tail] @ query
         return out
 
     def _warm_up(self) -> None:
