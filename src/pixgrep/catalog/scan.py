@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from pixgrep.errors import PixgrepError
-from pixgrep.images.decode import RAW_EXTENSIONS
+from pixgrep.images.formats import RAW_EXTENSIONS
 
 # Folders that hold no user photos, or only copies of them (thumbnail caches would be found twice).
 JUNK_DIRS = frozenset(

@@ -33,6 +33,7 @@ from typing import BinaryIO
 from PIL import Image
 
 from pixgrep.errors import PixgrepError
+from pixgrep.images.formats import RAW_EXTENSIONS
 
 MAX_PIXELS = 256_000_000  # a cap against decompression bombs (headers that claim gigapixels)
 # Above this, a decode is reduced to the side its caller needs (draft_size, else BIG_IMAGE_SIDE):
@@ -40,12 +41,6 @@ MAX_PIXELS = 256_000_000  # a cap against decompression bombs (headers that clai
 # Smaller pictures decode exactly as before, so vectors of ordinary photos do not change.
 BIG_PIXELS = 40_000_000
 BIG_IMAGE_SIDE = 2048  # the shorter side kept when the caller asked for no particular size
-
-# Camera RAW files: decoded through rawpy (LibRaw) when the `raw` extra is installed.
-RAW_EXTENSIONS = frozenset(
-    ".3fr .ari .arw .bay .cr2 .cr3 .crw .dcr .dng .erf .fff .iiq .k25 .kdc .mef .mos .mrw .nef .nrw "
-    ".orf .pef .raf .rw2 .rwl .sr2 .srf .srw .x3f".split()
-)
 
 RAW_HINT = "camera RAW file: install the raw extra to read it (pip install 'pixgrep[raw]')"
 

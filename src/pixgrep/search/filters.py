@@ -117,6 +117,8 @@ def metadata_filter(
 
 def allowed_ids(db, near=None, camera=None, tag=None, place=None) -> set[int] | None:
     """Ids of the images every given metadata filter lets through; None when none is given."""
+    if near is None and camera is None and tag is None and place is None:
+        return None  # (without importing catalog.metadata and its XMP reader: a cold query)
     from pixgrep.catalog.metadata import matching_ids
 
     return matching_ids(db, metadata_filter(near, camera, tag, place))
