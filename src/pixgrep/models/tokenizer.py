@@ -54,7 +54,7 @@ def _load(tokenizer_file: Path):
 
 # Printable ASCII without "&": text that ftfy.fix_text returns unchanged (what it mends in ASCII is
 # HTML entities, line breaks and control characters; tests/test_models_clean_text.py checks it),
-# so a plain query skips importing ftfy (50-100 ms of CPU, a tenth of a cold `pixgrep -n`).
+# so a plain query skips importing ftfy (50-100 ms of CPU here, on the path of a cold query).
 _PLAIN_ASCII = re.compile(r"[ -%'-~]*")
 
 

@@ -183,10 +183,11 @@ def ann_duplicate_groups(
     distances in the index (int8, calibrated against exact cosines on a sample) drop the pairs
     that are clearly apart, and every remaining pair is confirmed with its exact cosine from the
     stored vectors, so a pair is reported only if it is one; the same connected-groups rule as the
-    exact search. The rows found in a group then search for their NEIGHBOURS nearest rows too (a
-    member whose link was pruned). Where the links cannot be read, every row searches that way
-    (a graph walk per row: about 7x slower). Tail rows search the index and are compared
-    with each other exactly. Time and recall at 1M rows: docs/benchmarks.md.
+    exact search. The rows found in a group and the rows with fewer than FEW_LINKS links then
+    search for their NEIGHBOURS nearest rows too (a member whose link was pruned). Where the links
+    cannot be read, every row searches that way (a graph walk per row: about 7x slower). Tail rows
+    search the index and are compared with each other exactly. Time and recall at 1M rows:
+    docs/benchmarks.md.
     """
     rows = np.asarray(rows, np.int64)
     tail_rows, tail_vectors = tail if tail is not None else (np.zeros(0, np.int64), np.zeros((0, 0)))
