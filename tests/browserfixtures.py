@@ -1,7 +1,7 @@
 """What the real-Chromium tests (tests/test_browser*.py) share: where Chromium is and how it starts,
 a page that records the JavaScript errors it raises, screenshots, and a live server over a catalog
-with the FakeEncoder. The `browser` fixture (one Chromium for the whole session) and the `page`
-fixture are in conftest.py and built from these."""
+with the FakeEncoder. The `browser` (one Chromium per module) and `page` fixtures are in
+conftest.py and built from these."""
 
 from __future__ import annotations
 

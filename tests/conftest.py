@@ -62,10 +62,12 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return cached
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """One headless Chromium for the session, shared by the browser test modules (browserfixtures.py);
-    every test opens its own context in it, so no cache, cookie or storage passes between tests."""
+    """Headless Chromium for one browser test module (browserfixtures.py); every test opens its own
+    context in it, so no cache, cookie or storage passes between tests. Not one per session: while
+    Playwright's sync API is started it marks an asyncio loop as running in the main thread, so any
+    later test calling asyncio.run() there would fail."""
     import browserfixtures
 
     with browserfixtures.launch() as chromium:
