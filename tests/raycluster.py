@@ -72,11 +72,12 @@ class Node:
     def stop(self) -> None:
         if self.process.poll() is None:
             # SIGTERM to `ray start --block` alone: it then stops the node's processes itself, in
-            # about 2 s. The same signal to the whole group left the head's `ray start` waiting
-            # out the 20 s below every time (2026-12-01).
+            # about 2 s (the same signal to its whole group made the head wait out the grace every
+            # time). The grace is short: the cluster is thrown away, and a head that lost a worker
+            # in test_ray_index still hung past 20 s (2026-12-01).
             self.process.terminate()
             try:
-                self.process.wait(timeout=20)
+                self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.kill(signal.SIGKILL)
                 self.process.wait(timeout=10)
