@@ -60,3 +60,26 @@ def tiny_model_dir(tmp_path_factory) -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return cached
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium for one browser test module (browserfixtures.py); every test opens its own
+    context in it, so no cache, cookie or storage passes between tests. Not one per session: while
+    Playwright's sync API is started it marks an asyncio loop as running in the main thread, so any
+    later test calling asyncio.run() there would fail."""
+    import browserfixtures
+
+    with browserfixtures.launch() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+def page(browser):
+    """A 1280x900 page in a fresh context; the test fails if the page raised a JavaScript error."""
+    import browserfixtures
+
+    context, page, errors = browserfixtures.new_page(browser)
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"

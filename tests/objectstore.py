@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from ports import free_port
 
 # Variables of the machine's own environment that would point pixgrep somewhere else.
 FOREIGN = ("AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN", "AWS_PROFILE")
@@ -37,12 +37,6 @@ class S3Server:
 
     def delete(self, uri: str) -> None:
         self.filesystem.delete_file(uri.removeprefix("s3://"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -71,9 +71,13 @@ class Node:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.kill(signal.SIGTERM)
+            # SIGTERM to `ray start --block` alone: it then stops the node's processes itself, in
+            # about 2 s (the same signal to its whole group made the head wait out the grace every
+            # time). The grace is short: the cluster is thrown away, and a head that lost a worker
+            # in test_ray_index still hung past 20 s (2026-12-01).
+            self.process.terminate()
             try:
-                self.process.wait(timeout=20)
+                self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.kill(signal.SIGKILL)
                 self.process.wait(timeout=10)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from ports import free_port
 
 # File names as old disks, camera cards and network shares hold them: not UTF-8.
 ODD_NAMES = (
@@ -92,12 +93,6 @@ def make_images(folder: Path, count: int, size: int = 64) -> list[Path]:
     for i, path in enumerate(files):
         make_image(path, 1000 + i, size)
     return files
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(

@@ -10,33 +10,16 @@ from __future__ import annotations
 import base64
 import json
 import os
-from pathlib import Path
 
 import pytest
-from test_server_helpers import COLOURS, LiveServer, add_to_catalog, make_images
+from browserfixtures import MARKS, PLAYWRIGHT, PLAYWRIGHT_MISSING, serve, shot
+from test_server_helpers import COLOURS, add_to_catalog, make_images
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SHOTS = Path(__file__).resolve().parents[1] / "test-output" / "browser"
 PER_COLOUR = 5
 TOTAL = PER_COLOUR * len(COLOURS)
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM), reason=f"needs Chromium at {CHROMIUM} (apt-get install chromium)"
-    ),
-]
-sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (Python package)")
+pytestmark = MARKS
+pytest.importorskip(PLAYWRIGHT, reason=PLAYWRIGHT_MISSING)
 
 
 @pytest.fixture(scope="module")
@@ -53,37 +36,8 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(world):
-    from fakes import FakeEncoder
-
-    from pixgrep.server.app import create_app
-
-    with LiveServer(create_app(world["catalog"], encoder=FakeEncoder())) as live:
+    with serve(world["catalog"]) as live:
         yield live
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser, request):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.set_default_timeout(15000)
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
-
-
-def shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
 
 
 def tile_ids(page) -> list[int]:
@@ -99,9 +53,14 @@ def wait_for_images(page, count: int = 8) -> None:
     )
 
 
+# The search a key press started has answered: the old grid stays on the page until then.
+ANSWERED = "!document.querySelector('#status').textContent.startsWith('Searching')"
+
+
 def search(page, server, text: str, expect: int = 40) -> None:
     page.fill("#q", text)
     page.press("#q", "Enter")
+    page.wait_for_function(ANSWERED)
     page.wait_for_function("n => document.querySelectorAll('#grid li').length === n", arg=expect)
 
 
@@ -194,6 +153,7 @@ def test_click_a_result_refine_it_with_text_and_step_back(page, server, world):
     assert terms[2]["kind"] == "image_id" and terms[2]["value"] == rejected and terms[2]["weight"] < 0
     assert dialog.is_hidden()
     page.wait_for_function("document.querySelectorAll('#trail-steps li').length === 2")
+    page.wait_for_function(ANSWERED)
     page.wait_for_function("document.querySelectorAll('#grid li').length > 0")
     refined = tile_ids(page)
     assert chosen not in refined and rejected not in refined
@@ -322,11 +282,7 @@ def test_error_messages_show_on_the_page(page, server):
 
 
 def test_page_with_a_token(browser, world):
-    from fakes import FakeEncoder
-
-    from pixgrep.server.app import create_app
-
-    with LiveServer(create_app(world["catalog"], encoder=FakeEncoder(), token="tok-123")) as live:
+    with serve(world["catalog"], token="tok-123") as live:
         context = browser.new_context()
         page = context.new_page()
         try:
@@ -349,13 +305,12 @@ def test_real_photos_load_in_the_grid_and_the_viewer(browser, tmp_path):
     from fakes import FakeEncoder
 
     import pixgrep
-    from pixgrep.server.app import create_app
 
     root = shared_data("exif-samples")
     with pixgrep.open_catalog(tmp_path / "c.db", encoder=FakeEncoder()) as catalog:
         catalog.index([root])
         good = catalog.stats()["images"]
-    with LiveServer(create_app(tmp_path / "c.db", encoder=FakeEncoder())) as live:
+    with serve(tmp_path / "c.db") as live:
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
         try:
@@ -382,7 +337,6 @@ def combiner_server(world, tmp_path_factory):
     from fakes import FakeEncoder
 
     from pixgrep.models.combiner import FILE_NAME, save_combiner
-    from pixgrep.server.app import create_app
 
     folder = tmp_path_factory.mktemp("model-with-combiner")
     rng = np.random.default_rng(0)
@@ -407,7 +361,7 @@ def combiner_server(world, tmp_path_factory):
     save_combiner(folder / FILE_NAME, weights, {"model_id": "fake"})
     encoder = FakeEncoder()
     encoder.folder = SimpleNamespace(path=folder)  # type: ignore[attr-defined]
-    with LiveServer(create_app(world["catalog"], encoder=encoder)) as live:
+    with serve(world["catalog"], encoder=encoder) as live:
         yield live
 
 
@@ -484,8 +438,6 @@ def copies_server(tmp_path_factory):
 
     from fakes import FakeEncoder
 
-    from pixgrep.server.app import create_app
-
     base = tmp_path_factory.mktemp("browser-copies")
     files = make_images(base / "photos", per_colour=1)
     red = next(f for f in files if f.parent.name == "red")
@@ -499,7 +451,7 @@ def copies_server(tmp_path_factory):
     old_cache = os.environ.get("PIXGREP_CACHE")
     os.environ["PIXGREP_CACHE"] = str(base / "cache")  # the tone subspace of the fake model goes here
     try:
-        with LiveServer(create_app(base / "c.db", encoder=FakeEncoder())) as live:
+        with serve(base / "c.db") as live:
             yield {"live": live, "red": red, "ids": ids, "count": len(files) + len(copies)}
     finally:
         if old_cache is None:

@@ -8,15 +8,12 @@ import os
 import shutil
 
 import pytest
+from browserfixtures import MARKS, PLAYWRIGHT, PLAYWRIGHT_MISSING, new_page, serve, shot
 from metadata_samples import build_photo_folder
-from test_browser import ARGS, CHROMIUM, shot
 from test_server_helpers import LiveServer
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"needs Chromium at {CHROMIUM}"),
-]
-sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (Python package)")
+pytestmark = MARKS
+pytest.importorskip(PLAYWRIGHT, reason=PLAYWRIGHT_MISSING)
 
 
 @pytest.fixture(scope="module")
@@ -38,29 +35,8 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(world):
-    from fakes import FakeEncoder
-
-    from pixgrep.server.app import create_app
-
-    with LiveServer(create_app(world["catalog"], encoder=FakeEncoder())) as live:
+    with serve(world["catalog"]) as live:
         yield live
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
-
-
-def new_page(browser, **context_args):
-    context = browser.new_context(**({"viewport": {"width": 1280, "height": 900}} | context_args))
-    page = context.new_page()
-    page.set_default_timeout(15000)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    return context, page, errors
 
 
 def names(page) -> list[str]:

@@ -89,8 +89,11 @@ def test_openapi_lists_the_error_responses_of_each_route(served):
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(served):
-    """A bounded fuzzing run (10 cases per operation, fixed seed; about 25 s here). POST /api/index
-    is left out: the fuzzer would start index runs of whatever folders it makes up ("/")."""
+    """A bounded fuzzing run, bounded by count (every phase; 40 cases per operation in fuzzing; fixed
+    seed: about 2,000 cases, 30 s on 2 loaded cores, 2026-12-01). No --max-time: schemathesis 4 takes
+    it as a budget to spend, repeating fuzzing until it is gone, so the run lasted that long and its
+    cases depended on the machine's speed. POST /api/index is left out: the fuzzer would start index
+    runs of whatever folders it makes up ("/")."""
     pytest.importorskip("schemathesis")
     st = shutil.which("st", path=str(Path(sys.executable).parent)) or shutil.which("st")
     assert st, "schemathesis's `st` command is missing (it is in the test extra)"
@@ -102,13 +105,11 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(served):
             "--checks",
             "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
             "--max-examples",
-            "10",
+            "40",
             "--seed",
             "20261201",
             "--exclude-path-regex",
             "^/api/index$",
-            "--max-time",
-            "120",
         ],
         capture_output=True,
         text=True,

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from ports import free_port
 
 from pixgrep.catalog.db import CatalogDB, vector_to_blob
 from pixgrep.images.decode import open_image
@@ -106,12 +106,6 @@ def add_to_catalog(
     finally:
         db.close()
     return ids
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LiveServer:

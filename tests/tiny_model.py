@@ -67,8 +67,22 @@ def build(base: Path) -> Path:
     """The exported tiny folder under `base` (built now if absent)."""
     register()
     dest = export_seeded(base, ARCH, CONFIG, prefix="tiny")
-    (base / LAST_BUILD).write_text(dest.name + "\n")
+    _note_last_build(base, dest.name)
     return dest
+
+
+def _note_last_build(base: Path, name: str) -> None:
+    """Record `name` for `last_build`, atomically: CI's torch-free run may read it while the full
+    run, beside it, writes it again (a plain write_text lets a reader see an empty file)."""
+    note = base / LAST_BUILD
+    try:
+        if note.read_text() == name + "\n":
+            return
+    except OSError:
+        pass
+    tmp = base / f".{LAST_BUILD}.{os.getpid()}"
+    tmp.write_text(name + "\n")
+    os.replace(tmp, note)
 
 
 def export_seeded(base: Path, arch: str, config: dict | None = None, *, prefix: str | None = None) -> Path:
@@ -112,3 +126,14 @@ def load_reference(folder: Path, arch: str = ARCH):
     model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=str(folder / CHECKPOINT))
     model.eval()
     return model, preprocess, open_clip.get_tokenizer(arch)
+
+
+if __name__ == "__main__":
+    # CI builds the model before its two test runs start side by side (.ci/run): the torch-free
+    # run cannot build it and must find it in $PIXGREP_TEST_CACHE from its first test.
+    import sys
+
+    cache = os.environ.get("PIXGREP_TEST_CACHE")
+    if not cache:
+        sys.exit("tiny_model.py: set $PIXGREP_TEST_CACHE (where the build is kept)")
+    print(build(Path(cache)))
