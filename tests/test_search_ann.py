@@ -4,7 +4,6 @@ dates, threshold, paging and exclusions that stay correct (filtered over-fetch, 
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 
 import numpy as np
@@ -164,26 +163,3 @@ def test_a_text_can_be_encoded_after_a_search_used_the_index(catalog, tmp_path):
     script = "from pixgrep.search import ann; assert ann.available();import onnxruntime; print('ok')"
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-500:]
-
-
-def test_a_reopened_matrix_opens_its_index_once_in_a_thread(catalog, monkeypatch):
-    """load_matrix starts opening the index beside the journal replay; the first caller of
-    ann_index waits for that one opening instead of opening it again."""
-    db, queries = catalog
-    expected = [h.image_id for h in load_matrix(db, "fake").top(queries[1], 10)]
-    matrix_module._cache.clear()
-    opened, threads = [], []
-    real_open = ann_module.open_index
-
-    def slow_open(*args):
-        threads.append(threading.current_thread().name)
-        time.sleep(0.2)  # still opening when the main thread asks for it
-        opened.append(real_open(*args))
-        return opened[-1]
-
-    monkeypatch.setattr(ann_module, "open_index", slow_open)
-    reopened = load_matrix(db, "fake")
-    assert reopened.base.ann_index() is opened[0] is not None
-    assert threads == ["pixgrep-ann-open"]
-    assert [h.image_id for h in reopened.top(queries[1], 10)] == expected
-    assert reopened.last_method == "ann"

@@ -123,7 +123,6 @@ class _Base:
         self.f32: np.ndarray | None = None
         self.ann: ann_module.AnnIndex | None = None
         self.ann_checked = False
-        self._ann_lock = threading.Lock()  # held while the index opens: a second caller waits
 
     def path_bytes_at(self, row: int) -> bytes:
         return self.path_bytes[self.offsets[row] : self.offsets[row + 1]].tobytes()
@@ -137,19 +136,11 @@ class _Base:
         return None
 
     def ann_index(self) -> ann_module.AnnIndex | None:
-        with self._ann_lock:
-            if not self.ann_checked:
-                if self.source is not None and self.rows >= ann_module.ANN_MIN_ROWS:
-                    self.ann = ann_module.open_index(self.source, self.base_id, self.rows)
-                self.ann_checked = True
+        if not self.ann_checked:
+            self.ann_checked = True
+            if self.source is not None and self.rows >= ann_module.ANN_MIN_ROWS:
+                self.ann = ann_module.open_index(self.source, self.base_id, self.rows)
         return self.ann
-
-    def open_ann_early(self) -> None:
-        """Open the index in a thread, for a query about to need it: importing usearch and its
-        view of the file (which releases the GIL) then overlap the journal replay and the text
-        encoding of a cold CLI query instead of coming after them. ann_index() waits for it."""
-        if not self.ann_checked and self.source is not None and self.rows >= ann_module.ANN_MIN_ROWS:
-            threading.Thread(target=self.ann_index, name="pixgrep-ann-open").start()
 
 
 @dataclass
@@ -872,19 +863,17 @@ def _replay(matrix: VectorMatrix, path: Path) -> VectorMatrix:
     return result
 
 
-def open_matrix(path: Path, reuse: _Base | None = None, ann_early: bool = False) -> VectorMatrix | None:
+def open_matrix(path: Path, reuse: _Base | None = None) -> VectorMatrix | None:
     """Map a matrix file and replay its journal; None when it is missing, truncated or not ours.
 
     reuse: a base this process already holds; kept (with its float32 copy and ANN handle) when
-    the file on disk is still that base. ann_early: start opening its ANN index meanwhile.
+    the file on disk is still that base.
     """
     base = _open_base(path)
     if base is None:
         return None
     if reuse is not None and reuse.base_id == base.base_id and reuse.source == base.source:
         base = reuse
-    if ann_early:
-        base.open_ann_early()
     return _replay(VectorMatrix(base), delta_path(path))
 
 
@@ -1072,7 +1061,7 @@ def load_matrix(db: CatalogDB, model: str) -> VectorMatrix:
         cached = _cache.get(key)
         if cached is not None and cached.generation == generation and cached.model == model:
             return cached
-        matrix = open_matrix(target, reuse=cached.base if cached is not None else None, ann_early=True)
+        matrix = open_matrix(target, reuse=cached.base if cached is not None else None)
         if matrix is not None and matrix.model != model:
             matrix = None
         if matrix is not None and matrix.generation != generation:
