@@ -502,9 +502,9 @@ class VectorMatrix:
             tail = rows[~base] - self.base.rows
             vectors = self._tail_f32()
             if 4 * len(tail) >= len(vectors):  # most of the journal: one product beats a gather copy
-                out[~base] = (vectors @ query)[tail]
+                out[~base] = np.einsum("ij,j->i", vectors, query)[tail]
             else:
-                out[~base] = vectors[tail] @ query
+                out[~base] = np.einsum("ij,j->i", vectors[tail], query)
         return out
 
     def _warm_up(self) -> None:
