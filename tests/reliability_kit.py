@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +17,14 @@ import numpy as np
 import pytest
 from PIL import Image
 from ports import free_port
+
+
+def sigint_as_default() -> None:
+    """preexec_fn for a child a test interrupts with SIGINT. A shell starts background jobs with
+    SIGINT ignored, the children inherit that, and a Python started so never raises
+    KeyboardInterrupt: CI's torch-free run (.ci/core, a background job) is one."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 
 # File names as old disks, camera cards and network shares hold them: not UTF-8.
 ODD_NAMES = (

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from conftest import shared_data
 from PIL import Image
+from reliability_kit import sigint_as_default
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -119,7 +120,14 @@ def start_index_and_wait_for_commits(photos: Path, catalog: Path, model: Path, r
     for _ in range(3):
         for leftover in (catalog, Path(f"{catalog}-wal"), Path(f"{catalog}-shm")):
             leftover.unlink(missing_ok=True)
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        proc = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=sigint_as_default,
+        )
         deadline = time.monotonic() + 120
         committed = 0
         while committed < rows and proc.poll() is None and time.monotonic() < deadline:
@@ -139,8 +147,8 @@ def signal_mid_index(
     photos: Path, catalog: Path, model: Path, rows: int, signum: int
 ) -> tuple[subprocess.Popen, str, str]:
     """start_index_and_wait_for_commits, then `signum`; (process, stdout, stderr) once it ended.
-    A run that still finished (exit 0: the last batches went by before the signal landed, seen in
-    CI with two test runs at once) is started again on a new catalog, up to 3 times."""
+    A run that still finished (exit 0: the last batches went by before the signal landed) is
+    started again on a new catalog, up to 3 times."""
     for _ in range(3):
         proc = start_index_and_wait_for_commits(photos, catalog, model, rows)
         proc.send_signal(signum)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import shared_data
+from reliability_kit import sigint_as_default
 
 pytest.importorskip("ray", reason="needs the ray extra (pip install 'pixgrep[ray]')")
 
@@ -136,7 +137,14 @@ def test_ctrl_c_of_the_driver_resumes(cluster, photos, local, tiny_model_dir, tm
     command += ["--model", str(tiny_model_dir), "--batch-size", "16", "--json", "--ray", cluster.address]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("PIXGREP_CATALOG", None)
-    run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=sigint_as_default,
+    )
     deadline = time.monotonic() + 180
     stored = 0
     while time.monotonic() < deadline and run.poll() is None:
