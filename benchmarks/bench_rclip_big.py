@@ -51,7 +51,9 @@ def cmd_fill(args: argparse.Namespace) -> None:
     DB(target).close()  # tables, indexes and version exactly as rclip 3.3 writes them
     db = CatalogDB(args.catalog)
     stored = [m for (m,) in db.conn.execute("SELECT DISTINCT model FROM embeddings")]
-    model = next(m for m in stored if m == args.model or m.startswith(args.model + "@"))
+    model = next((m for m in stored if m == args.model or m.startswith(args.model + "@")), None)
+    if model is None:
+        raise SystemExit(f"no vectors of {args.model} in {args.catalog} (it holds: {', '.join(stored)})")
     matrix = load_matrix(db, model)
     con = sqlite3.connect(target)
     started = time.perf_counter()

@@ -19,11 +19,20 @@ from PIL import Image
 from ports import free_port
 
 
-def sigint_as_default() -> None:
-    """preexec_fn for a child a test interrupts with SIGINT. A shell starts background jobs with
-    SIGINT ignored, the children inherit that, and a Python started so never raises
-    KeyboardInterrupt: CI's torch-free run (.ci/core, a background job) is one."""
+def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_interruptible_cli(*args: object) -> subprocess.Popen:
+    """`python -m pixgrep.cli ARGS` running in the background (pipes, text, one BLAS thread, no
+    $PIXGREP_CATALOG) for a test to signal. It starts with SIGINT at its default: a shell starts
+    background jobs with SIGINT ignored, children inherit that, and a Python started so never
+    raises KeyboardInterrupt (CI's torch-free run, .ci/core, is such a job)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("PIXGREP_CATALOG", None)
+    command = [sys.executable, "-m", "pixgrep.cli", *map(str, args)]
+    pipe = subprocess.PIPE
+    return subprocess.Popen(command, env=env, stdout=pipe, stderr=pipe, text=True, preexec_fn=_default_sigint)
 
 
 # File names as old disks, camera cards and network shares hold them: not UTF-8.

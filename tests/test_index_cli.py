@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import shared_data
 from PIL import Image
-from reliability_kit import sigint_as_default
+from reliability_kit import start_interruptible_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -113,21 +113,11 @@ def start_index_and_wait_for_commits(photos: Path, catalog: Path, model: Path, r
     """Start `pixgrep index` with tiny batches; return once `rows` image rows are committed, the run
     still going. On a loaded machine this process may not get to look before the run ends (CI saw
     it once: 400 images in 4 s): then the run is started again on a new catalog, up to 3 times."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("PIXGREP_CATALOG", None)
-    command = [sys.executable, "-m", "pixgrep.cli", "index", str(photos), "--catalog", str(catalog)]
-    command += ["--model", str(model), "--batch-size", "2", "--json"]
+    command = ["index", photos, "--catalog", catalog, "--model", model, "--batch-size", 2, "--json"]
     for _ in range(3):
         for leftover in (catalog, Path(f"{catalog}-wal"), Path(f"{catalog}-shm")):
             leftover.unlink(missing_ok=True)
-        proc = subprocess.Popen(
-            command,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=sigint_as_default,
-        )
+        proc = start_interruptible_cli(*command)
         deadline = time.monotonic() + 120
         committed = 0
         while committed < rows and proc.poll() is None and time.monotonic() < deadline:
@@ -143,26 +133,13 @@ def start_index_and_wait_for_commits(photos: Path, catalog: Path, model: Path, r
     pytest.fail(f"the index run ended 3 times before {rows} rows were seen: {proc.returncode} {ended}")
 
 
-def signal_mid_index(
-    photos: Path, catalog: Path, model: Path, rows: int, signum: int
-) -> tuple[subprocess.Popen, str, str]:
-    """start_index_and_wait_for_commits, then `signum`; (process, stdout, stderr) once it ended.
-    A run that still finished (exit 0: the last batches went by before the signal landed) is
-    started again on a new catalog, up to 3 times."""
-    for _ in range(3):
-        proc = start_index_and_wait_for_commits(photos, catalog, model, rows)
-        proc.send_signal(signum)
-        out, err = proc.communicate(timeout=60)
-        if proc.returncode != 0:
-            return proc, out, err
-    pytest.fail(f"the index run finished 3 times before signal {signum} reached it: {out} {err}")
-
-
 def test_sigint_mid_index_then_resume_gives_the_same_catalog(tmp_path, tiny_model_dir):
     photos = tmp_path / "many"
     make_images(photos, 400, size=256)
     interrupted, reference = tmp_path / "interrupted.db", tmp_path / "reference.db"
-    proc, out, err = signal_mid_index(photos, interrupted, tiny_model_dir, 20, signal.SIGINT)
+    proc = start_index_and_wait_for_commits(photos, interrupted, tiny_model_dir, 20)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, (out, err)
     assert err.strip() == "pixgrep: interrupted; the catalog is consistent, run again to resume"
     assert out == ""
@@ -185,8 +162,9 @@ def test_kill_9_mid_index_leaves_a_sound_catalog_that_resumes(tmp_path, tiny_mod
     photos = tmp_path / "many"
     make_images(photos, 300, size=256)
     catalog = tmp_path / "killed.db"
-    # SIGKILL: no handler, no cleanup: only SQLite's own commit protocol stands between
-    proc, _, _ = signal_mid_index(photos, catalog, tiny_model_dir, 20, signal.SIGKILL)
+    proc = start_index_and_wait_for_commits(photos, catalog, tiny_model_dir, 20)
+    proc.kill()  # no handler, no cleanup: only SQLite's own commit protocol stands between
+    proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     conn = sqlite3.connect(catalog)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

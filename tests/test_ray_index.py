@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import shared_data
-from reliability_kit import sigint_as_default
+from reliability_kit import start_interruptible_cli
 
 pytest.importorskip("ray", reason="needs the ray extra (pip install 'pixgrep[ray]')")
 
@@ -133,18 +133,8 @@ def test_killing_a_worker_node_mid_run_still_completes(cluster, photos, local, t
 
 def test_ctrl_c_of_the_driver_resumes(cluster, photos, local, tiny_model_dir, tmp_path):
     catalog = tmp_path / "catalog.db"
-    command = [sys.executable, "-m", "pixgrep.cli", "index", str(photos), "--catalog", str(catalog)]
-    command += ["--model", str(tiny_model_dir), "--batch-size", "16", "--json", "--ray", cluster.address]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("PIXGREP_CATALOG", None)
-    run = subprocess.Popen(
-        command,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=sigint_as_default,
-    )
+    command = ["index", photos, "--catalog", catalog, "--model", tiny_model_dir, "--batch-size", 16, "--json"]
+    run = start_interruptible_cli(*command, "--ray", cluster.address)
     deadline = time.monotonic() + 180
     stored = 0
     while time.monotonic() < deadline and run.poll() is None:
