@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -197,6 +199,8 @@ def test_prepared_texts_give_the_same_vectors_and_errors_surface_at_use(tiny_mod
     warm = load_encoder(str(tiny_model_dir))
     warm.prepare_texts()
     warm.prepare_texts()  # a second call starts nothing new
+    # Python joins them at exit: a daemon inside native code when a run fails fast aborts it (-6)
+    assert warm._prefetch and not any(thread.daemon for thread in warm._prefetch)
     np.testing.assert_array_equal(warm.encode_texts(texts), expected)
     assert warm.towers_loaded == ("textual",)
 
@@ -207,3 +211,14 @@ def test_prepared_texts_give_the_same_vectors_and_errors_surface_at_use(tiny_mod
     encoder.prepare_texts()  # the background parse fails quietly ...
     with pytest.raises(PixgrepError, match="cannot read"):  # ... and the real use says why, in one line
         encoder.encode_texts(texts)
+
+
+def test_a_run_that_exits_while_the_text_tower_loads_exits_with_its_own_status(tiny_model_dir):
+    """What a cold query on a damaged catalog does: start the background loads, fail, exit 2. It
+    must end with that status, not abort in native code that is still running."""
+    script = (
+        "import sys; from pixgrep.models import load_encoder; "
+        f"load_encoder({str(tiny_model_dir)!r}).prepare_texts(); sys.exit(2)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (2, "")

@@ -199,7 +199,10 @@ class OnnxEncoder(Encoder):
             from pixgrep.models import tokenizer
 
             jobs = (lambda: self.textual, lambda: tokenizer.preload(self.folder.tokenizer_json))
-            self._prefetch = [threading.Thread(target=quietly, args=(job,), daemon=True) for job in jobs]
+            # Not daemons: Python then joins them before exit. A daemon still inside ONNX Runtime's
+            # or tokenizers' native code when a cold query fails fast (a damaged catalog) aborted the
+            # process ("terminate called without an active exception", exit -6) instead of exit 2.
+            self._prefetch = [threading.Thread(target=quietly, args=(job,)) for job in jobs]
         for thread in self._prefetch:
             thread.start()
 
