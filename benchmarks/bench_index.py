@@ -63,11 +63,17 @@ class _Lite0Features:
         self.torch = torch
         self.net = load_image_tower("lite0")
         self.cfg = PreprocessConfig.from_dict(IMAGE_TOWERS["lite0"]["preprocess"])
+        self.image_size = self.cfg.size
 
     def preprocess(self, image):
         from pixgrep.models.preprocess import preprocess
 
         return preprocess(image, self.cfg)
+
+    def preprocess_for_index(self, image):
+        from pixgrep.models.preprocess import preprocess
+
+        return preprocess(image, self.cfg, crop_while_resizing=True)
 
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
         with self.torch.no_grad():
@@ -128,7 +134,7 @@ def throughput(args: argparse.Namespace) -> dict:
         with ThreadPoolExecutor(threads) as pool:
             pixels = list(
                 pool.map(
-                    lambda p: first.preprocess(decode_file(p, draft_size=draft)[0]),
+                    lambda p: first.preprocess_for_index(decode_file(p, draft_size=draft)[0]),
                     sorted(photos.iterdir()),
                 )
             )
@@ -268,8 +274,10 @@ def draft(args: argparse.Namespace) -> dict:
             sys.exit(f"no JPEG under {args.photos} with a shorter side >= {2 * side}")
 
         def vectors(draft_size):
+            # the reference: a full decode, open_clip's preprocessing; a draft: what the indexer does
+            prepare = encoder.preprocess_for_index if draft_size else encoder.preprocess
             started = time.perf_counter()
-            pixels = [encoder.preprocess(decode_file(p, draft_size=draft_size)[0]) for p in photos]
+            pixels = [prepare(decode_file(p, draft_size=draft_size)[0]) for p in photos]
             seconds = time.perf_counter() - started
             out = np.concatenate(
                 [encoder.encode_pixels(np.stack(pixels[i : i + 16])) for i in range(0, len(pixels), 16)]

@@ -131,7 +131,7 @@ class _Worker:
                 except ImageDecodeError:
                     return _Result(entry, digest)  # decodable before (it has a vector): keep it
             image, info = decode_file(entry.path, draft_size=self.draft_size)
-            pixels = np.asarray(self.encoder.preprocess(image), dtype=np.float32)
+            pixels = np.asarray(self.encoder.preprocess_for_index(image), dtype=np.float32)
             return _Result(entry, digest, info=info, pixels=pixels)
         except ImageDecodeError as exc:
             return _Result(entry, digest, error=str(exc))

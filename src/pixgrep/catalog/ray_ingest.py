@@ -110,7 +110,7 @@ class EncodeActor:
             return known_hash, None, None, f"!cannot read: {exc.strerror or exc}"
         try:
             image, info = decode_file(data, draft_size=self.draft_size)
-            return digest, info, np.asarray(self.encoder.preprocess(image), dtype=np.float32), ""
+            return digest, info, np.asarray(self.encoder.preprocess_for_index(image), dtype=np.float32), ""
         except ImageDecodeError as exc:
             return digest, None, None, str(exc)
         except Exception as exc:  # an odd mode that preprocess chokes on must not stop the run

@@ -33,6 +33,11 @@ class Encoder(ABC):
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """One PIL image (any mode) -> float32 array (3, H, W), exactly as the reference does it."""
 
+    def preprocess_for_index(self, image: Image.Image) -> np.ndarray:
+        """`preprocess` where the indexer may trade exactness for speed (its JPEG draft decode
+        already does); encoders without a faster way keep the default, the exact one."""
+        return self.preprocess(image)
+
     @abstractmethod
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """float32 (n, 3, H, W) -> float32 (n, dim), rows of unit length."""

@@ -173,6 +173,9 @@ class OnnxEncoder(Encoder):
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return preprocess(image, self.preprocess_cfg)
 
+    def preprocess_for_index(self, image: Image.Image) -> np.ndarray:
+        return preprocess(image, self.preprocess_cfg, crop_while_resizing=True)
+
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
         pixels = np.asarray(pixels)
         if len(pixels) == 0:

@@ -69,16 +69,24 @@ def _three(values: object, key: str) -> tuple[float, float, float]:
     return float(values[0]), float(values[1]), float(values[2])
 
 
-def preprocess(image: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
-    """One PIL image of any mode -> float32 (3, H, W), normalised with the config's mean and std."""
+def preprocess(image: Image.Image, cfg: PreprocessConfig, *, crop_while_resizing: bool = False) -> np.ndarray:
+    """One PIL image of any mode -> float32 (3, H, W), normalised with the config's mean and std.
+
+    crop_while_resizing: resample only the part of the image the centre crop keeps (the indexer's
+    choice, whose JPEG draft decode already departs from open_clip on big photos): the same filter
+    at the same positions, a quarter less work on a 4:3 photo, and values that differ from open_clip's
+    by at most one level in a few pixels in 100,000 (Pillow rounds the crop box's coordinates)."""
     try:
-        rgb = _resize_and_crop(image, cfg).convert("RGB")
+        rgb = _resize_and_crop(image, cfg, crop_while_resizing).convert("RGB")
     except (ValueError, OSError):  # a mode Pillow cannot resample or convert: go through RGB first
-        rgb = _resize_and_crop(to_rgb(image), cfg)
-    pixels = np.asarray(rgb, dtype=np.float32) / np.float32(255.0)  # torchvision's to_tensor
-    mean = np.asarray(cfg.mean, np.float32)
-    std = np.asarray(cfg.std, np.float32)
-    return np.ascontiguousarray(((pixels - mean) / std).transpose(2, 0, 1))
+        rgb = _resize_and_crop(to_rgb(image), cfg, crop_while_resizing)
+    # torchvision's to_tensor and normalize, value for value the same float32 arithmetic, in place on
+    # one (3, H, W) copy: 0.3 ms instead of 1.4 for four temporary arrays and a transpose.
+    pixels = np.asarray(rgb).transpose(2, 0, 1).astype(np.float32, order="C")
+    pixels /= np.float32(255.0)
+    pixels -= np.asarray(cfg.mean, np.float32)[:, None, None]
+    pixels /= np.asarray(cfg.std, np.float32)[:, None, None]
+    return pixels
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -101,7 +109,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return bands[0].convert("L").convert("RGB")
 
 
-def _resize_and_crop(image: Image.Image, cfg: PreprocessConfig) -> Image.Image:
+def _resize_and_crop(
+    image: Image.Image, cfg: PreprocessConfig, crop_while_resizing: bool = False
+) -> Image.Image:
     height, width = cfg.size
     interpolation = _FILTERS[cfg.interpolation]
     if cfg.resize_mode == "squash":
@@ -114,10 +124,25 @@ def _resize_and_crop(image: Image.Image, cfg: PreprocessConfig) -> Image.Image:
         short, long = (w, h) if w <= h else (h, w)
         new_short, new_long = height, int(height * long / short)
         new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+        # Not for palette and 1-bit images: Pillow resizes them NEAREST, where a box coordinate
+        # rounded the other way picks the neighbouring pixel.
+        if crop_while_resizing and (w, h) != (new_w, new_h) and image.mode not in ("P", "1"):
+            return _resize_crop_box(image, (new_w, new_h), (width, height), interpolation)
         image = _resize(image, (new_h, new_w), interpolation)
     else:  # open_clip's ResizeKeepRatio, which it builds without the configured interpolation
         image = _resize(image, _keep_ratio_size(image, cfg.size, longest=False), Image.Resampling.BICUBIC)
     return _center_crop(image, cfg.size, fill=0)
+
+
+def _resize_crop_box(image: Image.Image, resized: tuple[int, int], crop: tuple[int, int], interpolation):
+    """What resizing to `resized` (w, h) and centre-cropping `crop` (w, h, no larger) give, computed
+    by resampling only the source box under the crop: Pillow's filter weights are placed by the box's
+    scale (the same as the whole resize's) and reach past the box into the rest of the image."""
+    (w, h), (new_w, new_h), (crop_w, crop_h) = image.size, resized, crop
+    left, top = int(round((new_w - crop_w) / 2.0)), int(round((new_h - crop_h) / 2.0))
+    scale_x, scale_y = w / new_w, h / new_h
+    box = (left * scale_x, top * scale_y, (left + crop_w) * scale_x, (top + crop_h) * scale_y)
+    return image.resize((crop_w, crop_h), interpolation, box=box)
 
 
 def _keep_ratio_size(image: Image.Image, target: tuple[int, int], *, longest: bool) -> tuple[int, int]:
