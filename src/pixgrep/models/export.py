@@ -8,6 +8,8 @@ layout, so ids are the same as Immich's tokenizer.json files.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import gzip
 import json
 import os
@@ -23,7 +25,9 @@ from pixgrep.models.folder import fast_loading
 # TorchScript exporter (dynamo=False) for both towers: parity, dynamic axes, and about a second
 # for a small model where the dynamo exporter takes 15-30 s. Opset 17 has LayerNormalization.
 OPSET = 17
-EXPORT_VERSION = 4  # bump when exported folders change (test caches are keyed on it); 4: external weights
+# bump when exported folders change (test caches are keyed on it); 4: external weights; 5: the image
+# tower's attention written out (_attention)
+EXPORT_VERSION = 5
 SOT, EOT = "<|startoftext|>", "<|endoftext|>"  # Hugging Face CLIP names, ids 49406 / 49407
 
 
@@ -85,13 +89,9 @@ def export_open_clip(arch: str, pretrained: str | None, out: Path, *, model_cfg:
 
     context_length = int(config["text_cfg"].get("context_length", 77))
     image_size = _pair(config["vision_cfg"].get("image_size", 224))
-    _export_tower(
-        torch,
-        _Tower(torch, model.encode_image),
-        torch.randn(2, 3, *image_size),
-        out / "visual" / "model.onnx",
-        "image",
-    )
+    image = torch.randn(2, 3, *image_size)
+    with _image_attention_written_out(torch, model, image):
+        _export_tower(torch, _Tower(torch, model.encode_image), image, out / "visual" / "model.onnx", "image")
     text = torch.randint(1, 1000, (2, context_length), dtype=torch.int32)
     text[:, -1] = 49407  # argmax pooling looks for the end token
     if _export_short_text(torch, model, text, out / "textual" / "model.onnx"):
@@ -127,32 +127,15 @@ def _short_text_tower(torch, model):
     argmax/eos pooling, standard residual blocks); None for anything else.
     """
     from open_clip.model import CLIP
-    from open_clip.transformer import ResidualAttentionBlock, text_global_pool
+    from open_clip.transformer import text_global_pool
 
     F = torch.nn.functional
     if type(model) is not CLIP or getattr(model, "attn_mask", None) is None:
         return None
     if model.text_pool_type not in ("argmax", "eos") or not getattr(model.transformer, "batch_first", False):
         return None
-    for block in model.transformer.resblocks:
-        attn = getattr(block, "attn", None)
-        if (
-            type(block) is not ResidualAttentionBlock
-            or hasattr(block, "ln_1_kv")
-            or not isinstance(attn, torch.nn.MultiheadAttention)
-            or not attn._qkv_same_embed_dim
-            or attn.in_proj_bias is None
-            or attn.bias_k is not None
-        ):
-            return None
-
-    def attention(block, x, mask):
-        attn = block.attn
-        heads, width = attn.num_heads, attn.embed_dim
-        q, k, v = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
-        q, k, v = (t.reshape(t.shape[0], -1, heads, width // heads).transpose(1, 2) for t in (q, k, v))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return attn.out_proj(out.transpose(1, 2).reshape(x.shape[0], -1, width))
+    if not _plain_blocks(torch, model.transformer.resblocks):
+        return None
 
     class ShortText(torch.nn.Module):
         def __init__(self):
@@ -167,7 +150,7 @@ def _short_text_tower(torch, model):
             x = x + m.positional_embedding[:n].to(cast_dtype)
             mask = m.attn_mask[:n, :n].to(x.dtype)
             for block in m.transformer.resblocks:
-                x = x + block.ls_1(attention(block, block.ln_1(x), mask))
+                x = x + block.ls_1(_attention(torch, block, block.ln_1(x), mask))
                 x = x + block.ls_2(block.mlp(block.ln_2(x)))
             x = m.ln_final(x)
             x = text_global_pool(x, text, m.text_pool_type, eos_token_id=getattr(m, "text_eos_id", None))
@@ -209,6 +192,71 @@ def _export_short_text(torch, model, example, path: Path) -> bool:
             dynamo=False,
         )
     return True
+
+
+def _plain_blocks(torch, blocks) -> bool:
+    """Every block is open_clip's standard residual block with batch-first self-attention, which
+    _attention computes: nothing else (cross-attention, bias_k, split q/k/v weights) is rewritten."""
+    from open_clip.transformer import ResidualAttentionBlock
+
+    for block in blocks:
+        attn = getattr(block, "attn", None)
+        if (
+            type(block) is not ResidualAttentionBlock
+            or hasattr(block, "ln_1_kv")
+            or not isinstance(attn, torch.nn.MultiheadAttention)
+            or not attn.batch_first
+            or not attn._qkv_same_embed_dim
+            or attn.in_proj_bias is None
+            or attn.bias_k is not None
+        ):
+            return False
+    return bool(len(blocks))
+
+
+def _attention(torch, block, x, mask=None):
+    """A block's nn.MultiheadAttention written out: shape-agnostic reshapes (the traced module bakes
+    the sequence length in) and 3 transposes where the traced module has 8, each a copy of the
+    activations (ViT-B-32's int8 image tower: 21% of its time went to Transpose)."""
+    attn = block.attn
+    heads, width = attn.num_heads, attn.embed_dim
+    qkv = torch.nn.functional.linear(x, attn.in_proj_weight, attn.in_proj_bias)
+    q, k, v = qkv.reshape(x.shape[0], -1, 3, heads, width // heads).permute(2, 0, 3, 1, 4).unbind(0)
+    scores = torch.matmul(q * (width // heads) ** -0.5, k.transpose(-2, -1))
+    if mask is not None:
+        scores = scores + mask
+    out = torch.matmul(scores.softmax(dim=-1), v)
+    return attn.out_proj(out.transpose(1, 2).reshape(x.shape[0], -1, width))
+
+
+@contextlib.contextmanager
+def _image_attention_written_out(torch, model, example):
+    """While exporting the image tower, its blocks' attention is _attention, if the tower is made of
+    plain blocks and its output stays within 1e-5 of open_clip's; otherwise it is left alone."""
+    blocks = getattr(getattr(getattr(model, "visual", None), "transformer", None), "resblocks", None)
+    if blocks is None or not _plain_blocks(torch, blocks):
+        yield
+        return
+    with torch.no_grad():
+        expected = model.encode_image(example, normalize=True)
+    try:
+        for block in blocks:  # an instance attribute shadows ResidualAttentionBlock.attention
+            block.attention = functools.partial(_block_attention, torch, block)
+        with torch.no_grad():
+            if not torch.allclose(model.encode_image(example, normalize=True), expected, atol=1e-5):
+                for block in blocks:
+                    del block.attention
+        yield
+    finally:
+        for block in blocks:
+            block.__dict__.pop("attention", None)
+
+
+def _block_attention(torch, block, q_x, k_x=None, v_x=None, attn_mask=None):
+    """ResidualAttentionBlock.attention's signature over _attention (self-attention only)."""
+    if k_x is not None or v_x is not None:
+        raise ValueError("cross-attention is not written out")
+    return _attention(torch, block, q_x, None if attn_mask is None else attn_mask.to(q_x.dtype))
 
 
 def _encode_text_padded(torch, model, ids):
