@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pixgrep.catalog.db import CatalogDB, default_catalog_path
+from pixgrep.catalog.db import CatalogDB
+from pixgrep.catalog.paths import default_catalog_path
 from pixgrep.errors import PixgrepError
 
 

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from pixgrep.catalog.paths import default_catalog_path, shown_path
 from pixgrep.errors import PixgrepError
 from pixgrep.records import ImageRecord
 
@@ -112,16 +113,6 @@ ImageRow = tuple[str, int, int, str, int | None, int | None, str | None, str | N
 IMAGE_COLUMNS = "id, path, size, mtime_ns, content_hash, width, height, format, taken_at, error"
 
 
-def default_catalog_path() -> Path:
-    """$PIXGREP_CATALOG, else catalog.db in the user data folder (the CLI and the API agree)."""
-    env = os.environ.get("PIXGREP_CATALOG")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("pixgrep", appauthor=False)) / "catalog.db"
-
-
 def path_to_db(path: str) -> str | bytes:
     """What the catalog stores for a path: the str when it is valid UTF-8, else its raw bytes."""
     try:
@@ -138,11 +129,6 @@ def path_to_db(path: str) -> str | bytes:
 def path_from_db(value: str | bytes) -> str:
     """The path as Python's os functions spell it (surrogateescape for bytes that are not UTF-8)."""
     return value if isinstance(value, str) else bytes(value).decode("utf-8", "surrogateescape")
-
-
-def shown_path(path: str | os.PathLike) -> str:
-    """A path for a message or a table: bytes that are not UTF-8 shown escaped (caf\\xe9.jpg)."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _record(row: Sequence[Any]) -> ImageRecord:

@@ -149,6 +149,12 @@ def register(subparsers) -> None:
         "-v", "--verbose", action="store_true", help="say on stderr how the search was done (ANN or exact)"
     )
     parser.add_argument(
+        "--local",
+        action="store_true",
+        help="with -n: search in this process even when a `pixgrep serve` of this catalog and model is "
+        "running (by default a text query is handed to it: the same answer, without loading the model)",
+    )
+    parser.add_argument(
         "--fusion",
         choices=("auto", "combiner", "sum"),
         default="auto",
@@ -210,29 +216,40 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def option_values(args: argparse.Namespace, roots: list[str]) -> dict:
+    """The search flags by SearchOptions field, as given (dates and places still text): what
+    SearchOptions checks here, and what a hand-off sends to the server's POST /api/search."""
+    return {
+        "k": args.top,
+        "offset": args.offset,
+        "threshold": args.threshold,
+        "roots": list(roots),
+        "after": args.after,
+        "before": args.before,
+        "exclude": list(args.exclude),
+        "include_hidden": args.include_hidden,
+        "fusion": args.fusion,
+        "near": args.near,
+        "camera": args.camera,
+        "tag": args.tag,
+        "place": args.place,
+        "exact": args.exact,
+        "all_parts": args.all_parts,
+        "ignore_tone": args.ignore_tone,
+        "tone": args.tone,
+        "dedup": args.dedup,
+    }
+
+
 def options_from_args(args: argparse.Namespace, roots: list[str]) -> SearchOptions:
     """The search flags as the engine's SearchOptions (validated there, before any work)."""
     from pixgrep.search.options import SearchOptions
 
+    values = option_values(args, roots)
+    tone = values.pop("tone")
     return SearchOptions(
-        k=args.top,
-        offset=args.offset,
-        threshold=args.threshold,
-        roots=tuple(roots),
-        after=args.after,
-        before=args.before,
-        exclude=tuple(args.exclude),
-        include_hidden=args.include_hidden,
-        fusion=args.fusion,
-        near=args.near,
-        camera=args.camera,
-        tag=args.tag,
-        place=args.place,
-        exact=args.exact,
-        all_parts=args.all_parts,
-        ignore_tone=args.ignore_tone,
-        tone=(args.tone,) if args.tone is not None else (),
-        dedup=args.dedup,
+        **{**values, "roots": tuple(roots), "exclude": tuple(args.exclude)},
+        tone=(tone,) if tone is not None else (),
     )
 
 
@@ -267,6 +284,13 @@ def run(args: argparse.Namespace) -> int:
             "--after, --before)"
         )
 
+    handed = _hand_off(args, terms, roots) if args.no_index and not uris else None
+    if handed is not None:
+        results, notes = handed
+        for note in notes:
+            print(f"pixgrep: warning: {note}", file=sys.stderr)
+        return _finish(results, args, listing=False)
+
     import pixgrep
 
     with pixgrep.open_catalog(args.catalog, args.model) as catalog:
@@ -276,12 +300,56 @@ def run(args: argparse.Namespace) -> int:
         results = _search_with_warnings(catalog, terms or None, options)
         if args.verbose and terms:
             print(f"pixgrep: {_describe_search(catalog.search_index())}", file=sys.stderr)
-    _render(results, args, listing=not terms)
+    return _finish(results, args, listing=not terms)
+
+
+def _finish(results, args: argparse.Namespace, listing: bool) -> int:
+    _render(results, args, listing=listing)
     if not results:
         hint = " (-n searches only what was indexed before; run without -n to index)" if args.no_index else ""
         print(f"pixgrep: no matching images{hint}", file=sys.stderr)
         return 1
     return 0
+
+
+def _hand_off(args: argparse.Namespace, terms, roots: list[str]):
+    """(results, warnings) from a running `pixgrep serve` of this catalog and model, or None to
+    search here (server/handoff.py says when). Text terms only: image terms name files here."""
+    if args.local or args.verbose or not terms or any(term.kind != "text" for term in terms):
+        return None
+    from pixgrep.server import handoff
+
+    catalog = args.catalog
+    if not catalog:
+        from pixgrep.catalog.paths import default_catalog_path
+
+        catalog = default_catalog_path()
+    body = option_values(args, roots)
+    body["terms"] = [{"kind": "text", "value": term.value, "weight": term.weight} for term in terms]
+    answer = handoff.ask(catalog, args.model, body)
+    if answer is None:
+        return None
+    from pixgrep.records import SearchResult
+
+    try:
+        results = [
+            SearchResult(
+                image_id=row["id"],
+                path=row["path"],
+                score=float(row["score"]),
+                size=row["size"],
+                width=row["width"],
+                height=row["height"],
+                taken_at=row["taken_at"],
+                parts=row.get("parts"),
+                duplicate_ids=tuple(copy["id"] for copy in row.get("duplicates", ())),
+                duplicate_paths=tuple(copy["path"] for copy in row.get("duplicates", ())),
+            )
+            for row in answer["results"]
+        ]
+    except (KeyError, TypeError, ValueError):  # not the answer this version expects: search here
+        return None
+    return results, [str(note) for note in answer.get("warnings", ())]
 
 
 def _search_with_warnings(catalog, terms, options):
@@ -313,7 +381,7 @@ def _describe_search(info: dict | None) -> str:
 
 
 def _render(results, args: argparse.Namespace, listing: bool = False) -> None:
-    from pixgrep.catalog.db import shown_path
+    from pixgrep.catalog.paths import shown_path
 
     if args.paths_only:
         for result in results:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import signal
 
 from pixgrep.errors import PixgrepError
 
@@ -79,8 +80,27 @@ def run(args: argparse.Namespace) -> int:
     print(f"pixgrep: serving {app.state.pixgrep.catalog.path} at {where}", flush=True)
     if args.token:
         print("pixgrep: requests must carry the token (Authorization: Bearer, or ?token=)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    from pixgrep.server.handoff import InstanceHeader, announced
+
+    state = app.state.pixgrep
+    with announced(
+        state.catalog.path,
+        host=args.host,
+        port=args.port,
+        model=args.model,
+        model_id=str(state.catalog.encoder.model_id),
+        token=bool(args.token),
+    ) as key:  # `pixgrep -n` hands its text queries here while this runs (server/handoff.py)
+        app.add_middleware(InstanceHeader, key=key)
+        # uvicorn shuts down gracefully on SIGTERM, then raises it again under the handler it found:
+        # an exit, not the default kill, so that the note above is removed on the way out.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signal.SIGTERM)
 
 
 def _check_port_free(host: str, port: int) -> None:

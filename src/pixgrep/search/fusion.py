@@ -23,18 +23,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pixgrep.errors import PixgrepError
+from pixgrep.search.options import check_fusion
 
 if TYPE_CHECKING:
     from pixgrep.models.combiner import Combiner
 
-FUSIONS = ("auto", "combiner", "sum")
 IMAGE_KINDS = frozenset({"path", "url", "bytes", "image_id"})
-
-
-def check_fusion(fusion: str) -> str:
-    if fusion not in FUSIONS:
-        raise PixgrepError(f"unknown fusion {fusion!r}; choose from {', '.join(FUSIONS)}")
-    return fusion
 
 
 def is_composed(kinds: Sequence[str], weights: Sequence[float]) -> bool:

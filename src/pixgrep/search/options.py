@@ -16,7 +16,15 @@ from typing import Any
 
 from pixgrep.errors import PixgrepError
 from pixgrep.search.filters import NearValue, date_bound
-from pixgrep.search.fusion import check_fusion
+
+FUSIONS = ("auto", "combiner", "sum")  # search/fusion.py says what each does
+
+
+def check_fusion(fusion: str) -> str:
+    if fusion not in FUSIONS:
+        raise PixgrepError(f"unknown fusion {fusion!r}; choose from {', '.join(FUSIONS)}")
+    return fusion
+
 
 __all__ = ["SearchOptions"]
 

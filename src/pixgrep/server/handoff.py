@@ -1,0 +1,155 @@
+"""A `pixgrep -n` text query answered by a running `pixgrep serve` of the same catalog and model.
+
+A cold `pixgrep -n` pays for Python and numpy, ONNX Runtime, the text tower's session and the
+index's memory map before it scores anything (0.8-1.0 s at 1M rows, docs/benchmarks.md); a server
+already holds them all (about 21 ms a query at 1M). So `serve` leaves a note beside the catalog,
+`<catalog>.serve.json` (where it listens, its process, its model, a random instance key), and
+removes it when it stops. `pixgrep -n` with text-only terms reads the note and, when the process
+is alive, listens on a loopback address and serves the model asked for, sends the query there.
+The answer counts only if it carries the note's instance key (another program on a reused port
+does not); any doubt or failure (no note, a dead process, a refusal, a timeout, a token the
+caller lacks) means the query runs in this process as before, so a hand-off can change how fast
+an answer comes, never what it is. `pixgrep -n --local` skips it.
+
+Only the standard library here: the CLI imports this before it decides whether to load numpy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+NOTE_VERSION = 1
+INSTANCE_HEADER = "x-pixgrep-instance"
+TIMEOUT_S = 5.0  # the server may be busy (an index run); past this the CLI answers by itself
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def note_path(catalog: str | os.PathLike) -> Path:
+    return Path(os.path.realpath(catalog)).with_name(Path(os.path.realpath(catalog)).name + ".serve.json")
+
+
+def model_key(model: str | None) -> str:
+    """What --model names, comparably: "" for the default, an absolute path for a folder."""
+    if not model:
+        return ""
+    return os.path.realpath(model) if os.path.isdir(model) else model
+
+
+# --- the server's side ---
+
+
+@contextlib.contextmanager
+def announced(
+    catalog: str | os.PathLike, *, host: str, port: int, model: str | None, model_id: str, token: bool
+) -> Iterator[str]:
+    """Write the note for the life of the block (best effort: a read-only folder just means no
+    hand-off) and yield the instance key the server must put on its answers."""
+    key = secrets.token_hex(16)
+    note = note_path(catalog)
+    body = {
+        "version": NOTE_VERSION,
+        "pid": os.getpid(),
+        "host": host,
+        "port": port,
+        "catalog": os.path.realpath(catalog),
+        "model": model_key(model),
+        "model_id": model_id,
+        "token": token,
+        "key": key,
+    }
+    written = False
+    try:
+        temporary = note.with_name(f"{note.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(body))
+        os.replace(temporary, note)  # a reader sees the old note or the new one, never half
+        written = True
+    except OSError:
+        pass
+    try:
+        yield key
+    finally:
+        if written and _read(note).get("key") == key:  # a later server's note is left alone
+            with contextlib.suppress(OSError):
+                note.unlink()
+
+
+class InstanceHeader:
+    """ASGI middleware: every response carries the server's instance key."""
+
+    def __init__(self, app, key: str):
+        self.app = app
+        self.header = (INSTANCE_HEADER.encode(), key.encode())
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_key(event):
+            if event["type"] == "http.response.start":
+                event["headers"] = [*event.get("headers", []), self.header]
+            await send(event)
+
+        return await self.app(scope, receive, send_with_key)
+
+
+# --- the CLI's side ---
+
+
+def _read(note: Path) -> dict[str, Any]:
+    try:
+        body = json.loads(note.read_text())
+    except (OSError, ValueError):
+        return {}
+    return body if isinstance(body, dict) and body.get("version") == NOTE_VERSION else {}
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's: not a server this user started
+        return False
+    return True
+
+
+def ask(catalog: str | os.PathLike, model: str | None, body: dict[str, Any]) -> dict[str, Any] | None:
+    """POST /api/search `body` to this catalog's running server; its JSON answer, or None when the
+    query should run here instead (no usable server, or anything unexpected on the way)."""
+    note = _read(note_path(catalog))
+    if not note or note.get("catalog") != os.path.realpath(catalog) or note.get("host") not in LOOPBACK:
+        return None
+    if model_key(model) not in (note.get("model"), note.get("model_id")) or not _alive(note.get("pid")):
+        return None
+    headers = {"Content-Type": "application/json"}
+    if note.get("token"):
+        token = os.environ.get("PIXGREP_TOKEN")
+        if not token:
+            return None
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        payload = json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogateescape")
+    except (TypeError, ValueError, UnicodeEncodeError):
+        return None
+    connection = http.client.HTTPConnection(str(note["host"]), int(note["port"]), timeout=TIMEOUT_S)
+    try:
+        connection.request("POST", "/api/search", body=payload, headers=headers)
+        response = connection.getresponse()
+        data = response.read()
+        if response.status != 200 or response.getheader(INSTANCE_HEADER) != note.get("key"):
+            return None
+        answer = json.loads(data.decode("utf-8"))
+    except (OSError, http.client.HTTPException, ValueError):
+        return None
+    finally:
+        connection.close()
+    return answer if isinstance(answer, dict) and isinstance(answer.get("results"), list) else None
