@@ -8,8 +8,9 @@ removes it when it stops. `pixgrep -n` with text-only terms reads the note and, 
 is alive, listens on a loopback address and serves the model asked for, sends the query there.
 The answer counts only if it carries the note's instance key (another program on a reused port
 does not); any doubt or failure (no note, a dead process, a refusal, a timeout, a token the
-caller lacks) means the query runs in this process as before, so a hand-off can change how fast
-an answer comes, never what it is. `pixgrep -n --local` skips it.
+caller lacks) means the query runs in this process as before. The answer is the one this process
+would give (the same engine on the same catalog), scores as the server's JSON rounds them (6
+decimals). `pixgrep -n --local` skips the hand-off.
 
 Only the standard library here: the CLI imports this before it decides whether to load numpy.
 """
