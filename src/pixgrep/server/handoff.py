@@ -33,7 +33,8 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def note_path(catalog: str | os.PathLike) -> Path:
-    return Path(os.path.realpath(catalog)).with_name(Path(os.path.realpath(catalog)).name + ".serve.json")
+    real = Path(os.path.realpath(catalog))
+    return real.with_name(real.name + ".serve.json")
 
 
 def model_key(model: str | None) -> str:
@@ -66,13 +67,14 @@ def announced(
         "key": key,
     }
     written = False
+    temporary = note.with_name(f"{note.name}.{os.getpid()}.tmp")
     try:
-        temporary = note.with_name(f"{note.name}.{os.getpid()}.tmp")
         temporary.write_text(json.dumps(body))
         os.replace(temporary, note)  # a reader sees the old note or the new one, never half
         written = True
     except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            temporary.unlink()
     try:
         yield key
     finally:
