@@ -134,7 +134,10 @@ def test_a_server_with_a_token_gets_the_query_only_from_a_caller_that_has_it(tmp
     photos, catalog = tmp_path / "photos", tmp_path / "catalog.db"
     make_images(photos, 12, size=48)
     assert pixgrep("index", photos, "--catalog", catalog, "--model", tiny_model_dir).returncode == 0
-    process, _ = start_server("--catalog", catalog, "--model", tiny_model_dir, "--token", "s3cret")
+    # on every address (which needs the token), reached through the loopback address
+    process, _ = start_server(
+        "--catalog", catalog, "--model", tiny_model_dir, "--token", "s3cret", "--host", "0.0.0.0"
+    )
     try:
         without = probe(*query(photos, catalog, tiny_model_dir, "--json"))
         right = probe(*query(photos, catalog, tiny_model_dir, "--json"), env=cli_env(PIXGREP_TOKEN="s3cret"))

@@ -30,6 +30,7 @@ NOTE_VERSION = 1
 INSTANCE_HEADER = "x-pixgrep-instance"
 TIMEOUT_S = 5.0  # the server may be busy (an index run); past this the CLI answers by itself
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # a server on every address is reached locally
 
 
 def note_path(catalog: str | os.PathLike) -> Path:
@@ -129,7 +130,8 @@ def ask(catalog: str | os.PathLike, model: str | None, body: dict[str, Any]) -> 
     """POST /api/search `body` to this catalog's running server; its JSON answer, or None when the
     query should run here instead (no usable server, or anything unexpected on the way)."""
     note = _read(note_path(catalog))
-    if not note or note.get("catalog") != os.path.realpath(catalog) or note.get("host") not in LOOPBACK:
+    host = ANY_ADDRESS.get(str(note.get("host")), note.get("host"))
+    if not note or note.get("catalog") != os.path.realpath(catalog) or host not in LOOPBACK:
         return None
     if model_key(model) not in (note.get("model"), note.get("model_id")) or not _alive(note.get("pid")):
         return None
@@ -143,7 +145,7 @@ def ask(catalog: str | os.PathLike, model: str | None, body: dict[str, Any]) -> 
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogateescape")
     except (TypeError, ValueError, UnicodeEncodeError):
         return None
-    connection = http.client.HTTPConnection(str(note["host"]), int(note["port"]), timeout=TIMEOUT_S)
+    connection = http.client.HTTPConnection(str(host), int(note["port"]), timeout=TIMEOUT_S)
     try:
         connection.request("POST", "/api/search", body=payload, headers=headers)
         response = connection.getresponse()
