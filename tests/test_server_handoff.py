@@ -116,6 +116,10 @@ def test_no_hand_off_for_image_terms_another_model_verbose_or_a_stale_note(serve
         done = probe(*query(photos, catalog, tiny_model_dir, "--json"))
         assert done.returncode == 0 and done.stdout == expected, change
         assert "searched here" in done.stderr, change
+    for broken in ({"port": "80"}, {"port": None}, {"pid": "1"}, {"catalog": None}):  # a hand-edited note
+        note.write_text(json.dumps({**written, **broken}))
+        done = probe(*query(photos, catalog, tiny_model_dir, "--json"))
+        assert done.stdout == expected and "searched here" in done.stderr, (broken, done.stderr)
     note.write_text("{not json")
     assert probe(*query(photos, catalog, tiny_model_dir, "--json")).stdout == expected
     # a server on every address (tests listen on 127.0.0.1 only, so the note says it) is asked locally
@@ -146,3 +150,29 @@ def test_a_server_with_a_token_gets_the_query_only_from_a_caller_that_has_it(tmp
     assert without.stdout == right.stdout == wrong.stdout and without.stdout
     assert "searched here" in without.stderr and "searched here" in wrong.stderr
     assert right.stderr.strip() == HANDED
+
+
+def test_a_folder_and_files_named_in_no_encoding_come_back_as_the_same_bytes(served, tiny_model_dir):
+    photos, catalog, _ = served
+    folder = os.path.join(os.fsencode(photos), b"caf\xe9")
+    os.mkdir(folder)
+    for i, name in enumerate((b"\xff\xfe.png", b"r\xe9sum\xe9.png")):
+        make_image(os.fsdecode(os.path.join(folder, name)), 7000 + i, 48)
+    assert pixgrep("index", photos, "--catalog", catalog, "--model", tiny_model_dir).returncode == 0
+    args = (
+        "-n",
+        "a photo",
+        "--in",
+        os.fsdecode(folder),
+        "--catalog",
+        catalog,
+        "--model",
+        tiny_model_dir,
+        "-f",
+    )
+    handed, local = probe(*args), probe(*args, "--local")
+    assert handed.stderr.strip() == HANDED, handed.stderr
+    assert handed.stdout == local.stdout
+    assert sorted(os.fsencode(line) for line in handed.stdout.splitlines()) == sorted(
+        os.path.join(folder, name) for name in (b"\xff\xfe.png", b"r\xe9sum\xe9.png")
+    )

@@ -119,9 +119,7 @@ def _alive(pid: object) -> bool:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's: not a server this user started
+    except (ProcessLookupError, PermissionError):  # gone, or another user's: not this user's server
         return False
     return True
 
@@ -133,6 +131,9 @@ def ask(catalog: str | os.PathLike, model: str | None, body: dict[str, Any]) -> 
     host = ANY_ADDRESS.get(str(note.get("host")), note.get("host"))
     if not note or note.get("catalog") != os.path.realpath(catalog) or host not in LOOPBACK:
         return None
+    port = note.get("port")
+    if not isinstance(port, int) or not 0 < port < 65536:
+        return None
     if model_key(model) not in (note.get("model"), note.get("model_id")) or not _alive(note.get("pid")):
         return None
     headers = {"Content-Type": "application/json"}
@@ -141,11 +142,11 @@ def ask(catalog: str | os.PathLike, model: str | None, body: dict[str, Any]) -> 
         if not token:
             return None
         headers["Authorization"] = f"Bearer {token}"
-    try:
-        payload = json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogateescape")
-    except (TypeError, ValueError, UnicodeEncodeError):
+    try:  # ASCII: a folder name that is not UTF-8 travels as its \udcXX escapes, as the server's do
+        payload = json.dumps(body).encode("ascii")
+    except (TypeError, ValueError):
         return None
-    connection = http.client.HTTPConnection(str(host), int(note["port"]), timeout=TIMEOUT_S)
+    connection = http.client.HTTPConnection(str(host), port, timeout=TIMEOUT_S)
     try:
         connection.request("POST", "/api/search", body=payload, headers=headers)
         response = connection.getresponse()
