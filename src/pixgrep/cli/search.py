@@ -246,11 +246,12 @@ def options_from_args(args: argparse.Namespace, roots: list[str]) -> SearchOptio
     from pixgrep.search.options import SearchOptions
 
     values = option_values(args, roots)
-    tone = values.pop("tone")
-    return SearchOptions(
-        **{**values, "roots": tuple(roots), "exclude": tuple(args.exclude)},
-        tone=(tone,) if tone is not None else (),
+    values.update(
+        roots=tuple(roots),
+        exclude=tuple(args.exclude),
+        tone=(args.tone,) if args.tone is not None else (),
     )
+    return SearchOptions(**values)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -326,30 +327,7 @@ def _hand_off(args: argparse.Namespace, terms, roots: list[str]):
         catalog = default_catalog_path()
     body = option_values(args, roots)
     body["terms"] = [{"kind": "text", "value": term.value, "weight": term.weight} for term in terms]
-    answer = handoff.ask(catalog, args.model, body)
-    if answer is None:
-        return None
-    from pixgrep.records import SearchResult
-
-    try:
-        results = [
-            SearchResult(
-                image_id=row["id"],
-                path=row["path"],
-                score=float(row["score"]),
-                size=row["size"],
-                width=row["width"],
-                height=row["height"],
-                taken_at=row["taken_at"],
-                parts=row.get("parts"),
-                duplicate_ids=tuple(copy["id"] for copy in row.get("duplicates", ())),
-                duplicate_paths=tuple(copy["path"] for copy in row.get("duplicates", ())),
-            )
-            for row in answer["results"]
-        ]
-    except (KeyError, TypeError, ValueError):  # not the answer this version expects: search here
-        return None
-    return results, [str(note) for note in answer.get("warnings", ())]
+    return handoff.ask(catalog, args.model, body)
 
 
 def _search_with_warnings(catalog, terms, options):

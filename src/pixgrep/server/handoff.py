@@ -12,19 +12,21 @@ caller lacks) means the query runs in this process as before. The answer is the 
 would give (the same engine on the same catalog), scores as the server's JSON rounds them (6
 decimals). `pixgrep -n --local` skips the hand-off.
 
-Only the standard library here: the CLI imports this before it decides whether to load numpy.
+Only the standard library here, and http.client only once a note is found: every `pixgrep -n`
+text query imports this module, with or without a server running.
 """
 
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pixgrep.records import SearchResult
 
 NOTE_VERSION = 1
 INSTANCE_HEADER = "x-pixgrep-instance"
@@ -54,6 +56,8 @@ def announced(
 ) -> Iterator[str]:
     """Write the note for the life of the block (best effort: a read-only folder just means no
     hand-off) and yield the instance key the server must put on its answers."""
+    import secrets
+
     key = secrets.token_hex(16)
     note = note_path(catalog)
     body = {
@@ -124,9 +128,11 @@ def _alive(pid: object) -> bool:
     return True
 
 
-def ask(catalog: str | os.PathLike, model: str | None, body: dict[str, Any]) -> dict[str, Any] | None:
-    """POST /api/search `body` to this catalog's running server; its JSON answer, or None when the
-    query should run here instead (no usable server, or anything unexpected on the way)."""
+def ask(
+    catalog: str | os.PathLike, model: str | None, body: dict[str, Any]
+) -> tuple[list[SearchResult], list[str]] | None:
+    """POST /api/search `body` to this catalog's running server: its (results, warnings), or None
+    when the query should run here instead (no usable server, or anything unexpected on the way)."""
     note = _read(note_path(catalog))
     host = ANY_ADDRESS.get(str(note.get("host")), note.get("host"))
     if not note or note.get("catalog") != os.path.realpath(catalog) or host not in LOOPBACK:
@@ -146,6 +152,8 @@ def ask(catalog: str | os.PathLike, model: str | None, body: dict[str, Any]) -> 
         payload = json.dumps(body).encode("ascii")
     except (TypeError, ValueError):
         return None
+    import http.client
+
     connection = http.client.HTTPConnection(str(host), port, timeout=TIMEOUT_S)
     try:
         connection.request("POST", "/api/search", body=payload, headers=headers)
@@ -158,4 +166,32 @@ def ask(catalog: str | os.PathLike, model: str | None, body: dict[str, Any]) -> 
         return None
     finally:
         connection.close()
-    return answer if isinstance(answer, dict) and isinstance(answer.get("results"), list) else None
+    return _results(answer)
+
+
+def _results(answer: object) -> tuple[list[SearchResult], list[str]] | None:
+    """The search records of a server's answer (server/querying.py result_json, read back), or None
+    for an answer of another shape."""
+    from pixgrep.records import SearchResult
+
+    if not isinstance(answer, dict):
+        return None
+    try:
+        results = [
+            SearchResult(
+                image_id=row["id"],
+                path=row["path"],
+                score=float(row["score"]),
+                size=row["size"],
+                width=row["width"],
+                height=row["height"],
+                taken_at=row["taken_at"],
+                parts=row.get("parts"),
+                duplicate_ids=tuple(copy["id"] for copy in row.get("duplicates", ())),
+                duplicate_paths=tuple(copy["path"] for copy in row.get("duplicates", ())),
+            )
+            for row in answer["results"]
+        ]
+        return results, [str(note) for note in answer.get("warnings", ())]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
