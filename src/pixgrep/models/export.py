@@ -244,12 +244,15 @@ def _image_attention_written_out(torch, model, example):
             block.attention = functools.partial(_block_attention, torch, block)
         with torch.no_grad():
             if not torch.allclose(model.encode_image(example, normalize=True), expected, atol=1e-5):
-                for block in blocks:
-                    del block.attention
+                _drop_written_out(blocks)
         yield
     finally:
-        for block in blocks:
-            block.__dict__.pop("attention", None)
+        _drop_written_out(blocks)
+
+
+def _drop_written_out(blocks) -> None:
+    for block in blocks:
+        block.__dict__.pop("attention", None)  # ResidualAttentionBlock.attention again
 
 
 def _block_attention(torch, block, q_x, k_x=None, v_x=None, attn_mask=None):
