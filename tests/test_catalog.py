@@ -127,3 +127,35 @@ def test_stats_counts_images_errors_vectors_and_bytes(tmp_path: Path):
     assert (stats["images"], stats["errors"], stats["vectors"]) == (1, 1, {"m": 1})
     assert stats["bytes"] > 0 and stats["catalog"] == str(tmp_path / "c.db")
     db.close()
+
+
+def test_opening_tries_again_when_sqlite_says_locked_without_waiting(tmp_path, monkeypatch):
+    """SQLite answers "database is locked" at once where waiting could deadlock (two processes
+    creating one catalog): the open is tried again, and only a lock that stays is one line."""
+    from pixgrep.catalog import db as dbmod
+    from pixgrep.errors import PixgrepError
+
+    real_open, calls = dbmod.CatalogDB._open, []
+
+    def flaky_open(self):
+        calls.append(1)
+        if len(calls) <= 2:
+            self.conn = sqlite3.connect(":memory:")
+            raise sqlite3.OperationalError("database is locked")
+        real_open(self)
+
+    monkeypatch.setattr(dbmod, "OPEN_RETRY_PAUSES", (0.0, 0.0, 0.0, None))
+    monkeypatch.setattr(dbmod.CatalogDB, "_open", flaky_open)
+    opened = dbmod.CatalogDB(tmp_path / "c.db")
+    assert len(calls) == 3 and opened.conn.execute("SELECT COUNT(*) FROM images").fetchone() == (0,)
+    opened.conn.close()
+
+    def locked(self):
+        calls.append(1)
+        raise sqlite3.OperationalError("database is locked")
+
+    calls.clear()
+    monkeypatch.setattr(dbmod.CatalogDB, "_open", locked)
+    with pytest.raises(PixgrepError, match="busy .*try again"):
+        dbmod.CatalogDB(tmp_path / "c.db")
+    assert len(calls) == 4

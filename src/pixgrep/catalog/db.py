@@ -135,6 +135,17 @@ def _record(row: Sequence[Any]) -> ImageRecord:
     return ImageRecord(row[0], path_from_db(row[1]), *row[2:])
 
 
+# Opening can meet "database is locked" at once, whatever the busy timeout: SQLite does not wait
+# where waiting could deadlock (switching a new file to WAL while another process creates the
+# schema) or while another connection resets the WAL. Such a moment passes: try again, for ~10 s.
+OPEN_RETRY_PAUSES = (*(min(0.5, 0.02 * 2**i) for i in range(25)), None)
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
 def _reason(exc: sqlite3.Error, path: Path) -> str:
     """One line for a failed catalog operation, with what the user can do about it."""
     return f"catalog {shown_path(path)}: {_hint(exc)}"
@@ -151,7 +162,7 @@ def _hint(exc: sqlite3.Error) -> str:
         return "it is read-only: it can be searched (-n) but not indexed into"
     if "malformed" in low or "not a database" in low or "corrupt" in low:
         return f"it is damaged ({text}); restore a backup, or delete it and index again"
-    if "locked" in low or "busy" in low:
+    if _is_busy(exc):
         return "it is busy (another pixgrep is writing to it); try again"
     return text
 
@@ -225,17 +236,15 @@ class CatalogDB:
         # True when the file or its folder cannot be written: searches work, index runs are refused.
         self.read_only = False
         try:
-            self.conn = self._connect()
-            self._check_ours()  # before WAL mode, which rewrites the file header
-            if not self.read_only:
-                self.conn.execute("PRAGMA journal_mode=WAL")
-                self.conn.execute("PRAGMA synchronous=NORMAL")
-                self._migrate()
-            elif self._schema_version() < READABLE_SCHEMA:
-                raise PixgrepError(
-                    f"catalog {shown_path(self.path)} needs a schema upgrade but is read-only; "
-                    "open it once where it can be written"
-                )
+            for pause in OPEN_RETRY_PAUSES:
+                try:
+                    self._open()
+                    break
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc) or pause is None:
+                        raise
+                    self._close_quietly()
+                    time.sleep(pause)
         except sqlite3.Error as exc:
             self._close_quietly()
             raise PixgrepError(f"cannot open catalog {shown_path(self.path)}: {_hint(exc)}") from None
@@ -247,6 +256,20 @@ class CatalogDB:
         except BaseException:
             self._close_quietly()
             raise
+
+    def _open(self) -> None:
+        self.read_only = False
+        self.conn = self._connect()
+        self._check_ours()  # before WAL mode, which rewrites the file header
+        if not self.read_only:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        elif self._schema_version() < READABLE_SCHEMA:
+            raise PixgrepError(
+                f"catalog {shown_path(self.path)} needs a schema upgrade but is read-only; "
+                "open it once where it can be written"
+            )
 
     def _close_quietly(self) -> None:
         conn = getattr(self, "conn", None)
