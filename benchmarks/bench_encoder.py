@@ -153,7 +153,7 @@ def _default_model(cache: Path) -> Path:
     if not (dest / "config.json").is_file():
         import torch
 
-        from pixgrep.models.export import export_open_clip
+        from pixgrep.lab.export import export_open_clip
 
         torch.set_num_threads(min(2, os.cpu_count() or 1))
         torch.manual_seed(0)

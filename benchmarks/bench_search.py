@@ -177,7 +177,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.export:
-        from pixgrep.models.export import export_open_clip
+        from pixgrep.lab.export import export_open_clip
 
         if not (Path(args.export) / "config.json").is_file():
             export_open_clip("ViT-B-32", None, Path(args.export))

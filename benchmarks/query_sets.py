@@ -114,7 +114,7 @@ def build_duplicates(args: argparse.Namespace) -> None:
     import numpy as np
 
     import pixgrep
-    from pixgrep.eval.vectors import catalog_image_vectors
+    from pixgrep.lab.eval.vectors import catalog_image_vectors
 
     data, out = Path(args.data), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -178,7 +178,7 @@ def cosines(args: argparse.Namespace) -> None:
     import numpy as np
 
     import pixgrep
-    from pixgrep.eval.vectors import catalog_image_vectors
+    from pixgrep.lab.eval.vectors import catalog_image_vectors
 
     truth = json.loads(Path(args.truth).read_text())
     folder = Path(args.truth).parent

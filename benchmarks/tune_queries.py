@@ -42,9 +42,9 @@ def overlap(a: np.ndarray, b: np.ndarray) -> float:
 
 def main() -> None:
     import pixgrep
-    from pixgrep.eval.vectors import catalog_image_vectors
-    from pixgrep.eval.zeroshot import encode_texts_batched
+    from pixgrep.lab.eval.vectors import catalog_image_vectors
     from pixgrep.search import allof, tone
+    from pixgrep.tagging.zeroshot import encode_texts_batched
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--sets", required=True)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from pixgrep.errors import PixgrepError
-from pixgrep.eval.cir import read_cir, split_files
-from pixgrep.eval.cir_build import build_triplets, captions_by_image, content_words, make_cir
-from pixgrep.eval.composed import CirFeatures, composed_recalls
+from pixgrep.lab.eval.cir import read_cir, split_files
+from pixgrep.lab.eval.cir_build import build_triplets, captions_by_image, content_words, make_cir
+from pixgrep.lab.eval.composed import CirFeatures, composed_recalls
 
 
 def _write(path: Path, data: object) -> Path:

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from pixgrep.errors import PixgrepError
-from pixgrep.eval.composed import CirFeatures, composed_recalls, query_vectors
+from pixgrep.lab.combiner_train import CombinerConfig, torch_combiner, train_combiner  # torch inside
+from pixgrep.lab.eval.composed import CirFeatures, composed_recalls, query_vectors
 from pixgrep.models.combiner import Combiner, load_combiner, save_combiner
-from pixgrep.models.combiner_train import CombinerConfig, torch_combiner, train_combiner  # torch inside
 from pixgrep.search.fusion import fuse, fusion_used
 
 DIM = 16

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pixgrep import metrics
-from pixgrep.metrics import (
+from pixgrep.lab import metrics
+from pixgrep.lab.metrics import (
     class_retrieval_ranks,
     classification_ranks,
     first_relevant_ranks,

@@ -17,10 +17,10 @@ from PIL import Image
 
 import pixgrep
 from pixgrep.errors import PixgrepError
-from pixgrep.eval.classes import run_classes
-from pixgrep.eval.datasets import build_caption_set, read_captions, read_class_folder, read_labels
-from pixgrep.eval.retrieval import run_retrieval
-from pixgrep.studies.experiments import probe, rank_captions
+from pixgrep.lab.eval.classes import run_classes
+from pixgrep.lab.eval.datasets import build_caption_set, read_captions, read_class_folder, read_labels
+from pixgrep.lab.eval.retrieval import run_retrieval
+from pixgrep.lab.studies import probe, rank_captions
 from pixgrep.tagging.classify import classify_paths
 
 COLOURS = {
@@ -317,7 +317,7 @@ def test_labels_parsing(tmp_path):
 
 
 def test_templates():
-    from pixgrep.eval.templates import SINGLE_TEMPLATE, imagenet_templates, templates_for
+    from pixgrep.tagging.templates import SINGLE_TEMPLATE, imagenet_templates, templates_for
 
     templates = imagenet_templates()
     assert len(templates) == 80 == len(set(templates))
@@ -329,7 +329,7 @@ def test_templates():
 
 
 def test_batched_text_encoding_keeps_order(monkeypatch):
-    from pixgrep.eval import zeroshot
+    from pixgrep.tagging import zeroshot
 
     monkeypatch.setattr(zeroshot, "TEXT_BATCH", 2)
     texts = ["a much longer caption here", "b", "medium text", "cc", "the longest caption of them all", "d"]

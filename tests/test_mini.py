@@ -22,7 +22,7 @@ def test_recalls_on_a_hand_made_case():
     assert r["t2i_R@1"] == pytest.approx(50.0)
     assert r["t2i_R@5"] == pytest.approx(100.0)  # only 3 images: every caption finds it by K=3
     # image->text: each image's best own caption scores 1, tied with another image's caption; ties
-    # count against the model (pixgrep.metrics), so every image ranks its own caption second
+    # count against the model (pixgrep.lab.metrics), so every image ranks its own caption second
     assert r["i2t_R@1"] == pytest.approx(0.0)
     assert r["i2t_R@5"] == pytest.approx(100.0)
 

@@ -209,7 +209,7 @@ def test_damaged_cache_entry_says_how_to_refetch(cache, tiny_model_dir):
 @pytest.mark.torch
 def test_export_refuses_architectures_with_other_tokenizers(tmp_path):
     pytest.importorskip("open_clip")
-    from pixgrep.models.export import export_open_clip
+    from pixgrep.lab.export import export_open_clip
 
     with pytest.raises(PixgrepError, match="Hugging Face tokenizer"):
         export_open_clip("ViT-B-16-SigLIP", None, tmp_path / "siglip")

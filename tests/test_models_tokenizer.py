@@ -32,7 +32,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from pixgrep.models.export import write_clip_tokenizer
+    from pixgrep.lab.export import write_clip_tokenizer
 
     folder = tmp_path_factory.mktemp("tok")
     write_clip_tokenizer(folder, 77)

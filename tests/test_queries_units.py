@@ -287,7 +287,7 @@ def test_duplicate_groups_over_blocks(monkeypatch):
 
 
 def test_retrieval_metrics_from_scores_equals_the_vector_protocol():
-    from pixgrep.metrics import retrieval_metrics, retrieval_metrics_from_scores
+    from pixgrep.lab.metrics import retrieval_metrics, retrieval_metrics_from_scores
 
     rng = np.random.default_rng(4)
     images = rng.standard_normal((30, 16)).astype(np.float32)
@@ -299,7 +299,7 @@ def test_retrieval_metrics_from_scores_equals_the_vector_protocol():
 
 
 def test_all_of_scores_single_part_texts_rank_as_plain_search(isolated_cache):
-    from pixgrep.eval.retrieval import all_of_scores
+    from pixgrep.lab.eval.retrieval import all_of_scores
 
     encoder = BagOfWords()
     rng = np.random.default_rng(5)

@@ -45,7 +45,7 @@ def _key(arch: str, config: dict | None) -> str:
     import open_clip
     import torch
 
-    from pixgrep.models import export
+    from pixgrep.lab import export
 
     blob = json.dumps(
         [arch, config, SEED, export.EXPORT_VERSION, torch.__version__, open_clip.__version__], sort_keys=True
@@ -58,7 +58,7 @@ def register() -> None:
     import open_clip
 
     if open_clip.get_model_config(ARCH) is None:
-        from pixgrep.models.export import _register_config
+        from pixgrep.lab.export import _register_config
 
         _register_config(open_clip, ARCH, CONFIG)
 
@@ -89,7 +89,7 @@ def export_seeded(base: Path, arch: str, config: dict | None = None, *, prefix: 
     """Export open_clip `arch` with random weights from SEED (checkpoint kept beside), cached in `base`."""
     import torch
 
-    from pixgrep.models.export import export_open_clip
+    from pixgrep.lab.export import export_open_clip
 
     name = f"{prefix or arch}-{_key(arch, config)}"
     dest = base / name

@@ -242,7 +242,8 @@ def scan_uri(root: str, *, exclude: Sequence[str] = (), include_hidden: bool = F
     image extensions only, hidden names skipped unless asked, exclude globs."""
     from pyarrow import fs
 
-    from pixgrep.catalog.scan import excluded, image_extensions
+    from pixgrep.catalog.scan import excluded
+    from pixgrep.images.formats import image_extensions
 
     root = root.rstrip("/")
     try:

@@ -12,10 +12,10 @@ import fnmatch
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from pathlib import Path
 
 from pixgrep.errors import PixgrepError
-from pixgrep.images.formats import RAW_EXTENSIONS
+from pixgrep.images.formats import RAW_EXTENSIONS, image_extensions
 
 # Folders that hold no user photos, or only copies of them (thumbnail caches would be found twice).
 JUNK_DIRS = frozenset(
@@ -44,28 +44,6 @@ JUNK_DIRS = frozenset(
         "lost+found",
     }
 )
-
-# Formats Pillow can open that are not pictures a person searches, or need outside programs:
-# scientific and weather-data stubs, PostScript (needs Ghostscript), MPEG video, IPTC sidecars.
-_NOT_PHOTOS = frozenset({"BUFR", "GRIB", "HDF5", "WMF", "EPS", "MPEG", "IPTC"})
-
-
-@lru_cache(maxsize=1)
-def image_extensions() -> frozenset[str]:
-    """Lower-case extensions (".jpg") of every format Pillow and pillow-heif can open."""
-    from PIL import Image
-
-    from pixgrep.images.decode import register_plugins
-
-    register_plugins()
-    Image.init()
-    extensions = {
-        ext
-        for ext, fmt in Image.registered_extensions().items()
-        if fmt in Image.OPEN and fmt not in _NOT_PHOTOS
-    }
-    extensions.add(".mpo")  # multi-picture JPEGs: opened by the JPEG plugin
-    return frozenset(extensions | {".heic", ".heif", ".avif"})
 
 
 @dataclass(frozen=True)
@@ -162,3 +140,14 @@ def _named_file(
             on_warning(path, f"cannot read: {exc.strerror or exc}")
         return None
     return FileEntry(path, stat.st_size, stat.st_mtime_ns, raw)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files under `folder` as indexing walks it (same extensions, hidden and junk folders
+    such as .thumbnails or @eaDir left out), sorted; camera RAW files are left out."""
+    return sorted(Path(entry.path) for entry in scan([str(folder.resolve())]) if not entry.raw)
+
+
+def is_image_file(path: Path) -> bool:
+    """What indexing counts as an image (same extensions), so every listed file gets a vector."""
+    return path.suffix.lower() in image_extensions() and not path.name.startswith(".")

@@ -80,10 +80,10 @@ def register_train(sub: argparse._SubParsersAction) -> None:
 
 def run_train_combiner(args: argparse.Namespace) -> int:
     from pixgrep.api import open_catalog
-    from pixgrep.eval.cir import read_cir
-    from pixgrep.eval.composed import cir_features, composed_recalls, query_vectors
-    from pixgrep.eval.progress import bar, show_progress
-    from pixgrep.models.combiner_train import concat_features, hold_out, triplet_files
+    from pixgrep.lab.combiner_train import concat_features, hold_out, triplet_files
+    from pixgrep.lab.eval.cir import read_cir
+    from pixgrep.lab.eval.composed import cir_features, composed_recalls, query_vectors
+    from pixgrep.progress import bar, show_progress
 
     out = Path(args.out)
     if out.exists() and out.is_dir():
@@ -95,8 +95,8 @@ def run_train_combiner(args: argparse.Namespace) -> int:
         import torch
     except ImportError:
         raise PixgrepError("training a Combiner needs torch: pip install torch") from None
+    from pixgrep.lab.combiner_train import CombinerConfig, train_combiner
     from pixgrep.models.combiner import save_combiner
-    from pixgrep.models.combiner_train import CombinerConfig, train_combiner
 
     with open_catalog(args.catalog, args.model) as catalog:
         progress = show_progress()
@@ -214,7 +214,7 @@ def register_eval(benchmarks: argparse._SubParsersAction) -> None:
 
 def run_eval_composed(args: argparse.Namespace) -> int:
     from pixgrep.api import open_catalog
-    from pixgrep.eval.composed import run_composed
+    from pixgrep.lab.eval.composed import run_composed
 
     with open_catalog(args.catalog, args.model) as catalog:
         result = run_composed(
@@ -234,7 +234,7 @@ def run_eval_composed(args: argparse.Namespace) -> int:
 
 
 def run_make_cir(args: argparse.Namespace) -> int:
-    from pixgrep.eval.cir_build import make_cir
+    from pixgrep.lab.eval.cir_build import make_cir
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():

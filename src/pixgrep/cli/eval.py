@@ -1,6 +1,6 @@
 """CLI: `pixgrep eval retrieval|classes`, `pixgrep rank`, `pixgrep probe`, `pixgrep classify`.
 
-Parsing and rendering only; the work is in pixgrep.eval (retrieval, classes), pixgrep.studies
+Parsing and rendering only; the work is in pixgrep.lab.eval (retrieval, classes), pixgrep.lab.studies
 (rank, probe) and pixgrep.tagging (classify, XMP).
 Heavy imports happen inside the handlers.
 """
@@ -129,7 +129,7 @@ def _register_eval(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_eval_retrieval(args: argparse.Namespace) -> int:
-    from pixgrep.eval.retrieval import run_retrieval
+    from pixgrep.lab.eval.retrieval import run_retrieval
 
     with _open_catalog(args) as catalog:
         result = run_retrieval(
@@ -163,7 +163,7 @@ def _run_eval_retrieval(args: argparse.Namespace) -> int:
 
 
 def _run_eval_classes(args: argparse.Namespace) -> int:
-    from pixgrep.eval.classes import run_classes
+    from pixgrep.lab.eval.classes import run_classes
 
     modes = args.templates or ["single", "ensemble"]
     with _open_catalog(args) as catalog:
@@ -207,8 +207,8 @@ def _register_rank(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_rank(args: argparse.Namespace) -> int:
-    from pixgrep.eval.datasets import read_lines
-    from pixgrep.studies.experiments import rank_captions
+    from pixgrep.textfiles import read_lines
+    from pixgrep.lab.studies import rank_captions
 
     captions = list(args.captions)
     if args.captions_file:
@@ -260,8 +260,8 @@ def _register_probe(subparsers: argparse._SubParsersAction) -> None:
 def _run_probe(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pixgrep.eval.progress import show_progress
-    from pixgrep.studies.experiments import probe
+    from pixgrep.lab.studies import probe
+    from pixgrep.progress import show_progress
 
     roots = [Path(os.path.expanduser(r)) for r in (args.roots or ["."])]
     for root in roots:
@@ -341,9 +341,9 @@ def _register_classify(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_classify(args: argparse.Namespace) -> int:
-    from pixgrep.eval.datasets import read_labels
-    from pixgrep.eval.templates import templates_for
+    from pixgrep.lab.eval.datasets import read_labels
     from pixgrep.tagging.classify import classify_paths, expand_paths
+    from pixgrep.tagging.templates import templates_for
 
     labels = read_labels(args.labels, args.labels_file)
     templates = templates_for(args.templates)

@@ -295,7 +295,7 @@ def run_download(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from pixgrep.models.export import export_open_clip
+    from pixgrep.lab.export import export_open_clip
 
     out: Path = args.out.expanduser()
     if out.exists() and any(out.iterdir()) and not args.force:

@@ -8,7 +8,7 @@ space, into the vector of the image the user wants:
     lambda = sigmoid(Wl2 relu(Wl1 [t'; i'] + bl1) + bl2)          (dynamic scalar)
     q  = normalise(Wo h + bo + lambda t + (1 - lambda) i)
 
-It is trained in torch (pixgrep.models.combiner_train); here only numpy runs, so a query pays no
+It is trained in torch (pixgrep.lab.combiner_train); here only numpy runs, so a query pays no
 torch import and about a millisecond of matrix-vector products (one BLAS thread: see
 _one_blas_thread). A Combiner file (.npz: float32 or float16
 arrays, always computed in float32, and a JSON `meta`) is bound to one model id: the features it

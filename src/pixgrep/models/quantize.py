@@ -260,7 +260,7 @@ def _quantize_tower(src: Path, dest: Path, *, method: str, reader=None) -> None:
 
 
 def _image_files(folder: Path, limit: int) -> list[Path]:
-    from pixgrep.catalog.scan import image_extensions
+    from pixgrep.images.formats import image_extensions
 
     suffixes = image_extensions()
     files = sorted(p for p in Path(folder).expanduser().rglob("*") if p.suffix.lower() in suffixes)

@@ -7,8 +7,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from pixgrep.catalog.scan import list_images
 from pixgrep.errors import PixgrepError
-from pixgrep.eval.datasets import list_images
 from pixgrep.models.base import Encoder
 
 BATCH = 16
@@ -51,11 +51,11 @@ def classify_paths(
     prompts ensembled over `templates`, CLIP's 80 ImageNet ones by default). With write_xmp,
     those of them with probability >= min_probability go into the image's XMP sidecar.
     Unreadable files found inside a folder are skipped with a warning; a named one is an error."""
-    from pixgrep.eval.progress import bar
-    from pixgrep.eval.templates import imagenet_templates
-    from pixgrep.eval.zeroshot import class_text_vectors, label_probabilities, top_labels
     from pixgrep.images.decode import open_image
+    from pixgrep.progress import bar
     from pixgrep.tagging import xmp
+    from pixgrep.tagging.templates import imagenet_templates
+    from pixgrep.tagging.zeroshot import class_text_vectors, label_probabilities, top_labels
 
     if top < 1:
         raise PixgrepError("--top must be at least 1")

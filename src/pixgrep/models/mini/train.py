@@ -40,10 +40,10 @@ class TrainConfig:
 
 
 def recalls(img: np.ndarray, txt: np.ndarray, txt_to_img: np.ndarray) -> dict[str, float]:
-    """Flickr 1k protocol in percent, by the one rank rule of `pixgrep.metrics` (ties pessimistic):
+    """Flickr 1k protocol in percent, by the one rank rule of `pixgrep.lab.metrics` (ties pessimistic):
     t2i R@K (is the caption's image in the top K images) and i2t R@K (is any of the image's
     captions in the top K captions). Inputs are unit rows; the six values sum to the dev score."""
-    from pixgrep.metrics import retrieval_metrics
+    from pixgrep.lab.metrics import retrieval_metrics
 
     result = retrieval_metrics(img, txt, txt_to_img, KS)
     return {f"{way}_R@{k}": float(result[f"{way}_R@{k}"]) for way in ("t2i", "i2t") for k in KS}

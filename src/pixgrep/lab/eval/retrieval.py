@@ -8,11 +8,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from pixgrep.api import Catalog
-from pixgrep.eval.datasets import build_caption_set, read_captions, read_split
-from pixgrep.eval.progress import bar, show_progress
-from pixgrep.eval.vectors import catalog_image_vectors
-from pixgrep.eval.zeroshot import encode_texts_batched
-from pixgrep.metrics import retrieval_metrics, retrieval_metrics_from_scores
+from pixgrep.lab.eval.datasets import build_caption_set, read_captions, read_split
+from pixgrep.lab.eval.vectors import catalog_image_vectors
+from pixgrep.lab.metrics import retrieval_metrics, retrieval_metrics_from_scores
+from pixgrep.progress import bar, show_progress
+from pixgrep.tagging.zeroshot import encode_texts_batched
 
 
 def run_retrieval(

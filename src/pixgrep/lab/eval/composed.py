@@ -4,7 +4,7 @@ Protocol of CIRR (Liu et al., 2021): each triplet's query ranks every image of t
 reference image itself never counts (it is left out of its own ranking); Recall@1/5/10/50 is the
 share of triplets whose target is in the top K. Where the triplets carry CIRR's `img_set.members`,
 Recall_subset@1/2/3 ranks the target among the other members of its set only. Ties are ranked
-pessimistically (pixgrep.metrics). Image vectors come from the catalog; texts are encoded once.
+pessimistically (pixgrep.lab.metrics). Image vectors come from the catalog; texts are encoded once.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pixgrep.errors import PixgrepError
-from pixgrep.eval.cir import CirSet, read_cir
-from pixgrep.metrics import first_relevant_ranks
+from pixgrep.lab.eval.cir import CirSet, read_cir
+from pixgrep.lab.metrics import first_relevant_ranks
 
 if TYPE_CHECKING:
     from pixgrep.api import Catalog
@@ -100,9 +100,9 @@ def composed_recalls(features: CirFeatures, queries: np.ndarray) -> dict[str, fl
 
 def cir_features(catalog: Catalog, data: CirSet, *, progress: bool = False) -> CirFeatures:
     """Index the split's images (only those files), read their vectors, encode the texts once."""
-    from pixgrep.eval.progress import bar
-    from pixgrep.eval.vectors import catalog_image_vectors
-    from pixgrep.eval.zeroshot import encode_texts_batched
+    from pixgrep.lab.eval.vectors import catalog_image_vectors
+    from pixgrep.progress import bar
+    from pixgrep.tagging.zeroshot import encode_texts_batched
 
     triplets = [t for t in data.triplets if t.target is not None]
     if not triplets:
@@ -139,8 +139,8 @@ def run_composed(
     combiner_file: str | os.PathLike | None = None,
 ) -> dict:
     """One evaluation as a flat dict: R@K, subset recalls, counts, fusion and model."""
-    from pixgrep.eval.progress import show_progress
     from pixgrep.models.combiner import find_combiner, load_combiner
+    from pixgrep.progress import show_progress
 
     if fusion not in EVAL_FUSIONS:
         raise PixgrepError(f"unknown fusion {fusion!r}; choose from {', '.join(EVAL_FUSIONS)}")

@@ -12,14 +12,14 @@ from importlib import resources
 from pathlib import Path
 
 from pixgrep.errors import PixgrepError
-from pixgrep.eval.datasets import read_lines
+from pixgrep.textfiles import read_lines
 
 SINGLE_TEMPLATE = "a photo of a {}."
 TEMPLATE_MODES = ("single", "ensemble")
 
 
 def imagenet_templates() -> list[str]:
-    text = resources.files("pixgrep.eval").joinpath("imagenet_templates.txt").read_text("utf-8")
+    text = resources.files("pixgrep.tagging").joinpath("imagenet_templates.txt").read_text("utf-8")
     return [line for line in text.splitlines() if line.strip()]
 
 

@@ -12,28 +12,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pixgrep.catalog.scan import is_image_file, list_images
 from pixgrep.errors import PixgrepError
+from pixgrep.textfiles import read_text
 
 _TOKEN_SUFFIX = re.compile(r"#\d+$")  # Flickr8k.token.txt: `1000268201_693b08cb0e.jpg#0`
 _COPY_SUFFIX = re.compile(r"^(.+\.[A-Za-z]{3,4})\.\d+$")  # the Flickr8k quirk key `X.jpg.1`
-
-
-def read_text(path: str | os.PathLike, what: str) -> str:
-    """A text file's content, or a PixgrepError naming it as `what` ("captions file", ...)."""
-    path = Path(path)
-    try:
-        return path.read_text("utf-8-sig")
-    except FileNotFoundError:
-        raise PixgrepError(f"{what} {path}: no such file") from None
-    except IsADirectoryError:
-        raise PixgrepError(f"{what} {path} is a folder, not a file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PixgrepError(f"{what} {path}: cannot read ({exc})") from None
-
-
-def read_lines(path: str | os.PathLike, what: str) -> list[str]:
-    """Non-empty lines of a text file, stripped."""
-    return [line.strip() for line in read_text(path, what).splitlines() if line.strip()]
 
 
 # -- captions ----------------------------------------------------------------------------------
@@ -207,21 +191,6 @@ class ClassSet:
     images: list[Path]
     labels: list[int]  # index into class_names, one per image
     class_names: list[str]
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files under `folder` as indexing walks it (same extensions, hidden and junk folders
-    such as .thumbnails or @eaDir left out), sorted; camera RAW files are left out."""
-    from pixgrep.catalog.scan import scan
-
-    return sorted(Path(entry.path) for entry in scan([str(folder.resolve())]) if not entry.raw)
-
-
-def is_image_file(path: Path) -> bool:
-    """What indexing counts as an image (same extensions), so every listed file gets a vector."""
-    from pixgrep.catalog.scan import image_extensions
-
-    return path.suffix.lower() in image_extensions() and not path.name.startswith(".")
 
 
 def _class_name(text: str) -> str:

@@ -150,7 +150,7 @@ def write_cirr(
 
 def make_cir(captions_file: str | os.PathLike, split_file: str | os.PathLike, out: str | os.PathLike) -> dict:
     """Build and write one split; a summary dict for the CLI."""
-    from pixgrep.eval.datasets import read_captions, read_split
+    from pixgrep.lab.eval.datasets import read_captions, read_split
 
     split = read_split(split_file)
     by_image = captions_by_image(read_captions(captions_file), split)

@@ -25,8 +25,8 @@ def open_one_image(path: str | os.PathLike):
 def rank_captions(encoder: Encoder, image_path: str | os.PathLike, captions: Sequence[str]) -> dict:
     """Captions sorted by cosine with the image (ties keep the given order), each with its softmax
     probability over the given captions at the model's logit scale."""
-    from pixgrep.eval.zeroshot import encode_texts_batched, label_probabilities
     from pixgrep.models.base import unit_rows
+    from pixgrep.tagging.zeroshot import encode_texts_batched, label_probabilities
 
     captions = list(dict.fromkeys(c.strip() for c in captions if c.strip()))
     if not captions:
@@ -61,7 +61,7 @@ def probe(
     """For each description, the best image under `roots` and its cosine (and with the tone words
     appended, the change in best cosine). Texts are encoded verbatim, not parsed as queries, so
     a `-` or `+` in a description is just text. The catalog must already be indexed."""
-    from pixgrep.eval.zeroshot import encode_texts_batched
+    from pixgrep.tagging.zeroshot import encode_texts_batched
 
     levels = [level.strip() for level in levels]
     if not levels or not all(levels):

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pixgrep.eval.composed import CirFeatures, composed_recalls
+from pixgrep.lab.eval.composed import CirFeatures, composed_recalls
 
 
 @dataclass
@@ -196,7 +196,7 @@ def triplet_files(source: Path, fmt: str | None) -> tuple[list[Path], list[Path]
     that file, and the file of the same name with val or dev in place of its split, if present;
     without one, the dev triplets are a seeded 10% of the file's (see hold_out)."""
     from pixgrep.errors import PixgrepError
-    from pixgrep.eval.cir import split_files
+    from pixgrep.lab.eval.cir import split_files
 
     if source.is_dir():
         files = split_files(source, fmt)  # type: ignore[arg-type]

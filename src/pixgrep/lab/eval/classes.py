@@ -6,12 +6,12 @@ import os
 from collections.abc import Sequence
 
 from pixgrep.api import Catalog
-from pixgrep.eval.datasets import read_class_folder
-from pixgrep.eval.progress import bar, show_progress
-from pixgrep.eval.templates import SINGLE_TEMPLATE, templates_for
-from pixgrep.eval.vectors import catalog_image_vectors
-from pixgrep.eval.zeroshot import class_text_vectors
-from pixgrep.metrics import class_retrieval_ranks, classification_ranks, recall_at_k
+from pixgrep.lab.eval.datasets import read_class_folder
+from pixgrep.lab.eval.vectors import catalog_image_vectors
+from pixgrep.lab.metrics import class_retrieval_ranks, classification_ranks, recall_at_k
+from pixgrep.progress import bar, show_progress
+from pixgrep.tagging.templates import SINGLE_TEMPLATE, templates_for
+from pixgrep.tagging.zeroshot import class_text_vectors
 
 
 def run_classes(
