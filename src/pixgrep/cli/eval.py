@@ -152,6 +152,8 @@ def _run_eval_retrieval(args: argparse.Namespace) -> int:
         print(f"({result['captions_cut']} caption(s) longer than the model's context length: cut)")
     if result["caption_keys_remapped"]:
         print(f"({result['caption_keys_remapped']} caption key(s) like X.jpg.1 read as X.jpg)")
+    if result.get("caption_keys_skipped"):
+        print(f"({result['caption_keys_skipped']} caption key(s) naming no image file skipped)")
     print(f"{'':15} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'median':>7} {'mean':>8}")
     for name, prefix in (("text -> image", "t2i_"), ("image -> text", "i2t_")):
         print(
