@@ -22,8 +22,8 @@ def test_readme_example_does_not_tag_dogs_as_cars(tmp_path, mini_cache):  # noqa
     for name in certain_dogs(root)[:10]:
         photos.append(tmp_path / name)
         shutil.copyfile(root / "images" / name, photos[-1])
-    args = ["classify", *map(str, photos), "--labels", "cat,dog,car", "--write-xmp", "--model", "pixgrep-mini"]
-    proc = _pixgrep(args, mini_cache)
+    readme_example = ["classify", *map(str, photos), "--labels", "cat,dog,car", "--write-xmp"]
+    proc = _pixgrep([*readme_example, "--model", "pixgrep-mini"], mini_cache)
     assert proc.returncode == 0, proc.stderr
     written = [xmp.read_keywords(xmp.sidecar_path(p)) if xmp.sidecar_path(p).exists() else [] for p in photos]
     assert sum("car" in words for words in written) <= 1, written

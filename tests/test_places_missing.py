@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from metadata_samples import build_photo_folder
-
 from test_search_cli import pixgrep
 
 

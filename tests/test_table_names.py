@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 
 import pytest
-
 from test_search_cli import make_images, pixgrep
 
 

@@ -114,8 +114,7 @@ class _Gazetteer:
             from scipy.spatial import cKDTree
         except ImportError:
             raise PixgrepError(
-                "place names need scipy (a dependency of reverse-geocode): "
-                "pip install 'pixgrep[places]'"
+                "place names need scipy (a dependency of reverse-geocode): pip install 'pixgrep[places]'"
             ) from None
         lat = np.fromiter((r["latitude"] for r in self.rows), float, len(self.rows))
         lon = np.fromiter((r["longitude"] for r in self.rows), float, len(self.rows))
