@@ -400,7 +400,7 @@ function loadMore() {
 
 // One short line under the status for picture + text steps: which fusion made the query.
 function showFusion(step, fusion) {
-  const composed = step.kind === "terms" && (step.terms || []).some((t) => t.kind === "text" && t.weight > 0);
+  const composed = scaleOf(step) === "composed";
   els.fusion.hidden = !composed;
   els.fusion.textContent = !composed ? ""
     : fusion === "combiner" ? "Picture and change fused by this model's trained Combiner."
@@ -697,7 +697,7 @@ function attach(file, label) {
   els.attached.hidden = !file;
   els.attachedImg.src = file ? state.attached.url : "";
   els.attachedName.textContent = file ? (file.name || "pasted image") : "";
-  els.q.placeholder = file ? "Add a change to the picture (in red, at night…)" : state.basePlaceholder;
+  els.q.placeholder = file ? `Type a change to add to ${file.name || "the picture"} (in red, at night…)` : state.basePlaceholder;
 }
 
 function searchImage(file) {
