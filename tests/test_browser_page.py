@@ -138,7 +138,8 @@ def test_min_score_belongs_to_its_step(page, server):
     page.wait_for_function("document.querySelectorAll('#trail-steps li').length === 2")
     assert page.inner_text("#threshold-value") == "off"
     page.go_back()
-    page.wait_for_function("v => document.querySelector('#threshold-value').textContent === v", arg=f"{cut:.2f}")
+    shown = "v => document.querySelector('#threshold-value').textContent === v"
+    page.wait_for_function(shown, arg=f"{cut:.2f}")
     page.wait_for_function(ANSWERED)
     assert page.locator("#grid li").count() < 40  # and it applies to that step again
 
