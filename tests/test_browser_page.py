@@ -112,12 +112,22 @@ def test_an_index_run_in_progress_is_shown(page, server):
         body = {"state": runs["state"], "run": 1, "folder": "/photos/2024", "summary": summary}
         route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
 
+    def stats(route):
+        searchable = 85 if runs["state"] == "done" else 50
+        route.fulfill(
+            status=200, content_type="application/json", body=json.dumps({"searchable": searchable})
+        )
+
     page.route("**/api/index", index_status)
+    page.route("**/api/stats", stats)
     page.goto(server.url + "/")
     page.wait_for_function("!document.querySelector('#indexing').hidden")
     assert page.inner_text("#indexing") == "Indexing /photos/2024: 35 of 120 pictures so far…"
+    page.wait_for_function("document.querySelector('#q').placeholder.includes('50 images')")
     runs["state"] = "done"
     page.wait_for_function("document.querySelector('#indexing').hidden")
+    # the count follows the run without a reload
+    page.wait_for_function("document.querySelector('#q').placeholder.includes('85 images')")
 
 
 def test_min_score_belongs_to_its_step(page, server):

@@ -845,8 +845,8 @@ function wire() {
 
 // --- an index run in progress ----------------------------------------------------------------
 // The server's own index runs (POST /api/index) report their progress at GET /api/index; while one
-// runs, a line under the search box says how far it is, and the image count follows it.
-let lastIndexState = null;
+// runs, a line under the search box says how far it is; the image count in the placeholder is
+// refreshed on every poll, so it also follows index runs from the command line.
 async function pollIndex() {
   let status = null;
   try { status = await api("/api/index"); } catch (_) { /* the next poll tries again */ }
@@ -857,8 +857,7 @@ async function pollIndex() {
     els.indexing.textContent = `Indexing ${status.folder}: ${done} of ${s.found || "?"} pictures so far…`;
   }
   els.indexing.hidden = !running;
-  if (running || (status && lastIndexState === "running")) refreshCount();
-  lastIndexState = status ? status.state : lastIndexState;
+  refreshCount(); // also follows index runs of the same catalog from the command line
   setTimeout(pollIndex, running ? 1500 : 10000);
 }
 
@@ -866,7 +865,7 @@ async function refreshCount() {
   try {
     const stats = await api("/api/stats");
     state.basePlaceholder = `Describe a picture: ${stats.searchable} images` + (touchOnly() ? "" : " (press / to type here)");
-    if ((state.current < 0 || !els.q.value) && !state.attached) els.q.placeholder = state.basePlaceholder;
+    if (els.q.placeholder.startsWith("Describe a picture")) els.q.placeholder = state.basePlaceholder;
   } catch (_) { /* shown by the next search */ }
 }
 
