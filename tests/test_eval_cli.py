@@ -161,6 +161,8 @@ def test_classify_and_xmp(tmp_path, tiny_model_dir, folders):
         "cat, dog, beach,  sunset",
         "--top",
         "2",
+        "--min-prob",
+        "0",  # write both shown labels (the default writes only a clear winner)
         "--model",
         tiny_model_dir,
     ]

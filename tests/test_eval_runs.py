@@ -104,8 +104,12 @@ def test_retrieval_split_and_bad_captions(tmp_path, catalog):
         solid(images / name, rgb)
     captions = tmp_path / "c.tsv"
     captions.write_text("r.png\tred\ng.png\tgreen\nb.png\tblue\nnone.png\tmissing\n", "utf-8")
-    with pytest.raises(PixgrepError, match="1 image.* not found .*none.png"):
-        run_retrieval(catalog, images, captions)
+    skipped = run_retrieval(catalog, images, captions)  # a key naming no file: skipped, counted
+    assert (skipped["images"], skipped["captions"], skipped["caption_keys_skipped"]) == (3, 3, 1)
+    wrong = tmp_path / "wrong.tsv"  # most keys name no file: the wrong folder, refused
+    wrong.write_text("r.png\tred\nx.png\tx\ny.png\ty\n", "utf-8")
+    with pytest.raises(PixgrepError, match="2 of 3 image.* not found .*x.png"):
+        run_retrieval(catalog, images, wrong)
     split = tmp_path / "split.txt"
     split.write_text("r.png\ng.png\n", "utf-8")
     result = run_retrieval(catalog, images, captions, split)
@@ -168,9 +172,10 @@ def test_flickr8k_test_split_matches_protocol():
     assert len(data.images) == 1000 and len(data.captions) == 5000
     assert np.bincount(data.caption_image).tolist() == [5] * 1000
     # 2258277193_586949ec62.jpg (captions under it and under the quirk key `.jpg.1`) has no
-    # file in this copy and is in no split: the whole set without a split is refused
-    with pytest.raises(PixgrepError, match="2 image.*not found.*2258277193_586949ec62"):
-        build_caption_set(root / "images", read_captions(root / "captions.tsv"))
+    # file in this copy and is in no split: without a split both keys are skipped and counted
+    whole = build_caption_set(root / "images", read_captions(root / "captions.tsv"))
+    assert sorted(whole.skipped) == ["2258277193_586949ec62.jpg", "2258277193_586949ec62.jpg.1"]
+    assert len(whole.images) == len({p.name for p in whole.images}) == 8091
     train = build_caption_set(
         root / "images", read_captions(root / "captions.tsv"), (root / "train.txt").read_text().split()
     )

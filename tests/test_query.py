@@ -126,9 +126,9 @@ def test_a_word_that_is_not_a_file_is_text(tmp_path, monkeypatch):
         ([], "empty query"),
         (["cat", "+", ""], "term 2 is empty"),
         ('""', "term 1 is empty"),
-        ('"abc', "unclosed quote"),
-        ('"a" "b"', "missing '+' or '-'"),
-        ('ab"c"', "quote in the middle of a term"),
+        ('dog + "abc', "unclosed quote"),
+        ('"a" "b" + c', "missing '+' or '-'"),
+        ('ab"c" - d', "quote in the middle of a term"),
         ("./no-such-image.jpg", "no such image file: ./no-such-image.jpg"),
         ("/no/such/dir/x.png - dog", "term 1: no such image file"),
     ],
@@ -150,3 +150,12 @@ def test_term_is_frozen():
     term = Term(1.0, "text", "cat")
     with pytest.raises(AttributeError):
         term.weight = 2.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    ['a sign saying "open" on a door', '"hello" written on a wall', 'a 12" pizza', '"a" "b"', 'ab"c"'],
+)
+def test_a_sentence_with_quotation_marks_is_its_text(sentence):
+    # no operator: not query syntax but an ordinary sentence, searched as written
+    assert parse_query(sentence) == [Term(1.0, "text", sentence)]

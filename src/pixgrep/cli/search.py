@@ -358,9 +358,18 @@ def _describe_search(info: dict | None) -> str:
     return f"searched {info['rows']} images: {how}{extra}"
 
 
-def _render(results, args: argparse.Namespace, listing: bool = False) -> None:
+_CONTROL_CHARS = {i: f"\\x{i:02x}" for i in (*range(32), 127)} | {9: "\\t", 10: "\\n", 13: "\\r"}
+
+
+def _table_path(path: str) -> str:
+    """A path for one table row: not-UTF-8 bytes and control characters (a newline or a tab in a
+    file name) escaped, so one result is one line; -f and --json keep the name exact."""
     from pixgrep.catalog.paths import shown_path
 
+    return shown_path(path).translate(_CONTROL_CHARS)
+
+
+def _render(results, args: argparse.Namespace, listing: bool = False) -> None:
     if args.paths_only:
         for result in results:
             _write(result.path + "\n")
@@ -372,13 +381,13 @@ def _render(results, args: argparse.Namespace, listing: bool = False) -> None:
         if results:  # a listing (filters, no query) is by date: show the date, not a score
             _write("taken                path\n" if listing else "score  path\n")
         for result in results:
-            # A name that is not UTF-8 is shown escaped here (caf\xe9.jpg); -f and --json keep it exact.
+            # A name that is not UTF-8 is shown escaped here (caf\xe9.jpg, a\nb.jpg); -f and --json keep it.
             copies = f"  (+{len(result.duplicate_paths)} near-identical)" if result.duplicate_paths else ""
             if listing:
                 when = (result.taken_at or "-")[:19].replace("T", " ")
-                _write(f"{when:<19}  {shown_path(result.path)}{copies}\n")
+                _write(f"{when:<19}  {_table_path(result.path)}{copies}\n")
             else:
-                _write(f"{result.score:5.3f}  {shown_path(result.path)}{copies}\n")
+                _write(f"{result.score:5.3f}  {_table_path(result.path)}{copies}\n")
             if result.parts:
                 _write(
                     "       "

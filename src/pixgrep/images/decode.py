@@ -80,7 +80,46 @@ def register_plugins() -> None:
     # pixgrep enforces the cap itself (one clear error, below); Pillow's own warning between 1x and
     # 2x the cap would only add a second, noisier line.
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    # Pillow's UserWarnings (odd EXIF, palette transparency) say nothing a user can act on; a file
+    # that cannot be read fails with its own one-line reason. A process-wide filter, not
+    # catch_warnings, which is not thread-safe (module docstring).
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
+    _silence_libtiff()
     _registered = True
+
+
+def _libtiff_paths() -> list[str]:
+    """Where the libtiff that Pillow uses is: the one mapped into this process (Linux), else the
+    copy bundled in Pillow's wheel (macOS), else the system's."""
+    paths: list[str] = []
+    with contextlib.suppress(OSError):
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            paths = [line.split(None, 5)[-1].strip() for line in maps if "libtiff" in line]
+    if not paths:
+        import glob
+
+        pil_dir = os.path.dirname(Image.__file__)
+        paths = glob.glob(os.path.join(pil_dir, ".dylibs", "libtiff*"))
+    if not paths and (name := ctypes.util.find_library("tiff")):
+        paths = [name]
+    return list(dict.fromkeys(paths))
+
+
+def _silence_libtiff() -> None:
+    """libtiff prints its warnings and errors straight to stderr ("Using code not yet in table.",
+    "Unknown field with tag ...") from C, past Python's logging; Pillow turns the errors into
+    exceptions anyway, which a decode reports as one line. So both of its handlers are unset."""
+    for path in _libtiff_paths():
+        try:
+            libtiff = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in ("TIFFSetWarningHandler", "TIFFSetErrorHandler"):
+            setter = getattr(libtiff, name, None)
+            if setter is not None:
+                setter.restype = ctypes.c_void_p
+                setter.argtypes = [ctypes.c_void_p]
+                setter(None)
 
 
 class PixelBudget:

@@ -7,9 +7,12 @@ refine step) and a model with a Combiner (pixgrep.models.combiner) is composed b
 - the positive image terms are summed (by weight) into one reference vector I, weight a = their
   weights' sum; the positive text terms likewise into T, weight b;
 - the Combiner fuses I and T into C, which takes the place of min(a, b) of each: C counts with the
-  length that min(a, b) * (I + T) would have, so `-` terms push as hard as with the sum;
-- what is left of the larger side, (a - min) * I or (b - min) * T, every negative term and every
-  raw vector term are added around it as in the sum; the total is normalised.
+  length that min(a, b) * (I + T) would have;
+- what is left of the larger side, (a - min) * I or (b - min) * T, and every raw vector term are
+  added around it as in the sum;
+- each `-` term (the web page's "not this") then pushes on the fused query's own score scale and
+  only with what it does not share with I (`_push_away`): it never outweighs the chosen picture
+  plus the change. The total is normalised.
 
 With equal weights (the usual case) the positive part is exactly the Combiner's query. Anything
 else (text only, images only, fusion "sum", no Combiner) is today's weighted sum of unit vectors.
@@ -62,6 +65,26 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / norm if norm > 0 else vector
 
 
+def _push_away(
+    query: np.ndarray, reference: np.ndarray, negatives: list[tuple[float, np.ndarray]]
+) -> np.ndarray:
+    """The composed query moved away from its `-` terms, on the query's own score scale.
+
+    A Combiner's query scores its best matches at about 0.12, where an image vector scores
+    similar pictures at 0.5-0.9: subtracted as raw vectors, two "not this" pictures at -0.25 each
+    outweighed the chosen picture and the change (0 dogs in the top 10 instead of 7). So each
+    negative term counts in units of the query's score of the reference picture, and only with
+    what it does not share with that picture (its direction made orthogonal to the reference):
+    "not this" rejects how those pictures differ, never the subject they have in common. A term
+    of weight -w then lowers any picture's score by at most w times the reference's score."""
+    scale = max(float(query @ reference), 0.0)
+    total = query.copy()
+    for weight, unit in negatives:
+        apart = _unit(unit - float(unit @ reference) * reference)
+        total += weight * scale * apart
+    return total
+
+
 def fuse(
     kinds: Sequence[str],
     weights: Sequence[float],
@@ -88,6 +111,7 @@ def fuse(
     else:
         image_sum, text_sum = np.zeros(dim), np.zeros(dim)
         a = b = 0.0
+        negatives: list[tuple[float, np.ndarray]] = []
         for kind, weight, unit in zip(kinds, weights, units, strict=True):
             if kind in IMAGE_KINDS and weight > 0:
                 image_sum += weight * unit
@@ -95,13 +119,16 @@ def fuse(
             elif kind == "text" and weight > 0:
                 text_sum += weight * unit
                 b += weight
+            elif weight < 0 and kind != "vector":
+                negatives.append((weight, unit))
             else:
-                total += weight * unit  # negative terms and raw vectors: around the Combiner
+                total += weight * unit  # raw vectors: around the Combiner, as in the sum
         image, text = _unit(image_sum), _unit(text_sum)
         paired = min(a, b)
         composed = combiner.combine(image[None].astype(np.float32), text[None].astype(np.float32))[0]
         total += float(np.linalg.norm(paired * (image + text))) * composed.astype(np.float64)
         total += (a - paired) * image + (b - paired) * text
+        total = _push_away(_unit(total), image, negatives) if negatives else total
     norm = float(np.linalg.norm(total))
     if not np.isfinite(norm) or norm < 1e-6:
         raise PixgrepError("the query's terms cancel out (weights add up to nothing): change a weight")

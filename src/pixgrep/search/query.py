@@ -133,7 +133,13 @@ def parse_query(query: str | Sequence[str]) -> list[Term]:
     Raises PixgrepError with one line saying what is wrong and where.
     """
     if isinstance(query, str):
-        tokens = _split_string(query)
+        try:
+            tokens = _split_string(query)
+        except _QuoteError:
+            if _HAS_OPERATOR.search(query):
+                raise  # the query is written in the syntax: say where it goes wrong
+            # an ordinary sentence with quotation marks (a sign saying "open", a 12" pizza): its text
+            tokens = [_Token("quoted", query.strip())]
     else:
         tokens = _join_words([_Token("op" if t in ("+", "-") else "raw", t) for t in map(str, query)])
     if not tokens:
@@ -197,6 +203,13 @@ class _Token:
 _WEIGHT_ONLY = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?:")
 
 
+class _QuoteError(PixgrepError):
+    """Quotes that do not follow the query syntax."""
+
+
+_HAS_OPERATOR = re.compile(r"(?:^|\s)[+-](?:\s|$)")  # a lone + or -, as the syntax writes them
+
+
 def _split_string(query: str) -> list[_Token]:
     """One query string -> tokens. Double quotes group a term; a lone + or - is an operator."""
     tokens: list[_Token] = []
@@ -222,11 +235,11 @@ def _split_string(query: str) -> list[_Token]:
         elif char.isspace() and (closed is not None or not current):
             pass
         elif closed is not None:
-            raise PixgrepError(f"missing '+' or '-' after a quoted term, at character {i + 1}")
+            raise _QuoteError(f"missing '+' or '-' after a quoted term, at character {i + 1}")
         elif char == '"':
             prefix = "".join(current).strip()
             if prefix and not _WEIGHT_ONLY.fullmatch(prefix):
-                raise PixgrepError(f"quote in the middle of a term at character {i + 1}")
+                raise _QuoteError(f"quote in the middle of a term at character {i + 1}")
             chunk: list[str] = []
             end = i + 1
             while end < n and query[end] != '"':
@@ -235,7 +248,7 @@ def _split_string(query: str) -> list[_Token]:
                 chunk.append(query[end])
                 end += 1
             if end >= n:
-                raise PixgrepError(f"query has an unclosed quote at character {i + 1}")
+                raise _QuoteError(f"query has an unclosed quote at character {i + 1}")
             current.clear()
             closed = _Token("quoted", "".join(chunk), prefix[:-1] if prefix else None)
             i = end

@@ -120,6 +120,28 @@ async def send_json_error(send, status: int, message: str, headers: list | None 
     await send({"type": "http.response.body", "body": body})
 
 
+def _wants_page(scope) -> bool:
+    """A browser opening a page (GET, HTML accepted, not an API path)."""
+    accept = _header(scope, b"accept") or ""
+    return scope.get("method") == "GET" and "text/html" in accept and not scope["path"].startswith("/api/")
+
+
+async def send_token_page(send) -> None:
+    """401 with static/needs-token.html: what the token is and where to find it."""
+    from pathlib import Path as FilePath
+
+    body = (FilePath(__file__).with_name("static") / "needs-token.html").read_bytes()
+    headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [*headers, (b"www-authenticate", b"Bearer")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 def _header(scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", []):
         if key == name:
@@ -155,6 +177,8 @@ class TokenGuard:
         if not (self._matches(bearer) or self._matches(query) or self._matches(cookie)):
             given = bearer is not None or query is not None or cookie is not None
             reason = "wrong token" if given else "this server needs a token (Bearer header or ?token=)"
+            if _wants_page(scope):  # a person's browser: a page that explains, not raw JSON
+                return await send_token_page(send)
             return await send_json_error(send, 401, reason, [(b"www-authenticate", b"Bearer")])
         if self._matches(query) and not self._matches(cookie):
             # Remember a token given in the URL, so the page's scripts, styles and images load too.

@@ -10,6 +10,7 @@ from pathlib import Path
 from pixgrep.catalog.scan import list_images
 from pixgrep.errors import PixgrepError
 from pixgrep.models.base import Encoder
+from pixgrep.tagging import WRITE_MIN_PROBABILITY
 
 BATCH = 16
 log = logging.getLogger(__name__)
@@ -45,11 +46,12 @@ def classify_paths(
     top: int = 3,
     templates: Sequence[str] | None = None,
     write_xmp: bool = False,
-    min_probability: float = 0.0,
+    min_probability: float = WRITE_MIN_PROBABILITY,
 ) -> list[dict]:
     """Per image: the `top` labels with softmax probabilities over all labels (logit_scale * cosine,
     prompts ensembled over `templates`, CLIP's 80 ImageNet ones by default). With write_xmp,
-    those of them with probability >= min_probability go into the image's XMP sidecar.
+    those of them with probability >= min_probability go into the image's XMP sidecar: by default
+    (0.5) only the best label, and only when it wins clearly, since probabilities sum to 1.
     Unreadable files found inside a folder are skipped with a warning; a named one is an error."""
     from pixgrep.images.decode import open_image
     from pixgrep.progress import bar

@@ -111,6 +111,7 @@ class CaptionSet:
     captions: list[str]
     caption_image: list[int]
     remapped: list[str] = field(default_factory=list)  # caption keys that named no file, mapped
+    skipped: list[str] = field(default_factory=list)  # caption keys naming no file: not evaluated
 
 
 def build_caption_set(
@@ -120,10 +121,12 @@ def build_caption_set(
 ) -> CaptionSet:
     """Match captions to image files under images_dir.
 
-    Without a split, every image a caption names is evaluated and must exist. With a split, its
-    images are evaluated (each must exist and have a caption) and other captions are ignored.
+    Without a split, every image a caption names is evaluated; captions under a key that names no
+    file are skipped and counted (Flickr8k's own `2258277193_586949ec62.jpg.1` names no image),
+    unless that is most of them (the wrong folder, most likely: an error). With a split, its images
+    are evaluated (each must exist and have a caption) and other captions are ignored.
     A key such as `X.jpg.1` that names no file but whose `X.jpg` does is read as `X.jpg`
-    (Flickr8k's captions keep one such upstream quirk; the count is reported).
+    (the count is reported).
     """
     root = Path(images_dir)
     if not root.is_dir():
@@ -156,11 +159,12 @@ def build_caption_set(
                 unknown.append(key)
                 continue
         resolved.append((name, caption))
-    if unknown:
-        distinct = list(dict.fromkeys(unknown))
+    skipped = list(dict.fromkeys(unknown))
+    named = len(skipped) + len({name for name, _ in resolved})
+    if skipped and 2 * len(skipped) >= named:
         raise PixgrepError(
-            f"captions name {len(distinct)} image(s) not found in {root}, e.g. {distinct[0]!r} "
-            "(use --split to evaluate a subset)"
+            f"captions name {len(skipped)} of {named} image(s) not found in {root}, e.g. {skipped[0]!r}: "
+            "is that the images folder? (use --split to evaluate a subset)"
         )
     order = split if split is not None else list(dict.fromkeys(name for name, _ in resolved))
     if split is not None:
@@ -180,6 +184,7 @@ def build_caption_set(
         captions=[caption for _, caption in resolved],
         caption_image=caption_image,
         remapped=remapped,
+        skipped=skipped,
     )
 
 

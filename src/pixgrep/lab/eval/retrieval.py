@@ -57,6 +57,7 @@ def run_retrieval(
     result: dict[str, object] = {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
     result["model"] = catalog.encoder.model_id
     result["caption_keys_remapped"] = len(data.remapped)
+    result["caption_keys_skipped"] = len(data.skipped)
     result["all_parts"] = all_parts
     result["ignore_tone"] = ignore_tone
     cut = sum(1 for c in encoder.cut_texts(data.captions) if c)

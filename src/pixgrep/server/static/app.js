@@ -3,7 +3,9 @@
 // Every search is a "step" kept in a trail. A step knows how to ask the API for one page of
 // results: a text query (GET /api/search), an uploaded image (POST /api/search/image) or weighted
 // terms (POST /api/search: "more like this" and the refine loop). Clicking a step in the trail
-// runs it again; taking a new step after going back drops the steps that came after.
+// runs it again; taking a new step after going back drops the steps that came after. A step joins
+// the trail (and the browser's history) only once the server has answered it: a query that fails
+// shows its error on an empty grid and leaves the trail as it was.
 "use strict";
 
 const PAGE = 40;
@@ -23,6 +25,9 @@ const els = {
   refineText: $("refine-text"), refineHint: $("refine-hint"), close: $("viewer-close"),
   facetsToggle: $("facets-toggle"), facets: $("facets"), activeFilters: $("active-filters"),
   viewerMeta: $("viewer-meta"),
+  prev: $("viewer-prev"), next: $("viewer-next"), attached: $("attached"), attachedImg: $("attached-img"),
+  attachedName: $("attached-name"), detach: $("attached-remove"), indexing: $("indexing"),
+  optionsToggle: $("options-toggle"), header: document.querySelector("header"),
 };
 
 // Phones and tablets: no hover, no "/" key worth mentioning, no ✕ on every tile.
@@ -65,6 +70,8 @@ const state = {
   generation: 0,    // bumps on every new run, so a late answer to an old one is dropped
   filters: {},      // metadata filters from the facets: place, camera, tag, year
   basePlaceholder: "Describe a picture",
+  attached: null,   // the uploaded picture that text typed in the search box is added to
+  shown: false,     // whether the grid shows the current step (false after it failed)
 };
 
 // --- metadata filters (facets) ---------------------------------------------------------------
@@ -175,10 +182,28 @@ function toggleFacets() {
   if (open) loadFacets();
 }
 
-function scope() {
+// The min score belongs to a step: scores of a text search, a picture and a picture + change sit on
+// different scales (with pixgrep-mini the best are about 0.55, 0.9 and 0.12), so a new step of
+// another kind starts with it off, and going back to a step brings back the value it ran with.
+function scaleOf(step) {
+  if (step.kind === "text") return "text";
+  if (step.kind === "upload") return step.q ? "composed" : "picture";
+  return (step.terms || []).some((t) => t.kind === "text" && t.weight > 0) ? "composed" : "picture";
+}
+
+function sliderThreshold() {
   const threshold = parseFloat(els.threshold.value);
+  return threshold > 0 ? threshold : null;
+}
+
+function showThreshold(step) {
+  els.threshold.value = step && step.threshold ? String(step.threshold) : "0";
+  updateThresholdLabel();
+}
+
+function scope() {
   return {
-    threshold: threshold > 0 ? threshold : null,
+    threshold: sliderThreshold(),
     roots: els.folder.value.trim() ? [els.folder.value.trim()] : [],
     all_parts: els.allParts.checked,
     ignore_tone: els.ignoreTone.checked,
@@ -197,7 +222,8 @@ function switches(target) {
 
 // One page of results for a step.
 async function fetchPage(step, offset) {
-  const { threshold, roots, all_parts, ignore_tone, dedup } = scope();
+  const { roots, all_parts, ignore_tone, dedup } = scope();
+  const threshold = step.threshold || null;
   const filters = filterParams();
   if (step.kind === "text") {
     const params = new URLSearchParams({ k: PAGE, offset });
@@ -211,6 +237,7 @@ async function fetchPage(step, offset) {
   if (step.kind === "upload") {
     const form = new FormData();
     form.append("file", step.file, step.file.name || "pasted-image");
+    if (step.q) form.append("q", step.q); // the picture plus a change typed in the search box
     form.append("k", PAGE);
     form.append("offset", offset);
     if (threshold !== null) form.append("threshold", threshold);
@@ -230,17 +257,50 @@ async function fetchPage(step, offset) {
 // The browser's history mirrors the trail: each step is one history entry, so the back button
 // (or a phone's back gesture) steps back through the trail, and a new step after going back
 // drops the later ones in both.
-function addStep(step) {
+async function addStep(step) {
+  const current = state.current >= 0 ? state.steps[state.current] : null;
+  const carried = current && scaleOf(current) === scaleOf(step) ? sliderThreshold() : null;
+  step.threshold = carried;
+  const generation = ++state.generation;
+  state.loading = true;
+  setStatus("Searching…");
+  let page;
+  try {
+    page = await fetchPage(step, 0);
+  } catch (error) {
+    if (generation === state.generation) failed(error);
+    return;
+  }
+  if (generation !== state.generation) return;
   state.steps = state.steps.slice(0, state.current + 1);
   state.steps.push(step);
   const index = state.steps.length - 1;
   const url = step.kind === "text" && step.q ? "?q=" + encodeURIComponent(step.q) : location.pathname;
   history.pushState({ step: index }, "", url);
-  goTo(index);
+  state.current = index;
+  state.rejected = new Set(step.rejected || []);
+  showThreshold(step);
+  renderTrail();
+  showQuery(step);
+  showPage(step, page, 0);
+}
+
+// A search that failed: its error on an empty grid (never above results of another query).
+function failed(error) {
+  state.loading = false;
+  state.shown = false;
+  state.results = [];
+  state.nextOffset = null;
+  els.grid.replaceChildren();
+  els.fusion.hidden = true;
+  els.more.hidden = true;
+  setStatus(error.message, true);
+  document.body.classList.toggle("has-results", state.steps.length > 0);
 }
 
 // Move along the trail (trail buttons, [ and ], Alt+Left) through the browser's history.
 function travel(index) {
+  if (index === state.current && !state.shown) { goTo(index); return; } // show it again after an error
   if (index < 0 || index >= state.steps.length || index === state.current) return;
   history.go(index - state.current);
 }
@@ -255,6 +315,12 @@ function onHistory(event) {
 // The search box holds what the current step is made of: its text, or (for a picture, a refine
 // step or filters alone) nothing, with the step described in the placeholder instead.
 function showQuery(step) {
+  if (step && step.kind === "upload") { // its picture stays attached to the box, with its change
+    attach(step.file, step.picture);
+    els.q.value = step.q || "";
+    return;
+  }
+  if (state.attached) attach(null);
   if (step && step.kind === "text" && step.q) {
     els.q.value = step.q;
     els.q.placeholder = state.basePlaceholder;
@@ -282,6 +348,7 @@ async function goTo(index) {
   state.current = index;
   const step = state.steps[index];
   state.rejected = new Set(step.rejected || []);
+  showThreshold(step);
   renderTrail();
   showQuery(step);
   await run(step, 0);
@@ -291,28 +358,39 @@ async function run(step, offset) {
   const generation = offset === 0 ? ++state.generation : state.generation;
   state.loading = true;
   setStatus(offset === 0 ? "Searching…" : "Loading more…");
+  let page;
   try {
-    const page = await fetchPage(step, offset);
-    if (generation !== state.generation) return;
-    if (offset === 0) {
-      state.results = [];
-      els.grid.replaceChildren();
-      window.scrollTo({ top: 0 });
-    }
-    state.results.push(...page.results);
-    state.nextOffset = page.next_offset;
-    if (offset === 0) showFusion(step, page.fusion);
-    appendTiles(page.results);
-    const n = state.results.length;
-    setStatus(n ? `${n}${state.nextOffset !== null ? "+" : ""} result${n === 1 ? "" : "s"} for ${step.label}`
-      : `Nothing found for ${step.label}` + (scope().threshold !== null ? " (try a lower min score)" : ""));
+    page = await fetchPage(step, offset);
   } catch (error) {
-    if (generation === state.generation) setStatus(error.message, true);
-  } finally {
-    if (generation === state.generation) state.loading = false;
-    els.more.hidden = state.nextOffset === null;
-    document.body.classList.toggle("has-results", state.steps.length > 0);
+    if (generation !== state.generation) return false;
+    if (offset === 0) failed(error);
+    else { state.loading = false; setStatus(error.message, true); }
+    return false;
   }
+  if (generation !== state.generation) return false;
+  showPage(step, page, offset);
+  return true;
+}
+
+// One answered page of a step into the grid (the first page replaces what was there).
+function showPage(step, page, offset) {
+  if (offset === 0) {
+    state.results = [];
+    els.grid.replaceChildren();
+    window.scrollTo({ top: 0 });
+    showFusion(step, page.fusion);
+  }
+  state.shown = true;
+  state.results.push(...page.results);
+  state.nextOffset = page.next_offset;
+  appendTiles(page.results);
+  const n = state.results.length;
+  setStatus(n ? `${n}${state.nextOffset !== null ? "+" : ""} result${n === 1 ? "" : "s"} for ${step.label}`
+    : `Nothing found for ${step.label}` + (step.threshold ? " (try a lower min score)" : ""));
+  state.loading = false;
+  els.more.hidden = state.nextOffset === null;
+  document.body.classList.toggle("has-results", state.steps.length > 0);
+  updateViewerButtons();
 }
 
 function loadMore() {
@@ -322,7 +400,7 @@ function loadMore() {
 
 // One short line under the status for picture + text steps: which fusion made the query.
 function showFusion(step, fusion) {
-  const composed = step.kind === "terms" && (step.terms || []).some((t) => t.kind === "text" && t.weight > 0);
+  const composed = scaleOf(step) === "composed";
   els.fusion.hidden = !composed;
   els.fusion.textContent = !composed ? ""
     : fusion === "combiner" ? "Picture and change fused by this model's trained Combiner."
@@ -395,6 +473,7 @@ function appendTiles(results) {
     reject.textContent = "✕";
     reject.title = "Not this (x): push it away in the next refine step";
     reject.setAttribute("aria-label", `Not this: ${result.name}`);
+    reject.tabIndex = -1; // one Tab stop per tile: from the keyboard, "x" marks the focused tile
     reject.setAttribute("aria-pressed", String(state.rejected.has(result.id)));
     reject.addEventListener("click", () => toggleReject(result.id));
 
@@ -441,7 +520,29 @@ function renderTrail() {
 }
 
 // --- the viewer and the refine loop --------------------------------------------------------
-function openViewer(result) {
+function openIndex() {
+  return state.open ? state.results.findIndex((r) => r.id === state.open.id) : -1;
+}
+
+function updateViewerButtons() {
+  const index = openIndex();
+  els.prev.disabled = index <= 0;
+  els.next.disabled = index < 0 || (index >= state.results.length - 1 && state.nextOffset === null);
+}
+
+// Previous / next result in the large view; past the last loaded one, the next page is fetched.
+async function showNeighbour(by) {
+  const index = openIndex();
+  if (index < 0) return;
+  let target = index + by;
+  if (target >= state.results.length && state.nextOffset !== null && !state.loading) {
+    await run(state.steps[state.current], state.nextOffset);
+  }
+  target = Math.min(Math.max(target, 0), state.results.length - 1);
+  if (target !== index) openViewer(state.results[target], { keepFocus: true });
+}
+
+function openViewer(result, { keepFocus = false } = {}) {
   state.open = result;
   els.viewerImg.src = withToken(`/api/images/${result.id}/thumb?size=1024`);
   els.viewerImg.alt = result.name;
@@ -462,8 +563,21 @@ function openViewer(result) {
   els.rejectOne.setAttribute("aria-pressed", String(state.rejected.has(result.id)));
   els.refineText.value = "";
   updateRefineHint();
+  updateViewerButtons();
   if (!els.viewer.open) els.viewer.showModal();
-  els.refineText.focus();
+  if (!keepFocus) els.refineText.focus();
+}
+
+// Tab and Shift+Tab go round the large view's own controls, never to the page behind it.
+function trapFocus(event) {
+  const focusable = [...els.viewer.querySelectorAll("button, a[href], input, [tabindex]")]
+    .filter((el) => !el.disabled && el.tabIndex >= 0 && el.getClientRects().length > 0);
+  if (!focusable.length) return;
+  const first = focusable[0];
+  const last = focusable[focusable.length - 1];
+  const inside = els.viewer.contains(document.activeElement);
+  if (event.shiftKey && (document.activeElement === first || !inside)) { last.focus(); event.preventDefault(); }
+  else if (!event.shiftKey && (document.activeElement === last || !inside)) { first.focus(); event.preventDefault(); }
 }
 
 // Camera, lens, place, coordinates and keywords of the open picture (keywords filter on a click).
@@ -564,8 +678,26 @@ function refine(event) {
 function searchText(event) {
   event.preventDefault();
   const q = els.q.value.trim();
+  const picture = state.attached;
+  if (picture) { // the uploaded picture plus the typed change (or the picture alone again)
+    const label = q ? `${picture.label} + “${q}”` : picture.label;
+    addStep({ kind: "upload", file: picture.file, picture: picture.label, q, label, rejected: [] });
+    return;
+  }
   if (!q) { els.q.focus(); return; }
   addStep({ kind: "text", q, label: `“${q}”`, rejected: [] });
+}
+
+// After an image search, the picture stays attached to the search box: text typed there is added
+// to it, until the ✕ takes it off (or another picture replaces it).
+function attach(file, label) {
+  if (file && state.attached && state.attached.file === file) return;
+  if (state.attached) URL.revokeObjectURL(state.attached.url);
+  state.attached = file ? { file, label, url: URL.createObjectURL(file) } : null;
+  els.attached.hidden = !file;
+  els.attachedImg.src = file ? state.attached.url : "";
+  els.attachedName.textContent = file ? (file.name || "pasted image") : "";
+  els.q.placeholder = file ? `Type a change to add to ${file.name || "the picture"} (in red, at night…)` : state.basePlaceholder;
 }
 
 function searchImage(file) {
@@ -574,11 +706,15 @@ function searchImage(file) {
     return;
   }
   closeViewer();
-  addStep({ kind: "upload", file, label: `image ${file.name || "(pasted)"}`, rejected: [] });
+  const label = `image ${file.name || "(pasted)"}`;
+  addStep({ kind: "upload", file, picture: label, label, rejected: [] });
 }
 
 function rerun() {
-  if (state.current >= 0) run(state.steps[state.current], 0);
+  if (state.current < 0) return;
+  const step = state.steps[state.current];
+  step.threshold = sliderThreshold();
+  run(step, 0);
 }
 
 function updateThresholdLabel() {
@@ -615,6 +751,14 @@ function onKey(event) {
     return;
   }
   if (els.viewer.open) {
+    if (event.key === "Tab") { trapFocus(event); return; }
+    // arrows page through the results, except while editing a change that has text in it
+    const editing = typing(event.target) && event.target.value !== "";
+    if ((event.key === "ArrowLeft" || event.key === "ArrowRight") && !editing) {
+      showNeighbour(event.key === "ArrowLeft" ? -1 : 1);
+      event.preventDefault();
+      return;
+    }
     if (typing(event.target)) return;
     if (event.key === "m") { moreLikeThis(); event.preventDefault(); }
     if (event.key === "x" && state.open) { toggleReject(state.open.id); event.preventDefault(); }
@@ -656,6 +800,13 @@ function wire() {
   els.rejectOne.addEventListener("click", () => state.open && toggleReject(state.open.id));
   els.refineForm.addEventListener("submit", refine);
   els.close.addEventListener("click", closeViewer);
+  els.prev.addEventListener("click", () => showNeighbour(-1));
+  els.next.addEventListener("click", () => showNeighbour(1));
+  els.detach.addEventListener("click", () => { attach(null); els.q.focus(); });
+  els.optionsToggle.addEventListener("click", () => {
+    const open = els.header.classList.toggle("show-options");
+    els.optionsToggle.setAttribute("aria-expanded", String(open));
+  });
   els.viewer.addEventListener("click", (event) => { if (event.target === els.viewer) closeViewer(); });
   els.viewer.addEventListener("close", () => {
     const item = state.open && els.grid.querySelector(`li[data-id="${state.open.id}"] .tile`);
@@ -692,6 +843,32 @@ function wire() {
   updateThresholdLabel();
 }
 
+// --- an index run in progress ----------------------------------------------------------------
+// The server's own index runs (POST /api/index) report their progress at GET /api/index; while one
+// runs, a line under the search box says how far it is; the image count in the placeholder is
+// refreshed on every poll, so it also follows index runs from the command line.
+async function pollIndex() {
+  let status = null;
+  try { status = await api("/api/index"); } catch (_) { /* the next poll tries again */ }
+  const running = status && status.state === "running";
+  if (running) {
+    const s = status.summary || {};
+    const done = (s.encoded || 0) + (s.reused || 0);
+    els.indexing.textContent = `Indexing ${status.folder}: ${done} of ${s.found || "?"} pictures so far…`;
+  }
+  els.indexing.hidden = !running;
+  refreshCount(); // also follows index runs of the same catalog from the command line
+  setTimeout(pollIndex, running ? 1500 : 10000);
+}
+
+async function refreshCount() {
+  try {
+    const stats = await api("/api/stats");
+    state.basePlaceholder = `Describe a picture: ${stats.searchable} images` + (touchOnly() ? "" : " (press / to type here)");
+    if (els.q.placeholder.startsWith("Describe a picture")) els.q.placeholder = state.basePlaceholder;
+  } catch (_) { /* shown by the next search */ }
+}
+
 async function start() {
   wire();
   history.replaceState({ step: -1 }, "", location.pathname + location.search.replace(/([?&])token=[^&]*&?/, "$1").replace(/[?&]$/, ""));
@@ -704,6 +881,7 @@ async function start() {
   } catch (error) {
     setStatus(error.message, true);
   }
+  pollIndex();
   const initial = new URLSearchParams(location.search).get("q");
   if (initial) { els.q.value = initial; addStep({ kind: "text", q: initial, label: `“${initial}”`, rejected: [] }); }
   else if (!touchOnly()) els.q.focus(); // no keyboard popping up on a phone before it is wanted
