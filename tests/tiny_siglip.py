@@ -62,7 +62,8 @@ def register() -> None:
             for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
                 kwargs.pop(key, None)
             args = dict(img_size=64, patch_size=16, embed_dim=64, depth=2, num_heads=2)
-            args.update(class_token=False, global_pool="map", num_classes=0, **kwargs)
+            args.update(class_token=False, global_pool="map", num_classes=0)
+            args.update(kwargs)
             return VisionTransformer(**args)
 
         tiny_vit.__name__ = TIMM_NAME

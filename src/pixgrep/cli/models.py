@@ -72,7 +72,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="examples:\n"
         "  pixgrep models export ViT-B-32 --pretrained laion2b_s34b_b79k --out ~/models/b32\n"
         "  pixgrep models export ViT-B-32 --pretrained none --out /tmp/b32-random\n"
-        "  pixgrep models export ViT-B-16 --pretrained ./finetuned.pt --out ~/models/mine",
+        "  pixgrep models export ViT-B-16 --pretrained ./finetuned.pt --out ~/models/mine\n"
+        "  pixgrep models export ViT-B-16-SigLIP2 --pretrained webli --out ~/models/siglip2\n"
+        "  pixgrep models export ViT-B-32-SigLIP2-256 --pretrained ./ckpt.pt --tokenizer ./tok "
+        "--out /tmp/s2",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("arch", metavar="ARCH", help="open_clip architecture, e.g. ViT-B-32")
@@ -83,6 +86,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="open_clip pretrained tag, 'none' for random weights, or a local checkpoint file",
     )
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder to write")
+    p.add_argument(
+        "--tokenizer",
+        metavar="DIR",
+        help="Hugging Face tokenizer folder (tokenizer.json, tokenizer_config.json) for architectures "
+        "with one (SigLIP, NLLB-CLIP, XLM-R CLIP); default: its hub name, downloaded",
+    )
+    p.add_argument(
+        "--text-config",
+        metavar="DIR",
+        help="folder with the transformers config.json of a Hugging Face text tower (NLLB, XLM-R); "
+        "default: its hub name, downloaded",
+    )
     p.add_argument("--force", action="store_true", help="overwrite a non-empty DIR")
     add_json_option(p, "print a JSON summary")
     p.set_defaults(func=run_export)
@@ -302,7 +317,16 @@ def run_export(args: argparse.Namespace) -> int:
         raise PixgrepError(f"{out} is not empty; pass --force to overwrite it")
     if sys.stderr.isatty():
         print(f"pixgrep: exporting {args.arch} ({args.pretrained}) to {out}", file=sys.stderr)
-    export_open_clip(args.arch, args.pretrained, out)
+    for option, value in (("--tokenizer", args.tokenizer), ("--text-config", args.text_config)):
+        if value and not Path(value).expanduser().is_dir():
+            raise PixgrepError(f"{option} {value}: no such folder")
+    export_open_clip(
+        args.arch,
+        args.pretrained,
+        out,
+        tokenizer=str(Path(args.tokenizer).expanduser()) if args.tokenizer else None,
+        text_config=str(Path(args.text_config).expanduser()) if args.text_config else None,
+    )
     from pixgrep.models.folder import open_folder
 
     folder = open_folder(out)

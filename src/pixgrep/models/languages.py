@@ -1,8 +1,9 @@
 """Query languages for text towers that take a source-language token (NLLB-CLIP).
 
 A language is given as a FLORES-200 code (`deu_Latn`), an ISO 639-1 code (`de`) or a locale
-(`de_DE.UTF-8`, `zh-TW`); without one, the process locale decides (LC_ALL, LC_MESSAGES, LANG), as
-Immich takes the language of its user's interface, and English where the locale names none.
+(`de_DE.UTF-8`, `zh-TW`). Without one: the process default (`--lang`, set_default_language), else
+$PIXGREP_LANG, else the process locale (LC_ALL, LC_MESSAGES, LANG), as Immich takes the language of
+its user's interface; English where none of them names a language.
 """
 
 from __future__ import annotations
@@ -40,9 +41,20 @@ _CODES = {
 }  # fmt: skip
 
 
+_default: str | None = None
+
+
+def set_default_language(language: str | None) -> None:
+    """The query language of every encoder of this process that is given none (None: the locale's)."""
+    global _default
+    _default = flores_code(language) if language is not None else None
+
+
 def flores_code(language: str | None) -> str:
-    """The FLORES-200 code for `language` (see the module doc); None: from the locale.
-    PixgrepError for a language given that this table does not know."""
+    """The FLORES-200 code for `language` (see the module doc); None: the process default or the
+    locale. PixgrepError for a language given that this table does not know."""
+    if language is None:
+        language = _default or os.environ.get("PIXGREP_LANG") or None
     if language is None:
         return _from_code(locale_language()) or DEFAULT
     code = _from_code(language)
