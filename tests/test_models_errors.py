@@ -207,10 +207,14 @@ def test_damaged_cache_entry_says_how_to_refetch(cache, tiny_model_dir):
 
 
 @pytest.mark.torch
-def test_export_refuses_architectures_with_other_tokenizers(tmp_path):
+def test_export_needs_a_tokenizer_folder_it_can_read(tmp_path):
     pytest.importorskip("open_clip")
     from pixgrep.models.export import export_open_clip
 
-    with pytest.raises(PixgrepError, match="Hugging Face tokenizer"):
-        export_open_clip("ViT-B-16-SigLIP", None, tmp_path / "siglip")
-    assert not (tmp_path / "siglip").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PixgrepError, match="cannot load the tokenizer .*--tokenizer DIR"):
+        export_open_clip("ViT-B-16-SigLIP", None, tmp_path / "siglip", tokenizer=str(tmp_path / "empty"))
+    assert not (tmp_path / "siglip").exists()  # it fails before the model is built or written
+    with pytest.raises(PixgrepError, match="--tokenizer is not for it"):
+        export_open_clip("ViT-B-32", None, tmp_path / "b32", tokenizer=str(tmp_path / "empty"))
+    assert not (tmp_path / "b32").exists()

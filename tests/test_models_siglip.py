@@ -108,3 +108,38 @@ def test_hub_tokenizer_name_needs_a_folder_offline(tmp_path):
             write_hf_tokenizer(str(tmp_path / "absent"), tmp_path / "textual", {}, nllb=False)
     finally:
         del os.environ["HF_HUB_OFFLINE"]
+
+
+def test_rank_and_classify_give_siglip_sigmoid_probabilities(exported, photos, tmp_path):
+    """rank and classify score each caption / label on its own, as SigLIP was trained: open_clip's
+    sigmoid(logit_scale * cosine + logit_bias), not a softmax over them."""
+    from pixgrep.models.base import unit_rows
+    from pixgrep.studies.experiments import rank_captions
+    from pixgrep.tagging.classify import classify_paths
+
+    out, checkpoint, tokenizer = exported
+    preprocess_cfg = json.loads((out / "visual" / "preprocess_cfg.json").read_text())
+    model, transform, reference_tokenizer = tiny_siglip.load_reference(checkpoint, tokenizer, preprocess_cfg)
+    encoder = load_encoder(str(out))
+    photo = tmp_path / "photo.png"
+    photos[0].save(photo)
+    result = rank_captions(encoder, photo, QUERIES)
+    assert result["probability_kind"] == "sigmoid" and result["logit_bias"] == pytest.approx(-10.0)
+    with torch.no_grad():
+        image = model.encode_image(transform(photos[0])[None], normalize=True)
+        texts = model.encode_text(reference_tokenizer(QUERIES), normalize=True)
+        expected = torch.sigmoid(model.logit_scale.exp() * image @ texts.T + model.logit_bias)[0].numpy()
+    got = {row["caption"]: row["probability"] for row in result["captions"]}
+    for query, probability in zip(QUERIES, expected, strict=True):
+        assert got[query] == pytest.approx(float(probability), rel=1e-3, abs=1e-7)
+    assert 0.0 <= min(got.values()) and max(got.values()) <= 1.0
+    assert abs(sum(got.values()) - 1.0) > 0.05  # each on its own: they do not sum to 1
+
+    rows = classify_paths(
+        encoder, [photo], ["dog", "beach", "bicycle"], top=3, templates=["a photo of a {}."]
+    )
+    assert rows[0]["probability_kind"] == "sigmoid"
+    vectors = unit_rows(encoder.encode_texts([f"a photo of a {x}." for x in ("dog", "beach", "bicycle")]))
+    cosines = unit_rows(encoder.encode_images([photos[0]])) @ vectors.T
+    sigmoid = 1 / (1 + np.exp(-(encoder.logit_scale * cosines[0] + encoder.logit_bias)))
+    assert sorted(x["probability"] for x in rows[0]["labels"]) == pytest.approx(sorted(sigmoid.tolist()))

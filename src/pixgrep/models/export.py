@@ -76,9 +76,15 @@ def export_open_clip(
     if is_tag and not open_clip.get_pretrained_cfg(arch, pretrained):
         tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none known"
         raise PixgrepError(f"{pretrained!r} is neither a pretrained tag of {arch} ({tags}) nor a file")
-    if text_cfg.get("tokenizer_mode"):
-        raise PixgrepError(f"{arch}'s tokenizer mode {text_cfg['tokenizer_mode']!r} cannot be exported")
     overrides = _hf_text_overrides(config, text_config, is_tag)
+    hf_tokenizer = text_cfg.get("hf_tokenizer_name")
+    reference_tokenizer = None
+    if hf_tokenizer:  # SigLIP, NLLB, XLM-R: loaded first, so a missing tokenizer fails fast
+        from pixgrep.models.hf_export import load_tokenizer
+
+        reference_tokenizer = load_tokenizer(tokenizer or hf_tokenizer, text_cfg)
+    elif tokenizer:
+        raise PixgrepError(f"{arch} uses open_clip's CLIP tokenizer: --tokenizer is not for it")
 
     torch.backends.mha.set_fastpath_enabled(False)  # the fused attention path does not trace
     with warnings.catch_warnings():
@@ -110,17 +116,17 @@ def export_open_clip(
     image = torch.randn(2, 3, *image_size)
     with _image_attention_written_out(torch, model, image):
         _export_tower(torch, _Tower(torch, model.encode_image), image, out / "visual" / "model.onnx", "image")
-    hf_tokenizer = text_cfg.get("hf_tokenizer_name")
     if hf_tokenizer:  # SigLIP, NLLB, XLM-R: fixed-length ids from their Hugging Face tokenizer
         from pixgrep.models.hf_export import write_hf_tokenizer
 
         nllb = "nllb" in str(hf_tokenizer).lower()
-        reference = write_hf_tokenizer(tokenizer or hf_tokenizer, out / "textual", text_cfg, nllb=nllb)
+        source = tokenizer or hf_tokenizer
+        reference = write_hf_tokenizer(
+            source, out / "textual", text_cfg, nllb=nllb, reference=reference_tokenizer
+        )
         text = reference(["a photo of a dog", "zwei Kinder spielen am Strand"]).to(torch.int32)
         _export_tower(torch, _Tower(torch, model.encode_text), text, out / "textual" / "model.onnx", "text")
     else:
-        if tokenizer:
-            raise PixgrepError(f"{arch} uses open_clip's CLIP tokenizer: --tokenizer is not for it")
         context_length = int(text_cfg.get("context_length", 77))
         text = torch.randint(1, 1000, (2, context_length), dtype=torch.int32)
         text[:, -1] = 49407  # argmax pooling looks for the end token
@@ -153,18 +159,19 @@ def _hf_text_overrides(config: dict, text_config: str | None, is_tag: bool) -> d
 
 
 def _published_preprocess(open_clip, arch: str) -> dict[str, Any]:
-    """Mean, std, interpolation and resize mode of the arch's published weights (SigLIP: 0.5 and
-    squash), which open_clip applies only when the weights come by tag; {} if it has none."""
+    """Mean, std, interpolation and resize mode that all published weights of the arch share
+    (SigLIP: 0.5 and squash), which open_clip applies only when the weights come by tag; {} when
+    it has none or its tags differ."""
+    keys = ("mean", "std", "interpolation", "resize_mode")
+    found = []
     for tag in open_clip.list_pretrained_tags_by_model(arch):
         cfg = open_clip.get_pretrained_cfg(arch, tag)
-        keys = ("mean", "std", "interpolation", "resize_mode")
-        found = {k: cfg[k] for k in keys if k in cfg}
-        if found:
-            for key in ("mean", "std"):
-                if key in found:
-                    found[key] = [float(x) for x in found[key]]
-            return found
-    return {}
+        found.append(
+            {k: [float(x) for x in cfg[k]] if k in ("mean", "std") else cfg[k] for k in keys if k in cfg}
+        )
+    if not found or any(f != found[0] for f in found):
+        return {}
+    return found[0]
 
 
 def _Tower(torch, encode):

@@ -31,23 +31,34 @@ PROBES = [
 ]
 
 
-def write_hf_tokenizer(source: str, textual: Path, text_cfg: dict[str, Any], *, nllb: bool):
-    """Write tokenizer.json + tokenizer_config.json (+ special_tokens_map.json) into `textual`
-    from `source` (a folder as save_pretrained writes it, or a hub name) and return open_clip's
-    HFTokenizer for it. PixgrepError when it cannot be loaded or pixgrep's ids would differ."""
+def load_tokenizer(source: str, text_cfg: dict[str, Any]):
+    """open_clip's HFTokenizer for `source` (a folder as save_pretrained writes it, or a hub name)
+    with the config's context length and tokenizer arguments; PixgrepError if it cannot load."""
     from open_clip.tokenizer import HFTokenizer
-    from tokenizers import Tokenizer
 
+    if text_cfg.get("tokenizer_mode"):
+        raise PixgrepError(f"the tokenizer mode {text_cfg['tokenizer_mode']!r} cannot be exported")
     kwargs = dict(text_cfg.get("tokenizer_kwargs") or {})
-    context_length = int(text_cfg.get("context_length") or 77)
     try:
-        reference = HFTokenizer(source, context_length=context_length, **kwargs)
+        return HFTokenizer(source, context_length=int(text_cfg.get("context_length") or 77), **kwargs)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise PixgrepError(
             f"cannot load the tokenizer {source}: {reason} (give a folder as Hugging Face's "
             "save_pretrained writes it, with tokenizer.json, with --tokenizer DIR)"
         ) from None
+
+
+def write_hf_tokenizer(source: str, textual: Path, text_cfg: dict[str, Any], *, nllb: bool, reference=None):
+    """Write tokenizer.json + tokenizer_config.json (+ special_tokens_map.json) into `textual`
+    from `source` (see load_tokenizer; `reference`: it, loaded already) and return open_clip's
+    HFTokenizer for it. PixgrepError when it cannot be loaded or pixgrep's ids would differ."""
+    from tokenizers import Tokenizer
+
+    kwargs = dict(text_cfg.get("tokenizer_kwargs") or {})
+    context_length = int(text_cfg.get("context_length") or 77)
+    if reference is None:
+        reference = load_tokenizer(source, text_cfg)
     hf = reference.tokenizer
     if hf.pad_token is None:
         raise PixgrepError(f"the tokenizer {source} has no pad token (tokenizer_config.json pad_token)")

@@ -111,6 +111,8 @@ class OnnxEncoder(Encoder):
         self._providers: list[str] | None = None
         self.config = folder.config
         self.logit_scale = float(folder.config.get("logit_scale", 100.0))
+        bias = folder.config.get("logit_bias")  # SigLIP family (sigmoid loss)
+        self.logit_bias = float(bias) if isinstance(bias, int | float) else None
         try:
             self.preprocess_cfg = PreprocessConfig.from_dict(folder.preprocess_cfg)
         except (ValueError, TypeError, IndexError) as exc:

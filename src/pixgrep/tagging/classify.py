@@ -47,13 +47,14 @@ def classify_paths(
     write_xmp: bool = False,
     min_probability: float = 0.0,
 ) -> list[dict]:
-    """Per image: the `top` labels with softmax probabilities over all labels (logit_scale * cosine,
-    prompts ensembled over `templates`, CLIP's 80 ImageNet ones by default). With write_xmp,
+    """Per image: the `top` labels with probabilities (eval.zeroshot.label_probabilities: softmax
+    over all labels, or a sigmoid per label for SigLIP-family models; each row's
+    `probability_kind` says which), prompts ensembled over `templates`, CLIP's 80 ImageNet ones by default). With write_xmp,
     those of them with probability >= min_probability go into the image's XMP sidecar.
     Unreadable files found inside a folder are skipped with a warning; a named one is an error."""
     from pixgrep.eval.progress import bar
     from pixgrep.eval.templates import imagenet_templates
-    from pixgrep.eval.zeroshot import class_text_vectors, label_probabilities, top_labels
+    from pixgrep.eval.zeroshot import class_text_vectors, label_probabilities, probability_kind, top_labels
     from pixgrep.images.decode import open_image
     from pixgrep.tagging import xmp
 
@@ -81,11 +82,13 @@ def classify_paths(
             if not images:
                 continue
             vectors = encoder.encode_images(images)
-            probabilities = label_probabilities(vectors, class_vectors, encoder.logit_scale)
+            bias = encoder.logit_bias
+            probabilities = label_probabilities(vectors, class_vectors, encoder.logit_scale, bias)
             for path, best in zip(batch, top_labels(probabilities, labels, top), strict=True):
                 row: dict = {
                     "path": str(path),
                     "labels": [{"label": label, "probability": p} for label, p in best],
+                    "probability_kind": probability_kind(bias),
                 }
                 if write_xmp:
                     keywords = [label for label, p in best if p >= min_probability]
