@@ -49,8 +49,9 @@ def classify_paths(
 ) -> list[dict]:
     """Per image: the `top` labels with probabilities (eval.zeroshot.label_probabilities: softmax
     over all labels, or a sigmoid per label for SigLIP-family models; each row's
-    `probability_kind` says which), prompts ensembled over `templates`, CLIP's 80 ImageNet ones by default). With write_xmp,
-    those of them with probability >= min_probability go into the image's XMP sidecar.
+    `probability_kind` says which), prompts ensembled over `templates`, CLIP's 80 ImageNet ones
+    by default. With write_xmp, those of them with probability >= min_probability go into the
+    image's XMP sidecar.
     Unreadable files found inside a folder are skipped with a warning; a named one is an error."""
     from pixgrep.eval.progress import bar
     from pixgrep.eval.templates import imagenet_templates
