@@ -115,8 +115,8 @@ def _check_same_ids(reference, textual: Path, context_length: int, kwargs: dict,
     languages: list[str | None] = [None]
     if nllb:
         codes = language_tokens(reference.tokenizer)
-        languages = sorted({c for c in codes if c in ("eng_Latn", "deu_Latn", "zho_Hans", "arb_Arab")})
-        languages = languages or codes[:3]
+        chosen = [c for c in codes if c in ("eng_Latn", "deu_Latn", "zho_Hans", "arb_Arab")]
+        languages = list(chosen or codes[:3])
         if not languages:
             raise PixgrepError("the NLLB tokenizer has no language tokens (such as eng_Latn)")
     for language in languages:
