@@ -143,3 +143,46 @@ def test_rank_and_classify_give_siglip_sigmoid_probabilities(exported, photos, t
     cosines = unit_rows(encoder.encode_images([photos[0]])) @ vectors.T
     sigmoid = 1 / (1 + np.exp(-(encoder.logit_scale * cosines[0] + encoder.logit_bias)))
     assert sorted(x["probability"] for x in rows[0]["labels"]) == pytest.approx(sorted(sigmoid.tolist()))
+
+
+def test_command_line_export_then_index_and_search_match_open_clip(exported, tmp_path):
+    """`pixgrep models export ... --tokenizer DIR`, then index real photos and search in three
+    languages: each result's score is open_clip's cosine for that photo and query (within 0.002;
+    the catalog stores float16 vectors)."""
+    import shutil
+
+    import pixgrep
+    from pixgrep.cli import main
+
+    _, checkpoint, tokenizer = exported
+    out = tmp_path / "cli-model"
+    args = [
+        "models",
+        "export",
+        tiny_siglip.ARCH,
+        "--pretrained",
+        str(checkpoint),
+        "--tokenizer",
+        str(tokenizer),
+    ]
+    assert main([*args, "--out", str(out)]) == 0
+    preprocess_cfg = json.loads((out / "visual" / "preprocess_cfg.json").read_text())
+    model, transform, reference_tokenizer = tiny_siglip.load_reference(checkpoint, tokenizer, preprocess_cfg)
+
+    folder = shared_data("flickr8k")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in (folder / "test.txt").read_text().split()[100:112]:
+        shutil.copy(folder / "images" / name, photos / name)
+    queries = [QUERIES[0], QUERIES[3], QUERIES[6]]  # English, German, Chinese
+    with pixgrep.open_catalog(tmp_path / "catalog.db", str(out)) as catalog:
+        catalog.index([photos])
+        results = {q: catalog.search(q, k=12) for q in queries}
+    with torch.no_grad():
+        for query, hits in results.items():
+            assert len(hits) == 12
+            text = model.encode_text(reference_tokenizer([query]), normalize=True)
+            for hit in hits:
+                image = Image.open(hit.path).convert("RGB")
+                vector = model.encode_image(transform(image)[None], normalize=True)
+                assert abs(hit.score - float(vector @ text.T)) <= MAX_SCORE_DIFF, (query, hit.path)
