@@ -234,13 +234,26 @@ def model_info(reference: str) -> dict[str, Any]:
     config = folder.config
     info["embed_dim"] = config.get("embed_dim")
     info["logit_scale"] = config.get("logit_scale", 100.0)
-    info["context_length"] = config.get("text_cfg", {}).get("context_length")
+    info["logit_bias"] = config.get("logit_bias")  # SigLIP family: sigmoid probabilities
+    text_cfg = config.get("text_cfg") or {}
+    info["context_length"] = text_cfg.get("context_length")
+    info["tokenizer"] = _tokenizer_kind(text_cfg)
     info["preprocess"] = folder.preprocess_cfg
     info["text_inputs"] = _text_inputs(folder.textual_onnx)
     meta = quantize.read_metadata(path)
     if meta is not None:
         info["variant"] = meta
     return info
+
+
+def _tokenizer_kind(text_cfg: dict) -> str:
+    """How query text becomes ids, in words (docs/model-format.md)."""
+    name = text_cfg.get("hf_tokenizer_name")
+    if not name:
+        return "open_clip's CLIP BPE (or the folder's input_ids tokenizer)"
+    clean = (text_cfg.get("tokenizer_kwargs") or {}).get("clean", "whitespace")
+    language = "; query language token from --lang" if "nllb" in str(name).lower() else ""
+    return f"Hugging Face ({name}), open_clip cleaning {clean!r}{language}"
 
 
 def _variant_info(name: str, base: dict) -> dict:
