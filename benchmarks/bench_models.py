@@ -5,7 +5,8 @@ dynamically, as `pixgrep models quantize` does by default).
     .venv/bin/python benchmarks/bench_models.py --arch ViT-B-32 --arch MobileCLIP2-S0 --json out.json
     .venv/bin/python benchmarks/bench_models.py            # every registry architecture (hours)
 
-Per architecture and precision, each in a fresh process (so load times are from a cold
+Run it on an otherwise idle machine: the numbers are wall-clock times. Per architecture and
+precision, each in a fresh process (so load times are from a cold
 interpreter and peak RSS belongs to that run): image tower load time, image ms per image at batch
 1 and 32 (preprocessed pixels), text tower load time (session + tokenizer), text ms per query (20
 Flickr8k captions one by one), peak RSS of each process, and disk size of the folder. Models with
@@ -95,6 +96,15 @@ def build(arch: str, work: Path, text_config: str | None) -> tuple[Path, Path]:
     return f32, q8
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM, not getrusage's ru_maxrss: Linux keeps
+    ru_maxrss across execve, so a worker would report its parent's peak (the torch export)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
+
+
 def _ms_per_item(fn, items: int, min_seconds: float = 2.0, min_calls: int = 3) -> float:
     fn()  # warm-up: ORT allocates its arenas on the first run
     calls, start = 0, time.perf_counter()
@@ -119,7 +129,7 @@ def worker(mode: str, folder: str) -> dict:
         for batch in (1, 32):
             pixels = np.random.default_rng(0).standard_normal((batch, 3, h, w)).astype(np.float32)
             out[f"image_ms_batch{batch}"] = _ms_per_item(lambda p=pixels: enc.encode_pixels(p), batch)
-        out["image_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out["image_peak_rss_mb"] = _peak_rss_mb()
     else:
         enc.tokenize([""])  # the text session and the tokenizer
         out["text_load_s"] = time.perf_counter() - start
@@ -129,7 +139,7 @@ def worker(mode: str, folder: str) -> dict:
         for text in captions:
             enc.encode_texts([text])
         out["text_ms_per_query"] = (time.perf_counter() - t) / len(captions) * 1000
-        out["text_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out["text_peak_rss_mb"] = _peak_rss_mb()
     return out
 
 
