@@ -41,14 +41,16 @@ def test_registry_is_consistent():
     assert registry.DEFAULT_MODEL in registry.MODELS
     for spec in registry.MODELS.values():
         if spec.source == "hub":
-            assert spec.repo.startswith("immich-app/") and spec.dim in (512, 640, 768, 1024)
-            assert spec.context_length == 77 and spec.image_size in (224, 240, 336, 378)
+            assert spec.repo.startswith("immich-app/") and spec.dim in (512, 640, 768, 1024, 1152)
+            assert spec.context_length in (77, 64, None) and spec.image_size in (224, 240, 336, 378, 384)
             figures = [
                 spec.imagenet_top1,
                 spec.flickr_i2t_r1,
                 spec.flickr_t2i_r1,
                 spec.coco_i2t_r1,
                 spec.coco_t2i_r1,
+                spec.xm3600_i2t_r1,
+                spec.xm3600_t2i_r1,
             ]
             assert all(f is None or 0 < f < 100 for f in figures)
             assert spec.flickr_i2t_r1 is None or spec.flickr_i2t_r1 > spec.flickr_t2i_r1  # i2t is easier
