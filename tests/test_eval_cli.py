@@ -125,7 +125,7 @@ def test_rank(tiny_model_dir, folders, tmp_path):
     assert result["logit_scale"] > 0
     assert json.loads(run(*args, "--json").stdout) == result
     table = run(*args).stdout.splitlines()
-    assert table[0].split() == ["cosine", "prob", "caption"] and len(table) == 5
+    assert table[0].split() == ["cosine", "softmax", "caption"] and len(table) == 5  # CLIP: softmax
     one_line_error(run("rank", tmp_path / "no.jpg", "x", "--model", tiny_model_dir, check_rc=None), "no.jpg")
     one_line_error(run("rank", image, "--model", tiny_model_dir, check_rc=None), "no captions")
     bad = tmp_path / "bad.jpg"

@@ -41,14 +41,16 @@ def test_registry_is_consistent():
     assert registry.DEFAULT_MODEL in registry.MODELS
     for spec in registry.MODELS.values():
         if spec.source == "hub":
-            assert spec.repo.startswith("immich-app/") and spec.dim in (512, 640, 768, 1024)
-            assert spec.context_length == 77 and spec.image_size in (224, 240, 336, 378)
+            assert spec.repo.startswith("immich-app/") and spec.dim in (512, 640, 768, 1024, 1152)
+            assert spec.context_length in (77, 64, None) and spec.image_size in (224, 240, 336, 378, 384)
             figures = [
                 spec.imagenet_top1,
                 spec.flickr_i2t_r1,
                 spec.flickr_t2i_r1,
                 spec.coco_i2t_r1,
                 spec.coco_t2i_r1,
+                spec.xm3600_i2t_r1,
+                spec.xm3600_t2i_r1,
             ]
             assert all(f is None or 0 < f < 100 for f in figures)
             assert spec.flickr_i2t_r1 is None or spec.flickr_i2t_r1 > spec.flickr_t2i_r1  # i2t is easier
@@ -207,10 +209,14 @@ def test_damaged_cache_entry_says_how_to_refetch(cache, tiny_model_dir):
 
 
 @pytest.mark.torch
-def test_export_refuses_architectures_with_other_tokenizers(tmp_path):
+def test_export_needs_a_tokenizer_folder_it_can_read(tmp_path):
     pytest.importorskip("open_clip")
     from pixgrep.lab.export import export_open_clip
 
-    with pytest.raises(PixgrepError, match="Hugging Face tokenizer"):
-        export_open_clip("ViT-B-16-SigLIP", None, tmp_path / "siglip")
-    assert not (tmp_path / "siglip").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PixgrepError, match="cannot load the tokenizer .*--tokenizer DIR"):
+        export_open_clip("ViT-B-16-SigLIP", None, tmp_path / "siglip", tokenizer=str(tmp_path / "empty"))
+    assert not (tmp_path / "siglip").exists()  # it fails before the model is built or written
+    with pytest.raises(PixgrepError, match="--tokenizer is not for it"):
+        export_open_clip("ViT-B-32", None, tmp_path / "b32", tokenizer=str(tmp_path / "empty"))
+    assert not (tmp_path / "b32").exists()

@@ -41,8 +41,9 @@ def test_docs_table_is_the_registry():
     assert table.group(1) == registry.markdown_table(), (
         "docs/models.md is out of date: paste the output of `python -m pixgrep.models.registry`"
     )
-    assert "| **ViT-B-32__laion2b_s34b_b79k** (default) | 512 | 224 | 66.56 | 84.10 / 66.78 |" in table.group(
-        1
+    assert (
+        "| **ViT-B-32__laion2b_s34b_b79k** (default) | 512 | 224 | en | 66.56 | 84.10 / 66.78 |"
+        in table.group(1)
     )
 
 
@@ -122,3 +123,58 @@ def test_models_info_for_an_uncached_hub_repository(cache, capsys):
     assert main(["models", "info", "hf:someone/my-clip", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["name"] == "hf:someone/my-clip" and info["cached"] is False and info["dim"] is None
+
+
+def test_multilingual_and_siglip2_rows_with_published_figures_only():
+    siglip2 = registry.get_spec("ViT-B-16-SigLIP2__webli")
+    assert (
+        siglip2.languages.startswith("multilingual") and siglip2.imagenet_top1 is None
+    )  # no open_clip figure
+    nllb = registry.get_spec("nllb-clip-base-siglip__mrl")
+    assert nllb.repo == "immich-app/nllb-clip-base-siglip__mrl" and nllb.xm3600_t2i_r1 == 55.39
+    default = registry.MODELS[registry.DEFAULT_MODEL]
+    assert default.languages == "en" and default.xm3600_t2i_r1 < nllb.xm3600_t2i_r1
+    exported = [s for s in registry.MODELS.values() if s.source == "export"]
+    assert {s.arch for s in exported} >= {"MobileCLIP2-S0", "MobileCLIP2-B"}
+    assert all(s.pretrained and s.repo is None for s in exported)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda e: e.update(source="export", repo=None),
+        lambda e: e.update(arch="ViT-B-32", pretrained="openai"),
+    ],
+)
+def test_an_exported_entry_needs_arch_and_pretrained_and_only_it(change):
+    data = _data()
+    change(data["models"][0])
+    with pytest.raises(ValueError, match="needs arch and pretrained"):
+        registry.parse_registry(data)
+
+
+def test_an_exported_registry_model_is_exported_by_download_into_the_cache_once(cache, monkeypatch):
+    from pixgrep.lab import export
+    from pixgrep.models import folder as model_folder
+
+    calls = []
+
+    def fake_export(arch, pretrained, out, **kwargs):
+        calls.append((arch, pretrained))
+        shutil.copytree(Path(tiny), out, dirs_exist_ok=True)
+        return out
+
+    spec = registry.get_spec("MobileCLIP2-S0__dfndr2b")
+    tiny = hub.models_dir().parent / "src"
+    (tiny / "visual").mkdir(parents=True)
+    (tiny / "config.json").write_text("{}")
+    monkeypatch.setattr(export, "export_open_clip", fake_export)
+    monkeypatch.setattr(model_folder, "open_folder", lambda path: None)  # the stand-in has no towers
+    # The runtime never exports: a search with it names the one command that does.
+    with pytest.raises(PixgrepError, match="pixgrep models download MobileCLIP2-S0__dfndr2b"):
+        hub.ensure_folder(spec)
+    assert calls == []
+    assert main(["models", "download", "MobileCLIP2-S0__dfndr2b"]) == 0
+    folder = hub.ensure_folder(spec)
+    assert calls == [("MobileCLIP2-S0", "dfndr2b")] and (folder / "config.json").is_file()
+    assert main(["models", "download", "MobileCLIP2-S0__dfndr2b"]) == 0 and len(calls) == 1

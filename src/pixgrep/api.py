@@ -41,10 +41,12 @@ class Catalog:
         model: str | None = None,
         *,
         encoder: Encoder | None = None,
+        lang: str | None = None,
     ):
         self._db = CatalogDB(path)
         self.model_name = model
         self._encoder = encoder
+        self.lang = lang  # query language for models that take one (NLLB); None: models.languages
 
     @property
     def path(self) -> Path:
@@ -55,7 +57,7 @@ class Catalog:
         if self._encoder is None:
             from pixgrep.models import load_encoder
 
-            self._encoder = load_encoder(self.model_name)
+            self._encoder = load_encoder(self.model_name, language=self.lang)
         return self._encoder
 
     def index(
@@ -259,6 +261,9 @@ def open_catalog(
     model: str | None = None,
     *,
     encoder: Encoder | None = None,
+    lang: str | None = None,
 ) -> Catalog:
-    """Open (creating if needed) a catalog. `model` is a registry name or a model folder."""
-    return Catalog(path, model, encoder=encoder)
+    """Open (creating if needed) a catalog. `model` is a registry name or a model folder. `lang`:
+    the language of text queries (de, zh, deu_Latn, ...) for models whose text tower takes one
+    (NLLB-CLIP); default: $PIXGREP_LANG, else the locale, else English."""
+    return Catalog(path, model, encoder=encoder, lang=lang)

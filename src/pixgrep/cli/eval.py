@@ -194,7 +194,8 @@ def _register_rank(subparsers: argparse._SubParsersAction) -> None:
         help="rank captions against one image (cosine and softmax probability)",
         description="Image-to-text matching for one image: the captions sorted by cosine "
         "similarity, with the softmax probability over the given captions at the model's "
-        "logit scale (as in CLIP's image-text matching tables).",
+        "logit scale (as in CLIP's image-text matching tables); for SigLIP-family models each "
+        "caption's own sigmoid probability with the model's logit bias (they do not sum to 1).",
         epilog='example:\n  pixgrep rank cat.jpg "a cat on a sofa" "a dog on a sofa" "an empty sofa"',
         formatter_class=FORMATTER,
     )
@@ -209,8 +210,8 @@ def _register_rank(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_rank(args: argparse.Namespace) -> int:
-    from pixgrep.textfiles import read_lines
     from pixgrep.lab.studies import rank_captions
+    from pixgrep.textfiles import read_lines
 
     captions = list(args.captions)
     if args.captions_file:
@@ -223,7 +224,7 @@ def _run_rank(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
         return 0
-    print(f"{'cosine':>7} {'prob':>7}  caption")
+    print(f"{'cosine':>7} {result['probability_kind']:>7}  caption")  # softmax, or SigLIP's sigmoid
     for row in result["captions"]:
         print(f"{row['cosine']:7.4f} {100 * row['probability']:6.2f}%  {row['caption']}")
     return 0

@@ -19,6 +19,8 @@ _FIGURES = (
     ("flickr_t2i_r1", "F30k t2i"),
     ("coco_i2t_r1", "COCO i2t"),
     ("coco_t2i_r1", "COCO t2i"),
+    ("xm3600_i2t_r1", "XM i2t"),
+    ("xm3600_t2i_r1", "XM t2i"),
 )
 
 
@@ -37,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="known models, which are cached, size on disk, published quality",
         description="Known models with embedding size, image size, whether they are in the cache (and "
         "its size on disk), and open_clip's published zero-shot figures: ImageNet top-1 and "
-        "Recall@1 for Flickr30k and COCO retrieval, image->text and text->image (%%). "
+        "Recall@1 for Flickr30k, COCO and (multilingual) Crossmodal-3600 retrieval, image->text and "
+        "text->image (%%). "
         "'-' is a figure we have not checked. * marks the default.",
     )
     add_json_option(p, "print a JSON list instead of a table")
@@ -72,7 +75,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="examples:\n"
         "  pixgrep models export ViT-B-32 --pretrained laion2b_s34b_b79k --out ~/models/b32\n"
         "  pixgrep models export ViT-B-32 --pretrained none --out /tmp/b32-random\n"
-        "  pixgrep models export ViT-B-16 --pretrained ./finetuned.pt --out ~/models/mine",
+        "  pixgrep models export ViT-B-16 --pretrained ./finetuned.pt --out ~/models/mine\n"
+        "  pixgrep models export ViT-B-16-SigLIP2 --pretrained webli --out ~/models/siglip2\n"
+        "  pixgrep models export ViT-B-32-SigLIP2-256 --pretrained ./ckpt.pt --tokenizer ./tok "
+        "--out /tmp/s2",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("arch", metavar="ARCH", help="open_clip architecture, e.g. ViT-B-32")
@@ -83,6 +89,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="open_clip pretrained tag, 'none' for random weights, or a local checkpoint file",
     )
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder to write")
+    p.add_argument(
+        "--tokenizer",
+        metavar="DIR",
+        help="Hugging Face tokenizer folder (tokenizer.json, tokenizer_config.json) for architectures "
+        "with one (SigLIP, NLLB-CLIP, XLM-R CLIP); default: its hub name, downloaded",
+    )
+    p.add_argument(
+        "--text-config",
+        metavar="DIR",
+        help="folder with the transformers config.json of a Hugging Face text tower (NLLB, XLM-R); "
+        "default: its hub name, downloaded",
+    )
     p.add_argument("--force", action="store_true", help="overwrite a non-empty DIR")
     add_json_option(p, "print a JSON summary")
     p.set_defaults(func=run_export)
@@ -155,13 +173,14 @@ def run_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    header = ["name", "dims", "px", "cached", *(label for _, label in _FIGURES)]
+    header = ["name", "dims", "px", "lang", "cached", *(label for _, label in _FIGURES)]
     table = [header]
     for r in rows:
         cached = human_size(r["size_bytes"]) if r["cached"] else "no"
         figures = ["-" if r[key] is None else f"{r[key]:.1f}" for key, _ in _FIGURES]
         name = r["name"] + (" *" if r["default"] else "")
-        table.append([name, _dash(r["dim"]), _dash(r["image_size"]), cached, *figures])
+        lang = "multi" if r["languages"].startswith("multilingual") else r["languages"]
+        table.append([name, _dash(r["dim"]), _dash(r["image_size"]), lang, cached, *figures])
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print(
@@ -170,7 +189,10 @@ def run_list(args: argparse.Namespace) -> int:
                 for i, (cell, w) in enumerate(zip(row, widths, strict=True))
             )
         )
-    print("\n* default.  Figures: open_clip's published zero-shot results (%); '-' = not checked.")
+    print(
+        "\n* default.  Figures: open_clip's published zero-shot results (%), XM = Crossmodal-3600 "
+        "(36 languages); '-' = not in its tables.  multi: queries in many languages (--json: which)."
+    )
     return 0
 
 
@@ -212,13 +234,26 @@ def model_info(reference: str) -> dict[str, Any]:
     config = folder.config
     info["embed_dim"] = config.get("embed_dim")
     info["logit_scale"] = config.get("logit_scale", 100.0)
-    info["context_length"] = config.get("text_cfg", {}).get("context_length")
+    info["logit_bias"] = config.get("logit_bias")  # SigLIP family: sigmoid probabilities
+    text_cfg = config.get("text_cfg") or {}
+    info["context_length"] = text_cfg.get("context_length")
+    info["tokenizer"] = _tokenizer_kind(text_cfg)
     info["preprocess"] = folder.preprocess_cfg
     info["text_inputs"] = _text_inputs(folder.textual_onnx)
     meta = quantize.read_metadata(path)
     if meta is not None:
         info["variant"] = meta
     return info
+
+
+def _tokenizer_kind(text_cfg: dict) -> str:
+    """How query text becomes ids, in words (docs/model-format.md)."""
+    name = text_cfg.get("hf_tokenizer_name")
+    if not name:
+        return "open_clip's CLIP BPE (or the folder's input_ids tokenizer)"
+    clean = (text_cfg.get("tokenizer_kwargs") or {}).get("clean", "whitespace")
+    language = "; query language token from --lang" if "nllb" in str(name).lower() else ""
+    return f"Hugging Face ({name}), open_clip cleaning {clean!r}{language}"
 
 
 def _variant_info(name: str, base: dict) -> dict:
@@ -288,6 +323,16 @@ def run_download(args: argparse.Namespace) -> int:
     spec = resolve_model(args.model).spec
     if spec is None:
         raise PixgrepError(f"{args.model} is a folder: there is nothing to download")
+    if spec.source == "export" and not hub.is_cached(spec):
+        from pixgrep.lab.export import export_open_clip
+
+        assert spec.arch and spec.pretrained  # registry.parse_registry checks
+        print(
+            f"pixgrep: exporting {spec.name} from open_clip's {spec.pretrained} weights (once)",
+            file=sys.stderr,
+        )
+        with hub.filling(spec) as tmp:
+            export_open_clip(spec.arch, spec.pretrained, tmp)
     path = hub.ensure_folder(spec)
     open_folder(path)
     print(f"{spec.name}: {path} ({human_size(folder_size(path))})")
@@ -302,7 +347,16 @@ def run_export(args: argparse.Namespace) -> int:
         raise PixgrepError(f"{out} is not empty; pass --force to overwrite it")
     if sys.stderr.isatty():
         print(f"pixgrep: exporting {args.arch} ({args.pretrained}) to {out}", file=sys.stderr)
-    export_open_clip(args.arch, args.pretrained, out)
+    for option, value in (("--tokenizer", args.tokenizer), ("--text-config", args.text_config)):
+        if value and not Path(value).expanduser().is_dir():
+            raise PixgrepError(f"{option} {value}: no such folder")
+    export_open_clip(
+        args.arch,
+        args.pretrained,
+        out,
+        tokenizer=str(Path(args.tokenizer).expanduser()) if args.tokenizer else None,
+        text_config=str(Path(args.text_config).expanduser()) if args.text_config else None,
+    )
     from pixgrep.models.folder import open_folder
 
     folder = open_folder(out)

@@ -21,6 +21,25 @@ def add_model_option(parser: argparse.ArgumentParser) -> None:
         help="where the model runs: cuda needs onnxruntime-gpu and a GPU; auto (default) takes the GPU "
         "when both are there, else the CPU ($PIXGREP_DEVICE)",
     )
+    parser.add_argument(
+        "--lang",
+        metavar="LANG",
+        type=_query_language,
+        help="language of text queries, for models whose text tower takes one (NLLB-CLIP): de, zh, "
+        "pt_BR or deu_Latn (default: $PIXGREP_LANG, else the locale, else English)",
+    )
+
+
+def _query_language(value: str) -> str:
+    """--lang: checked now, and made the language of every encoder this command creates."""
+    from pixgrep.errors import PixgrepError
+    from pixgrep.models.languages import set_default_language
+
+    try:
+        set_default_language(value)
+    except PixgrepError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
 
 
 def add_common_options(parser: argparse.ArgumentParser, *, model: bool = True) -> None:

@@ -42,12 +42,24 @@ def _import_export_deps():
     return torch, open_clip
 
 
-def export_open_clip(arch: str, pretrained: str | None, out: Path, *, model_cfg: dict | None = None) -> Path:
+def export_open_clip(
+    arch: str,
+    pretrained: str | None,
+    out: Path,
+    *,
+    model_cfg: dict | None = None,
+    tokenizer: str | None = None,
+    text_config: str | None = None,
+    preprocess: dict[str, Any] | None = None,
+) -> Path:
     """Write the model folder for open_clip architecture `arch` into `out` and return `out`.
 
     pretrained: a tag of open_clip's pretrained table, a local checkpoint file, or None / "none" for
     random weights. model_cfg: register `arch` with this open_clip config first (tests use it for a
-    reduced architecture).
+    reduced architecture). tokenizer: the Hugging Face tokenizer folder of an architecture that
+    names one (SigLIP, NLLB-CLIP, XLM-R CLIP; else its hub name is tried). text_config: a folder
+    with the transformers config.json of a Hugging Face text tower (NLLB, XLM-R), read offline.
+    preprocess: preprocess_cfg.json values to write instead of open_clip's (tests: a tiny SigLIP).
     """
     torch, open_clip = _import_export_deps()
     out = Path(out)
@@ -58,21 +70,29 @@ def export_open_clip(arch: str, pretrained: str | None, out: Path, *, model_cfg:
     config = open_clip.get_model_config(arch)
     if config is None:
         raise PixgrepError(f"unknown open_clip architecture {arch!r} (see open_clip.list_models())")
-    hf_tokenizer = config.get("text_cfg", {}).get("hf_tokenizer_name")
-    if hf_tokenizer:  # SigLIP, XLM-RoBERTa, ...: their tokenizer is not the CLIP BPE written here
-        raise PixgrepError(
-            f"{arch} uses the Hugging Face tokenizer {hf_tokenizer}; only CLIP-tokenizer architectures "
-            "can be exported for now"
-        )
-    if pretrained and not os.path.isfile(pretrained) and not open_clip.get_pretrained_cfg(arch, pretrained):
+    config = json.loads(json.dumps(config))  # a copy: open_clip's own table stays as it was
+    text_cfg = config.setdefault("text_cfg", {})
+    is_tag = bool(pretrained) and not os.path.isfile(str(pretrained))
+    if is_tag and not open_clip.get_pretrained_cfg(arch, pretrained):
         tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none known"
         raise PixgrepError(f"{pretrained!r} is neither a pretrained tag of {arch} ({tags}) nor a file")
+    overrides = _hf_text_overrides(config, text_config, is_tag)
+    hf_tokenizer = text_cfg.get("hf_tokenizer_name")
+    reference_tokenizer = None
+    if hf_tokenizer:  # SigLIP, NLLB, XLM-R: loaded first, so a missing tokenizer fails fast
+        from pixgrep.lab.hf_export import load_tokenizer
+
+        reference_tokenizer = load_tokenizer(tokenizer or hf_tokenizer, text_cfg)
+    elif tokenizer:
+        raise PixgrepError(f"{arch} uses open_clip's CLIP tokenizer: --tokenizer is not for it")
 
     torch.backends.mha.set_fastpath_enabled(False)  # the fused attention path does not trace
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            model = open_clip.create_model(arch, pretrained=pretrained, require_pretrained=bool(pretrained))
+            model = open_clip.create_model(
+                arch, pretrained=pretrained, require_pretrained=bool(pretrained), **overrides
+            )
         except (RuntimeError, OSError, KeyError, ValueError) as exc:  # download failed, bad checkpoint
             reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise PixgrepError(f"cannot load {arch} with weights {pretrained!r}: {reason}") from None
@@ -82,26 +102,76 @@ def export_open_clip(arch: str, pretrained: str | None, out: Path, *, model_cfg:
 
     (out / "visual").mkdir(parents=True, exist_ok=True)
     (out / "textual").mkdir(parents=True, exist_ok=True)
-    config = dict(config)
     config["logit_scale"] = float(model.logit_scale.exp().item())
+    if getattr(model, "logit_bias", None) is not None:  # SigLIP: sigmoid(scale * cosine + bias)
+        config["logit_bias"] = float(model.logit_bias.item())
     _write_json(out / "config.json", config)
-    _write_json(out / "visual" / "preprocess_cfg.json", _preprocess_cfg(open_clip, model))
+    image_cfg = _preprocess_cfg(open_clip, model)
+    if not is_tag:  # a checkpoint file or no weights: the arch's published preprocessing
+        image_cfg.update(_published_preprocess(open_clip, arch))
+    image_cfg.update(preprocess or {})
+    _write_json(out / "visual" / "preprocess_cfg.json", image_cfg)
 
-    context_length = int(config["text_cfg"].get("context_length", 77))
     image_size = _pair(config["vision_cfg"].get("image_size", 224))
     image = torch.randn(2, 3, *image_size)
     with _image_attention_written_out(torch, model, image):
         _export_tower(torch, _Tower(torch, model.encode_image), image, out / "visual" / "model.onnx", "image")
-    text = torch.randint(1, 1000, (2, context_length), dtype=torch.int32)
-    text[:, -1] = 49407  # argmax pooling looks for the end token
-    if _export_short_text(torch, model, text, out / "textual" / "model.onnx"):
-        config["text_dynamic_length"] = True
-        _write_json(out / "config.json", config)
-    else:
+    if hf_tokenizer:  # SigLIP, NLLB, XLM-R: fixed-length ids from their Hugging Face tokenizer
+        from pixgrep.lab.hf_export import write_hf_tokenizer
+
+        nllb = "nllb" in str(hf_tokenizer).lower()
+        source = tokenizer or hf_tokenizer
+        reference = write_hf_tokenizer(
+            source, out / "textual", text_cfg, nllb=nllb, reference=reference_tokenizer
+        )
+        text = reference(["a photo of a dog", "zwei Kinder spielen am Strand"]).to(torch.int32)
         _export_tower(torch, _Tower(torch, model.encode_text), text, out / "textual" / "model.onnx", "text")
-    write_clip_tokenizer(out / "textual", context_length)
+    else:
+        context_length = int(text_cfg.get("context_length", 77))
+        text = torch.randint(1, 1000, (2, context_length), dtype=torch.int32)
+        text[:, -1] = 49407  # argmax pooling looks for the end token
+        if _export_short_text(torch, model, text, out / "textual" / "model.onnx"):
+            config["text_dynamic_length"] = True
+            _write_json(out / "config.json", config)
+        else:
+            tower = _Tower(torch, model.encode_text)
+            _export_tower(torch, tower, text, out / "textual" / "model.onnx", "text")
+        write_clip_tokenizer(out / "textual", context_length)
     fast_loading(out)  # weights beside the graphs: sessions open in under half the time
     return out
+
+
+def _hf_text_overrides(config: dict, text_config: str | None, is_tag: bool) -> dict[str, Any]:
+    """create_model arguments for a Hugging Face text tower (NLLB, XLM-R): its transformers config
+    from a local folder, and no download of its pretrained weights when ours come from a file."""
+    text_cfg = config["text_cfg"]
+    if not text_cfg.get("hf_model_name"):
+        if text_config:
+            raise PixgrepError("--text-config is for architectures with a Hugging Face text tower")
+        return {}
+    if text_config:
+        if not (Path(text_config) / "config.json").is_file():
+            raise PixgrepError(f"--text-config {text_config}: a folder with a transformers config.json")
+        text_cfg["hf_model_name"] = str(Path(text_config).resolve())
+    if not is_tag:
+        text_cfg["hf_model_pretrained"] = False
+    return {"text_cfg": text_cfg}
+
+
+def _published_preprocess(open_clip, arch: str) -> dict[str, Any]:
+    """Mean, std, interpolation and resize mode that all published weights of the arch share
+    (SigLIP: 0.5 and squash), which open_clip applies only when the weights come by tag; {} when
+    it has none or its tags differ."""
+    keys = ("mean", "std", "interpolation", "resize_mode")
+    found = []
+    for tag in open_clip.list_pretrained_tags_by_model(arch):
+        cfg = open_clip.get_pretrained_cfg(arch, tag)
+        found.append(
+            {k: [float(x) for x in cfg[k]] if k in ("mean", "std") else cfg[k] for k in keys if k in cfg}
+        )
+    if not found or any(f != found[0] for f in found):
+        return {}
+    return found[0]
 
 
 def _Tower(torch, encode):

@@ -23,10 +23,11 @@ def open_one_image(path: str | os.PathLike):
 
 
 def rank_captions(encoder: Encoder, image_path: str | os.PathLike, captions: Sequence[str]) -> dict:
-    """Captions sorted by cosine with the image (ties keep the given order), each with its softmax
-    probability over the given captions at the model's logit scale."""
+    """Captions sorted by cosine with the image (ties keep the given order), each with its
+    probability at the model's logit scale: softmax over the given captions, or each caption's
+    sigmoid with the logit bias for SigLIP-family models (`probability_kind` says which)."""
     from pixgrep.models.base import unit_rows
-    from pixgrep.tagging.zeroshot import encode_texts_batched, label_probabilities
+    from pixgrep.tagging.zeroshot import encode_texts_batched, label_probabilities, probability_kind
 
     captions = list(dict.fromkeys(c.strip() for c in captions if c.strip()))
     if not captions:
@@ -34,12 +35,15 @@ def rank_captions(encoder: Encoder, image_path: str | os.PathLike, captions: Seq
     image_vector = unit_rows(encoder.encode_images([open_one_image(image_path)]))
     text_vectors = unit_rows(encode_texts_batched(encoder, captions))
     cosines = (image_vector @ text_vectors.T)[0]
-    probabilities = label_probabilities(image_vector, text_vectors, encoder.logit_scale)[0]
+    bias = encoder.logit_bias
+    probabilities = label_probabilities(image_vector, text_vectors, encoder.logit_scale, bias)[0]
     order = np.argsort(-cosines, kind="stable")
     return {
         "image": str(image_path),
         "model": encoder.model_id,
         "logit_scale": float(encoder.logit_scale),
+        "logit_bias": bias,
+        "probability_kind": probability_kind(bias),
         "captions": [
             {"caption": captions[i], "cosine": float(cosines[i]), "probability": float(probabilities[i])}
             for i in order

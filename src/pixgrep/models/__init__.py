@@ -16,24 +16,35 @@ if TYPE_CHECKING:
 
 
 def load_encoder(
-    reference: str | os.PathLike[str] | None = None, *, device: str | None = None
+    reference: str | os.PathLike[str] | None = None,
+    *,
+    device: str | None = None,
+    language: str | None = None,
 ) -> OnnxEncoder:
     """An encoder for a registry name, `hf:OWNER/REPO`, a model folder path, or the default (None).
 
     Hub models are downloaded (or, for pixgrep-mini, built) into the cache on first use;
     `NAME@int8` is the int8 variant of any of them, built into the cache on first use
-    (models/quantize.py). `device`: "cpu", "cuda" or "auto" (default: models.devices).
+    (models/quantize.py). `device`: "cpu", "cuda" or "auto" (default: models.devices). `language`:
+    of text queries, for towers that take one (NLLB; default: models.languages).
     Raises PixgrepError with one clear line for unknown names, bad folders and no network.
     """
     from pixgrep.models.onnx_encoder import OnnxEncoder
     from pixgrep.models.quantize import ensure_variant, parse_variant, variant_id
 
+    if language is not None:
+        from pixgrep.models.languages import flores_code
+
+        language = flores_code(language)  # an unknown language fails here, before any download
     variant = parse_variant(os.fspath(reference)) if reference is not None else None
     if variant is not None:  # vectors filed under their own id: never mixed with float32's
         base, base_id = resolve_folder(variant.base)
-        return OnnxEncoder(ensure_variant(base, base_id), model_id=variant_id(base_id), device=device)
-    folder, model_id = resolve_folder(reference)
-    return OnnxEncoder(folder, model_id=model_id, device=device)
+        encoder = OnnxEncoder(ensure_variant(base, base_id), model_id=variant_id(base_id), device=device)
+    else:
+        folder, model_id = resolve_folder(reference)
+        encoder = OnnxEncoder(folder, model_id=model_id, device=device)
+    encoder.language = language
+    return encoder
 
 
 def resolve_folder(reference: str | os.PathLike[str] | None) -> tuple[ModelFolder, str]:

@@ -27,6 +27,7 @@ class Encoder(ABC):
     model_id: str  # stable key for stored vectors, e.g. "ViT-B-32__laion2b_s34b_b79k"
     dim: int  # embedding size
     logit_scale: float  # exp(learned temperature); 100.0 for OpenAI/open_clip CLIP models
+    logit_bias: float | None = None  # SigLIP family: probabilities are sigmoid(scale * cos + bias)
     image_size: tuple[int, int]  # (height, width) of what `preprocess` returns: the image tower's input
 
     @abstractmethod

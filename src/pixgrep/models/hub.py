@@ -10,6 +10,8 @@ import logging
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -59,21 +61,37 @@ def is_cached(spec: ModelSpec) -> bool:
 
 
 def ensure_folder(spec: ModelSpec) -> Path:
-    """The cached folder for `spec`, downloading or building it first if needed."""
+    """The cached folder for `spec`, downloading or building it first if needed. Models exported
+    from open_clip's weights are made by `pixgrep models download` (the lab's exporter), never here."""
     dest = cached_folder(spec)
     if (dest / "config.json").is_file():
         # Converted once, on first use (a cache filled before is converted now): a cached model's
         # id is its registry name, so the files changing does not move its vectors.
         fast_loading(dest)
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    if spec.source == "export":
+        raise PixgrepError(
+            f"{spec.name} is exported on this machine from open_clip's weights: run "
+            f"`pixgrep models download {spec.name}` once (needs pip install 'pixgrep[export]')"
+        )
+    with filling(spec) as tmp:
         if spec.source == "build":
             _build_mini(tmp)
         else:
             _download(spec, tmp)
+    return dest
+
+
+@contextmanager
+def filling(spec: ModelSpec) -> Iterator[Path]:
+    """A temporary folder beside the cache entry of `spec`; moved into place, complete, when the
+    block ends without an error (a concurrent process that filled it first wins), removed otherwise."""
+    dest = cached_folder(spec)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        yield tmp
         shutil.rmtree(tmp / ".cache", ignore_errors=True)  # huggingface_hub's bookkeeping
         try:
             os.replace(tmp, dest)
@@ -83,7 +101,6 @@ def ensure_folder(spec: ModelSpec) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     fast_loading(dest)
-    return dest
 
 
 def _download(spec: ModelSpec, tmp: Path) -> None:

@@ -21,7 +21,9 @@ from pixgrep.models.folder import ModelFolder
 from pixgrep.models.preprocess import PreprocessConfig, preprocess
 
 if TYPE_CHECKING:
-    from pixgrep.models.tokenizer import ClipTokenizer, HFTokenizer
+    from pixgrep.models.tokenizer import ClipTokenizer, HFTokenizer, OpenClipHFTokenizer
+
+    AnyTokenizer = ClipTokenizer | HFTokenizer | OpenClipHFTokenizer
 
 _ORT_DTYPES = {
     "tensor(float)": np.float32,
@@ -109,6 +111,8 @@ class OnnxEncoder(Encoder):
         self._providers: list[str] | None = None
         self.config = folder.config
         self.logit_scale = float(folder.config.get("logit_scale", 100.0))
+        bias = folder.config.get("logit_bias")  # SigLIP family (sigmoid loss)
+        self.logit_bias = float(bias) if isinstance(bias, int | float) else None
         try:
             self.preprocess_cfg = PreprocessConfig.from_dict(folder.preprocess_cfg)
         except (ValueError, TypeError, IndexError) as exc:
@@ -116,7 +120,8 @@ class OnnxEncoder(Encoder):
         self._lock = threading.Lock()
         self._visual: Tower | None = None
         self._textual: Tower | None = None
-        self._tokenizer: ClipTokenizer | HFTokenizer | None = None
+        self._tokenizer: AnyTokenizer | None = None
+        self.language: str | None = None  # the query language of NLLB towers; None: the locale's
         self._prefetch: list[threading.Thread] = []
         self._dim = folder.config.get("embed_dim")
 
@@ -237,14 +242,28 @@ class OnnxEncoder(Encoder):
         self._prepared()
         return self._text_feeds(self.textual, list(texts))
 
+    @property
+    def multilingual_tokens(self) -> bool:
+        """True when the text tower takes a source-language token (NLLB): `language` matters."""
+        return _is_nllb(self.config)
+
     def _text_feeds(self, tower: Tower, texts: list[str]) -> dict[str, np.ndarray]:
-        from pixgrep.models.tokenizer import HFTokenizer
+        from pixgrep.models.tokenizer import HFTokenizer, OpenClipHFTokenizer
 
         tokenizer = self._get_tokenizer(tower)
         if isinstance(tokenizer, HFTokenizer):  # chosen for towers with an `input_ids` input
             arrays = tokenizer(texts)
             return {name: arrays[name].astype(tower.dtype(name)) for name in tower.inputs if name in arrays}
         name = next(iter(tower.inputs))
+        if isinstance(tokenizer, OpenClipHFTokenizer):
+            language = None
+            if tokenizer.nllb:
+                from pixgrep.models.languages import flores_code
+
+                language = flores_code(self.language)
+                if tokenizer.language_id(language) is None:
+                    raise PixgrepError(f"{self.model_id} has no token for the language {language}")
+            return {name: tokenizer(texts, dtype=tower.dtype(name), language=language)}
         ids = tokenizer(texts, dtype=tower.dtype(name))
         if self._cut_padding(tower):  # only zero padding after the last end token goes
             ends = (ids == tokenizer.eot_id).argmax(axis=1)
@@ -257,13 +276,24 @@ class OnnxEncoder(Encoder):
         dynamic = len(shape) == 2 and not isinstance(shape[1], int)
         return bool(self.config.get("text_dynamic_length")) and dynamic
 
-    def _get_tokenizer(self, tower: Tower) -> ClipTokenizer | HFTokenizer:
+    def _get_tokenizer(self, tower: Tower) -> AnyTokenizer:
         if self._tokenizer is None:
-            from pixgrep.models.tokenizer import ClipTokenizer, HFTokenizer
+            from pixgrep.models.tokenizer import ClipTokenizer, HFTokenizer, OpenClipHFTokenizer
 
+            text_cfg = self.config.get("text_cfg") or {}
             try:
                 if "input_ids" in tower.inputs:
                     self._tokenizer = HFTokenizer(self.folder.tokenizer_json, self.folder.tokenizer_config)
+                elif text_cfg.get("hf_tokenizer_name"):  # open_clip's sign of its HFTokenizer
+                    kwargs = text_cfg.get("tokenizer_kwargs") or {}
+                    self._tokenizer = OpenClipHFTokenizer(
+                        self.folder.tokenizer_json,
+                        self.folder.tokenizer_config,
+                        context_length=self._context_length(tower),
+                        clean=kwargs.get("clean", "whitespace"),
+                        strip_sep_token=bool(kwargs.get("strip_sep_token", False)),
+                        nllb=_is_nllb(self.config),
+                    )
                 else:
                     self._tokenizer = ClipTokenizer(self.folder.tokenizer_json, self._context_length(tower))
             except Exception as exc:  # tokenizers raises plain Exception for malformed files
@@ -277,3 +307,9 @@ class OnnxEncoder(Encoder):
         if len(shape) == 2 and isinstance(shape[1], int):
             return shape[1]
         return int(self.config.get("text_cfg", {}).get("context_length", 77))
+
+
+def _is_nllb(config: dict) -> bool:
+    """NLLB's tokenizer (open_clip's nllb-clip-* configs name it; Immich's exports keep the name)."""
+    name = (config.get("text_cfg") or {}).get("hf_tokenizer_name") or ""
+    return "nllb" in str(name).lower()

@@ -19,13 +19,15 @@ from typing import Any, Literal
 
 from pixgrep.errors import PixgrepError
 
-Source = Literal["hub", "build"]
+Source = Literal["hub", "build", "export"]
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str  # open_clip's ARCH__pretrained-tag, or pixgrep's own name
-    source: Source  # "hub": download `repo` from Hugging Face; "build": pixgrep-mini, built locally
+    # "hub": download `repo` from Hugging Face; "build": pixgrep-mini, built locally; "export":
+    # open_clip's `arch` with its `pretrained` weights, exported locally (the export extra)
+    source: Source
     repo: str | None  # Hugging Face repository (owner/name) of a hub model
     dim: int | None  # embedding size; None: read from the built folder
     image_size: int | None  # input side in pixels
@@ -36,6 +38,11 @@ class ModelSpec:
     coco_i2t_r1: float | None = None
     coco_t2i_r1: float | None = None
     note: str = ""
+    arch: str | None = None  # open_clip architecture of an "export" model
+    pretrained: str | None = None  # its open_clip pretrained tag
+    languages: str = "en"  # what queries may be written in
+    xm3600_i2t_r1: float | None = None  # Crossmodal-3600, mean over its 36 languages, %
+    xm3600_t2i_r1: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,8 +63,11 @@ def parse_registry(data: dict[str, Any]) -> tuple[dict[str, ModelSpec], str]:
             raise ValueError(
                 f"registry entry {name}: unknown fields {unknown or '{}'}, missing {missing or '{}'}"
             )
-        if entry["source"] not in ("hub", "build") or (entry["source"] == "hub") != bool(entry["repo"]):
+        source = entry["source"]
+        if source not in ("hub", "build", "export") or (source == "hub") != bool(entry["repo"]):
             raise ValueError(f"registry entry {name}: a hub model needs a repo, a built one none")
+        if (source == "export") != bool(entry.get("arch") and entry.get("pretrained")):
+            raise ValueError(f"registry entry {name}: an exported model needs arch and pretrained")
         if name in models:
             raise ValueError(f"registry entry {name} appears twice")
         models[name] = ModelSpec(**entry)
@@ -121,18 +131,20 @@ def markdown_table() -> str:
         return "-" if value is None else f"{value:.2f}"
 
     lines = [
-        "| name | dims | px | ImageNet top-1 | Flickr30k i2t / t2i R@1 | COCO i2t / t2i R@1 |",
-        "|---|---|---|---|---|---|",
+        "| name | dims | px | languages | ImageNet top-1 | Flickr30k i2t / t2i R@1 | COCO i2t / t2i R@1 "
+        "| XM3600 i2t / t2i R@1 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for spec in MODELS.values():
         name = f"**{spec.name}** (default)" if spec.name == DEFAULT_MODEL else spec.name
         if spec.source == "build":
-            lines.append(f"| {name} | from the built folder | | | | |")
+            lines.append(f"| {name} | from the built folder | | {spec.languages} | | | | |")
             continue
         lines.append(
-            f"| {name} | {spec.dim} | {spec.image_size} | {figure(spec.imagenet_top1)} | "
+            f"| {name} | {spec.dim} | {spec.image_size} | {spec.languages} | {figure(spec.imagenet_top1)} | "
             f"{figure(spec.flickr_i2t_r1)} / {figure(spec.flickr_t2i_r1)} | "
-            f"{figure(spec.coco_i2t_r1)} / {figure(spec.coco_t2i_r1)} |"
+            f"{figure(spec.coco_i2t_r1)} / {figure(spec.coco_t2i_r1)} | "
+            f"{figure(spec.xm3600_i2t_r1)} / {figure(spec.xm3600_t2i_r1)} |"
         )
     return "\n".join(lines) + "\n"
 

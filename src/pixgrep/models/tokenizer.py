@@ -7,6 +7,9 @@ Two flavours, chosen by the text tower's input names (docs/model-format.md):
   so we do the same cleaning here and run only the BPE model of tokenizer.json (works for pixgrep's
   own exports and for Immich's CLIPTokenizerFast files alike), then add start/end tokens, truncate
   keeping the end token last and zero-pad to the context length.
+- `OpenClipHFTokenizer` for open_clip towers whose config names a Hugging Face tokenizer
+  (`text_cfg.hf_tokenizer_name`: SigLIP, SigLIP 2, NLLB-CLIP, XLM-R CLIP): ids equal to open_clip's
+  HFTokenizer, fixed length, with NLLB's language token.
 - `HFTokenizer` for Hugging Face towers (inputs `input_ids`, `attention_mask`, ...): tokenizer.json
   as it is, truncated to `model_max_length`, padded to the longest text of the batch.
 """
@@ -16,8 +19,9 @@ from __future__ import annotations
 import html
 import json
 import re
+import string
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -58,14 +62,35 @@ def _load(tokenizer_file: Path):
 _PLAIN_ASCII = re.compile(r"[ -%'-~]*")
 
 
-def clean_text(text: str) -> str:
-    """open_clip's 'lower' cleaning: ftfy, html-unescape twice, collapse whitespace, lower-case."""
+def basic_clean(text: str) -> str:
+    """open_clip's basic cleaning: ftfy, html-unescape twice, strip."""
     if not _PLAIN_ASCII.fullmatch(text):
         import ftfy
 
         text = ftfy.fix_text(text)
-    text = html.unescape(html.unescape(text)).strip()
-    return " ".join(text.split()).strip().lower()
+    return html.unescape(html.unescape(text)).strip()
+
+
+def clean_text(text: str) -> str:
+    """open_clip's 'lower' cleaning: basic cleaning, collapse whitespace, lower-case."""
+    return " ".join(basic_clean(text).split()).strip().lower()
+
+
+_NO_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def _canonicalize(text: str) -> str:
+    """open_clip's 'canonicalize' (big_vision's): basic cleaning, "_" to space, ASCII punctuation
+    removed, lower-case, whitespace collapsed."""
+    text = basic_clean(text).replace("_", " ").translate(_NO_PUNCTUATION).lower()
+    return " ".join(text.split()).strip()
+
+
+CLEANERS: dict[str, Callable[[str], str]] = {
+    "lower": clean_text,
+    "whitespace": lambda text: " ".join(basic_clean(text).split()).strip(),
+    "canonicalize": _canonicalize,
+}
 
 
 class ClipTokenizer:
@@ -166,6 +191,128 @@ class HFTokenizer:
         return _hf_cut_text(self._tok, text)
 
 
+class OpenClipHFTokenizer:
+    """open_clip's HFTokenizer, exactly, without transformers: the tokenizer of SigLIP, SigLIP 2,
+    NLLB-CLIP, XLM-R CLIP and other open_clip models with a Hugging Face text tokenizer (towers
+    fed `text` ids of fixed length; docs/model-format.md).
+
+    open_clip cleans each text (`clean`: whitespace, lower or canonicalize), then calls the
+    transformers tokenizer with `max_length=context_length, padding="max_length", truncation=True`,
+    which runs tokenizer.json's pipeline with the post-processor's special tokens, truncation
+    (longest first) and padding on the sides and with the pad token of tokenizer_config.json. With
+    `strip_sep_token` the separator's id becomes 0. NLLB's tokenizer puts a source-language token
+    first and the end token last (`language`; transformers' set_src_lang_special_tokens).
+    """
+
+    def __init__(
+        self,
+        tokenizer_file: Path,
+        config_file: Path | None,
+        *,
+        context_length: int,
+        clean: str = "whitespace",
+        strip_sep_token: bool = False,
+        nllb: bool = False,
+    ):
+        if clean not in CLEANERS:
+            raise ValueError(f"unknown text cleaning {clean!r} (known: {', '.join(CLEANERS)})")
+        self._clean = CLEANERS[clean]
+        self._tok = _load(tokenizer_file)
+        config = _tokenizer_settings(config_file)
+        self.context_length = int(context_length)
+        pad_token = _token_name(config.get("pad_token"))
+        pad_id = self._tok.token_to_id(pad_token) if pad_token else None
+        if pad_id is None:
+            raise ValueError("tokenizer_config.json names no pad_token of the vocabulary")
+        self.pad_id = pad_id
+        self._pad_left = config.get("padding_side", "right") == "left"
+        self._cut_left = config.get("truncation_side", "right") == "left"
+        self._tok.encode_special_tokens = bool(config.get("split_special_tokens", False))
+        sep_token = _token_name(config.get("sep_token")) if strip_sep_token else None
+        self._sep_id = self._tok.token_to_id(sep_token) if sep_token else None
+        self.nllb = nllb
+        if nllb:  # the language token is added per call, padding and truncation around it
+            eos = _token_name(config.get("eos_token")) or "</s>"
+            self._eos_id = self._tok.token_to_id(eos)
+            if self._eos_id is None:
+                raise ValueError(f"the NLLB tokenizer has no end token {eos!r}")
+            self._legacy = bool(config.get("legacy_behaviour", False))
+            self._tok.no_padding()
+            self._tok.no_truncation()
+        else:
+            self._tok.enable_truncation(
+                max_length=self.context_length, direction="left" if self._cut_left else "right"
+            )
+            self._tok.enable_padding(
+                length=self.context_length,
+                direction="left" if self._pad_left else "right",
+                pad_id=pad_id,
+                pad_token=pad_token,
+            )
+
+    def __call__(self, texts: Sequence[str], dtype=np.int64, language: str | None = None) -> np.ndarray:
+        cleaned = [self._clean(t) for t in texts]
+        if self.nllb:
+            rows = self._with_language(cleaned, language or "eng_Latn")
+        else:
+            rows = [e.ids for e in self._tok.encode_batch(cleaned)]
+        ids = np.asarray(rows, dtype=np.int64).reshape(len(texts), self.context_length)
+        if self._sep_id is not None:
+            ids[ids == self._sep_id] = 0
+        return ids.astype(dtype, copy=False)
+
+    def language_id(self, code: str) -> int | None:
+        """The id of a language token (NLLB's eng_Latn, deu_Latn, ...), None if there is none."""
+        return self._tok.token_to_id(code)
+
+    def _with_language(self, cleaned: list[str], language: str) -> list[list[int]]:
+        lang_id = self._tok.token_to_id(language)
+        if lang_id is None:
+            raise ValueError(f"the tokenizer has no language token {language!r}")
+        room = self.context_length - 2
+        rows = []
+        for encoding in self._tok.encode_batch(cleaned, add_special_tokens=False):
+            body = encoding.ids
+            if len(body) > room:
+                body = body[len(body) - room :] if self._cut_left else body[:room]
+            row = [*body, self._eos_id, lang_id] if self._legacy else [lang_id, *body, self._eos_id]
+            padding = [self.pad_id] * (self.context_length - len(row))
+            rows.append(padding + row if self._pad_left else row + padding)
+        return rows
+
+    def cut_text(self, text: str) -> str | None:
+        """The end of `text` (cleaned) that does not fit in the context length, or None."""
+        cleaned = self._clean(text)
+        if not self.nllb:
+            return _hf_cut_text(self._tok, cleaned)
+        encoding = self._tok.encode(cleaned, add_special_tokens=False)
+        room = self.context_length - 2
+        if len(encoding.ids) <= room:
+            return None
+        return _cut_from(cleaned, encoding.offsets[room][0])
+
+
+def _tokenizer_settings(config_file: Path | None) -> dict:
+    """tokenizer_config.json over special_tokens_map.json beside it (where transformers reads the
+    special tokens, padding and truncation sides); {} when neither is there."""
+    settings: dict = {}
+    if config_file is None:
+        return settings
+    for path in (config_file.with_name("special_tokens_map.json"), config_file):
+        if path.is_file():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict):
+                settings.update({k: v for k, v in data.items() if v is not None})
+    return settings
+
+
+def _token_name(value) -> str | None:
+    """A special token as tokenizer_config.json writes it: a string or {"content": ...}."""
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) and value else None
+
+
 def _hf_cut_text(tokenizer, text: str) -> str | None:
     encoding = tokenizer.encode(text)
     if not encoding.overflowing:
@@ -175,8 +322,12 @@ def _hf_cut_text(tokenizer, text: str) -> str | None:
         for (start, end), special in zip(encoding.offsets, encoding.special_tokens_mask, strict=True)
         if not special and end > start
     ]
-    cut = max(ends, default=0)
-    if 0 < cut < len(text) and not text[cut].isspace():  # a word cut in two counts as cut
+    return _cut_from(text, max(ends, default=0))
+
+
+def _cut_from(text: str, cut: int) -> str | None:
+    """text[cut:], from the start of the word that `cut` falls in (a word cut in two counts as cut)."""
+    if 0 < cut < len(text) and not text[cut].isspace() and not text[cut - 1].isspace():
         cut = text.rfind(" ", 0, cut) + 1
     return text[cut:].strip() or None
 

@@ -48,16 +48,18 @@ def classify_paths(
     write_xmp: bool = False,
     min_probability: float = WRITE_MIN_PROBABILITY,
 ) -> list[dict]:
-    """Per image: the `top` labels with softmax probabilities over all labels (logit_scale * cosine,
-    prompts ensembled over `templates`, CLIP's 80 ImageNet ones by default). With write_xmp,
-    those of them with probability >= min_probability go into the image's XMP sidecar: by default
-    (0.5) only the best label, and only when it wins clearly, since probabilities sum to 1.
+    """Per image: the `top` labels with probabilities (tagging.zeroshot.label_probabilities: softmax
+    over all labels, or a sigmoid per label for SigLIP-family models; each row's
+    `probability_kind` says which), prompts ensembled over `templates`, CLIP's 80 ImageNet ones
+    by default. With write_xmp, those of them with probability >= min_probability go into the
+    image's XMP sidecar: by default (0.5) only labels that clearly fit (with softmax, at most the
+    one clear winner, since the probabilities sum to 1).
     Unreadable files found inside a folder are skipped with a warning; a named one is an error."""
     from pixgrep.images.decode import open_image
     from pixgrep.progress import bar
     from pixgrep.tagging import xmp
     from pixgrep.tagging.templates import imagenet_templates
-    from pixgrep.tagging.zeroshot import class_text_vectors, label_probabilities, top_labels
+    from pixgrep.tagging.zeroshot import class_text_vectors, label_probabilities, probability_kind, top_labels
 
     if top < 1:
         raise PixgrepError("--top must be at least 1")
@@ -83,11 +85,13 @@ def classify_paths(
             if not images:
                 continue
             vectors = encoder.encode_images(images)
-            probabilities = label_probabilities(vectors, class_vectors, encoder.logit_scale)
+            bias = encoder.logit_bias
+            probabilities = label_probabilities(vectors, class_vectors, encoder.logit_scale, bias)
             for path, best in zip(batch, top_labels(probabilities, labels, top), strict=True):
                 row: dict = {
                     "path": str(path),
                     "labels": [{"label": label, "probability": p} for label, p in best],
+                    "probability_kind": probability_kind(bias),
                 }
                 if write_xmp:
                     keywords = [label for label, p in best if p >= min_probability]

@@ -52,11 +52,25 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def label_probabilities(
-    image_vectors: np.ndarray, class_vectors: np.ndarray, logit_scale: float
+    image_vectors: np.ndarray,
+    class_vectors: np.ndarray,
+    logit_scale: float,
+    logit_bias: float | None = None,
 ) -> np.ndarray:
-    """(images, classes) softmax(logit_scale * cosine), as CLIP turns similarities into probabilities."""
+    """(images, classes) probabilities as the model was trained to give them: CLIP's
+    softmax(logit_scale * cosine) over the classes, or, for SigLIP-family models (those with a
+    logit bias), each pair's own sigmoid(logit_scale * cosine + logit_bias), in [0, 1] and not
+    summing to 1 (probability_kind names which)."""
     cosines = unit_rows(image_vectors) @ unit_rows(class_vectors).T
-    return softmax(float(logit_scale) * cosines)
+    if logit_bias is None:
+        return softmax(float(logit_scale) * cosines)
+    logits = float(logit_scale) * cosines.astype(np.float64) + float(logit_bias)
+    return 0.5 * (1.0 + np.tanh(0.5 * logits))  # the logistic sigmoid, without exp's overflow
+
+
+def probability_kind(logit_bias: float | None) -> str:
+    """ "sigmoid" for models with a logit bias (SigLIP family), else "softmax"."""
+    return "softmax" if logit_bias is None else "sigmoid"
 
 
 def top_labels(probabilities: np.ndarray, labels: Sequence[str], top: int) -> list[list[tuple[str, float]]]:
