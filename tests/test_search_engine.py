@@ -12,7 +12,7 @@ from searchkit import add_image, unit
 from pixgrep.catalog.db import CatalogDB
 from pixgrep.errors import PixgrepError
 from pixgrep.search import engine
-from pixgrep.search.engine import query_vector, to_terms
+from pixgrep.search.engine import to_terms
 from pixgrep.search.options import SearchOptions
 from pixgrep.search.query import Term, parse_query
 
@@ -20,6 +20,11 @@ from pixgrep.search.query import Term, parse_query
 def search(db, encoder, query, **options):
     """The engine's search, with the query and options spelled as a user writes them."""
     return engine.search(db, encoder, to_terms(query), SearchOptions(**options))
+
+
+def query_vector(db, encoder, terms):
+    """The vector a search scores with: the first row of the production query plan."""
+    return engine.plan_for(db, encoder, terms, SearchOptions())[0].vectors[0]
 
 
 def search_vector(db, encoder, vector, **options):

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pixgrep.catalog.db import SYNTHETIC_PREFIX, CatalogDB, ImageRow, blob_to_vector
+from pixgrep.catalog.imported import delete_meta, import_batch, iter_exportable, meta_value
 from pixgrep.errors import PixgrepError
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def export_parquet(db: CatalogDB, out: str | os.PathLike, model: str) -> int:
     writer = None
     written = 0
     try:
-        for rows in db.iter_exportable(model):
+        for rows in iter_exportable(db, model):
             vectors = np.stack([blob_to_vector(r[9]) for r in rows]).astype(np.float32)
             dim = vectors.shape[1]
             table = pa.table(
@@ -318,21 +319,22 @@ def import_sources(
 ) -> ImportSummary:
     """Store every row of `sources` as images with vectors for `model`, one transaction per batch."""
     check_sources(sources, model, dim)
+    db.check_integrity()  # never write into a damaged file (as an index run)
     started = time.monotonic()
     summary = ImportSummary(files=len(sources))
     for source in sources:
         key = source.fingerprint(model)
-        done = int(db.meta_value(key) or 0)
+        done = int(meta_value(db, key) or 0)
         summary.resumed += done
         for chunk in source.chunks(done, batch):
             rows, vectors = _rows_of(chunk, source)
             done += len(chunk.vectors)
-            db.import_batch(rows, vectors, model, progress=(key, str(done)))
+            import_batch(db, rows, vectors, model, progress=(key, str(done)))
             summary.rows += len(rows)
             summary.seconds = time.monotonic() - started
             if progress is not None:
                 progress(summary)
-        db.delete_meta(key)  # complete: a later import of the same file starts afresh
+        delete_meta(db, key)  # complete: a later import of the same file starts afresh
     summary.seconds = time.monotonic() - started
     return summary
 
