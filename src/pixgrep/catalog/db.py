@@ -394,9 +394,10 @@ class CatalogDB:
         for path in (self.path, Path(f"{self.path}-wal")):
             try:
                 st = path.stat()
-                parts.append(f"{st.st_mtime_ns}:{st.st_size}")
             except OSError:
-                parts.append("-")
+                st = None
+            # An empty -wal (any connection opens one) holds nothing: the same as none.
+            parts.append(f"{st.st_mtime_ns}:{st.st_size}" if st is not None and st.st_size else "-")
         return " ".join(parts)
 
     def close(self) -> None:
