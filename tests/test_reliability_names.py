@@ -118,3 +118,26 @@ def test_a_listing_by_date_shows_names_in_no_encoding(tmp_path, tiny_model_dir):
     assert listed.returncode == 0 and b"Traceback" not in listed.stderr, listed.stderr
     wanted = [os.path.join(os.fsencode(folder), name) for name in reversed(names)]  # newest first
     assert listed.stdout.splitlines() == wanted
+
+
+def test_a_name_in_no_encoding_goes_through_export_and_import_exactly(tmp_path, tiny_model_dir):
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    folder, files = odd_folder(tmp_path)
+    common = ("--model", tiny_model_dir)
+    assert pixgrep("index", folder, "--catalog", tmp_path / "a.db", *common).returncode == 0
+    out = tmp_path / "rows.parquet"
+    done = pixgrep("export", "--parquet", out, "--catalog", tmp_path / "a.db", *common)
+    assert done.returncode == 0, done.stderr
+    table = pq.read_table(out).to_pydict()
+    assert "/caf\\xe9.jpg" in " ".join(table["path"])  # readable text where the name has no encoding
+    assert {raw for raw in table["path_bytes"] if raw is not None} == files - {
+        os.path.join(os.fsencode(folder), b"plain.jpg")
+    }
+    done = pixgrep("import", out, "--catalog", tmp_path / "b.db", *common)
+    assert done.returncode == 0, done.stderr
+    listed = pixgrep(
+        "-n", "--in", folder, "-k", "10", "-f", "a photo", "--catalog", tmp_path / "b.db", *common, text=False
+    )
+    assert listed.returncode == 0 and set(listed.stdout.splitlines()) == files, listed.stderr

@@ -41,6 +41,7 @@ EXPORT_COLUMNS = (
     "size",
     "mtime_ns",
     "format",
+    "path_bytes",
 )
 PATH_COLUMNS = ("path", "image_path")  # pixgrep's, clip-retrieval's
 VECTOR_COLUMNS = ("vector", "embedding", "image_embedding")
@@ -89,7 +90,8 @@ def export_parquet(db: CatalogDB, out: str | os.PathLike, model: str) -> int:
             dim = vectors.shape[1]
             table = pa.table(
                 {
-                    "path": pa.array([r[0] for r in rows], pa.string()),
+                    # a name in no encoding: readable text in `path`, its exact bytes in path_bytes
+                    "path": pa.array([_as_text(r[0]) for r in rows], pa.string()),
                     "content_hash": pa.array([r[3] for r in rows], pa.string()),
                     "model": pa.array([r[8] for r in rows], pa.string()),
                     "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
@@ -99,6 +101,7 @@ def export_parquet(db: CatalogDB, out: str | os.PathLike, model: str) -> int:
                     "size": pa.array([r[1] for r in rows], pa.int64()),
                     "mtime_ns": pa.array([r[2] for r in rows], pa.int64()),
                     "format": pa.array([r[6] for r in rows], pa.string()),
+                    "path_bytes": pa.array([_raw_name(r[0]) for r in rows], pa.binary()),
                 }
             )
             if writer is None:
@@ -177,7 +180,27 @@ class Source:
             offset += n
 
 
-_OPTIONAL = ("content_hash", "model", "width", "height", "taken_at", "size", "mtime_ns", "format")
+_OPTIONAL = (
+    "content_hash",
+    "model",
+    "width",
+    "height",
+    "taken_at",
+    "size",
+    "mtime_ns",
+    "format",
+    "path_bytes",
+)
+
+
+def _as_text(stored: str | bytes) -> str:
+    """A path as the catalog stores it, as UTF-8 text (a name in no encoding shows its bytes as \\xNN)."""
+    return stored if isinstance(stored, str) else bytes(stored).decode("utf-8", "backslashreplace")
+
+
+def _raw_name(stored: str | bytes) -> bytes | None:
+    """The exact bytes of a name in no encoding (None for a UTF-8 one, which `path` holds exactly)."""
+    return None if isinstance(stored, str) else bytes(stored)
 
 
 def _vectors_of(column: pa.Array, dim: int, label: str) -> np.ndarray:
@@ -351,6 +374,7 @@ def _rows_of(chunk: Chunk, source: Source) -> tuple[list[ImageRow], dict[str, np
     n = len(vectors)
     none: list = [None] * n
     paths = cols[source.path_column]
+    raw_names = cols.get("path_bytes", none)
     hashes = cols.get("content_hash", none)
     sizes, mtimes = cols.get("size", none), cols.get("mtime_ns", none)
     widths, heights = cols.get("width", none), cols.get("height", none)
@@ -361,7 +385,7 @@ def _rows_of(chunk: Chunk, source: Source) -> tuple[list[ImageRow], dict[str, np
         path = paths[i]
         if not path:
             raise PixgrepError(f"{source.label}: a row has no path")
-        path = str(path)
+        path = str(path) if raw_names[i] is None else os.fsdecode(bytes(raw_names[i]))
         if "://" not in path:
             path = os.path.abspath(path)  # relative paths are taken from where import runs
         digest = hashes[i] or synthetic_key(path)
