@@ -500,10 +500,12 @@ class CatalogDB:
         never holds an image row that points at a vector which was not written.
         """
         with self.conn:
-            self._store(rows, vectors, model)
+            self.store_in_transaction(rows, vectors, model)
             self.bump_generation()
 
-    def _store(self, rows: Sequence[ImageRow], vectors: dict[str, np.ndarray], model: str) -> None:
+    def store_in_transaction(
+        self, rows: Sequence[ImageRow], vectors: dict[str, np.ndarray], model: str
+    ) -> None:
         """Upsert image rows and vectors inside the caller's transaction (indexed_at: now), and drop
         the vectors of imported rows (SYNTHETIC_PREFIX keys) these rows replace that nothing else
         uses: bookkeeping that reads only the rows written, never every imported vector."""

@@ -54,7 +54,7 @@ def import_batch(
                 r[0]
                 for r in db.conn.execute(f"SELECT content_hash FROM images WHERE path IN ({marks})", chunk)
             )
-        db._store(rows, vectors, model)
+        db.store_in_transaction(rows, vectors, model)
         db.conn.executemany(
             "DELETE FROM embeddings WHERE content_hash = ? AND NOT EXISTS "
             "(SELECT 1 FROM images WHERE images.content_hash = ?)",

@@ -362,7 +362,7 @@ def catalog_duplicates(
     ranges = [(0, base.rows)] if roots is None else matrix.rows_under(roots)
     rows = np.concatenate([np.arange(lo, hi) for lo, hi in ranges]) if ranges else np.zeros(0, np.int64)
     rows = rows[~matrix.base_dead[rows]]
-    tail_rows = matrix._tail_in_scope(roots, None, None) + base.rows
+    tail_rows = matrix.tail_in_scope(roots, None, None) + base.rows
     index = base.ann_index() if threshold is not None and len(rows) >= ANN_MIN_ROWS else None
     if index is not None and threshold is not None:
         tail = (tail_rows, matrix.tail_vectors[tail_rows - base.rows])

@@ -26,6 +26,7 @@ from pixgrep.errors import PixgrepError
 from pixgrep.models.base import Encoder
 from pixgrep.records import SearchResult, SearchResults
 from pixgrep.search import rank
+from pixgrep.search.matrix import VectorMatrix
 from pixgrep.search.matrix_store import load_matrix
 from pixgrep.search.options import SearchOptions
 from pixgrep.search.plan import QueryPlan, plan_query
@@ -282,7 +283,15 @@ def _ranked(
         return SearchResults(_results(db, groups), plan.notes)
 
 
-def _folded(db, matrix, plan: QueryPlan, options: SearchOptions, scope: Scope, model: str, lock) -> list:
+def _folded(
+    db: CatalogDB,
+    matrix: VectorMatrix,
+    plan: QueryPlan,
+    options: SearchOptions,
+    scope: Scope,
+    model: str,
+    lock: AbstractContextManager,
+) -> list[rank.Group]:
     """The page of duplicate groups: rank a window, read the few facts folding needs, fold;
     widen the window while the groups do not fill the page."""
     from pixgrep.search.dedup import threshold_for

@@ -230,7 +230,7 @@ class VectorMatrix:
                 merged.append((lo, hi))
         return merged
 
-    def _tail_in_scope(self, roots, after, before) -> np.ndarray:
+    def tail_in_scope(self, roots, after, before) -> np.ndarray:
         """Tail indexes (not rows) that are live and pass the folder and date filters."""
         keep = ~self.tail_dead
         if roots is not None:
@@ -280,7 +280,7 @@ class VectorMatrix:
     def all_scores(self, query: np.ndarray) -> np.ndarray:
         """Cosine scores of every row, base then appended (dead rows too: callers filter them)."""
         tail = np.arange(len(self.tail_ids)) + self.base.rows
-        return np.concatenate([self.scores(query), self._scores_of_rows(query, tail)])
+        return np.concatenate([self.scores(query), self.scores_of_rows(query, tail)])
 
     def vector_at(self, row: int) -> np.ndarray:
         """The stored (float16) vector of one row, base or appended."""
@@ -288,7 +288,7 @@ class VectorMatrix:
             return np.asarray(self.base.vectors[row])
         return np.asarray(self.tail_vectors[row - self.base.rows])
 
-    def _scores_of_rows(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    def scores_of_rows(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Exact scores of scattered rows (base or tail), gathered in sorted order for the mmap."""
         out = np.empty(len(rows), np.float32)
         base = rows < self.base.rows
@@ -305,7 +305,7 @@ class VectorMatrix:
                 out[~base] = np.einsum("ij,j->i", vectors[tail], query)
         return out
 
-    def _warm_up(self) -> None:
+    def warm_up(self) -> None:
         """From the second query in one process (a server), keep a float32 copy: about 4x faster
         scoring than converting float16 each time, for twice the memory of the mapped file."""
         self._queries += 1

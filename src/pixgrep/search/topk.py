@@ -39,7 +39,7 @@ def top(
         raise ValueError(f"query has {query.shape[0]} dimensions, the catalog's vectors {matrix.dim}")
     base = matrix.base
     ranges = [(0, base.rows)] if scope.roots is None else matrix.rows_under(scope.roots)
-    tail = matrix._tail_in_scope(scope.roots, scope.after, scope.before)
+    tail = matrix.tail_in_scope(scope.roots, scope.after, scope.before)
     allowed = None if scope.allowed is None else matrix.mask_of_ids(set(scope.allowed))
     if allowed is not None:
         tail = tail[allowed[tail + base.rows]]
@@ -51,7 +51,7 @@ def top(
                 matrix.last_method = "ann"
                 return hits
     matrix.last_method = "exact"
-    matrix._warm_up()
+    matrix.warm_up()
     score_parts, row_parts = [], []
     for lo, hi in ranges:
         part = matrix.scores(query, lo, hi) if scores is None else scores[lo:hi]
@@ -69,7 +69,7 @@ def top(
         row_parts.append(rows)
     if len(tail):
         rows = tail + base.rows
-        score_parts.append(matrix._scores_of_rows(query, rows) if scores is None else scores[rows])
+        score_parts.append(matrix.scores_of_rows(query, rows) if scores is None else scores[rows])
         row_parts.append(rows)
     if not score_parts:
         return []
@@ -127,7 +127,7 @@ def _top_ann(matrix, index, query, k, offset, ranges, tail, scope: Scope, allowe
     need = offset + k
     fetch = int(min(ANN_MAX_FETCH, max(ANN_MIN_FETCH, 2 * need / share + 16)))
     tail_rows = tail + base.rows
-    tail_scores = matrix._scores_of_rows(query, tail_rows) if len(tail_rows) else np.zeros(0, np.float32)
+    tail_scores = matrix.scores_of_rows(query, tail_rows) if len(tail_rows) else np.zeros(0, np.float32)
     while True:
         found = index.search(query, fetch)
         exhausted = len(found) < fetch
@@ -141,7 +141,7 @@ def _top_ann(matrix, index, query, k, offset, ranges, tail, scope: Scope, allowe
         if allowed is not None:
             keep &= allowed[found]
         rows = found[keep]
-        scores = matrix._scores_of_rows(query, rows)
+        scores = matrix.scores_of_rows(query, rows)
         hits = _pick(
             matrix, np.concatenate([scores, tail_scores]), np.concatenate([rows, tail_rows]), k, offset, scope
         )
