@@ -140,8 +140,7 @@ def test_the_full_check_runs_only_after_an_unclean_end_or_a_change_from_outside(
             sys.executable,
             "-c",
             "import os, sys; from pixgrep.catalog.db import CatalogDB; db = CatalogDB(sys.argv[1]); "
-            "db.check_integrity(); db.conn.execute('BEGIN'); db.bump_generation(); db.conn.commit(); "
-            "os._exit(0)",
+            "db.check_integrity(); db.write_batch([], {}, 'm'); os._exit(0)",
             str(catalog),
         ],
         capture_output=True,
@@ -149,6 +148,21 @@ def test_the_full_check_runs_only_after_an_unclean_end_or_a_change_from_outside(
     )
     assert killed.returncode == 0, killed.stderr
     assert full_check_ran(catalog)
+
+
+def test_a_writer_still_open_is_not_read_again_but_others_check(tmp_path):
+    catalog = tmp_path / "catalog.db"
+    writer = CatalogDB(catalog)  # e.g. a server that indexes now and then
+    statements: list[str] = []
+    writer.conn.set_trace_callback(statements.append)
+    writer.check_integrity()
+    writer.write_batch([], {}, "m")
+    statements.clear()
+    writer.check_integrity()  # its own commits since: nothing to read
+    assert not any("quick_check" in statement for statement in statements)
+    assert full_check_ran(catalog)  # another process meets a writer that has not closed
+    writer.close()
+    assert not full_check_ran(catalog)  # closed cleanly
 
 
 def test_read_only_catalog_file_refuses_index_in_one_line(tmp_path, tiny_model_dir):

@@ -241,6 +241,7 @@ class CatalogDB:
         # True when the file or its folder cannot be written: searches work, index runs are refused.
         self.read_only = False
         self._verified = False  # check_integrity passed in this process
+        self._writer = f"{os.getpid()}:{id(self)}"  # this connection, in the stamp between commits
         try:
             for pause in OPEN_RETRY_PAUSES:
                 try:
@@ -361,13 +362,15 @@ class CatalogDB:
         PRAGMA quick_check reads every page (about 0.4 s per 100 MB on an idle core), so it runs
         only when the file may hold damage pixgrep did not see: `<catalog>.checked` holds the
         size and mtime of the file (and its -wal) as the last pixgrep that wrote it left it, at a
-        clean close (close()). The same stamp means nothing else touched the file since: no full
-        read, only SQLite's own checks of each page it reads (cell_size_check). Any other stamp
-        (a killed or crashed writer, another program, a disk error, stray bytes) means a full
-        check first. docs/reliability.md says what is checked when."""
+        clean close (close()), or as this connection left it at its last commit (committed()).
+        Either means nothing else touched the file since: no full read, only SQLite's own checks
+        of each page it reads (cell_size_check). Any other stamp (a killed or crashed writer,
+        another program, a disk error, stray bytes) means a full check first.
+        docs/reliability.md says what is checked when."""
         stamp_path = Path(f"{self.path}.checked")
         try:
-            if stamp_path.read_text() == self._file_stamp():
+            # clean: as the last writer closed it; or as this very connection last committed
+            if stamp_path.read_text() in (self._file_stamp(), self._file_stamp(self._writer)):
                 self._verified = True
                 return
         except OSError:
@@ -383,13 +386,21 @@ class CatalogDB:
         self._verified = True
         self._write_stamp()
 
-    def _write_stamp(self) -> None:
+    def committed(self) -> None:
+        """After a commit of this connection to a checked catalog: the stamp follows the file,
+        marked as written by this open connection, so this connection's next check (a server that
+        indexes for hours) reads nothing, while any other process sees a writer that has not
+        closed yet, or was killed, and checks the whole file."""
+        if self._verified and not self.read_only:
+            self._write_stamp(self._writer)
+
+    def _write_stamp(self, writer: str = "") -> None:
         try:
-            Path(f"{self.path}.checked").write_text(self._file_stamp())
+            Path(f"{self.path}.checked").write_text(self._file_stamp(writer))
         except OSError:  # only saves the next run a read
             pass
 
-    def _file_stamp(self) -> str:
+    def _file_stamp(self, writer: str = "") -> str:
         parts = []
         for path in (self.path, Path(f"{self.path}-wal")):
             try:
@@ -398,6 +409,8 @@ class CatalogDB:
                 st = None
             # An empty -wal (any connection opens one) holds nothing: the same as none.
             parts.append(f"{st.st_mtime_ns}:{st.st_size}" if st is not None and st.st_size else "-")
+        if writer:
+            parts.append(f"open by {writer}")
         return " ".join(parts)
 
     def close(self) -> None:
@@ -502,6 +515,7 @@ class CatalogDB:
         with self.conn:
             self.store_in_transaction(rows, vectors, model)
             self.bump_generation()
+        self.committed()
 
     def store_in_transaction(
         self, rows: Sequence[ImageRow], vectors: dict[str, np.ndarray], model: str
@@ -564,6 +578,7 @@ class CatalogDB:
                     [(h, h) for h in hashes],
                 )
             self.bump_generation()
+        self.committed()
         return removed
 
     @one_line_errors

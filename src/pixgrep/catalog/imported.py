@@ -63,6 +63,7 @@ def import_batch(
         if progress is not None:
             db.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", progress)
         db.bump_generation()
+    db.committed()
 
 
 @one_line_errors
