@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from pixgrep.catalog import integrity
 from pixgrep.catalog.paths import default_catalog_path, shown_path
 from pixgrep.errors import PixgrepError
 from pixgrep.records import ImageRecord
@@ -367,24 +368,17 @@ class CatalogDB:
         of each page it reads (cell_size_check). Any other stamp (a killed or crashed writer,
         another program, a disk error, stray bytes) means a full check first.
         docs/reliability.md says what is checked when."""
-        stamp_path = Path(f"{self.path}.checked")
-        try:
-            # clean: as the last writer closed it; or as this very connection last committed
-            if stamp_path.read_text() in (self._file_stamp(), self._file_stamp(self._writer)):
-                self._verified = True
-                return
-        except OSError:
-            pass
+        if integrity.matches(self.path, self._writer):
+            self._verified = True
+            return
         problems = [row[0] for row in self.conn.execute("PRAGMA quick_check(3)")]
         if problems != ["ok"]:
-            # quick_check names the database on a line of its own ("*** in database main ***")
-            lines = [line for line in "\n".join(problems).splitlines() if not line.startswith("***")]
             raise PixgrepError(
-                f"catalog {shown_path(self.path)}: it is damaged ({lines[0].strip() if lines else '?'}); "
+                f"catalog {shown_path(self.path)}: it is damaged ({integrity.first_problem(problems)}); "
                 "restore a backup, or delete it and index again"
             )
         self._verified = True
-        self._write_stamp()
+        integrity.write_stamp(self.path)
 
     def committed(self) -> None:
         """After a commit of this connection to a checked catalog: the stamp follows the file,
@@ -392,26 +386,7 @@ class CatalogDB:
         indexes for hours) reads nothing, while any other process sees a writer that has not
         closed yet, or was killed, and checks the whole file."""
         if self._verified and not self.read_only:
-            self._write_stamp(self._writer)
-
-    def _write_stamp(self, writer: str = "") -> None:
-        try:
-            Path(f"{self.path}.checked").write_text(self._file_stamp(writer))
-        except OSError:  # only saves the next run a read
-            pass
-
-    def _file_stamp(self, writer: str = "") -> str:
-        parts = []
-        for path in (self.path, Path(f"{self.path}-wal")):
-            try:
-                st = path.stat()
-            except OSError:
-                st = None
-            # An empty -wal (any connection opens one) holds nothing: the same as none.
-            parts.append(f"{st.st_mtime_ns}:{st.st_size}" if st is not None and st.st_size else "-")
-        if writer:
-            parts.append(f"open by {writer}")
-        return " ".join(parts)
+            integrity.write_stamp(self.path, self._writer)
 
     def close(self) -> None:
         """Close; a checked catalog this connection wrote to gets its stamp renewed (a clean close:
@@ -420,7 +395,7 @@ class CatalogDB:
         wrote = conn is not None and conn.total_changes > 0 and not conn.in_transaction
         self._close_quietly()
         if wrote and self._verified and not self.read_only:
-            self._write_stamp()
+            integrity.write_stamp(self.path)
 
     # -- generation: changes whenever what a search can see changes ---------------------------
 
