@@ -318,21 +318,23 @@ def cmd_knobs(args: argparse.Namespace) -> None:
     import pixgrep
     from pixgrep.catalog.db import CatalogDB
     from pixgrep.search import ann as ann_module
-    from pixgrep.search import matrix as matrix_module
+    from pixgrep.search import matrix_store as matrix_module
+    from pixgrep.search import topk
+    from pixgrep.search.scope import Scope
 
     with pixgrep.open_catalog(args.catalog, model=args.model) as catalog:
         model_id = catalog.encoder.model_id
     m = matrix_module.load_matrix(CatalogDB(args.catalog), model_id)
     queries = np.load(Path(args.vectors) / "queries.npy")[args.skip : args.skip + args.queries]
-    truth = [{h.image_id for h in m.top(q, K, exact=True)} for q in queries]
+    truth = [{h.image_id for h in topk.top(m, q, K, Scope(exact=True))} for q in queries]
     print(json.dumps({"rows": m.live, "queries": len(queries), "load": os.getloadavg()[0]}), flush=True)
     for fetch in args.fetch:
         for ef in args.ef:
-            matrix_module.ANN_MIN_FETCH, ann_module.EXPANSION_SEARCH = fetch, ef
+            topk.ANN_MIN_FETCH, ann_module.EXPANSION_SEARCH = fetch, ef
             found, ms = [], []
             for q in queries:
                 t = time.perf_counter()
-                found.append({h.image_id for h in m.top(q, K)})
+                found.append({h.image_id for h in topk.top(m, q, K, Scope())})
                 ms.append(1000 * (time.perf_counter() - t))
             hit = statistics.mean(len(a & b) / K for a, b in zip(found, truth, strict=True))
             row = {"fetch": fetch, "ef": ef, "recall@10": round(hit, 4)}
@@ -346,7 +348,9 @@ def cmd_e2e(args: argparse.Namespace) -> None:
     adding 1 and N images."""
     import pixgrep
     from pixgrep.search import ann as ann_module
-    from pixgrep.search import matrix as matrix_module
+    from pixgrep.search import matrix_store as matrix_module
+    from pixgrep.search import topk
+    from pixgrep.search.scope import Scope
 
     catalog_path = Path(args.catalog)
     photos = str(catalog_path.parent / "photos")
@@ -389,11 +393,11 @@ def cmd_e2e(args: argparse.Namespace) -> None:
         found, truth, ann_ms, exact_ms = [], [], [], []
         for i, q in enumerate(queries):
             t = time.perf_counter()
-            found.append(np.asarray([h.image_id for h in m.top(q, K)]))
+            found.append(np.asarray([h.image_id for h in topk.top(m, q, K, Scope())]))
             ann_ms.append(1000 * (time.perf_counter() - t))
             if i < args.exact_queries:
                 t = time.perf_counter()
-                truth.append(np.asarray([h.image_id for h in m.top(q, K, exact=True)]))
+                truth.append(np.asarray([h.image_id for h in topk.top(m, q, K, Scope(exact=True))]))
                 exact_ms.append(1000 * (time.perf_counter() - t))
         report["recall@10"] = round(recall(found[: len(truth)], np.asarray(truth)), 4)
         report["search_ms"] = {
@@ -428,7 +432,7 @@ def cmd_e2e(args: argparse.Namespace) -> None:
             m = matrix_module.load_matrix(db, encoder.model_id)
             report[f"add_{count}_update_s"] = round(time.perf_counter() - t, 3)
             t = time.perf_counter()
-            m.top(queries[0], K)
+            topk.top(m, queries[0], K, Scope())
             report[f"add_{count}_next_query_ms"] = round(1000 * (time.perf_counter() - t), 1)
         report["journal_mb"] = round(matrix_module.delta_path(target).stat().st_size / 2**20, 2)
     pixgrep_bin = str(Path(sys.executable).with_name("pixgrep"))

@@ -34,7 +34,7 @@ import numpy as np
 from bench_rclip import QUERY, programs, timed
 
 from pixgrep.catalog.db import CatalogDB
-from pixgrep.search.matrix import load_matrix
+from pixgrep.search.matrix_store import load_matrix
 
 ROWS_PER_COMMIT = 50_000
 

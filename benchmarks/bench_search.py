@@ -127,7 +127,7 @@ def full_scan(db_path: Path, model_id: str, dim: int) -> None:
 
 def bench_size(size: int, model_dir: str, encoder, runs: int, work: Path) -> dict:
     import pixgrep
-    from pixgrep.search import matrix as matrix_module
+    from pixgrep.search import matrix_store as matrix_module
 
     folder = work / f"catalog-{size}"
     started = time.perf_counter()

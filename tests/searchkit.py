@@ -54,3 +54,16 @@ def remove_image(db: CatalogDB, image_id: int) -> None:
     with db.conn:
         db.conn.execute("DELETE FROM images WHERE id = ?", (image_id,))
         db.bump_generation()
+
+
+def top(matrix, query, k: int, *, offset: int = 0, exclusions=None, **scope):
+    """search.topk.top with the Scope's fields as keywords (roots, after, before, allowed ids,
+    threshold, exact) and optional Exclusions."""
+    from pixgrep.search.scope import Exclusions, Scope
+    from pixgrep.search.topk import top as ranked
+
+    if scope.get("roots") is not None:
+        scope["roots"] = tuple(os.fspath(root) for root in scope["roots"])
+    if scope.get("allowed") is not None:
+        scope["allowed"] = frozenset(scope["allowed"])
+    return ranked(matrix, query, k, Scope(exclusions=exclusions or Exclusions(), **scope), offset=offset)

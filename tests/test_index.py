@@ -14,6 +14,7 @@ from PIL import Image
 
 from pixgrep.catalog.db import CatalogDB
 from pixgrep.catalog.ingest import DRAFT_FACTOR, content_hash, index_roots
+from pixgrep.catalog.searchable import searchable_rows
 from pixgrep.errors import PixgrepError
 from pixgrep.images.decode import decode_file
 
@@ -127,7 +128,7 @@ def test_deleted_file_leaves_the_results_and_its_unshared_vector(db, photos):
     summary = index_roots(db, enc, [photos])
     assert summary.removed == 1
     assert str(photos / "img4.jpg") not in db.images_by_path()
-    assert all(path != str(photos / "img4.jpg") for _, path, _ in db.iter_searchable("fake"))
+    assert all(os.fsdecode(row[1]) != str(photos / "img4.jpg") for row in searchable_rows(db, "fake"))
     assert db.vector_for_hash(gone.content_hash, "fake") is None
     assert db.generation() > generation
 
@@ -169,7 +170,7 @@ def test_undecodable_file_is_recorded_once_and_not_retried(db, photos, capsys):
     assert warnings == [(str(bad), "not an image pixgrep can read")]
     record = db.images_by_path([str(bad)])[str(bad)]
     assert record.error == "not an image pixgrep can read"
-    assert all(path != str(bad) for _, path, _ in db.iter_searchable("fake"))
+    assert all(os.fsdecode(row[1]) != str(bad) for row in searchable_rows(db, "fake"))
 
     warnings.clear()
     second = index_roots(db, enc, [photos], on_warning=lambda p, r: warnings.append((p, r)))

@@ -391,10 +391,10 @@ def test_reverse_lookup_uses_great_circle_distance_across_the_dateline():
 
 
 def test_allowed_mask_filters_before_top_k(tmp_path):
-    from searchkit import add_image
+    from searchkit import add_image, top
 
     from pixgrep.catalog.db import CatalogDB
-    from pixgrep.search.matrix import load_matrix
+    from pixgrep.search.matrix_store import load_matrix
 
     rows, dim = 50, 4
     vectors = np.random.default_rng(0).standard_normal((rows, dim)).astype(np.float32)
@@ -404,23 +404,25 @@ def test_allowed_mask_filters_before_top_k(tmp_path):
     query = vectors[0]
     order = np.argsort(vectors @ query)
     worst = {ids[i] for i in order[:7]}  # the 7 lowest-scoring images
-    hits = matrix.top(query, 5, allowed=matrix.mask_of_ids(worst))
+    hits = top(matrix, query, 5, allowed=worst)
     assert len(hits) == 5 and {h.image_id for h in hits} <= worst
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
-    assert matrix.top(query, 5, allowed=matrix.mask_of_ids(set())) == []
+    assert top(matrix, query, 5, allowed=set()) == []
     store.close()
 
 
 def test_listing_without_a_query_is_newest_first(db, photo_folder):
     from pixgrep.search.listing import list_images
+    from pixgrep.search.scope import Scope
 
     index_roots(db, FakeEncoder(), [photo_folder])
     allowed = metadata.matching_ids(db, metadata.MetaFilter(camera="nikon"))
-    listed = list_images(db, allowed=allowed, k=10)
+    scope = Scope(allowed=frozenset(allowed))
+    listed = list_images(db, scope, k=10)
     assert {os.path.basename(r.path) for r in listed} == names(db, allowed)
     times = [r.taken_at for r in listed if r.taken_at]
     assert times == sorted(times, reverse=True)
-    assert len(list_images(db, allowed=allowed, k=2, offset=1)) == 2
+    assert len(list_images(db, scope, k=2, offset=1)) == 2
     assert not db.conn.in_transaction
 
 

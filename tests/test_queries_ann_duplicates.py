@@ -16,7 +16,7 @@ import pytest
 from pixgrep.catalog.db import CatalogDB, vector_to_blob
 from pixgrep.search import ann as ann_module
 from pixgrep.search import dedup
-from pixgrep.search import matrix as matrix_module
+from pixgrep.search import matrix_store as matrix_module
 
 if not ann_module.available():  # imports onnxruntime before usearch (see ann._usearch_index_class)
     pytest.skip("the ann extra (usearch) is not installed", allow_module_level=True)

@@ -271,6 +271,43 @@ def test_group_candidates_hash_near_and_distinct_neighbours():
     ]
 
 
+def _leader_by_leader(candidates, threshold):
+    """The folding rule written plainly (each candidate against every leader so far), for checking."""
+    groups, leaders, by_hash = [], [], {}
+    for candidate in sorted(candidates, key=lambda c: (-c.score, c.mtime_ns, c.path)):
+        index = by_hash.get(candidate.content_hash)
+        if index is None and leaders:
+            cosines = np.asarray([leader @ candidate.vector for leader in leaders])
+            if cosines.max() >= threshold:
+                index = int(np.argmax(cosines))
+        if index is None:
+            by_hash.setdefault(candidate.content_hash, len(groups))
+            groups.append((candidate.key, []))
+            leaders.append(candidate.vector)
+        else:
+            groups[index][1].append(candidate.key)
+    return groups
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_group_candidates_blockwise_matches_the_plain_rule(monkeypatch, seed):
+    monkeypatch.setattr(dedup, "FOLD_BLOCK", 7)  # leaders made inside a block and across blocks
+    rng = np.random.default_rng(seed)
+    centres = [_unit(rng.standard_normal(16)) for _ in range(12)]
+    candidates = []
+    for key in range(90):  # bursts of near-copies around a few scenes, some shared files
+        vector = _unit(centres[key % 12] + 0.25 * rng.standard_normal(16)).astype(np.float32)
+        content = f"h{key % 30}" if key % 4 == 0 else f"k{key}"
+        candidates.append(dedup.Candidate(key, float(rng.random()), content, key, f"/p/{key}.jpg", vector))
+    for threshold in (0.9, 0.97, None):
+        got = [
+            (leader.key, [d.key for d in dups])
+            for leader, dups in dedup.group_candidates(candidates, threshold)
+        ]
+        assert got == _leader_by_leader(candidates, dedup.NEVER if threshold is None else threshold)
+    assert len(dedup.group_candidates(candidates, 0.9)) < len(candidates)  # some folding happened
+
+
 def test_duplicate_groups_over_blocks(monkeypatch):
     monkeypatch.setattr(dedup, "BLOCK_ROWS", 3)  # several blocks on both sides of the product
     base, near, neighbour, other = _vectors()

@@ -26,6 +26,7 @@ pytest.importorskip("ray", reason="needs the ray extra (pip install 'pixgrep[ray
 
 import pixgrep  # noqa: E402
 from pixgrep.catalog.db import CatalogDB  # noqa: E402
+from pixgrep.catalog.searchable import searchable_rows  # noqa: E402
 
 COUNT = 300
 ROW = "path, size, mtime_ns, content_hash, width, height, format, taken_at, error"
@@ -74,8 +75,8 @@ def vectors(catalog: Path) -> dict[str, np.ndarray]:
     db = CatalogDB(catalog)
     try:
         return {
-            path: np.frombuffer(blob, "<f2").astype(np.float32)
-            for _, path, blob in db.iter_searchable(next(iter(db.stats()["vectors"])))
+            os.fsdecode(row[1]): np.frombuffer(row[4], "<f2").astype(np.float32)
+            for row in searchable_rows(db, next(iter(db.stats()["vectors"])))
         }
     finally:
         db.close()

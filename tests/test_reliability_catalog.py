@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from reliability_kit import cli_env, make_images, one_line_error, pixgrep, read_only, small_disk
 
-from pixgrep.catalog.db import MIGRATIONS
+from pixgrep.catalog.db import MIGRATIONS, CatalogDB
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -56,25 +56,113 @@ def test_disk_full_while_indexing_is_one_line_and_keeps_what_was_stored(tmp_path
     assert summary["encoded"] + summary["reused"] == 300 - stored and image_rows(tmp_path / "roomy.db") == 300
 
 
-def test_damaged_catalog_is_one_line_on_stats_search_and_index_refuses(tmp_path, tiny_model_dir):
-    photos, catalog = indexed(tmp_path, tiny_model_dir, count=60)
-    size = catalog.stat().st_size
-    page = 4096
-    assert size >= 4 * page
-    rng = np.random.default_rng(7)
-    with open(catalog, "r+b") as f:  # two pages past the header overwritten with random bytes
-        for number in (2, size // page - 1):
-            f.seek(number * page)
-            f.write(rng.integers(0, 256, page, dtype=np.uint8).tobytes())
-    before = catalog.read_bytes()
+def one_line_or_answer(done: subprocess.CompletedProcess) -> None:
+    """An answer (exit 0 or 1: nothing found) or one `pixgrep: error:` line with exit 2."""
+    assert "Traceback" not in done.stderr, done.stderr
+    if done.returncode not in (0, 1):
+        one_line_error(done)
+
+
+@pytest.mark.parametrize("where", ["first", "middle"])
+def test_damaged_catalog_every_command_is_one_line_and_nothing_is_written(tmp_path, tiny_model_dir, where):
+    pytest.importorskip("pyarrow")
+    photos, catalog = indexed(tmp_path, tiny_model_dir, count=300)
     common = ("--catalog", catalog, "--model", tiny_model_dir)
+    exported = tmp_path / "good.parquet"
+    assert pixgrep("export", "--parquet", exported, *common).returncode == 0
+    pages = catalog.stat().st_size // 4096
+    assert pages >= 12
+    rng = np.random.default_rng(7)
+    chosen = (2, pages - 1) if where == "first" else range(pages // 3, pages // 3 + 4)
+    with open(catalog, "r+b") as f:  # garbage where another program or a failing disk wrote
+        for number in chosen:
+            f.seek(number * 4096)
+            f.write(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    before = catalog.read_bytes()
     assert "damaged" in one_line_error(pixgrep("index", photos, *common))
+    assert "damaged" in one_line_error(pixgrep("import", exported, *common))
     assert catalog.read_bytes() == before  # refused before writing a byte
-    for args in (("stats", "--catalog", catalog), ("-n", "--in", photos, "a photo", *common)):
-        done = pixgrep(*args)
-        if done.returncode != 0:  # a read that reaches a damaged page fails in one line
-            one_line_error(done)
+    for args in (
+        ("-n", "--in", photos, "a photo", *common),
+        ("duplicates", *common),
+        ("export", "--parquet", tmp_path / "again.parquet", *common),
+        ("stats", "--catalog", catalog),
+    ):
+        one_line_or_answer(pixgrep(*args))
+        assert catalog.read_bytes() == before, args
+
+
+def test_import_into_a_read_only_catalog_is_one_line(tmp_path, tiny_model_dir):
+    pytest.importorskip("pyarrow")
+    photos, catalog = indexed(tmp_path, tiny_model_dir)
+    common = ("--catalog", catalog, "--model", tiny_model_dir)
+    exported = tmp_path / "rows.parquet"
+    assert pixgrep("export", "--parquet", exported, *common).returncode == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    (photos / "0000.png").rename(other / "0000.png")  # the import brings a row the catalog lacks
+    assert pixgrep("index", photos, *common).returncode == 0
+    before = catalog.read_bytes()
+    with read_only(catalog):
+        assert "read-only" in one_line_error(pixgrep("import", exported, *common))
     assert catalog.read_bytes() == before
+
+
+def full_check_ran(catalog: Path) -> bool:
+    """Whether the check before a write read the whole file (PRAGMA quick_check) this time."""
+    db = CatalogDB(catalog)
+    statements: list[str] = []
+    db.conn.set_trace_callback(statements.append)
+    try:
+        db.check_integrity()
+    finally:
+        db.conn.set_trace_callback(None)
+        db.close()
+    return any("quick_check" in statement for statement in statements)
+
+
+def test_the_full_check_runs_only_after_an_unclean_end_or_a_change_from_outside(tmp_path, tiny_model_dir):
+    photos, catalog = indexed(tmp_path, tiny_model_dir)
+    assert not full_check_ran(catalog)  # the clean end of the index run left its stamp
+    make_images(photos / "more", 2, size=40)
+    assert pixgrep("index", photos, "--catalog", catalog, "--model", tiny_model_dir).returncode == 0
+    assert not full_check_ran(catalog)  # one more photo: not read whole again
+
+    outside = sqlite3.connect(catalog)  # another program writes
+    with outside:
+        outside.execute("INSERT INTO meta VALUES ('written by', 'another program')")
+    outside.close()
+    assert full_check_ran(catalog)
+    assert not full_check_ran(catalog)  # the pass is remembered until the file changes
+
+    killed = subprocess.run(  # a writer that ends without closing (kill -9, a crash, power loss)
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; from pixgrep.catalog.db import CatalogDB; db = CatalogDB(sys.argv[1]); "
+            "db.check_integrity(); db.write_batch([], {}, 'm'); os._exit(0)",
+            str(catalog),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == 0, killed.stderr
+    assert full_check_ran(catalog)
+
+
+def test_a_writer_still_open_is_not_read_again_but_others_check(tmp_path):
+    catalog = tmp_path / "catalog.db"
+    writer = CatalogDB(catalog)  # e.g. a server that indexes now and then
+    statements: list[str] = []
+    writer.conn.set_trace_callback(statements.append)
+    writer.check_integrity()
+    writer.write_batch([], {}, "m")
+    statements.clear()
+    writer.check_integrity()  # its own commits since: nothing to read
+    assert not any("quick_check" in statement for statement in statements)
+    assert full_check_ran(catalog)  # another process meets a writer that has not closed
+    writer.close()
+    assert not full_check_ran(catalog)  # closed cleanly
 
 
 def test_read_only_catalog_file_refuses_index_in_one_line(tmp_path, tiny_model_dir):

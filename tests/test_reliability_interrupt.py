@@ -41,7 +41,9 @@ POINTS = {
     # the walk: nothing is stored yet
     "walk": lambda mp: _interrupt_on_call(mp, scan, "excluded", 3),
     # the second batch's rows and vectors are written, its transaction not yet committed
-    "inside a batch": lambda mp: _interrupt_on_call(mp, db_module.CatalogDB, "_store", 2, after=True),
+    "inside a batch": lambda mp: _interrupt_on_call(
+        mp, db_module.CatalogDB, "store_in_transaction", 2, after=True
+    ),
     # the gone file's row is dropped, the replaced imports not yet
     "dropping gone files": lambda mp: _interrupt_on_call(
         mp, db_module.CatalogDB, "remove_images", 1, after=True

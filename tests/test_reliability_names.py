@@ -95,3 +95,49 @@ def test_odd_names_through_the_server(tmp_path, tiny_model_dir):
             assert knn.status_code == 200 and {os.fsencode(r["image_path"]) for r in knn.json()} == files
     finally:
         stop(process)
+
+
+def test_a_listing_by_date_shows_names_in_no_encoding(tmp_path, tiny_model_dir):
+    """`--after 2000 -n` with no query lists from the catalog by capture time: a name stored as
+    raw bytes is listed like any other (the listing reads paths as the search does)."""
+    from PIL import Image
+
+    folder = tmp_path / "dated"
+    folder.mkdir()
+    names = [b"caf\xe9.jpg", b"plain.jpg"]
+    for year, name in enumerate(names, start=2019):
+        exif = Image.Exif()
+        exif[0x0132] = f"{year}:05:04 12:30:00"  # IFD0 DateTime
+        Image.new("RGB", (32, 32), (40 * year % 256, 90, 160)).save(
+            os.fsdecode(os.path.join(os.fsencode(folder), name)), "JPEG", exif=exif
+        )
+    catalog = tmp_path / "catalog.db"
+    common = ("--catalog", catalog, "--model", tiny_model_dir)
+    assert pixgrep("index", folder, *common).returncode == 0
+    listed = pixgrep("--after", "2000", "-n", "-k", "100", "--in", folder, "-f", *common, text=False)
+    assert listed.returncode == 0 and b"Traceback" not in listed.stderr, listed.stderr
+    wanted = [os.path.join(os.fsencode(folder), name) for name in reversed(names)]  # newest first
+    assert listed.stdout.splitlines() == wanted
+
+
+def test_a_name_in_no_encoding_goes_through_export_and_import_exactly(tmp_path, tiny_model_dir):
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    folder, files = odd_folder(tmp_path)
+    common = ("--model", tiny_model_dir)
+    assert pixgrep("index", folder, "--catalog", tmp_path / "a.db", *common).returncode == 0
+    out = tmp_path / "rows.parquet"
+    done = pixgrep("export", "--parquet", out, "--catalog", tmp_path / "a.db", *common)
+    assert done.returncode == 0, done.stderr
+    table = pq.read_table(out).to_pydict()
+    assert "/caf\\xe9.jpg" in " ".join(table["path"])  # readable text where the name has no encoding
+    assert {raw for raw in table["path_bytes"] if raw is not None} == files - {
+        os.path.join(os.fsencode(folder), b"plain.jpg")
+    }
+    done = pixgrep("import", out, "--catalog", tmp_path / "b.db", *common)
+    assert done.returncode == 0, done.stderr
+    listed = pixgrep(
+        "-n", "--in", folder, "-k", "10", "-f", "a photo", "--catalog", tmp_path / "b.db", *common, text=False
+    )
+    assert listed.returncode == 0 and set(listed.stdout.splitlines()) == files, listed.stderr

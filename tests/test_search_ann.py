@@ -8,11 +8,14 @@ import time
 
 import numpy as np
 import pytest
+from searchkit import top
 
 from pixgrep.catalog.db import CatalogDB, vector_to_blob
 from pixgrep.search import ann as ann_module
-from pixgrep.search import matrix as matrix_module
-from pixgrep.search.matrix import load_matrix
+from pixgrep.search import matrix_store as matrix_module
+from pixgrep.search import topk
+from pixgrep.search.matrix_store import load_matrix
+from pixgrep.search.scope import Exclusions
 
 if not ann_module.available():  # imports onnxruntime before usearch (see ann._usearch_index_class)
     pytest.skip("the ann extra (usearch) is not installed", allow_module_level=True)
@@ -26,7 +29,7 @@ FOLDERS = 10
 def catalog(tmp_path, monkeypatch):
     """3000 clustered unit vectors in 10 folders (300 each), dated over 10 years; ANN from 1000 rows."""
     monkeypatch.setattr(ann_module, "ANN_MIN_ROWS", 1000)
-    monkeypatch.setattr(matrix_module, "ANN_MIN_SCOPE", 200)
+    monkeypatch.setattr(topk, "ANN_MIN_SCOPE", 200)
     matrix_module._cache.clear()
     rng = np.random.default_rng(7)
     centres = rng.standard_normal((40, DIM))
@@ -60,9 +63,9 @@ def test_the_index_is_built_and_used_above_the_threshold(catalog):
     db, queries = catalog
     m = load_matrix(db, "fake")
     assert m.describe()["ann"] is not None
-    m.top(queries[0], 10)
+    top(m, queries[0], 10)
     assert m.last_method == "ann"
-    m.top(queries[0], 10, exact=True)
+    top(m, queries[0], 10, exact=True)
     assert m.last_method == "exact"
     matrix_module._cache.clear()
     reopened = load_matrix(db, "fake")  # a new process maps the saved index instead of building
@@ -75,11 +78,11 @@ def test_the_index_is_built_and_used_above_the_threshold(catalog):
 def test_recall_against_exact_search(catalog):
     db, queries = catalog
     m = load_matrix(db, "fake")
-    recalls = [overlap(m.top(q, 10), m.top(q, 10, exact=True)) for q in queries]
+    recalls = [overlap(top(m, q, 10), top(m, q, 10, exact=True)) for q in queries]
     assert np.mean(recalls) >= 0.97  # measured 1.0 on this seed: a clear margin
     for q in queries[:5]:  # scores are exact re-scores: the same numbers for the same image
-        exact = {h.image_id: h.score for h in m.top(q, 50, exact=True)}
-        for hit in m.top(q, 10):
+        exact = {h.image_id: h.score for h in top(m, q, 50, exact=True)}
+        for hit in top(m, q, 10):
             if hit.image_id in exact:
                 assert hit.score == pytest.approx(exact[hit.image_id], abs=1e-6)
 
@@ -91,29 +94,29 @@ def test_folder_scope_dates_threshold_paging_and_exclusions_stay_correct(catalog
     m = load_matrix(db, "fake")
     after, before = date_bound("2013", "--after"), date_bound("2015", "--before")
     for q in queries[:10]:
-        scoped = m.top(q, 10, roots=["/p/f3"])  # 300 rows: over-fetch through the index
+        scoped = top(m, q, 10, roots=["/p/f3"])  # 300 rows: over-fetch through the index
         assert m.last_method == "ann" and len(scoped) == 10
         assert all(h.path.startswith("/p/f3/") for h in scoped)
-        assert overlap(scoped, m.top(q, 10, roots=["/p/f3"], exact=True)) >= 0.8
+        assert overlap(scoped, top(m, q, 10, roots=["/p/f3"], exact=True)) >= 0.8
 
-        dated = m.top(q, 10, after=after, before=before)
+        dated = top(m, q, 10, after=after, before=before)
         assert len(dated) == 10 and all(2013 <= 2010 + (int(h.path[-9:-4]) // 10) % 10 < 2015 for h in dated)
 
-        both = m.top(q, 10, roots=["/p/f3"], after=after, before=before)  # 60 rows: exact
+        both = top(m, q, 10, roots=["/p/f3"], after=after, before=before)  # 60 rows: exact
         assert m.last_method == "exact"
-        assert both == m.top(q, 10, roots=["/p/f3"], after=after, before=before, exact=True)
+        assert both == top(m, q, 10, roots=["/p/f3"], after=after, before=before, exact=True)
 
-        cut = m.top(q, 1000, threshold=0.6)
+        cut = top(m, q, 1000, threshold=0.6)
         assert all(h.score >= 0.6 for h in cut)
-        exact_cut = m.top(q, 1000, threshold=0.6, exact=True)
+        exact_cut = top(m, q, 1000, threshold=0.6, exact=True)
         assert len(cut) <= len(exact_cut) and overlap(cut, exact_cut) >= 0.9
 
-        page1, page2 = m.top(q, 10), m.top(q, 10, offset=10)
+        page1, page2 = top(m, q, 10), top(m, q, 10, offset=10)
         assert not {h.image_id for h in page1} & {h.image_id for h in page2}
         assert page1[-1].score >= page2[0].score
 
         banned = {h.image_id for h in page1[:5]}
-        kept = m.top(q, 10, accept=lambda image_id, path, banned=banned: image_id not in banned)
+        kept = top(m, q, 10, exclusions=Exclusions(own_ids=frozenset(banned)))
         assert len(kept) == 10 and not banned & {h.image_id for h in kept}
 
 
@@ -122,15 +125,15 @@ def test_appended_and_removed_rows_after_the_build(catalog):
 
     db, queries = catalog
     m = load_matrix(db, "fake")
-    best = m.top(queries[0], 3)
+    best = top(m, queries[0], 3)
     db.remove_images([best[0].path])
     new_id = add_image(db, "/p/f3/new.jpg", queries[0])  # the best possible match, in the journal
     m = load_matrix(db, "fake")
     assert m.describe()["ann"] is not None and len(m.tail_ids) == 1
-    hits = m.top(queries[0], 3)
+    hits = top(m, queries[0], 3)
     assert m.last_method == "ann"
     assert hits[0].image_id == new_id and best[0].image_id not in {h.image_id for h in hits}
-    assert [h.image_id for h in m.top(queries[0], 3, roots=["/p/f3"])][0] == new_id
+    assert [h.image_id for h in top(m, queries[0], 3, roots=["/p/f3"])][0] == new_id
 
 
 def test_the_api_option_and_what_stats_show(catalog):

@@ -6,13 +6,14 @@ import os
 
 import numpy as np
 import pytest
+from fakes import FakeEncoder
 from PIL import Image
 from searchkit import add_image, unit
 
 from pixgrep.catalog.db import CatalogDB
 from pixgrep.errors import PixgrepError
 from pixgrep.search import engine
-from pixgrep.search.engine import query_vector, to_terms
+from pixgrep.search.engine import to_terms
 from pixgrep.search.options import SearchOptions
 from pixgrep.search.query import Term, parse_query
 
@@ -20,6 +21,11 @@ from pixgrep.search.query import Term, parse_query
 def search(db, encoder, query, **options):
     """The engine's search, with the query and options spelled as a user writes them."""
     return engine.search(db, encoder, to_terms(query), SearchOptions(**options))
+
+
+def query_vector(db, encoder, terms):
+    """The vector a search scores with: the first row of the production query plan."""
+    return engine.plan_for(db, encoder, terms, SearchOptions())[0].vectors[0]
 
 
 def search_vector(db, encoder, vector, **options):
@@ -202,3 +208,59 @@ def test_search_through_the_public_api(tmp_path, fake_encoder):
         assert [r.path for r in catalog.search("moon", after="2021")] == [str(folder / "a.jpg")]
         hit = catalog.search_vector(fake_encoder.encode_texts(["moon"])[0], k=1)[0]
         assert os.path.basename(hit.path) == "b.jpg"
+
+
+class CuttingEncoder(FakeEncoder):
+    """The fake encoder, with a context length of five words."""
+
+    def cut_texts(self, texts):
+        return [" ".join(t.split()[5:]) or None for t in texts]
+
+
+def test_a_cut_query_is_a_note_on_the_results_not_a_python_warning(db, recwarn):
+    encoder = CuttingEncoder()
+    add_image(db, "/p/a.jpg", unit(np.ones(encoder.dim)))
+    long = "a dog runs on the beach near the sea"
+    results = search(db, encoder, long, k=3)
+    assert len(results) == 1 and len(results.notes) == 1
+    assert "longer than the model reads" in results.notes[0] and "near the sea" in results.notes[0]
+    assert not [w for w in recwarn if "longer than" in str(w.message)]
+    assert search(db, encoder, "a dog", k=3).notes == ()
+
+
+class WatchedLock:
+    """A lock that says whether it is held (the server's catalog lock in a test)."""
+
+    def __init__(self):
+        self.held = False
+
+    def __enter__(self):
+        assert not self.held
+        self.held = True
+
+    def __exit__(self, *exc):
+        self.held = False
+
+
+def test_ranking_and_folding_run_outside_the_catalog_lock(db, fake_encoder, monkeypatch):
+    from pixgrep.search import rank
+
+    for i in range(40):
+        add_image(db, f"/p/{i:02}.jpg", unit(np.arange(fake_encoder.dim) + (i % 10)))
+    lock = WatchedLock()
+    seen = []
+    for name in ("candidates", "fold", "rank"):
+        step = getattr(rank, name)
+
+        def watched(*args, step=step, name=name):
+            seen.append((name, lock.held))
+            return step(*args)
+
+        monkeypatch.setattr(rank, name, watched)
+    folded = engine.search(db, fake_encoder, to_terms("cat"), SearchOptions(k=5), catalog_lock=lock)
+    plain = engine.search(
+        db, fake_encoder, to_terms("cat"), SearchOptions(k=5, dedup=False), catalog_lock=lock
+    )
+    assert len(folded) == len(plain) == 5
+    assert {name for name, _ in seen} == {"candidates", "fold", "rank"}
+    assert not any(held for _, held in seen), seen

@@ -13,8 +13,9 @@ from PIL import Image
 
 from pixgrep.catalog.db import CatalogDB
 from pixgrep.errors import PixgrepError
-from pixgrep.search.engine import query_vector
+from pixgrep.search.engine import plan_for
 from pixgrep.search.fetch import fetch_image_bytes
+from pixgrep.search.options import SearchOptions
 from pixgrep.search.query import parse_query
 
 
@@ -103,10 +104,10 @@ def test_unreachable_host_is_one_line():
 
 def test_url_term_is_encoded_by_the_image_tower(server, tmp_path, fake_encoder):
     db = CatalogDB(tmp_path / "c.db")
-    vector = query_vector(db, fake_encoder, parse_query(server + "/cat.png"))
+    vector = plan_for(db, fake_encoder, parse_query(server + "/cat.png"), SearchOptions())[0].vectors[0]
     expected = fake_encoder.encode_images([Image.open(io.BytesIO(png_bytes()))])[0]
     np.testing.assert_allclose(vector, expected, atol=1e-6)
     assert fake_encoder.texts_encoded == 0
     with pytest.raises(PixgrepError, match="garbage: not an image pixgrep can read"):
-        query_vector(db, fake_encoder, parse_query(server + "/garbage"))
+        plan_for(db, fake_encoder, parse_query(server + "/garbage"), SearchOptions())
     db.close()

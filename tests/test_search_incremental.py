@@ -11,11 +11,11 @@ import time
 
 import numpy as np
 import pytest
-from searchkit import add_image, remove_image, unit
+from searchkit import add_image, remove_image, top, unit
 
 from pixgrep.catalog.db import CatalogDB, blob_to_vector
-from pixgrep.search import matrix as matrix_module
-from pixgrep.search.matrix import delta_path, load_matrix, sidecar_path
+from pixgrep.search import matrix_store as matrix_module
+from pixgrep.search.matrix_store import delta_path, load_matrix, sidecar_path
 
 DIM = 16
 
@@ -82,8 +82,8 @@ def test_random_appends_deletes_and_changes_match_exact_search(db, monkeypatch, 
         assert m.generation == db.generation()
         query = unit(rng.standard_normal(DIM))
         root = f"/p/{rng.integers(0, 3)}"
-        assert [h.path for h in m.top(query, 5)] == brute_force(db, query, 5), (step, op)
-        assert [h.path for h in m.top(query, 5, roots=[root])] == brute_force(db, query, 5, root), (step, op)
+        assert [h.path for h in top(m, query, 5)] == brute_force(db, query, 5), (step, op)
+        assert [h.path for h in top(m, query, 5, roots=[root])] == brute_force(db, query, 5, root), (step, op)
         assert m.live == len(brute_force(db, query, 10_000))
         # the metadata-filter mask (binary search in the base, the tail directly) marks the rows
         # np.isin over every id would, dead rows and ids not in the matrix included
@@ -104,7 +104,7 @@ def test_one_new_image_is_appended_not_rebuilt(db, monkeypatch):
     add_image(db, "/p/new.jpg", np.ones(DIM))
     second = load_matrix(db, "fake")
     assert second.base is first.base  # the same mapping, float32 copy and ANN handle
-    assert second.live == 51 and second.top(unit(np.ones(DIM)), 1)[0].path == "/p/new.jpg"
+    assert second.live == 51 and top(second, unit(np.ones(DIM)), 1)[0].path == "/p/new.jpg"
     after = sidecar_path(db.path, "fake").stat()
     assert (after.st_ino, after.st_mtime_ns) == (base_file.st_ino, base_file.st_mtime_ns)
     assert first.live == 50  # views handed out earlier do not change under their users
@@ -120,13 +120,11 @@ def test_filtered_queries_follow_the_journal_and_each_view_keeps_its_ids(db):
     second = load_matrix(db, "fake")
     assert second is not first and second.generation != first.generation
     allowed = {ids[0], new}
-    hits = second.top(unit(np.ones(DIM)), 5, allowed=second.mask_of_ids(allowed))
+    hits = top(second, unit(np.ones(DIM)), 5, allowed=allowed)
     assert {h.image_id for h in hits} == allowed and hits[0].image_id == new
     assert len(second.ids) == 31 and int(second.ids[-1]) == new
     assert len(first.ids) == 30 and first.ids is first_ids  # the older view is unchanged
-    assert [h.image_id for h in first.top(unit(np.ones(DIM)), 5, allowed=first.mask_of_ids(allowed))] == [
-        ids[0]
-    ]
+    assert [h.image_id for h in top(first, unit(np.ones(DIM)), 5, allowed=allowed)] == [ids[0]]
 
 
 def test_compaction_happens_when_the_dead_share_passes_the_threshold(db, monkeypatch):
@@ -161,7 +159,7 @@ def test_a_torn_journal_batch_is_ignored_then_overwritten(db):
     m = load_matrix(db, "fake")  # stale by one generation: caught up again from the catalog
     assert m.generation == db.generation() and m.live == 22
     q = unit(rng.standard_normal(DIM))
-    assert [h.path for h in m.top(q, 22)] == brute_force(db, q, 22)
+    assert [h.path for h in top(m, q, 22)] == brute_force(db, q, 22)
     matrix_module._cache.clear()
     assert load_matrix(db, "fake").live == 22  # the torn bytes were truncated away, not kept
 
@@ -192,7 +190,7 @@ def test_a_killed_update_recovers(db, tmp_path):
     script = (
         "import sys, numpy as np; sys.path.insert(0, sys.argv[2]);"
         "from searchkit import add_image; from pixgrep.catalog.db import CatalogDB;"
-        "from pixgrep.search.matrix import load_matrix;"
+        "from pixgrep.search.matrix_store import load_matrix;"
         "db = CatalogDB(sys.argv[1]); rng = np.random.default_rng(int(sys.argv[3]));"
         "print('ready', flush=True);"
         "[(add_image(db, f'/p/k{sys.argv[3]}-{i}.jpg', rng.standard_normal(16)), load_matrix(db, 'fake'))"
@@ -214,4 +212,4 @@ def test_a_killed_update_recovers(db, tmp_path):
         q = unit(rng.standard_normal(DIM))
         everything = brute_force(db, q, 100_000)
         assert m.live == len(everything) and len(everything) > 30
-        assert [h.path for h in m.top(q, 10)] == everything[:10]
+        assert [h.path for h in top(m, q, 10)] == everything[:10]

@@ -7,11 +7,13 @@ import os
 
 import numpy as np
 import pytest
-from searchkit import add_image, remove_image, unit
+from searchkit import add_image, remove_image, top, unit
 
 from pixgrep.catalog.db import CatalogDB
-from pixgrep.search import matrix as matrix_module
-from pixgrep.search.matrix import build_matrix, load_matrix, open_matrix, sidecar_path
+from pixgrep.search import matrix_file
+from pixgrep.search import matrix_store as matrix_module
+from pixgrep.search.matrix_store import build_matrix, load_matrix, open_matrix, sidecar_path
+from pixgrep.search.scope import Exclusions
 
 DIM = 8
 
@@ -90,7 +92,7 @@ def test_scoping_is_by_folder_not_by_string_prefix(db):
     q = unit(np.ones(DIM))
 
     def paths(roots):
-        return sorted(hit.path for hit in m.top(q, 100, roots=roots))
+        return sorted(hit.path for hit in top(m, q, 100, roots=roots))
 
     assert paths(["/a/b"]) == ["/a/b/1.jpg", "/a/b/sub/2.jpg"]
     assert paths(["/a/b/"]) == ["/a/b/1.jpg", "/a/b/sub/2.jpg"]
@@ -108,7 +110,7 @@ def test_scoping_follows_a_symlinked_root(db, tmp_path):
     link.symlink_to(real)
     add_image(db, real / "a.jpg", axis(0))
     m = load_matrix(db, "fake")
-    assert [hit.path for hit in m.top(axis(0), 5, roots=[link])] == [str(real / "a.jpg")]
+    assert [hit.path for hit in top(m, axis(0), 5, roots=[link])] == [str(real / "a.jpg")]
 
 
 def test_top_k_order_offset_and_threshold(db):
@@ -117,33 +119,34 @@ def test_top_k_order_offset_and_threshold(db):
         add_image(db, f"/p/{i}.jpg", [score, np.sqrt(1 - score**2), 0, 0, 0, 0, 0, 0])
     m = load_matrix(db, "fake")
     q = axis(0)
-    best = m.top(q, 5)
+    best = top(m, q, 5)
     assert [h.path for h in best] == ["/p/1.jpg", "/p/4.jpg", "/p/2.jpg", "/p/3.jpg", "/p/0.jpg"]
     assert [round(h.score, 2) for h in best] == [1.0, 0.8, 0.6, 0.4, 0.2]
-    assert [h.path for h in m.top(q, 2, offset=2)] == ["/p/2.jpg", "/p/3.jpg"]
-    assert m.top(q, 2, offset=5) == []
-    assert [h.path for h in m.top(q, 10, threshold=0.5)] == ["/p/1.jpg", "/p/4.jpg", "/p/2.jpg"]
-    assert m.top(q, 10, threshold=1.01) == []
-    assert m.top(q, 0) == []
+    assert [h.path for h in top(m, q, 2, offset=2)] == ["/p/2.jpg", "/p/3.jpg"]
+    assert top(m, q, 2, offset=5) == []
+    assert [h.path for h in top(m, q, 10, threshold=0.5)] == ["/p/1.jpg", "/p/4.jpg", "/p/2.jpg"]
+    assert top(m, q, 10, threshold=1.01) == []
+    assert top(m, q, 0) == []
 
 
 def test_ties_are_broken_by_path_order(db):
     for name in ["c", "a", "b"]:
         add_image(db, f"/p/{name}.jpg", axis(0))
-    assert [h.path for h in load_matrix(db, "fake").top(axis(0), 3)] == ["/p/a.jpg", "/p/b.jpg", "/p/c.jpg"]
+    assert [h.path for h in top(load_matrix(db, "fake"), axis(0), 3)] == ["/p/a.jpg", "/p/b.jpg", "/p/c.jpg"]
 
 
-def test_accept_is_asked_in_score_order_until_enough_pass(db):
+def test_exclusions_are_asked_in_score_order_until_enough_pass(db):
     for i in range(100):
         add_image(db, f"/p/{i:03d}.jpg", [1.0, i / 10, 0, 0, 0, 0, 0, 0])  # score falls as i grows
     m = load_matrix(db, "fake")
     asked = []
 
-    def accept(image_id, path):
-        asked.append(path)
-        return path.endswith(("7.jpg", "9.jpg"))  # rejects most of the best ones
+    class Asked(Exclusions):
+        def drops(self, image_id, path):
+            asked.append(path)
+            return not path.endswith(("7.jpg", "9.jpg"))  # drops most of the best ones
 
-    hits = m.top(axis(0), 5, accept=accept)
+    hits = top(m, axis(0), 5, exclusions=Asked(patterns=("*.never",)))
     assert [h.path for h in hits] == ["/p/007.jpg", "/p/009.jpg", "/p/017.jpg", "/p/019.jpg", "/p/027.jpg"]
     assert asked[:3] == ["/p/000.jpg", "/p/001.jpg", "/p/002.jpg"]
     assert len(asked) < 100
@@ -161,7 +164,7 @@ def test_capture_date_filters(db):
     def paths(after=None, before=None):
         a = date_bound(after, "--after") if after else None
         b = date_bound(before, "--before") if before else None
-        return sorted(h.path for h in m.top(axis(0), 10, after=a, before=b))
+        return sorted(h.path for h in top(m, axis(0), 10, after=a, before=b))
 
     assert paths() == ["/p/exif.jpg", "/p/june.jpg", "/p/may.jpg", "/p/undated.jpg"]
     assert paths(after="2019") == ["/p/june.jpg", "/p/may.jpg"]
@@ -180,7 +183,7 @@ def test_unreadable_date_is_one_line_error():
 
 def test_empty_catalog_gives_no_results(db):
     m = load_matrix(db, "fake")
-    assert m.rows == 0 and m.top(axis(0), 10) == []
+    assert m.rows == 0 and top(m, axis(0), 10) == []
 
 
 def test_a_failed_write_leaves_the_old_file_whole_and_no_temporary(db, monkeypatch):
@@ -229,7 +232,7 @@ def test_read_only_folder_falls_back_to_memory(db, monkeypatch):
     def refuse(*_a, **_k):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(matrix_module.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(matrix_file.tempfile, "mkstemp", refuse)
     m = build_matrix(db, "fake")
     assert m.source is None and m.rows == 1 and m.path_at(0) == "/p/a.jpg"
 
@@ -240,7 +243,7 @@ def test_removed_images_leave_the_matrix(db):
     remove_image(db, ids["/p/a.jpg"])
     m = load_matrix(db, "fake")
     assert [m.path_at(r) for r in m.live_rows()] == ["/p/b.jpg"]
-    assert [h.path for h in m.top(axis(0), 5)] == ["/p/b.jpg"]
+    assert [h.path for h in top(m, axis(0), 5)] == ["/p/b.jpg"]
 
 
 def test_a_query_reads_only_the_results_rows(db, fake_encoder):
@@ -276,8 +279,8 @@ def test_repeated_queries_in_one_process_score_the_same(db):
         add_image(db, f"/p/{i:02d}.jpg", rng.standard_normal(DIM))
     m = load_matrix(db, "fake")
     q = unit(rng.standard_normal(DIM))
-    first = m.top(q, 10)  # converts float16 chunk by chunk
-    second = m.top(q, 10)  # a long-lived process keeps a float32 copy from here on
+    first = top(m, q, 10)  # converts float16 chunk by chunk
+    second = top(m, q, 10)  # a long-lived process keeps a float32 copy from here on
     assert m._f32 is not None
     assert [h.path for h in first] == [h.path for h in second]
     np.testing.assert_allclose([h.score for h in first], [h.score for h in second], atol=1e-6)
@@ -300,7 +303,7 @@ def test_concurrent_readers_never_see_a_partial_file(db, tmp_path):
             sys.executable,
             "-c",
             "import sys; from pathlib import Path; from pixgrep.catalog.db import CatalogDB;"
-            "from pixgrep.search.matrix import build_matrix;"
+            "from pixgrep.search.matrix_store import build_matrix;"
             "db = CatalogDB(sys.argv[1]);"
             "[build_matrix(db, 'fake', Path(sys.argv[2])) for _ in range(15)]",
             str(db.path),

@@ -717,7 +717,7 @@ def test_real_clip_client_against_a_live_server(world):
 def test_warm_up_builds_the_search_matrix(tmp_path, world):
     from fakes import FakeEncoder
 
-    from pixgrep.search.matrix import sidecar_path
+    from pixgrep.search.matrix_store import sidecar_path
     from pixgrep.server.state import warm_up
 
     catalog = tmp_path / "c.db"

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 from ports import free_port
 
 from pixgrep.catalog.db import CatalogDB, vector_to_blob
+from pixgrep.catalog.searchable import searchable_rows
 from pixgrep.images.decode import open_image
 
 COLOURS = {
@@ -140,9 +141,9 @@ def test_generated_images_differ_and_catalog_rows_are_searchable(tmp_path, fake_
     ids = add_to_catalog(tmp_path / "c.db", files, fake_encoder)
     db = CatalogDB(tmp_path / "c.db")
     try:
-        rows = list(db.iter_searchable(fake_encoder.model_id))
+        rows = list(searchable_rows(db, fake_encoder.model_id))
         assert sorted(r[0] for r in rows) == sorted(ids.values())
-        vector = np.frombuffer(rows[0][2], "<f2")
+        vector = np.frombuffer(rows[0][4], "<f2")
         assert vector.shape == (fake_encoder.dim,)
     finally:
         db.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from pixgrep.catalog.db import CatalogDB
 from pixgrep.models.base import Encoder
-from pixgrep.records import ImageRecord, IndexSummary, SearchResult
+from pixgrep.records import ImageRecord, IndexSummary, SearchResult, SearchResults
 from pixgrep.search.options import SearchOptions
 from pixgrep.search.query import Term
 
@@ -32,7 +33,7 @@ class Catalog:
     """A catalog file plus the model used to index and query it (loaded on first need).
 
     This is the one door to the catalog for the CLI, the server and eval: they never open SQLite
-    themselves, so a schema change stays inside `catalog/db.py` and this class.
+    themselves, so a schema change stays inside `catalog/` (all SQL runs there) and this class.
     """
 
     def __init__(
@@ -105,8 +106,10 @@ class Catalog:
         self,
         query: str | Sequence[str] | Sequence[Term] | None,
         options: SearchOptions | None = None,
+        *,
+        catalog_lock: AbstractContextManager | None = None,
         **fields: Any,
-    ) -> list[SearchResult]:
+    ) -> SearchResults:
         """Best matches for a query in pixgrep's query language (see `search.query`; docs/search.md).
 
         `query` is one string, argv-style tokens, or a list of `search.query.Term`. Options come as a
@@ -114,6 +117,10 @@ class Catalog:
         keywords win): see SearchOptions for each one. An empty query (None, "", []) with a metadata
         or date filter (near=, camera=, tag=, place=, after=, before=) lists the matching images,
         newest first, without loading the model.
+
+        The results are a list with `notes` (e.g. a query text cut at the model's context
+        length). catalog_lock: a lock a caller shares this Catalog under (the server's); it is
+        held around each catalog read only, so ranking and duplicate folding run outside it.
         """
         from pixgrep.search.engine import search, to_terms
 
@@ -124,12 +131,12 @@ class Catalog:
             or (not isinstance(query, str) and not list(query))
         )
         if empty and options.lists_without_query():
-            return search(self._db, self._encoder, [], options)  # type: ignore[arg-type]
-        return search(self._db, self.encoder, to_terms(query or ""), options)
+            return search(self._db, self._encoder, [], options, catalog_lock)  # type: ignore[arg-type]
+        return search(self._db, self.encoder, to_terms(query or ""), options, catalog_lock)
 
     def search_vector(
         self, vector: np.ndarray, options: SearchOptions | None = None, **fields: Any
-    ) -> list[SearchResult]:
+    ) -> SearchResults:
         """Best matches for a ready query vector (the model's space); options as `search`."""
         from pixgrep.search.engine import search_vector
 
@@ -174,14 +181,14 @@ class Catalog:
 
     def prepare_search(self) -> None:
         """Bring the search structures for the loaded model up to date now (not on the next query)."""
-        from pixgrep.search.matrix import load_matrix
+        from pixgrep.search.matrix_store import load_matrix
 
         load_matrix(self._db, self.encoder.model_id)
 
     def search_index(self) -> dict | None:
         """How the loaded model's search index stands and how the last search in this process ran
         (`last_method`: "ann" or "exact"); see docs/search.md. None before any search."""
-        from pixgrep.search.matrix import cached_matrix
+        from pixgrep.search.matrix_store import cached_matrix
 
         matrix = cached_matrix(self._db.path, self.encoder.model_id)
         return matrix.describe() if matrix is not None else None
@@ -206,7 +213,7 @@ class Catalog:
         """Counts and size of the catalog, including how many images have a position, a place, a
         camera and keywords."""
         from pixgrep.catalog.metadata import counts
-        from pixgrep.search.matrix import describe_index
+        from pixgrep.search.matrix_store import describe_index
 
         stats = {**self._db.stats(), **counts(self._db)}
         stats["search_index"] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 
@@ -47,6 +48,16 @@ class SearchResult:
         if self.duplicate_paths:
             row["duplicates"] = list(self.duplicate_paths)
         return row
+
+
+class SearchResults(list[SearchResult]):
+    """A search's results, best first (a list), and the notes it has for the user (`notes`: e.g.
+    a query text cut at the model's context length), which the CLI prints as warnings and the
+    server returns beside the results."""
+
+    def __init__(self, results: Iterable[SearchResult] = (), notes: Iterable[str] = ()):
+        super().__init__(results)
+        self.notes: tuple[str, ...] = tuple(notes)
 
 
 @dataclass

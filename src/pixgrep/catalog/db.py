@@ -17,6 +17,7 @@ run inside one BEGIN IMMEDIATE, so six processes opening a new catalog at once a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sqlite3
@@ -28,6 +29,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from pixgrep.catalog import integrity
 from pixgrep.catalog.paths import default_catalog_path, shown_path
 from pixgrep.errors import PixgrepError
 from pixgrep.records import ImageRecord
@@ -172,18 +174,15 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 _BUGS = (sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.IntegrityError)
 
 
-def _one_line_errors(method: _F) -> _F:
-    """Turn any SQLite failure inside a CatalogDB method (or while iterating its result) into one
-    PixgrepError line: a full disk, a read-only file or a damaged page must never be a traceback."""
+def one_line_errors(method: _F) -> _F:
+    """Turn any SQLite failure inside a CatalogDB method (or a function taking the CatalogDB first,
+    or while iterating its result) into one PixgrepError line: a full disk, a read-only file or a
+    damaged page must never be a traceback."""
 
     @functools.wraps(method)
     def wrapper(self: CatalogDB, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with sqlite_errors(self.path):
             result = method(self, *args, **kwargs)
-        except _BUGS:
-            raise
-        except sqlite3.Error as exc:
-            raise PixgrepError(_reason(exc, self.path)) from None
         if isinstance(result, Iterator):
             return _guarded_iter(result, self.path)
         return result
@@ -191,13 +190,20 @@ def _one_line_errors(method: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
-def _guarded_iter(rows: Iterator[Any], path: Path) -> Iterator[Any]:
+@contextlib.contextmanager
+def sqlite_errors(path: Path) -> Iterator[None]:
+    """Inside: an SQLite failure becomes one PixgrepError line naming the catalog (bugs stay loud)."""
     try:
-        yield from rows
+        yield
     except _BUGS:
         raise
     except sqlite3.Error as exc:
         raise PixgrepError(_reason(exc, path)) from None
+
+
+def _guarded_iter(rows: Iterator[Any], path: Path) -> Iterator[Any]:
+    with sqlite_errors(path):
+        yield from rows
 
 
 def _statements(script: str) -> list[str]:
@@ -235,6 +241,8 @@ class CatalogDB:
         self.path = Path(path) if path else default_catalog_path()
         # True when the file or its folder cannot be written: searches work, index runs are refused.
         self.read_only = False
+        self._verified = False  # check_integrity passed in this process
+        self._writer = f"{os.getpid()}:{id(self)}"  # this connection, in the stamp between commits
         try:
             for pause in OPEN_RETRY_PAUSES:
                 try:
@@ -261,6 +269,7 @@ class CatalogDB:
         self.read_only = False
         self.conn = self._connect()
         self._check_ours()  # before WAL mode, which rewrites the file header
+        self.conn.execute("PRAGMA cell_size_check = ON")  # each page read is checked a little more
         if not self.read_only:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -326,6 +335,8 @@ class CatalogDB:
     def _migrate(self) -> None:
         if self._schema_version() == len(MIGRATIONS):
             return
+        if self._schema_version() > 0:  # an upgrade writes: never into a damaged file
+            self.check_integrity()
         # Check and create under the write lock: a second process waits here (busy timeout), then
         # finds the catalog made and migrates nothing.
         self.conn.isolation_level = None
@@ -345,46 +356,50 @@ class CatalogDB:
         finally:
             self.conn.isolation_level = "DEFERRED"
 
-    @_one_line_errors
+    @one_line_errors
     def check_integrity(self) -> None:
-        """Refuse to write into a damaged file. PRAGMA quick_check reads every page (about 0.4 s per
-        100 MB on an idle core), so a pass is remembered in `<catalog>.checked` with the file's
-        mtime and size: a catalog nobody touched since is not read again, while one changed by
-        anything else (a write, a disk error, stray bytes) is checked anew."""
-        stamp_path = Path(f"{self.path}.checked")
-        stamp = self._file_stamp()
-        try:
-            if stamp_path.read_text() == stamp:
-                return
-        except OSError:
-            pass
+        """Refuse to write into a damaged file; call before a command's first write.
+
+        PRAGMA quick_check reads every page (about 0.4 s per 100 MB on an idle core), so it runs
+        only when the file may hold damage pixgrep did not see: `<catalog>.checked` holds the
+        size and mtime of the file (and its -wal) as the last pixgrep that wrote it left it, at a
+        clean close (close()), or as this connection left it at its last commit (committed()).
+        Either means nothing else touched the file since: no full read, only SQLite's own checks
+        of each page it reads (cell_size_check). Any other stamp (a killed or crashed writer,
+        another program, a disk error, stray bytes) means a full check first.
+        docs/reliability.md says what is checked when."""
+        if integrity.matches(self.path, self._writer):
+            self._verified = True
+            return
         problems = [row[0] for row in self.conn.execute("PRAGMA quick_check(3)")]
         if problems != ["ok"]:
             raise PixgrepError(
-                f"catalog {shown_path(self.path)}: it is damaged ({problems[0]}); "
+                f"catalog {shown_path(self.path)}: it is damaged ({integrity.first_problem(problems)}); "
                 "restore a backup, or delete it and index again"
             )
-        try:
-            stamp_path.write_text(stamp)
-        except OSError:  # only saves the next run a read
-            pass
+        self._verified = True
+        integrity.write_stamp(self.path)
 
-    def _file_stamp(self) -> str:
-        parts = []
-        for path in (self.path, Path(f"{self.path}-wal")):
-            try:
-                st = path.stat()
-                parts.append(f"{st.st_mtime_ns}:{st.st_size}")
-            except OSError:
-                parts.append("-")
-        return " ".join(parts)
+    def committed(self) -> None:
+        """After a commit of this connection to a checked catalog: the stamp follows the file,
+        marked as written by this open connection, so this connection's next check (a server that
+        indexes for hours) reads nothing, while any other process sees a writer that has not
+        closed yet, or was killed, and checks the whole file."""
+        if self._verified and not self.read_only:
+            integrity.write_stamp(self.path, self._writer)
 
     def close(self) -> None:
+        """Close; a checked catalog this connection wrote to gets its stamp renewed (a clean close:
+        the next writer need not read the whole file again)."""
+        conn = getattr(self, "conn", None)
+        wrote = conn is not None and conn.total_changes > 0 and not conn.in_transaction
         self._close_quietly()
+        if wrote and self._verified and not self.read_only:
+            integrity.write_stamp(self.path)
 
     # -- generation: changes whenever what a search can see changes ---------------------------
 
-    @_one_line_errors
+    @one_line_errors
     def generation(self) -> int:
         return int(self.conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
 
@@ -394,7 +409,7 @@ class CatalogDB:
 
     # -- reads ---------------------------------------------------------------------------------
 
-    @_one_line_errors
+    @one_line_errors
     def images_by_path(self, paths: Iterable[str] | None = None) -> dict[str, ImageRecord]:
         """All rows (or those for `paths`), keyed by path."""
         if paths is None:
@@ -409,7 +424,7 @@ class CatalogDB:
                 found[path] = _record(row)
         return found
 
-    @_one_line_errors
+    @one_line_errors
     def images_by_id(self, ids: Iterable[int]) -> dict[int, ImageRecord]:
         # An id SQLite cannot hold (>= 2**63) names no row; binding it would raise OverflowError.
         ids = [int(i) for i in ids if -(2**63) <= int(i) < 2**63]
@@ -421,7 +436,7 @@ class CatalogDB:
                 found[row[0]] = _record(row)
         return found
 
-    @_one_line_errors
+    @one_line_errors
     def folder_counts(self) -> dict[str, int]:
         """Folders holding readable images, with how many each holds directly."""
         counts: dict[str, int] = {}
@@ -430,12 +445,12 @@ class CatalogDB:
             counts[folder] = counts.get(folder, 0) + 1
         return counts
 
-    @_one_line_errors
+    @one_line_errors
     def hashes_with_vectors(self, model: str) -> set[str]:
         rows = self.conn.execute("SELECT content_hash FROM embeddings WHERE model = ?", (model,))
         return {row[0] for row in rows}
 
-    @_one_line_errors
+    @one_line_errors
     def vector_for_hash(self, content_hash: str, model: str) -> np.ndarray | None:
         row = self.conn.execute(
             "SELECT vector FROM embeddings WHERE content_hash = ? AND model = ?",
@@ -443,28 +458,7 @@ class CatalogDB:
         ).fetchone()
         return blob_to_vector(row[0]) if row else None
 
-    @_one_line_errors
-    def iter_searchable(self, model: str, *, ordered: bool = True) -> Iterator[tuple[int, str, bytes]]:
-        """(image id, path, float16 vector blob) of every image that has a vector for `model`.
-
-        ordered=False leaves the order to SQLite, which then reads the vectors sequentially instead
-        of one index lookup per image: 5x faster on 100k images (the search matrix sorts anyway).
-        """
-        order = " ORDER BY images.id" if ordered else ""
-        for image_id, path, blob in self.conn.execute(
-            "SELECT images.id, images.path, embeddings.vector FROM images "
-            "JOIN embeddings ON embeddings.content_hash = images.content_hash "
-            "WHERE embeddings.model = ? AND images.error IS NULL" + order,
-            (model,),
-        ):
-            yield image_id, path if isinstance(path, str) else path_from_db(path), blob
-
-    @_one_line_errors
-    def capture_times(self) -> Iterator[tuple[int, str]]:
-        """(image id, taken_at) of every image with a capture time (for the search date filters)."""
-        yield from self.conn.execute("SELECT id, taken_at FROM images WHERE taken_at IS NOT NULL")
-
-    @_one_line_errors
+    @one_line_errors
     def images_under(self, root: str) -> dict[str, ImageRecord]:
         """Rows whose path lies below the folder `root` (absolute), keyed by path.
 
@@ -486,7 +480,7 @@ class CatalogDB:
                 found[record.path] = record
         return found
 
-    @_one_line_errors
+    @one_line_errors
     def write_batch(self, rows: Sequence[ImageRow], vectors: dict[str, np.ndarray], model: str) -> None:
         """Insert or update image rows and store new vectors, in one transaction with a generation bump.
 
@@ -494,11 +488,29 @@ class CatalogDB:
         never holds an image row that points at a vector which was not written.
         """
         with self.conn:
-            self._store(rows, vectors, model)
+            self.store_in_transaction(rows, vectors, model)
             self.bump_generation()
+        self.committed()
 
-    def _store(self, rows: Sequence[ImageRow], vectors: dict[str, np.ndarray], model: str) -> None:
-        """Upsert image rows and vectors inside the caller's transaction (indexed_at: now)."""
+    def store_in_transaction(
+        self, rows: Sequence[ImageRow], vectors: dict[str, np.ndarray], model: str
+    ) -> None:
+        """Upsert image rows and vectors inside the caller's transaction (indexed_at: now), and drop
+        the vectors of imported rows (SYNTHETIC_PREFIX keys) these rows replace that nothing else
+        uses: bookkeeping that reads only the rows written, never every imported vector."""
+        paths = [path_to_db(row[0]) for row in rows]
+        replaced: set[str] = set()
+        for start in range(0, len(paths), 500):
+            chunk = paths[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            replaced.update(
+                r[0]
+                for r in self.conn.execute(
+                    f"SELECT content_hash FROM images WHERE path IN ({marks}) AND content_hash >= ? "
+                    "AND content_hash < ?",
+                    [*chunk, SYNTHETIC_PREFIX, SYNTHETIC_END],
+                )
+            )
         now = time.time()
         self.conn.executemany(
             "INSERT OR REPLACE INTO embeddings (content_hash, model, vector) VALUES (?, ?, ?)",
@@ -510,10 +522,15 @@ class CatalogDB:
             "size=excluded.size, mtime_ns=excluded.mtime_ns, content_hash=excluded.content_hash, "
             "width=excluded.width, height=excluded.height, format=excluded.format, "
             "taken_at=excluded.taken_at, error=excluded.error, indexed_at=excluded.indexed_at",
-            [(path_to_db(row[0]), *row[1:], now) for row in rows],
+            [(path, *row[1:], now) for path, row in zip(paths, rows, strict=True)],
+        )
+        self.conn.executemany(
+            "DELETE FROM embeddings WHERE content_hash = ? AND NOT EXISTS "
+            "(SELECT 1 FROM images WHERE images.content_hash = ?)",
+            [(h, h) for h in replaced - set(vectors)],
         )
 
-    @_one_line_errors
+    @one_line_errors
     def remove_images(self, paths: Sequence[str]) -> int:
         """Delete the rows of files that are gone, and the vectors no remaining row uses (one transaction)."""
         if not paths:
@@ -536,9 +553,10 @@ class CatalogDB:
                     [(h, h) for h in hashes],
                 )
             self.bump_generation()
+        self.committed()
         return removed
 
-    @_one_line_errors
+    @one_line_errors
     def stats(self) -> dict:
         one = lambda sql: self.conn.execute(sql).fetchone()[0]
         per_model = dict(
@@ -553,81 +571,13 @@ class CatalogDB:
             "bytes": sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists()),
         }
 
-    # -- Parquet import and export (catalog/parquet.py) ----------------------------------------
-    # Kept in one block: imported rows carry no file of this machine behind them, and the
-    # methods here are the only writes that create such rows.
-
-    def iter_exportable(self, model: str | None = None, chunk: int = 20_000) -> Iterator[list[tuple]]:
-        """Chunks of (path, size, mtime_ns, content_hash, width, height, format, taken_at, model,
-        vector blob) for every decoded image with a vector (for `model`, or for every model)."""
-        where = "images.error IS NULL" + (" AND embeddings.model = ?" if model else "")
-        cursor = self.conn.execute(
-            "SELECT images.path, images.size, images.mtime_ns, images.content_hash, images.width, "
-            "images.height, images.format, images.taken_at, embeddings.model, embeddings.vector "
-            "FROM images JOIN embeddings ON embeddings.content_hash = images.content_hash "
-            f"WHERE {where} ORDER BY images.id, embeddings.model",
-            (model,) if model else (),
-        )
-        while rows := cursor.fetchmany(chunk):
-            yield rows
-
-    def import_batch(
-        self,
-        rows: Sequence[ImageRow],
-        vectors: dict[str, np.ndarray],
-        model: str,
-        *,
-        progress: tuple[str, str] | None = None,
-    ) -> None:
-        """Store imported image rows and their vectors in one transaction, like write_batch, and drop
-        the vectors of the rows they replace that nothing else uses. `progress` (key, value) is
-        written to `meta` in the same transaction, so a resumed import knows exactly what is stored."""
-        paths = [path_to_db(row[0]) for row in rows]
-        with self.conn:
-            replaced: set[str] = set()
-            for start in range(0, len(paths), 500):
-                chunk = paths[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                replaced.update(
-                    r[0]
-                    for r in self.conn.execute(
-                        f"SELECT content_hash FROM images WHERE path IN ({marks})", chunk
-                    )
-                )
-            self._store(rows, vectors, model)
-            self._drop_unused_vectors(replaced - set(vectors))
-            if progress is not None:
-                self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", progress)
-            self.bump_generation()
-
-    def meta_value(self, key: str) -> str | None:
-        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
-
-    def delete_meta(self, key: str) -> None:
-        with self.conn:
-            self.conn.execute("DELETE FROM meta WHERE key = ?", (key,))
-
     def drop_replaced_imports(self) -> int:
-        """Delete vectors stored under a synthetic import key (SYNTHETIC_PREFIX) that no image row
-        points at any more: a local index replaced them with the file's own content hash."""
-        with self.conn:
-            removed = self.conn.execute(
-                "DELETE FROM embeddings WHERE content_hash >= ? AND content_hash < ? AND NOT EXISTS "
-                "(SELECT 1 FROM images WHERE images.content_hash = embeddings.content_hash)",
-                (SYNTHETIC_PREFIX, SYNTHETIC_PREFIX[:-1] + chr(ord(SYNTHETIC_PREFIX[-1]) + 1)),
-            ).rowcount
-        return removed
-
-    def _drop_unused_vectors(self, hashes: Iterable[str]) -> None:
-        """Inside a transaction: delete the vectors (all models) of hashes no image row uses."""
-        self.conn.executemany(
-            "DELETE FROM embeddings WHERE content_hash = ? AND NOT EXISTS "
-            "(SELECT 1 FROM images WHERE images.content_hash = ?)",
-            [(h, h) for h in hashes],
-        )
+        """Nothing left to do: the transaction that replaces an imported row (write_batch) drops
+        its vector when nothing else uses it. Kept for callers; always 0."""
+        return 0
 
 
 # An imported row without a content hash (clip-retrieval writes none) is keyed "path:" + a hash of
 # its path; docs/distributed.md says how a later local index replaces it.
 SYNTHETIC_PREFIX = "path:"
+SYNTHETIC_END = SYNTHETIC_PREFIX[:-1] + chr(ord(SYNTHETIC_PREFIX[-1]) + 1)  # sorts after every key

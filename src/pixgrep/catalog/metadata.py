@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pixgrep.catalog.db import CatalogDB
+from pixgrep.catalog.db import CatalogDB, one_line_errors
 from pixgrep.errors import PixgrepError
 from pixgrep.images.sidecar import PhotoMeta, read_photo_meta, sidecars_of, xmp_names_in
 
@@ -99,6 +99,7 @@ class RefreshSummary:
     unchanged: int = 0
 
 
+@one_line_errors
 def refresh(
     db: CatalogDB,
     images: Iterable[tuple[int, str, int, int]],
@@ -193,6 +194,7 @@ def _write(db: CatalogDB, rows: list[tuple[int, str, PhotoMeta]]) -> None:
             )
 
 
+@one_line_errors
 def place_missing(db: CatalogDB, *, on_warning: Callable[[str, str], None] | None = None) -> int:
     """Give every stored position without a place name its nearest city (one gazetteer load)."""
     rows = db.conn.execute(
@@ -223,6 +225,7 @@ def place_missing(db: CatalogDB, *, on_warning: Callable[[str, str], None] | Non
 # -- reads -----------------------------------------------------------------------------------------
 
 
+@one_line_errors
 def meta_by_id(db: CatalogDB, ids: Iterable[int]) -> dict[int, ImageMeta]:
     ids = [int(i) for i in ids]
     out: dict[int, ImageMeta] = {}
@@ -258,6 +261,7 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+@one_line_errors
 def matching_ids(db: CatalogDB, meta: MetaFilter) -> set[int] | None:
     """Ids of the images that pass every metadata filter; None when no filter is set."""
     if not meta.active():
@@ -305,6 +309,7 @@ def matching_ids(db: CatalogDB, meta: MetaFilter) -> set[int] | None:
     return {int(i) for i in ids[distance <= km]}
 
 
+@one_line_errors
 def facets(db: CatalogDB, ids: Iterable[int] | None = None, limit: int = 20) -> dict[str, list[dict]]:
     """The most common places, cameras, years and tags (with counts), over `ids` or the whole catalog."""
     scope = ""
@@ -365,6 +370,7 @@ def facets(db: CatalogDB, ids: Iterable[int] | None = None, limit: int = 20) -> 
     return out
 
 
+@one_line_errors
 def counts(db: CatalogDB) -> dict[str, int]:
     """For `pixgrep stats`: how many images have a position, a place, a camera, keywords, a title."""
     one = lambda sql: int(db.conn.execute(sql).fetchone()[0])
@@ -380,6 +386,7 @@ def counts(db: CatalogDB) -> dict[str, int]:
     }
 
 
+@one_line_errors
 def refresh_under(
     db: CatalogDB, roots: Iterable[str], *, on_warning: Callable[[str, str], None] | None = None
 ) -> RefreshSummary:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pixgrep.catalog.db import SYNTHETIC_PREFIX, CatalogDB, ImageRow, blob_to_vector
+from pixgrep.catalog.imported import delete_meta, import_batch, iter_exportable, meta_value
 from pixgrep.errors import PixgrepError
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ EXPORT_COLUMNS = (
     "size",
     "mtime_ns",
     "format",
+    "path_bytes",
 )
 PATH_COLUMNS = ("path", "image_path")  # pixgrep's, clip-retrieval's
 VECTOR_COLUMNS = ("vector", "embedding", "image_embedding")
@@ -83,12 +85,13 @@ def export_parquet(db: CatalogDB, out: str | os.PathLike, model: str) -> int:
     writer = None
     written = 0
     try:
-        for rows in db.iter_exportable(model):
+        for rows in iter_exportable(db, model):
             vectors = np.stack([blob_to_vector(r[9]) for r in rows]).astype(np.float32)
             dim = vectors.shape[1]
             table = pa.table(
                 {
-                    "path": pa.array([r[0] for r in rows], pa.string()),
+                    # a name in no encoding: readable text in `path`, its exact bytes in path_bytes
+                    "path": pa.array([_as_text(r[0]) for r in rows], pa.string()),
                     "content_hash": pa.array([r[3] for r in rows], pa.string()),
                     "model": pa.array([r[8] for r in rows], pa.string()),
                     "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
@@ -98,6 +101,7 @@ def export_parquet(db: CatalogDB, out: str | os.PathLike, model: str) -> int:
                     "size": pa.array([r[1] for r in rows], pa.int64()),
                     "mtime_ns": pa.array([r[2] for r in rows], pa.int64()),
                     "format": pa.array([r[6] for r in rows], pa.string()),
+                    "path_bytes": pa.array([_raw_name(r[0]) for r in rows], pa.binary()),
                 }
             )
             if writer is None:
@@ -176,7 +180,27 @@ class Source:
             offset += n
 
 
-_OPTIONAL = ("content_hash", "model", "width", "height", "taken_at", "size", "mtime_ns", "format")
+_OPTIONAL = (
+    "content_hash",
+    "model",
+    "width",
+    "height",
+    "taken_at",
+    "size",
+    "mtime_ns",
+    "format",
+    "path_bytes",
+)
+
+
+def _as_text(stored: str | bytes) -> str:
+    """A path as the catalog stores it, as UTF-8 text (a name in no encoding shows its bytes as \\xNN)."""
+    return stored if isinstance(stored, str) else bytes(stored).decode("utf-8", "backslashreplace")
+
+
+def _raw_name(stored: str | bytes) -> bytes | None:
+    """The exact bytes of a name in no encoding (None for a UTF-8 one, which `path` holds exactly)."""
+    return None if isinstance(stored, str) else bytes(stored)
 
 
 def _vectors_of(column: pa.Array, dim: int, label: str) -> np.ndarray:
@@ -318,21 +342,22 @@ def import_sources(
 ) -> ImportSummary:
     """Store every row of `sources` as images with vectors for `model`, one transaction per batch."""
     check_sources(sources, model, dim)
+    db.check_integrity()  # never write into a damaged file (as an index run)
     started = time.monotonic()
     summary = ImportSummary(files=len(sources))
     for source in sources:
         key = source.fingerprint(model)
-        done = int(db.meta_value(key) or 0)
+        done = int(meta_value(db, key) or 0)
         summary.resumed += done
         for chunk in source.chunks(done, batch):
             rows, vectors = _rows_of(chunk, source)
             done += len(chunk.vectors)
-            db.import_batch(rows, vectors, model, progress=(key, str(done)))
+            import_batch(db, rows, vectors, model, progress=(key, str(done)))
             summary.rows += len(rows)
             summary.seconds = time.monotonic() - started
             if progress is not None:
                 progress(summary)
-        db.delete_meta(key)  # complete: a later import of the same file starts afresh
+        delete_meta(db, key)  # complete: a later import of the same file starts afresh
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -349,6 +374,7 @@ def _rows_of(chunk: Chunk, source: Source) -> tuple[list[ImageRow], dict[str, np
     n = len(vectors)
     none: list = [None] * n
     paths = cols[source.path_column]
+    raw_names = cols.get("path_bytes", none)
     hashes = cols.get("content_hash", none)
     sizes, mtimes = cols.get("size", none), cols.get("mtime_ns", none)
     widths, heights = cols.get("width", none), cols.get("height", none)
@@ -359,7 +385,7 @@ def _rows_of(chunk: Chunk, source: Source) -> tuple[list[ImageRow], dict[str, np
         path = paths[i]
         if not path:
             raise PixgrepError(f"{source.label}: a row has no path")
-        path = str(path)
+        path = str(path) if raw_names[i] is None else os.fsdecode(bytes(raw_names[i]))
         if "://" not in path:
             path = os.path.abspath(path)  # relative paths are taken from where import runs
         digest = hashes[i] or synthetic_key(path)

@@ -331,19 +331,10 @@ def _hand_off(args: argparse.Namespace, terms, roots: list[str]):
 
 
 def _search_with_warnings(catalog, terms, options):
-    """catalog.search, printing each QueryCutWarning as one `pixgrep: warning:` line."""
-    import warnings
-
-    from pixgrep.search.truncation import QueryCutWarning
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", QueryCutWarning)
-        results = catalog.search(terms, options)
-    for warning in caught:
-        if issubclass(warning.category, QueryCutWarning):
-            print(f"pixgrep: warning: {warning.message}", file=sys.stderr)
-        else:
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    """catalog.search, printing each of its notes as one `pixgrep: warning:` line."""
+    results = catalog.search(terms, options)
+    for note in results.notes:
+        print(f"pixgrep: warning: {note}", file=sys.stderr)
     return results
 
 

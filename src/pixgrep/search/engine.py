@@ -1,16 +1,22 @@
-"""From a query to ranked results: encode the terms, add them up, rank the catalog's images.
+"""From a query to ranked results: the one path every search takes.
 
-The query vector is the weighted sum of the terms' unit vectors, normalised again; an image + text
-query goes through the model's Combiner when it has one (search.fusion). Each term is
-encoded as cheaply as possible: an image that is already in the catalog (unchanged on disk)
-reuses its stored vector, so `pixgrep ./ref.jpg` runs no model at all, and the text tower only
-loads when there is text.
+    terms (search/query.py) -> term vectors (here) -> plan (search/plan.py: fusion, all-of parts,
+    tone, notes) -> scope (search/scope.py: folders, dates, metadata, exclusions) -> rank
+    (search/rank.py over search/topk.py: exact or ANN; duplicate folding) -> SearchResults
+
+Each term is encoded as cheaply as possible: an image that is already in the catalog (unchanged
+on disk) reuses its stored vector, so `pixgrep ./ref.jpg` runs no model at all, and the text tower
+only loads when there is text. `catalog_lock` (the server's lock on its catalog connection) is
+held around each catalog read; scoring and folding run outside it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
@@ -18,40 +24,19 @@ import numpy as np
 from pixgrep.catalog.db import CatalogDB
 from pixgrep.errors import PixgrepError
 from pixgrep.models.base import Encoder
-from pixgrep.records import SearchResult
-from pixgrep.search.filters import allowed_for, root_prefixes
-from pixgrep.search.fusion import combiner_for, fuse, is_composed
-from pixgrep.search.matrix import load_matrix
+from pixgrep.records import SearchResult, SearchResults
+from pixgrep.search import rank
+from pixgrep.search.matrix import VectorMatrix
+from pixgrep.search.matrix_store import load_matrix
 from pixgrep.search.options import SearchOptions
+from pixgrep.search.plan import QueryPlan, plan_query
 from pixgrep.search.query import Term, bytes_term, parse_query
+from pixgrep.search.scope import Scope, scope_for
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from pixgrep.search.modes import QueryPlan
-
-__all__ = ["download_terms", "query_vector", "search", "search_vector", "to_terms"]
-
-
-def query_vector(db: CatalogDB, encoder: Encoder, terms: list[Term], fusion: str = "auto") -> np.ndarray:
-    """The unit float32 vector of weighted terms (see module docstring). PixgrepError on bad input."""
-    return _encode(db, encoder, terms, fusion)[0]
-
-
-def _encode(
-    db: CatalogDB, encoder: Encoder, terms: list[Term], fusion: str = "auto"
-) -> tuple[np.ndarray, set[int]]:
-    """The query vector, and the catalog ids of the images the query is made of (left out of results)."""
-    vectors, own_ids = _term_vectors(db, encoder, terms)
-    return _composer(encoder, terms, fusion)(_unit_rows(vectors)), own_ids
-
-
-def _composer(encoder: Encoder, terms: list[Term], fusion: str) -> Callable[[np.ndarray], np.ndarray]:
-    """How the terms' unit vectors become one query vector: the weighted sum, or for image + text
-    the model's Combiner when it has one and `fusion` allows it (search.fusion)."""
-    kinds, weights = [t.kind for t in terms], [t.weight for t in terms]
-    combiner = combiner_for(encoder, fusion) if is_composed(kinds, weights) else None
-    return lambda units: fuse(kinds, weights, list(units), combiner)[0]
+__all__ = ["download_terms", "plan_for", "search", "search_vector", "to_terms"]
 
 
 def _term_vectors(
@@ -191,116 +176,85 @@ def to_terms(query: str | Sequence[str] | Sequence[Term]) -> list[Term]:
 
 
 def search(
-    db: CatalogDB, encoder: Encoder, terms: Sequence[Term], options: SearchOptions
-) -> list[SearchResult]:
+    db: CatalogDB,
+    encoder: Encoder,
+    terms: Sequence[Term],
+    options: SearchOptions,
+    catalog_lock: AbstractContextManager | None = None,
+) -> SearchResults:
     """Best matches for a query's terms, best first, as `options` asks (see SearchOptions).
 
     Images the query is made of (an image term that is in the catalog, an image_id term) are left
     out of the results, as rclip does: the best match for ./cat.jpg is not ./cat.jpg itself.
     No terms with a metadata or date filter set: the matching images, newest first (no model run).
     """
-    from pixgrep.search.modes import query_plan
-
+    lock = catalog_lock or contextlib.nullcontext()
     terms = list(terms)
     if not terms and options.lists_without_query():
-        return list_matching(db, options)
+        with lock:
+            return list_matching(db, options)
     if not terms:
         raise PixgrepError("empty query: give some text, an image path or an image URL")
-    if options.ignore_tone:  # "a kitchen, messy, dingy" is encoded as "a kitchen" (then projected)
-        from dataclasses import replace
+    with lock:
+        plan, own_ids = plan_for(db, encoder, terms, options)
+    return _ranked(db, encoder, plan, options, own_ids, lock)
 
+
+def plan_for(
+    db: CatalogDB, encoder: Encoder, terms: Sequence[Term], options: SearchOptions
+) -> tuple[QueryPlan, frozenset[int]]:
+    """The plan of a query's terms (their vectors, fused, split into parts, toned: search/plan.py)
+    and the catalog ids of the images the query is made of. PixgrepError on bad input."""
+    terms = list(terms)
+    if options.ignore_tone:  # "a kitchen, messy, dingy" is encoded as "a kitchen" (then projected)
         from pixgrep.search.tone import strip_tone_items
 
         terms = [replace(t, value=strip_tone_items(str(t.value))) if t.kind == "text" else t for t in terms]
-    if all(term.kind == "text" for term in terms):  # nothing to check first (files, ids, URLs)
+    if terms and all(term.kind == "text" for term in terms):  # nothing to check first (files, ids, URLs)
         encoder.prepare_texts()  # the text tower loads in threads while the matrix is opened
         load_matrix(db, encoder.model_id)
     vectors, own_ids = _term_vectors(db, encoder, terms)
-    plan = query_plan(
+    plan = plan_query(
         encoder,
-        [str(t.value) if t.kind == "text" else None for t in terms],
-        [t.weight for t in terms],
+        terms,
         _unit_rows(vectors),
+        fusion=options.fusion,
         all_parts=options.all_parts,
         ignore_tone=options.ignore_tone,
         tone=options.tone,
-        combine=_composer(encoder, terms, options.fusion),
     )
-    return _ranked(db, encoder, plan, options, _result_filter(options, own_ids))
+    return plan, frozenset(own_ids)
 
 
 def search_vector(
-    db: CatalogDB, encoder: Encoder, vector: np.ndarray, options: SearchOptions
-) -> list[SearchResult]:
+    db: CatalogDB,
+    encoder: Encoder,
+    vector: np.ndarray,
+    options: SearchOptions,
+    catalog_lock: AbstractContextManager | None = None,
+) -> SearchResults:
     """Best matches for a ready vector of the model's space (normalised here)."""
     vector = _checked_vector(vector, encoder.dim)
     norm = float(np.linalg.norm(vector))
     if norm < 1e-12:
         raise PixgrepError("a query vector must not be all zeros")
-    from pixgrep.search.modes import query_plan
-
     term = Term(1.0, "vector", vector / norm)
-    plan = query_plan(
+    plan = plan_query(
         encoder,
-        [None],
-        [1.0],
+        [term],
         (vector / norm)[None],
+        fusion="sum",
         ignore_tone=options.ignore_tone,
         tone=options.tone,
-        combine=_composer(encoder, [term], "sum"),
     )
-    return _ranked(db, encoder, plan, options, _result_filter(options, set()))
+    return _ranked(db, encoder, plan, options, frozenset(), catalog_lock or contextlib.nullcontext())
 
 
-def list_matching(db: CatalogDB, options: SearchOptions) -> list[SearchResult]:
+def list_matching(db: CatalogDB, options: SearchOptions) -> SearchResults:
     """The images the options' filters let through, newest capture time first (search/listing.py)."""
     from pixgrep.search.listing import list_images
 
-    return list_images(
-        db,
-        allowed=allowed_for(db, options),
-        k=options.k,
-        offset=options.offset,
-        roots=options.roots,
-        after=options.after,
-        before=options.before,
-        accept=_result_filter(options, set()),
-    )
-
-
-def _result_filter(options: SearchOptions, own_ids: set[int]) -> Callable[[int, str], bool] | None:
-    """accept(image_id, path), asked only for the best candidates; None when nothing is dropped.
-
-    Mirrors what the folder walk skips (catalog.scan), so `-n` searches of a catalog indexed with
-    other options show what a fresh walk would: a glob matches a file or folder below the root by
-    its name, its path relative to the root, or its absolute path.
-    """
-    patterns = [p.rstrip("/") for p in options.exclude]
-    include_hidden = options.include_hidden
-    if not patterns and include_hidden and not own_ids:
-        return None
-    from pixgrep.catalog.scan import JUNK_DIRS, excluded
-
-    prefixes = root_prefixes(options.roots or ())
-
-    def accept(image_id: int, path: str) -> bool:
-        if image_id in own_ids:
-            return False
-        # Below a searched root, every folder under it counts; elsewhere only the file's own name.
-        base, parts = os.path.dirname(path) + os.sep, [os.path.basename(path)]
-        for prefix in prefixes:
-            if path.startswith(prefix):
-                base, parts = prefix, [part for part in path[len(prefix) :].split(os.sep) if part]
-                break
-        if not include_hidden:
-            if any(part.startswith(".") for part in parts) or any(part in JUNK_DIRS for part in parts[:-1]):
-                return False
-        return not any(
-            excluded(name, base, base + os.sep.join(parts[:depth]), patterns)
-            for depth, name in enumerate(parts, start=1)
-        )
-
-    return accept
+    return SearchResults(list_images(db, scope_for(db, options), k=options.k, offset=options.offset))
 
 
 def _ranked(
@@ -308,38 +262,56 @@ def _ranked(
     encoder: Encoder,
     plan: QueryPlan,
     options: SearchOptions,
-    accept: Callable[[int, str], bool] | None,
-) -> list[SearchResult]:
-    from pixgrep.search.modes import rank
-
-    matrix = load_matrix(db, encoder.model_id)
-    if matrix.rows and matrix.dim != plan.vectors.shape[1]:
-        raise PixgrepError(
-            f"the catalog's vectors for {encoder.model_id} have {matrix.dim} dimensions, "
-            f"the model gives {plan.vectors.shape[1]}: re-index with this model"
-        )
-    if matrix.rows == 0 or options.k == 0:
-        return []
-
-    def facts(ids: list[int]) -> dict[int, tuple[str, int]]:
-        return {i: (r.content_hash, r.mtime_ns) for i, r in db.images_by_id(ids).items()}
-
-    allowed_ids = allowed_for(db, options)  # None: no metadata filter
-    filters = {
-        "roots": options.roots,
-        "threshold": options.threshold,
-        "after": options.after,
-        "before": options.before,
-        "accept": accept,
-        "allowed": matrix.mask_of_ids(allowed_ids),  # metadata filters (None: every row)
-        "exact": options.exact,
-    }
-    threshold = None
+    own_ids: frozenset[int],
+    lock: AbstractContextManager,
+) -> SearchResults:
+    with lock:
+        matrix = load_matrix(db, encoder.model_id)
+        if matrix.rows and matrix.dim != plan.vectors.shape[1]:
+            raise PixgrepError(
+                f"the catalog's vectors for {encoder.model_id} have {matrix.dim} dimensions, "
+                f"the model gives {plan.vectors.shape[1]}: re-index with this model"
+            )
+        if matrix.rows == 0 or options.k == 0:
+            return SearchResults(notes=plan.notes)
+        scope = scope_for(db, options, own_ids)
     if options.dedup:
-        from pixgrep.search.dedup import threshold_for
+        groups = _folded(db, matrix, plan, options, scope, encoder.model_id, lock)
+    else:
+        groups = rank.rank(matrix, plan, options.k, options.offset, scope)
+    with lock:
+        return SearchResults(_results(db, groups), plan.notes)
 
-        threshold = threshold_for(encoder.model_id)
-    groups = rank(matrix, plan, options.k, options.offset, filters, options.dedup, facts, threshold)
+
+def _folded(
+    db: CatalogDB,
+    matrix: VectorMatrix,
+    plan: QueryPlan,
+    options: SearchOptions,
+    scope: Scope,
+    model: str,
+    lock: AbstractContextManager,
+) -> list[rank.Group]:
+    """The page of duplicate groups: rank a window, read the few facts folding needs, fold;
+    widen the window while the groups do not fill the page."""
+    from pixgrep.search.dedup import threshold_for
+
+    threshold = threshold_for(model)
+    need = options.offset + options.k
+    window = rank.window_for(options.k, options.offset)
+    while True:
+        found = rank.candidates(matrix, plan, window, scope)
+        equal = found.equal_vector_ids()
+        with lock:
+            records = db.images_by_id(equal) if equal else {}
+        facts = {i: (r.content_hash, r.mtime_ns) for i, r in records.items()}
+        groups = rank.fold(found, facts, threshold, plan)
+        if len(groups) >= need or found.complete:
+            return groups[options.offset : need]
+        window *= 4
+
+
+def _results(db: CatalogDB, groups: list[rank.Group]) -> list[SearchResult]:
     records = db.images_by_id(
         [g.hit.image_id for g in groups] + [d.image_id for g in groups for d in g.duplicates]
     )

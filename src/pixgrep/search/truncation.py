@@ -1,23 +1,19 @@
 """Say when a text query is longer than the text tower reads (CLIP: 77 tokens), instead of cutting silently.
 
-The search layer raises a `QueryCutWarning` (a Python warning, so the API stays quiet unless asked);
-the CLI prints it as one `pixgrep: warning: ...` line and the server returns it with the results.
+The notice is data: the query plan (search/plan.py) carries it, the results hand it on
+(`SearchResults.notes`), the CLI prints each as one `pixgrep: warning: ...` line and the server
+returns them with the results. No Python warning, so no process-wide state between threads.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 from pixgrep.models.base import Encoder
 
-__all__ = ["QueryCutWarning", "cut_message", "warn_if_cut"]
+__all__ = ["cut_message", "cut_notes"]
 
 SHOWN_CHARS = 60  # how much of the cut text the warning quotes
-
-
-class QueryCutWarning(UserWarning):
-    """A query text was cut at the model's context length (the message says what was cut)."""
 
 
 def cut_message(text: str, cut: str, all_parts: bool = False) -> str:
@@ -40,13 +36,15 @@ def cut_message(text: str, cut: str, all_parts: bool = False) -> str:
     )
 
 
-def warn_if_cut(encoder: Encoder, texts: Sequence[str], all_parts: bool = False) -> list[bool]:
-    """Warn once per text the model would cut; for each text, whether it is cut."""
+def cut_notes(
+    encoder: Encoder, texts: Sequence[str], all_parts: bool = False
+) -> tuple[list[bool], list[str]]:
+    """For each text, whether the model cuts it; and one notice per cut text."""
     if not texts:  # an image or vector query: nothing to check (and no text tower to ask)
-        return []
-    flags = []
+        return [], []
+    flags, notes = [], []
     for text, cut in zip(texts, encoder.cut_texts(list(texts)), strict=True):
         if cut:
-            warnings.warn(cut_message(text, cut, all_parts), QueryCutWarning, stacklevel=2)
+            notes.append(cut_message(text, cut, all_parts))
         flags.append(bool(cut))
-    return flags
+    return flags, notes

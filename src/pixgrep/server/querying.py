@@ -91,11 +91,9 @@ def check_vector_terms(state: ServerState, terms: list) -> None:
 def run_search(
     state: ServerState, terms: list[Term], options: SearchOptions, notes: list[str] | None = None
 ) -> tuple[list[SearchResult], float]:
-    """Results and milliseconds taken; `notes` (if given) receives the query-cut warnings."""
-    import warnings
-
+    """Results and milliseconds taken; `notes` (if given) receives the search's notes (a query
+    cut at the context length). Ranking and duplicate folding run outside the catalog lock."""
     from pixgrep.search.engine import download_terms
-    from pixgrep.search.truncation import QueryCutWarning
 
     if not terms and not options.lists_without_query():
         raise PixgrepError(
@@ -111,11 +109,9 @@ def run_search(
         missing = [i for i in ids if i not in known]
         if missing:
             raise not_found(f"no image with id {missing[0]} in the catalog")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", QueryCutWarning)
-            results = state.catalog.search(terms, options)
+    results = state.catalog.search(terms, options, catalog_lock=state.lock)
     if notes is not None:
-        notes.extend(str(w.message) for w in caught if issubclass(w.category, QueryCutWarning))
+        notes.extend(results.notes)
     return results, (time.perf_counter() - started) * 1000
 
 
