@@ -82,9 +82,8 @@ def _rebuild_tensor(storage: _Storage, offset: int, size: tuple, stride: tuple, 
     """Stand-in for torch._utils._rebuild_tensor_v2 (requires_grad and hooks are irrelevant here)."""
     if not isinstance(storage, _Storage):
         raise pickle.UnpicklingError("a tensor without a storage")
-    end = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True)) + 1 if size else offset + 1
-    if any(n == 0 for n in size):
-        end = offset
+    # one past the last element the view reaches (a scalar reaches one; an empty tensor none)
+    end = offset if 0 in size else offset + 1 + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
     if offset < 0 or end > storage.numel or any(s < 0 for s in stride):
         raise pickle.UnpicklingError(f"tensor of shape {tuple(size)} outside its storage")
     return _TensorRef(storage, int(offset), tuple(int(n) for n in size), tuple(int(s) for s in stride))
