@@ -83,7 +83,7 @@ def test_lite0_graph_with_the_wheels_classifier_knows_imagenet():
     pixels = np.stack([features.preprocess_image(open_image(root / f), cfg) for f in subset])
     pred = sess.run(None, {"image": pixels})[0].argmax(1)
     top1 = float(np.mean([p == index[f.split("_")[0]] for p, f in zip(pred, subset, strict=True)]))
-    # about 0.86 with these settings; ImageNet mean/std instead of TF-style gives about 0.72
+    # measured 0.87 on these 100 images (0.86 on every 5th); ImageNet mean/std instead gives about 0.72
     assert top1 >= 0.8, f"ImageNet-sample top-1 {top1:.3f}"
 
 
