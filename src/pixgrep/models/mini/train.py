@@ -28,6 +28,7 @@ class TrainConfig:
     seed: int = 0
     epochs: int = 200
     towers: tuple[str, ...] = ("lite0",)
+    image_size: int | None = None  # input size the towers share (None: the largest tower's own)
     embed_dim: int = 512
     batch_size: int = 512
     lr: float = 1e-3

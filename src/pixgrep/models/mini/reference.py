@@ -1,0 +1,58 @@
+"""The PyTorch reference of pixgrep-mini (timm + sentence-transformers + heads), for parity tests.
+
+The model folder is written without torch (build.py); this is the model the heads were first
+trained with, kept on the training side so tests can check the torch-free graphs against it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pixgrep.models.mini.train import HEADS_PATH, load_heads
+
+
+def torch_modules(heads_path: Path = HEADS_PATH) -> tuple[Any, Any, dict[str, Any]]:
+    """(visual, textual, heads): visual(pixels float32 [N,3,H,W]) and textual(input_ids,
+    attention_mask) return unit vectors, as the folder's graphs do."""
+    import torch
+    import torch.nn.functional as F
+
+    from pixgrep.models.mini.features import load_image_tower, load_text_tower
+
+    heads = load_heads(heads_path)
+    towers = tuple(heads["meta"]["config"]["towers"])
+
+    def linear(w, b) -> torch.nn.Linear:
+        layer = torch.nn.Linear(w.shape[1], w.shape[0])
+        layer.weight.data = torch.from_numpy(w.copy())
+        layer.bias.data = torch.from_numpy(b.copy())
+        return layer
+
+    class Visual(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbones = torch.nn.ModuleList([load_image_tower(t) for t in towers])
+            self.head = linear(heads["image_weight"], heads["image_bias"])
+
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            pooled = torch.cat([b(image) for b in self.backbones], dim=1)
+            return F.normalize(self.head(pooled), dim=-1)
+
+    class Textual(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = load_text_tower()[0].auto_model
+            self.head = linear(heads["text_weight"], heads["text_bias"])
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            hidden = self.bert(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=torch.zeros_like(input_ids),
+            ).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return F.normalize(self.head(F.normalize(pooled, dim=-1)), dim=-1)
+
+    return Visual().eval(), Textual().eval(), heads
