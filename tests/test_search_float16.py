@@ -166,7 +166,7 @@ def test_trained_image_features_top10_identical(tmp_path):
     import torch
 
     from pixgrep.images.decode import open_image
-    from pixgrep.models.mini import features
+    from pixgrep.lab.mini import features
 
     torch.set_num_threads(2)
     files = image_files()

@@ -78,7 +78,8 @@ def run_train_mini(args: argparse.Namespace) -> int:
             raise PixgrepError(f"{data} is not a Flickr8k folder: {need} is missing (use --data DIR)")
     towers = tuple(t.strip() for t in args.towers.split(",") if t.strip())
     from pixgrep.cli.logs import configure_logging
-    from pixgrep.models.mini.features import IMAGE_TOWERS, ensure_features
+    from pixgrep.lab.mini.features import ensure_features
+    from pixgrep.models.mini.spec import IMAGE_TOWERS
 
     configure_logging(verbose=args.verbose or None)  # progress lines: on a terminal, or with -v
 
@@ -92,8 +93,8 @@ def run_train_mini(args: argparse.Namespace) -> int:
     except ImportError:
         raise PixgrepError("pixgrep train mini needs torch: pip install 'pixgrep[train]'") from None
 
-    from pixgrep.models.mini.features import image_size
-    from pixgrep.models.mini.train import HEADS_PATH, TrainConfig, format_recalls, save_heads, train
+    from pixgrep.lab.mini.train import TrainConfig, format_recalls, save_heads, train
+    from pixgrep.models.mini.spec import HEADS_PATH, image_size
 
     size = image_size(towers, args.image_size)
     cache_dir = Path(args.cache_dir) if args.cache_dir else None

@@ -15,14 +15,15 @@ import os
 import shutil
 from pathlib import Path
 
-from pixgrep.models.mini.features import (
+from pixgrep.models.mini.spec import (
+    HEADS_PATH,
     IMAGE_TOWERS,
     TEXT_MAX_LENGTH,
     TEXT_TOWER,
+    load_heads,
     preprocess_cfg,
     text_model_dir,
 )
-from pixgrep.models.mini.train import HEADS_PATH, load_heads
 
 # the same graphs whether written by torch.onnx (before) or onnx.helper (now, equal within 1e-5): a
 # new number would give pixgrep-mini a new model id and re-encode every catalog for nothing

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 
 from pixgrep.models.mini import graphs, weights
-from pixgrep.models.mini.features import TEXT_DIM, TEXT_MAX_LENGTH, text_model_dir, weights_path
+from pixgrep.models.mini.spec import TEXT_DIM, TEXT_MAX_LENGTH, text_model_dir, weights_path
 
 
 @cache

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pixgrep.models.mini.train import HEADS_PATH, load_heads
+from pixgrep.models.mini.spec import HEADS_PATH, load_heads
 
 
 def torch_modules(heads_path: Path = HEADS_PATH) -> tuple[Any, Any, dict[str, Any]]:
@@ -18,7 +18,7 @@ def torch_modules(heads_path: Path = HEADS_PATH) -> tuple[Any, Any, dict[str, An
     import torch
     import torch.nn.functional as F
 
-    from pixgrep.models.mini.features import load_image_tower, load_text_tower
+    from pixgrep.lab.mini.features import load_image_tower, load_text_tower
 
     heads = load_heads(heads_path)
     towers = tuple(heads["meta"]["config"]["towers"])

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-HEADS_PATH = Path(__file__).with_name("heads.npz")
+from pixgrep.models.mini.spec import HEADS_PATH, load_heads  # noqa: F401  (load_heads re-exported)
+
 KS = (1, 5, 10)
 
 
@@ -77,7 +78,7 @@ def train(
     import torch
     import torch.nn.functional as F
 
-    from pixgrep.models.mini.features import log_progress
+    from pixgrep.lab.mini.features import log_progress
 
     log = log or log_progress
 
@@ -194,10 +195,3 @@ def save_heads(result: dict[str, Any], cfg: TrainConfig, path: Path = HEADS_PATH
         meta=np.array(json.dumps(meta, sort_keys=True)),
     )
     tmp.replace(path)
-
-
-def load_heads(path: Path = HEADS_PATH) -> dict[str, Any]:
-    with np.load(path) as z:
-        heads = {k: z[k] for k in z.files}
-    heads["meta"] = json.loads(str(heads["meta"]))
-    return heads

