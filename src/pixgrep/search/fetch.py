@@ -55,8 +55,9 @@ def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """May a refusing fetch connect here? Only globally routable unicast addresses; an IPv6 form
     that carries an IPv4 address (::ffff:a.b.c.d, 2002:a.b.c.d::) must carry a public one."""
     if isinstance(address, ipaddress.IPv6Address):
-        inner = address.ipv4_mapped or address.sixtofour
-        if inner is not None and not is_public(inner):
+        if address.ipv4_mapped is not None:  # the IPv4 address itself, reached over IPv6
+            return is_public(address.ipv4_mapped)
+        if address.sixtofour is not None and not is_public(address.sixtofour):
             return False
     return address.is_global and not (
         address.is_multicast or address.is_reserved or address.is_link_local or address.is_loopback
