@@ -283,10 +283,8 @@ def test_error_messages_show_on_the_page(page, server):
 
 def test_page_with_a_token(browser, world):
     with serve(world["catalog"], token="tok-123") as live:
-        context = browser.new_context()
+        context = browser.new_context(bypass_csp=True)  # search() waits with evaluated predicates
         page = context.new_page()
-        blocked: list[str] = []  # what the page's Content-Security-Policy stopped
-        page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
         try:
             response = page.goto(live.url + "/")
             assert response.status == 401
@@ -307,7 +305,34 @@ def test_page_with_a_token(browser, world):
             page.wait_for_function("document.querySelectorAll('#grid li').length === 40")
         finally:
             context.close()
-        assert blocked == []
+
+
+def test_the_page_works_under_its_csp(browser, server, world):
+    """With the Content-Security-Policy on (no bypass; waits by locators only, which evaluate
+    nothing in the page): a search, its thumbnails, the large view and an upload's blob: preview
+    load, and the policy blocks nothing."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    blocked: list[str] = []
+    page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
+    page.on("pageerror", lambda exc: blocked.append(str(exc)))
+    try:
+        response = page.goto(server.url + "/")
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        page.fill("#q", "a kite")
+        page.press("#q", "Enter")
+        page.locator("#grid li img.loaded").nth(5).wait_for()
+        page.locator("#grid .tile").first.click()
+        page.locator("#viewer-img").wait_for()
+        page.keyboard.press("Escape")
+        page.set_input_files("#file", str(world["files"][0]))
+        page.locator("#trail-steps li img").first.wait_for()
+        page.locator("#trail-steps li").nth(1).wait_for()
+        assert page.locator("#trail-steps li img").first.get_attribute("src").startswith("blob:")
+    finally:
+        context.close()
+    assert blocked == []
 
 
 def test_real_photos_load_in_the_grid_and_the_viewer(browser, tmp_path):
@@ -382,7 +407,7 @@ def test_a_late_start_up_answer_adds_no_step_and_keeps_the_placeholder(page, ser
     refined (a loaded machine): the address then reads ?q=..., which must not become a step again,
     and a refine step's "Showing ..." placeholder stays. Held back here, so both orders are tested."""
     held: list = []
-    page.route("**/api/stats", held.append)
+    page.route("**/api/stats", lambda route: held.append(route))
     folders_loaded = "document.querySelectorAll('#folders option').length > 0"
     page.goto(server.url + "/")
     search(page, server, "a bicycle")
