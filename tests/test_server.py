@@ -831,3 +831,24 @@ def test_knn_embedding_past_float32_is_a_400_without_a_runtime_warning(client):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # the overflow warning used to reach the log
         assert "non-zero vector" in error(knn(client, embedding_input=[1e300] * 192), 400)
+
+
+def test_a_link_out_of_the_indexed_folders_is_not_indexed(tmp_path):
+    """A link inside an indexed folder that points to a photo elsewhere: nothing of that photo (its
+    vector, its EXIF and GPS, its name) enters the catalog, so no route can serve it; a link to a
+    file inside the folders is indexed as usual."""
+    import pixgrep
+    from fakes import FakeEncoder
+
+    outside, root = tmp_path / "private", tmp_path / "shared"
+    outside.mkdir()
+    root.mkdir()
+    draw_image((200, 10, 10), 1).save(outside / "home.png")
+    (root / "leak.png").symlink_to(outside / "home.png")
+    draw_image((10, 200, 10), 2).save(root / "own.png")
+    (root / "alias.png").symlink_to(root / "own.png")
+    names = [str(root / n) for n in ("leak.png", "own.png", "alias.png")] + [str(outside / "home.png")]
+    with pixgrep.open_catalog(tmp_path / "c.db", encoder=FakeEncoder()) as catalog:
+        catalog.index([root])
+        indexed = sorted(os.path.basename(path) for path in catalog.images_at(names))
+    assert indexed == ["alias.png", "own.png"]
