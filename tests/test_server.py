@@ -837,8 +837,9 @@ def test_a_link_out_of_the_indexed_folders_is_not_indexed(tmp_path):
     """A link inside an indexed folder that points to a photo elsewhere: nothing of that photo (its
     vector, its EXIF and GPS, its name) enters the catalog, so no route can serve it; a link to a
     file inside the folders is indexed as usual."""
-    import pixgrep
     from fakes import FakeEncoder
+
+    import pixgrep
 
     outside, root = tmp_path / "private", tmp_path / "shared"
     outside.mkdir()
