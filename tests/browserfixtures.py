@@ -52,8 +52,11 @@ def launch() -> Iterator[Any]:
 
 def new_page(browser, **context_args) -> tuple[Any, Any, list[str]]:
     """(context, page, errors) in a fresh browser context (no cache, cookies or storage from any
-    other test); `errors` collects the page's uncaught JavaScript errors. Close the context."""
-    context = browser.new_context(**({"viewport": VIEWPORT} | context_args))
+    other test); `errors` collects the page's uncaught JavaScript errors. Close the context.
+    The page's Content-Security-Policy is bypassed: Playwright's wait_for_function evaluates its
+    predicates as strings, which the policy forbids (test_the_page_works_under_its_csp checks the
+    page with the policy on)."""
+    context = browser.new_context(**({"viewport": VIEWPORT, "bypass_csp": True} | context_args))
     page = context.new_page()
     page.set_default_timeout(15000)
     errors: list[str] = []

@@ -286,19 +286,56 @@ def test_error_messages_show_on_the_page(page, server):
 
 def test_page_with_a_token(browser, world):
     with serve(world["catalog"], token="tok-123") as live:
-        context = browser.new_context()
+        context = browser.new_context(bypass_csp=True)  # search() waits with evaluated predicates
         page = context.new_page()
         try:
             response = page.goto(live.url + "/")
             assert response.status == 401
-            page.goto(live.url + "/?token=tok-123")
+            response = page.goto(live.url + "/?token=tok-123")
+            assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
             assert "token" not in page.url  # taken out of the address bar, kept for the session
             search(page, live, "a kite")
             wait_for_images(page, 6)
-            page.reload()  # the address is now ?q=a+kite: the session still has the token
+            # The token is in the HttpOnly cookie only: in no image address, not readable by scripts.
+            page.locator("#grid .tile").first.click()
+            addresses = page.eval_on_selector_all("img[src]", "imgs => imgs.map(i => i.src)")
+            addresses.append(page.get_attribute("#open-full", "href"))
+            assert len(addresses) > 6 and not [a for a in addresses if "tok-123" in a or "token=" in a]
+            cookie = next(c for c in context.cookies() if c["name"] == "pixgrep_token")
+            assert cookie["httpOnly"] and "tok-123" not in page.evaluate("document.cookie")
+            page.keyboard.press("Escape")
+            page.reload()  # the address is now ?q=a+kite: the cookie still carries the token
             page.wait_for_function("document.querySelectorAll('#grid li').length === 40")
         finally:
             context.close()
+
+
+def test_the_page_works_under_its_csp(browser, server, world):
+    """With the Content-Security-Policy on (no bypass; waits by locators only, which evaluate
+    nothing in the page): a search, its thumbnails, the large view and an upload's blob: preview
+    load, and the policy blocks nothing."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    blocked: list[str] = []
+    page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
+    page.on("pageerror", lambda exc: blocked.append(str(exc)))
+    try:
+        response = page.goto(server.url + "/")
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        page.fill("#q", "a kite")
+        page.press("#q", "Enter")
+        page.locator("#grid li img.loaded").nth(5).wait_for()
+        page.locator("#grid .tile").first.click()
+        page.locator("#viewer-img").wait_for()
+        page.keyboard.press("Escape")
+        page.set_input_files("#file", str(world["files"][0]))
+        page.locator("#trail-steps li img").first.wait_for()
+        page.locator("#trail-steps li").nth(1).wait_for()
+        assert page.locator("#trail-steps li img").first.get_attribute("src").startswith("blob:")
+    finally:
+        context.close()
+    assert blocked == []
 
 
 def test_real_photos_load_in_the_grid_and_the_viewer(browser, tmp_path):
@@ -366,6 +403,30 @@ def combiner_server(world, tmp_path_factory):
     encoder.folder = SimpleNamespace(path=folder)  # type: ignore[attr-defined]
     with serve(world["catalog"], encoder=encoder) as live:
         yield live
+
+
+def test_a_late_start_up_answer_adds_no_step_and_keeps_the_placeholder(page, server):
+    """The page's first request (/api/stats) may answer after the user has already searched, even
+    refined (a loaded machine): the address then reads ?q=..., which must not become a step again,
+    and a refine step's "Showing ..." placeholder stays. Held back here, so both orders are tested."""
+    held: list = []
+    page.route("**/api/stats", lambda route: held.append(route))
+    folders_loaded = "document.querySelectorAll('#folders option').length > 0"
+    page.goto(server.url + "/")
+    search(page, server, "a bicycle")
+    held.pop().continue_()  # stats answer after the first search: the address is ?q=a+bicycle
+    page.wait_for_function(folders_loaded)
+    assert page.locator("#trail-steps li").count() == 1
+    page.goto(server.url + "/")
+    search(page, server, "a bicycle")
+    page.locator("#grid .tile").first.click()
+    page.fill("#refine-text", "in red")
+    page.press("#refine-text", "Enter")
+    page.wait_for_function("document.querySelectorAll('#trail-steps li').length === 2")
+    held.pop().continue_()  # and now after a refine step
+    page.wait_for_function(folders_loaded)
+    assert page.locator("#trail-steps li").count() == 2
+    assert "in red" in page.get_attribute("#q", "placeholder")
 
 
 def test_refine_loop_uses_the_models_combiner_and_says_so(page, combiner_server):

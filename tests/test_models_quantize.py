@@ -303,4 +303,4 @@ def test_device_option_on_this_machine_without_cuda(tiny_model_dir, tmp_path, ca
     monkeypatch.setenv("PIXGREP_DEVICE", "gpu")
     monkeypatch.setattr(devices, "_default", None)
     assert main(["models", "list"]) == 0  # commands without a model ignore it
-    assert main(base) == 2 and "unknown device 'gpu'" in capsys.readouterr().err
+    assert main(base) == 2 and "PIXGREP_DEVICE must be one of auto, cpu, cuda" in capsys.readouterr().err

@@ -131,7 +131,7 @@ def test_clip_retrieval_folder_imports_and_searches(photos, tiny_model_dir, tmp_
 
     from pixgrep.server.app import create_app
 
-    with TestClient(create_app(catalog, encoder=encoder)) as client:
+    with TestClient(create_app(catalog, encoder=encoder), base_url="http://localhost") as client:
         hits = client.get("/api/search", params={"q": "a dog", "k": 20}).json()["results"]
         assert sorted(h["path"] for h in hits) == sorted(remote)
         assert client.get(f"/api/images/{hits[0]['id']}/thumb").status_code == 404

@@ -121,6 +121,8 @@ def test_a_word_that_is_not_a_file_is_text(tmp_path, monkeypatch):
         ("0.5.3:cat", "cannot read the weight '0.5.3'"),
         ("1e:cat", "cannot read the weight '1e'"),
         ("1e400:cat", "too large"),
+        ("1e308:cat + 1e308:dog", "term 1: the weight 1e308 is too large"),
+        ("cat - 2000000:dog", "term 2: the weight 2000000 is too large"),
         ("0.5:", "has a weight but nothing to search for"),
         ("", "empty query"),
         ([], "empty query"),
@@ -159,3 +161,11 @@ def test_term_is_frozen():
 def test_a_sentence_with_quotation_marks_is_its_text(sentence):
     # no operator: not query syntax but an ordinary sentence, searched as written
     assert parse_query(sentence) == [Term(1.0, "text", sentence)]
+
+
+def test_weights_that_would_overflow_the_sum_are_refused_as_such():
+    from pixgrep.search.query import make_term
+
+    with pytest.raises(PixgrepError, match="weight must be between -1,000,000 and 1,000,000"):
+        make_term("text", "cat", 1e308)
+    assert make_term("text", "cat", -1e6).weight == -1e6

@@ -108,7 +108,8 @@ def test_server_one_line_error_for_odd_status(tmp_path, tiny_model_dir):
     import httpx
 
     peer = _OddStatus()
-    process, url = start_server("--catalog", tmp_path / "c.db", "--model", tiny_model_dir)
+    args = ("--catalog", tmp_path / "c.db", "--model", tiny_model_dir, "--allow-private-urls")
+    process, url = start_server(*args)  # the peer is on 127.0.0.1
     try:
         response = httpx.get(url + "/api/search", params={"image_url": peer.url}, timeout=60)
         assert response.status_code == 400 and set(response.json()) == {"error"}
@@ -126,7 +127,8 @@ def test_server_answers_stats_while_a_slow_url_search_runs(tmp_path, tiny_model_
     make_images(tmp_path / "photos", 4)
     server = DripServer()
     env = cli_env(PIXGREP_URL_TIMEOUT="10")
-    process, url = start_server("--catalog", tmp_path / "c.db", "--model", tiny_model_dir, env=env)
+    args = ("--catalog", tmp_path / "c.db", "--model", tiny_model_dir, "--allow-private-urls")
+    process, url = start_server(*args, env=env)
     try:
         with httpx.Client(base_url=url, timeout=60) as http:
             http.post("/api/index", json={"folder": str(tmp_path / "photos")})
@@ -145,7 +147,46 @@ def test_server_answers_stats_while_a_slow_url_search_runs(tmp_path, tiny_model_
             stats = httpx.get(url + "/api/stats", timeout=4)  # it would wait ~9 s behind the lock
             assert stats.status_code == 200
             search.join(30)
-            assert slow and slow[0].status_code == 400 and "timed out after 10 s" in slow[0].json()["error"]
+            # the same answer as any failed URL: a client learns nothing about what answered there
+            assert slow and slow[0].status_code == 400 and "no image could be used" in slow[0].json()["error"]
     finally:
         server.close()
         stop(process)
+
+
+@pytest.mark.parametrize("value", ["abc", "1e999", "0", "-1", "nan", "inf", "100000"])
+def test_a_bad_url_timeout_setting_is_one_line_naming_it(value, monkeypatch):
+    monkeypatch.setenv("PIXGREP_URL_TIMEOUT", value)
+    with pytest.raises(PixgrepError) as info:
+        fetch.fetch_image_bytes("http://127.0.0.1:9/x.jpg")
+    assert str(info.value) == (
+        f"PIXGREP_URL_TIMEOUT must be a number of seconds above 0 and at most 3600 (not {value!r})"
+    )
+    monkeypatch.setenv("PIXGREP_URL_TIMEOUT", " 2.5 ")
+    assert fetch.url_timeout() == 2.5
+
+
+def test_cli_and_serve_with_a_bad_url_timeout_say_so_in_one_line(tmp_path, tiny_model_dir):
+    catalog = ("--catalog", tmp_path / "c.db", "--model", tiny_model_dir)
+    expected = (
+        "pixgrep: error: PIXGREP_URL_TIMEOUT must be a number of seconds above 0 and at most 3600 (not 'abc')"
+    )
+    done = pixgrep("-n", "http://127.0.0.1:9/x.jpg", *catalog, env=cli_env(PIXGREP_URL_TIMEOUT="abc"))
+    assert one_line_error(done) == expected
+    done = pixgrep("serve", "--port", "9", *catalog, env=cli_env(PIXGREP_URL_TIMEOUT="abc"))
+    assert one_line_error(done) == expected
+
+
+@pytest.mark.parametrize(
+    "name, value, accepts",
+    [("PIXGREP_ANN", "yes", "must be 0 or 1"), ("PIXGREP_DEVICE", "gpu", "must be one of auto, cpu, cuda")],
+)
+def test_other_settings_are_checked_where_read(name, value, accepts, monkeypatch):
+    from pixgrep.models import devices
+    from pixgrep.models.devices import default_device
+    from pixgrep.search.ann import available
+
+    monkeypatch.setattr(devices, "_default", None)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(PixgrepError, match=f"^{name} {accepts} \\(not '{value}'\\)$"):
+        (available if name == "PIXGREP_ANN" else default_device)()

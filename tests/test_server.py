@@ -44,7 +44,7 @@ def world(tmp_path_factory):
 def client(world):
     from fakes import FakeEncoder
 
-    with TestClient(create_app(world["catalog"], encoder=FakeEncoder())) as c:
+    with TestClient(create_app(world["catalog"], encoder=FakeEncoder()), base_url="http://localhost") as c:
         yield c
 
 
@@ -173,7 +173,8 @@ def test_upload_bad_inputs(client):
         client.post("/api/search/image", files={"file": ("x.jpg", b"this is plain text, not a JPEG")}), 415
     )
     error(client.post("/api/search/image", files={"file": ("x.jpg", b"")}), 400)
-    error(client.post("/api/search/image", data={"q": "no file"}), 422)
+    error(client.post("/api/search/image", data={"q": "no file"}), 415)  # a form, not multipart
+    error(client.post("/api/search/image", data={"q": "no file"}, files={"other": ("a", b"x")}), 422)
     # A truncated PNG: the header is fine, the pixels are missing.
     buffer = io.BytesIO()
     draw_image((9, 9, 9), 1).save(buffer, "PNG")
@@ -184,7 +185,7 @@ def test_upload_over_the_cap_is_refused_with_413(world):
     from fakes import FakeEncoder
 
     app = create_app(world["catalog"], encoder=FakeEncoder(), max_upload=50_000)
-    with TestClient(app) as small:
+    with TestClient(app, base_url="http://localhost") as small:
         big = os.urandom(60_000)  # over the cap, under the body limit: the upload route refuses it
         assert "upload limit" in error(small.post("/api/search/image", files={"file": ("b.jpg", big)}), 413)
         huge = os.urandom(200_000)  # over the whole-body limit: refused before it is parsed
@@ -210,7 +211,18 @@ def image_host(world):
     thread.join(5)
 
 
-def test_search_by_image_url(client, world, image_host):
+@pytest.fixture(scope="module")
+def lan_client(world):
+    """A server started with --allow-private-urls: it may fetch the image host on 127.0.0.1."""
+    from fakes import FakeEncoder
+
+    app = create_app(world["catalog"], encoder=FakeEncoder(), allow_private_urls=True)
+    with TestClient(app, base_url="http://localhost") as c:
+        yield c
+
+
+def test_search_by_image_url(lan_client, world, image_host):
+    client = lan_client
     target = world["files"][7]
     relative = target.relative_to(world["base"]).as_posix()
     body = ok(client.get("/api/search", params={"image_url": f"{image_host}/{relative}", "k": 3}))
@@ -220,13 +232,21 @@ def test_search_by_image_url(client, world, image_host):
     assert body["results"][0]["path"] == str(target)
 
 
-def test_image_url_bad_inputs(client, image_host, world):
-    error(client.get("/api/search", params={"image_url": f"{image_host}/outside/secret.txt"}), 400)
-    error(client.get("/api/search", params={"image_url": f"{image_host}/no-such-file.jpg"}), 400)
-    error(client.get("/api/search", params={"image_url": "ftp://example.com/a.jpg"}), 400)
+def test_image_url_bad_inputs_all_get_the_same_answer(lan_client, image_host, world):
+    """A text file, a 404, a closed port: one answer, which tells nothing about what was there."""
     from test_server_helpers import free_port
 
-    error(client.get("/api/search", params={"image_url": f"http://127.0.0.1:{free_port()}/a.jpg"}), 400)
+    client = lan_client
+    error(client.get("/api/search", params={"image_url": "ftp://example.com/a.jpg"}), 400)
+    urls = [
+        f"{image_host}/outside/secret.txt",
+        f"{image_host}/no-such-file.jpg",
+        f"http://127.0.0.1:{free_port()}/a.jpg",
+    ]
+    answers = [
+        error(client.get("/api/search", params={"image_url": url}), 400).replace(url, "URL") for url in urls
+    ]
+    assert answers[0] == answers[1] == answers[2] and "no image could be used from this URL" in answers[0]
 
 
 def test_more_like_this_by_catalog_id(client, world):
@@ -298,7 +318,7 @@ def test_bad_search_requests(client):
     error(client.post("/api/search", json={"terms": [{"kind": "path", "value": "/etc/passwd"}]}), 422)
     error(client.post("/api/search", json={"terms": [{"kind": "text", "value": "   "}]}), 400)
     error(client.post("/api/search", json={"terms": [{"kind": "image_id", "value": "x"}]}), 400)
-    error(client.post("/api/search", json={"terms": [{"kind": "bytes", "value": "@@@"}]}), 400)
+    error(client.post("/api/search", json={"terms": [{"kind": "bytes", "value": "@@@"}]}), 415)
     error(client.post("/api/search", content=b"{not json", headers={"content-type": "application/json"}), 422)
     error(client.post("/api/search", json={"terms": []}), 400)
     # Weights that cancel out leave nothing to search for.
@@ -358,7 +378,7 @@ def test_non_browser_formats_are_sent_as_jpeg(tmp_path):
     tiff = tmp_path / "scan.tiff"
     draw_image((10, 120, 200), 3).save(tiff)
     ids = add_to_catalog(tmp_path / "c.db", [tiff], FakeEncoder())
-    with TestClient(create_app(tmp_path / "c.db", encoder=FakeEncoder())) as c:
+    with TestClient(create_app(tmp_path / "c.db", encoder=FakeEncoder()), base_url="http://localhost") as c:
         response = c.get(f"/api/images/{ids[str(tiff)]}/file")
         assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
         assert Image.open(io.BytesIO(response.content)).size == (160, 120)
@@ -391,7 +411,7 @@ def planted(world, tmp_path_factory):
     swapped.write_text("TOP SECRET CONTENTS\n")
     gone.unlink()
     app = create_app(base / "c.db", encoder=FakeEncoder())
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://localhost") as c:
         yield {"client": c, "ids": ids, "root": root, "good": good, "rows": rows, "swapped": swapped}
 
 
@@ -485,7 +505,7 @@ def test_token_is_required_on_every_request(world):
     from fakes import FakeEncoder
 
     app = create_app(world["catalog"], encoder=FakeEncoder(), token="s3cret")
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://localhost") as c:
         for url in ("/", "/static/app.js", "/api/stats", "/api/images/1/thumb", "/docs", "/openapi.json"):
             assert "token" in error(c.get(url), 401)
         error(c.post("/knn-service", json={"text": "x"}), 401)
@@ -522,7 +542,7 @@ def test_index_run_in_the_background_with_progress(tmp_path):
 
     folder = tmp_path / "new"
     make_images(folder, per_colour=1)
-    with TestClient(create_app(tmp_path / "c.db", encoder=SlowEncoder())) as c:
+    with TestClient(create_app(tmp_path / "c.db", encoder=SlowEncoder()), base_url="http://localhost") as c:
         assert ok(c.get("/api/index"))["state"] == "idle"
         started = ok(c.post("/api/index", json={"folder": str(folder)}), 202)
         assert started["state"] == "running" and started["folder"] == str(folder)
@@ -554,7 +574,7 @@ def test_index_run_failure_is_reported(tmp_path, monkeypatch):
         raise pixgrep.PixgrepError("disk on fire")
 
     monkeypatch.setattr(pixgrep.api.Catalog, "index", broken)
-    with TestClient(create_app(tmp_path / "c.db", encoder=FakeEncoder())) as c:
+    with TestClient(create_app(tmp_path / "c.db", encoder=FakeEncoder()), base_url="http://localhost") as c:
         ok(c.post("/api/index", json={"folder": str(tmp_path)}), 202)
         final = c.app.state.pixgrep.runner.wait(20)
         assert final["state"] == "failed" and final["error"] == "disk on fire"
@@ -593,7 +613,7 @@ def test_knn_service_text_answers_in_clip_retrieval_shape(client, world):
     assert len(rows) == 6
     for row in rows[:3]:
         assert set(row) == {"url", "image_path", "caption", "id", "similarity"}
-        assert row["url"] == f"http://testserver/api/images/{row['id']}/file"
+        assert row["url"] == f"http://localhost/api/images/{row['id']}/file"
         assert row["caption"] == os.path.basename(row["image_path"])
         assert isinstance(row["similarity"], float)
     for row in rows[3:]:
@@ -603,7 +623,8 @@ def test_knn_service_text_answers_in_clip_retrieval_shape(client, world):
     assert [r["id"] for r in rows] == [r["id"] for r in api]
 
 
-def test_knn_service_image_url_and_embedding(client, world, image_host):
+def test_knn_service_image_url_and_embedding(lan_client, world, image_host):
+    client = lan_client
     target = world["files"][9]
     rows = ok(knn(client, image=base64.b64encode(target.read_bytes()).decode(), num_images=2))
     assert rows[0]["image_path"] == str(target) and rows[0]["similarity"] > 0.99
@@ -626,7 +647,7 @@ def test_knn_service_deduplicate(tmp_path, world):
     picture.putpixel((0, 0), (0, 0, 0))
     picture.save(near)
     add_to_catalog(tmp_path / "c.db", [world["files"][1], copy, near, world["files"][4]], FakeEncoder())
-    with TestClient(create_app(tmp_path / "c.db", encoder=FakeEncoder())) as c:
+    with TestClient(create_app(tmp_path / "c.db", encoder=FakeEncoder()), base_url="http://localhost") as c:
         query = base64.b64encode(world["files"][1].read_bytes()).decode()
         assert len(ok(knn(c, image=query, deduplicate=False))) == 4
         kept = ok(knn(c, image=query, deduplicate=True))
@@ -748,7 +769,7 @@ def test_every_real_image_gets_a_preview_or_a_clear_4xx(tmp_path, folder):
     assert rows
     app = create_app(tmp_path / "c.db", encoder=FakeEncoder())
     served = 0
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with TestClient(app, raise_server_exceptions=False, base_url="http://localhost") as c:
         for record in rows:
             for kind in ("thumb", "file"):
                 response = c.get(f"/api/images/{record.id}/{kind}")
@@ -784,7 +805,7 @@ def test_searches_keep_answering_during_an_index_run(tmp_path, world):
     add_to_catalog(catalog, world["files"], FakeEncoder())
     folder = tmp_path / "more"
     make_images(folder, per_colour=6)
-    with TestClient(create_app(catalog, encoder=SlowImages())) as c:
+    with TestClient(create_app(catalog, encoder=SlowImages()), base_url="http://localhost") as c:
         ok(c.post("/api/index", json={"folder": str(folder)}), 202)
         runner = c.app.state.pixgrep.runner
 
@@ -810,3 +831,25 @@ def test_knn_embedding_past_float32_is_a_400_without_a_runtime_warning(client):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # the overflow warning used to reach the log
         assert "non-zero vector" in error(knn(client, embedding_input=[1e300] * 192), 400)
+
+
+def test_a_link_out_of_the_indexed_folders_is_not_indexed(tmp_path):
+    """A link inside an indexed folder that points to a photo elsewhere: nothing of that photo (its
+    vector, its EXIF and GPS, its name) enters the catalog, so no route can serve it; a link to a
+    file inside the folders is indexed as usual."""
+    from fakes import FakeEncoder
+
+    import pixgrep
+
+    outside, root = tmp_path / "private", tmp_path / "shared"
+    outside.mkdir()
+    root.mkdir()
+    draw_image((200, 10, 10), 1).save(outside / "home.png")
+    (root / "leak.png").symlink_to(outside / "home.png")
+    draw_image((10, 200, 10), 2).save(root / "own.png")
+    (root / "alias.png").symlink_to(root / "own.png")
+    names = [str(root / n) for n in ("leak.png", "own.png", "alias.png")] + [str(outside / "home.png")]
+    with pixgrep.open_catalog(tmp_path / "c.db", encoder=FakeEncoder()) as catalog:
+        catalog.index([root])
+        indexed = sorted(os.path.basename(path) for path in catalog.images_at(names))
+    assert indexed == ["alias.png", "own.png"]

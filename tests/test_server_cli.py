@@ -55,6 +55,36 @@ def test_other_hosts_need_a_token(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--max-pixels", "0"],
+            "argument --max-pixels: must be a number of megapixels above 0 and at most 256",
+        ),
+        (["--max-pixels", "nan"], "argument --max-pixels: must be a number of megapixels"),
+        (["--token", "a b"], "the token (--token or PIXGREP_TOKEN) must be printable ASCII"),
+    ],
+)
+def test_bad_serve_options_fail_in_one_line(tmp_path, args, message):
+    result = run("serve", "--catalog", str(tmp_path / "c.db"), "--port", str(free_port()), *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_serve_answers_its_allowed_host_names_only(tmp_path, tiny_model_dir):
+    import httpx
+
+    args = ("--catalog", tmp_path / "c.db", "--model", tiny_model_dir, "--allowed-host", "photos.lan")
+    process, url = start_server(*args)
+    try:
+        assert httpx.get(url + "/api/stats").status_code == 200
+        assert httpx.get(url + "/api/stats", headers={"Host": "photos.lan:8000"}).status_code == 200
+        assert httpx.get(url + "/", headers={"Host": "attacker.example"}).status_code == 400
+    finally:
+        stop(process)
+
+
 def test_unknown_model_and_bad_port_fail_in_one_line(tmp_path):
     result = run(
         "serve", "--catalog", str(tmp_path / "c.db"), "--model", "no-such-model", "--port", str(free_port())

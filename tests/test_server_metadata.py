@@ -29,7 +29,7 @@ def world(tmp_path_factory):
 def client(world):
     from fakes import FakeEncoder
 
-    with TestClient(create_app(world["catalog"], encoder=FakeEncoder())) as c:
+    with TestClient(create_app(world["catalog"], encoder=FakeEncoder()), base_url="http://localhost") as c:
         yield c
 
 

@@ -86,7 +86,7 @@ def recorded(tmp_path_factory):
         seen.append(options)
         return [], 0.0
 
-    with pytest.MonkeyPatch.context() as patch, TestClient(app) as client:
+    with pytest.MonkeyPatch.context() as patch, TestClient(app, base_url="http://localhost") as client:
         patch.setattr(search_routes, "run_search", record)
         yield client, routes, seen
 

@@ -9,9 +9,11 @@ from pathlib import Path
 
 def default_catalog_path() -> Path:
     """$PIXGREP_CATALOG, else catalog.db in the user data folder (the CLI and the API agree)."""
-    env = os.environ.get("PIXGREP_CATALOG")
-    if env:
-        return Path(env).expanduser()
+    from pixgrep.settings import path
+
+    env = path("PIXGREP_CATALOG")
+    if env is not None:
+        return env
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("pixgrep", appauthor=False)) / "catalog.db"

@@ -4,6 +4,10 @@ Skipped by default: hidden files and folders (a name starting with "."), the jun
 JUNK_DIRS (version control, dependency trees, caches, NAS and OS thumbnail stores, trash), symbolic
 links to folders (they can loop), and files whose extension no image reader claims. `exclude` globs
 match a file or folder by its name, its path relative to the root, or its absolute path.
+
+Always skipped: a link to a file whose real path lies outside every folder of the walk. Nothing of
+such a file (its vector, its EXIF and GPS, its name) enters the catalog, just as the server never
+serves its bytes: a link dropped into a shared folder cannot pull in a file from elsewhere.
 """
 
 from __future__ import annotations
@@ -75,6 +79,8 @@ def scan(
     known = image_extensions()
     seen: set[str] = set()
     patterns = [p.rstrip("/") for p in exclude if p.strip()]
+    # Real paths of the folders walked (a root may itself be reached through a link).
+    real_roots = [os.path.join(os.path.realpath(r), "") for r in roots if os.path.isdir(r)]
     for root in roots:
         if not os.path.isdir(root):
             named = _named_file(root, known, on_warning)
@@ -112,6 +118,8 @@ def scan(
                         continue
                     if not entry.is_file():  # follows a link to a file; a dangling link is dropped
                         continue
+                    if entry.is_symlink() and not _inside(os.path.realpath(entry.path), real_roots):
+                        continue  # a link out of the indexed folders (module docstring)
                     stat = entry.stat()
                 except OSError as exc:
                     if on_warning:
@@ -122,6 +130,10 @@ def scan(
                 seen.add(entry.path)
                 yield FileEntry(entry.path, stat.st_size, stat.st_mtime_ns, raw)
             stack.extend(reversed(subfolders))  # depth first, in name order
+
+
+def _inside(real: str, real_roots: Sequence[str]) -> bool:
+    return any(real.startswith(root) for root in real_roots)
 
 
 def _named_file(

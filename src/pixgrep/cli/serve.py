@@ -52,12 +52,67 @@ def register(subparsers) -> None:
         help="let pages from this origin call the API from a browser (repeatable; e.g. a hosted "
         "clip-retrieval front end). Off by default.",
     )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests addressed to this host name (repeatable; e.g. photos.lan). Only the "
+        "--host address, localhost, 127.0.0.1 and ::1 are answered otherwise (with --host 0.0.0.0 "
+        "or ::, any IP address too): a web site cannot rebind its own name to this server",
+    )
+    parser.add_argument(
+        "--allow-private-urls",
+        action="store_true",
+        help="let searches fetch image URLs on loopback, private and link-local addresses (a photo "
+        "server on a LAN). Off by default: clients could otherwise reach this machine's and this "
+        "network's private services through the server",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=_megapixels,
+        default=None,
+        metavar="MPX",
+        help="largest uploaded or fetched query image, in megapixels, read from its header before "
+        "decoding (default: 64; at most 256)",
+    )
     parser.set_defaults(func=run)
+
+
+def _megapixels(text: str) -> int:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= 256):
+        raise argparse.ArgumentTypeError(
+            f"must be a number of megapixels above 0 and at most 256 (not {text!r})"
+        )
+    return int(value * 1_000_000)
+
+
+# A token travels in a header, a URL and a cookie: printable ASCII without what those would split.
+_TOKEN_BAD = set(' ;,"\\')
+
+
+def check_token(token: str) -> None:
+    if not token.isascii() or not token.isprintable() or _TOKEN_BAD & set(token):
+        raise PixgrepError(
+            "the token (--token or PIXGREP_TOKEN) must be printable ASCII without spaces, ';', ',', "
+            "'\"' or '\\'"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise PixgrepError(f"--port must be between 1 and 65535, not {args.port}")
+    if args.token:
+        check_token(args.token)
+    from pixgrep.search.fetch import url_timeout
+
+    url_timeout()  # a bad $PIXGREP_URL_TIMEOUT stops the start, not each search
     if not is_loopback(args.host) and not args.token:
         raise PixgrepError(
             f"serving on {args.host} lets other machines in: set --token or $PIXGREP_TOKEN "
@@ -72,7 +127,18 @@ def run(args: argparse.Namespace) -> int:
         raise PixgrepError(f"the server needs its extra: {hint}") from None
 
     _check_port_free(args.host, args.port)
-    app = create_app(args.catalog, model=args.model, token=args.token, cors_origins=args.cors_origin)
+    from pixgrep.server.state import MAX_UPLOAD_PIXELS
+
+    app = create_app(
+        args.catalog,
+        model=args.model,
+        token=args.token,
+        cors_origins=args.cors_origin,
+        bind_host=args.host,
+        allowed_hosts=args.allowed_host,
+        allow_private_urls=args.allow_private_urls,
+        max_pixels=args.max_pixels or MAX_UPLOAD_PIXELS,
+    )
     from pixgrep.server.state import warm_up
 
     warm_up(app.state.pixgrep)

@@ -36,7 +36,9 @@ def set_default_device(device: str | None) -> None:
 
 
 def default_device() -> str:
-    return _default or check_device(os.environ.get("PIXGREP_DEVICE") or "auto")
+    from pixgrep.settings import choice
+
+    return _default or choice("PIXGREP_DEVICE", DEVICES, "auto")
 
 
 def gpu_visible() -> bool:

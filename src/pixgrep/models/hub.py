@@ -29,9 +29,11 @@ log = logging.getLogger(__name__)
 
 def cache_dir() -> Path:
     """$PIXGREP_CACHE, else the user cache folder (platformdirs)."""
-    env = os.environ.get("PIXGREP_CACHE")
-    if env:
-        return Path(env).expanduser()
+    from pixgrep.settings import path
+
+    env = path("PIXGREP_CACHE")
+    if env is not None:
+        return env
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("pixgrep"))

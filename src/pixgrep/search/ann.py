@@ -41,7 +41,9 @@ def _usearch_index_class():
 
 def available() -> bool:
     """usearch is installed and $PIXGREP_ANN is not "0" (which keeps every search exact)."""
-    if os.environ.get("PIXGREP_ANN", "1").strip() == "0":
+    from pixgrep.settings import switch
+
+    if not switch("PIXGREP_ANN", True):
         return False
     try:
         _usearch_index_class()

@@ -50,9 +50,17 @@ class Term:
     source: str | None = None
 
 
+# Only the ratios between weights matter; past this, the weighted sum of float32 vectors (and its
+# norm) overflows, and an overflowed sum would read as terms that cancel out.
+MAX_WEIGHT = 1e6
+
+
 def _weight(weight: object) -> float:
     if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight):
         raise PixgrepError(f"a term's weight must be a finite number (got {weight!r})")
+    if abs(weight) > MAX_WEIGHT:
+        limit = f"{MAX_WEIGHT:,.0f}"
+        raise PixgrepError(f"a term's weight must be between -{limit} and {limit} (got {weight!r})")
     return float(weight)
 
 
@@ -276,8 +284,11 @@ def _parse_term(token: _Token, sign: float, number: int) -> Term:
     if not body.strip():
         raise PixgrepError(f"term {number} is empty")
     weight = float(weight_text) if weight_text is not None else 1.0
-    if not math.isfinite(weight):
-        raise PixgrepError(f"term {number}: the weight {weight_text} is too large")
+    if not math.isfinite(weight) or abs(weight) > MAX_WEIGHT:
+        raise PixgrepError(
+            f"term {number}: the weight {weight_text} is too large (at most {MAX_WEIGHT:,.0f} either way; "
+            "only the ratios between weights matter)"
+        )
     return _classify(body, sign * weight, number)
 
 

@@ -25,9 +25,10 @@ from pixgrep.errors import PixgrepError
 from pixgrep.images.decode import ImageDecodeError
 from pixgrep.models.base import Encoder
 from pixgrep.search.fetch import DownloadsBusy
+from pixgrep.server.browser_guard import PAGE_CSP, BrowserGuard
 from pixgrep.server.guards import BodySizeLimit, TokenGuard
 from pixgrep.server.indexing import IndexBusy, IndexRunner
-from pixgrep.server.state import MAX_UPLOAD_BYTES, ServerState
+from pixgrep.server.state import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, ServerState
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -40,7 +41,9 @@ Search a pixgrep catalog by text, by image, or both.
 * `/`: the web page.
 
 When the server was started with a token, every request must carry it: `Authorization: Bearer TOKEN`,
-or `?token=TOKEN` in the URL (which also sets a cookie, so the page's images load).
+or `?token=TOKEN` in the URL (which also sets an HttpOnly cookie, so the page's images load).
+Only the server's own host names are answered; a POST needs `Content-Type: application/json`
+(multipart for the upload) and, from a browser, a same-origin `Origin`.
 """
 
 
@@ -100,7 +103,7 @@ def _document_errors(app: FastAPI, token: bool) -> None:
             for method, operation in operations.items():
                 codes = {400, 422, *_ROUTE_ERRORS.get(path, ())}
                 if method == "post":
-                    codes.add(413)
+                    codes.update((403, 413, 415))
                 if token:
                     codes.add(401)
                 responses = operation.setdefault("responses", {})
@@ -118,9 +121,17 @@ def create_app(
     token: str | None = None,
     *,
     max_upload: int = MAX_UPLOAD_BYTES,
+    max_pixels: int = MAX_UPLOAD_PIXELS,
     cors_origins: list[str] | tuple[str, ...] = (),
+    bind_host: str | None = None,
+    allowed_hosts: list[str] | tuple[str, ...] = (),
+    allow_private_urls: bool = False,
 ) -> FastAPI:
-    """Build the app. The model is loaded here, once, so an unknown model fails at start-up."""
+    """Build the app. The model is loaded here, once, so an unknown model fails at start-up.
+
+    Host names answered: `bind_host` (what uvicorn listens on; default 127.0.0.1), localhost,
+    127.0.0.1, ::1 and `allowed_hosts`. Image URLs are fetched from public addresses only unless
+    `allow_private_urls`. Uploaded or fetched query images may have at most `max_pixels`."""
     catalog = open_catalog(catalog_path, model, encoder=encoder)
     shared_encoder = catalog.encoder  # raises PixgrepError for an unknown model
     state = ServerState(
@@ -129,6 +140,8 @@ def create_app(
         token=token or None,
         runner=IndexRunner(catalog.path, lambda: shared_encoder),
         max_upload=max_upload,
+        max_pixels=max_pixels,
+        allow_private_urls=allow_private_urls,
     )
 
     app = FastAPI(
@@ -172,7 +185,8 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     def page():
-        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+        headers = {"Cache-Control": "no-cache", "Content-Security-Policy": PAGE_CSP}
+        return FileResponse(STATIC_DIR / "index.html", headers=headers)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     swagger = metadata_routes.swagger_dir()
@@ -194,5 +208,9 @@ def create_app(
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
         )
+    # Outermost: a request for another host name, or a cross-site post, reaches nothing else.
+    app.add_middleware(
+        BrowserGuard, bind_host=bind_host, allowed_hosts=list(allowed_hosts), cors_origins=list(cors_origins)
+    )
 
     return app

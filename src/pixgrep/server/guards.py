@@ -213,19 +213,27 @@ class BodySizeLimit:
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             return await send_json_error(send, 413, message)
         seen = 0
-        started = False
+        started = exceeded = False
 
         async def counting_receive():
-            nonlocal seen
+            nonlocal seen, exceeded
             event = await receive()
             if event["type"] == "http.request":
                 seen += len(event.get("body", b""))
                 if seen > self.max_bytes:
+                    exceeded = True
                     raise _TooLarge()
             return event
 
         async def tracking_send(event):
             nonlocal started
+            if exceeded:
+                # The body parser turned the cut-off into an error of its own (FastAPI: a 400):
+                # the answer is the 413, whatever else the app says.
+                if not started:
+                    started = True
+                    await send_json_error(send, 413, message)
+                return
             if event["type"] == "http.response.start":
                 started = True
             await send(event)

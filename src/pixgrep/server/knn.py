@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pixgrep.errors import PixgrepError
 from pixgrep.search.options import SearchOptions
 from pixgrep.search.query import bytes_term
-from pixgrep.server.querying import decode_base64, make_term, run_search
+from pixgrep.server.querying import check_image, decode_base64, make_term, run_search
 from pixgrep.server.state import ServerState, get_state
 
 router = APIRouter(tags=["clip-retrieval"])
@@ -59,11 +59,7 @@ def _query_term(state: ServerState, body: KnnRequest):
         return make_term("text", body.text)
     if body.image:
         data = decode_base64(body.image)
-        if len(data) > state.max_upload:
-            raise HTTPException(413, f"the image is over the {state.max_upload // (1024 * 1024)} MB limit")
-        from pixgrep.images.decode import open_image
-
-        open_image(data)  # 415 for something that is not an image
+        check_image(state, data, decode=True)  # 413 / 415 from the header first, then a decode
         return bytes_term(data)
     if body.image_url:
         return make_term("url", body.image_url)

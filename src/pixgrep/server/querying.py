@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import os
 import time
 from pathlib import Path
@@ -30,11 +31,65 @@ def parse_terms(query: str) -> list[Term]:
     return terms
 
 
-def make_term(kind: str, value: object, weight: float = 1.0) -> Term:
-    """A term a client sent: validated by search.query; base64 images decoded first."""
+def make_term(kind: str, value: object, weight: float = 1.0, state: ServerState | None = None) -> Term:
+    """A term a client sent: validated by search.query; base64 images decoded first (and, given
+    the state, their header checked against its caps)."""
     if kind == "bytes":
         value = decode_base64(value)
+        if state is not None:
+            check_image(state, value)
     return search_query.make_term(kind, value, weight)
+
+
+def check_image(state: ServerState, data: bytes, *, decode: bool = False) -> None:
+    """413 for an image over the upload size or the server's pixel cap, read from the header before
+    any pixel is decoded; 415 (ImageDecodeError) for something that is not an image, or with
+    `decode`, that does not decode (a truncated file), before it reaches the model."""
+    from pixgrep.images.decode import open_image, read_image_info
+
+    if len(data) > state.max_upload:
+        raise HTTPException(413, f"the image is over the {state.max_upload // (1024 * 1024)} MB upload limit")
+    info = read_image_info(io.BytesIO(data))
+    if info.width * info.height > state.max_pixels:
+        raise HTTPException(
+            413,
+            f"the image is {info.width}x{info.height} pixels, over this server's "
+            f"{state.max_pixels:,} pixel cap (pixgrep serve --max-pixels)",
+        )
+    if decode:
+        open_image(data)
+
+
+def url_failure(url: str) -> str:
+    """The one answer for any image URL that was not used: which address was refused, what
+    answered (a status, a content type, a closed port, a silence) is not told."""
+    return (
+        f"{url}: no image could be used from this URL (the server fetches public http(s) addresses "
+        "that answer with an image in time; pixgrep serve --allow-private-urls for private ones)"
+    )
+
+
+def download_urls(state: ServerState, terms: list[Term]) -> list[Term]:
+    """The terms with every image URL downloaded (under the server's address rule) and checked:
+    a bytes term naming its URL. Called before the catalog lock: a slow remote server holds up
+    no one else."""
+    from pixgrep.search.fetch import DownloadsBusy, fetch_image_bytes
+
+    out = []
+    for term in terms:
+        if term.kind != "url":
+            out.append(term)
+            continue
+        url = str(term.value)
+        try:
+            data = fetch_image_bytes(url, allow_private=state.allow_private_urls)
+            check_image(state, data)
+        except DownloadsBusy:
+            raise
+        except (PixgrepError, HTTPException):
+            raise PixgrepError(url_failure(url)) from None
+        out.append(search_query.bytes_term(data, term.weight, source=url))
+    return out
 
 
 def decode_base64(value) -> bytes:
@@ -93,8 +148,6 @@ def run_search(
 ) -> tuple[list[SearchResult], float]:
     """Results and milliseconds taken; `notes` (if given) receives the search's notes (a query
     cut at the context length). Ranking and duplicate folding run outside the catalog lock."""
-    from pixgrep.search.engine import download_terms
-
     if not terms and not options.lists_without_query():
         raise PixgrepError(
             "nothing to search for: give a query, an image, an image URL, an image id or a filter "
@@ -102,7 +155,7 @@ def run_search(
         )
     check_vector_terms(state, terms)
     started = time.perf_counter()
-    terms = download_terms(terms)  # outside the lock: a slow remote server holds up no one else
+    terms = download_urls(state, terms)  # outside the lock: a slow remote server holds up no one else
     with state.lock:
         ids = [int(t.value) for t in terms if t.kind == "image_id"]  # type: ignore[call-overload]
         known = state.catalog.images(ids) if ids else {}

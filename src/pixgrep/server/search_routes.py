@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from pydantic import BaseModel, Field
 
 from pixgrep.errors import PixgrepError
 from pixgrep.search.options import SearchOptions
 from pixgrep.search.query import Term, bytes_term
 from pixgrep.server.guards import ImageIdPath, ImageIdQuery, PlainText
-from pixgrep.server.querying import fusion_ran, make_term, parse_terms, response_json, run_search
+from pixgrep.server.querying import check_image, fusion_ran, make_term, parse_terms, response_json, run_search
 from pixgrep.server.search_params import FormOptions, QueryOptions, SearchParams
 from pixgrep.server.state import ServerState, get_state
 
@@ -84,7 +84,7 @@ def search_post(body: SearchIn, state: Annotated[ServerState, Depends(get_state)
     rejected images (negative)]."""
     options = body.options(state)
     terms = parse_terms(body.q) if body.q and body.q.strip() else []
-    terms += [make_term(t.kind, t.value, t.weight) for t in body.terms]
+    terms += [make_term(t.kind, t.value, t.weight, state) for t in body.terms]
     return _answer(state, terms, options)
 
 
@@ -98,13 +98,9 @@ def search_image(
 ):
     """Search by an uploaded image (multipart), optionally plus text in the query language."""
     data = file.file.read(state.max_upload + 1)
-    if len(data) > state.max_upload:
-        raise HTTPException(413, f"the image is over the {state.max_upload // (1024 * 1024)} MB upload limit")
     if not data:
         raise PixgrepError("the uploaded file is empty")
-    from pixgrep.images.decode import open_image
-
-    open_image(data)  # refuse a non-image with 415 here, before it reaches the model
+    check_image(state, data, decode=True)  # 413 / 415 from the header first, then a decode
     terms = [bytes_term(data, weight)]
     if q and q.strip():
         terms += parse_terms(q)

@@ -13,6 +13,9 @@ from pixgrep.server.indexing import IndexRunner
 from pixgrep.server.thumbnails import ThumbnailCache
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # an uploaded query image; bigger bodies get 413
+# Pixels of a query image (upload or URL), from its header before any decoding: a small file may
+# declare a huge picture, and decoding 250 Mpx costs ~10 s of CPU and 1 GB per request.
+MAX_UPLOAD_PIXELS = 64_000_000
 
 
 @dataclass
@@ -22,6 +25,8 @@ class ServerState:
     token: str | None
     runner: IndexRunner
     max_upload: int = MAX_UPLOAD_BYTES
+    max_pixels: int = MAX_UPLOAD_PIXELS
+    allow_private_urls: bool = False  # fetch image URLs of loopback / private / link-local addresses
     # The catalog's connection is shared (check_same_thread=False), so one request at a time uses it.
     # Searches are short (a matrix product); index runs use their own connection and do not hold it.
     lock: threading.RLock = field(default_factory=threading.RLock)

@@ -108,12 +108,14 @@ def read_flickr8k(root: Path) -> dict[str, Any]:
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("PIXGREP_CACHE")
-    if not base:
+    from pixgrep.settings import path
+
+    base = path("PIXGREP_CACHE")
+    if base is None:
         import platformdirs
 
-        base = platformdirs.user_cache_dir("pixgrep")
-    return Path(base) / "mini-features"
+        base = Path(platformdirs.user_cache_dir("pixgrep"))
+    return base / "mini-features"
 
 
 log = logging.getLogger("pixgrep.models.mini")

@@ -33,23 +33,10 @@ const els = {
 // Phones and tablets: no hover, no "/" key worth mentioning, no ✕ on every tile.
 const touchOnly = () => window.matchMedia("(hover: none) and (pointer: coarse)").matches || window.innerWidth <= 600;
 
-// --- access token: given once as ?token=, then sent with every request ---------------------
-const token = (() => {
-  const params = new URLSearchParams(location.search);
-  const given = params.get("token");
-  if (given) sessionStorage.setItem("pixgrep_token", given);
-  return given || sessionStorage.getItem("pixgrep_token");
-})();
-
-function withToken(url) {
-  if (!token) return url;
-  return url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
-}
-
+// An access token given once as ?token= is kept by the server in an HttpOnly cookie, which every
+// request of this page (API calls and images alike) carries: the page itself never holds it.
 async function api(url, options = {}) {
-  const headers = new Headers(options.headers || {});
-  if (token) headers.set("Authorization", "Bearer " + token);
-  const response = await fetch(url, { ...options, headers });
+  const response = await fetch(url, options);
   let body = null;
   try { body = await response.json(); } catch (_) { /* not JSON */ }
   if (!response.ok) {
@@ -450,7 +437,7 @@ function appendTiles(results) {
     img.decoding = "async";
     img.addEventListener("load", () => thumbLoaded(img), { once: true });
     img.addEventListener("error", () => img.classList.add("failed"), { once: true });
-    img.src = withToken(result.thumb);
+    img.src = result.thumb;
     if (img.complete && img.naturalWidth > 0) thumbLoaded(img);
     const score = document.createElement("span");
     score.className = "score";
@@ -544,7 +531,7 @@ async function showNeighbour(by) {
 
 function openViewer(result, { keepFocus = false } = {}) {
   state.open = result;
-  els.viewerImg.src = withToken(`/api/images/${result.id}/thumb?size=1024`);
+  els.viewerImg.src = `/api/images/${result.id}/thumb?size=1024`;
   els.viewerImg.alt = result.name;
   els.viewerName.textContent = result.name;
   const parts = [result.path];
@@ -558,7 +545,7 @@ function openViewer(result, { keepFocus = false } = {}) {
   els.viewerDuplicates.hidden = copies.length === 0;
   els.viewerDuplicates.textContent = copies.length
     ? `+${copies.length} near-identical: ` + copies.map((d) => d.name).join(", ") : "";
-  els.openFull.href = withToken(result.file);
+  els.openFull.href = result.file;
   showMeta(result);
   els.rejectOne.setAttribute("aria-pressed", String(state.rejected.has(result.id)));
   els.refineText.value = "";
@@ -871,20 +858,24 @@ async function refreshCount() {
 
 async function start() {
   wire();
+  // The address's own query is read now, before anything is awaited: by the time the stats answer
+  // the user may have searched (and the address changed), and that must not add a step again.
+  const initial = new URLSearchParams(location.search).get("q");
   history.replaceState({ step: -1 }, "", location.pathname + location.search.replace(/([?&])token=[^&]*&?/, "$1").replace(/[?&]$/, ""));
+  if (initial) { els.q.value = initial; addStep({ kind: "text", q: initial, label: `“${initial}”`, rejected: [] }); }
+  else if (!touchOnly()) els.q.focus(); // no keyboard popping up on a phone before it is wanted
   try {
     const stats = await api("/api/stats");
     state.basePlaceholder = `Describe a picture: ${stats.searchable} images` + (touchOnly() ? "" : " (press / to type here)");
-    if (state.current < 0 || !els.q.value) els.q.placeholder = state.basePlaceholder;
+    // Only where the box shows the plain prompt: a picture or refine step keeps its "Showing ...".
+    const step = state.steps[state.current];
+    if (!step || (step.kind === "text" && step.q)) els.q.placeholder = state.basePlaceholder;
     const { folders } = await api("/api/folders");
     els.folders.replaceChildren(...folders.map(({ folder }) => Object.assign(document.createElement("option"), { value: folder })));
   } catch (error) {
-    setStatus(error.message, true);
+    if (state.current < 0) setStatus(error.message, true);
   }
   pollIndex();
-  const initial = new URLSearchParams(location.search).get("q");
-  if (initial) { els.q.value = initial; addStep({ kind: "text", q: initial, label: `“${initial}”`, rejected: [] }); }
-  else if (!touchOnly()) els.q.focus(); // no keyboard popping up on a phone before it is wanted
 }
 
 start();
