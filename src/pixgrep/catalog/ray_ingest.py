@@ -1,11 +1,14 @@
 """`pixgrep index --ray`: the model runs on a Ray cluster, the catalog stays on this machine.
 
-    driver:   walk + diff against the catalog (ingest.plan_index), exactly as a local run
-              renames (a new path whose size and mtime match a row that is gone) are hashed here
-              and reuse their vector: never sent to the cluster
+    driver:   walk + diff against the catalog (ingest.plan_index: mounted folders and
+              object-store prefixes), exactly as a local run; renames (a new path whose size and
+              mtime match a row that is gone) are hashed here and reuse their vector: never sent
+              to the cluster
     cluster:  a Ray Dataset of the remaining files -> map_batches over an actor pool of
-              EncodeActor (one ONNX session each): read, hash, decode, preprocess, encode
-    driver:   batches stream back -> ingest.BatchWriter -> one SQLite transaction per batch
+              EncodeActor (the model folder's encoder from models/): prepare.prepare_file (read,
+              hash, decode, preprocess, as a local run's pool threads), then encode
+    driver:   batches stream back as Prepared records -> ingest.BatchWriter -> one SQLite
+              transaction per batch
 
 An interrupt or a lost node leaves every committed batch in the catalog; the next run's diff
 skips them. Workers must see the files and the model folder at the same paths as the driver (a
