@@ -280,26 +280,3 @@ def test_s3_objects_are_listed_on_the_driver_and_read_by_the_workers(
     with pixgrep.open_catalog(tmp_path / "imported.db", str(tiny_model_dir)) as cat:
         assert cat.import_parquet([tmp_path / "out.parquet"]).rows == 40
     assert rows(tmp_path / "imported.db") == got  # the same URIs, hashes, sizes and mtimes
-
-
-def test_ctrl_c_while_ray_runs_reaches_only_the_main_thread():
-    """Inside the Ray phase a thread started there (as Ray's are) blocks SIGINT, so a Ctrl-C never
-    interrupts its blocking calls; the main thread still gets KeyboardInterrupt; after it, the
-    main thread takes SIGINT again itself."""
-    script = """
-import os, signal, threading, time
-from pixgrep.catalog.ray_ingest import interrupts_in_the_main_thread_only
-seen = {}
-blocked = lambda: signal.pthread_sigmask(signal.SIG_BLOCK, [])  # noqa: E731
-try:
-    with interrupts_in_the_main_thread_only():
-        worker = threading.Thread(target=lambda: seen.update(mask=blocked()))
-        worker.start(); worker.join()
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(30)
-    print("no interrupt")
-except KeyboardInterrupt:
-    print("interrupted", signal.SIGINT in seen["mask"], signal.SIGINT in blocked())
-"""
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert done.stdout.split() == ["interrupted", "True", "False"], done.stderr

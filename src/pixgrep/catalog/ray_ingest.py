@@ -17,15 +17,11 @@ shared mount), or read the files through pyarrow's filesystems (s3://, gs://).
 
 from __future__ import annotations
 
-import _thread
-import contextlib
 import math
 import os
-import signal
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -390,50 +386,12 @@ def _run_on_cluster(
     actors: int | None,
     commit: Callable[[list[Prepared], dict[str, np.ndarray]], None],
 ) -> None:
-    with interrupts_in_the_main_thread_only():
-        connected = connect(address)
-        try:
-            _stream(ray, jobs, folder, encoder, known, batch_size, actors, commit)
-        finally:
-            if connected:
-                ray.shutdown()
-
-
-@contextlib.contextmanager
-def interrupts_in_the_main_thread_only() -> Iterator[None]:
-    """While Ray runs in this process, Ctrl-C reaches Python's main thread only.
-
-    The kernel hands a process's SIGINT to any thread that does not block it. Ray's driver threads
-    (the core worker's threads, Ray Data's executor) make blocking calls on the local raylet's
-    socket; a signal landing in one of them interrupts the call (EINTR, as CPython installs its
-    handlers without SA_RESTART), the core worker takes the failed call for a dead raylet and
-    ends the process with status 1 at once (its log line is below the level `connect` sets).
-    So a Ctrl-C sometimes ended `index --ray` with status 1 and no word instead of 130 and the
-    catalog-is-consistent line. Here SIGINT is blocked in this thread before Ray starts, so every
-    thread Ray creates inherits the block, and one waiting thread takes the signal and raises
-    KeyboardInterrupt in the main thread, as a Ctrl-C does without Ray (Ray's waits poll for it).
-    """
-    handler = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or not callable(handler):
-        yield  # a server's index thread, or SIGINT ignored: nothing to route
-        return
-    done = threading.Event()
-
-    def forward() -> None:
-        while not done.is_set():
-            if signal.sigtimedwait({signal.SIGINT}, 0.1) is not None:
-                _thread.interrupt_main(signal.SIGINT)
-
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    watcher = threading.Thread(target=forward, name="pixgrep-sigint", daemon=True)
-    watcher.start()
+    connected = connect(address)
     try:
-        yield
+        _stream(ray, jobs, folder, encoder, known, batch_size, actors, commit)
     finally:
-        done.set()
-        watcher.join()
-        # A SIGINT that came after the watcher's last wait is delivered here, to this thread.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        if connected:
+            ray.shutdown()
 
 
 def _stream(
