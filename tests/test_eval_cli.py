@@ -211,6 +211,8 @@ def test_classify_bad_input(tmp_path, tiny_model_dir, folders):
 
 
 def test_help_texts():
-    for command in (["eval"], ["eval", "retrieval"], ["eval", "classes"], ["rank"], ["probe"], ["classify"]):
+    for command in (["eval"], ["eval", "retrieval"], ["eval", "classes"], ["study", "rank"], ["classify"]):
         out = run(*command, "--help").stdout
         assert "usage: pixgrep " + " ".join(command) in out
+    for old in ("rank", "probe"):  # the studies' earlier names lead to the study group
+        assert f"usage: pixgrep study {old}" in run(old, "--help").stdout

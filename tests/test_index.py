@@ -357,3 +357,18 @@ def test_raw_files_without_rawpy_are_skipped_with_one_note_and_not_stored(db, ph
     assert (summary.found, summary.encoded, summary.skipped) == (10, 7, 3)
     assert len(notes) == 1 and "3 camera RAW file(s)" in notes[0][1] and "pixgrep[raw]" in notes[0][1]
     assert not any(p.lower().endswith((".cr2", ".nef", ".dng")) for p in db.images_by_path())
+
+
+def test_the_diff_asks_about_the_hashes_it_meets_by_primary_key(db):
+    """More hashes than one query binds, a model with none of them, and the index SQLite uses."""
+    vectors = {f"h{i:04d}": np.ones(4, np.float32) for i in range(1200)}
+    db.write_batch([], vectors, "model-a")
+    asked = [f"h{i:04d}" for i in range(0, 2400, 2)] + ["h0000"]  # half stored, one asked twice
+    assert db.hashes_with_vectors_among("model-a", asked) == {h for h in asked if h in vectors}
+    assert db.hashes_with_vectors_among("model-b", asked) == set()
+    assert db.hashes_with_vectors_among("model-a", []) == set()
+    plan = db.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT content_hash FROM embeddings WHERE model = ? AND content_hash IN (?, ?)",
+        ("model-a", "h0001", "h0002"),
+    ).fetchall()
+    assert any("INDEX" in row[-1] and "content_hash=?" in row[-1] for row in plan), plan

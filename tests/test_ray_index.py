@@ -175,8 +175,7 @@ def test_without_a_reachable_cluster_one_line(photos, tiny_model_dir, tmp_path):
 
 def test_workers_read_files_through_pyarrow_uris_with_the_same_hash(tmp_path):
     """What a worker does for an object-store URI, checked with pyarrow's file:// filesystem."""
-    from pixgrep.catalog.ingest import content_hash
-    from pixgrep.catalog.ray_ingest import hash_bytes
+    from pixgrep.catalog.prepare import content_hash, hash_bytes
     from pixgrep.images.storage import read_bytes
 
     rng = np.random.default_rng(3)
@@ -208,7 +207,7 @@ def test_actor_plan_follows_the_cluster_resources():
 
 def test_the_actor_encodes_like_a_local_run_and_reports_bad_files(photos, tiny_model_dir, tmp_path):
     """EncodeActor called directly (no cluster): vectors, hashes and errors as a local run has them."""
-    from pixgrep.catalog.ingest import content_hash
+    from pixgrep.catalog.prepare import content_hash
     from pixgrep.catalog.ray_ingest import EncodeActor
     from pixgrep.images.decode import decode_file
     from pixgrep.models import load_encoder
@@ -229,9 +228,10 @@ def test_the_actor_encodes_like_a_local_run_and_reports_bad_files(photos, tiny_m
         local = encoder.encode_pixels(encoder.preprocess(image)[None])[0]
         assert float(out["vector"][i] @ local) >= 0.9999
         assert out["hash"][i] == content_hash(str(f), f.stat().st_size)
-        assert out["error"][i] == "" and out["width"][i] > 0
-    assert out["error"][5] and not out["error"][5].startswith("!")  # recorded: not retried until it changes
-    assert out["error"][6] == "!vanished while indexing"  # not recorded: retried next run
+        assert out["skip"][i] == "" and out["width"][i] > 0
+    assert out["skip"][5] and out["recorded"][5]  # recorded: not retried until it changes
+    assert out["skip"][6] == "vanished while indexing" and not out["recorded"][6]  # retried next run
+    assert out["width"][5] == out["width"][6] == -1 and not out["vector"][5:].any()
 
 
 def test_s3_objects_are_listed_on_the_driver_and_read_by_the_workers(

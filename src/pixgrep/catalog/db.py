@@ -571,13 +571,27 @@ class CatalogDB:
             "bytes": sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists()),
         }
 
-    def drop_replaced_imports(self) -> int:
-        """Nothing left to do: the transaction that replaces an imported row (write_batch) drops
-        its vector when nothing else uses it. Kept for callers; always 0."""
-        return 0
+    @one_line_errors
+    def hashes_with_vectors_among(self, model: str, hashes: Iterable[str]) -> set[str]:
+        """The hashes among `hashes` that have a vector for `model`: primary-key lookups, a few
+        hundred a query, so a run asks about the files it meets, never loads every hash."""
+        wanted = list(dict.fromkeys(hashes))
+        found: set[str] = set()
+        for start in range(0, len(wanted), HASH_LOOKUP_CHUNK):
+            chunk = wanted[start : start + HASH_LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT content_hash FROM embeddings WHERE model = ? AND content_hash IN ({marks})",
+                (model, *chunk),
+            )
+            found.update(row[0] for row in rows)
+        return found
 
 
 # An imported row without a content hash (clip-retrieval writes none) is keyed "path:" + a hash of
 # its path; docs/distributed.md says how a later local index replaces it.
 SYNTHETIC_PREFIX = "path:"
 SYNTHETIC_END = SYNTHETIC_PREFIX[:-1] + chr(ord(SYNTHETIC_PREFIX[-1]) + 1)  # sorts after every key
+
+# Hashes per lookup query: under SQLite's oldest limit on bound parameters (999).
+HASH_LOOKUP_CHUNK = 500

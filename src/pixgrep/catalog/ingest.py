@@ -1,21 +1,27 @@
 """Bring the catalog up to date for a set of folders: new, changed, moved, duplicated and gone files.
 
-The pipeline, for the files whose (size, mtime_ns) differ from the catalog or that have no vector
-for this model yet:
+The pipeline (the Ray runner, catalog/ray_ingest.py, shares every step but the middle one):
 
-    pool threads:  content hash -> known hash? header only : decode (JPEG draft) -> preprocess
-    main thread:   results in order -> batch -> encode_pixels -> one SQLite transaction per batch
+    plan_index:    walk (catalog/scan.py; object-store prefixes: catalog/uri_scan.py) and diff
+                   against the catalog's rows -> FileJob for each new, changed or vector-less file
+    pool threads:  prepare_file (catalog/prepare.py): content hash -> vector stored? header only
+                   : decode (JPEG draft) -> preprocess
+    main thread:   results in order -> batch -> encode_pixels -> BatchWriter: one SQLite
+                   transaction per batch
+    finish_index:  drop the rows of files that are gone
 
-At most `2 * batch_size + workers` files are in flight, so memory stays flat on any folder size,
-and the pool decodes the next batch while the main thread runs the model on this one. Each batch
-commits its image rows, vectors and generation bump together: an interrupt loses at most the batch
-in progress, and the next run starts where this one stopped.
+Which hashes already have a vector is asked of SQLite for the hashes the run meets
+(`KnownVectors`), never loaded whole. At most `2 * batch_size + workers` files are in flight, so
+memory stays flat on any folder size, and the pool decodes the next batch while the main thread
+runs the model on this one. Each batch commits its image rows, vectors and generation bump
+together: an interrupt loses at most the batch in progress, and the next run starts where this
+one stopped.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import functools
 import logging
 import os
 import sys
@@ -23,23 +29,37 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pixgrep.catalog.db import CatalogDB, ImageRow, shown_path
+from pixgrep.catalog.db import CatalogDB, shown_path
+from pixgrep.catalog.prepare import DRAFT_FACTOR, FileJob, Prepared, content_hash, prepare_file
 from pixgrep.catalog.scan import FileEntry, scan
 from pixgrep.errors import PixgrepError
-from pixgrep.images.decode import ImageDecodeError, ImageInfo, decode_file, raw_supported, read_image_info
+from pixgrep.images.decode import raw_supported
+from pixgrep.images.storage import is_uri
 from pixgrep.models.base import Encoder
 from pixgrep.records import ImageRecord, IndexSummary
 
-HEAD_BYTES = 1 << 20  # the content hash reads the first MiB ...
-TAIL_BYTES = 1 << 10  # ... and the last KiB, plus the size
-DRAFT_FACTOR = 2  # JPEG draft decodes at >= 2x the model's input side (docs/catalog.md: why 2)
+__all__ = [
+    "DRAFT_FACTOR",
+    "BatchWriter",
+    "IndexPlan",
+    "KnownVectors",
+    "Progress",
+    "content_hash",
+    "default_warn",
+    "finish_index",
+    "index_roots",
+    "plan_index",
+    "validate_roots",
+    "writing",
+]
+
 MAX_ROWS_PER_BATCH = 512  # reuse-only runs (renames) still commit regularly
 # Decode threads run this much "nicer" than the model's threads: when both want a core, the model
 # gets it, so decoding fills the gaps instead of stretching every batch (docs/catalog.md).
@@ -49,52 +69,43 @@ Warn = Callable[[str, str], None]
 log = logging.getLogger(__name__)
 
 
-def content_hash(path: str, size: int) -> str:
-    """blake2b-128 of the size, the first MiB and the last KiB: cheap on any file size.
+class KnownVectors:
+    """Which content hashes have a vector for the model: SQLite is asked about the hashes a run
+    meets (batched primary-key lookups, db.hashes_with_vectors_among), and the answers and the
+    hashes this run writes are remembered. Pool threads ask too, so every use of the catalog's
+    connection during a run goes through `lock` (BatchWriter takes it to commit)."""
 
-    Two files that differ only in the middle of a file above 1 MiB with the same size would share
-    a hash (and a vector); edits in practice rewrite the header (EXIF) or the whole compressed
-    stream, so the trade is worth the I/O it saves on big photos.
-    """
-    digest = hashlib.blake2b(size.to_bytes(8, "little"), digest_size=16)
-    with open(path, "rb") as f:
-        if size <= HEAD_BYTES + TAIL_BYTES:
-            digest.update(f.read())
-        else:
-            digest.update(f.read(HEAD_BYTES))
-            f.seek(size - TAIL_BYTES)
-            digest.update(f.read(TAIL_BYTES))
-    return digest.hexdigest()
+    def __init__(self, db: CatalogDB, model: str):
+        self.db, self.model = db, model
+        self.lock = threading.Lock()
+        self._with: set[str] = set()
+        self._without: set[str] = set()
 
+    def learn(self, hashes: Iterable[str]) -> None:
+        """Ask once about all of `hashes` (a batch), before testing them one by one."""
+        ask = {h for h in hashes if h and h not in self._with and h not in self._without}
+        if not ask:
+            return
+        with self.lock:
+            found = self.db.hashes_with_vectors_among(self.model, ask)
+        self._with.update(found)
+        self._without.update(ask - found)
 
-@dataclass
-class _Job:
-    entry: FileEntry
-    content_hash: str | None  # known when only the vector is missing (another model)
+    def __contains__(self, digest: object) -> bool:
+        if not isinstance(digest, str) or not digest:
+            return False
+        if digest not in self._with and digest not in self._without:
+            self.learn([digest])
+        return digest in self._with
 
+    def add(self, digest: str) -> None:
+        """A hash whose vector this run stores (or is about to): its duplicates reuse it."""
+        self._with.add(digest)
+        self._without.discard(digest)
 
-@dataclass
-class _Result:
-    entry: FileEntry
-    content_hash: str | None
-    info: ImageInfo | None = None
-    pixels: np.ndarray | None = None  # set when the file must go through the model
-    error: str | None = None  # why the file was skipped
-    record: bool = True  # store the error so the file is not retried until it changes
-
-    def row(self) -> ImageRow:
-        e, i = self.entry, self.info
-        return (
-            e.path,
-            e.size,
-            e.mtime_ns,
-            self.content_hash or "",
-            i.width if i else None,
-            i.height if i else None,
-            i.format if i else None,
-            i.taken_at if i else None,
-            self.error,
-        )
+    def update(self, hashes: Iterable[str]) -> None:
+        for digest in hashes:
+            self.add(digest)
 
 
 def _lower_thread_priority() -> None:
@@ -106,38 +117,6 @@ def _lower_thread_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + DECODE_NICENESS)
     except OSError:  # not allowed (some containers): run at normal priority
         pass
-
-
-class _Worker:
-    """What a pool thread does for one file. Never raises: every failure becomes a skipped result."""
-
-    def __init__(self, encoder: Encoder, known: set[str], draft_size: int):
-        self.encoder = encoder
-        self.known = known  # hashes that have (or are about to have) a vector: read-only here
-        self.draft_size = draft_size
-
-    def __call__(self, job: _Job) -> _Result:
-        entry = job.entry
-        try:
-            digest = job.content_hash or content_hash(entry.path, entry.size)
-        except FileNotFoundError:
-            return _Result(entry, None, error="vanished while indexing", record=False)
-        except OSError as exc:
-            return _Result(entry, None, error=f"cannot read: {exc.strerror or exc}", record=False)
-        try:
-            if digest in self.known:  # moved, renamed or duplicated: no decode, no model
-                try:
-                    return _Result(entry, digest, info=read_image_info(entry.path))
-                except ImageDecodeError:
-                    return _Result(entry, digest)  # decodable before (it has a vector): keep it
-            image, info = decode_file(entry.path, draft_size=self.draft_size)
-            pixels = np.asarray(self.encoder.preprocess_for_index(image), dtype=np.float32)
-            return _Result(entry, digest, info=info, pixels=pixels)
-        except ImageDecodeError as exc:
-            return _Result(entry, digest, error=str(exc))
-        except Exception as exc:  # a preprocess that chokes on an odd mode must not stop the run
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            return _Result(entry, digest, error=f"cannot prepare for the model: {reason}")
 
 
 def validate_roots(roots: Sequence[Path]) -> list[str]:
@@ -164,11 +143,11 @@ def validate_roots(roots: Sequence[Path]) -> list[str]:
     return resolved
 
 
-def _default_warn(path: str, reason: str) -> None:
+def default_warn(path: str, reason: str) -> None:
     log.warning("%s: %s", shown_path(path), reason)
 
 
-class _Progress:
+class Progress:
     """tqdm on stderr when it is a terminal (and progress=True), a callable, or nothing."""
 
     def __init__(self, progress: bool | Callable[[IndexSummary], None], summary: IndexSummary):
@@ -248,8 +227,8 @@ def index_roots(
     started = time.monotonic()
     summary = IndexSummary()
     folders = validate_roots(roots)
-    ticker = _Progress(progress, summary)
-    warn = ticker.warn(on_warning or _default_warn)
+    ticker = Progress(progress, summary)
+    warn = ticker.warn(on_warning or default_warn)
     with writing(db, warn):
         return _index_locked(
             db, encoder, folders, started, summary, ticker, warn, exclude, include_hidden, batch_size, workers
@@ -313,7 +292,7 @@ def _index_locked(
     folders: list[str],
     started: float,
     summary: IndexSummary,
-    ticker: _Progress,
+    ticker: Progress,
     warn: Warn,
     exclude: Sequence[str],
     include_hidden: bool,
@@ -327,14 +306,18 @@ def _index_locked(
         db, model, [Path(f) for f in folders], summary, warn, exclude=exclude, include_hidden=include_hidden
     )
     known, jobs = plan.known, plan.jobs
-    writer = BatchWriter(db, model, summary, ticker, started)
+    writer = BatchWriter(db, model, summary, ticker, started, known.lock)
 
     # 2. Hash, decode and preprocess in the pool; encode and commit in batches here.
-    side = max(encoder.image_size)
-    worker = _Worker(encoder, known, draft_size=DRAFT_FACTOR * side)
+    prepare = functools.partial(
+        prepare_file,
+        preprocess=encoder.preprocess_for_index,
+        draft_size=DRAFT_FACTOR * max(encoder.image_size),
+        has_vector=known.__contains__,  # moved, renamed or duplicated: no decode, no model
+    )
     threads = workers or max(1, min(8, os.cpu_count() or 1))
     in_flight_cap = 2 * batch_size + threads
-    batch: list[_Result] = []
+    batch: list[Prepared] = []
     pending: set[str] = set()  # hashes whose vector this batch will write
 
     def flush() -> None:
@@ -354,7 +337,7 @@ def _index_locked(
     pool = ThreadPoolExecutor(
         max_workers=threads, thread_name_prefix="pixgrep-decode", initializer=_lower_thread_priority
     )
-    window: deque[Future[_Result]] = deque()
+    window: deque[Future[Prepared]] = deque()
     todo = iter(jobs)
     with warnings.catch_warnings():
         # Pillow's UserWarnings (corrupt EXIF, truncated chunks, palette transparency) would add
@@ -367,14 +350,14 @@ def _index_locked(
                     job = next(todo, None)
                     if job is None:
                         break
-                    window.append(pool.submit(worker, job))
+                    window.append(pool.submit(prepare, job))
                 if not window:
                     break
                 result = window.popleft().result()
                 ticker.step()
                 digest = result.content_hash
-                if result.error is not None:
-                    warn(result.entry.path, result.error)
+                if result.skip is not None:
+                    warn(result.entry.path, result.skip.reason)
                 elif result.pixels is not None and (digest in pending or digest in known):
                     result.pixels = None  # a duplicate decoded before its twin's vector was known
                 elif result.pixels is not None and digest is not None:
@@ -412,18 +395,28 @@ class BatchWriter:
     the summary claim work that was lost.
     """
 
-    def __init__(self, db: CatalogDB, model: str, summary: IndexSummary, ticker: _Progress, started: float):
+    def __init__(
+        self,
+        db: CatalogDB,
+        model: str,
+        summary: IndexSummary,
+        ticker: Progress,
+        started: float,
+        lock: threading.Lock,
+    ):
         self.db, self.model, self.summary, self.ticker, self.started = db, model, summary, ticker, started
+        self.lock = lock  # KnownVectors.lock: pool threads read through the same connection
         self.committed: list[str] = []  # paths this run stored: checked again at the end (finish_index)
 
-    def commit(self, results: Sequence[_Result], vectors: dict[str, np.ndarray]) -> None:
-        """`vectors`: the new vectors, by content hash; every other result without an error reused one."""
-        rows = [r.row() for r in results if r.record]
+    def commit(self, results: Sequence[Prepared], vectors: dict[str, np.ndarray]) -> None:
+        """`vectors`: the new vectors, by content hash; every other result without a skip reused one."""
+        rows = [r.row() for r in results if r.stored]
         if rows or vectors:
-            self.db.write_batch(rows, vectors, self.model)
+            with self.lock:
+                self.db.write_batch(rows, vectors, self.model)
             self.committed.extend(row[0] for row in rows)
         s = self.summary
-        errors = sum(1 for r in results if r.error is not None)
+        errors = sum(1 for r in results if r.skip is not None)
         s.encoded += len(vectors)
         s.reused += len(results) - errors - len(vectors)
         s.skipped += errors
@@ -438,52 +431,71 @@ class IndexPlan:
     folders: list[str]
     entries: list[FileEntry]
     stored: dict[str, ImageRecord]
-    known: set[str]  # content hashes with a vector for the model
-    jobs: list[_Job]
+    known: KnownVectors  # which content hashes have a vector for the model
+    jobs: list[FileJob]
 
 
 def plan_index(
     db: CatalogDB,
     model: str,
-    roots: list[Path],
+    roots: Sequence[Path | str],
     summary: IndexSummary,
     warn: Warn,
     *,
     exclude: Sequence[str] = (),
     include_hidden: bool = False,
 ) -> IndexPlan:
-    """Walk `roots` and compare with the catalog: unchanged files drop out, the rest become jobs."""
-    folders = validate_roots(roots)
-    entries = list(scan(folders, exclude=exclude, include_hidden=include_hidden, on_warning=warn))
-    summary.found = len(entries)
+    """Walk `roots` and compare with the catalog: unchanged files drop out, the rest become jobs.
+
+    Local folders and files are walked (catalog/scan.py); object-store prefixes (s3://..., only a
+    Ray run reads them) are listed (catalog/uri_scan.py) and diffed against the rows stored under
+    the prefix, the same way."""
+    uris = [str(root).rstrip("/") for root in roots if is_uri(str(root))]
+    paths = [Path(root) for root in roots if not is_uri(str(root))]
+    local = validate_roots(paths) if paths else []
+    entries = list(scan(local, exclude=exclude, include_hidden=include_hidden, on_warning=warn))
     stored: dict[str, ImageRecord] = {}
-    for folder in folders:
+    for folder in local:
         stored.update(db.images_under(folder) if os.path.isdir(folder) else db.images_by_path([folder]))
-    known = db.hashes_with_vectors(model)
-    raw_ok = raw_supported()
-    jobs: list[_Job] = []
-    raw_skipped = 0
+    if uris:
+        from pixgrep.catalog.uri_scan import scan_uri
+
+        for uri in uris:
+            entries += scan_uri(uri, exclude=exclude, include_hidden=include_hidden)
+            stored.update(db.images_under(uri))
+            stored.update(db.images_by_path([uri]))
+    summary.found = len(entries)
+    unchanged = {}
     for entry in entries:
         row = stored.get(entry.path)
         if row is not None and row.size == entry.size and row.mtime_ns == entry.mtime_ns:
+            unchanged[entry.path] = row
+    known = KnownVectors(db, model)
+    known.learn(row.content_hash for row in unchanged.values() if row.error is None)
+    raw_ok = raw_supported()
+    jobs: list[FileJob] = []
+    raw_skipped = 0
+    for entry in entries:
+        row = unchanged.get(entry.path)
+        if row is not None:
             if row.error is not None:  # known unreadable, unchanged: reported when it was found
                 summary.skipped += 1
                 continue
             if row.content_hash in known:  # unchanged and encoded for this model
                 continue
-            jobs.append(_Job(entry, row.content_hash))
+            jobs.append(FileJob(entry, row.content_hash))
         elif entry.raw and not raw_ok:
             raw_skipped += 1
         else:
-            jobs.append(_Job(entry, None))
+            jobs.append(FileJob(entry, None))
     if raw_skipped:
         summary.skipped += raw_skipped
         warn(
-            folders[0] if len(folders) == 1 else "RAW files",
+            local[0] if len(local) == 1 else "RAW files",
             f"{raw_skipped} camera RAW file(s) skipped: install the raw extra to index them "
             "(pip install 'pixgrep[raw]')",
         )
-    return IndexPlan(folders, entries, stored, known, jobs)
+    return IndexPlan([*local, *uris], entries, stored, known, jobs)
 
 
 def finish_index(
@@ -492,11 +504,10 @@ def finish_index(
     """Drop the rows under the walked folders whose files are gone (a file still on disk but
     excluded or hidden this time keeps its row). Last, so a rename found above reused the vector
     first. Files deleted while the run went (stored before, or `committed` by this run) are
-    checked too, so they do not linger until the next run. Then the vectors of imported rows that
-    this run replaced (catalog/parquet.py)."""
+    checked too, so they do not linger until the next run (the vectors of imported rows a run
+    replaces go in the transaction that replaces them)."""
     seen = {e.path for e in plan.entries}
     candidates = dict.fromkeys([*plan.stored, *committed])
     # An object-store URI (s3://...) that the walk listed is there; a local path is checked on disk.
     gone = [p for p in candidates if not os.path.lexists(p) and (os.path.isabs(p) or p not in seen)]
     summary.removed = db.remove_images(gone)
-    db.drop_replaced_imports()

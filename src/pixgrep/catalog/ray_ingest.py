@@ -1,11 +1,14 @@
 """`pixgrep index --ray`: the model runs on a Ray cluster, the catalog stays on this machine.
 
-    driver:   walk + diff against the catalog (ingest.plan_index), exactly as a local run
-              renames (a new path whose size and mtime match a row that is gone) are hashed here
-              and reuse their vector: never sent to the cluster
+    driver:   walk + diff against the catalog (ingest.plan_index: mounted folders and
+              object-store prefixes), exactly as a local run; renames (a new path whose size and
+              mtime match a row that is gone) are hashed here and reuse their vector: never sent
+              to the cluster
     cluster:  a Ray Dataset of the remaining files -> map_batches over an actor pool of
-              EncodeActor (one ONNX session each): read, hash, decode, preprocess, encode
-    driver:   batches stream back -> ingest.BatchWriter -> one SQLite transaction per batch
+              EncodeActor (the model folder's encoder from models/): prepare.prepare_file (read,
+              hash, decode, preprocess, as a local run's pool threads), then encode
+    driver:   batches stream back as Prepared records -> ingest.BatchWriter -> one SQLite
+              transaction per batch
 
 An interrupt or a lost node leaves every committed batch in the catalog; the next run's diff
 skips them. Workers must see the files and the model folder at the same paths as the driver (a
@@ -27,26 +30,35 @@ import numpy as np
 
 from pixgrep.catalog.db import CatalogDB
 from pixgrep.catalog.ingest import (
-    DRAFT_FACTOR,
     MAX_ROWS_PER_BATCH,
     BatchWriter,
     IndexPlan,
+    KnownVectors,
+    Progress,
     Warn,
-    _default_warn,
-    _Job,
-    _Progress,
-    _Result,
-    content_hash,
+    default_warn,
     finish_index,
     plan_index,
     writing,
 )
+from pixgrep.catalog.prepare import (
+    DRAFT_FACTOR,
+    FileJob,
+    Prepared,
+    Skip,
+    hash_bytes,
+    prepare_file,
+    read_and_hash,
+)
 from pixgrep.catalog.scan import FileEntry
+from pixgrep.catalog.uri_scan import scan_uri
 from pixgrep.errors import PixgrepError
-from pixgrep.images.decode import ImageDecodeError, ImageInfo, read_image_info
-from pixgrep.images.storage import is_uri, object_store_env, read_bytes, resolve
+from pixgrep.images.decode import ImageInfo
+from pixgrep.images.storage import is_uri, object_store_env
 from pixgrep.models.base import Encoder
 from pixgrep.records import IndexSummary
+
+__all__ = ["EncodeActor", "actor_plan", "connect", "hash_bytes", "index_roots_ray", "require_ray", "scan_uri"]
 
 RAY_HINT = "indexing on Ray needs the ray extra: pip install 'pixgrep[ray]'"
 
@@ -64,13 +76,15 @@ def require_ray():
 
 
 class EncodeActor:
-    """One Ray actor: an ONNX session of the model folder, decoding and encoding whole batches.
+    """One Ray actor: the model folder's encoder (models/, on the device models/devices.py picks
+    for a worker), preparing (catalog/prepare.py) and encoding whole batches.
 
     Returns one row per input: the content hash, the header facts, the vector (zeros where the
-    file failed) and the error, like the local pipeline's results. `threads` > 1 decodes in a
-    pool (Pillow releases the GIL), so a GPU actor is not held back by one core's decoding.
-    `storage_env`: the driver's object-store settings (images/storage.S3_ENV), so the actors read
-    the objects the driver listed from the same endpoint, as the same user.
+    file was skipped) and the skip's reason and whether it is recorded, as the local pipeline's
+    Prepared records have them. `threads` > 1 prepares in a pool (Pillow releases the GIL), so a
+    GPU actor is not held back by one core's decoding. `storage_env`: the driver's object-store
+    settings (images/storage.S3_ENV), so the actors read the objects the driver listed from the
+    same endpoint, as the same user.
     """
 
     def __init__(
@@ -82,40 +96,22 @@ class EncodeActor:
         threads: int = 1,
         storage_env: dict[str, str] | None = None,
     ):
+        from pixgrep.models.devices import worker_device
         from pixgrep.models.folder import open_folder
         from pixgrep.models.onnx_encoder import OnnxEncoder
 
         os.environ.update(storage_env or {})
-
-        self.encoder = OnnxEncoder(open_folder(model_folder), model_id=model_id)
-        if use_gpu:
-            _use_cuda(self.encoder)
+        self.encoder = OnnxEncoder(
+            open_folder(model_folder), model_id=model_id, device=worker_device(use_gpu)
+        )
         self.draft_size = draft_size
         self.pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
-        warnings.simplefilter("ignore", UserWarning)  # Pillow's noise; real failures come back as errors
+        warnings.simplefilter("ignore", UserWarning)  # Pillow's noise; real failures come back as skips
 
-    def _prepare(
-        self, path: str, size: int, known_hash: str
-    ) -> tuple[str, ImageInfo | None, np.ndarray | None, str]:
-        """(content hash, header facts, pixels, error) of one file; never raises."""
-        from pixgrep.images.decode import decode_file
-
-        info = None
-        try:
-            data = read_bytes(path)
-            digest = known_hash or hash_bytes(data, size)
-        except FileNotFoundError:
-            return known_hash, None, None, "!vanished while indexing"  # "!": not recorded, retried next run
-        except OSError as exc:
-            return known_hash, None, None, f"!cannot read: {exc.strerror or exc}"
-        try:
-            image, info = decode_file(data, draft_size=self.draft_size)
-            return digest, info, np.asarray(self.encoder.preprocess_for_index(image), dtype=np.float32), ""
-        except ImageDecodeError as exc:
-            return digest, None, None, str(exc)
-        except Exception as exc:  # an odd mode that preprocess chokes on must not stop the run
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            return digest, info, None, f"cannot prepare for the model: {reason}"
+    def _prepare(self, path: str, size: int, known_hash: str) -> Prepared:
+        # Read whole: the same bytes are hashed and decoded, from a mount or an object store.
+        job = FileJob(FileEntry(path, size, 0, False), known_hash or None)
+        return prepare_file(job, self.encoder.preprocess_for_index, self.draft_size, read_whole=True)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch["path"])
@@ -125,49 +121,23 @@ class EncodeActor:
             [str(h) for h in batch["hash"]],
         )
         prepared = list(self.pool.map(self._prepare, *args) if self.pool else map(self._prepare, *args))
-        infos = [info if not error else None for _, info, _, error in prepared]
+        infos = [p.info for p in prepared]
         vectors = np.zeros((n, self.encoder.dim), np.float32)
-        encoded = [i for i, p in enumerate(prepared) if p[2] is not None]
-        pixels = [p[2] for p in prepared if p[2] is not None]
-        if pixels:
+        encoded = [i for i, p in enumerate(prepared) if p.pixels is not None]
+        if encoded:
+            pixels = [p.pixels for p in prepared if p.pixels is not None]
             vectors[encoded] = self.encoder.encode_pixels(np.stack(pixels))
         return {
             "path": np.array(args[0], dtype=object),
-            "hash": np.array([p[0] for p in prepared], dtype=object),
+            "hash": np.array([p.content_hash or "" for p in prepared], dtype=object),
             "width": np.array([i.width if i else -1 for i in infos], np.int64),
             "height": np.array([i.height if i else -1 for i in infos], np.int64),
             "format": np.array([(i.format or "") if i else "" for i in infos], dtype=object),
             "taken_at": np.array([(i.taken_at or "") if i else "" for i in infos], dtype=object),
-            "error": np.array([p[3] for p in prepared], dtype=object),
+            "skip": np.array([p.skip.reason if p.skip else "" for p in prepared], dtype=object),
+            "recorded": np.array([p.skip.recorded if p.skip else True for p in prepared], bool),
             "vector": vectors,
         }
-
-
-def hash_bytes(data: bytes, size: int) -> str:
-    """ingest.content_hash over bytes already read (same digest for the same file)."""
-    import hashlib
-
-    from pixgrep.catalog.ingest import HEAD_BYTES, TAIL_BYTES
-
-    digest = hashlib.blake2b(size.to_bytes(8, "little"), digest_size=16)
-    if size <= HEAD_BYTES + TAIL_BYTES:
-        digest.update(data)
-    else:
-        digest.update(data[:HEAD_BYTES])
-        digest.update(data[size - TAIL_BYTES : size])
-    return digest.hexdigest()
-
-
-def _use_cuda(encoder: Any) -> None:
-    """Create the image tower's session with the CUDA provider (onnxruntime-gpu), CPU as fallback."""
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return
-    tower = encoder.visual  # builds the CPU session, then swaps in a CUDA one for the same graph
-    tower.session = ort.InferenceSession(
-        str(encoder.folder.visual_onnx), providers=["CUDAExecutionProvider", "CPUExecutionProvider"]
-    )
 
 
 # -- on the driver -----------------------------------------------------------------------------
@@ -236,77 +206,7 @@ def actor_plan(ray: Any, requested: int | None = None) -> tuple[int, dict[str, f
     return requested or cpus, {"num_cpus": 0.5}, False, 1
 
 
-def scan_uri(root: str, *, exclude: Sequence[str] = (), include_hidden: bool = False) -> list[FileEntry]:
-    """The image files below an object-store prefix (or one object), listed through pyarrow's
-    filesystems, as FileEntry rows whose path is the object's URI. The same rules as the local walk:
-    image extensions only, hidden names skipped unless asked, exclude globs."""
-    from pyarrow import fs
-
-    from pixgrep.catalog.scan import excluded
-    from pixgrep.images.formats import image_extensions
-
-    root = root.rstrip("/")
-    try:
-        filesystem, inner = resolve(root)
-        top = filesystem.get_file_info(inner)
-        if top.type == fs.FileType.NotFound:
-            raise PixgrepError(f"no such folder or file: {root}")
-        if top.type == fs.FileType.File:
-            infos = [top]
-        else:
-            infos = filesystem.get_file_info(fs.FileSelector(inner, recursive=True))
-    except (OSError, ValueError) as exc:  # pyarrow's errors for bad URIs, credentials, networks
-        raise PixgrepError(f"cannot list {root}: {str(exc).splitlines()[0]}") from None
-    known = image_extensions()
-    patterns = [p.rstrip("/") for p in exclude if p.strip()]
-    entries = []
-    for info in sorted(infos, key=lambda i: i.path):
-        if info.type != fs.FileType.File or os.path.splitext(info.path)[1].lower() not in known:
-            continue
-        below = info.path[len(inner) :].strip("/").split("/") if info is not top else [info.base_name]
-        if not include_hidden and any(part.startswith(".") for part in below):
-            continue
-        if any(excluded(part, inner, info.path, patterns) for part in below):
-            continue
-        # The root as the user wrote it plus the part below it: the URI keeps its host or account.
-        uri = root if info is top else root + info.path[len(inner.rstrip("/")) :]
-        entries.append(FileEntry(uri, int(info.size), int(info.mtime_ns or 0), False))
-    return entries
-
-
-def _plan_uris(
-    db: CatalogDB,
-    model: str,
-    roots: Sequence[str],
-    summary: IndexSummary,
-    exclude: Sequence[str],
-    hidden: bool,
-) -> IndexPlan:
-    """plan_index for object-store roots: the same diff, against rows stored under the URI prefix."""
-    entries: list[FileEntry] = []
-    stored = {}
-    for root in roots:
-        entries += scan_uri(root, exclude=exclude, include_hidden=hidden)
-        stored.update(db.images_under(root.rstrip("/")))
-        stored.update(db.images_by_path([root.rstrip("/")]))
-    summary.found += len(entries)
-    known = db.hashes_with_vectors(model)
-    jobs = []
-    for entry in entries:
-        row = stored.get(entry.path)
-        if row is not None and row.size == entry.size and row.mtime_ns == entry.mtime_ns:
-            if row.error is not None:
-                summary.skipped += 1
-                continue
-            if row.content_hash in known:
-                continue
-            jobs.append(_Job(entry, row.content_hash))
-        else:
-            jobs.append(_Job(entry, None))
-    return IndexPlan(list(roots), entries, stored, known, jobs)
-
-
-def _triage(plan: IndexPlan, jobs: Sequence[_Job]) -> tuple[list[_Job], list[_Job]]:
+def _triage(plan: IndexPlan, jobs: Sequence[FileJob]) -> tuple[list[FileJob], list[FileJob]]:
     """Split the jobs into (rename candidates to hash here, jobs for the cluster).
 
     A rename keeps size and mtime: a new path whose (size, mtime) matches a row whose file is gone
@@ -327,30 +227,30 @@ def _triage(plan: IndexPlan, jobs: Sequence[_Job]) -> tuple[list[_Job], list[_Jo
     return local, remote
 
 
-def _hash_locally(job: _Job, known: set[str]) -> tuple[_Result | None, _Job]:
-    """A reuse result for a rename candidate whose content has a vector, else the job (with its hash)."""
-    entry = job.entry
-    try:
-        digest = content_hash(entry.path, entry.size)
-    except FileNotFoundError:
-        return _Result(entry, None, error="vanished while indexing", record=False), job
-    except OSError as exc:
-        return _Result(entry, None, error=f"cannot read: {exc.strerror or exc}", record=False), job
+def _hash_locally(job: FileJob, known: KnownVectors) -> Prepared | FileJob:
+    """The reuse (or skip) record of a rename candidate whose content has a vector, else the job
+    with its hash, for the cluster."""
+    hashed = read_and_hash(job)
+    if isinstance(hashed, Skip):
+        return Prepared(job.entry, None, skip=hashed)
+    digest = hashed[0]
     if digest not in known:
-        return None, _Job(entry, digest)
-    try:
-        return _Result(entry, digest, info=read_image_info(entry.path)), job
-    except ImageDecodeError:
-        return _Result(entry, digest), job
+        return FileJob(job.entry, digest)
+    # Only the header is read for a stored vector: no preprocess, no draft decode.
+    return prepare_file(FileJob(job.entry, digest), _no_pixels, 0, has_vector=lambda _: True)
+
+
+def _no_pixels(_image: Any) -> Any:
+    raise AssertionError("a file whose vector is stored is never preprocessed")
 
 
 def _results_of(
     batch: dict[str, np.ndarray], entries: dict[str, FileEntry]
-) -> list[tuple[_Result, np.ndarray]]:
+) -> list[tuple[Prepared, np.ndarray]]:
+    """The actors' columns back into Prepared records (the driver's FileEntry for each path)."""
     pairs = []
     for i, path in enumerate(batch["path"]):
-        error = str(batch["error"][i]) or None
-        record = not (error or "").startswith("!")
+        reason = str(batch["skip"][i])
         info = None
         if batch["width"][i] >= 0:
             info = ImageInfo(
@@ -359,12 +259,11 @@ def _results_of(
                 str(batch["format"][i]) or None,
                 str(batch["taken_at"][i]) or None,
             )
-        result = _Result(
+        result = Prepared(
             entries[str(path)],
             str(batch["hash"][i]) or None,
             info=info,
-            error=error.lstrip("!") if error else None,
-            record=record,
+            skip=Skip(reason, recorded=bool(batch["recorded"][i])) if reason else None,
         )
         pairs.append((result, np.asarray(batch["vector"][i], np.float32)))
     return pairs
@@ -390,8 +289,8 @@ def index_roots_ray(
     ray = require_ray()
     started = time.monotonic()
     summary = IndexSummary()
-    ticker = _Progress(progress, summary)
-    warn = ticker.warn(on_warning or _default_warn)
+    ticker = Progress(progress, summary)
+    warn = ticker.warn(on_warning or default_warn)
     with writing(db, warn):
         return _index_on_ray(
             db,
@@ -423,45 +322,34 @@ def _index_on_ray(
     batch_size: int,
     actors: int | None,
     summary: IndexSummary,
-    ticker: _Progress,
+    ticker: Progress,
     warn: Warn,
     started: float,
 ) -> IndexSummary:
     model = encoder.model_id
-    local = [Path(r) for r in roots if not is_uri(r)]
-    uris = [str(r) for r in roots if is_uri(r)]
-    plan = _plan_uris(db, model, uris, summary, exclude, include_hidden)
-    if local:  # the walk of mounted folders is a local run's, exactly
-        mounted = plan_index(db, model, local, summary, warn, exclude=exclude, include_hidden=include_hidden)
-        plan = IndexPlan(
-            mounted.folders + plan.folders,
-            plan.entries + mounted.entries,
-            {**plan.stored, **mounted.stored},
-            mounted.known,
-            plan.jobs + mounted.jobs,
-        )
-        summary.found = len(plan.entries)
-    writer = BatchWriter(db, model, summary, ticker, started)
+    # The walk (mounted folders) and listing (object-store prefixes) and the diff: a local run's.
+    plan = plan_index(db, model, roots, summary, warn, exclude=exclude, include_hidden=include_hidden)
     known = plan.known
+    writer = BatchWriter(db, model, summary, ticker, started, known.lock)
     ticker.start(len(plan.jobs))
 
-    def commit(results: list[_Result], vectors: dict[str, np.ndarray]) -> None:
+    def commit(results: list[Prepared], vectors: dict[str, np.ndarray]) -> None:
         for r in results:
             ticker.step()
-            if r.error is not None:
-                warn(r.entry.path, r.error)
+            if r.skip is not None:
+                warn(r.entry.path, r.skip.reason)
         writer.commit(results, vectors)
 
     try:
         # 1. Renames: hashed here, never sent to the cluster.
         candidates, remote = _triage(plan, plan.jobs)
-        reused: list[_Result] = []
+        reused: list[Prepared] = []
         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="pixgrep-hash") as pool:
-            for result, job in pool.map(lambda j: _hash_locally(j, known), candidates):
-                if result is None:
-                    remote.append(job)
+            for outcome in pool.map(lambda j: _hash_locally(j, known), candidates):
+                if isinstance(outcome, FileJob):
+                    remote.append(outcome)
                     continue
-                reused.append(result)
+                reused.append(outcome)
                 if len(reused) >= MAX_ROWS_PER_BATCH:
                     commit(reused, {})
                     reused = []
@@ -489,14 +377,14 @@ def _index_on_ray(
 
 def _run_on_cluster(
     ray: Any,
-    jobs: list[_Job],
+    jobs: list[FileJob],
     folder: str,
     encoder: Encoder,
-    known: set[str],
+    known: KnownVectors,
     address: str | None,
     batch_size: int,
     actors: int | None,
-    commit: Callable[[list[_Result], dict[str, np.ndarray]], None],
+    commit: Callable[[list[Prepared], dict[str, np.ndarray]], None],
 ) -> None:
     connected = connect(address)
     try:
@@ -508,13 +396,13 @@ def _run_on_cluster(
 
 def _stream(
     ray: Any,
-    jobs: list[_Job],
+    jobs: list[FileJob],
     folder: str,
     encoder: Encoder,
-    known: set[str],
+    known: KnownVectors,
     batch_size: int,
     actors: int | None,
-    commit: Callable[[list[_Result], dict[str, np.ndarray]], None],
+    commit: Callable[[list[Prepared], dict[str, np.ndarray]], None],
 ) -> None:
     count, resources, gpu, threads = actor_plan(ray, actors)
     entries = {job.entry.path: job.entry for job in jobs}
@@ -543,14 +431,16 @@ def _stream(
     done: set[str] = set()
     pending: set[str] = set()
     for batch in encoded.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
-        results: list[_Result] = []
+        results: list[Prepared] = []
         vectors: dict[str, np.ndarray] = {}
-        for result, vector in _results_of(batch, entries):
+        pairs = _results_of(batch, entries)
+        known.learn(r.content_hash for r, _ in pairs if r.skip is None and r.content_hash)  # one query
+        for result, vector in pairs:
             if result.entry.path in done:  # a retried block delivered twice: stored already
                 continue
             done.add(result.entry.path)
             digest = result.content_hash
-            if result.error is None and digest is not None and digest not in known and digest not in pending:
+            if result.skip is None and digest is not None and digest not in known and digest not in pending:
                 vectors[digest] = vector
                 pending.add(digest)
             results.append(result)

@@ -1,7 +1,7 @@
 """CLI for composed retrieval: `train combiner`, `eval composed`, `eval make-cir`, `models add-combiner`.
 
-The parsers are registered by the area modules (train.py, eval.py, models.py) through the
-register_* functions here; the work is in eval.cir*, eval.composed, models.combiner*.
+The command table (cli/__init__.py) adds each register_* function's command to its group (train,
+eval, models); the work is in eval.cir*, eval.composed, models.combiner*.
 """
 
 from __future__ import annotations

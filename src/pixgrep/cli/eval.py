@@ -1,7 +1,7 @@
-"""CLI: `pixgrep eval retrieval|classes`, `pixgrep rank`, `pixgrep probe`, `pixgrep classify`.
+"""CLI: `pixgrep eval retrieval|classes` and `pixgrep classify`.
 
-Parsing and rendering only; the work is in pixgrep.lab.eval (retrieval, classes), pixgrep.lab.studies
-(rank, probe) and pixgrep.tagging (classify, XMP).
+Parsing and rendering only; the work is in pixgrep.lab.eval (retrieval, classes) and pixgrep.tagging
+(classify, XMP). `eval composed|make-cir` are in cli/composed.py; the seeds' studies in cli/study.py.
 Heavy imports happen inside the handlers.
 """
 
@@ -9,29 +9,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
-from pixgrep.cli import composed
 from pixgrep.cli.options import (
     add_captions_options,
     add_common_options,
     add_images_option,
-    add_in_option,
     add_json_option,
     add_model_option,
     number_between,
     whole_number,
 )
-from pixgrep.errors import PixgrepError
 
 FORMATTER = argparse.RawDescriptionHelpFormatter
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     _register_eval(subparsers)
-    _register_rank(subparsers)
-    _register_probe(subparsers)
     _register_classify(subparsers)
 
 
@@ -125,7 +119,6 @@ def _register_eval(subparsers: argparse._SubParsersAction) -> None:
     add_common_options(classes)
     add_json_option(classes)
     classes.set_defaults(func=_run_eval_classes)
-    composed.register_eval(benchmarks)  # eval composed, eval make-cir
 
 
 def _run_eval_retrieval(args: argparse.Namespace) -> int:
@@ -182,115 +175,6 @@ def _run_eval_classes(args: argparse.Namespace) -> int:
     for mode, top1 in result["zeroshot_top1"].items():
         name = f"{mode} ({result['templates'][mode]} prompt{'s' if result['templates'][mode] > 1 else ''})"
         print(f"{name:30} {top1:5.1f}% {result['zeroshot_top5'][mode]:5.1f}%")
-    return 0
-
-
-# -- pixgrep rank ------------------------------------------------------------------------------
-
-
-def _register_rank(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "rank",
-        help="rank captions against one image (cosine and softmax probability)",
-        description="Image-to-text matching for one image: the captions sorted by cosine "
-        "similarity, with the softmax probability over the given captions at the model's "
-        "logit scale (as in CLIP's image-text matching tables); for SigLIP-family models each "
-        "caption's own sigmoid probability with the model's logit bias (they do not sum to 1).",
-        epilog='example:\n  pixgrep rank cat.jpg "a cat on a sofa" "a dog on a sofa" "an empty sofa"',
-        formatter_class=FORMATTER,
-    )
-    parser.add_argument("image", metavar="IMAGE", help="the image file")
-    parser.add_argument("captions", metavar="CAPTION", nargs="*", help="captions to rank")
-    parser.add_argument(
-        "--captions", dest="captions_file", metavar="FILE", help="more captions, one per line"
-    )
-    add_model_option(parser)
-    add_json_option(parser)
-    parser.set_defaults(func=_run_rank)
-
-
-def _run_rank(args: argparse.Namespace) -> int:
-    from pixgrep.lab.studies import rank_captions
-    from pixgrep.textfiles import read_lines
-
-    captions = list(args.captions)
-    if args.captions_file:
-        captions += read_lines(args.captions_file, "captions file")
-    if not captions:
-        raise PixgrepError("no captions to rank (give them as arguments or with --captions FILE)")
-    if not os.path.isfile(args.image):  # before loading a model
-        raise PixgrepError(f"{args.image}: no such file")
-    result = rank_captions(_load_encoder(args.model), args.image, captions)
-    if args.json:
-        _print_json(result)
-        return 0
-    print(f"{'cosine':>7} {result['probability_kind']:>7}  caption")  # softmax, or SigLIP's sigmoid
-    for row in result["captions"]:
-        print(f"{row['cosine']:7.4f} {100 * row['probability']:6.2f}%  {row['caption']}")
-    return 0
-
-
-# -- pixgrep probe -----------------------------------------------------------------------------
-
-
-def _register_probe(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "probe",
-        help="best image and cosine for increasingly detailed descriptions",
-        description="For increasingly detailed descriptions of the same scene, the best image "
-        "under --in and its cosine, to see where added detail stops helping. The folder is "
-        "indexed first, as `pixgrep search` does. Descriptions are plain text (no query syntax).",
-        epilog="example:\n"
-        '  pixgrep probe "a kitchen" "a kitchen with a kettle" "a kitchen with a red kettle" \\\n'
-        '      --in ~/Photos --tone "messy, dingy"\n'
-        "With --tone, each description is also searched with the tone words appended\n"
-        '("a kitchen, messy, dingy"), and the change in the best cosine is shown.',
-        formatter_class=FORMATTER,
-    )
-    parser.add_argument("levels", metavar="DESCRIPTION", nargs="+", help="descriptions, least detailed first")
-    add_in_option(parser, "folder to search (default: .)")
-    parser.add_argument(
-        "--tone", metavar="WORDS", help='tone words to append to each description, e.g. "messy, dingy"'
-    )
-    parser.add_argument(
-        "-n", "--no-index", action="store_true", help="search the catalog as it is, without indexing"
-    )
-    add_common_options(parser)
-    add_json_option(parser)
-    parser.set_defaults(func=_run_probe)
-
-
-def _run_probe(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from pixgrep.lab.studies import probe
-    from pixgrep.progress import show_progress
-
-    roots = [Path(os.path.expanduser(r)) for r in (args.roots or ["."])]
-    for root in roots:
-        if not root.exists():
-            raise PixgrepError(f"{root}: no such folder")
-    roots = [r.resolve() for r in roots]
-    with _open_catalog(args) as catalog:
-        if not args.no_index:
-            catalog.index(roots, progress=show_progress())
-        result = probe(catalog, args.levels, roots, args.tone)
-    if args.json:
-        _print_json(result)
-        return 0
-    header = f"{'level':>5} {'cosine':>7} {'change':>7}"
-    if args.tone:
-        header += f" {'+tone':>7} {'change':>7}"
-    print(f"{header}  description")
-    for row in result["levels"]:
-        change = "" if row["change"] is None else f"{row['change']:+.4f}"
-        line = f"{row['level']:5d} {row['cosine']:7.4f} {change:>7}"
-        if args.tone:
-            line += f" {row['tone']['cosine']:7.4f} {row['tone']['change']:+7.4f}"
-        print(f"{line}  {row['query']}")
-        print(f"{'':6}best: {row['best']}")
-        if args.tone:
-            print(f"{'':6}best with tone: {row['tone']['best']}")
     return 0
 
 

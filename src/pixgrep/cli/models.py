@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pixgrep.cli import composed
 from pixgrep.cli.options import add_json_option, human_size
 from pixgrep.errors import PixgrepError
 
@@ -104,7 +103,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite a non-empty DIR")
     add_json_option(p, "print a JSON summary")
     p.set_defaults(func=run_export)
-    composed.register_models(sub)  # models add-combiner
 
     p = sub.add_parser(
         "quantize",

@@ -9,7 +9,7 @@ import argparse
 import json
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pixgrep.errors import PixgrepError
 
@@ -51,13 +51,7 @@ Full grammar and the rclip option mapping: docs/search.md."""
 
 
 def register(subparsers) -> None:
-    from pixgrep.cli.options import (
-        add_common_options,
-        add_in_option,
-        add_walk_options,
-        number_between,
-        whole_number,
-    )
+    from pixgrep.cli.options import add_common_options, whole_number
 
     parser = subparsers.add_parser(
         "search",
@@ -85,24 +79,7 @@ def register(subparsers) -> None:
         metavar="TERM",
         help="subtract a term (same as `- TERM`)",
     )
-    add_in_option(
-        parser,
-        "folder to index and search, repeatable (default: the current folder); an object-store "
-        "prefix (s3://bucket/photos) is searched, not indexed",
-    )
-    parser.add_argument(
-        "-k",
-        "-t",
-        "--top",
-        dest="top",
-        type=whole_number(1),
-        default=10,
-        metavar="N",
-        help="number of results (default: 10)",
-    )
-    parser.add_argument(
-        "--offset", type=whole_number(0), default=0, metavar="N", help="skip the first N results (paging)"
-    )
+    add_search_options(parser)
     parser.add_argument(
         "-n",
         "--no-index",
@@ -114,38 +91,6 @@ def register(subparsers) -> None:
         help="search what the catalog holds; do not walk the folders first",
     )
     parser.add_argument(
-        "--threshold",
-        type=number_between(-1.0, 1.0, "a cosine score"),
-        metavar="S",
-        help="only results scoring at least S",
-    )
-    parser.add_argument(
-        "--after", metavar="DATE", help="only images taken on or after DATE (YYYY, YYYY-MM, YYYY-MM-DD)"
-    )
-    parser.add_argument("--before", metavar="DATE", help="only images taken before DATE")
-    photo = parser.add_argument_group("photo metadata filters (EXIF, XMP and IPTC keywords, sidecars)")
-    photo.add_argument(
-        "--near",
-        metavar="PLACE|LAT,LON[,KM]",
-        help="taken within KM (default 10) of a place ('Florence', 'Paris, Texas', 'Florence, 5') "
-        "or of LAT,LON (great-circle distance)",
-    )
-    photo.add_argument("--camera", metavar="TEXT", help="camera make and model contain TEXT (any case)")
-    photo.add_argument(
-        "--tag", metavar="TEXT", help="a keyword (any case): exact, a parent of 'A|B' keywords, or 'pre*'"
-    )
-    photo.add_argument("--place", metavar="TEXT", help="taken in a city, region or country named TEXT")
-    add_walk_options(
-        parser,
-        exclude_help="skip files and folders matching GLOB (name, relative or absolute path), repeatable",
-        hidden_help="also index and show hidden (dot) files and folders",
-    )
-    parser.add_argument(
-        "--exact",
-        action="store_true",
-        help="score every image by brute force, even where the catalog is large enough for the ANN index",
-    )
-    parser.add_argument(
         "-v", "--verbose", action="store_true", help="say on stderr how the search was done (ANN or exact)"
     )
     parser.add_argument(
@@ -153,36 +98,6 @@ def register(subparsers) -> None:
         action="store_true",
         help="with -n: search in this process even when a `pixgrep serve` of this catalog and model is "
         "running (by default a text query is handed to it: the same answer, without loading the model)",
-    )
-    parser.add_argument(
-        "--fusion",
-        choices=("auto", "combiner", "sum"),
-        default="auto",
-        help="how an image + text query becomes one vector. auto (default): the model's trained "
-        "Combiner when it has one (pixgrep-mini ships one; `pixgrep models add-combiner` adds one), "
-        "else the sum; combiner: require it; sum: add the unit vectors (the behaviour before "
-        "Combiners). Weights and - terms apply around the Combiner",
-    )
-    parser.add_argument(
-        "--all",
-        dest="all_parts",
-        action="store_true",
-        help="detailed queries: split the text at sentences, commas, 'and', 'with' and prefer images "
-        "matching every part (--json shows each part's score)",
-    )
-    parser.add_argument(
-        "--ignore-tone",
-        action="store_true",
-        help="discount tone words (messy, elegant, sad, ...): rank by what the picture shows",
-    )
-    parser.add_argument(
-        "--tone", metavar="WORDS", help="ask for a tone on purpose, e.g. --tone 'cozy, bright'"
-    )
-    parser.add_argument(
-        "--no-dedup",
-        dest="dedup",
-        action="store_false",
-        help="show near-identical copies separately (default: once, with a count)",
     )
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
@@ -216,42 +131,55 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def add_search_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per SearchOptions field, made from its declaration (search/options.py: names,
+    spellings, bounds, help, the CLI's default); the parsed value lands under the field's name."""
+    from pixgrep.cli.options import number_between, whole_number
+    from pixgrep.search.options import CLI, front_end_default, option_docs
+
+    sections: dict[str, argparse._ArgumentGroup] = {}
+    for field, doc in option_docs():
+        target: argparse._ActionsContainer = parser
+        if doc.section is not None:
+            target = sections.get(doc.section) or sections.setdefault(
+                doc.section, parser.add_argument_group(doc.section)
+            )
+        default = front_end_default(field, CLI)
+        text = doc.cli_help or doc.help
+        kwargs: dict[str, Any] = {"dest": field.name, "help": text}
+        if isinstance(default, bool):
+            kwargs.update(action="store_false" if default else "store_true", default=default)
+        elif doc.repeatable:
+            kwargs.update(action="append", default=None if field.name == "roots" else [], metavar=doc.metavar)
+        else:
+            kwargs.update(default=default, metavar=doc.metavar)
+            if doc.choices:
+                kwargs.update(choices=doc.choices, metavar=None)
+            elif isinstance(field.default, int) and doc.low is not None:
+                kwargs["type"] = whole_number(int(doc.low))
+            elif doc.low is not None and doc.high is not None:
+                kwargs["type"] = number_between(doc.low, doc.high, "a cosine score")
+            if default:
+                kwargs["help"] = f"{text} (default: {default})"
+        target.add_argument(*doc.flags, **kwargs)
+
+
 def option_values(args: argparse.Namespace, roots: list[str]) -> dict:
-    """The search flags by SearchOptions field, as given (dates and places still text): what
-    SearchOptions checks here, and what a hand-off sends to the server's POST /api/search."""
-    return {
-        "k": args.top,
-        "offset": args.offset,
-        "threshold": args.threshold,
-        "roots": list(roots),
-        "after": args.after,
-        "before": args.before,
-        "exclude": list(args.exclude),
-        "include_hidden": args.include_hidden,
-        "fusion": args.fusion,
-        "near": args.near,
-        "camera": args.camera,
-        "tag": args.tag,
-        "place": args.place,
-        "exact": args.exact,
-        "all_parts": args.all_parts,
-        "ignore_tone": args.ignore_tone,
-        "tone": args.tone,
-        "dedup": args.dedup,
-    }
+    """The search flags by SearchOptions field, as given (dates and places still text, lists for
+    the repeatable ones): what SearchOptions checks here, and what a hand-off sends to the
+    server's POST /api/search."""
+    from pixgrep.search.options import option_docs
+
+    values = {field.name: getattr(args, field.name) for field, _ in option_docs()}
+    values.update(roots=list(roots), exclude=list(args.exclude))
+    return values
 
 
 def options_from_args(args: argparse.Namespace, roots: list[str]) -> SearchOptions:
     """The search flags as the engine's SearchOptions (validated there, before any work)."""
     from pixgrep.search.options import SearchOptions
 
-    values = option_values(args, roots)
-    values.update(
-        roots=tuple(roots),
-        exclude=tuple(args.exclude),
-        tone=(args.tone,) if args.tone is not None else (),
-    )
-    return SearchOptions(**values)
+    return SearchOptions(**option_values(args, roots))
 
 
 def run(args: argparse.Namespace) -> int:

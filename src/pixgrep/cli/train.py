@@ -1,13 +1,12 @@
 """`pixgrep train mini`: extract (once) frozen-tower features of Flickr8k and train the mini heads.
 
-`pixgrep train combiner` lives in cli/composed.py."""
+`pixgrep train combiner` lives in cli/composed.py (the command table in cli/__init__.py adds it)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from pixgrep.cli import composed
 from pixgrep.cli.options import add_json_option, add_training_options
 
 DEFAULT_DATA = "../shared/data/flickr8k"
@@ -64,7 +63,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_json_option(mini, "print the final recalls as one JSON object")
     mini.set_defaults(func=run_train_mini)
-    composed.register_train(sub)
 
 
 def run_train_mini(args: argparse.Namespace) -> int:

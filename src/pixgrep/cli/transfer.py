@@ -1,4 +1,5 @@
-"""`pixgrep export --parquet` and `pixgrep import`: embeddings out of and into a catalog."""
+"""`pixgrep export-vectors --parquet` (earlier name: `export`) and `pixgrep import`: embeddings
+out of and into a catalog."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import sys
 
 EXPORT_EPILOG = """\
 examples:
-  pixgrep export --parquet photos.parquet                 the catalog's one model
-  pixgrep export --parquet photos.parquet --model pixgrep-mini
+  pixgrep export-vectors --parquet photos.parquet         the catalog's one model
+  pixgrep export-vectors --parquet photos.parquet --model pixgrep-mini
 
 Columns: path, content_hash, model, vector (float32), width, height, taken_at, size, mtime_ns, format.
 """
@@ -31,8 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from pixgrep.cli.options import add_batch_size_option, add_common_options, add_json_option
 
     export = subparsers.add_parser(
-        "export",
-        help="write the catalog's vectors to a Parquet file",
+        "export-vectors",
+        aliases=["export"],  # its earlier name; `models export` writes a model folder, not vectors
+        help="write the catalog's vectors to a Parquet file (earlier name: export)",
         description="Write one row per image with a vector of the model: path, content hash, model id,\n"
         "vector, width, height, capture time.",
         epilog=EXPORT_EPILOG,

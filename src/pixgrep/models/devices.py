@@ -70,3 +70,9 @@ def providers(device: str | None = None) -> list[str]:
 
 def batch_size(chosen: Sequence[str]) -> int:
     return BATCH_SIZES.get(chosen[0], BATCH_SIZES[CPU]) if chosen else BATCH_SIZES[CPU]
+
+
+def worker_device(gpu_assigned: bool) -> str:
+    """The device of an encoder on a Ray worker: the GPU Ray gave it, when onnxruntime-gpu can run
+    there ("auto": the CPU otherwise, as a worker has no one to ask), else the CPU."""
+    return "auto" if gpu_assigned else "cpu"

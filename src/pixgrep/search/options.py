@@ -1,8 +1,11 @@
 """What a search may be asked besides its query: one typed record from every front end to the engine.
 
-The CLI, the server and the Python API each map their flags or parameters onto `SearchOptions`; the
-engine reads it. A new filter or switch is one field here (with a default that keeps today's
-behaviour) read where it acts.
+Each field is declared once here: its name, type, default and help (its `OptionDoc`). The CLI's
+search flags are generated from these declarations (cli/search.py), the HTTP parameters take their
+defaults and descriptions from them (server/search_params.py, checked field by field by
+tests/test_server_search_params.py), and the engine reads the record. A front end whose default
+differs says so in the field's OptionDoc, with the reason. A new filter or switch is one field here
+(with a default that keeps today's behaviour) read where it acts.
 """
 
 from __future__ import annotations
@@ -26,51 +29,198 @@ def check_fusion(fusion: str) -> str:
     return fusion
 
 
-__all__ = ["SearchOptions"]
+__all__ = ["CLI", "HTTP", "OptionDoc", "SearchOptions", "front_end_default", "option_docs"]
+
+CLI, HTTP = "cli", "http"  # the front ends that offer the options by name
+_SAME = object()  # a front end's default is the field's own
+
+
+@dataclass(frozen=True)
+class OptionDoc:
+    """How a SearchOptions field is offered by name: the one declaration the CLI flags
+    (cli/search.py) and the HTTP parameters (server/search_params.py) are made from.
+
+    help: what it does. flags: the CLI's spellings, the main one first. low/high: bounds of a
+    number. repeatable: given once per value (a list). http_name: the query-string and form name
+    where it differs from the field's. cli_help: where the CLI does more with it (it walks the
+    folders too). defaults: a front end whose default differs, by front end, with `why` saying the
+    reason (declared here and nowhere else). section: the CLI --help section it is listed in."""
+
+    help: str
+    flags: tuple[str, ...]
+    metavar: str | None = None
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    repeatable: bool = False
+    http_name: str | None = None
+    cli_help: str | None = None
+    defaults: tuple[tuple[str, Any], ...] = ()
+    why: str = ""
+    section: str | None = None
+
+
+PHOTO = "photo metadata filters (EXIF, XMP and IPTC keywords, sidecars)"
+
+
+def _option(default: Any, doc: OptionDoc) -> Any:
+    return dataclasses.field(default=default, metadata={"doc": doc})
+
+
+def option_docs() -> list[tuple[dataclasses.Field, OptionDoc]]:
+    """Every SearchOptions field with its OptionDoc, in declaration order."""
+    return [(field, field.metadata["doc"]) for field in dataclasses.fields(SearchOptions)]
+
+
+def front_end_default(field: dataclasses.Field, front_end: str) -> Any:
+    """The default `front_end` (CLI or HTTP) uses for `field`: the field's own unless declared."""
+    declared = dict(field.metadata["doc"].defaults).get(front_end, _SAME)
+    return field.default if declared is _SAME else declared
 
 
 @dataclass(frozen=True)
 class SearchOptions:
-    """k, offset: the page. threshold: only scores >= it. roots: only images below these folders
-    (None: the whole catalog). after/before: capture time in [after, before), epoch seconds or a date
-    string (YYYY, YYYY-MM, YYYY-MM-DD, ISO); images without a capture time are left out when either
-    is set. exclude: globs matched against each file and folder name below the root and the relative
-    path. include_hidden=False drops dot-files and junk folders, as indexing does.
+    """What a search may be asked besides its query; each field's OptionDoc says what it does.
+
+    after/before: capture time in [after, before), epoch seconds or a date string (YYYY, YYYY-MM,
+    YYYY-MM-DD, ISO); images without a capture time are left out when either is set. exclude:
+    globs matched against each file and folder name below the root and the relative path.
 
     Photo metadata (filled by indexing: EXIF, XMP/IPTC, sidecars; see catalog/metadata.py) filters
-    inside the ranking, never after the top-k: near: a place name ("Florence", "Florence, 5") or
-    "LAT,LON[,KM]" or a (lat, lon[, km]) tuple, kept as (lat, lon, km), default radius
-    filters.DEFAULT_NEAR_KM; camera: a case-insensitive part of "make model"; tag: a keyword, a parent
-    of hierarchical ones ("Places" for "Places|Italy"), or a prefix ending in "*"; place: a city,
-    region or country (or its start). With no query terms, the images these (or after/before) let
-    through are listed newest first. fusion: how an image + text query is fused (search.fusion):
-    "auto" uses the model's Combiner when it has one.
+    inside the ranking, never after the top-k: near is kept as (lat, lon, km), default radius
+    filters.DEFAULT_NEAR_KM. With no query terms, the images these (or after/before) let through
+    are listed newest first. fusion: search.fusion; exact: docs/ann.md; all_parts:
+    search/allof.py; ignore_tone, tone: search/tone.py; dedup: search/dedup.py."""
 
-    exact: score every image in scope by brute force even where the catalog is large enough for
-    the ANN index (docs/ann.md); results then never miss an image the index would not find.
-
-    all_parts: rank by how well images match every part of a detailed text (search/allof.py).
-    ignore_tone: remove the tone component from the query (search/tone.py); tone: tone words to
-    add on purpose. dedup: fold near-identical images into the best-scored one (search/dedup.py)."""
-
-    k: int = 10
-    offset: int = 0
-    threshold: float | None = None
-    roots: tuple[str, ...] | None = None
-    after: float | None = None
-    before: float | None = None
-    exclude: tuple[str, ...] = ()
-    include_hidden: bool = True
-    fusion: str = "auto"  # image + text: "auto" (the model's Combiner if it has one), "combiner", "sum"
-    near: NearValue | None = None  # always (lat, lon, km) once constructed
-    camera: str | None = None
-    tag: str | None = None
-    place: str | None = None
-    exact: bool = False
-    all_parts: bool = False
-    ignore_tone: bool = False
-    tone: tuple[str, ...] = ()
-    dedup: bool = True
+    k: int = _option(
+        10,
+        OptionDoc(
+            "number of results",
+            ("-k", "-t", "--top"),
+            "N",
+            low=1,
+            defaults=((HTTP, 20),),
+            why="a grid of thumbnails holds more than a terminal's screenful (the page asks for its own "
+            "page size)",
+        ),
+    )
+    offset: int = _option(0, OptionDoc("skip the first N results (paging)", ("--offset",), "N", low=0))
+    threshold: float | None = _option(
+        None,
+        OptionDoc(
+            "only results scoring at least S (a cosine score)", ("--threshold",), "S", low=-1.0, high=1.0
+        ),
+    )
+    roots: tuple[str, ...] | None = _option(
+        None,
+        OptionDoc(
+            "only images under these folders (repeatable)",
+            ("--in",),
+            "DIR",
+            repeatable=True,
+            http_name="root",
+            cli_help="folder to index and search, repeatable (default: the current folder); an "
+            "object-store prefix (s3://bucket/photos) is searched, not indexed",
+        ),
+    )
+    after: float | None = _option(
+        None,
+        OptionDoc(
+            "only images taken on or after DATE (YYYY, YYYY-MM, YYYY-MM-DD or ISO)", ("--after",), "DATE"
+        ),
+    )
+    before: float | None = _option(None, OptionDoc("only images taken before DATE", ("--before",), "DATE"))
+    exclude: tuple[str, ...] = _option(
+        (),
+        OptionDoc(
+            "leave out files and folders matching GLOB (name, relative or absolute path), repeatable",
+            ("--exclude", "--exclude-dir"),
+            "GLOB",
+            repeatable=True,
+            cli_help="skip files and folders matching GLOB (name, relative or absolute path), repeatable",
+        ),
+    )
+    include_hidden: bool = _option(
+        True,
+        OptionDoc(
+            "show hidden (dot) files and files in junk folders that the catalog holds",
+            ("--include-hidden",),
+            cli_help="also index and show hidden (dot) files and folders",
+            defaults=((CLI, False),),
+            why="the CLI indexes the folders before it searches, and its walk skips hidden files unless "
+            "asked: its results then match what it indexes. The API and the server search the catalog "
+            "as it is",
+        ),
+    )
+    fusion: str = _option(
+        "auto",
+        OptionDoc(
+            "how an image + text query becomes one vector. auto: the model's trained Combiner when it "
+            "has one (pixgrep-mini ships one; `pixgrep models add-combiner` adds one), else the sum; "
+            "combiner: require it; sum: add the unit vectors (the behaviour before Combiners). Weights "
+            "and - terms apply around the Combiner",
+            ("--fusion",),
+            choices=FUSIONS,
+        ),
+    )
+    near: NearValue | None = _option(
+        None,
+        OptionDoc(
+            "taken within KM (default 10) of a place ('Florence', 'Paris, Texas', 'Florence, 5') or of "
+            "LAT,LON (great-circle distance)",
+            ("--near",),
+            "PLACE|LAT,LON[,KM]",
+            section=PHOTO,
+        ),
+    )
+    camera: str | None = _option(
+        None, OptionDoc("camera make and model contain TEXT (any case)", ("--camera",), "TEXT", section=PHOTO)
+    )
+    tag: str | None = _option(
+        None,
+        OptionDoc(
+            "a keyword (any case): exact, a parent of 'A|B' keywords, or 'pre*'",
+            ("--tag",),
+            "TEXT",
+            section=PHOTO,
+        ),
+    )
+    place: str | None = _option(
+        None, OptionDoc("taken in a city, region or country named TEXT", ("--place",), "TEXT", section=PHOTO)
+    )
+    exact: bool = _option(
+        False,
+        OptionDoc(
+            "score every image by brute force, even where the catalog is large enough for the ANN index",
+            ("--exact",),
+        ),
+    )
+    all_parts: bool = _option(
+        False,
+        OptionDoc(
+            "detailed queries: split the text at sentences, commas, 'and', 'with' and prefer images "
+            "matching every part (--json shows each part's score)",
+            ("--all",),
+        ),
+    )
+    ignore_tone: bool = _option(
+        False,
+        OptionDoc(
+            "discount tone words (messy, elegant, sad, ...): rank by what the picture shows",
+            ("--ignore-tone",),
+        ),
+    )
+    tone: tuple[str, ...] = _option(
+        (), OptionDoc("ask for a tone on purpose, e.g. 'cozy, bright'", ("--tone",), "WORDS")
+    )
+    dedup: bool = _option(
+        True,
+        OptionDoc(
+            "fold near-identical images into one result with a count",
+            ("--no-dedup",),
+            cli_help="show near-identical copies separately (default: once, with a count)",
+        ),
+    )
 
     def __post_init__(self) -> None:
         # Validated once here, so every front end refuses the same things with the same words.

@@ -1,4 +1,5 @@
-"""The search options over HTTP, declared once: every `SearchOptions` field as a request parameter.
+"""The search options over HTTP: every `SearchOptions` field as a request parameter, with the name,
+default and description its declaration in search/options.py gives.
 
 `SearchParams` is read as the query string of the GET search routes, as the form of the upload
 route and (extended by `SearchIn`) as the JSON body of POST /api/search, so a new option is one
@@ -9,12 +10,12 @@ dependencies that turn it into a checked `SearchOptions`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Form, Query
 from pydantic import BaseModel, Field
 
-from pixgrep.search.options import SearchOptions
+from pixgrep.search.options import HTTP, OptionDoc, SearchOptions, front_end_default, option_docs
 from pixgrep.server.guards import PlainText
 from pixgrep.server.querying import check_model, normalise_roots
 from pixgrep.server.state import ServerState, get_state
@@ -22,43 +23,50 @@ from pixgrep.server.state import ServerState, get_state
 __all__ = ["FormOptions", "MetadataFilters", "QueryOptions", "SearchParams", "form_options", "query_options"]
 
 Fusion = Literal["auto", "combiner", "sum"]
+_FIELDS = {field.name: field for field, _ in option_docs()}
+
+
+def _param(name: str, *, most: float | None = None) -> Any:
+    """The request parameter of SearchOptions field `name`: its declared HTTP default, help and
+    bounds (search/options.py); `most`: the server's own cap on what one request may ask."""
+    field = _FIELDS[name]
+    doc: OptionDoc = field.metadata["doc"]
+    if doc.repeatable:  # a list over HTTP (repeated in a query string or a form)
+        return Field(default_factory=list, alias=doc.http_name, description=doc.help)
+    default = front_end_default(field, HTTP)
+    high = most if most is not None else doc.high
+    return Field(None if default == () else default, description=doc.help, ge=doc.low, le=high)
 
 
 class MetadataFilters(BaseModel):
     """The photo-metadata filters (also the facets route's parameters)."""
 
-    near: str | None = Field(None, description='"Florence", "Florence, 5", "LAT,LON" or "LAT,LON,KM"')
-    camera: str | None = Field(None, description='case-insensitive part of "make model"')
-    tag: str | None = Field(None, description='a keyword, a parent ("Places" for "Places|Italy"), or "pre*"')
-    place: str | None = Field(None, description="a city, region or country (or the start of one)")
+    near: str | None = _param("near")
+    camera: str | None = _param("camera")
+    tag: str | None = _param("tag")
+    place: str | None = _param("place")
 
 
 class SearchParams(MetadataFilters):
     """Every SearchOptions field (and the model check). In a query string or a form the folder
-    scope is the repeatable `root`; in a JSON body it is the list `roots` (SearchIn)."""
+    scope is the repeatable `root`; in a JSON body it is the list `roots` (SearchIn). Names,
+    defaults and descriptions come from SearchOptions; the types are what a request carries
+    (dates and tone words as text, SearchOptions checks them)."""
 
-    k: int = Field(20, ge=1, le=1000, description="results per page")
-    offset: int = Field(0, ge=0, le=1_000_000, description="results to skip (paging)")
-    threshold: float | None = Field(
-        None, ge=-1.0, le=1.0, description="drop results scoring below this cosine similarity"
-    )
-    roots: list[PlainText] = Field(
-        default_factory=list, alias="root", description="only images under these folders (repeatable)"
-    )
-    after: str | None = Field(None, description="captured on or after: YYYY, YYYY-MM, YYYY-MM-DD or ISO")
-    before: str | None = Field(None, description="captured before: YYYY, YYYY-MM, YYYY-MM-DD or ISO")
-    exclude: list[str] = Field(
-        default_factory=list, description="leave out files and folders matching these globs (repeatable)"
-    )
-    include_hidden: bool = Field(True, description="false: leave out dot-files and junk folders")
-    fusion: Fusion = Field(
-        "auto", description="image + text: the model's Combiner (auto: when it has one) or the sum"
-    )
-    exact: bool = Field(False, description="score every image by brute force, never the ANN index")
-    all_parts: bool = Field(False, description="rank by how well images match every part of a detailed text")
-    ignore_tone: bool = Field(False, description="remove the tone (messy, elegant, ...) of the query")
-    tone: str | None = Field(None, description="tone words to add on purpose: 'cozy, bright'")
-    dedup: bool = Field(True, description="fold near-identical images into one result with a count")
+    k: int = _param("k", most=1000)
+    offset: int = _param("offset", most=1_000_000)
+    threshold: float | None = _param("threshold")
+    roots: list[PlainText] = _param("roots")
+    after: str | None = _param("after")
+    before: str | None = _param("before")
+    exclude: list[str] = _param("exclude")
+    include_hidden: bool = _param("include_hidden")
+    fusion: Fusion = _param("fusion")
+    exact: bool = _param("exact")
+    all_parts: bool = _param("all_parts")
+    ignore_tone: bool = _param("ignore_tone")
+    tone: str | None = _param("tone")
+    dedup: bool = _param("dedup")
     model: str | None = Field(None, description="must name the served model, if given")
 
     def options(self, state: ServerState) -> SearchOptions:
