@@ -9,6 +9,7 @@ cluster and actor start-ups. Without the ray extra every test here skips with th
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -36,11 +37,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::Depr
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
-    """300 real photos, linked (not copied) into a folder of their own."""
+    """300 real photos, copied into a folder of their own (a link out of the folder is not indexed)."""
     source = shared_data("flickr8k") / "images"
     folder = tmp_path_factory.mktemp("photos")
     for path in sorted(source.glob("*.jpg"))[:COUNT]:
-        os.symlink(path, folder / path.name)
+        shutil.copyfile(path, folder / path.name)
     return folder
 
 

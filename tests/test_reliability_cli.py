@@ -94,15 +94,19 @@ def _cases(w: dict) -> dict[str, list[list[str]]]:
         "eval classes": [["eval", "classes", LONG, *good, *m], ["eval", "classes", photos, *good, *m]],
         "eval composed": [["eval", "composed", "--triplets", LONG, "--images", photos, *good, *m]],
         "eval make-cir": [["eval", "make-cir", "--captions", LONG, "--split", LONG, "--out", str(base)]],
-        "rank": [["rank", LONG, "a cat", *m], ["rank", str(base / "text.jpg"), "a cat", *m]],
-        "probe": [["probe", "a cat", "--in", LONG, *good, *m]],
+        "study rank": [["study", "rank", LONG, "a cat", *m], ["rank", str(base / "text.jpg"), "a cat", *m]],
+        "study probe": [
+            ["study", "probe", "a cat", "--in", LONG, *good, *m],
+            ["probe", "a cat", "--in", LONG, *m],
+        ],
         "classify": [
             ["classify", LONG, "--labels", "cat,dog", *m],
             ["classify", photos, "--labels", "cat", "--top", "-1", *m],
             ["classify", photos, "--labels", "cat", "--min-prob", "nan", *m],
         ],
         "serve": [["serve", "--port", "70000", *good, *m]],
-        "export": [["export", "--parquet", LONG, *good], ["export", "--parquet", photos, *good]],
+        "export-vectors": [["export-vectors", "--parquet", LONG, *good]],
+        "export": [["export", "--parquet", photos, *good]],  # the old name of export-vectors
         "import": [
             ["import", LONG, *good, *m],
             ["import", str(base / "text.jpg"), "--batch-size", HUGE, *good, *m],

@@ -60,7 +60,8 @@ def query(photos, catalog, model, *extra):
 
 def test_a_text_query_is_answered_by_the_server_exactly_as_here(served, tiny_model_dir):
     photos, catalog, _ = served
-    for extra in (("--json",), (), ("--threshold", "-1", "--offset", "2", "-f"), ("--all", "--json")):
+    extras = (("--json",), (), ("--threshold", "-1", "--offset", "2", "-f"), ("--all", "--json"))
+    for extra in (*extras, ("--tone", "cozy, bright", "--json")):  # tone words travel as one text
         handed = probe(*query(photos, catalog, tiny_model_dir, *extra))
         local = probe(*query(photos, catalog, tiny_model_dir, *extra, "--local"))
         assert handed.returncode == local.returncode == 0, (handed.stderr, local.stderr)

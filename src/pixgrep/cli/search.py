@@ -254,6 +254,8 @@ def _hand_off(args: argparse.Namespace, terms, roots: list[str]):
 
         catalog = default_catalog_path()
     body = option_values(args, roots)
+    tone = body["tone"]  # a request carries tone words as one text, as the page sends them
+    body["tone"] = (tone if isinstance(tone, str) else ", ".join(tone)) or None
     body["terms"] = [{"kind": "text", "value": term.value, "weight": term.weight} for term in terms]
     return handoff.ask(catalog, args.model, body)
 
