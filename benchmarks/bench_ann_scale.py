@@ -73,7 +73,11 @@ def cmd_make(args: argparse.Namespace) -> None:
         block = block + rng.standard_normal(block.shape, dtype=np.float32) * noise[start:end, None]
         matrix[start:end] = block / np.linalg.norm(block, axis=1, keepdims=True)
     matrix.flush()
-    print(json.dumps({"rows": rows, "kind": args.kind, "file_mb": round((out / "rows.npy").stat().st_size / 2**20)}))
+    print(
+        json.dumps(
+            {"rows": rows, "kind": args.kind, "file_mb": round((out / "rows.npy").stat().st_size / 2**20)}
+        )
+    )
 
 
 def streamed_truth(rows: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +87,10 @@ def streamed_truth(rows: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, n
     for start in range(0, len(rows), CHUNK):
         block = np.asarray(rows[start : start + CHUNK], np.float32)
         scores = np.concatenate([best_scores, queries @ block.T], axis=1)
-        ids = np.concatenate([best_ids, np.broadcast_to(np.arange(start, start + len(block)), (len(queries), len(block)))], axis=1)
+        ids = np.concatenate(
+            [best_ids, np.broadcast_to(np.arange(start, start + len(block)), (len(queries), len(block)))],
+            axis=1,
+        )
         top = np.argpartition(-scores, K - 1, axis=1)[:, :K]
         best_scores, best_ids = np.take_along_axis(scores, top, 1), np.take_along_axis(ids, top, 1)
     order = np.argsort(-best_scores, axis=1)
@@ -131,28 +138,40 @@ def cmd_run(args: argparse.Namespace) -> None:
         report["build_cpu_s"] = round(time.process_time() - cpu, 1)
         report["coarse_build_s"], report["coarse_build_cpu_s"] = (round(x, 1) for x in coarse_s[0])
     assert index is not None and index.coarse is not None
-    sizes = {"graph": ann.index_path(matrix_path), "coarse": ann.coarse_path(matrix_path), "rows": folder / "rows.npy"}
+    sizes = {
+        "graph": ann.index_path(matrix_path),
+        "coarse": ann.coarse_path(matrix_path),
+        "rows": folder / "rows.npy",
+    }
     report["disk_mb"] = {name: round(path.stat().st_size / 2**20, 1) for name, path in sizes.items()}
     coarse = index.coarse
     modes = {
         "walk": lambda q, ef: walk(index, q, ef),
         "lists": lambda q, probe: coarse.probe(q, rows, FETCH, probe),
-        "both": lambda q, probe: np.union1d(walk(index, q, ann.EXPANSION_SEARCH), coarse.probe(q, rows, FETCH, probe)),
+        "both": lambda q, probe: np.union1d(
+            walk(index, q, ann.EXPANSION_SEARCH), coarse.probe(q, rows, FETCH, probe)
+        ),
     }
     settings = {"walk": args.ef, "lists": args.probe, "both": args.probe}
     for mode in args.modes:
         for setting in settings[mode]:
-            recalls, times = [], []
+            recalls, times, cpu = [], [], []
             for q, exact in zip(queries, truth, strict=True):
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.thread_time()
                 found = modes[mode](q, setting)
                 scores = np.asarray(rows[np.sort(found)], np.float32) @ q  # the exact re-score
                 top = np.sort(scores)[::-1][:K]
                 times.append(1000 * (time.perf_counter() - t))
+                cpu.append(1000 * (time.thread_time() - c))  # what the load does not move
                 recalls.append(score_aware(top, float(exact[K - 1])))
             line = {"mode": mode, "setting": setting, "recall_mean": round(float(np.mean(recalls)), 4)}
             line |= {"recall_worst": min(recalls), "below_0.5": int(sum(r < 0.5 for r in recalls))}
-            line |= {"p50_ms": round(statistics.median(times), 2), "p95_ms": round(float(np.percentile(times, 95)), 2)}
+            line |= {
+                "p50_ms": round(statistics.median(times), 2),
+                "p95_ms": round(float(np.percentile(times, 95)), 2),
+                "cpu_p50_ms": round(statistics.median(cpu), 2),
+                "cpu_p95_ms": round(float(np.percentile(cpu, 95)), 2),
+            }
             print(json.dumps(line | {"load": round(os.getloadavg()[0], 1)}), flush=True)
     report["lists"] = len(coarse.centroids)
     report["largest_list"] = int(np.diff(coarse.starts).max())
@@ -184,7 +203,9 @@ def cold_query(matrix_path: Path, rows: int, rows_file: Path, query: np.ndarray)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     make = sub.add_parser("make", help="write a set of float16 rows")
     make.add_argument("--vectors", required=True, help="folder with images.npy (bench_ann.py vectors)")
@@ -197,7 +218,9 @@ def main() -> None:
     run.add_argument("--vectors", required=True, help="folder with queries.npy")
     run.add_argument("--set", required=True)
     run.add_argument("--queries", type=int, default=100)
-    run.add_argument("--skip", type=int, default=400, help="queries skipped (bench_ann.py uses the first ones)")
+    run.add_argument(
+        "--skip", type=int, default=400, help="queries skipped (bench_ann.py uses the first ones)"
+    )
     run.add_argument("--modes", nargs="+", default=["walk", "lists", "both"])
     run.add_argument("--ef", type=int, nargs="+", default=[512])
     run.add_argument("--probe", type=int, nargs="+", default=[32])

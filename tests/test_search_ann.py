@@ -176,7 +176,9 @@ def _bursts(seed: int, dim: int = 32):
     vectors = vectors + 0.01 * rng.standard_normal(vectors.shape)
     vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True))[rng.permutation(len(source))]
     queries = rng.standard_normal((100, dim))
-    return vectors.astype(np.float16), (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+    return vectors.astype(np.float16), (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(
+        np.float32
+    )
 
 
 def _score_aware_recall(vectors, query, found) -> float:

@@ -134,7 +134,9 @@ class AnnIndex:
         return out
 
     def describe(self) -> str:
-        lists = f" + {len(self.coarse.centroids)} k-means lists (probe {ann_coarse.PROBE})" if self.coarse else ""
+        lists = (
+            f" + {len(self.coarse.centroids)} k-means lists (probe {ann_coarse.PROBE})" if self.coarse else ""
+        )
         return f"usearch HNSW ({DTYPE}, M={CONNECTIVITY}, ef={EXPANSION_SEARCH}){lists} over {self.rows} rows"
 
 
@@ -150,7 +152,10 @@ def open_index(
         meta = json.loads(_meta_path(matrix_path).read_text())
         if meta.get("format") != FORMAT or meta.get("base_id") != base_id or meta.get("rows") != rows:
             return None
-        if path.stat().st_size != meta["bytes"] or coarse_path(matrix_path).stat().st_size != meta["coarse_bytes"]:
+        if (
+            path.stat().st_size != meta["bytes"]
+            or coarse_path(matrix_path).stat().st_size != meta["coarse_bytes"]
+        ):
             return None
         index = _usearch_index_class().restore(str(path), view=True)
     except (OSError, ValueError, KeyError, TypeError, ImportError, RuntimeError):
@@ -228,7 +233,9 @@ def build_index(matrix_path: Path, base_id: str, vectors: np.ndarray) -> AnnInde
                 "coarse_bytes": coarse_path(matrix_path).stat().st_size,
                 "dtype": DTYPE,
             }
-            _write_file(_meta_path(matrix_path), matrix_path, lambda temp: Path(temp).write_text(json.dumps(meta)))
+            _write_file(
+                _meta_path(matrix_path), matrix_path, lambda temp: Path(temp).write_text(json.dumps(meta))
+            )
         except OSError:
             return None
     finally:
