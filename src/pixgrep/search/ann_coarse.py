@@ -35,7 +35,7 @@ Progress = Callable[[int], None]
 
 def list_count(rows: int) -> int:
     """About sqrt(rows) lists: ~1,000 rows each at 1M, ~3,200 at 10M."""
-    return max(8, int(round(math.sqrt(rows))))
+    return max(1, min(rows, max(8, int(round(math.sqrt(rows))))))
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
