@@ -179,11 +179,12 @@ class Catalog:
         """Folders holding readable images, with how many each holds directly."""
         return self._db.folder_counts()
 
-    def prepare_search(self) -> None:
-        """Bring the search structures for the loaded model up to date now (not on the next query)."""
-        from pixgrep.search.matrix_store import load_matrix
+    def prepare_search(self, *, progress: bool = False, large_only: bool = False) -> None:
+        """Bring the search structures for the loaded model up to date now (not on the next query);
+        progress: a bar while an ANN index is built; large_only: skip catalogs too small for one."""
+        from pixgrep.search.ann import prepare
 
-        load_matrix(self._db, self.encoder.model_id)
+        prepare(self._db, self.encoder.model_id, progress=progress, large_only=large_only)
 
     def search_index(self) -> dict | None:
         """How the loaded model's search index stands and how the last search in this process ran

@@ -104,6 +104,7 @@ def _index(args: argparse.Namespace) -> int:
             batch_size=args.batch_size or _default_batch(catalog, args.ray),
             ray=args.ray,
         )
+        catalog.prepare_search(progress=True, large_only=True)  # the ANN index now, not in the first query
     if args.json:
         print(json.dumps(summary.to_json()))
     return 0

@@ -99,6 +99,7 @@ def _import(args: argparse.Namespace) -> int:
     find_sources(args.inputs)  # unreadable or unusable files fail before the model or the catalog opens
     with open_catalog(args.catalog, args.model) as catalog:
         summary = catalog.import_parquet(args.inputs, batch_size=args.batch_size)
+        catalog.prepare_search(progress=True, large_only=True)  # the ANN index now, not in the first query
     if args.json:
         print(json.dumps(summary.to_json()))
     else:

@@ -1,7 +1,11 @@
-"""The approximate nearest-neighbour index over the base rows of a search matrix (usearch HNSW).
+"""The approximate nearest-neighbour index over the base rows of a search matrix: a usearch HNSW
+graph and a coarse k-means layer in front of it (search/ann_coarse.py).
 
-One file per matrix, `<matrix>.usearch`, plus `<matrix>.usearch.json` naming the matrix base it
-was built from (its random `base_id`) and the file's size. Keys are base row numbers. The index is
+Per matrix: `<matrix>.usearch` (the graph), `<matrix>.coarse` (the lists), and
+`<matrix>.usearch.json` naming the matrix base they were built from (its random `base_id`), the
+layout's FORMAT and both files' sizes; an index of another format is rebuilt, never read. Keys are
+base row numbers. A query's candidates are the walk's and the best rows of the nearest lists
+(which a walk stuck in a neighbouring cluster cannot miss). The graph is
 opened as a memory-mapped view (`Index.restore(view=True)`): a cold query touches only the graph
 nodes and vectors its walk visits, never the whole file. Vectors are stored as int8 (usearch's
 scalar quantisation); candidates are re-scored exactly from the float16 matrix, so the index only
@@ -13,18 +17,24 @@ index is immutable once written and rebuilt only with the matrix base (compactio
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from pixgrep.search import ann_coarse
 
 ANN_MIN_ROWS = 50_000  # below this, exact scoring of the whole matrix takes a few milliseconds
 CONNECTIVITY = 16
 EXPANSION_ADD = 128
 EXPANSION_SEARCH = 512  # with 64+ candidates re-scored: recall@10 0.978 at 1M, 0.95 at ef 256 (docs/ann.md)
 DTYPE = "i8"
+FORMAT = 2  # 1: the graph alone; 2: graph + coarse layer
 BUILD_CHUNK = 65_536
 PAIR_CHUNK = 1 << 20  # pairs per pairwise_distance call (16 MB of keys)
 
@@ -56,6 +66,10 @@ def index_path(matrix_path: Path) -> Path:
     return matrix_path.with_name(matrix_path.name + ".usearch")
 
 
+def coarse_path(matrix_path: Path) -> Path:
+    return matrix_path.with_name(matrix_path.name + ".coarse")
+
+
 def _meta_path(matrix_path: Path) -> Path:
     return matrix_path.with_name(matrix_path.name + ".usearch.json")
 
@@ -63,18 +77,33 @@ def _meta_path(matrix_path: Path) -> Path:
 class AnnIndex:
     """A read-only, memory-mapped HNSW index whose keys are matrix base rows."""
 
-    def __init__(self, index, rows: int, path: Path):
+    def __init__(
+        self,
+        index,
+        rows: int,
+        path: Path,
+        coarse: ann_coarse.CoarseLayer | None = None,
+        vectors: np.ndarray | None = None,
+    ):
         self._index = index
         self.rows = rows
         self.path = path
+        self.coarse = coarse
+        self.vectors = vectors  # the float16 base rows the coarse layer scores
 
     def search(self, query: np.ndarray, count: int) -> np.ndarray:
-        """Up to `count` base rows near `query`, nearest first (approximate)."""
+        """At least `count` base rows near `query` (approximate, unordered, distinct): the graph
+        walk's `count` and the `count` best of the coarse layer's nearest lists."""
+        query = np.asarray(query, np.float32)
         # expansion_search is a per-call knob of the shared handle; one value for all callers,
         # raised for a big `count` so the walk keeps at least that many candidates.
         self._index.expansion_search = max(EXPANSION_SEARCH, count)
-        matches = self._index.search(np.asarray(query, np.float32), min(count, self.rows), threads=1)
-        return np.asarray(matches.keys, np.int64)
+        matches = self._index.search(query, min(count, self.rows), threads=1)
+        walked = np.asarray(matches.keys, np.int64)
+        if self.coarse is None or self.vectors is None:
+            return walked
+        probed = self.coarse.probe(query, self.vectors, count)
+        return np.union1d(walked, probed)
 
     def neighbours(self, queries: np.ndarray, count: int, expansion: int) -> np.ndarray:
         """(len(queries), count) keys, nearest first: approximate neighbours of many queries at
@@ -107,63 +136,130 @@ class AnnIndex:
         return out
 
     def describe(self) -> str:
-        return f"usearch HNSW ({DTYPE}, M={CONNECTIVITY}, ef={EXPANSION_SEARCH}) over {self.rows} rows"
+        lists = (
+            f" + {len(self.coarse.centroids)} k-means lists (probe {ann_coarse.PROBE})" if self.coarse else ""
+        )
+        return f"usearch HNSW ({DTYPE}, M={CONNECTIVITY}, ef={EXPANSION_SEARCH}){lists} over {self.rows} rows"
 
 
-def open_index(matrix_path: Path, base_id: str, rows: int) -> AnnIndex | None:
-    """The index built for this matrix base, memory-mapped; None when missing, stale or unreadable."""
+def open_index(
+    matrix_path: Path, base_id: str, rows: int, vectors: np.ndarray | None = None
+) -> AnnIndex | None:
+    """The index built for this matrix base, memory-mapped; None when missing, stale, of another
+    FORMAT or unreadable. `vectors` (the base's float16 rows) lets the coarse layer score lists."""
     path = index_path(matrix_path)
     if not available():
         return None
     try:
         meta = json.loads(_meta_path(matrix_path).read_text())
-        if meta.get("base_id") != base_id or meta.get("rows") != rows or path.stat().st_size != meta["bytes"]:
+        if meta.get("format") != FORMAT or meta.get("base_id") != base_id or meta.get("rows") != rows:
+            return None
+        if (
+            path.stat().st_size != meta["bytes"]
+            or coarse_path(matrix_path).stat().st_size != meta["coarse_bytes"]
+        ):
             return None
         index = _usearch_index_class().restore(str(path), view=True)
     except (OSError, ValueError, KeyError, TypeError, ImportError, RuntimeError):
         return None
     if index is None or len(index) != rows:
         return None
-    return AnnIndex(index, rows, path)
+    coarse = ann_coarse.open_layer(coarse_path(matrix_path), rows, index.ndim)
+    if coarse is None:
+        return None
+    return AnnIndex(index, rows, path, coarse, vectors)
+
+
+def prepare(db, model: str, *, progress: bool = False, large_only: bool = False) -> None:
+    """Bring the search matrix of `model` and, for a large catalog, its index up to date now,
+    with a progress bar while an index is built. large_only: skip catalogs too small for an index
+    (the end of `pixgrep index` / `import`: the first query then never stalls on a build)."""
+    from pixgrep.search.matrix_store import load_matrix
+
+    if large_only:
+        if not available():
+            return
+        highest = db.conn.execute("SELECT MAX(id) FROM images").fetchone()[0]  # O(log n): no count
+        if highest is None or highest < ANN_MIN_ROWS:
+            return
+    with build_progress(progress):
+        load_matrix(db, model)
+
+
+_progress: contextvars.ContextVar[bool] = contextvars.ContextVar("pixgrep_ann_progress", default=False)
+
+
+@contextlib.contextmanager
+def build_progress(show: bool = True) -> Iterator[None]:
+    """Index builds started inside show a progress bar on stderr (when it is a terminal)."""
+    token = _progress.set(show)
+    try:
+        yield
+    finally:
+        _progress.reset(token)
 
 
 def build_index(matrix_path: Path, base_id: str, vectors: np.ndarray) -> AnnIndex | None:
     """Build and save the index of `vectors` (the float16 base rows); None if it cannot be written.
 
-    The index file is written to a temporary name and renamed; the small JSON naming its base is
+    Both files are written to temporary names and renamed; the small JSON naming their base is
     written last, so a crash in between leaves an index that `open_index` refuses as stale.
     """
+    from pixgrep.progress import bar
+
     rows, dim = vectors.shape
-    index = _usearch_index_class()(
-        ndim=dim, metric="ip", dtype=DTYPE, connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD
-    )
-    for start in range(0, rows, BUILD_CHUNK):
-        end = min(start + BUILD_CHUNK, rows)
-        block = np.asarray(vectors[start:end], np.float32)
-        index.add(np.arange(start, end, dtype=np.uint64), block, threads=os.cpu_count() or 1)
-    path = index_path(matrix_path)
+    meter = bar(2 * rows, "building the search index", "rows") if _progress.get() else None
     try:
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
+        index = _usearch_index_class()(
+            ndim=dim, metric="ip", dtype=DTYPE, connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD
+        )
+        for start in range(0, rows, BUILD_CHUNK):
+            end = min(start + BUILD_CHUNK, rows)
+            block = np.asarray(vectors[start:end], np.float32)
+            index.add(np.arange(start, end, dtype=np.uint64), block, threads=os.cpu_count() or 1)
+            if meter is not None:
+                meter.update(end - start)
+        path = index_path(matrix_path)
         try:
-            index.save(temp)
-            os.chmod(temp, _mode_of(matrix_path))  # readable by whoever may read the matrix
-            os.replace(temp, path)
-        except BaseException:
-            try:
-                os.unlink(temp)
-            except OSError:
-                pass
-            raise
-        meta = {"base_id": base_id, "rows": rows, "bytes": path.stat().st_size, "dtype": DTYPE}
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".json.tmp")
-        with os.fdopen(fd, "w") as out:
-            json.dump(meta, out)
+            _write_file(path, matrix_path, index.save)
+            _write_file(
+                coarse_path(matrix_path),
+                matrix_path,
+                lambda temp: ann_coarse.build(vectors, Path(temp), meter.update if meter else None),
+            )
+            meta = {
+                "format": FORMAT,
+                "base_id": base_id,
+                "rows": rows,
+                "bytes": path.stat().st_size,
+                "coarse_bytes": coarse_path(matrix_path).stat().st_size,
+                "dtype": DTYPE,
+            }
+            _write_file(
+                _meta_path(matrix_path), matrix_path, lambda temp: Path(temp).write_text(json.dumps(meta))
+            )
+        except OSError:
+            return None
+    finally:
+        if meter is not None:
+            meter.close()
+    return open_index(matrix_path, base_id, rows, vectors)
+
+
+def _write_file(path: Path, matrix_path: Path, write) -> None:
+    """`write(temporary name)`, then rename it to `path`, readable by whoever may read the matrix."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(temp)
         os.chmod(temp, _mode_of(matrix_path))
-        os.replace(temp, _meta_path(matrix_path))
-    except OSError:
-        return None
-    return open_index(matrix_path, base_id, rows)
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
 
 
 def _mode_of(matrix_path: Path) -> int:

@@ -105,7 +105,7 @@ class Base:
         if not self.ann_checked:
             self.ann_checked = True
             if self.source is not None and self.rows >= ann_module.ANN_MIN_ROWS:
-                self.ann = ann_module.open_index(self.source, self.base_id, self.rows)
+                self.ann = ann_module.open_index(self.source, self.base_id, self.rows, self.vectors)
         return self.ann
 
 

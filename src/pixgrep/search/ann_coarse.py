@@ -1,0 +1,177 @@
+"""The coarse layer of the ANN index: k-means lists over the base rows (an inverted file, IVF).
+
+An HNSW walk is greedy: on libraries made of dense clusters (bursts, near-copies, many shots of one
+scene) it can settle in a cluster next to the right one and return a top 10 that shares nothing
+with the exact one (docs/ann.md). The coarse layer cannot miss that way: a query is scored against
+every centroid exactly, the rows of the PROBE nearest lists are scored exactly from the float16
+matrix, and their best rows join the walk's candidates. Both are re-scored by the caller.
+
+One file, `<matrix>.coarse`, memory-mapped:
+  magic (16 bytes) | header length (uint32 LE) | header (JSON: lists, dim, rows, sections) |
+  sections, each 64-byte aligned: centroids float32 (lists, dim), starts int64 (lists + 1),
+  order int32 (rows): base rows list by list, ascending within a list.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+MAGIC = b"PIXGREP-COARSE\x00\x01"
+ALIGN = 64
+PROBE = 32  # lists scored per query (docs/ann.md: the measured knee at 1M rows)
+TRAIN_PER_LIST = 40  # k-means trains on this many sampled rows per list
+SEED_PER_LIST = 16  # ... and draws its seeds from this many (k-means++ is sequential)
+ITERATIONS = 8
+CHUNK = 32_768  # rows converted to float32 and assigned per step (64 MB at 512-d)
+
+Progress = Callable[[int], None]
+
+
+def list_count(rows: int) -> int:
+    """About sqrt(rows) lists: ~1,000 rows each at 1M, ~3,200 at 10M."""
+    return max(1, min(rows, max(8, int(round(math.sqrt(rows))))))
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows / np.maximum(norms, 1e-12)
+
+
+def _assign(vectors: np.ndarray, centroids: np.ndarray, progress: Progress | None = None) -> np.ndarray:
+    """The nearest centroid (largest inner product) of every row, chunk by chunk."""
+    labels = np.empty(len(vectors), np.int32)
+    for start in range(0, len(vectors), CHUNK):
+        block = np.asarray(vectors[start : start + CHUNK], np.float32)
+        labels[start : start + len(block)] = np.argmax(block @ centroids.T, axis=1)
+        if progress is not None:
+            progress(len(block))
+    return labels
+
+
+def _seeds(sample: np.ndarray, lists: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeds: each next one drawn with probability proportional to its distance from
+    the nearest seed so far, so a small, tight cluster gets a list of its own instead of sharing
+    (and diluting) the centroid of a big one."""
+    seeds = np.empty((lists, sample.shape[1]), np.float32)
+    seeds[0] = sample[rng.integers(len(sample))]
+    distance = np.maximum(1.0 - sample @ seeds[0], 0.0)
+    for i in range(1, lists):
+        total = float(distance.sum())
+        pick = rng.choice(len(sample), p=distance / total) if total > 0 else rng.integers(len(sample))
+        seeds[i] = sample[pick]
+        np.minimum(distance, np.maximum(1.0 - sample @ seeds[i], 0.0), out=distance)
+    return seeds
+
+
+def train(vectors: np.ndarray, lists: int, seed: int = 0) -> np.ndarray:
+    """Spherical k-means centroids (float32, unit rows) of a sample of `vectors`."""
+    rng = np.random.default_rng(seed)
+    rows = len(vectors)
+    sample_size = min(rows, TRAIN_PER_LIST * lists)
+    picked = np.sort(rng.choice(rows, sample_size, replace=False))
+    sample = _unit(np.asarray(vectors[picked], np.float32))
+    centroids = _seeds(sample[: SEED_PER_LIST * lists], lists, rng)
+    for _ in range(ITERATIONS):
+        labels = _assign(sample, centroids)
+        sums = np.zeros_like(centroids)
+        np.add.at(sums, labels, sample)
+        empty = np.flatnonzero(~sums.any(axis=1))
+        sums[empty] = sample[rng.choice(sample_size, len(empty), replace=False)]  # re-seed
+        centroids = _unit(sums).astype(np.float32)
+    return centroids
+
+
+def build(vectors: np.ndarray, path: Path, progress: Progress | None = None) -> None:
+    """Train, assign every row and write the layer to `path` (the caller renames it into place)."""
+    rows, dim = vectors.shape
+    centroids = train(vectors, list_count(rows))
+    labels = _assign(vectors, centroids, progress)
+    order = np.argsort(labels, kind="stable").astype(np.int32)
+    starts = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=len(centroids)))]).astype(np.int64)
+    arrays = {"centroids": centroids, "starts": starts, "order": order}
+    header: dict = {"lists": len(centroids), "dim": dim, "rows": rows, "sections": {}}
+    position = _aligned(len(MAGIC) + 4 + 1024)  # room for the JSON header
+    for name, array in arrays.items():
+        header["sections"][name] = [position, array.nbytes]
+        position = _aligned(position + array.nbytes)
+    text = json.dumps(header).encode()
+    if len(MAGIC) + 4 + len(text) > header["sections"]["centroids"][0]:
+        raise ValueError("coarse header too long")
+    with open(path, "wb") as out:
+        out.write(MAGIC + struct.pack("<I", len(text)) + text)
+        for name, array in arrays.items():
+            out.seek(header["sections"][name][0])
+            out.write(np.ascontiguousarray(array).tobytes())
+
+
+def _aligned(value: int) -> int:
+    return (value + ALIGN - 1) // ALIGN * ALIGN
+
+
+class CoarseLayer:
+    """The lists of one base, memory-mapped, and the exact scoring of the nearest ones."""
+
+    def __init__(self, centroids: np.ndarray, starts: np.ndarray, order: np.ndarray):
+        self.centroids = centroids
+        self.starts = starts
+        self.order = order
+
+    def probe(self, query: np.ndarray, vectors: np.ndarray, count: int, probe: int = PROBE) -> np.ndarray:
+        """The `count` rows of the `probe` nearest lists that score best against `query`
+        (exactly, from the float16 `vectors`), best first."""
+        near = np.einsum("ij,j->i", self.centroids, query)
+        probe = min(probe, len(near))
+        lists = np.argpartition(-near, probe - 1)[:probe]
+        rows = np.sort(np.concatenate([self.order[self.starts[i] : self.starts[i + 1]] for i in lists]))
+        if len(rows) == 0:
+            return rows.astype(np.int64)
+        scores = _dots(vectors[rows], query)
+        if len(rows) > count:
+            best = np.argpartition(-scores, count - 1)[:count]
+            rows, scores = rows[best], scores[best]
+        return rows[np.argsort(-scores)].astype(np.int64)
+
+
+def _dots(block: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Inner products of float16 rows with a query: numkong's SIMD kernels (usearch's own
+    dependency) read float16 directly, ~10x faster than numpy's conversion to float32."""
+    try:
+        import numkong
+
+        out = numkong.cdist(block, np.asarray(query, np.float16).reshape(1, -1), metric="dot")
+        return np.asarray(out, np.float32).reshape(-1)
+    except (ImportError, TypeError, ValueError):
+        return np.einsum("ij,j->i", np.asarray(block, np.float32), np.asarray(query, np.float32))
+
+
+def open_layer(path: Path, rows: int, dim: int) -> CoarseLayer | None:
+    """The layer at `path` if it is one of `rows` rows of `dim` dimensions; None otherwise."""
+    try:
+        raw = np.memmap(path, np.uint8, mode="r")
+        if bytes(raw[: len(MAGIC)]) != MAGIC:
+            return None
+        (length,) = struct.unpack("<I", bytes(raw[len(MAGIC) : len(MAGIC) + 4]))
+        header = json.loads(bytes(raw[len(MAGIC) + 4 : len(MAGIC) + 4 + length]))
+        if header["rows"] != rows or header["dim"] != dim:
+            return None
+        lists = int(header["lists"])
+
+        def section(name: str, dtype: str) -> np.ndarray:
+            start, size = header["sections"][name]
+            if start + size > len(raw):
+                raise ValueError(f"{name} runs past the end of the file")
+            return raw[start : start + size].view(dtype)
+
+        centroids = section("centroids", "<f4").reshape(lists, dim)
+        starts, order = section("starts", "<i8"), section("order", "<i4")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if len(starts) != lists + 1 or len(order) != rows or starts[-1] != rows:
+        return None
+    return CoarseLayer(centroids, starts, order)
