@@ -222,7 +222,7 @@ def test_an_index_of_another_format_is_rebuilt_not_read(catalog):
     rebuilt = load_matrix(db, "fake")
     assert rebuilt.base.ann is not None and rebuilt.base.ann.coarse is not None
     assert json.loads(meta_file.read_text())["format"] == ann_module.FORMAT
-    rebuilt.top(queries[0], 10)
+    top(rebuilt, queries[0], 10)
     assert rebuilt.last_method == "ann"
 
 
@@ -251,5 +251,5 @@ def test_the_index_is_ready_when_indexing_ends(catalog, monkeypatch):
     matrix_module._cache.clear()
     built = []
     monkeypatch.setattr(ann_module, "build_index", lambda *a, **k: built.append(a))
-    load_matrix(db, "fake").top(np.ones(DIM, np.float32) / DIM**0.5, 10)
+    top(load_matrix(db, "fake"), np.ones(DIM, np.float32) / DIM**0.5, 10)
     assert not built  # the first query built nothing
