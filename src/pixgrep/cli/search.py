@@ -184,6 +184,9 @@ def register(subparsers) -> None:
         action="store_false",
         help="show near-identical copies separately (default: once, with a count)",
     )
+    from pixgrep.cli.words_options import add_words_options  # words: text in pictures, names
+
+    add_words_options(parser)
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
         "-f",
@@ -297,8 +300,10 @@ def run(args: argparse.Namespace) -> int:
     with pixgrep.open_catalog(args.catalog, args.model) as catalog:
         local = [root for root in roots if root not in uris]
         if not args.no_index and local:
-            catalog.index(local, exclude=args.exclude, include_hidden=args.include_hidden, progress=True)
-        results = _search_with_warnings(catalog, terms or None, options)
+            catalog.index(
+                local, exclude=args.exclude, include_hidden=args.include_hidden, progress=True, ocr=args.ocr
+            )
+        results = _search_with_warnings(catalog, terms or None, options, args.words_mode)
         if args.verbose and terms:
             print(f"pixgrep: {_describe_search(catalog.search_index())}", file=sys.stderr)
     return _finish(results, args, listing=not terms)
@@ -318,6 +323,8 @@ def _hand_off(args: argparse.Namespace, terms, roots: list[str]):
     search here (server/handoff.py says when). Text terms only: image terms name files here."""
     if args.local or args.verbose or not terms or any(term.kind != "text" for term in terms):
         return None
+    if args.words_mode != "auto" or args.ocr:  # words: asked of this process
+        return None
     from pixgrep.server import handoff
 
     catalog = args.catalog
@@ -330,7 +337,7 @@ def _hand_off(args: argparse.Namespace, terms, roots: list[str]):
     return handoff.ask(catalog, args.model, body)
 
 
-def _search_with_warnings(catalog, terms, options):
+def _search_with_warnings(catalog, terms, options, words="auto"):
     """catalog.search, printing each QueryCutWarning as one `pixgrep: warning:` line."""
     import warnings
 
@@ -338,7 +345,7 @@ def _search_with_warnings(catalog, terms, options):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", QueryCutWarning)
-        results = catalog.search(terms, options)
+        results = catalog.search(terms, options, words=words)
     for warning in caught:
         if issubclass(warning.category, QueryCutWarning):
             print(f"pixgrep: warning: {warning.message}", file=sys.stderr)
@@ -379,6 +386,8 @@ def _render(results, args: argparse.Namespace, listing: bool = False) -> None:
                 _write(f"{when:<19}  {shown_path(result.path)}{copies}\n")
             else:
                 _write(f"{result.score:5.3f}  {shown_path(result.path)}{copies}\n")
+            if result.words:  # why it matched: the words found in its text, name or keywords
+                _write(f"       words: {' '.join(result.words)} ({', '.join(result.words_from)})\n")
             if result.parts:
                 _write(
                     "       "
