@@ -42,6 +42,7 @@ TABLES = """
         content_hash TEXT PRIMARY KEY,
         text TEXT NOT NULL,            -- the lines joined by newlines
         lines TEXT NOT NULL,           -- JSON [[text, confidence, [[x, y] * 4]], ...]
+        squashed TEXT NOT NULL,        -- each line's letters and digits, folded, without spaces
         text_free INTEGER NOT NULL,    -- 1: the detector found no text box
         error TEXT,                    -- why OCR could not read it (not retried until it changes)
         seconds REAL NOT NULL,
@@ -166,6 +167,8 @@ def sync(db: CatalogDB, *, force: bool = False) -> int:
         return 0
     try:
         with db.conn:
+            if not has:  # rebuilt whole: what words_source remembers describes rows now gone
+                db.conn.execute(f"DROP TABLE IF EXISTS {_schema(db)}.words_source")
             ensure_tables(db)
             wanted = _sources(db, None)
             stored = dict(db.conn.execute("SELECT image_id, stamp FROM words_source"))
@@ -292,13 +295,14 @@ def store_texts(db: CatalogDB, texts: Sequence[StoredText]) -> None:
     with db.conn:
         ensure_tables(db)
         db.conn.executemany(
-            "INSERT OR REPLACE INTO ocr_text (content_hash, text, lines, text_free, error, seconds, read_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO ocr_text (content_hash, text, lines, squashed, text_free, error, "
+            "seconds, read_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     t.content_hash,
                     "\n".join(line[0] for line in t.lines),
                     json.dumps(t.lines),
+                    "\n".join(squash(line[0]) for line in t.lines),
                     int(t.text_free),
                     t.error,
                     round(t.seconds, 4),
@@ -351,6 +355,28 @@ def prune_texts(db: CatalogDB) -> None:
 
 
 # -- queries ------------------------------------------------------------------------------------
+
+
+def squash(text: str) -> str:
+    """Letters and digits only, case and accents folded: what is compared when OCR ran words
+    together ("WIFIPASSWORD") or split one."""
+    import unicodedata
+
+    folded = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in folded if c.isalnum() and not unicodedata.combining(c))
+
+
+def squashed_match(db: CatalogDB, squashed: str, limit: int = 1000) -> list[WordHit]:
+    """Images whose OCR text holds `squashed` (see squash) within one line, fewest lines first."""
+    if not squashed or not _has_ocr_table(db):
+        return []
+    rows = db.conn.execute(
+        "SELECT images.id, length(ocr_text.squashed) FROM ocr_text JOIN images "
+        "ON images.content_hash = ocr_text.content_hash WHERE ocr_text.squashed != '' "
+        "AND instr(ocr_text.squashed, ?) AND images.error IS NULL ORDER BY 2 LIMIT ?",
+        (squashed, limit),
+    ).fetchall()
+    return [WordHit(int(i), float(n), (squashed,), ("text",)) for i, n in rows]
 
 
 @dataclass(frozen=True)

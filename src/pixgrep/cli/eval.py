@@ -126,6 +126,9 @@ def _register_eval(subparsers: argparse._SubParsersAction) -> None:
     add_json_option(classes)
     classes.set_defaults(func=_run_eval_classes)
     composed.register_eval(benchmarks)  # eval composed, eval make-cir
+    from pixgrep.cli import eval_words  # eval words (docs/words.md)
+
+    eval_words.register(benchmarks)
 
 
 def _run_eval_retrieval(args: argparse.Namespace) -> int:

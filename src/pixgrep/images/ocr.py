@@ -19,7 +19,7 @@ from pixgrep.errors import PixgrepError
 if TYPE_CHECKING:
     from PIL import Image
 
-OCR_MAX_SIDE = 1280  # longest side fed to the detector and cropped for the recogniser
+OCR_MAX_SIDE = 960  # longest side fed to the detector and cropped for the recogniser
 MIN_CONFIDENCE = 0.5  # recognised lines below this are dropped (RapidOCR's own default)
 INSTALL_HINT = "reading text in images needs the ocr extra: pip install 'pixgrep[ocr]'"
 

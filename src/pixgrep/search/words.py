@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sqlite3
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,8 @@ PREFIX = "words:"
 RRF_K = 60
 CLIP_DEPTH = 200  # CLIP candidates fused with the word hits (more when the page asks for more)
 MAX_HITS = 1000
+LOOSE_FROM = 6  # words this long may end misread in the loose tier
+SQUASHED_FROM = 6  # a squashed query this long may match words OCR ran together
 # Left out of the words an image must hold: said in a query, rarely written on the picture.
 STOP_WORDS = frozenset(
     "a an the of on in at to for and or with by from is are was this that these those my our your "
@@ -57,9 +60,10 @@ def _quoted(word: str) -> str:
     return '"' + word.replace('"', '""') + '"'
 
 
-def fts_query(text: str, *, keep_stop_words: bool = False) -> str | None:
+def fts_query(text: str, *, keep_stop_words: bool = False, loose: bool = False) -> str | None:
     """The FTS5 query for a text: every word (AND), "phrases" kept together, word* as a prefix;
-    None when nothing searchable is left."""
+    None when nothing searchable is left. loose: each word of LOOSE_FROM letters or more is
+    a prefix two letters shorter (OCR misreads endings: "ENTRANG" for "ENTRANCE")."""
     units: list[str] = []
     for phrase, bare in _TOKEN.findall(text):
         if phrase:
@@ -73,9 +77,11 @@ def fts_query(text: str, *, keep_stop_words: bool = False) -> str | None:
             if not keep_stop_words and word.casefold() in STOP_WORDS and not prefix:
                 continue
             star = "*" if prefix and n == len(found) - 1 else ""
+            if loose and not star and len(word) >= LOOSE_FROM:
+                word, star = word[:-2], "*"
             units.append(_quoted(word) + star)
     if not units and not keep_stop_words:
-        return fts_query(text, keep_stop_words=True)  # "the who": search what was said
+        return fts_query(text, keep_stop_words=True, loose=loose)  # "the who": search what was said
     return " ".join(units) or None
 
 
@@ -107,7 +113,7 @@ def search_with_words(
     query = fts_query(text) if text is not None else None
     if text is not None and query is None and mode == "only":
         raise PixgrepError(f"no words to search for in {text!r}")
-    hits = _hits(db, query, options) if query else []
+    hits = _hits(db, text, query, options) if query and text is not None else []
     if mode == "only":
         return _words_only(db, encoder, hits, options)
     if not hits:
@@ -117,16 +123,30 @@ def search_with_words(
     return _fused(db, encoder, terms, clip, hits, options)
 
 
-def _hits(db: CatalogDB, query: str, options: SearchOptions) -> list[index.WordHit]:
+def _hits(db: CatalogDB, text: str, query: str, options: SearchOptions) -> list[index.WordHit]:
+    """Word hits in two tiers: every word as said; else (none) the loose tier: the words run
+    together inside one OCR line, or with misread endings (see fts_query)."""
     index.sync(db)
+    hits = _match(db, query)
+    if not hits:
+        squashed = index.squash(" ".join(_WORD.findall(text)))
+        if len(_WORD.findall(text)) >= 2 and len(squashed) >= SQUASHED_FROM:
+            hits = index.squashed_match(db, squashed, MAX_HITS)
+        loose = fts_query(text, loose=True)
+        if loose and loose != query:
+            seen = {hit.image_id for hit in hits}
+            hits += [hit for hit in _match(db, loose) if hit.image_id not in seen]
+    accepted = _accepted(db, [hit.image_id for hit in hits], options)
+    return [hit for hit in hits if hit.image_id in accepted]
+
+
+def _match(db: CatalogDB, query: str) -> list[index.WordHit]:
     try:
-        hits = index.match(db, query, MAX_HITS)
-    except Exception as exc:  # FTS5 syntax it cannot take (a bare * or an odd operator)
+        return index.match(db, query, MAX_HITS)
+    except sqlite3.OperationalError as exc:  # FTS5 syntax it cannot take; an SQLite without FTS5
         if "fts5" in str(exc).lower() or "syntax" in str(exc).lower() or "no such table" in str(exc):
             return []
         raise
-    accepted = _accepted(db, [hit.image_id for hit in hits], options)
-    return [hit for hit in hits if hit.image_id in accepted]
 
 
 def _accepted(db: CatalogDB, ids: list[int], options: SearchOptions) -> set[int]:
@@ -200,22 +220,34 @@ def _fused(
     word_rank = {hit.image_id: rank for rank, hit in enumerate(hits)}
     by_id = {hit.image_id: hit for hit in hits}
     missing = [i for i in word_rank if i not in clip_rank]
-    cosines = _cosines(db, encoder(), terms, missing)
-    if options.threshold is not None:
-        missing = [i for i in missing if cosines.get(i, -1.0) >= options.threshold]
-    records = db.images_by_id(missing)
 
     def fused(image_id: int) -> float:
         return 1 / (RRF_K + clip_rank.get(image_id, len(clip))) + 1 / (RRF_K + word_rank[image_id])
 
-    # A CLIP result (a group of near-duplicates) is a word hit when any of its images is.
-    groups: list[tuple[float, SearchResult]] = []
+    # A CLIP result (a group of near-duplicates) is a word hit when any of its images is; the
+    # image whose words matched best then stands for the group (a screenshot among screenshots).
+    leaders: dict[int, SearchResult] = {}
     for result in clip:
         matched = [i for i in (result.image_id, *result.duplicate_ids) if i in by_id]
         if matched:
-            best = max(matched, key=fused)
-            hit = by_id[best]
-            groups.append((fused(best), dataclasses.replace(result, words=hit.words, words_from=hit.sources)))
+            leaders[max(matched, key=fused)] = result
+    swapped = [i for i, result in leaders.items() if i != result.image_id]
+    cosines = _cosines(db, encoder(), terms, missing + swapped)
+    if options.threshold is not None:
+        missing = [i for i in missing if cosines.get(i, -1.0) >= options.threshold]
+    records = db.images_by_id(missing + swapped)
+    groups: list[tuple[float, SearchResult]] = []
+    for best, result in leaders.items():
+        hit = by_id[best]
+        if best != result.image_id and best in records:
+            others = [(i, p) for i, p in zip(result.duplicate_ids, result.duplicate_paths, strict=True) if i != best]
+            led = _result(records[best], cosines.get(best, result.score), hit)
+            result = dataclasses.replace(
+                led,
+                duplicate_ids=(result.image_id, *(i for i, _ in others)),
+                duplicate_paths=(result.path, *(p for _, p in others)),
+            )
+        groups.append((fused(best), dataclasses.replace(result, words=hit.words, words_from=hit.sources)))
     for image_id in missing:
         if image_id in records:
             groups.append((fused(image_id), _result(records[image_id], cosines.get(image_id, 0.0), by_id[image_id])))
