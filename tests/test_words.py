@@ -253,3 +253,11 @@ def test_unknown_words_mode_and_mixed_words_queries_are_refused(tmp_path, folder
             cat.search(["words:x", "+", "y"])
         with pytest.raises(PixgrepError, match="no words"):
             cat.search("words: !!")
+
+
+def test_a_file_name_that_is_not_utf8_is_indexed(tmp_path, folder):
+    picture(Path(os.fsdecode(os.path.join(os.fsencode(folder), b"r\xe9sum\xe9_scan.png"))), 40)
+    with open_cat(tmp_path) as cat:
+        cat.index([folder])
+        found = cat.search("words:sum scan")
+        assert [os.fsencode(r.path) for r in found] == [os.path.join(os.fsencode(folder), b"r\xe9sum\xe9_scan.png")]

@@ -113,8 +113,6 @@ class Catalog:
         self,
         query: str | Sequence[str] | Sequence[Term] | None,
         options: SearchOptions | None = None,
-        *,
-        words: str = "auto",
         **fields: Any,
     ) -> list[SearchResult]:
         """Best matches for a query in pixgrep's query language (see `search.query`; docs/search.md).
@@ -123,9 +121,9 @@ class Catalog:
         `SearchOptions`, as its fields by keyword (k=5, roots=[...], after="2019"), or both (the
         keywords win): see SearchOptions for each one. An empty query (None, "", []) with a metadata
         or date filter (near=, camera=, tag=, place=, after=, before=) lists the matching images,
-        newest first, without loading the model. words: "auto" ranks a text query by the word
-        index (text in pictures, names, keywords) and CLIP together, "only" by words alone, "off"
-        by CLIP alone (search/words.py).
+        newest first, without loading the model. words="auto" ranks a text query by the word index
+        (text in pictures, names, keywords) and CLIP together, "only" by words alone, "off" by CLIP
+        alone (search/words.py).
         """
         from pixgrep.search.engine import search, to_terms
 
@@ -140,7 +138,7 @@ class Catalog:
         from pixgrep.search.words import search_with_words  # words and meaning together
 
         clip = lambda terms, opts: search(self._db, self.encoder, terms, opts)  # noqa: E731
-        return search_with_words(self._db, lambda: self.encoder, to_terms(query or ""), options, words, clip)
+        return search_with_words(self._db, lambda: self.encoder, to_terms(query or ""), options, clip)
 
     def search_vector(
         self, vector: np.ndarray, options: SearchOptions | None = None, **fields: Any

@@ -151,7 +151,8 @@ def _sources(db: CatalogDB, ids: Sequence[int] | None) -> dict[int, tuple[str, s
     for chunk in chunks:
         query = sql if chunk is None else sql.replace("{marks}", ",".join("?" * len(chunk)))
         for image_id, path, digest, meta_source, ocr_at in db.conn.execute(query, chunk or ()):
-            path = path_from_db(path)
+            # A name that is not UTF-8 (surrogate escapes) is indexed with its bytes shown \xNN.
+            path = os.fsencode(path_from_db(path)).decode("utf-8", "backslashreplace")
             out[image_id] = (path, digest, f"{path}\0{digest}\0{meta_source}\0{ocr_at}")
     return out
 

@@ -241,6 +241,7 @@ def option_values(args: argparse.Namespace, roots: list[str]) -> dict:
         "ignore_tone": args.ignore_tone,
         "tone": args.tone,
         "dedup": args.dedup,
+        "words": args.words_mode,
     }
 
 
@@ -303,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
             catalog.index(
                 local, exclude=args.exclude, include_hidden=args.include_hidden, progress=True, ocr=args.ocr
             )
-        results = _search_with_warnings(catalog, terms or None, options, args.words_mode)
+        results = _search_with_warnings(catalog, terms or None, options)
         if args.verbose and terms:
             print(f"pixgrep: {_describe_search(catalog.search_index())}", file=sys.stderr)
     return _finish(results, args, listing=not terms)
@@ -323,7 +324,7 @@ def _hand_off(args: argparse.Namespace, terms, roots: list[str]):
     search here (server/handoff.py says when). Text terms only: image terms name files here."""
     if args.local or args.verbose or not terms or any(term.kind != "text" for term in terms):
         return None
-    if args.words_mode != "auto" or args.ocr:  # words: asked of this process
+    if args.ocr:  # words: reading text is asked of this process
         return None
     from pixgrep.server import handoff
 
@@ -337,7 +338,7 @@ def _hand_off(args: argparse.Namespace, terms, roots: list[str]):
     return handoff.ask(catalog, args.model, body)
 
 
-def _search_with_warnings(catalog, terms, options, words="auto"):
+def _search_with_warnings(catalog, terms, options):
     """catalog.search, printing each QueryCutWarning as one `pixgrep: warning:` line."""
     import warnings
 
@@ -345,7 +346,7 @@ def _search_with_warnings(catalog, terms, options, words="auto"):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", QueryCutWarning)
-        results = catalog.search(terms, options, words=words)
+        results = catalog.search(terms, options)
     for warning in caught:
         if issubclass(warning.category, QueryCutWarning):
             print(f"pixgrep: warning: {warning.message}", file=sys.stderr)

@@ -71,6 +71,7 @@ class SearchOptions:
     ignore_tone: bool = False
     tone: tuple[str, ...] = ()
     dedup: bool = True
+    words: str = "auto"  # text in pictures, names, keywords: "auto" with CLIP, "only", "off" (search/words.py)
 
     def __post_init__(self) -> None:
         # Validated once here, so every front end refuses the same things with the same words.
@@ -91,6 +92,8 @@ class SearchOptions:
             roots = _strings(self.roots, "roots")
             object.__setattr__(self, "roots", tuple(os.path.expanduser(root) for root in roots) or None)
         check_fusion(self.fusion)
+        if self.words not in ("auto", "only", "off"):  # words: search/words.py
+            raise PixgrepError(f"unknown words mode {self.words!r}; choose from auto, only, off")
         object.__setattr__(self, "exclude", tuple(p for p in _strings(self.exclude, "exclude") if p.strip()))
         for name in ("include_hidden", "exact", "all_parts", "ignore_tone", "dedup"):
             if not isinstance(getattr(self, name), bool):

@@ -104,12 +104,11 @@ def search_with_words(
     encoder: Callable[[], Encoder],
     terms: Sequence[Term],
     options: SearchOptions,
-    mode: str,
     clip_search: Callable[[Sequence[Term], SearchOptions], list[SearchResult]],
 ) -> list[SearchResult]:
-    """`clip_search(terms, options)` fused with the word index as `mode` says (module docstring)."""
-    check_mode(mode)
-    text, mode = word_text(terms, mode)
+    """`clip_search(terms, options)` fused with the word index as options.words says (module
+    docstring)."""
+    text, mode = word_text(terms, check_mode(options.words))
     query = fts_query(text) if text is not None else None
     if text is not None and query is None and mode == "only":
         raise PixgrepError(f"no words to search for in {text!r}")

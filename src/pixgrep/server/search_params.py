@@ -59,6 +59,9 @@ class SearchParams(MetadataFilters):
     ignore_tone: bool = Field(False, description="remove the tone (messy, elegant, ...) of the query")
     tone: str | None = Field(None, description="tone words to add on purpose: 'cozy, bright'")
     dedup: bool = Field(True, description="fold near-identical images into one result with a count")
+    words: Literal["auto", "only", "off"] = Field(
+        "auto", description="text in pictures, names, keywords: with the meaning, alone, or not at all"
+    )
     model: str | None = Field(None, description="must name the served model, if given")
 
     def options(self, state: ServerState) -> SearchOptions:
