@@ -141,7 +141,8 @@ def test_the_index_follows_renames_deletions_and_keywords(tmp_path, folder):
         (folder / "passport_scan_2019.png").rename(folder / "visa_application.png")
         (folder / "BoardingPassLisbon.png").unlink()
         (folder / "1000_a1b2.xmp").write_text(
-            '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
+            '<x:xmpmeta xmlns:x="adobe:ns:meta/">'
+            '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
             'xmlns:dc="http://purl.org/dc/elements/1.1/"><rdf:Description><dc:subject><rdf:Bag>'
             "<rdf:li>Lighthouse</rdf:li></rdf:Bag></dc:subject></rdf:Description></rdf:RDF></x:xmpmeta>"
         )
@@ -174,8 +175,12 @@ def test_ocr_text_is_read_once_per_content_and_searched(tmp_path, folder, reader
         assert sorted(names(found)) == ["copy_of_note.png", "moved.png"]
         assert found[0].words_from == ("text",) and found[0].words == ("WIFI", "PASSWORD", "lighthouse42")
         assert cat.stats()["with_text"] == 2 and cat.stats()["ocr"] is True
-        stored = words.text_lines(cat._db, cat.images_at([str(folder / "moved.png")])[str(folder / "moved.png")].content_hash)
-        assert stored[0][0] == "WIFI PASSWORD lighthouse42" and stored[0][1] == 0.97 and len(stored[0][2]) == 4
+        stored = words.text_lines(
+            cat._db, cat.images_at([str(folder / "moved.png")])[str(folder / "moved.png")].content_hash
+        )
+        assert (
+            stored[0][0] == "WIFI PASSWORD lighthouse42" and stored[0][1] == 0.97 and len(stored[0][2]) == 4
+        )
 
 
 def test_words_run_together_by_ocr_are_still_found(tmp_path, folder, reader):
@@ -211,7 +216,9 @@ def test_a_picture_ocr_cannot_read_is_indexed_without_text_and_one_warning(tmp_p
 
 def test_the_catalog_remembers_ocr(tmp_path, folder, monkeypatch):
     calls = []
-    monkeypatch.setattr(ocr_pass, "read_texts", lambda db, roots, **kw: calls.append(roots) or ocr_pass.TextSummary())
+    monkeypatch.setattr(
+        ocr_pass, "read_texts", lambda db, roots, **kw: calls.append(roots) or ocr_pass.TextSummary()
+    )
     monkeypatch.setattr(ocr_pass, "require_ocr", lambda: None)
     with open_cat(tmp_path) as cat:
         assert cat.index([folder]).text is None and not calls
@@ -260,4 +267,6 @@ def test_a_file_name_that_is_not_utf8_is_indexed(tmp_path, folder):
     with open_cat(tmp_path) as cat:
         cat.index([folder])
         found = cat.search("words:sum scan")
-        assert [os.fsencode(r.path) for r in found] == [os.path.join(os.fsencode(folder), b"r\xe9sum\xe9_scan.png")]
+        assert [os.fsencode(r.path) for r in found] == [
+            os.path.join(os.fsencode(folder), b"r\xe9sum\xe9_scan.png")
+        ]

@@ -96,7 +96,9 @@ def _font(name: str, size: int) -> ImageFont.FreeTypeFont:
 def screenshot(key: str, lines: list[str], n: int) -> Image.Image:
     rng = random.Random(n)
     dark = n % 4 == 3
-    background, ink = ("#1e1e1e", "#f0f0f0") if dark else (rng.choice(["white", "#f4f4f4", "#fffbe8"]), "#111111")
+    background, ink = (
+        ("#1e1e1e", "#f0f0f0") if dark else (rng.choice(["white", "#f4f4f4", "#fffbe8"]), "#111111")
+    )
     image = Image.new("RGB", (rng.choice([720, 800, 900]), rng.choice([420, 480, 520])), background)
     draw = ImageDraw.Draw(image)
     font_name = FONTS[n % len(FONTS)]
@@ -107,7 +109,9 @@ def screenshot(key: str, lines: list[str], n: int) -> Image.Image:
     for text in order:
         big = text == key
         font = _font(font_name, size + (6 if big else 0))
-        draw.text((rng.randrange(24, 60), y), text.upper() if big and n % 5 == 0 else text, fill=ink, font=font)
+        draw.text(
+            (rng.randrange(24, 60), y), text.upper() if big and n % 5 == 0 else text, fill=ink, font=font
+        )
         y += int((size + 6) * 1.8)
     return image
 

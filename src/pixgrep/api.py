@@ -83,7 +83,7 @@ class Catalog:
         summary.text = after_index(self._db, roots, ocr=ocr, progress=progress)
         return summary
 
-    def _index_images(self, roots, exclude, include_hidden, progress, batch_size, ray) -> IndexSummary:  # type: ignore[no-untyped-def]
+    def _index_images(self, roots, exclude, include_hidden, progress, batch_size, ray) -> IndexSummary:
         from pixgrep.catalog.ingest import index_roots
 
         if ray:
@@ -219,9 +219,8 @@ class Catalog:
         """Counts and size of the catalog, including how many images have a position, a place, a
         camera and keywords."""
         from pixgrep.catalog.metadata import counts
-        from pixgrep.search.matrix import describe_index
-
         from pixgrep.catalog.words import counts as word_counts
+        from pixgrep.search.matrix import describe_index
 
         stats = {**self._db.stats(), **counts(self._db), **word_counts(self._db)}
         stats["search_index"] = {

@@ -110,7 +110,9 @@ def read_texts(
             warnings.simplefilter("ignore", UserWarning)  # Pillow's noise on odd headers
             for job, (image, problem) in zip(todo, pool.map(decode, todo), strict=True):
                 digest, path, width, height = job
-                pending.append(_read_one(reader, digest, path, image, (width, height), problem, warn, summary))
+                pending.append(
+                    _read_one(reader, digest, path, image, (width, height), problem, warn, summary)
+                )
                 if bar is not None:
                     bar.update(1)
                 if len(pending) >= COMMIT_EVERY:
@@ -124,7 +126,7 @@ def read_texts(
     return summary
 
 
-def _read_one(reader, digest, path, image, full_size, problem, warn, summary) -> words.StoredText:  # type: ignore[no-untyped-def]
+def _read_one(reader, digest, path, image, full_size, problem, warn, summary) -> words.StoredText:
     summary.read += 1
     started = time.perf_counter()
     if image is None:  # vanished or unreadable since the images were stored: stored without text
@@ -144,10 +146,12 @@ def _read_one(reader, digest, path, image, full_size, problem, warn, summary) ->
     return words.StoredText(digest, lines, page.text_free, None, page.seconds)
 
 
-def _bar(total: int):  # type: ignore[no-untyped-def]
+def _bar(total: int):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="img", desc="reading text", file=sys.stderr, dynamic_ncols=True, leave=False)
+    return tqdm(
+        total=total, unit="img", desc="reading text", file=sys.stderr, dynamic_ncols=True, leave=False
+    )
 
 
 def after_index(db: CatalogDB, roots: Sequence[object], *, ocr: bool | None, progress: object) -> dict | None:

@@ -126,7 +126,9 @@ def _state(db: CatalogDB) -> str:
     """Changes whenever a row of the index could: the generation (images), the metadata and OCR
     writes (they do not bump the generation)."""
     one = lambda sql: db.conn.execute(sql).fetchone()[0]
-    ocr = one("SELECT COUNT(*) || ':' || IFNULL(MAX(read_at), 0) FROM ocr_text") if _has_ocr_table(db) else "-"
+    ocr = (
+        one("SELECT COUNT(*) || ':' || IFNULL(MAX(read_at), 0) FROM ocr_text") if _has_ocr_table(db) else "-"
+    )
     meta = one("SELECT COUNT(*) || ':' || IFNULL(MAX(read_at), 0) FROM photo_meta")
     return f"{db.generation()}/{meta}/{ocr}"
 
@@ -213,7 +215,13 @@ def _rebuild(db: CatalogDB, rows: dict[int, tuple[str, str, str]]) -> None:
     db.conn.executemany(
         "INSERT INTO words (rowid, text, name, folder, meta, caption) VALUES (?, ?, ?, ?, ?, '')",
         [
-            (i, texts.get(digest, ""), name_words(os.path.basename(path)), folder_words(path), metas.get(i, ""))
+            (
+                i,
+                texts.get(digest, ""),
+                name_words(os.path.basename(path)),
+                folder_words(path),
+                metas.get(i, ""),
+            )
             for i, (path, digest, _) in rows.items()
         ],
     )

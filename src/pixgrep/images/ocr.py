@@ -99,8 +99,8 @@ class TextReader:
 
     def read(self, image: Image.Image, full_size: tuple[int, int] | None = None) -> PageText:
         """The text lines of a decoded picture; boxes in `full_size` pixels (the file's own size,
-        when `image` was decoded smaller), else in the image's. Raises whatever the engine raises on odd input:
-        the caller turns that into one warning and stores the picture as text-free."""
+        when `image` was decoded smaller), else in the image's. Raises whatever the engine raises
+        on odd input: the caller turns that into one warning and stores the picture without text."""
         import numpy as np
 
         started = time.perf_counter()

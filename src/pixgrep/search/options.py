@@ -71,7 +71,7 @@ class SearchOptions:
     ignore_tone: bool = False
     tone: tuple[str, ...] = ()
     dedup: bool = True
-    words: str = "auto"  # text in pictures, names, keywords: "auto" with CLIP, "only", "off" (search/words.py)
+    words: str = "auto"  # with the words in pictures and names: "auto", "only", "off" (search/words.py)
 
     def __post_init__(self) -> None:
         # Validated once here, so every front end refuses the same things with the same words.

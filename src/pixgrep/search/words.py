@@ -190,7 +190,7 @@ def _cosines(db: CatalogDB, encoder: Encoder, terms: Sequence[Term], ids: list[i
     return out
 
 
-def _result(record, score: float, hit: index.WordHit | None) -> SearchResult:  # type: ignore[no-untyped-def]
+def _result(record, score: float, hit: index.WordHit | None) -> SearchResult:
     return SearchResult(
         image_id=record.id,
         path=record.path,
@@ -239,7 +239,9 @@ def _fused(
     for best, result in leaders.items():
         hit = by_id[best]
         if best != result.image_id and best in records:
-            others = [(i, p) for i, p in zip(result.duplicate_ids, result.duplicate_paths, strict=True) if i != best]
+            others = [
+                (i, p) for i, p in zip(result.duplicate_ids, result.duplicate_paths, strict=True) if i != best
+            ]
             led = _result(records[best], cosines.get(best, result.score), hit)
             result = dataclasses.replace(
                 led,
@@ -249,7 +251,9 @@ def _fused(
         groups.append((fused(best), dataclasses.replace(result, words=hit.words, words_from=hit.sources)))
     for image_id in missing:
         if image_id in records:
-            groups.append((fused(image_id), _result(records[image_id], cosines.get(image_id, 0.0), by_id[image_id])))
+            groups.append(
+                (fused(image_id), _result(records[image_id], cosines.get(image_id, 0.0), by_id[image_id]))
+            )
     groups.sort(key=lambda pair: -pair[0])
     first = [result for _, result in groups]
     rest = [result for result in clip if not result.words and result.image_id not in by_id]
