@@ -270,3 +270,24 @@ def test_a_file_name_that_is_not_utf8_is_indexed(tmp_path, folder):
         assert [os.fsencode(r.path) for r in found] == [
             os.path.join(os.fsencode(folder), b"r\xe9sum\xe9_scan.png")
         ]
+
+
+def test_the_http_api_indexes_with_ocr_and_searches_words(tmp_path, folder, reader):
+    from fastapi.testclient import TestClient
+
+    from pixgrep.server.app import create_app
+
+    reader.texts = {(80, 60): "BAKERY OPEN"}
+    with TestClient(create_app(tmp_path / "c.db", encoder=FakeEncoder())) as client:
+        assert client.post("/api/index", json={"folder": str(folder), "ocr": True}).status_code == 202
+        client.app.state.pixgrep.runner.wait(60)
+        status = client.get("/api/index").json()
+        assert status["state"] == "done" and status["summary"]["text"]["with_text"] == 1
+        body = client.get("/api/search", params={"q": "bakery open", "k": 3}).json()
+        first = body["results"][0]
+        assert first["name"] == "note.png" and first["words"] == ["BAKERY", "OPEN"]
+        assert first["words_from"] == ["text"]
+        only = client.get("/api/search", params={"q": "passport", "words": "only"}).json()["results"]
+        assert [r["name"] for r in only] == ["passport_scan_2019.png"]
+        bad = client.get("/api/search", params={"q": "x", "words": "maybe"})
+        assert bad.status_code == 422

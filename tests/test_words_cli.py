@@ -74,7 +74,9 @@ def test_eval_words_reports_per_kind(indexed, tmp_path):
     photos, catalog, model = indexed
     queries = tmp_path / "q.tsv"
     queries.write_text("kind\tquery\texpected\nnamed\tpassport scan\tpassport_scan_2019.png\n")
-    done = pixgrep("eval", "words", photos, "--queries", queries, "--catalog", catalog, "--model", model, "--json")
+    done = pixgrep(
+        "eval", "words", photos, "--queries", queries, "--catalog", catalog, "--model", model, "--json"
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["kinds"]["named"]["first"] == 100.0 and result["text"]["ocr"] is False
