@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +30,11 @@ class FakeReader:
 
     def __init__(self, texts: dict[tuple[int, int], str], broken: set[tuple[int, int]] = frozenset()):
         self.texts, self.broken, self.calls = texts, broken, 0
+        self.lock = threading.Lock()  # the index run reads in a pool of threads
 
     def read(self, image: Image.Image, full_size=None) -> PageText:
-        self.calls += 1
+        with self.lock:
+            self.calls += 1
         if image.size in self.broken:
             raise RuntimeError("the engine choked")
         text = self.texts.get(image.size)
@@ -67,7 +70,7 @@ def open_cat(tmp_path: Path) -> pixgrep.Catalog:
 def reader(monkeypatch) -> FakeReader:
     """The fake reader every index run with OCR uses (no OCR engine, no ocr extra needed)."""
     fake = FakeReader({})
-    monkeypatch.setattr(ocr_pass, "TextReader", lambda: fake)
+    monkeypatch.setattr(ocr_pass, "TextReader", lambda threads=None: fake)
     monkeypatch.setattr(ocr_pass, "require_ocr", lambda: None)
     return fake
 

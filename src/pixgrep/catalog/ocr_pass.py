@@ -3,8 +3,9 @@ indexed with OCR), then bring the word index up to date (file and folder names, 
 
 Runs after the images are stored, under the same index lock. Text is read once per content hash:
 a renamed, moved or copied file is not read again, a changed one is. Decoding (JPEG draft at the
-OCR cap) runs in two threads ahead of the OCR engine; results commit every COMMIT_EVERY pictures
-together with their word index rows, so Ctrl-C loses at most that many and the next run resumes.
+OCR cap) and OCR run in a pool of threads, one engine on one core each; results commit every
+COMMIT_EVERY pictures together with their word index rows, so Ctrl-C loses at most that many and
+the next run resumes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -22,9 +24,10 @@ from pathlib import Path
 from pixgrep.catalog import words
 from pixgrep.catalog.db import CatalogDB
 from pixgrep.images.decode import ImageDecodeError, decode_file
-from pixgrep.images.ocr import OCR_MAX_SIDE, TextReader, require_ocr
+from pixgrep.images.ocr import OCR_MAX_SIDE, PageText, TextReader, require_ocr
 
 COMMIT_EVERY = 16
+MAX_THREADS = 4  # OCR engines at once, one core each
 Warn = Callable[[str, str], None]
 log = logging.getLogger(__name__)
 
@@ -91,28 +94,27 @@ def read_texts(
     todo = [(digest, *info) for digest, info in _images_under(db, roots).items() if digest not in done]
     if not todo:
         return summary
-    reader = reader or TextReader()
+    # One engine per thread, each on one core: ONNX Runtime's multi-threaded runs spin-wait,
+    # costing twice the CPU time for the same pictures on a busy machine (docs/words.md).
+    local = threading.local()
+
+    def engine() -> TextReader:
+        if reader is not None:
+            return reader
+        if not hasattr(local, "reader"):
+            local.reader = TextReader(threads=1)
+        return local.reader
+
     warn = warn or (lambda path, reason: log.warning("%s: %s", path, reason))
     bar = _bar(len(todo)) if progress and sys.stderr.isatty() else None
     started = time.perf_counter()
     pending: list[words.StoredText] = []
-
-    def decode(job: tuple[str, str, int, int]):
-        try:
-            return decode_file(job[1], draft_size=OCR_MAX_SIDE)[0], None
-        except ImageDecodeError as exc:
-            return None, str(exc)
-        except OSError as exc:
-            return None, f"cannot read: {exc.strerror or exc}"
-
+    threads = max(1, min(MAX_THREADS, os.cpu_count() or 1))
     try:
-        with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=2) as pool:
+        with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=threads) as pool:
             warnings.simplefilter("ignore", UserWarning)  # Pillow's noise on odd headers
-            for job, (image, problem) in zip(todo, pool.map(decode, todo), strict=True):
-                digest, path, width, height = job
-                pending.append(
-                    _read_one(reader, digest, path, image, (width, height), problem, warn, summary)
-                )
+            for outcome in pool.map(lambda job: _read_one(engine(), *job), todo):
+                pending.append(_count(outcome, summary, warn))
                 if bar is not None:
                     bar.update(1)
                 if len(pending) >= COMMIT_EVERY:
@@ -126,24 +128,43 @@ def read_texts(
     return summary
 
 
-def _read_one(reader, digest, path, image, full_size, problem, warn, summary) -> words.StoredText:
-    summary.read += 1
-    started = time.perf_counter()
-    if image is None:  # vanished or unreadable since the images were stored: stored without text
-        summary.failed += 1
-        return words.StoredText(digest, [], False, problem, 0.0)
+@dataclass
+class _Outcome:
+    digest: str
+    path: str
+    page: PageText | None = None
+    problem: str | None = None  # why the file could not be decoded
+    failure: str | None = None  # why OCR could not read the decoded picture
+
+
+def _read_one(reader: TextReader, digest: str, path: str, width: int, height: int) -> _Outcome:
+    """Decode and read one picture (in a pool thread). Never raises."""
     try:
-        size = full_size if all(full_size) else None
-        page = reader.read(image, size)
+        image = decode_file(path, draft_size=OCR_MAX_SIDE)[0]
+    except ImageDecodeError as exc:
+        return _Outcome(digest, path, problem=str(exc))
+    except OSError as exc:  # vanished or unreadable since the images were stored
+        return _Outcome(digest, path, problem=f"cannot read: {exc.strerror or exc}")
+    try:
+        return _Outcome(digest, path, page=reader.read(image, (width, height) if width and height else None))
     except Exception as exc:  # one odd picture must not stop the run: indexed without text
+        return _Outcome(digest, path, failure=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+def _count(outcome: _Outcome, summary: TextSummary, warn: Warn) -> words.StoredText:
+    """The row to store for an outcome, counted in the summary (one warning for a failure)."""
+    summary.read += 1
+    page = outcome.page
+    if page is None:
         summary.failed += 1
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        warn(path, f"cannot read text in it ({reason}); indexed without text")
-        return words.StoredText(digest, [], False, reason, time.perf_counter() - started)
+        reason = outcome.problem or outcome.failure or "unknown"
+        if outcome.failure is not None:
+            warn(outcome.path, f"cannot read text in it ({reason}); indexed without text")
+        return words.StoredText(outcome.digest, [], False, reason, 0.0)
     summary.with_text += bool(page.lines)
     summary.text_free += page.text_free
     lines = [[line.text, line.confidence, [list(p) for p in line.box]] for line in page.lines]
-    return words.StoredText(digest, lines, page.text_free, None, page.seconds)
+    return words.StoredText(outcome.digest, lines, page.text_free, None, page.seconds)
 
 
 def _bar(total: int):
