@@ -190,7 +190,7 @@ def test_words_run_together_by_ocr_are_still_found(tmp_path, folder, reader):
     reader.texts = {(80, 60): "TAXREFUNDCONFIRMATION"}
     with open_cat(tmp_path) as cat:
         index_with_reader(cat, folder, reader)
-        assert names(cat.search("tax refund confirmation", k=1)) == ["note.png"]
+        assert names(cat.search("the tax refund confirmation", k=1)) == ["note.png"]
         assert cat.search("words:refund") == []  # one word alone never matches inside another
 
 
@@ -263,6 +263,8 @@ def test_unknown_words_mode_and_mixed_words_queries_are_refused(tmp_path, folder
             cat.search(["words:x", "+", "y"])
         with pytest.raises(PixgrepError, match="no words"):
             cat.search("words: !!")
+        with pytest.raises(PixgrepError, match="no words"):
+            cat.search(["x", "+", "y"], words="only")
 
 
 def test_a_file_name_that_is_not_utf8_is_indexed(tmp_path, folder):

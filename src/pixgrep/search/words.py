@@ -110,8 +110,9 @@ def search_with_words(
     docstring)."""
     text, mode = word_text(terms, check_mode(options.words))
     query = fts_query(text) if text is not None else None
-    if text is not None and query is None and mode == "only":
-        raise PixgrepError(f"no words to search for in {text!r}")
+    if mode == "only" and query is None:
+        what = f"in {text!r}" if text is not None else "(--words takes one text, no images or + and - terms)"
+        raise PixgrepError(f"no words to search for {what}")
     hits = _hits(db, text, query, options) if query and text is not None else []
     if mode == "only":
         return _words_only(db, encoder, hits, options)
@@ -128,8 +129,10 @@ def _hits(db: CatalogDB, text: str, query: str, options: SearchOptions) -> list[
     index.sync(db)
     hits = _match(db, query)
     if not hits:
-        squashed = index.squash(" ".join(_WORD.findall(text)))
-        if len(_WORD.findall(text)) >= 2 and len(squashed) >= SQUASHED_FROM:
+        said = _WORD.findall(text)
+        content = [w for w in said if w.casefold() not in STOP_WORDS] or said
+        squashed = index.squash("".join(content))
+        if len(content) >= 2 and len(squashed) >= SQUASHED_FROM:
             hits = index.squashed_match(db, squashed, MAX_HITS)
         loose = fts_query(text, loose=True)
         if loose and loose != query:
