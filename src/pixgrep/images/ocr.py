@@ -3,8 +3,9 @@ ship inside the `rapidocr-onnxruntime` wheel, so reading text needs no download 
 
 Cost is kept down three ways: the picture fed to the detector is capped at OCR_MAX_SIDE pixels
 (never enlarged); the detector first looks at the picture at half size, and one in which it finds
-no text box costs nothing more (most photos); and the angle classifier is off (it only flips upside-down lines;
-a sign tilted a few degrees is read without it). RapidOCR and OpenCV are imported on first use.
+no text box costs nothing more (most photos); and the angle classifier is off (it only flips
+upside-down lines; a sign tilted a few degrees is read without it). RapidOCR and OpenCV are
+imported on first use.
 """
 
 from __future__ import annotations
