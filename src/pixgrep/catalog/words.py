@@ -19,15 +19,41 @@ index in SQLite's temp schema, built on first use in this process.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from pixgrep.catalog.db import CatalogDB, path_from_db
+from pixgrep.catalog.db import _BUGS, CatalogDB, _reason, path_from_db
+from pixgrep.errors import PixgrepError
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def one_line_error(db: CatalogDB, exc: sqlite3.Error) -> PixgrepError:
+    return PixgrepError(_reason(exc, db.path))
+
+
+def _one_line(function: _F) -> _F:
+    """Any SQLite failure (a damaged, full or busy catalog) as one PixgrepError line, as
+    catalog/db.py does for its own methods; errors in this module's SQL stay loud."""
+
+    @functools.wraps(function)
+    def wrapper(db: CatalogDB, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(db, *args, **kwargs)
+        except _BUGS:
+            raise
+        except sqlite3.Error as exc:
+            raise one_line_error(db, exc) from None
+
+    return wrapper  # type: ignore[return-value]
+
 
 FOLDER_DEPTH = 3
 COLUMNS = ("text", "name", "folder", "meta", "caption")
@@ -159,6 +185,7 @@ def _sources(db: CatalogDB, ids: Sequence[int] | None) -> dict[int, tuple[str, s
     return out
 
 
+@_one_line
 def sync(db: CatalogDB, *, force: bool = False) -> int:
     """Bring the word index up to date with the catalog (built when missing); rows rebuilt.
     Cheap when nothing changed: one comparison of the catalog's state."""
@@ -268,11 +295,13 @@ def _meta_texts(db: CatalogDB, ids: Sequence[int]) -> dict[int, str]:
 # -- OCR results --------------------------------------------------------------------------------
 
 
+@_one_line
 def ocr_enabled(db: CatalogDB) -> bool:
     """True once the catalog was indexed with --ocr: later runs keep reading new files."""
     return db.meta_value(OCR_META_KEY) == "1"
 
 
+@_one_line
 def set_ocr(db: CatalogDB, enabled: bool) -> None:
     with db.conn:
         db.conn.execute(
@@ -289,12 +318,14 @@ class StoredText:
     seconds: float
 
 
+@_one_line
 def hashes_read(db: CatalogDB) -> set[str]:
     if not _has_ocr_table(db):
         return set()
     return {row[0] for row in db.conn.execute("SELECT content_hash FROM ocr_text")}
 
 
+@_one_line
 def store_texts(db: CatalogDB, texts: Sequence[StoredText]) -> None:
     """Store OCR results and rebuild the index rows of every image with those contents, in one
     transaction."""
@@ -332,6 +363,7 @@ def store_texts(db: CatalogDB, texts: Sequence[StoredText]) -> None:
         update_images(db, ids)
 
 
+@_one_line
 def text_lines(db: CatalogDB, content_hash: str) -> list:
     """The stored OCR lines of one content ([] when none were read)."""
     if not _has_ocr_table(db):
@@ -340,6 +372,7 @@ def text_lines(db: CatalogDB, content_hash: str) -> list:
     return json.loads(row[0]) if row else []
 
 
+@_one_line
 def counts(db: CatalogDB) -> dict:
     """For `pixgrep stats`: whether OCR is on, images read, images with text, text-free ones."""
     out = {"ocr": ocr_enabled(db), "with_text": 0, "text_read": 0, "text_free": 0}
@@ -353,6 +386,7 @@ def counts(db: CatalogDB) -> dict:
     return out
 
 
+@_one_line
 def prune_texts(db: CatalogDB) -> None:
     """Drop OCR rows of contents no image has any more (inside a transaction of its own)."""
     if _has_ocr_table(db) and not db.read_only:
@@ -375,6 +409,7 @@ def squash(text: str) -> str:
     return "".join(c for c in folded if c.isalnum() and not unicodedata.combining(c))
 
 
+@_one_line
 def squashed_match(db: CatalogDB, squashed: str, limit: int = 1000) -> list[WordHit]:
     """Images whose OCR text holds `squashed` (see squash) within one line, fewest lines first."""
     if not squashed or not _has_ocr_table(db):
@@ -397,7 +432,8 @@ class WordHit:
 
 
 def match(db: CatalogDB, fts_query: str, limit: int = 1000) -> list[WordHit]:
-    """Images matching an FTS5 query, best first (bm25), with the words that matched."""
+    """Images matching an FTS5 query, best first (bm25), with the words that matched. SQLite's
+    own errors come out as they are (the caller tells FTS5 syntax from a damaged catalog)."""
     highlights = ", ".join(f"highlight(words, {i}, '{HIT_START}', '{HIT_END}')" for i in range(len(COLUMNS)))
     weights = ", ".join(str(w) for w in WEIGHTS)
     rows = db.conn.execute(

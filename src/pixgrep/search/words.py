@@ -145,10 +145,11 @@ def _hits(db: CatalogDB, text: str, query: str, options: SearchOptions) -> list[
 def _match(db: CatalogDB, query: str) -> list[index.WordHit]:
     try:
         return index.match(db, query, MAX_HITS)
-    except sqlite3.OperationalError as exc:  # FTS5 syntax it cannot take; an SQLite without FTS5
-        if "fts5" in str(exc).lower() or "syntax" in str(exc).lower() or "no such table" in str(exc):
+    except sqlite3.Error as exc:  # FTS5 syntax it cannot take; an SQLite without FTS5
+        text = str(exc).lower()
+        if isinstance(exc, sqlite3.OperationalError) and ("fts5" in text or "no such table" in text):
             return []
-        raise
+        raise index.one_line_error(db, exc) from None
 
 
 def _accepted(db: CatalogDB, ids: list[int], options: SearchOptions) -> set[int]:
