@@ -185,6 +185,7 @@ def after_index(db: CatalogDB, roots: Sequence[object], *, ocr: bool | None, pro
     local = [root for root in map(str, roots) if "://" not in root]
     folders = validate_roots([Path(os.path.expanduser(root)) for root in local]) if local else []
     warn = lambda path, reason: log.warning("%s: %s", path, reason)  # noqa: E731
-    with index_lock(db, warn):
+    # Waited for quietly: a run that waited for another one's images has said so already.
+    with index_lock(db, lambda path, reason: None):
         summary = words_step(db, folders, ocr=ocr, progress=progress is True, warn=warn)
     return summary.to_json() if summary is not None else None

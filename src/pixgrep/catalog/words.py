@@ -206,6 +206,7 @@ def sync(db: CatalogDB, *, force: bool = False) -> int:
             stale = [i for i, (_, _, stamp) in wanted.items() if stored.get(i) != stamp]
             _delete(db, gone)
             _rebuild(db, {i: wanted[i] for i in stale})
+            state = _state(db)  # again: the tables made above count in it
             if not db.read_only:
                 db.conn.execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (SYNC_META_KEY, state)
