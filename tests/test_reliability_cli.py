@@ -93,6 +93,7 @@ def _cases(w: dict) -> dict[str, list[list[str]]]:
         "eval retrieval": [["eval", "retrieval", "--images", LONG, "--captions", LONG, *good, *m]],
         "eval classes": [["eval", "classes", LONG, *good, *m], ["eval", "classes", photos, *good, *m]],
         "eval composed": [["eval", "composed", "--triplets", LONG, "--images", photos, *good, *m]],
+        "eval words": [["eval", "words", photos, "--queries", LONG, *good, *m]],
         "eval make-cir": [["eval", "make-cir", "--captions", LONG, "--split", LONG, "--out", str(base)]],
         "study rank": [["study", "rank", LONG, "a cat", *m], ["rank", str(base / "text.jpg"), "a cat", *m]],
         "study probe": [

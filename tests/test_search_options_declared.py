@@ -35,10 +35,11 @@ def test_every_field_is_declared_with_help_and_flags():
 
 def test_the_cli_flags_are_the_declared_ones_with_the_declared_defaults():
     parser = _search_parser()
-    by_dest = {action.dest: action for action in parser._actions}
     for field, doc in option_docs():
-        action = by_dest[field.name]
-        assert tuple(action.option_strings) == doc.flags
+        # the declared flag (a field may also have shorthands, as --words-mode has --words)
+        [action] = [
+            a for a in parser._actions if a.dest == field.name and tuple(a.option_strings) == doc.flags
+        ]
         default = front_end_default(field, CLI)
         assert action.default == ([] if field.name == "exclude" else default), field.name
     args = parser.parse_args(["cat"])
@@ -49,6 +50,8 @@ def test_the_cli_flags_are_the_declared_ones_with_the_declared_defaults():
     assert options_from_args(parser.parse_args(["cat", "-t", "3", "--no-dedup", "--all"]), ["/p"]) == (
         SearchOptions(k=3, dedup=False, all_parts=True, include_hidden=False, roots=("/p",))
     )
+    for flags, mode in ((["--words"], "only"), (["--no-words"], "off"), (["--words-mode", "off"], "off")):
+        assert options_from_args(parser.parse_args(["cat", *flags]), ["/p"]).words == mode
 
 
 def test_the_http_parameters_take_the_declared_names_and_defaults():

@@ -27,6 +27,7 @@ SAMPLES: dict[str, object] = {
     "before": "2021-06",
     "exclude": "*.png",
     "fusion": "sum",
+    "words": "only",
     "near": "43.77,11.25,5",
     "tone": "cozy",
     "threshold": 0.25,

@@ -70,13 +70,23 @@ class Catalog:
         progress: bool | Callable[[IndexSummary], None] = False,
         batch_size: int = 32,
         ray: str | bool = False,
+        ocr: bool | None = None,
     ) -> IndexSummary:
         """Bring the catalog up to date for every image under `roots` (new, changed, moved, gone).
 
         `batch_size` images go through the model per call and into the catalog per transaction.
         ray: run the model on a Ray cluster (True: a local Ray instance; or "auto", "ray://...",
         a GCS "host:port"); the walk and the catalog stay here (docs/distributed.md).
+        ocr: True reads text in the pictures from now on (remembered by the catalog), False stops,
+        None as the catalog remembers (docs/words.md).
         """
+        summary = self._index_images(roots, exclude, include_hidden, progress, batch_size, ray)
+        from pixgrep.catalog.ocr_pass import after_index  # words: OCR and the word index
+
+        summary.text = after_index(self._db, roots, ocr=ocr, progress=progress)
+        return summary
+
+    def _index_images(self, roots, exclude, include_hidden, progress, batch_size, ray) -> IndexSummary:
         from pixgrep.catalog.ingest import index_roots
 
         if ray:
@@ -116,7 +126,9 @@ class Catalog:
         `SearchOptions`, as its fields by keyword (k=5, roots=[...], after="2019"), or both (the
         keywords win): see SearchOptions for each one. An empty query (None, "", []) with a metadata
         or date filter (near=, camera=, tag=, place=, after=, before=) lists the matching images,
-        newest first, without loading the model.
+        newest first, without loading the model. words="auto" ranks a text query by the word index
+        (text in pictures, names, keywords) and CLIP together, "only" by words alone, "off" by CLIP
+        alone (search/words.py).
 
         The results are a list with `notes` (e.g. a query text cut at the model's context
         length). catalog_lock: a lock a caller shares this Catalog under (the server's); it is
@@ -132,7 +144,10 @@ class Catalog:
         )
         if empty and options.lists_without_query():
             return search(self._db, self._encoder, [], options, catalog_lock)  # type: ignore[arg-type]
-        return search(self._db, self.encoder, to_terms(query or ""), options, catalog_lock)
+        from pixgrep.search.words import search_with_words  # words and meaning together
+
+        clip = lambda terms, opts: search(self._db, self.encoder, terms, opts, catalog_lock)  # noqa: E731
+        return search_with_words(self._db, lambda: self.encoder, to_terms(query or ""), options, clip)
 
     def search_vector(
         self, vector: np.ndarray, options: SearchOptions | None = None, **fields: Any
@@ -214,9 +229,10 @@ class Catalog:
         """Counts and size of the catalog, including how many images have a position, a place, a
         camera and keywords."""
         from pixgrep.catalog.metadata import counts
+        from pixgrep.catalog.words import counts as word_counts
         from pixgrep.search.matrix_store import describe_index
 
-        stats = {**self._db.stats(), **counts(self._db)}
+        stats = {**self._db.stats(), **counts(self._db), **word_counts(self._db)}
         stats["search_index"] = {
             model: describe_index(self._db.path, model) for model in stats["vectors"] or {}
         }

@@ -35,13 +35,19 @@ class SearchResult:
     # threshold of search/dedup.py), best-scored first; empty with dedup off
     duplicate_ids: tuple[int, ...] = ()
     duplicate_paths: tuple[str, ...] = field(default=())
+    # the words of the query found in the picture's text, names or keywords (search/words.py),
+    # and where: "text" (OCR), "name", "folder", "meta", "caption"; empty when none matched
+    words: tuple[str, ...] = ()
+    words_from: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         """path, score, size, width, height, taken_at; plus `parts` with --all and `duplicates`
         (paths) when near-identical images were folded into this one."""
         row = asdict(self)
-        for key in ("image_id", "parts", "duplicate_ids", "duplicate_paths"):
+        for key in ("image_id", "parts", "duplicate_ids", "duplicate_paths", "words", "words_from"):
             row.pop(key)
+        if self.words:  # why it matched (search/words.py)
+            row.update(words=list(self.words), words_from=list(self.words_from))
         row["score"] = round(self.score, 6)
         if self.parts is not None:
             row["parts"] = {text: round(score, 6) for text, score in self.parts.items()}
@@ -68,8 +74,11 @@ class IndexSummary:
     skipped: int = 0  # files that could not be decoded (one warning each)
     removed: int = 0  # catalog rows whose file is gone
     seconds: float = 0.0
+    text: dict | None = None  # what OCR did (catalog/ocr_pass.py); None when the catalog reads no text
 
     def to_json(self) -> dict:
         row = asdict(self)
+        if self.text is None:
+            row.pop("text")
         row["seconds"] = round(self.seconds, 3)
         return row

@@ -15,7 +15,7 @@ import sys
 from typing import NoReturn
 
 from pixgrep import __version__
-from pixgrep.cli import composed, duplicates, index, models, search, serve, study, train, transfer
+from pixgrep.cli import composed, duplicates, eval_words, index, models, search, serve, study, train, transfer
 from pixgrep.cli import eval as eval_commands
 from pixgrep.errors import PixgrepError
 
@@ -31,6 +31,7 @@ COMMANDS = (
     ("train", composed.register_train),  # train combiner
     (None, eval_commands.register),  # eval retrieval/classes, classify
     ("eval", composed.register_eval),  # eval composed/make-cir
+    ("eval", eval_words.register),  # eval words
     (None, study.register),  # study rank/probe
     (None, serve.register),  # serve
     (None, transfer.register),  # export-vectors (alias: export), import

@@ -63,6 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the model on a Ray cluster: 'auto', ray://HOST:PORT or a GCS HOST:PORT; no ADDRESS "
         "starts a local Ray instance (needs the ray extra; docs/distributed.md)",
     )
+    from pixgrep.cli.words_options import add_ocr_option  # words: text in pictures
+
+    add_ocr_option(index)
     add_json_option(index, "print the summary as one JSON object")
     add_common_options(index)
     index.set_defaults(func=_index)
@@ -91,6 +94,10 @@ def _index(args: argparse.Namespace) -> int:
     local = [Path(d) for d in args.dirs if not (args.ray and "://" in d)]
     if local or not args.ray:
         validate_roots(local)
+    if args.ocr:
+        from pixgrep.images.ocr import require_ocr
+
+        require_ocr()  # the missing extra fails before the model loads
     if args.ray:
         from pixgrep.catalog.ray_ingest import require_ray
 
@@ -103,6 +110,7 @@ def _index(args: argparse.Namespace) -> int:
             progress=True,
             batch_size=args.batch_size or _default_batch(catalog, args.ray),
             ray=args.ray,
+            ocr=args.ocr,
         )
         catalog.prepare_search(progress=True, large_only=True)  # the ANN index now, not in the first query
     if args.json:
@@ -136,6 +144,9 @@ def _stats(args: argparse.Namespace) -> int:
         print(f"gps       {stats['with_gps']}  (a place name: {stats['with_place']})")
         print(f"camera    {stats['with_camera']}  (make or model known)")
         print(f"keywords  {stats['with_keywords']}  ({stats['keywords']} different)")
+    if "with_text" in stats:  # words: OCR (docs/words.md)
+        ocr = "on" if stats["ocr"] else "off (pixgrep index --ocr reads it)"
+        print(f"text      {stats['with_text']}  (of {stats['text_read']} read; OCR {ocr})")
     for model, index in sorted((stats.get("search_index") or {}).items()):
         if index is None:
             print(f"search    {model}: no index yet (built by the next search)")

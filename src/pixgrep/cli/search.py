@@ -99,6 +99,9 @@ def register(subparsers) -> None:
         help="with -n: search in this process even when a `pixgrep serve` of this catalog and model is "
         "running (by default a text query is handed to it: the same answer, without loading the model)",
     )
+    from pixgrep.cli.words_options import add_words_options  # words: text in pictures, names
+
+    add_words_options(parser)
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
         "-f",
@@ -225,7 +228,9 @@ def run(args: argparse.Namespace) -> int:
     with pixgrep.open_catalog(args.catalog, args.model) as catalog:
         local = [root for root in roots if root not in uris]
         if not args.no_index and local:
-            catalog.index(local, exclude=args.exclude, include_hidden=args.include_hidden, progress=True)
+            catalog.index(
+                local, exclude=args.exclude, include_hidden=args.include_hidden, progress=True, ocr=args.ocr
+            )
         results = _search_with_warnings(catalog, terms or None, options)
         if args.verbose and terms:
             print(f"pixgrep: {_describe_search(catalog.search_index())}", file=sys.stderr)
@@ -245,6 +250,8 @@ def _hand_off(args: argparse.Namespace, terms, roots: list[str]):
     """(results, warnings) from a running `pixgrep serve` of this catalog and model, or None to
     search here (server/handoff.py says when). Text terms only: image terms name files here."""
     if args.local or args.verbose or not terms or any(term.kind != "text" for term in terms):
+        return None
+    if args.ocr:  # words: reading text is asked of this process
         return None
     from pixgrep.server import handoff
 
@@ -309,6 +316,8 @@ def _render(results, args: argparse.Namespace, listing: bool = False) -> None:
                 _write(f"{when:<19}  {_table_path(result.path)}{copies}\n")
             else:
                 _write(f"{result.score:5.3f}  {_table_path(result.path)}{copies}\n")
+            if result.words:  # why it matched: the words found in its text, name or keywords
+                _write(f"       words: {' '.join(result.words)} ({', '.join(result.words_from)})\n")
             if result.parts:
                 _write(
                     "       "

@@ -61,6 +61,7 @@ class OptionDoc:
 
 
 PHOTO = "photo metadata filters (EXIF, XMP and IPTC keywords, sidecars)"
+WORDS = "words (text in pictures, file and folder names, keywords)"
 
 
 def _option(default: Any, doc: OptionDoc) -> Any:
@@ -221,6 +222,18 @@ class SearchOptions:
             cli_help="show near-identical copies separately (default: once, with a count)",
         ),
     )
+    words: str = _option(
+        "auto",
+        OptionDoc(
+            "text in pictures, file and folder names, keywords: ranked with the meaning (auto), "
+            "alone (only) or not at all (off); search/words.py",
+            ("--words-mode",),
+            choices=("auto", "only", "off"),
+            cli_help="how the word index ranks a text query (--words and --no-words are short for "
+            "only and off)",
+            section=WORDS,
+        ),
+    )
 
     def __post_init__(self) -> None:
         # Validated once here, so every front end refuses the same things with the same words.
@@ -241,6 +254,8 @@ class SearchOptions:
             roots = _strings(self.roots, "roots")
             object.__setattr__(self, "roots", tuple(os.path.expanduser(root) for root in roots) or None)
         check_fusion(self.fusion)
+        if self.words not in ("auto", "only", "off"):  # words: search/words.py
+            raise PixgrepError(f"unknown words mode {self.words!r}; choose from auto, only, off")
         object.__setattr__(self, "exclude", tuple(p for p in _strings(self.exclude, "exclude") if p.strip()))
         for name in ("include_hidden", "exact", "all_parts", "ignore_tone", "dedup"):
             if not isinstance(getattr(self, name), bool):

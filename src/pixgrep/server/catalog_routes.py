@@ -61,12 +61,13 @@ def model_info(name: str, state: Annotated[ServerState, Depends(get_state)]):
 
 class IndexIn(BaseModel):
     folder: str = Field(description="an absolute folder path on the server's machine")
+    ocr: bool | None = Field(None, description="read text in the pictures (remembered); null: as before")
 
 
 @router.post("/index", status_code=202, tags=["catalog"])
 def start_index(body: IndexIn, state: Annotated[ServerState, Depends(get_state)]):
     """Start indexing a folder in the background (409 while another run is going); poll GET /api/index."""
-    return JSONResponse(state.runner.start(body.folder), status_code=202)
+    return JSONResponse(state.runner.start(body.folder, ocr=body.ocr), status_code=202)
 
 
 @router.get("/index", tags=["catalog"])

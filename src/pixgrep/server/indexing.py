@@ -34,7 +34,7 @@ class IndexRunner:
         with self._lock:
             return dict(self._status, summary=dict(self._status.get("summary") or {}) or None)
 
-    def start(self, folder: str) -> dict:
+    def start(self, folder: str, ocr: bool | None = None) -> dict:
         from pixgrep.server.guards import check_folder_text
 
         check_folder_text(folder)
@@ -61,7 +61,7 @@ class IndexRunner:
                 "error": None,
             }
             self._thread = threading.Thread(
-                target=self._work, args=(path, self._run), name=f"pixgrep-index-{self._run}", daemon=True
+                target=self._work, args=(path, self._run, ocr), name=f"pixgrep-index-{self._run}", daemon=True
             )
             self._thread.start()
         return self.status()
@@ -78,7 +78,7 @@ class IndexRunner:
             if self._status.get("run") == run:
                 self._status.update(fields)
 
-    def _work(self, folder: Path, run: int) -> None:
+    def _work(self, folder: Path, run: int, ocr: bool | None = None) -> None:
         from pixgrep.api import open_catalog
 
         def progress(summary: IndexSummary) -> None:
@@ -88,7 +88,7 @@ class IndexRunner:
             encoder: Encoder = self._encoder_source()
             # Its own connection: searches keep answering from the shared one while this writes (WAL).
             with open_catalog(self._catalog_path, encoder=encoder) as catalog:
-                summary = catalog.index([folder], progress=progress)
+                summary = catalog.index([folder], progress=progress, ocr=ocr)
                 self._update(run, summary=summary.to_json())
                 _prepare_search(catalog)
             self._update(run, state="done", summary=summary.to_json(), finished_at=time.time())

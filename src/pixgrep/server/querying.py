@@ -193,6 +193,8 @@ def result_json(result: SearchResult) -> dict:
     }
     if result.parts is not None:  # all-of search: each part's cosine
         row["parts"] = {text: round(score, 6) for text, score in result.parts.items()}
+    if result.words:  # why it matched: the query's words in its text, names or keywords
+        row.update(words=list(result.words), words_from=list(result.words_from))
     if result.duplicate_ids:  # near-identical images folded into this one
         row["duplicates"] = [
             {"id": i, "name": os.path.basename(p), "path": p, "thumb": f"/api/images/{i}/thumb"}

@@ -23,6 +23,7 @@ from pixgrep.server.state import ServerState, get_state
 __all__ = ["FormOptions", "MetadataFilters", "QueryOptions", "SearchParams", "form_options", "query_options"]
 
 Fusion = Literal["auto", "combiner", "sum"]
+Words = Literal["auto", "only", "off"]
 _FIELDS = {field.name: field for field, _ in option_docs()}
 
 
@@ -67,6 +68,7 @@ class SearchParams(MetadataFilters):
     ignore_tone: bool = _param("ignore_tone")
     tone: str | None = _param("tone")
     dedup: bool = _param("dedup")
+    words: Words = _param("words")
     model: str | None = Field(None, description="must name the served model, if given")
 
     def options(self, state: ServerState) -> SearchOptions:

@@ -405,7 +405,21 @@ function describe(result) {
   const lines = [result.name, date, `score ${result.score.toFixed(3)}`];
   if (result.parts) lines.push(partsText(result.parts));
   if (result.duplicates && result.duplicates.length) lines.push(`+${result.duplicates.length} near-identical`);
+  if (result.words) lines.push(`words: ${result.words.join(" ")} (${result.words_from.join(", ")})`);
   return lines.join("\n");
+}
+
+// The query's words found in the picture's text, names or keywords, highlighted (why it matched).
+function matchedWords(result) {
+  const words = document.createElement("span");
+  words.className = "words";
+  words.title = `found in: ${result.words_from.join(", ")}`;
+  for (const word of result.words) {
+    const mark = document.createElement("mark");
+    mark.textContent = word;
+    words.append(mark, " ");
+  }
+  return words;
 }
 
 // "bed 0.31, striped couch 0.18": which parts of an all-of query a result matches.
@@ -452,6 +466,7 @@ function appendTiles(results) {
       copies.textContent = `+${result.duplicates.length} near-identical`;
       tile.append(copies);
     }
+    if (result.words) tile.append(matchedWords(result));
     tile.addEventListener("click", () => openViewer(result));
 
     const reject = document.createElement("button");

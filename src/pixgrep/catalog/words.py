@@ -1,0 +1,466 @@
+"""The word index: an SQLite FTS5 table over the words people remember about a picture.
+
+One FTS row per image (rowid = image id), in five columns:
+  text     what OCR read in the picture (catalog/ocr_pass.py; stored per content hash in
+           `ocr_text`, with boxes and confidences, so a renamed or copied file is not read again)
+  name     the file name split into words: underscores, dashes, camelCase and digits
+           ("passportScan_2019-B14.jpg" -> "passportScan 2019 B14 passport Scan B 14")
+  folder   the names of the (at most FOLDER_DEPTH) folders holding it
+  meta     XMP / IPTC title, description and keywords (catalog/metadata.py's tables)
+  caption  reserved for captions of imported rows (none are stored yet)
+Tokenised by unicode61 with remove_diacritics 2 (so "cafe" finds "Café"), with prefix indexes.
+
+`words_source` remembers what each row was built from (path, content hash, metadata source, OCR
+time). `sync` compares that with the catalog and rebuilds only the rows that differ, inside one
+transaction; a missing index is simply every row differing. An image deleted from the catalog
+leaves the index in the same transaction (a trigger). A catalog that cannot be written gets the
+index in SQLite's temp schema, built on first use in this process.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pixgrep.catalog import imported
+from pixgrep.catalog.db import _BUGS, CatalogDB, _reason, path_from_db
+from pixgrep.errors import PixgrepError
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def one_line_error(db: CatalogDB, exc: sqlite3.Error) -> PixgrepError:
+    return PixgrepError(_reason(exc, db.path))
+
+
+def _one_line(function: _F) -> _F:
+    """Any SQLite failure (a damaged, full or busy catalog) as one PixgrepError line, as
+    catalog/db.py does for its own methods; errors in this module's SQL stay loud."""
+
+    @functools.wraps(function)
+    def wrapper(db: CatalogDB, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(db, *args, **kwargs)
+        except _BUGS:
+            raise
+        except sqlite3.Error as exc:
+            raise one_line_error(db, exc) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+FOLDER_DEPTH = 3
+COLUMNS = ("text", "name", "folder", "meta", "caption")
+# bm25 weights per column: the folder names say least about one picture.
+WEIGHTS = (1.0, 1.0, 0.4, 1.0, 1.0)
+OCR_META_KEY = "words.ocr"  # "1": index runs read text in new and changed pictures
+SYNC_META_KEY = "words.synced"  # the catalog state the index was last brought up to date with
+HIT_START, HIT_END = "\x02", "\x03"
+
+TABLES = """
+    CREATE TABLE IF NOT EXISTS main.ocr_text (
+        content_hash TEXT PRIMARY KEY,
+        text TEXT NOT NULL,            -- the lines joined by newlines
+        lines TEXT NOT NULL,           -- JSON [[text, confidence, [[x, y] * 4]], ...]
+        squashed TEXT NOT NULL,        -- each line's letters and digits, folded, without spaces
+        text_free INTEGER NOT NULL,    -- 1: the detector found no text box
+        error TEXT,                    -- why OCR could not read it (not retried until it changes)
+        seconds REAL NOT NULL,
+        read_at REAL NOT NULL
+    );
+    CREATE VIRTUAL TABLE IF NOT EXISTS {schema}.words USING fts5(
+        text, name, folder, meta, caption,
+        tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3'
+    );
+    CREATE TABLE IF NOT EXISTS {schema}.words_source (image_id INTEGER PRIMARY KEY, stamp TEXT NOT NULL);
+"""
+TRIGGER = """
+    CREATE TRIGGER IF NOT EXISTS {schema}.words_follow_images AFTER DELETE ON {target}images BEGIN
+        DELETE FROM words WHERE rowid = old.id;
+        DELETE FROM words_source WHERE image_id = old.id;
+    END
+"""
+
+
+def _schema(db: CatalogDB) -> str:
+    return "temp" if db.read_only else "main"
+
+
+def _has_tables(db: CatalogDB) -> bool:
+    schema = _schema(db)
+    row = db.conn.execute(
+        f"SELECT COUNT(*) FROM {schema}.sqlite_master WHERE name IN ('words', 'words_source')"
+    ).fetchone()
+    return int(row[0]) == 2
+
+
+def _has_ocr_table(db: CatalogDB) -> bool:
+    row = db.conn.execute("SELECT 1 FROM main.sqlite_master WHERE name = 'ocr_text'").fetchone()
+    return row is not None
+
+
+def ensure_tables(db: CatalogDB) -> None:
+    """Create the word index tables (in the temp schema for a read-only catalog); inside a
+    transaction of the caller's, or one of its own."""
+    schema = _schema(db)
+    script = TABLES.format(schema=schema)
+    if db.read_only:  # the catalog file cannot take a table: only the temp ones
+        script = script.split(";", 1)[1]
+    for statement in (s.strip() for s in script.split(";")):
+        if statement:
+            db.conn.execute(statement)
+    # A temp trigger may watch a table of the main schema; a main one names it plainly.
+    db.conn.execute(TRIGGER.format(schema=schema, target="main." if schema == "temp" else ""))
+
+
+# -- words from names -------------------------------------------------------------------------
+
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_DIGITS = re.compile(r"(?<=\d)(?=\D)|(?<=\D)(?=\d)")
+_WORD = re.compile(r"\w+")
+
+
+def name_words(name: str) -> str:
+    """The words of a file name without its extension: each token as written, then its camelCase
+    and letter/digit parts, so "BoardingPass2019" is found by "boarding pass", "boardingpass"
+    and "2019"."""
+    stem = os.path.splitext(name)[0] if "." in name[1:] else name
+    out: list[str] = []
+    for token in _WORD.findall(stem.replace("_", " ")):
+        out.append(token)
+        parts = [p for chunk in _CAMEL.split(token) for p in _DIGITS.split(chunk) if p]
+        if len(parts) > 1:
+            out.extend(parts)
+    return " ".join(out)
+
+
+def folder_words(path: str) -> str:
+    folders = [part for part in os.path.dirname(path).split(os.sep) if part][-FOLDER_DEPTH:]
+    return " ".join(name_words(folder + ".") for folder in folders)
+
+
+# -- keeping the index in step with the catalog -----------------------------------------------
+
+
+def _state(db: CatalogDB) -> str:
+    """Changes whenever a row of the index could: the generation (images), the metadata and OCR
+    writes (they do not bump the generation)."""
+    one = lambda sql: db.conn.execute(sql).fetchone()[0]
+    ocr = (
+        one("SELECT COUNT(*) || ':' || IFNULL(MAX(read_at), 0) FROM ocr_text") if _has_ocr_table(db) else "-"
+    )
+    meta = one("SELECT COUNT(*) || ':' || IFNULL(MAX(read_at), 0) FROM photo_meta")
+    return f"{db.generation()}/{meta}/{ocr}"
+
+
+_SOURCE_SQL = """
+    SELECT images.id, images.path, images.content_hash, IFNULL(photo_meta.source, ''), {ocr}
+    FROM images LEFT JOIN photo_meta ON photo_meta.image_id = images.id
+    {join} WHERE images.error IS NULL {only}
+"""
+
+
+def _sources(db: CatalogDB, ids: Sequence[int] | None) -> dict[int, tuple[str, str, str]]:
+    """image id -> (path, content hash, stamp) for the rows the index should hold."""
+    has_ocr = _has_ocr_table(db)
+    sql = _SOURCE_SQL.format(
+        ocr="IFNULL(ocr_text.read_at, '')" if has_ocr else "''",
+        join="LEFT JOIN ocr_text ON ocr_text.content_hash = images.content_hash" if has_ocr else "",
+        only="" if ids is None else "AND images.id IN ({marks})",
+    )
+    out: dict[int, tuple[str, str, str]] = {}
+    chunks = [None] if ids is None else [list(ids[i : i + 500]) for i in range(0, len(ids), 500)]
+    for chunk in chunks:
+        query = sql if chunk is None else sql.replace("{marks}", ",".join("?" * len(chunk)))
+        for image_id, path, digest, meta_source, ocr_at in db.conn.execute(query, chunk or ()):
+            # A name that is not UTF-8 (surrogate escapes) is indexed with its bytes shown \xNN.
+            path = os.fsencode(path_from_db(path)).decode("utf-8", "backslashreplace")
+            out[image_id] = (path, digest, f"{path}\0{digest}\0{meta_source}\0{ocr_at}")
+    return out
+
+
+@_one_line
+def sync(db: CatalogDB, *, force: bool = False) -> int:
+    """Bring the word index up to date with the catalog (built when missing); rows rebuilt.
+    Cheap when nothing changed: one comparison of the catalog's state."""
+    has = _has_tables(db)
+    state = _state(db)
+    if has and not force and not db.read_only and imported.meta_value(db, SYNC_META_KEY) == state:
+        return 0
+    if has and db.read_only and getattr(db, "_words_state", None) == state:
+        return 0
+    try:
+        with db.conn:
+            if not has:  # rebuilt whole: what words_source remembers describes rows now gone
+                db.conn.execute(f"DROP TABLE IF EXISTS {_schema(db)}.words_source")
+            ensure_tables(db)
+            wanted = _sources(db, None)
+            stored = dict(db.conn.execute("SELECT image_id, stamp FROM words_source"))
+            gone = [i for i in stored if i not in wanted]
+            stale = [i for i, (_, _, stamp) in wanted.items() if stored.get(i) != stamp]
+            _delete(db, gone)
+            _rebuild(db, {i: wanted[i] for i in stale})
+            state = _state(db)  # again: the tables made above count in it
+            if not db.read_only:
+                db.conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (SYNC_META_KEY, state)
+                )
+    except sqlite3.OperationalError as exc:
+        if "fts5" in str(exc).lower():  # an SQLite built without FTS5: words are not searchable
+            return 0
+        raise
+    db._words_state = state  # type: ignore[attr-defined]
+    return len(stale) + len(gone)
+
+
+def update_images(db: CatalogDB, ids: Sequence[int]) -> None:
+    """Rebuild the index rows of these images inside the caller's transaction (when the index
+    exists; otherwise the next sync builds all of it)."""
+    if ids and _has_tables(db):
+        wanted = _sources(db, list(ids))
+        _delete(db, [i for i in ids if i not in wanted])
+        _rebuild(db, wanted)
+
+
+def _delete(db: CatalogDB, ids: Sequence[int]) -> None:
+    db.conn.executemany("DELETE FROM words WHERE rowid = ?", [(i,) for i in ids])
+    db.conn.executemany("DELETE FROM words_source WHERE image_id = ?", [(i,) for i in ids])
+
+
+def _rebuild(db: CatalogDB, rows: dict[int, tuple[str, str, str]]) -> None:
+    ids = list(rows)
+    if not ids:
+        return
+    _delete(db, ids)
+    texts = _ocr_texts(db, {digest for _, digest, _ in rows.values()})
+    metas = _meta_texts(db, ids)
+    db.conn.executemany(
+        "INSERT INTO words (rowid, text, name, folder, meta, caption) VALUES (?, ?, ?, ?, ?, '')",
+        [
+            (
+                i,
+                texts.get(digest, ""),
+                name_words(os.path.basename(path)),
+                folder_words(path),
+                metas.get(i, ""),
+            )
+            for i, (path, digest, _) in rows.items()
+        ],
+    )
+    db.conn.executemany(
+        "INSERT INTO words_source (image_id, stamp) VALUES (?, ?)", [(i, s) for i, (_, _, s) in rows.items()]
+    )
+
+
+def _chunks(items: Sequence, size: int = 500) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _ocr_texts(db: CatalogDB, hashes: set[str]) -> dict[str, str]:
+    if not _has_ocr_table(db):
+        return {}
+    out: dict[str, str] = {}
+    for chunk in _chunks(sorted(hashes)):
+        marks = ",".join("?" * len(chunk))
+        out.update(
+            db.conn.execute(
+                f"SELECT content_hash, text FROM ocr_text WHERE content_hash IN ({marks}) AND text != ''",
+                list(chunk),
+            )
+        )
+    return out
+
+
+def _meta_texts(db: CatalogDB, ids: Sequence[int]) -> dict[int, str]:
+    parts: dict[int, list[str]] = {}
+    for chunk in _chunks(ids):
+        marks = ",".join("?" * len(chunk))
+        for image_id, title, description in db.conn.execute(
+            f"SELECT image_id, title, description FROM photo_meta WHERE image_id IN ({marks})", list(chunk)
+        ):
+            parts.setdefault(image_id, []).extend(t for t in (title, description) if t)
+        for image_id, keyword in db.conn.execute(
+            f"SELECT image_id, keyword FROM photo_keywords WHERE image_id IN ({marks})", list(chunk)
+        ):
+            parts.setdefault(image_id, []).append(keyword.replace("|", " "))
+    return {i: " ".join(words) for i, words in parts.items()}
+
+
+# -- OCR results --------------------------------------------------------------------------------
+
+
+@_one_line
+def ocr_enabled(db: CatalogDB) -> bool:
+    """True once the catalog was indexed with --ocr: later runs keep reading new files."""
+    return imported.meta_value(db, OCR_META_KEY) == "1"
+
+
+@_one_line
+def set_ocr(db: CatalogDB, enabled: bool) -> None:
+    with db.conn:
+        db.conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (OCR_META_KEY, "1" if enabled else "0")
+        )
+
+
+@dataclass(frozen=True)
+class StoredText:
+    content_hash: str
+    lines: list  # [[text, confidence, [[x, y] * 4]], ...]
+    text_free: bool
+    error: str | None
+    seconds: float
+
+
+@_one_line
+def hashes_read(db: CatalogDB) -> set[str]:
+    if not _has_ocr_table(db):
+        return set()
+    return {row[0] for row in db.conn.execute("SELECT content_hash FROM ocr_text")}
+
+
+@_one_line
+def store_texts(db: CatalogDB, texts: Sequence[StoredText]) -> None:
+    """Store OCR results and rebuild the index rows of every image with those contents, in one
+    transaction."""
+    if not texts:
+        return
+    now = time.time()
+    with db.conn:
+        ensure_tables(db)
+        db.conn.executemany(
+            "INSERT OR REPLACE INTO ocr_text (content_hash, text, lines, squashed, text_free, error, "
+            "seconds, read_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    t.content_hash,
+                    "\n".join(line[0] for line in t.lines),
+                    json.dumps(t.lines),
+                    "\n".join(squash(line[0]) for line in t.lines),
+                    int(t.text_free),
+                    t.error,
+                    round(t.seconds, 4),
+                    now,
+                )
+                for t in texts
+            ],
+        )
+        ids: list[int] = []
+        for chunk in _chunks([t.content_hash for t in texts]):
+            marks = ",".join("?" * len(chunk))
+            ids += [
+                row[0]
+                for row in db.conn.execute(
+                    f"SELECT id FROM images WHERE content_hash IN ({marks})", list(chunk)
+                )
+            ]
+        update_images(db, ids)
+
+
+@_one_line
+def text_lines(db: CatalogDB, content_hash: str) -> list:
+    """The stored OCR lines of one content ([] when none were read)."""
+    if not _has_ocr_table(db):
+        return []
+    row = db.conn.execute("SELECT lines FROM ocr_text WHERE content_hash = ?", (content_hash,)).fetchone()
+    return json.loads(row[0]) if row else []
+
+
+@_one_line
+def counts(db: CatalogDB) -> dict:
+    """For `pixgrep stats`: whether OCR is on, images read, images with text, text-free ones."""
+    out = {"ocr": ocr_enabled(db), "with_text": 0, "text_read": 0, "text_free": 0}
+    if not _has_ocr_table(db):
+        return out
+    row = db.conn.execute(
+        "SELECT COUNT(*), SUM(ocr_text.text != ''), SUM(ocr_text.text_free) FROM images "
+        "JOIN ocr_text ON ocr_text.content_hash = images.content_hash WHERE images.error IS NULL"
+    ).fetchone()
+    out.update(text_read=int(row[0] or 0), with_text=int(row[1] or 0), text_free=int(row[2] or 0))
+    return out
+
+
+@_one_line
+def prune_texts(db: CatalogDB) -> None:
+    """Drop OCR rows of contents no image has any more (inside a transaction of its own)."""
+    if _has_ocr_table(db) and not db.read_only:
+        with db.conn:
+            db.conn.execute(
+                "DELETE FROM ocr_text WHERE NOT EXISTS "
+                "(SELECT 1 FROM images WHERE images.content_hash = ocr_text.content_hash)"
+            )
+
+
+# -- queries ------------------------------------------------------------------------------------
+
+
+def squash(text: str) -> str:
+    """Letters and digits only, case and accents folded: what is compared when OCR ran words
+    together ("WIFIPASSWORD") or split one."""
+    import unicodedata
+
+    folded = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in folded if c.isalnum() and not unicodedata.combining(c))
+
+
+@_one_line
+def squashed_match(db: CatalogDB, squashed: str, limit: int = 1000) -> list[WordHit]:
+    """Images whose OCR text holds `squashed` (see squash) within one line, fewest lines first."""
+    if not squashed or not _has_ocr_table(db):
+        return []
+    rows = db.conn.execute(
+        "SELECT images.id, length(ocr_text.squashed) FROM ocr_text JOIN images "
+        "ON images.content_hash = ocr_text.content_hash WHERE ocr_text.squashed != '' "
+        "AND instr(ocr_text.squashed, ?) AND images.error IS NULL ORDER BY 2 LIMIT ?",
+        (squashed, limit),
+    ).fetchall()
+    return [WordHit(int(i), float(n), (squashed,), ("text",)) for i, n in rows]
+
+
+@dataclass(frozen=True)
+class WordHit:
+    image_id: int
+    rank: float  # FTS5 bm25: lower is better
+    words: tuple[str, ...]  # the words that matched, as written in the picture or name
+    sources: tuple[str, ...]  # the columns they matched in: text, name, folder, meta, caption
+
+
+def match(db: CatalogDB, fts_query: str, limit: int = 1000) -> list[WordHit]:
+    """Images matching an FTS5 query, best first (bm25), with the words that matched: none for
+    FTS5 syntax it cannot take or an SQLite without FTS5; a damaged catalog is one PixgrepError."""
+    try:
+        return _match(db, fts_query, limit)
+    except sqlite3.Error as exc:
+        text = str(exc).lower()
+        if isinstance(exc, sqlite3.OperationalError) and ("fts5" in text or "no such table" in text):
+            return []
+        raise one_line_error(db, exc) from None
+
+
+def _match(db: CatalogDB, fts_query: str, limit: int) -> list[WordHit]:
+    highlights = ", ".join(f"highlight(words, {i}, '{HIT_START}', '{HIT_END}')" for i in range(len(COLUMNS)))
+    weights = ", ".join(str(w) for w in WEIGHTS)
+    rows = db.conn.execute(
+        f"SELECT rowid, bm25(words, {weights}), {highlights} FROM words WHERE words MATCH ? "
+        f"ORDER BY bm25(words, {weights}) LIMIT ?",
+        (fts_query, limit),
+    ).fetchall()
+    hits = []
+    for image_id, rank, *marked in rows:
+        words: list[str] = []
+        sources = []
+        for column, text in zip(COLUMNS, marked, strict=True):
+            found = re.findall(f"{HIT_START}(.*?){HIT_END}", text or "", flags=re.S)
+            if found:
+                sources.append(column)
+                words += [w for w in found if w not in words]
+        hits.append(WordHit(int(image_id), float(rank), tuple(words), tuple(sources)))
+    return hits

@@ -1,0 +1,270 @@
+"""Words and meaning together: a plain text query is ranked by CLIP and by the word index
+(catalog/words.py: text read in the picture, file and folder names, keywords, titles).
+
+How (mode "auto", the default): the query's words (stop words left out) must all be found in an
+image for it to be a word hit. With no word hit the results are exactly CLIP's. Otherwise the
+word hits come first, ordered by reciprocal rank fusion of their CLIP rank and their word rank
+(1/(RRF_K + rank) each), then every other image in CLIP's order. A query that names words on a
+picture thus finds it first, and a query that names nothing written anywhere ranks as before.
+
+Mode "only" (`--words`, or a query starting with `words:`) lists the word hits alone, best word
+match first; "off" is CLIP alone. FTS5 syntax inside the text: "a quoted phrase", prefix*
+(accents never matter: unicode61 remove_diacritics).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pixgrep.catalog import words as index
+from pixgrep.catalog.db import CatalogDB
+from pixgrep.errors import PixgrepError
+from pixgrep.records import SearchResult, SearchResults
+from pixgrep.search.options import SearchOptions
+from pixgrep.search.query import Term
+
+if TYPE_CHECKING:
+    from pixgrep.models.base import Encoder
+
+MODES = ("auto", "only", "off")
+PREFIX = "words:"
+RRF_K = 60
+CLIP_DEPTH = 200  # CLIP candidates fused with the word hits (more when the page asks for more)
+MAX_HITS = 1000
+LOOSE_FROM = 6  # words this long may end misread in the loose tier
+SQUASHED_FROM = 6  # a squashed query this long may match words OCR ran together
+# Left out of the words an image must hold: said in a query, rarely written on the picture.
+STOP_WORDS = frozenset(
+    "a an the of on in at to for and or with by from is are was this that these those my our your "
+    "some photo photos picture pictures image images".split()
+)
+_TOKEN = re.compile(r'"([^"]*)"|(\S+)')
+_WORD = re.compile(r"\w+")
+
+__all__ = ["MODES", "check_mode", "fts_query", "search_with_words"]
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise PixgrepError(f"unknown words mode {mode!r}; choose from {', '.join(MODES)}")
+    return mode
+
+
+def _quoted(word: str) -> str:
+    return '"' + word.replace('"', '""') + '"'
+
+
+def fts_query(text: str, *, keep_stop_words: bool = False, loose: bool = False) -> str | None:
+    """The FTS5 query for a text: every word (AND), "phrases" kept together, word* as a prefix;
+    None when nothing searchable is left. loose: each word of LOOSE_FROM letters or more is
+    a prefix two letters shorter (OCR misreads endings: "ENTRANG" for "ENTRANCE")."""
+    units: list[str] = []
+    for phrase, bare in _TOKEN.findall(text):
+        if phrase:
+            found = _WORD.findall(phrase)
+            if found:
+                units.append(_quoted(" ".join(found)))
+            continue
+        prefix = bare.endswith("*")
+        found = _WORD.findall(bare)
+        for n, word in enumerate(found):
+            if not keep_stop_words and word.casefold() in STOP_WORDS and not prefix:
+                continue
+            star = "*" if prefix and n == len(found) - 1 else ""
+            if loose and not star and len(word) >= LOOSE_FROM:
+                word, star = word[:-2], "*"
+            units.append(_quoted(word) + star)
+    if not units and not keep_stop_words:
+        return fts_query(text, keep_stop_words=True, loose=loose)  # "the who": search what was said
+    return " ".join(units) or None
+
+
+def word_text(terms: Sequence[Term], mode: str) -> tuple[str | None, str]:
+    """(the text to look up, the mode) for a query: a `words:` text forces "only"; otherwise
+    words are looked up only for a single text term."""
+    texts = [str(t.value) for t in terms if t.kind == "text"]
+    tagged = [text for text in texts if text.strip().lower().startswith(PREFIX)]
+    if tagged:
+        if len(terms) != 1:
+            raise PixgrepError(f"a {PREFIX} query stands alone (no + or - terms with it)")
+        return tagged[0].strip()[len(PREFIX) :], "only"
+    if mode == "off" or len(terms) != 1 or terms[0].kind != "text" or terms[0].weight <= 0:
+        return None, mode
+    return texts[0], mode
+
+
+def search_with_words(
+    db: CatalogDB,
+    encoder: Callable[[], Encoder],
+    terms: Sequence[Term],
+    options: SearchOptions,
+    clip_search: Callable[[Sequence[Term], SearchOptions], SearchResults],
+) -> SearchResults:
+    """`clip_search(terms, options)` fused with the word index as options.words says (module
+    docstring)."""
+    text, mode = word_text(terms, check_mode(options.words))
+    query = fts_query(text) if text is not None else None
+    if mode == "only" and query is None:
+        what = f"in {text!r}" if text is not None else "(--words takes one text, no images or + and - terms)"
+        raise PixgrepError(f"no words to search for {what}")
+    hits = _hits(db, text, query, options) if query and text is not None else []
+    if mode == "only":
+        return SearchResults(_words_only(db, encoder, hits, options))
+    if not hits:
+        return clip_search(terms, options)
+    depth = max(CLIP_DEPTH, options.k + options.offset)
+    clip = clip_search(terms, dataclasses.replace(options, k=depth, offset=0))
+    return SearchResults(_fused(db, encoder, terms, clip, hits, options), clip.notes)
+
+
+def _hits(db: CatalogDB, text: str, query: str, options: SearchOptions) -> list[index.WordHit]:
+    """Word hits in two tiers: every word as said; else (none) the loose tier: the words run
+    together inside one OCR line, or with misread endings (see fts_query)."""
+    index.sync(db)
+    hits = index.match(db, query, MAX_HITS)
+    if not hits:
+        said = _WORD.findall(text)
+        content = [w for w in said if w.casefold() not in STOP_WORDS] or said
+        squashed = index.squash("".join(content))
+        if len(content) >= 2 and len(squashed) >= SQUASHED_FROM:
+            hits = index.squashed_match(db, squashed, MAX_HITS)
+        loose = fts_query(text, loose=True)
+        if loose and loose != query:
+            seen = {hit.image_id for hit in hits}
+            hits += [hit for hit in index.match(db, loose, MAX_HITS) if hit.image_id not in seen]
+    accepted = _accepted(db, [hit.image_id for hit in hits], options)
+    return [hit for hit in hits if hit.image_id in accepted]
+
+
+def _accepted(db: CatalogDB, ids: list[int], options: SearchOptions) -> set[int]:
+    """The ids the options' scope lets through (search/scope.py, as the CLIP ranking applies it)."""
+    from pixgrep.search.filters import wallclock_seconds
+    from pixgrep.search.scope import scope_for
+
+    scope = scope_for(db, options)
+    prefixes = scope.prefixes
+    out = set()
+    for image_id, record in db.images_by_id(ids).items():
+        if record.error is not None or (scope.allowed is not None and image_id not in scope.allowed):
+            continue
+        if prefixes is not None and not any(record.path.startswith(p) for p in prefixes):
+            continue
+        if scope.after is not None or scope.before is not None:
+            taken = wallclock_seconds(record.taken_at)
+            if taken is None or (scope.after is not None and taken < scope.after):
+                continue
+            if scope.before is not None and taken >= scope.before:
+                continue
+        if not scope.exclusions.drops(image_id, record.path):
+            out.add(image_id)
+    return out
+
+
+def _cosines(db: CatalogDB, encoder: Encoder, terms: Sequence[Term], ids: list[int]) -> dict[int, float]:
+    """CLIP scores of images outside CLIP's own candidates (their stored vectors)."""
+    if not ids:
+        return {}
+    from pixgrep.search.engine import plan_for
+    from pixgrep.search.options import SearchOptions
+
+    plan, _ = plan_for(db, encoder, terms, SearchOptions())
+    vector = plan.vectors[0]
+    records = db.images_by_id(ids)
+    out = {}
+    for image_id, record in records.items():
+        stored = db.vector_for_hash(record.content_hash, encoder.model_id)
+        if stored is not None:
+            out[image_id] = float(np.dot(np.asarray(stored, np.float32), vector))
+    return out
+
+
+def _result(record, score: float, hit: index.WordHit | None) -> SearchResult:
+    return SearchResult(
+        image_id=record.id,
+        path=record.path,
+        score=score,
+        size=record.size,
+        width=record.width,
+        height=record.height,
+        taken_at=record.taken_at,
+        words=hit.words if hit else (),
+        words_from=hit.sources if hit else (),
+    )
+
+
+def _fused(
+    db: CatalogDB,
+    encoder: Callable[[], Encoder],
+    terms: Sequence[Term],
+    clip: list[SearchResult],
+    hits: list[index.WordHit],
+    options: SearchOptions,
+) -> list[SearchResult]:
+    clip_rank: dict[int, int] = {}
+    for rank, result in enumerate(clip):
+        for image_id in (result.image_id, *result.duplicate_ids):
+            clip_rank.setdefault(image_id, rank)
+    word_rank = {hit.image_id: rank for rank, hit in enumerate(hits)}
+    by_id = {hit.image_id: hit for hit in hits}
+    missing = [i for i in word_rank if i not in clip_rank]
+
+    def fused(image_id: int) -> float:
+        return 1 / (RRF_K + clip_rank.get(image_id, len(clip))) + 1 / (RRF_K + word_rank[image_id])
+
+    # A CLIP result (a group of near-duplicates) is a word hit when any of its images is; the
+    # image whose words matched best then stands for the group (a screenshot among screenshots).
+    leaders: dict[int, SearchResult] = {}
+    for result in clip:
+        matched = [i for i in (result.image_id, *result.duplicate_ids) if i in by_id]
+        if matched:
+            leaders[max(matched, key=fused)] = result
+    swapped = [i for i, result in leaders.items() if i != result.image_id]
+    cosines = _cosines(db, encoder(), terms, missing + swapped)
+    if options.threshold is not None:
+        missing = [i for i in missing if cosines.get(i, -1.0) >= options.threshold]
+    records = db.images_by_id(missing + swapped)
+    groups: list[tuple[float, SearchResult]] = []
+    for best, result in leaders.items():
+        hit = by_id[best]
+        if best != result.image_id and best in records:
+            others = [
+                (i, p) for i, p in zip(result.duplicate_ids, result.duplicate_paths, strict=True) if i != best
+            ]
+            led = _result(records[best], cosines.get(best, result.score), hit)
+            result = dataclasses.replace(
+                led,
+                duplicate_ids=(result.image_id, *(i for i, _ in others)),
+                duplicate_paths=(result.path, *(p for _, p in others)),
+            )
+        groups.append((fused(best), dataclasses.replace(result, words=hit.words, words_from=hit.sources)))
+    for image_id in missing:
+        if image_id in records:
+            groups.append(
+                (fused(image_id), _result(records[image_id], cosines.get(image_id, 0.0), by_id[image_id]))
+            )
+    groups.sort(key=lambda pair: -pair[0])
+    first = [result for _, result in groups]
+    rest = [result for result in clip if not result.words and result.image_id not in by_id]
+    ranked = first + [r for r in rest if not any(i in by_id for i in r.duplicate_ids)]
+    return ranked[options.offset : options.offset + options.k]
+
+
+def _words_only(
+    db: CatalogDB, encoder: Callable[[], Encoder], hits: list[index.WordHit], options: SearchOptions
+) -> list[SearchResult]:
+    """Word hits alone, best word match first; the score is the match's share of the best one."""
+    page = hits[options.offset : options.offset + options.k]
+    records = db.images_by_id([hit.image_id for hit in page])
+    best = hits[0].rank if hits else -1.0
+    out = []
+    for hit in page:
+        if hit.image_id in records:
+            # bm25 is negative, more negative is better: the best hit scores 1.
+            score = hit.rank / best if best < 0 else 1.0
+            out.append(_result(records[hit.image_id], round(score, 6), hit))
+    return out
