@@ -255,7 +255,9 @@ def test_threshold_slider_and_folder_scope(page, server, world):
 
 
 def test_phone_sized_screen(browser, server):
-    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, bypass_csp=True
+    )
     page = context.new_page()
     try:
         page.goto(server.url + "/")

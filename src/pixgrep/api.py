@@ -147,7 +147,9 @@ class Catalog:
         from pixgrep.search.words import search_with_words  # words and meaning together
 
         clip = lambda terms, opts: search(self._db, self.encoder, terms, opts, catalog_lock)  # noqa: E731
-        return search_with_words(self._db, lambda: self.encoder, to_terms(query or ""), options, clip)
+        return search_with_words(
+            self._db, lambda: self.encoder, to_terms(query or ""), options, clip, catalog_lock
+        )
 
     def search_vector(
         self, vector: np.ndarray, options: SearchOptions | None = None, **fields: Any

@@ -128,6 +128,13 @@ def image_count(db: CatalogDB) -> int:
 
 
 @one_line_errors
+def highest_image_id(db: CatalogDB) -> int | None:
+    """The largest image id: an upper bound of the row count read from the primary key in
+    O(log n), without counting; None for an empty catalog."""
+    return db.conn.execute("SELECT MAX(id) FROM images").fetchone()[0]
+
+
+@one_line_errors
 def image_ids(db: CatalogDB) -> np.ndarray:
     """Every images row id (int64), searchable or not."""
     return np.fromiter((row[0] for row in db.conn.execute("SELECT id FROM images")), "<i8")

@@ -179,7 +179,9 @@ def prepare(db, model: str, *, progress: bool = False, large_only: bool = False)
     if large_only:
         if not available():
             return
-        highest = db.conn.execute("SELECT MAX(id) FROM images").fetchone()[0]  # O(log n): no count
+        from pixgrep.catalog.searchable import highest_image_id
+
+        highest = highest_image_id(db)
         if highest is None or highest < ANN_MIN_ROWS:
             return
     with build_progress(progress):

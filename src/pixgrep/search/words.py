@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -104,22 +105,27 @@ def search_with_words(
     terms: Sequence[Term],
     options: SearchOptions,
     clip_search: Callable[[Sequence[Term], SearchOptions], SearchResults],
+    catalog_lock: AbstractContextManager | None = None,
 ) -> SearchResults:
     """`clip_search(terms, options)` fused with the word index as options.words says (module
-    docstring)."""
+    docstring). catalog_lock: held around this module's catalog reads and the word index's
+    upkeep (a server's requests share one connection); clip_search takes it for its own reads."""
+    lock = catalog_lock or nullcontext()
     text, mode = word_text(terms, check_mode(options.words))
     query = fts_query(text) if text is not None else None
     if mode == "only" and query is None:
         what = f"in {text!r}" if text is not None else "(--words takes one text, no images or + and - terms)"
         raise PixgrepError(f"no words to search for {what}")
-    hits = _hits(db, text, query, options) if query and text is not None else []
-    if mode == "only":
-        return SearchResults(_words_only(db, encoder, hits, options))
+    with lock:
+        hits = _hits(db, text, query, options) if query and text is not None else []
+        if mode == "only":
+            return SearchResults(_words_only(db, encoder, hits, options))
     if not hits:
         return clip_search(terms, options)
     depth = max(CLIP_DEPTH, options.k + options.offset)
     clip = clip_search(terms, dataclasses.replace(options, k=depth, offset=0))
-    return SearchResults(_fused(db, encoder, terms, clip, hits, options), clip.notes)
+    with lock:
+        return SearchResults(_fused(db, encoder, terms, clip, hits, options), clip.notes)
 
 
 def _hits(db: CatalogDB, text: str, query: str, options: SearchOptions) -> list[index.WordHit]:
