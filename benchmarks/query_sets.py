@@ -1,4 +1,5 @@
-"""Deterministic builders (and scorers) of issue 13's test sets, written outside the repository.
+"""Deterministic builders (and scorers) of the test sets of detailed queries, tone and
+near-duplicates, written outside the repository.
 
     python benchmarks/query_sets.py captions --out /tmp/sets [--split test]
         flickr8k-<split>-l3.tsv   one query per image: 3 of its captions (seeded choice) joined

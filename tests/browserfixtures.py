@@ -73,7 +73,7 @@ def serve(catalog: Path, encoder=None, **app_args):
     """A LiveServer (use as a context manager) of the web app over `catalog`, with the FakeEncoder
     unless `encoder` is given."""
     from fakes import FakeEncoder
-    from test_server_helpers import LiveServer
+    from serverkit import LiveServer
 
     from pixgrep.server.app import create_app
 

@@ -1,4 +1,4 @@
-"""A free local port for a test server (the one helper: test_server_helpers, reliability_kit and
+"""A free local port for a test server (the one helper: serverkit, reliability_kit and
 objectstore re-export it).
 
 The port is picked and released before the server binds it, so two test runs on one machine

@@ -13,7 +13,7 @@ import os
 
 import pytest
 from browserfixtures import MARKS, PLAYWRIGHT, PLAYWRIGHT_MISSING, serve, shot
-from test_server_helpers import COLOURS, add_to_catalog, make_images
+from serverkit import COLOURS, add_to_catalog, make_images
 
 PER_COLOUR = 5
 TOTAL = PER_COLOUR * len(COLOURS)
@@ -494,7 +494,7 @@ def test_docs_render_with_no_outside_request(browser, server):
     assert outside == []
 
 
-# -- issue 13: all-of, ignore tone, collapsed duplicates ----------------------------------------
+# -- all-of, ignore tone, collapsed duplicates -------------------------------------------------
 
 
 @pytest.fixture(scope="module")

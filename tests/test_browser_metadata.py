@@ -10,7 +10,7 @@ import shutil
 import pytest
 from browserfixtures import MARKS, PLAYWRIGHT, PLAYWRIGHT_MISSING, new_page, serve, shot
 from metadata_samples import build_photo_folder
-from test_server_helpers import LiveServer
+from serverkit import LiveServer
 
 pytestmark = MARKS
 pytest.importorskip(PLAYWRIGHT, reason=PLAYWRIGHT_MISSING)

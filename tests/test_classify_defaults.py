@@ -8,8 +8,8 @@ import shutil
 import pytest
 from conftest import shared_data
 from flickr_dogs import certain_dogs
+from mini_support import mini_cache  # noqa: F401  (session fixture)
 from test_mini_e2e import _pixgrep
-from test_mini_support import mini_cache  # noqa: F401  (session fixture)
 
 from pixgrep.tagging import xmp
 

@@ -1,4 +1,4 @@
-"""Photo metadata (issue 15): EXIF GPS/camera/lens/orientation against an independent reader
+"""Photo metadata: EXIF GPS/camera/lens/orientation against an independent reader
 (exifread), XMP/IPTC keywords, sidecars in pixgrep's, darktable's and digiKam's layouts, the
 catalog tables and their migration, place names, and the metadata filters inside the ranking."""
 

@@ -51,7 +51,7 @@ def test_packaged_heads_are_small_float32_with_their_config():
     for key in ("image_weight", "image_bias", "text_weight", "text_bias"):
         assert heads[key].dtype == np.float32 and np.isfinite(heads[key]).all()
     assert 1.0 < float(heads["logit_scale"]) <= 100.0
-    # selected on dev; the test recalls recorded beside it meet the targets
+    # selected on dev; the test recalls recorded beside it meet the quality targets of docs/mini.md
     assert meta["test"]["t2i_R@1"] >= 22.0 and meta["test"]["i2t_R@1"] >= 27.0
     assert train.HEADS_PATH.stat().st_size < 4_000_000
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import shared_data
-from test_mini_support import mini_cache  # noqa: F401  (session fixture)
+from mini_support import mini_cache  # noqa: F401  (session fixture)
 
 N_CAPTIONS = 20
 

@@ -15,7 +15,7 @@ import json
 import numpy as np
 import pytest
 from conftest import shared_data
-from test_mini_support import mini_cache, mini_folder  # noqa: F401  (session fixtures)
+from mini_support import mini_cache, mini_folder  # noqa: F401  (session fixtures)
 
 N_IMAGES = 100
 N_CAPTIONS = 500

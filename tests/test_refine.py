@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from conftest import shared_data
 from flickr_dogs import dog_caption_counts, is_dog
+from mini_support import mini_cache, pixgrep_cache  # noqa: F401  (session fixture)
 from test_combiner import _Recorder, _unit
 from test_mini_e2e import indexed_test_split  # noqa: F401  (session fixture)
-from test_mini_support import mini_cache, pixgrep_cache  # noqa: F401  (session fixture)
 
 from pixgrep.search.fusion import fuse
 

@@ -271,7 +271,7 @@ def test_paths_that_are_not_utf8_come_out_as_their_bytes(monkeypatch):
     results = [SearchResult(1, path, 0.5, 10, 4, 3, None)]
     for flags, expected in [
         ({"paths_only": True, "json": False}, b"/photos/caf\xe9.jpg\n"),
-        # the table is for people: the name shown escaped (issue 10); -f keeps the bytes for pipes
+        # the table is for people: the name shown escaped; -f keeps the bytes for pipes
         ({"paths_only": False, "json": False}, b"score  path\n0.500  /photos/caf\\xe9.jpg\n"),
     ]:
         out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")

@@ -1,6 +1,6 @@
 """HTTP API tests through FastAPI's TestClient: every endpoint and every bad input a client can send.
 
-The catalog is filled directly (test_server_helpers.add_to_catalog) with FakeEncoder vectors: an
+The catalog is filled directly (serverkit.add_to_catalog) with FakeEncoder vectors: an
 image's vector comes from its pixels, so searching with a catalog file's own bytes finds it first.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from test_server_helpers import add_to_catalog, draw_image, make_images
+from serverkit import add_to_catalog, draw_image, make_images
 
 from pixgrep.catalog.db import CatalogDB
 from pixgrep.server.app import create_app
@@ -234,7 +234,7 @@ def test_search_by_image_url(lan_client, world, image_host):
 
 def test_image_url_bad_inputs_all_get_the_same_answer(lan_client, image_host, world):
     """A text file, a 404, a closed port: one answer, which tells nothing about what was there."""
-    from test_server_helpers import free_port
+    from serverkit import free_port
 
     client = lan_client
     error(client.get("/api/search", params={"image_url": "ftp://example.com/a.jpg"}), 400)
@@ -470,7 +470,7 @@ def test_raw_paths_are_not_normalised_into_files(planted):
     """Send the `..` segments as they are (no client-side normalisation) over a raw HTTP request."""
     import socket
 
-    from test_server_helpers import LiveServer
+    from serverkit import LiveServer
 
     with LiveServer(planted["client"].app) as live:
         for target in ("/static/../../../../etc/passwd", "/api/images/../../etc/passwd", "/static/%2e%2e/x"):
@@ -712,7 +712,7 @@ def test_real_clip_client_against_a_live_server(world):
     module_spec.loader.exec_module(clip_client)
 
     from fakes import FakeEncoder
-    from test_server_helpers import LiveServer
+    from serverkit import LiveServer
 
     with LiveServer(create_app(world["catalog"], encoder=FakeEncoder())) as live:
         client = clip_client.ClipClient(url=f"{live.url}/knn-service", indice_name="pixgrep", num_images=4)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from reliability_kit import free_port, start_server, stop
-from test_server_helpers import make_images
+from serverkit import make_images
 
 from pixgrep.cli.serve import is_loopback
 

@@ -16,7 +16,7 @@ from pixgrep.server.app import create_app
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory):
     from fakes import FakeEncoder
-    from test_server_helpers import add_to_catalog, make_images
+    from serverkit import add_to_catalog, make_images
 
     base = tmp_path_factory.mktemp("guards")
     add_to_catalog(base / "c.db", make_images(base / "photos", per_colour=1), FakeEncoder())

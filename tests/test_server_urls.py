@@ -122,7 +122,7 @@ def ask_every_route(client, url: str) -> list:
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory):
     from fakes import FakeEncoder
-    from test_server_helpers import add_to_catalog, make_images
+    from serverkit import add_to_catalog, make_images
 
     base = tmp_path_factory.mktemp("urls")
     add_to_catalog(base / "c.db", make_images(base / "photos", per_colour=1), FakeEncoder())

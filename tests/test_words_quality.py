@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import shared_data
-from test_mini_support import mini_cache, pixgrep_cache  # noqa: F401  (session fixture)
+from mini_support import mini_cache, pixgrep_cache  # noqa: F401  (session fixture)
 
 pytestmark = pytest.mark.torch  # pixgrep-mini
 

@@ -34,7 +34,7 @@ from pixgrep.catalog.paths import default_catalog_path, shown_path
 from pixgrep.errors import PixgrepError
 from pixgrep.records import ImageRecord
 
-# -- photo metadata (issue 15): GPS, camera, lens, keywords, place names; catalog/metadata.py ------
+# -- photo metadata: GPS, camera, lens, keywords, place names; catalog/metadata.py -----------------
 # Separate tables keyed by image id, so the images table and its writers stay as they are; an
 # existing catalog gets them empty, and the next index run fills them from the files' headers and
 # sidecars without re-encoding anything. The trigger keeps them in step with deleted images.

@@ -43,6 +43,9 @@ class ModelSpec:
     languages: str = "en"  # what queries may be written in
     xm3600_i2t_r1: float | None = None  # Crossmodal-3600, mean over its 36 languages, %
     xm3600_t2i_r1: float | None = None
+    # image-image cosine from which two pictures are near-identical copies (folded in results),
+    # measured per model (docs/quality.md); None: only identical files are folded
+    duplicate_threshold: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

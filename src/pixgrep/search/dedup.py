@@ -3,7 +3,8 @@
 Two images are duplicates when their files have the same content hash, or when the cosine of their
 image vectors is at least the model's threshold. Cosines mean different things in different
 models (a random-weight test model puts distinct pictures at 0.9 and above), so a threshold is
-used only where it was measured (MEASURED, keyed by the model name before "@"): for pixgrep-mini
+used only where it was measured (`duplicate_threshold` in models/registry.json, looked up by the
+model name before "@"): for pixgrep-mini
 it was chosen on Flickr8k test images (docs/quality.md), where re-encoded (JPEG quality 60-95),
 resized (50-150 %) and cropped (90 %) copies score above it and each image's nearest distinct
 photo below it. Other models collapse only identical files unless a threshold is given.
@@ -30,12 +31,11 @@ from typing import Any
 import numpy as np
 
 from pixgrep.catalog.db import CatalogDB
+from pixgrep.models.registry import MODELS
 from pixgrep.records import ImageRecord
 from pixgrep.search.ann import AnnIndex
 
 __all__ = [
-    "MEASURED",
-    "THRESHOLD",
     "Candidate",
     "ann_duplicate_groups",
     "catalog_duplicates",
@@ -48,12 +48,12 @@ NEVER = 2.0  # a cosine no pair reaches: only identical files (same content hash
 
 
 def threshold_for(model_id: str) -> float | None:
-    """The measured duplicate threshold of a model, or None (only identical files count)."""
-    return MEASURED.get(model_id.split("@", 1)[0])
+    """The measured duplicate threshold of a model (registry.json), or None (only identical
+    files count)."""
+    spec = MODELS.get(model_id.split("@", 1)[0])
+    return spec.duplicate_threshold if spec else None
 
 
-THRESHOLD = 0.85  # image-image cosine for pixgrep-mini (module docstring, docs/quality.md)
-MEASURED = {"pixgrep-mini": THRESHOLD}
 FOLD_BLOCK = 256  # search candidates compared with the leaders per matrix product
 BLOCK_ROWS = 4096  # rows per block of the all-pairs product: a 4096 x 4096 float32 block is 64 MB
 # The ANN path (catalogs with an index). Links of the graph: pairs sampled to calibrate the
@@ -84,7 +84,7 @@ def _order(candidate: Candidate) -> tuple:
 
 
 def group_candidates(
-    candidates: Sequence[Candidate], threshold: float | None = THRESHOLD
+    candidates: Sequence[Candidate], threshold: float | None
 ) -> list[tuple[Candidate, list[Candidate]]]:
     """(leader, its duplicates) in leader order, best first (module docstring for the rules).
 
@@ -186,8 +186,8 @@ class _Components:
 
 def duplicate_groups(
     vectors: np.ndarray,
-    hashes: Sequence[str] | Sequence[bytes] | None = None,
-    threshold: float = THRESHOLD,
+    hashes: Sequence[str] | Sequence[bytes] | None,
+    threshold: float,
     progress: Callable[[int], None] | None = None,
 ) -> list[list[int]]:
     """Groups (of 2 or more row indices, each sorted) of duplicate rows: same hash or cosine >= threshold.

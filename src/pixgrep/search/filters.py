@@ -77,7 +77,7 @@ def root_prefixes(roots: Sequence[str | os.PathLike]) -> list[str]:
     return prefixes
 
 
-# -- photo metadata filters: --near, --camera, --tag, --place (issue 15) --------------------------
+# -- photo metadata filters: --near, --camera, --tag, --place -------------------------------------
 #
 # They become one set of allowed image ids (catalog/metadata.py answers it from SQLite), turned
 # into a boolean mask over the matrix rows, so the ranking only ever sees allowed rows: a filtered

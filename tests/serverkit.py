@@ -10,12 +10,10 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw
 from ports import free_port
 
 from pixgrep.catalog.db import CatalogDB, vector_to_blob
-from pixgrep.catalog.searchable import searchable_rows
 from pixgrep.images.decode import open_image
 
 COLOURS = {
@@ -133,17 +131,3 @@ class LiveServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(10)
-
-
-def test_generated_images_differ_and_catalog_rows_are_searchable(tmp_path, fake_encoder):
-    files = make_images(tmp_path / "photos", per_colour=2)
-    assert len({hashlib.sha256(f.read_bytes()).hexdigest() for f in files}) == len(files)
-    ids = add_to_catalog(tmp_path / "c.db", files, fake_encoder)
-    db = CatalogDB(tmp_path / "c.db")
-    try:
-        rows = list(searchable_rows(db, fake_encoder.model_id))
-        assert sorted(r[0] for r in rows) == sorted(ids.values())
-        vector = np.frombuffer(rows[0][4], "<f2")
-        assert vector.shape == (fake_encoder.dim,)
-    finally:
-        db.close()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from conftest import shared_data
+from mini_support import mini_cache  # noqa: F401  (session fixture)
 from PIL import Image
-from test_mini_support import mini_cache  # noqa: F401  (session fixture)
 from test_search_cli import make_images, pixgrep
 
 LONG_QUERY = " ".join(f"a red chair number {i}," for i in range(40))  # ~200 tokens

@@ -1,4 +1,5 @@
-"""Unit tests of issue 13's pieces: the part splitter, all-of scoring, tone projection, duplicate grouping."""
+"""The pieces of detailed queries and folding: the part splitter, all-of scoring, tone projection,
+duplicate grouping."""
 
 from __future__ import annotations
 
@@ -253,7 +254,7 @@ def _vectors():
 
 def test_group_candidates_hash_near_and_distinct_neighbours():
     base, near, neighbour, other = _vectors()
-    assert base @ near > dedup.THRESHOLD > base @ neighbour > 0.7
+    assert base @ near > dedup.threshold_for("pixgrep-mini@abc") > base @ neighbour > 0.7
     c = dedup.Candidate
     candidates = [
         c(1, 0.30, "h1", 200, "/p/b.jpg", base),
@@ -263,7 +264,7 @@ def test_group_candidates_hash_near_and_distinct_neighbours():
         c(5, 0.10, "h4", 50, "/p/other.jpg", other),
         c(6, 0.05, "h1", 300, "/p/same-bytes-elsewhere.jpg", np.zeros(64, np.float32)),
     ]
-    groups = dedup.group_candidates(candidates)
+    groups = dedup.group_candidates(candidates, dedup.threshold_for("pixgrep-mini"))
     assert [(leader.key, [d.key for d in dups]) for leader, dups in groups] == [
         (2, [1, 3, 6]),
         (4, []),
@@ -316,7 +317,7 @@ def test_duplicate_groups_over_blocks(monkeypatch):
     vectors = np.stack([base, *fill[:3], near, neighbour, other, *fill[3:], base])
     hashes = ["a", "f0", "f1", "f2", "b", "c", "d", "f3", "f4", "zz"]
     hashes[8] = "f2"  # same bytes as row 3, different vector row (e.g. decoded again)
-    groups = dedup.duplicate_groups(vectors, hashes)
+    groups = dedup.duplicate_groups(vectors, hashes, dedup.threshold_for("pixgrep-mini"))
     assert sorted(groups) == [[0, 4, 9], [3, 8]]
 
 
