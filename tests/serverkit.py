@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 from ports import free_port
 
-from pixgrep.catalog.db import CatalogDB, vector_to_blob
+from pixgrep.catalog.db import CatalogDB
 from pixgrep.images.decode import open_image
 
 COLOURS = {
@@ -61,50 +61,30 @@ def make_images(root: Path, per_colour: int = 2) -> list[Path]:
 def add_to_catalog(
     db_path: Path, files: list[Path | str], encoder, *, taken_at: str | None = None, vectors=True
 ) -> dict[str, int]:
-    """Insert rows for `files` as the indexer would (path, size, hash, size, vector); path -> id.
+    """Store rows for `files` as the indexer would (path, size, hash, size, vector), through the
+    catalog's own batch write, in one transaction; path -> id.
 
     A path is stored as given (not resolved), so tests can plant links and odd paths."""
+    rows, encoded = [], {}
+    for file in files:
+        path = str(file)
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        stat = os.stat(path)
+        try:
+            image = open_image(path)
+            width, height, fmt, error = image.width, image.height, Image.open(path).format, None
+        except Exception as exc:
+            image, width, height, fmt, error = None, None, None, None, str(exc)
+        rows.append((path, stat.st_size, stat.st_mtime_ns, digest, width, height, fmt, taken_at, error))
+        if image is not None and vectors:
+            encoded.setdefault(digest, encoder.encode_images([image])[0])
     db = CatalogDB(db_path)
-    ids = {}
     try:
-        with db.conn:
-            for file in files:
-                path = str(file)
-                data = Path(path).read_bytes()
-                digest = hashlib.sha256(data).hexdigest()
-                stat = os.stat(path)
-                try:
-                    image = open_image(path)
-                    width, height, fmt, error = image.width, image.height, Image.open(path).format, None
-                except Exception as exc:
-                    image, width, height, fmt, error = None, None, None, None, str(exc)
-                cur = db.conn.execute(
-                    "INSERT INTO images (path, size, mtime_ns, content_hash, width, height, format, "
-                    "taken_at, error, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        path,
-                        stat.st_size,
-                        stat.st_mtime_ns,
-                        digest,
-                        width,
-                        height,
-                        fmt,
-                        taken_at,
-                        error,
-                        time.time(),
-                    ),
-                )
-                ids[path] = cur.lastrowid
-                if image is not None and vectors:
-                    vector = encoder.encode_images([image])[0]
-                    db.conn.execute(
-                        "INSERT OR IGNORE INTO embeddings VALUES (?, ?, ?)",
-                        (digest, encoder.model_id, vector_to_blob(vector)),
-                    )
-            db.bump_generation()
+        db.write_batch(rows, encoded, encoder.model_id)
+        stored = db.images_by_path([row[0] for row in rows])
+        return {row[0]: stored[row[0]].id for row in rows}
     finally:
         db.close()
-    return ids
 
 
 class LiveServer:
