@@ -1,14 +1,13 @@
-"""Helpers for the search tests: put rows straight into a catalog, as indexing would."""
+"""Helpers for the search tests: put rows into a catalog through its own writes, as indexing would."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import time
 
 import numpy as np
 
-from pixgrep.catalog.db import CatalogDB, vector_to_blob
+from pixgrep.catalog.db import CatalogDB
 
 
 def unit(vector) -> np.ndarray:
@@ -36,24 +35,13 @@ def add_image(
         info = os.stat(path)
         size, mtime_ns = info.st_size, info.st_mtime_ns
     content_hash = hashlib.sha256(path.encode() + np.asarray(vector, np.float32).tobytes()).hexdigest()
-    with db.conn:
-        cursor = db.conn.execute(
-            "INSERT INTO images (path, size, mtime_ns, content_hash, width, height, format, taken_at,"
-            " error, indexed_at) VALUES (?, ?, ?, ?, 64, 48, 'JPEG', ?, ?, ?)",
-            (path, size, mtime_ns, content_hash, taken_at, error, time.time()),
-        )
-        db.conn.execute(
-            "INSERT OR REPLACE INTO embeddings (content_hash, model, vector) VALUES (?, ?, ?)",
-            (content_hash, model, vector_to_blob(unit(vector))),
-        )
-        db.bump_generation()
-    return int(cursor.lastrowid)
+    row = (path, size, mtime_ns, content_hash, 64, 48, "JPEG", taken_at, error)
+    db.write_batch([row], {content_hash: unit(vector)}, model)  # the catalog's own write
+    return db.images_by_path([path])[path].id
 
 
 def remove_image(db: CatalogDB, image_id: int) -> None:
-    with db.conn:
-        db.conn.execute("DELETE FROM images WHERE id = ?", (image_id,))
-        db.bump_generation()
+    db.remove_images([db.images_by_id([image_id])[image_id].path])
 
 
 def top(matrix, query, k: int, *, offset: int = 0, exclusions=None, **scope):
