@@ -58,8 +58,44 @@ class Catalog:
         if self._encoder is None:
             from pixgrep.models import load_encoder
 
-            self._encoder = load_encoder(self.model_name, language=self.lang)
+            self._encoder = load_encoder(self.model_name or self._catalog_model(), language=self.lang)
         return self._encoder
+
+    def _catalog_model(self) -> str | None:
+        """The model to use when none is named: the catalog's, when it holds vectors of exactly one
+        model; several are refused with their names; an empty catalog takes the registry default
+        (None). The one place this rule lives: every command and the server come through here."""
+        from pixgrep.catalog.models_held import held_models, stored_reference
+        from pixgrep.errors import PixgrepError
+        from pixgrep.models.registry import MODELS
+
+        held = held_models(self._db)
+        if not held:
+            return None
+        if len(held) > 1:
+            raise PixgrepError(
+                f"the catalog holds vectors of {len(held)} models ({', '.join(held)}); choose one with --model"
+            )
+        model_id = held[0]
+        name = model_id.split("@", 1)[0]  # a built model's id is NAME@BUILD
+        reference = stored_reference(self._db, model_id) or (name if name in MODELS else None)
+        if reference is None:
+            raise PixgrepError(
+                f"the catalog holds vectors of model {model_id}, which is not in the registry; "
+                "name its folder with --model"
+            )
+        return reference
+
+    def _remember_model(self) -> None:
+        """Record how the model of the vectors just stored was named, for commands without --model."""
+        from pixgrep.catalog.models_held import remember_reference
+
+        if self.model_name is None or self._db.read_only:
+            return
+        name = os.fspath(self.model_name)
+        if os.path.isdir(os.path.expanduser(name)):  # a folder: found again from any working folder
+            name = os.path.realpath(os.path.expanduser(name))
+        remember_reference(self._db, self.encoder.model_id, name)
 
     def index(
         self,
@@ -81,6 +117,7 @@ class Catalog:
         None as the catalog remembers (docs/words.md).
         """
         summary = self._index_images(roots, exclude, include_hidden, progress, batch_size, ray)
+        self._remember_model()
         from pixgrep.catalog.ocr_pass import after_index  # words: OCR and the word index
 
         summary.text = after_index(self._db, roots, ocr=ocr, progress=progress)
@@ -266,9 +303,11 @@ class Catalog:
 
         sources = find_sources(inputs)
         encoder = self.encoder
-        return import_sources(
+        summary = import_sources(
             self._db, sources, encoder.model_id, encoder.dim, batch=batch_size, progress=progress
         )
+        self._remember_model()
+        return summary
 
     def close(self) -> None:
         self._db.close()
