@@ -43,8 +43,9 @@ class Catalog:
         *,
         encoder: Encoder | None = None,
         lang: str | None = None,
+        create: bool = True,
     ):
-        self._db = CatalogDB(path)
+        self._db = CatalogDB(path, create=create)
         self.model_name = model
         self._encoder = encoder
         self.lang = lang  # query language for models that take one (NLLB); None: models.languages
@@ -73,9 +74,8 @@ class Catalog:
         if not held:
             return None
         if len(held) > 1:
-            raise PixgrepError(
-                f"the catalog holds vectors of {len(held)} models ({', '.join(held)}); choose one with --model"
-            )
+            names = f"{len(held)} models ({', '.join(held)})"
+            raise PixgrepError(f"the catalog holds vectors of {names}; name one with --model")
         model_id = held[0]
         name = model_id.split("@", 1)[0]  # a built model's id is NAME@BUILD
         reference = stored_reference(self._db, model_id) or (name if name in MODELS else None)
@@ -325,8 +325,10 @@ def open_catalog(
     *,
     encoder: Encoder | None = None,
     lang: str | None = None,
+    create: bool = True,
 ) -> Catalog:
     """Open (creating if needed) a catalog. `model` is a registry name or a model folder. `lang`:
     the language of text queries (de, zh, deu_Latn, ...) for models whose text tower takes one
-    (NLLB-CLIP); default: $PIXGREP_LANG, else the locale, else English."""
-    return Catalog(path, model, encoder=encoder, lang=lang)
+    (NLLB-CLIP); default: $PIXGREP_LANG, else the locale, else English. create=False: a missing
+    catalog is refused (PixgrepError) instead of made, as commands that only read it want."""
+    return Catalog(path, model, encoder=encoder, lang=lang, create=create)

@@ -85,7 +85,7 @@ def _export_model(catalog, name: str | None) -> str:
 def _export(args: argparse.Namespace) -> int:
     from pixgrep.api import open_catalog
 
-    with open_catalog(args.catalog) as catalog:
+    with open_catalog(args.catalog, create=False) as catalog:
         model = _export_model(catalog, args.model)
         rows = catalog.export_parquet(args.parquet, model)
     print(f"pixgrep: wrote {rows} rows of model {model} to {args.parquet}", file=sys.stderr)
