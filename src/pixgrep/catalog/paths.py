@@ -24,6 +24,12 @@ def shown_path(path: str | os.PathLike) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def short_path(path: str | os.PathLike, limit: int = 200) -> str:
+    """shown_path, cut in the middle when longer than `limit` (a 5 KB path stays one short line)."""
+    text = shown_path(path)
+    return text if len(text) <= limit else f"{text[:120]}...{text[-40:]} ({len(text)} characters)"
+
+
 SQLITE_HEADER = b"SQLite format 3\0"
 
 
@@ -44,4 +50,6 @@ def refuse_unopenable(path: Path, *, create: bool) -> None:
     except OSError:
         return  # unreadable or a folder: SQLite's open says why
     if head and head != SQLITE_HEADER:
-        raise PixgrepError(f"{shown_path(path)} is not a pixgrep catalog (not an SQLite file)")
+        raise PixgrepError(
+            f"cannot open catalog {shown_path(path)}: it is not a pixgrep catalog (not an SQLite file)"
+        )

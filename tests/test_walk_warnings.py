@@ -1,0 +1,57 @@
+"""The walk's warnings about unreadable entries are said once per catalog, and short."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pixgrep.cli import main
+
+
+@pytest.fixture
+def looped(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.delenv("PIXGREP_MODEL", raising=False)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.full((30, 40, 3), 90, np.uint8)).save(photos / "ok.png")
+    os.symlink("loop.jpg", photos / "loop.jpg")  # a symlink loop with an image's name
+    return photos, ["--catalog", str(tmp_path / "c.db"), "--model", str(tiny_model_dir)]
+
+
+def _loop_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "loop.jpg" in line]
+
+
+def test_an_unreadable_entry_is_said_by_the_first_walk_only(looped, capsys):
+    photos, common = looped
+    capsys.readouterr()
+    assert main(["a cat", "--in", str(photos), *common, "-f"]) == 0
+    first = _loop_lines(capsys.readouterr().err)
+    assert len(first) == 1 and "warning" in first[0]
+    for _ in range(2):  # searches that index again: the same problem is not said again
+        assert main(["a cat", "--in", str(photos), *common, "-f"]) == 0
+        assert _loop_lines(capsys.readouterr().err) == []
+
+
+def test_a_problem_that_went_away_and_came_back_is_said_again(looped, capsys):
+    photos, common = looped
+    assert main(["index", str(photos), *common]) == 0
+    (photos / "loop.jpg").unlink()
+    assert main(["index", str(photos), *common]) == 0
+    os.symlink("loop.jpg", photos / "loop.jpg")
+    capsys.readouterr()
+    assert main(["index", str(photos), *common]) == 0
+    assert len(_loop_lines(capsys.readouterr().err)) == 1
+
+
+def test_a_very_long_path_is_shortened_in_its_warning(cli_logging, capsys):
+    from pixgrep.catalog.ingest import default_warn
+
+    long_path = "/photos/" + "a" * 5000 + "/end.jpg"
+    default_warn(long_path, "cannot read: File name too long")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and len(err[0]) < 300, err
+    assert "end.jpg" in err[0] and "5016 characters" in err[0]
