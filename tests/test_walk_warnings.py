@@ -1,4 +1,5 @@
-"""The walk's warnings about unreadable entries are said once per catalog, and short."""
+"""What an index run and a search say on stderr: the walk's unreadable entries once per catalog and
+short, an --offset past the end with the count of results."""
 
 from __future__ import annotations
 
@@ -55,3 +56,12 @@ def test_a_very_long_path_is_shortened_in_its_warning(cli_logging, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and len(err[0]) < 300, err
     assert "end.jpg" in err[0] and "5016 characters" in err[0]
+
+
+def test_an_offset_past_the_end_says_how_many_results_there_are(looped, capsys):
+    photos, common = looped
+    assert main(["index", str(photos), *common]) == 0
+    capsys.readouterr()
+    assert main(["-n", "a cat", "--in", str(photos), "--offset", "5", *common]) == 1
+    err = capsys.readouterr().err
+    assert "no results past offset 5 (1 in all)" in err and "without -n" not in err

@@ -241,7 +241,26 @@ def run(args: argparse.Namespace) -> int:
         results = _search_with_warnings(catalog, terms or None, options)
         if args.verbose and terms:
             print(f"pixgrep: {_describe_search(catalog.search_index())}", file=sys.stderr)
+        if not results and options.offset:
+            before = _count_before_offset(catalog, terms or None, options)
+            if before:
+                _render(results, args, listing=not terms)
+                shown = f"{before} or more" if before >= OFFSET_COUNT_CAP else str(before)
+                print(f"pixgrep: no results past offset {options.offset} ({shown} in all)", file=sys.stderr)
+                return 1
     return _finish(results, args, listing=not terms)
+
+
+# An --offset past the end is answered with how many results there are, counted up to this many.
+OFFSET_COUNT_CAP = 10_000
+
+
+def _count_before_offset(catalog, terms, options) -> int:
+    """How many results the search has before its offset (at most OFFSET_COUNT_CAP)."""
+    from pixgrep.search.options import SearchOptions
+
+    first = SearchOptions.of(options, offset=0, k=min(options.offset, OFFSET_COUNT_CAP))
+    return len(catalog.search(terms, first))
 
 
 def _say_absent(catalog, absent: list[tuple[str, str]]) -> None:
