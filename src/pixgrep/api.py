@@ -62,21 +62,29 @@ class Catalog:
             self._encoder = load_encoder(self.model_name or self._catalog_model(), language=self.lang)
         return self._encoder
 
-    def _catalog_model(self) -> str | None:
-        """The model to use when none is named: the catalog's, when it holds vectors of exactly one
-        model; several are refused with their names; an empty catalog takes the registry default
-        (None). The one place this rule lives: every command and the server come through here."""
-        from pixgrep.catalog.models_held import held_models, stored_reference
+    def held_model(self) -> str | None:
+        """The rule for a command without a model, in one place: the model id of the catalog's
+        vectors when it holds one model; None when it holds none (the registry default is used);
+        several are refused with their names (PixgrepError)."""
+        from pixgrep.catalog.models_held import held_models
         from pixgrep.errors import PixgrepError
-        from pixgrep.models.registry import MODELS
 
         held = held_models(self._db)
-        if not held:
-            return None
         if len(held) > 1:
             names = f"{len(held)} models ({', '.join(held)})"
             raise PixgrepError(f"the catalog holds vectors of {names}; name one with --model")
-        model_id = held[0]
+        return held[0] if held else None
+
+    def _catalog_model(self) -> str | None:
+        """The model reference to load when none is named (held_model's model, found again by how
+        it was named when its vectors were stored); None for the registry default."""
+        from pixgrep.catalog.models_held import stored_reference
+        from pixgrep.errors import PixgrepError
+        from pixgrep.models.registry import MODELS
+
+        model_id = self.held_model()
+        if model_id is None:
+            return None
         name = model_id.split("@", 1)[0]  # a built model's id is NAME@BUILD
         reference = stored_reference(self._db, model_id) or (name if name in MODELS else None)
         if reference is None:

@@ -68,13 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _export_model(catalog, name: str | None) -> str:
     from pixgrep.errors import PixgrepError
 
-    models = catalog.vector_models()
-    if name is None:
-        if len(models) == 1:
-            return models[0]
-        if not models:
+    if name is None:  # the catalog's model, by the rule every command follows (api.Catalog.held_model)
+        held = catalog.held_model()
+        if held is None:
             raise PixgrepError("the catalog holds no vectors to export")
-        raise PixgrepError(f"the catalog holds vectors of {len(models)} models; choose one with --model")
+        return held
+    models = catalog.vector_models()
     if name in models:
         return name
     from pixgrep.models import load_encoder
