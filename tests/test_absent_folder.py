@@ -43,3 +43,11 @@ def test_a_missing_folder_the_catalog_does_not_know_stays_an_error(unmounted, ca
     capsys.readouterr()
     assert main(["-n", "dog", "--in", str(tmp_path / "nowhere"), *common]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_indexing_an_absent_folder_is_refused_and_keeps_its_rows(unmounted, capsys):
+    nas, common = unmounted
+    assert main(["index", str(nas), *common]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert main(["-n", "dog", "--in", str(nas), *common, "-f"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
