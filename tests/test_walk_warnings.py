@@ -65,3 +65,19 @@ def test_an_offset_past_the_end_says_how_many_results_there_are(looped, capsys):
     assert main(["-n", "a cat", "--in", str(photos), "--offset", "5", *common]) == 1
     err = capsys.readouterr().err
     assert "no results past offset 5 (1 in all)" in err and "without -n" not in err
+
+
+def test_an_offset_past_the_end_of_a_served_search_says_so(tmp_path, tiny_model_dir):
+    from reliability_kit import make_images, pixgrep, start_server, stop
+
+    photos, catalog = tmp_path / "photos", tmp_path / "catalog.db"
+    make_images(photos, 3, size=48)
+    common = ("--catalog", catalog, "--model", tiny_model_dir)
+    assert pixgrep("index", photos, *common).returncode == 0
+    process, _ = start_server(*common)
+    try:
+        done = pixgrep("-n", "a cat", "--in", photos, "--offset", "9", *common)
+    finally:
+        stop(process)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip() == "pixgrep: no results past offset 9"

@@ -222,6 +222,10 @@ def run(args: argparse.Namespace) -> int:
         results, notes = handed
         for note in notes:
             print(f"pixgrep: warning: {note}", file=sys.stderr)
+        if not results and args.offset:  # the server does not say how many there are
+            _render(results, args)
+            print(f"pixgrep: no results past offset {args.offset}", file=sys.stderr)
+            return 1
         return _finish(results, args, listing=False)
 
     import pixgrep
