@@ -64,7 +64,10 @@ def test_an_option_before_a_command_that_does_not_take_it_is_one_line(quiet_home
 
 
 def test_an_option_before_a_command_that_takes_it_is_that_commands(quiet_home, capsys):
+    import pixgrep
+
     catalog = quiet_home / "elsewhere.db"
+    pixgrep.open_catalog(catalog).close()  # stats reads a catalog, never creates one
     assert main(["--catalog", str(catalog), "stats", "--json"]) == 0
     assert f'"catalog": "{catalog}"' in capsys.readouterr().out
     assert catalog.exists() and not (quiet_home / "data").exists()

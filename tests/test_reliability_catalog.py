@@ -221,13 +221,15 @@ def test_a_read_only_older_catalog_is_still_searched(tmp_path, tiny_model_dir):
 
 
 def test_six_processes_creating_one_catalog_all_succeed(tmp_path):
-    """Each process runs the real CLI (`pixgrep stats`) on the same new catalog, released at once."""
+    """Each process opens the same new catalog through the API (what `index` does first; `stats`
+    never creates one), released at once."""
     script = (
         "import sys, time\n"
-        "from pixgrep.cli import main\n"
+        "import pixgrep\n"
         "go = float(sys.argv[2])\n"
         "time.sleep(max(0.0, go - time.time()))\n"
-        "sys.exit(main(['stats', '--json', '--catalog', sys.argv[1]]))\n"
+        "with pixgrep.open_catalog(sys.argv[1]) as catalog:\n"
+        "    catalog.stats()\n"
     )
     import time
 
@@ -257,8 +259,10 @@ def test_six_processes_creating_one_catalog_all_succeed(tmp_path):
 
 def test_catalog_under_a_file_and_catalog_that_is_a_folder(tmp_path):
     (tmp_path / "plain-file").write_text("x")
-    line = one_line_error(pixgrep("stats", "--catalog", tmp_path / "plain-file" / "sub" / "catalog.db"))
+    under_file = tmp_path / "plain-file" / "sub" / "catalog.db"
+    line = one_line_error(pixgrep("index", tmp_path, "--catalog", under_file))  # index creates one
     assert "plain-file is a file, not a folder" in line and "File exists" not in line
+    assert "no catalog at" in one_line_error(pixgrep("stats", "--catalog", under_file))
     (tmp_path / "folder.db").mkdir()
     assert "is a folder" in one_line_error(pixgrep("stats", "--catalog", tmp_path / "folder.db"))
 

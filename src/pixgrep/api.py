@@ -43,8 +43,9 @@ class Catalog:
         *,
         encoder: Encoder | None = None,
         lang: str | None = None,
+        create: bool = True,
     ):
-        self._db = CatalogDB(path)
+        self._db = CatalogDB(path, create=create)
         self.model_name = model
         self._encoder = encoder
         self.lang = lang  # query language for models that take one (NLLB); None: models.languages
@@ -58,8 +59,51 @@ class Catalog:
         if self._encoder is None:
             from pixgrep.models import load_encoder
 
-            self._encoder = load_encoder(self.model_name, language=self.lang)
+            self._encoder = load_encoder(self.model_name or self._catalog_model(), language=self.lang)
         return self._encoder
+
+    def held_model(self) -> str | None:
+        """The rule for a command without a model, in one place: the model id of the catalog's
+        vectors when it holds one model; None when it holds none (the registry default is used);
+        several are refused with their names (PixgrepError)."""
+        from pixgrep.catalog.models_held import held_models
+        from pixgrep.errors import PixgrepError
+
+        held = held_models(self._db)
+        if len(held) > 1:
+            names = f"{len(held)} models ({', '.join(held)})"
+            raise PixgrepError(f"the catalog holds vectors of {names}; name one with --model")
+        return held[0] if held else None
+
+    def _catalog_model(self) -> str | None:
+        """The model reference to load when none is named (held_model's model, found again by how
+        it was named when its vectors were stored); None for the registry default."""
+        from pixgrep.catalog.models_held import stored_reference
+        from pixgrep.errors import PixgrepError
+        from pixgrep.models.registry import MODELS
+
+        model_id = self.held_model()
+        if model_id is None:
+            return None
+        name = model_id.split("@", 1)[0]  # a built model's id is NAME@BUILD
+        reference = stored_reference(self._db, model_id) or (name if name in MODELS else None)
+        if reference is None:
+            raise PixgrepError(
+                f"the catalog holds vectors of model {model_id}, which is not in the registry; "
+                "name its folder with --model"
+            )
+        return reference
+
+    def _remember_model(self) -> None:
+        """Record how the model of the vectors just stored was named, for commands without --model."""
+        from pixgrep.catalog.models_held import remember_reference
+
+        if self.model_name is None or self._db.read_only:
+            return
+        name = os.fspath(self.model_name)
+        if os.path.isdir(os.path.expanduser(name)):  # a folder: found again from any working folder
+            name = os.path.realpath(os.path.expanduser(name))
+        remember_reference(self._db, self.encoder.model_id, name)
 
     def index(
         self,
@@ -81,6 +125,7 @@ class Catalog:
         None as the catalog remembers (docs/words.md).
         """
         summary = self._index_images(roots, exclude, include_hidden, progress, batch_size, ray)
+        self._remember_model()
         from pixgrep.catalog.ocr_pass import after_index  # words: OCR and the word index
 
         summary.text = after_index(self._db, roots, ocr=ocr, progress=progress)
@@ -268,9 +313,11 @@ class Catalog:
 
         sources = find_sources(inputs)
         encoder = self.encoder
-        return import_sources(
+        summary = import_sources(
             self._db, sources, encoder.model_id, encoder.dim, batch=batch_size, progress=progress
         )
+        self._remember_model()
+        return summary
 
     def close(self) -> None:
         self._db.close()
@@ -288,8 +335,10 @@ def open_catalog(
     *,
     encoder: Encoder | None = None,
     lang: str | None = None,
+    create: bool = True,
 ) -> Catalog:
     """Open (creating if needed) a catalog. `model` is a registry name or a model folder. `lang`:
     the language of text queries (de, zh, deu_Latn, ...) for models whose text tower takes one
-    (NLLB-CLIP); default: $PIXGREP_LANG, else the locale, else English."""
-    return Catalog(path, model, encoder=encoder, lang=lang)
+    (NLLB-CLIP); default: $PIXGREP_LANG, else the locale, else English. create=False: a missing
+    catalog is refused (PixgrepError) instead of made, as commands that only read it want."""
+    return Catalog(path, model, encoder=encoder, lang=lang, create=create)

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from pixgrep.catalog import integrity
-from pixgrep.catalog.paths import default_catalog_path, shown_path
+from pixgrep.catalog.paths import default_catalog_path, refuse_unopenable, shown_path
 from pixgrep.errors import PixgrepError
 from pixgrep.records import ImageRecord
 
@@ -237,8 +237,9 @@ def blob_to_vector(blob: bytes) -> np.ndarray:
 
 
 class CatalogDB:
-    def __init__(self, path: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike | None = None, *, create: bool = True):
         self.path = Path(path) if path else default_catalog_path()
+        self.create = create  # False: a missing catalog is refused, its folder never made
         # True when the file or its folder cannot be written: searches work, index runs are refused.
         self.read_only = False
         self._verified = False  # check_integrity passed in this process
@@ -288,6 +289,7 @@ class CatalogDB:
     def _connect(self) -> sqlite3.Connection:
         """A read-write connection; a read-only one when the file or its folder is not writable
         (immutable when the folder is: SQLite could not create the -shm file WAL readers need)."""
+        refuse_unopenable(self.path, create=self.create)
         folder = self.path.parent
         if not folder.is_dir():
             reason = _missing_folder_reason(self.path)

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from pixgrep.catalog.db import CatalogDB, shown_path
+from pixgrep.catalog.paths import short_path
 from pixgrep.catalog.prepare import DRAFT_FACTOR, FileJob, Prepared, content_hash, prepare_file
 from pixgrep.catalog.scan import FileEntry, scan
 from pixgrep.errors import PixgrepError
@@ -144,7 +145,7 @@ def validate_roots(roots: Sequence[Path]) -> list[str]:
 
 
 def default_warn(path: str, reason: str) -> None:
-    log.warning("%s: %s", shown_path(path), reason)
+    log.warning("%s: %s", short_path(path), reason)
 
 
 class Progress:
@@ -453,7 +454,11 @@ def plan_index(
     uris = [str(root).rstrip("/") for root in roots if is_uri(str(root))]
     paths = [Path(root) for root in roots if not is_uri(str(root))]
     local = validate_roots(paths) if paths else []
-    entries = list(scan(local, exclude=exclude, include_hidden=include_hidden, on_warning=warn))
+    from pixgrep.catalog.walk_warnings import OncePerCatalog
+
+    once = OncePerCatalog(db, warn)  # unreadable entries: said by the first walk that meets them
+    entries = list(scan(local, exclude=exclude, include_hidden=include_hidden, on_warning=once))
+    once.save()
     stored: dict[str, ImageRecord] = {}
     for folder in local:
         stored.update(db.images_under(folder) if os.path.isdir(folder) else db.images_by_path([folder]))

@@ -22,3 +22,34 @@ def default_catalog_path() -> Path:
 def shown_path(path: str | os.PathLike) -> str:
     """A path for a message or a table: bytes that are not UTF-8 shown escaped (caf\\xe9.jpg)."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def short_path(path: str | os.PathLike, limit: int = 200) -> str:
+    """shown_path, cut in the middle when longer than `limit` (a 5 KB path stays one short line)."""
+    text = shown_path(path)
+    return text if len(text) <= limit else f"{text[:120]}...{text[-40:]} ({len(text)} characters)"
+
+
+SQLITE_HEADER = b"SQLite format 3\0"
+
+
+def refuse_unopenable(path: Path, *, create: bool) -> None:
+    """Refuse, before SQLite touches anything, a missing catalog that this command must not create
+    (a mistyped --catalog on a search) and a file that is not SQLite at all (a text file, a JPEG):
+    neither is a damaged catalog to restore. An empty file is a new catalog."""
+    from pixgrep.errors import PixgrepError
+
+    if not path.exists():
+        if not create:
+            shown = shown_path(path)
+            raise PixgrepError(f"no catalog at {shown}; `pixgrep index FOLDER --catalog {shown}` makes one")
+        return
+    try:
+        with open(path, "rb") as file:
+            head = file.read(len(SQLITE_HEADER))
+    except OSError:
+        return  # unreadable or a folder: SQLite's open says why
+    if head and head != SQLITE_HEADER:
+        raise PixgrepError(
+            f"cannot open catalog {shown_path(path)}: it is not a pixgrep catalog (not an SQLite file)"
+        )

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     import pixgrep
 
-    with pixgrep.open_catalog(args.catalog, args.model) as catalog:
+    with pixgrep.open_catalog(args.catalog, args.model, create=False) as catalog:
         groups = catalog.duplicates(roots=roots, threshold=args.threshold)
     out = []
     for group in groups:

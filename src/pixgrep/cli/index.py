@@ -127,7 +127,7 @@ def _stats(args: argparse.Namespace) -> int:
     from pixgrep.api import open_catalog
     from pixgrep.cli.options import human_size
 
-    with open_catalog(args.catalog) as catalog:
+    with open_catalog(args.catalog, create=False) as catalog:
         stats = catalog.stats()
     if args.json:
         print(json.dumps(stats))

@@ -12,7 +12,8 @@ def add_model_option(parser: argparse.ArgumentParser) -> None:
         metavar="NAME_OR_DIR",
         default=os.environ.get("PIXGREP_MODEL"),
         help="model name from `pixgrep models list`, hf:OWNER/REPO (a hub repository), or a model "
-        "folder; NAME@int8 for its int8 variant (default: $PIXGREP_MODEL or the registry default)",
+        "folder; NAME@int8 for its int8 variant (default: $PIXGREP_MODEL, else the catalog's model when it "
+        "holds vectors of one model, else the registry default; a catalog of several asks for --model)",
     )
     parser.add_argument(
         "--device",

@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         if root in uris:
             continue
         if not os.path.exists(root):
-            raise PixgrepError(f"--in {given}: no such folder")
+            continue  # an unmounted drive the catalog knows: answered from it (checked below)
         if not os.path.isdir(root):
             raise PixgrepError(f"--in {given}: not a folder")
     options = options_from_args(args, roots)
@@ -216,17 +216,28 @@ def run(args: argparse.Namespace) -> int:
             "--after, --before)"
         )
 
-    handed = _hand_off(args, terms, roots) if args.no_index and not uris else None
+    present = all(root in uris or os.path.exists(root) for root in roots)
+    handed = _hand_off(args, terms, roots) if args.no_index and not uris and present else None
     if handed is not None:
         results, notes = handed
         for note in notes:
             print(f"pixgrep: warning: {note}", file=sys.stderr)
+        if not results and args.offset:  # the server does not say how many there are
+            _render(results, args)
+            print(f"pixgrep: no results past offset {args.offset}", file=sys.stderr)
+            return 1
         return _finish(results, args, listing=False)
 
     import pixgrep
 
-    with pixgrep.open_catalog(args.catalog, args.model) as catalog:
+    # Only a search that indexes makes a catalog: a mistyped --catalog with -n is an error.
+    with pixgrep.open_catalog(args.catalog, args.model, create=not args.no_index) as catalog:
         local = [root for root in roots if root not in uris]
+        absent = [(given, root) for given, root in zip(given_roots, roots, strict=True) if root in local]
+        absent = [(given, root) for given, root in absent if not os.path.exists(root)]
+        if absent:
+            _say_absent(catalog, absent)
+            local = [root for root in local if os.path.exists(root)]  # never indexed: rows kept
         if not args.no_index and local:
             catalog.index(
                 local, exclude=args.exclude, include_hidden=args.include_hidden, progress=True, ocr=args.ocr
@@ -234,7 +245,40 @@ def run(args: argparse.Namespace) -> int:
         results = _search_with_warnings(catalog, terms or None, options)
         if args.verbose and terms:
             print(f"pixgrep: {_describe_search(catalog.search_index())}", file=sys.stderr)
+        if not results and options.offset:
+            before = _count_before_offset(catalog, terms or None, options)
+            if before:
+                _render(results, args, listing=not terms)
+                shown = f"{before} or more" if before >= OFFSET_COUNT_CAP else str(before)
+                print(f"pixgrep: no results past offset {options.offset} ({shown} in all)", file=sys.stderr)
+                return 1
     return _finish(results, args, listing=not terms)
+
+
+# An --offset past the end is answered with how many results there are, counted up to this many.
+OFFSET_COUNT_CAP = 10_000
+
+
+def _count_before_offset(catalog, terms, options) -> int:
+    """How many results the search has before its offset (at most OFFSET_COUNT_CAP)."""
+    from pixgrep.search.options import SearchOptions
+
+    first = SearchOptions.of(options, offset=0, k=min(options.offset, OFFSET_COUNT_CAP))
+    return len(catalog.search(terms, first))
+
+
+def _say_absent(catalog, absent: list[tuple[str, str]]) -> None:
+    """A folder that is not there now (an unmounted drive) is searched in the catalog, said once
+    on stderr; one the catalog holds nothing under stays an error."""
+    folders = catalog.folders()
+    for given, root in absent:
+        inside = os.path.join(root, "")
+        if not any(folder == root or folder.startswith(inside) for folder in folders):
+            raise PixgrepError(f"--in {given}: no such folder")
+        print(
+            f"pixgrep: warning: --in {given}: the folder is not present; the answer comes from the catalog",
+            file=sys.stderr,
+        )
 
 
 def _finish(results, args: argparse.Namespace, listing: bool) -> int:

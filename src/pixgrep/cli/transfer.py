@@ -68,13 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _export_model(catalog, name: str | None) -> str:
     from pixgrep.errors import PixgrepError
 
-    models = catalog.vector_models()
-    if name is None:
-        if len(models) == 1:
-            return models[0]
-        if not models:
+    if name is None:  # the catalog's model, by the rule every command follows (api.Catalog.held_model)
+        held = catalog.held_model()
+        if held is None:
             raise PixgrepError("the catalog holds no vectors to export")
-        raise PixgrepError(f"the catalog holds vectors of {len(models)} models; choose one with --model")
+        return held
+    models = catalog.vector_models()
     if name in models:
         return name
     from pixgrep.models import load_encoder
@@ -85,7 +84,7 @@ def _export_model(catalog, name: str | None) -> str:
 def _export(args: argparse.Namespace) -> int:
     from pixgrep.api import open_catalog
 
-    with open_catalog(args.catalog) as catalog:
+    with open_catalog(args.catalog, create=False) as catalog:
         model = _export_model(catalog, args.model)
         rows = catalog.export_parquet(args.parquet, model)
     print(f"pixgrep: wrote {rows} rows of model {model} to {args.parquet}", file=sys.stderr)

@@ -1,0 +1,53 @@
+"""An indexed folder that is not there now (an unmounted drive) is searched in the catalog."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pixgrep.cli import main
+
+
+@pytest.fixture
+def unmounted(tmp_path, tiny_model_dir, monkeypatch):
+    """A catalog that indexed nas/, then nas/ moved away; the catalog and model options."""
+    monkeypatch.delenv("PIXGREP_MODEL", raising=False)
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(nas / f"d{i}.png")
+    common = ["--catalog", str(tmp_path / "c.db"), "--model", str(tiny_model_dir)]
+    assert main(["index", str(nas), *common]) == 0
+    nas.rename(tmp_path / "away")
+    return nas, common
+
+
+@pytest.mark.parametrize("no_index", [["-n"], []])
+def test_an_absent_indexed_folder_is_answered_from_the_catalog(unmounted, capsys, no_index):
+    nas, common = unmounted
+    capsys.readouterr()
+    assert main([*no_index, "dog", "--in", str(nas), *common, "-f"]) == 0
+    captured = capsys.readouterr()
+    assert sorted(captured.out.splitlines()) == [str(nas / f"d{i}.png") for i in range(3)]
+    notes = [line for line in captured.err.splitlines() if "not present" in line]
+    assert len(notes) == 1 and "from the catalog" in notes[0]
+    # the search that indexes removed nothing: the rows are all still there
+    assert main(["-n", "dog", "--in", str(nas), *common, "-f"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_a_missing_folder_the_catalog_does_not_know_stays_an_error(unmounted, capsys, tmp_path):
+    _, common = unmounted
+    capsys.readouterr()
+    assert main(["-n", "dog", "--in", str(tmp_path / "nowhere"), *common]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_indexing_an_absent_folder_is_refused_and_keeps_its_rows(unmounted, capsys):
+    nas, common = unmounted
+    assert main(["index", str(nas), *common]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert main(["-n", "dog", "--in", str(nas), *common, "-f"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
