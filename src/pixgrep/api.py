@@ -191,10 +191,7 @@ class Catalog:
             return search(self._db, self._encoder, [], options, catalog_lock)  # type: ignore[arg-type]
         from pixgrep.search.words import search_with_words  # words and meaning together
 
-        clip = lambda terms, opts: search(self._db, self.encoder, terms, opts, catalog_lock)  # noqa: E731
-        return search_with_words(
-            self._db, lambda: self.encoder, to_terms(query or ""), options, clip, catalog_lock
-        )
+        return search_with_words(self._db, lambda: self.encoder, to_terms(query or ""), options, catalog_lock)
 
     def search_vector(
         self, vector: np.ndarray, options: SearchOptions | None = None, **fields: Any

@@ -104,12 +104,14 @@ def search_with_words(
     encoder: Callable[[], Encoder],
     terms: Sequence[Term],
     options: SearchOptions,
-    clip_search: Callable[[Sequence[Term], SearchOptions], SearchResults],
     catalog_lock: AbstractContextManager | None = None,
 ) -> SearchResults:
-    """`clip_search(terms, options)` fused with the word index as options.words says (module
-    docstring). catalog_lock: held around this module's catalog reads and the word index's
-    upkeep (a server's requests share one connection); clip_search takes it for its own reads."""
+    """The CLIP ranking (search/engine.py) fused with the word index as options.words says
+    (module docstring). encoder: gives the model when it is needed (words alone never loads it).
+    catalog_lock: held around this module's catalog reads and the word index's upkeep (a server's
+    requests share one connection); the CLIP ranking takes it for its own reads."""
+    from pixgrep.search.engine import search
+
     lock = catalog_lock or nullcontext()
     text, mode = word_text(terms, check_mode(options.words))
     query = fts_query(text) if text is not None else None
@@ -121,9 +123,9 @@ def search_with_words(
         if mode == "only":
             return SearchResults(_words_only(db, encoder, hits, options))
     if not hits:
-        return clip_search(terms, options)
+        return search(db, encoder(), terms, options, catalog_lock)
     depth = max(CLIP_DEPTH, options.k + options.offset)
-    clip = clip_search(terms, dataclasses.replace(options, k=depth, offset=0))
+    clip = search(db, encoder(), terms, dataclasses.replace(options, k=depth, offset=0), catalog_lock)
     with lock:
         return SearchResults(_fused(db, encoder, terms, clip, hits, options), clip.notes)
 
