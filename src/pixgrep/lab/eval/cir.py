@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pixgrep.errors import PixgrepError
+from pixgrep.textfiles import read_text
 
 CirFormat = Literal["cirr", "fashioniq"]
 FORMATS: tuple[CirFormat, ...] = ("cirr", "fashioniq")
@@ -55,14 +56,9 @@ class CirSet:
 
 
 def _load_json(path: Path, what: str) -> Any:
+    text = read_text(path, what)
     try:
-        return json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise PixgrepError(f"{what} {path}: no such file") from None
-    except IsADirectoryError:
-        raise PixgrepError(f"{what} {path} is a folder, not a file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PixgrepError(f"{what} {path}: cannot read ({exc})") from None
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise PixgrepError(f"{what} {path}: invalid JSON ({exc.msg}, line {exc.lineno})") from None
 
