@@ -1,7 +1,7 @@
 """CLI: `pixgrep eval retrieval|classes` and `pixgrep classify`.
 
 Parsing and rendering only; the work is in pixgrep.lab.eval (retrieval, classes) and pixgrep.tagging
-(classify, XMP). `eval composed|make-cir` are in cli/composed.py; the seeds' studies in cli/study.py.
+(classify, XMP). `eval composed|make-cir` are in cli/composed.py; the studies in cli/study.py.
 Heavy imports happen inside the handlers.
 """
 

@@ -1,4 +1,4 @@
-"""CLI: `pixgrep study rank|probe`, the seeds' studies (the work is in pixgrep.lab.studies).
+"""CLI: `pixgrep study rank|probe`, small studies of a model (the work is in pixgrep.lab.studies).
 
 `pixgrep rank` and `pixgrep probe`, their earlier top-level names, are routed here by the command
 table (cli/__init__.py: ALIASES). Heavy imports happen inside the handlers.
@@ -23,7 +23,7 @@ def _print_json(data: object) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "study",
-        help="the seeds' studies: rank captions for an image, probe how detail changes a match",
+        help="small studies of a model: rank captions for an image, probe how detail changes a match",
         description="Small studies of how a model matches images and texts (pixgrep.lab.studies). "
         "`pixgrep rank` and `pixgrep probe`, their earlier names, still work.",
         formatter_class=FORMATTER,
