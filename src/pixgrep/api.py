@@ -115,6 +115,7 @@ class Catalog:
         batch_size: int = 32,
         ray: str | bool = False,
         ocr: bool | None = None,
+        wait: bool = True,
     ) -> IndexSummary:
         """Bring the catalog up to date for every image under `roots` (new, changed, moved, gone).
 
@@ -123,15 +124,17 @@ class Catalog:
         a GCS "host:port"); the walk and the catalog stay here (docs/distributed.md).
         ocr: True reads text in the pictures from now on (remembered by the catalog), False stops,
         None as the catalog remembers (docs/words.md).
+        wait=False: when another index run is writing this catalog, raise IndexRunBusy (a
+        PixgrepError) at once instead of waiting for it to finish.
         """
-        summary = self._index_images(roots, exclude, include_hidden, progress, batch_size, ray)
+        summary = self._index_images(roots, exclude, include_hidden, progress, batch_size, ray, wait)
         self._remember_model()
         from pixgrep.catalog.ocr_pass import after_index  # words: OCR and the word index
 
         summary.text = after_index(self._db, roots, ocr=ocr, progress=progress)
         return summary
 
-    def _index_images(self, roots, exclude, include_hidden, progress, batch_size, ray) -> IndexSummary:
+    def _index_images(self, roots, exclude, include_hidden, progress, batch_size, ray, wait) -> IndexSummary:
         from pixgrep.catalog.ingest import index_roots
 
         if ray:
@@ -155,6 +158,7 @@ class Catalog:
             include_hidden=include_hidden,
             progress=progress,
             batch_size=batch_size,
+            wait=wait,
         )
 
     def search(

@@ -218,8 +218,11 @@ def index_roots(
     batch_size: int = 32,
     workers: int | None = None,
     on_warning: Warn | None = None,
+    wait: bool = True,
 ) -> IndexSummary:
     """Index every image under `roots` that is new or changed; drop rows of files that are gone.
+    wait=False: when another index run is writing the catalog, raise IndexRunBusy at once instead
+    of waiting for it (a search that indexes first then searches what is there).
 
     progress: True shows a bar on stderr when it is a terminal; a callable gets the running summary
     after every committed batch. on_warning(path, reason) reports each skipped file once (default:
@@ -230,28 +233,32 @@ def index_roots(
     folders = validate_roots(roots)
     ticker = Progress(progress, summary)
     warn = ticker.warn(on_warning or default_warn)
-    with writing(db, warn):
+    with writing(db, warn, wait=wait):
         return _index_locked(
             db, encoder, folders, started, summary, ticker, warn, exclude, include_hidden, batch_size, workers
         )
 
 
 @contextlib.contextmanager
-def writing(db: CatalogDB, warn: Warn) -> Iterator[None]:
+def writing(db: CatalogDB, warn: Warn, *, wait: bool = True) -> Iterator[None]:
     """What every index run (local or Ray) holds while it writes: a writable, sound catalog that
     no other index run is writing."""
     if db.read_only:
         raise PixgrepError(
             f"catalog {shown_path(db.path)}: it is read-only: it can be searched (-n) but not indexed into"
         )
-    with index_lock(db, warn):
+    with index_lock(db, warn, wait=wait):
         # Writing into a damaged file would bury the damage under new pages: refuse (one read of the file).
         db.check_integrity()
         yield
 
 
+class IndexRunBusy(PixgrepError):
+    """Another index run is writing this catalog, and the caller asked not to wait for it."""
+
+
 @contextlib.contextmanager
-def index_lock(db: CatalogDB, warn: Warn) -> Iterator[None]:
+def index_lock(db: CatalogDB, warn: Warn, *, wait: bool = True) -> Iterator[None]:
     """One index run at a time per catalog, across processes (an flock on `<catalog>.lock`).
 
     A second run waits, saying so, and then finds the first one's work in the catalog: it encodes
@@ -274,6 +281,8 @@ def index_lock(db: CatalogDB, warn: Warn) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            if not wait:
+                raise IndexRunBusy(f"another index run (pid {holder}) is writing this catalog") from None
             warn(
                 shown_path(db.path),
                 f"another index run (pid {holder}) is writing this catalog; waiting for it to finish, "

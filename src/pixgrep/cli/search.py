@@ -239,9 +239,19 @@ def run(args: argparse.Namespace) -> int:
             _say_absent(catalog, absent)
             local = [root for root in local if os.path.exists(root)]  # never indexed: rows kept
         if not args.no_index and local:
-            catalog.index(
-                local, exclude=args.exclude, include_hidden=args.include_hidden, progress=True, ocr=args.ocr
-            )
+            from pixgrep.catalog.ingest import IndexRunBusy
+
+            try:  # never wait for another run (of another folder, maybe for hours): search what is there
+                catalog.index(
+                    local,
+                    exclude=args.exclude,
+                    include_hidden=args.include_hidden,
+                    progress=True,
+                    ocr=args.ocr,
+                    wait=False,
+                )
+            except IndexRunBusy as busy:
+                print(f"pixgrep: warning: {busy}; searching what is already indexed", file=sys.stderr)
         results = _search_with_warnings(catalog, terms or None, options)
         if args.verbose and terms:
             print(f"pixgrep: {_describe_search(catalog.search_index())}", file=sys.stderr)
