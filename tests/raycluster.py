@@ -108,7 +108,7 @@ class Cluster:
             *self._ports(),
         ]
         self.nodes.append(Node(head, self.env, self.temp / "head.log"))
-        self._wait_for(1)
+        self.wait_for_nodes(1)
         for _ in range(workers):
             self.add_worker()
 
@@ -147,14 +147,14 @@ class Cluster:
         ]
         node = Node(args, self.env, self.temp / f"worker-{len(self.nodes)}.log")
         self.nodes.append(node)
-        self._wait_for(len(self.nodes))
+        self.wait_for_nodes(len(self.nodes))
         return node
 
     @property
     def workers(self) -> list[Node]:
         return self.nodes[1:]
 
-    def _wait_for(self, alive: int, timeout: float = 90) -> None:
+    def wait_for_nodes(self, alive: int, timeout: float = 90) -> None:
         """Until the GCS lists `alive` live nodes (asked through the `ray` CLI, not this process)."""
         deadline = time.monotonic() + timeout
         script = (

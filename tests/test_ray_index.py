@@ -130,6 +130,10 @@ def test_killing_a_worker_node_mid_run_still_completes(cluster, photos, local, t
     assert_same_catalog(catalog, local)
     cluster.nodes.remove(victim)
     victim.stop()
+    # The GCS marks a killed node dead only after its health checks fail: until then it still counts
+    # it alive, so a node count taken then would also be met before the new worker joined, and the
+    # next test would start on a cluster still in flux (the Ctrl-C run once exited 1 that way).
+    cluster.wait_for_nodes(len(cluster.nodes))
     cluster.add_worker()  # back to two workers for the next test
 
 
