@@ -43,6 +43,7 @@ def test_duplicates_and_export_follow_the_same_rule(indexed, capsys, tmp_path):
     capsys.readouterr()
     assert main(["duplicates", "--catalog", str(catalog)]) == 0
     assert "copy.png" in capsys.readouterr().out
+    pytest.importorskip("pyarrow", reason="export-vectors needs the parquet extra (pyarrow)")
     out = tmp_path / "v.parquet"
     assert main(["export-vectors", "--parquet", str(out), "--catalog", str(catalog)]) == 0
     assert out.is_file()

@@ -86,7 +86,15 @@ def test_multi_line_reasons_become_one_line():
     peer.listener.close()
 
 
+def _empty_catalog(tmp_path, model) -> None:
+    """An indexed (empty) catalog: `-n` searches only an existing one."""
+    (tmp_path / "empty").mkdir(exist_ok=True)
+    made = pixgrep("index", tmp_path / "empty", "--catalog", tmp_path / "c.db", "--model", model)
+    assert made.returncode == 0, made.stderr
+
+
 def test_cli_slow_url_ends_at_the_deadline_in_one_line(tmp_path, tiny_model_dir):
+    _empty_catalog(tmp_path, tiny_model_dir)
     server = DripServer()
     try:
         done = pixgrep(
@@ -167,6 +175,7 @@ def test_a_bad_url_timeout_setting_is_one_line_naming_it(value, monkeypatch):
 
 
 def test_cli_and_serve_with_a_bad_url_timeout_say_so_in_one_line(tmp_path, tiny_model_dir):
+    _empty_catalog(tmp_path, tiny_model_dir)
     catalog = ("--catalog", tmp_path / "c.db", "--model", tiny_model_dir)
     expected = (
         "pixgrep: error: PIXGREP_URL_TIMEOUT must be a number of seconds above 0 and at most 3600 (not 'abc')"
