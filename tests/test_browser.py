@@ -353,7 +353,9 @@ def test_real_photos_load_in_the_grid_and_the_viewer(browser, tmp_path):
         catalog.index([root])
         good = catalog.stats()["images"]
     with serve(tmp_path / "c.db") as live:
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context = browser.new_context(
+            viewport={"width": 1280, "height": 900}, bypass_csp=True
+        )  # waits evaluate strings
         page = context.new_page()
         try:
             page.goto(live.url + "/")

@@ -155,7 +155,9 @@ def test_min_score_belongs_to_its_step(page, server):
 
 
 def test_phone_controls_leave_room_for_results(browser, server):
-    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, bypass_csp=True
+    )
     page = context.new_page()
     try:
         page.goto(server.url + "/")
