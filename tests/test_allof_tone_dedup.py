@@ -246,22 +246,32 @@ def _vectors():
     rng = np.random.default_rng(2)
     base = _unit(rng.standard_normal(64))
     near = _unit(base + 0.05 * rng.standard_normal(64))  # a re-encoded copy: cosine ~0.96
-    # a distinct photo of the same scene: clearly related, below the threshold
+    # a distinct photo of the same scene: clearly related (cosine ~0.78), a different picture
     neighbour = _unit(base + 0.8 * _unit(rng.standard_normal(64)))
     other = _unit(rng.standard_normal(64))
     return base, near, neighbour, other
 
 
+def _prints(count: int) -> list[bytes]:
+    """Fingerprints of `count` distinct generated pictures (images/fingerprint.py)."""
+    from test_dedup_fingerprints import _scene
+
+    from pixgrep.images.fingerprint import fingerprint
+
+    return [fingerprint(_scene(seed)) for seed in range(count)]  # type: ignore[misc]
+
+
 def test_group_candidates_hash_near_and_distinct_neighbours():
     base, near, neighbour, other = _vectors()
-    assert base @ near > dedup.threshold_for("pixgrep-mini@abc") > base @ neighbour > 0.7
+    assert base @ near > base @ neighbour > dedup.threshold_for("pixgrep-mini@abc")
+    look, elsewhere = _prints(2)
     c = dedup.Candidate
     candidates = [
-        c(1, 0.30, "h1", 200, "/p/b.jpg", base),
-        c(2, 0.30, "h1", 100, "/p/a-copy.jpg", base),  # same hash, same score, older: leads
-        c(3, 0.29, "h2", 50, "/p/near.jpg", near),
-        c(4, 0.28, "h3", 50, "/p/neighbour.jpg", neighbour),
-        c(5, 0.10, "h4", 50, "/p/other.jpg", other),
+        c(1, 0.30, "h1", 200, "/p/b.jpg", base, look),
+        c(2, 0.30, "h1", 100, "/p/a-copy.jpg", base, look),  # same hash, same score, older: leads
+        c(3, 0.29, "h2", 50, "/p/near.jpg", near, look),
+        c(4, 0.28, "h3", 50, "/p/neighbour.jpg", neighbour, elsewhere),  # another shot of the scene
+        c(5, 0.10, "h4", 50, "/p/other.jpg", other, look),
         c(6, 0.05, "h1", 300, "/p/same-bytes-elsewhere.jpg", np.zeros(64, np.float32)),
     ]
     groups = dedup.group_candidates(candidates, dedup.threshold_for("pixgrep-mini"))
@@ -274,17 +284,25 @@ def test_group_candidates_hash_near_and_distinct_neighbours():
 
 def _leader_by_leader(candidates, threshold):
     """The folding rule written plainly (each candidate against every leader so far), for checking."""
+    from pixgrep.images.fingerprint import look_alike
+
     groups, leaders, by_hash = [], [], {}
     for candidate in sorted(candidates, key=lambda c: (-c.score, c.mtime_ns, c.path)):
         index = by_hash.get(candidate.content_hash)
-        if index is None and leaders:
-            cosines = np.asarray([leader @ candidate.vector for leader in leaders])
-            if cosines.max() >= threshold:
-                index = int(np.argmax(cosines))
+        if index is None:
+            by_model = sorted(
+                (i for i, leader in enumerate(leaders) if leader.vector @ candidate.vector >= threshold),
+                key=lambda i: -(leaders[i].vector @ candidate.vector),
+            )
+            for i in by_model:
+                one, two = (np.frombuffer(c.fingerprint, np.uint8) for c in (leaders[i], candidate))
+                if look_alike(one, two):
+                    index = i
+                    break
         if index is None:
             by_hash.setdefault(candidate.content_hash, len(groups))
             groups.append((candidate.key, []))
-            leaders.append(candidate.vector)
+            leaders.append(candidate)
         else:
             groups[index][1].append(candidate.key)
     return groups
@@ -295,18 +313,22 @@ def test_group_candidates_blockwise_matches_the_plain_rule(monkeypatch, seed):
     monkeypatch.setattr(dedup, "FOLD_BLOCK", 7)  # leaders made inside a block and across blocks
     rng = np.random.default_rng(seed)
     centres = [_unit(rng.standard_normal(16)) for _ in range(12)]
+    prints = _prints(3)
     candidates = []
     for key in range(90):  # bursts of near-copies around a few scenes, some shared files
         vector = _unit(centres[key % 12] + 0.25 * rng.standard_normal(16)).astype(np.float32)
         content = f"h{key % 30}" if key % 4 == 0 else f"k{key}"
-        candidates.append(dedup.Candidate(key, float(rng.random()), content, key, f"/p/{key}.jpg", vector))
-    for threshold in (0.9, 0.97, None):
+        picture = prints[key % 24 // 8]  # some shots of a scene look alike, others do not
+        score = float(rng.random())
+        candidates.append(dedup.Candidate(key, score, content, key, f"/p/{key}.jpg", vector, picture))
+    for threshold in (0.5, 0.7, None):
         got = [
             (leader.key, [d.key for d in dups])
             for leader, dups in dedup.group_candidates(candidates, threshold)
         ]
         assert got == _leader_by_leader(candidates, dedup.NEVER if threshold is None else threshold)
-    assert len(dedup.group_candidates(candidates, 0.9)) < len(candidates)  # some folding happened
+    by_hash_only = len(dedup.group_candidates(candidates, None))
+    assert len(dedup.group_candidates(candidates, 0.5)) < by_hash_only  # the fingerprints folded some
 
 
 def test_duplicate_groups_over_blocks(monkeypatch):
@@ -317,7 +339,7 @@ def test_duplicate_groups_over_blocks(monkeypatch):
     vectors = np.stack([base, *fill[:3], near, neighbour, other, *fill[3:], base])
     hashes = ["a", "f0", "f1", "f2", "b", "c", "d", "f3", "f4", "zz"]
     hashes[8] = "f2"  # same bytes as row 3, different vector row (e.g. decoded again)
-    groups = dedup.duplicate_groups(vectors, hashes, dedup.threshold_for("pixgrep-mini"))
+    groups = dedup.duplicate_groups(vectors, hashes, 0.85)  # above the neighbour, below the copy
     assert sorted(groups) == [[0, 4, 9], [3, 8]]
 
 

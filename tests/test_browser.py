@@ -535,9 +535,18 @@ def test_collapsed_duplicates_all_of_and_ignore_tone_toggles(page, copies_server
     page.goto(live.url + "/")
     distinct = copies_server["count"] - 2
     search(page, live, "a red car, a wooden table and a lamp", expect=distinct)
-    red_tile = page.locator(f'#grid li[data-id="{copies_server["ids"][str(red)]}"]')
+    # The group shows its newest copy (all three are as large); the others open from the large view.
+    newest = red.with_name(f"zz-copy-2{red.suffix}")
+    red_tile = page.locator(f'#grid li[data-id="{copies_server["ids"][str(newest)]}"]')
     assert red_tile.locator(".copies").inner_text() == "+2 near-identical"
     assert "+2 near-identical" in red_tile.locator(".tile").get_attribute("title")
+    red_tile.locator(".tile").click()
+    links = page.locator("#viewer-duplicates a")
+    assert links.count() == 2
+    ids = copies_server["ids"]
+    folded = {ids[str(red)], ids[str(red.with_name(f"zz-copy-1{red.suffix}"))]}
+    assert {links.nth(i).get_attribute("href") for i in range(2)} == {f"/api/images/{i}/file" for i in folded}
+    page.keyboard.press("Escape")
     assert "all_parts" not in requests[-1] and "ignore_tone" not in requests[-1]
     shot(page, "13-collapsed-copies")
 

@@ -41,14 +41,15 @@ def test_identical_files_are_collapsed_by_default_and_no_dedup_shows_them(lib):
     everything = rows(pixgrep("a beach", *common, "--no-dedup", check_rc=0))
     assert len(everything) == 8
     # The tiny random-weight model has no measured near-duplicate threshold: only the identical
-    # file is folded, into the older of the two.
+    # file is folded. The group shows its best copy: as large as the other, and newer.
     assert len(collapsed) == 7
     (group,) = [row for row in collapsed if "duplicates" in row]
-    assert group["path"] == str(lib["paths"][1])
-    assert group["duplicates"] == [str(lib["photos"] / "zz-same-bytes.jpg")]
+    assert group["path"] == str(lib["photos"] / "zz-same-bytes.jpg")
+    assert group["duplicates"] == [str(lib["paths"][1])]
     assert str(lib["photos"] / "img02-q95.jpg") in {row["path"] for row in collapsed}
     text = pixgrep("a beach", *common[:-1], check_rc=0).stdout
     assert "+1 near-identical" in text
+    assert f"copy: {lib['paths'][1]}" in text  # the folded copy is listed, to open by its path
 
 
 def test_all_reports_per_part_scores(lib):
@@ -92,7 +93,8 @@ def test_duplicates_command(lib):
     assert [sorted(Path(i["path"]).name for i in g["images"]) for g in groups] == [
         ["img01.jpg", "zz-same-bytes.jpg"]
     ]
-    assert groups[0]["images"][0]["path"] == str(lib["paths"][1])  # the older file first
+    # the best copy first: as large as the other (same bytes), then the newer file
+    assert groups[0]["images"][0]["path"] == str(lib["photos"] / "zz-same-bytes.jpg")
     # With an explicit threshold the re-encoded copy joins its original (cosine > 0.9999 in this
     # model, while the distinct pictures of this set stay below 0.999).
     strict = rows(pixgrep("duplicates", "--threshold", "0.9995", "--json", *lib["common"], check_rc=0))
@@ -135,8 +137,9 @@ def test_eval_retrieval_records_the_switches(lib, tmp_path):
 
 
 def test_near_duplicates_collapse_with_pixgrep_mini(tmp_path, mini_cache):  # noqa: F811
-    """A real model with a measured threshold: a re-encoded (JPEG q70) and a cropped copy of a
-    Flickr8k photo are folded into it; the other photos are not."""
+    """A real model with a measured threshold: a re-encoded (JPEG q70) and a half-size copy of a
+    Flickr8k photo are folded into it, the original (largest, then least compressed) shown; a
+    cropped copy is another framing and stays, as do the other photos."""
     data = shared_data("flickr8k")
     names = (data / "test.txt").read_text().split()[:5]
     photos = tmp_path / "photos"
@@ -146,17 +149,18 @@ def test_near_duplicates_collapse_with_pixgrep_mini(tmp_path, mini_cache):  # no
     original = Image.open(photos / names[0]).convert("RGB")
     original.save(photos / "copy-q70.jpg", quality=70)
     w, h = original.size
+    original.resize((w // 2, h // 2)).save(photos / "copy-half.jpg", quality=90)
     original.crop((w // 20, h // 20, w - w // 20, h - h // 20)).save(photos / "copy-crop.jpg", quality=90)
-    os.utime(photos / "copy-q70.jpg", (2_000_000_000, 2_000_000_000))
-    os.utime(photos / "copy-crop.jpg", (2_000_000_000, 2_000_000_000))
+    for copy in ("copy-q70.jpg", "copy-half.jpg", "copy-crop.jpg"):
+        os.utime(photos / copy, (2_000_000_000, 2_000_000_000))  # newer than the original
     env = {"PIXGREP_CACHE": str(mini_cache)}
     common = ["--catalog", tmp_path / "c.db", "--model", "pixgrep-mini", "--in", photos, "--json", "-k", "10"]
     collapsed = rows(_run(env, "a photo", *common))
-    assert len(collapsed) == 5
+    assert len(collapsed) == 6
     (group,) = [row for row in collapsed if "duplicates" in row]
     assert Path(group["path"]).name == names[0]
-    assert sorted(Path(p).name for p in group["duplicates"]) == ["copy-crop.jpg", "copy-q70.jpg"]
-    assert len(rows(_run(env, "a photo", *common, "--no-dedup"))) == 7
+    assert sorted(Path(p).name for p in group["duplicates"]) == ["copy-half.jpg", "copy-q70.jpg"]
+    assert len(rows(_run(env, "a photo", *common, "--no-dedup"))) == 8
 
 
 def _run(env: dict, *args):

@@ -104,8 +104,12 @@ MIGRATIONS: tuple[str, ...] = (
     # 3: the search matrix catches up with `indexed_at >= mark`; without an index that read the
     # whole images table (1.6 s at 1M rows) for every added photo.
     "CREATE INDEX IF NOT EXISTS images_indexed_at ON images (indexed_at);",
+    # 4: perceptual fingerprints per content hash (images/fingerprint.py; NULL: it could not be
+    # computed); duplicate folding confirms a model's near-duplicate with them.
+    "CREATE TABLE IF NOT EXISTS fingerprints (content_hash TEXT PRIMARY KEY, bits BLOB) WITHOUT ROWID;",
 )
-# Versions after this one only add indexes: a read-only catalog that lacks them is still read.
+# Versions after this one only add indexes and the fingerprints (read as absent when missing): a
+# read-only catalog that lacks them is still read.
 READABLE_SCHEMA = 2
 
 # What write_batch stores per file: (path, size, mtime_ns, content_hash, width, height, format,
@@ -399,6 +403,18 @@ class CatalogDB:
         if wrote and self._verified and not self.read_only:
             integrity.write_stamp(self.path)
 
+    # -- meta: small facts the catalog remembers (key -> text) ----------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """One committed write (not for use inside another transaction)."""
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        self.committed()
+
     # -- generation: changes whenever what a search can see changes ---------------------------
 
     @one_line_errors
@@ -483,14 +499,26 @@ class CatalogDB:
         return found
 
     @one_line_errors
-    def write_batch(self, rows: Sequence[ImageRow], vectors: dict[str, np.ndarray], model: str) -> None:
-        """Insert or update image rows and store new vectors, in one transaction with a generation bump.
+    def write_batch(
+        self,
+        rows: Sequence[ImageRow],
+        vectors: dict[str, np.ndarray],
+        model: str,
+        fingerprints: dict[str, bytes | None] | None = None,
+    ) -> None:
+        """Insert or update image rows and store new vectors (and the fingerprints of the pictures
+        decoded for them), in one transaction with a generation bump.
 
         Either all of it is stored or none (an interrupt or crash mid-way rolls back), so a catalog
         never holds an image row that points at a vector which was not written.
         """
         with self.conn:
             self.store_in_transaction(rows, vectors, model)
+            if fingerprints:
+                self.conn.executemany(
+                    "INSERT OR REPLACE INTO fingerprints (content_hash, bits) VALUES (?, ?)",
+                    list(fingerprints.items()),
+                )
             self.bump_generation()
         self.committed()
 
@@ -551,6 +579,11 @@ class CatalogDB:
                 removed += self.conn.execute(f"DELETE FROM images WHERE path IN ({marks})", chunk).rowcount
                 self.conn.executemany(
                     "DELETE FROM embeddings WHERE content_hash = ? AND NOT EXISTS "
+                    "(SELECT 1 FROM images WHERE images.content_hash = ?)",
+                    [(h, h) for h in hashes],
+                )
+                self.conn.executemany(
+                    "DELETE FROM fingerprints WHERE content_hash = ? AND NOT EXISTS "
                     "(SELECT 1 FROM images WHERE images.content_hash = ?)",
                     [(h, h) for h in hashes],
                 )

@@ -390,6 +390,10 @@ def _index_locked(
     from pixgrep.catalog.metadata import refresh_under
 
     refresh_under(db, plan.folders, on_warning=warn)
+    # 5. Once per catalog: fingerprints of pictures stored before it kept them (duplicate folding).
+    from pixgrep.catalog.fingerprints import fill_missing
+
+    fill_missing(db, progress=ticker.terminal)
     summary.seconds = time.monotonic() - started
     if summary.removed:
         ticker.refresh()
@@ -421,9 +425,12 @@ class BatchWriter:
     def commit(self, results: Sequence[Prepared], vectors: dict[str, np.ndarray]) -> None:
         """`vectors`: the new vectors, by content hash; every other result without a skip reused one."""
         rows = [r.row() for r in results if r.stored]
+        prints: dict[str, bytes | None] = {
+            r.content_hash: r.fingerprint for r in results if r.content_hash and r.fingerprint
+        }
         if rows or vectors:
             with self.lock:
-                self.db.write_batch(rows, vectors, self.model)
+                self.db.write_batch(rows, vectors, self.model, prints)
             self.committed.extend(row[0] for row in rows)
         s = self.summary
         errors = sum(1 for r in results if r.skip is not None)

@@ -17,6 +17,7 @@ import numpy as np
 from pixgrep.catalog.db import ImageRow
 from pixgrep.catalog.scan import FileEntry
 from pixgrep.images.decode import ImageDecodeError, ImageInfo, decode_file, read_image_info
+from pixgrep.images.fingerprint import fingerprint
 
 HEAD_BYTES = 1 << 20  # the content hash reads the first MiB ...
 TAIL_BYTES = 1 << 10  # ... and the last KiB, plus the size
@@ -91,6 +92,7 @@ class Prepared:
     info: ImageInfo | None = None
     pixels: np.ndarray | None = None
     skip: Skip | None = None
+    fingerprint: bytes | None = None  # images/fingerprint.py: set with pixels
 
     @property
     def stored(self) -> bool:
@@ -143,7 +145,7 @@ def prepare_file(
                 return Prepared(entry, digest)  # decodable before (it has a vector): keep it
         image, info = decode_file(source, draft_size=draft_size)
         pixels = np.asarray(preprocess(image), dtype=np.float32)
-        return Prepared(entry, digest, info=info, pixels=pixels)
+        return Prepared(entry, digest, info=info, pixels=pixels, fingerprint=fingerprint(image))
     except ImageDecodeError as exc:
         return Prepared(entry, digest, skip=Skip(str(exc)))
     except Exception as exc:  # a preprocess that chokes on an odd mode must not stop the run

@@ -14,8 +14,9 @@ from pixgrep.errors import PixgrepError
 
 DESCRIPTION = """\
 List groups of near-identical images already in the catalog: the same file content, or image
-vectors closer than the duplicate threshold (re-encoded, resized or lightly cropped copies).
-Nothing is indexed, moved or deleted. Within a group the oldest file (modification time) comes first."""
+vectors at least the duplicate threshold apart whose pictures also look alike (perceptual
+fingerprints: re-encoded and resized copies, not other shots of one scene). Nothing is indexed,
+moved or deleted. Within a group the best copy comes first: the largest picture, then the newest."""
 
 
 def register(subparsers) -> None:
@@ -34,7 +35,7 @@ def register(subparsers) -> None:
         default=None,
         metavar="COS",
         help="image-image cosine from which two images are duplicates (default: the model's measured "
-        "threshold, 0.85 for pixgrep-mini; for other models only identical files)",
+        "threshold, 0.65 for pixgrep-mini; for other models only identical files)",
     )
     add_json_option(parser, 'one JSON object per group: {"count": N, "images": [...]}')
     add_common_options(parser)

@@ -370,6 +370,8 @@ def _render(results, args: argparse.Namespace, listing: bool = False) -> None:
                 _write(f"{when:<19}  {_table_path(result.path)}{copies}\n")
             else:
                 _write(f"{result.score:5.3f}  {_table_path(result.path)}{copies}\n")
+            for copy in result.duplicate_paths:  # the folded copies, each openable by its path
+                _write(f"       copy: {_table_path(copy)}\n")
             if result.words:  # why it matched: the words found in its text, name or keywords
                 _write(f"       words: {' '.join(result.words)} ({', '.join(result.words_from)})\n")
             if result.parts:

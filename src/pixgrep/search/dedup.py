@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from pixgrep.catalog.db import CatalogDB
+from pixgrep.images.fingerprint import FINGERPRINT_BYTES, look_alike
 from pixgrep.models.registry import MODELS
 from pixgrep.records import ImageRecord
 from pixgrep.search.ann import AnnIndex
@@ -38,6 +39,7 @@ from pixgrep.search.ann import AnnIndex
 __all__ = [
     "Candidate",
     "ann_duplicate_groups",
+    "best_copy",
     "catalog_duplicates",
     "duplicate_groups",
     "group_candidates",
@@ -69,6 +71,15 @@ ANN_EXPANSION = 16
 ANN_BLOCK = 4096
 
 
+# Asked about pairs that reach the threshold: (rows a, rows b, their cosines) -> which are duplicates.
+Confirm = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def _by_position(confirm: Confirm, rows: np.ndarray) -> Confirm:
+    """`confirm` for callers that number the rows 0.. in `rows` order."""
+    return lambda a, b, cosines: confirm(rows[a], rows[b], cosines)
+
+
 @dataclass(frozen=True)
 class Candidate:
     key: int  # caller's handle (an image id or a row)
@@ -77,6 +88,9 @@ class Candidate:
     mtime_ns: int
     path: str
     vector: np.ndarray  # unit image vector
+    fingerprint: bytes | None = None  # images/fingerprint.py; None: folds only with its own content
+    pixels: int = 0  # width x height and
+    size: int = 0  # file bytes: to show the best copy of a group
 
 
 def _order(candidate: Candidate) -> tuple:
@@ -105,35 +119,51 @@ def _fold(ordered: list[Candidate], threshold: float) -> list[tuple[Candidate, l
     by_hash: dict[str, int] = {}
     dim = len(ordered[0].vector)
     leaders = np.empty((len(ordered), dim), np.float32)  # rows [0, len(groups)) are in use
+    prints = np.zeros((len(ordered), FINGERPRINT_BYTES), np.uint8)  # the leaders' fingerprints
+    printed = np.zeros(len(ordered), bool)  # ... where they have one
     for start in range(0, len(ordered), FOLD_BLOCK):
         block = ordered[start : start + FOLD_BLOCK]
         vectors = np.asarray([c.vector for c in block], np.float32).reshape(len(block), dim)
         known = len(groups)  # leaders from earlier blocks
-        to_known = vectors @ leaders[:known].T if known and threshold <= 1.0 else None
+        to_known = vectors @ leaders[:known].T if threshold <= 1.0 else None
         within = vectors @ vectors.T if threshold <= 1.0 else None
-        made: list[int] = []  # positions in this block that became leaders
+        made: list[int] = []  # positions in this block that became leaders (groups known, known+1, ...)
         for position, candidate in enumerate(block):
             index = by_hash.get(candidate.content_hash)
-            if index is None and within is not None:
-                best, cosine = -1, -np.inf
-                if to_known is not None:
-                    best = int(np.argmax(to_known[position]))
-                    cosine = float(to_known[position, best])
-                if made:
-                    mine = within[position, made]
-                    at = int(np.argmax(mine))
-                    if float(mine[at]) > cosine:  # a tie goes to the older (better) leader
-                        best, cosine = known + at, float(mine[at])
-                if cosine >= threshold:
-                    index = best
+            if index is None and to_known is not None and within is not None and candidate.fingerprint:
+                cosines = np.concatenate([to_known[position], within[position, made]])
+                index = _look_alike_leader(candidate.fingerprint, cosines, threshold, prints, printed)
             if index is None:
                 by_hash.setdefault(candidate.content_hash, len(groups))
                 leaders[len(groups)] = vectors[position]
+                if candidate.fingerprint:
+                    prints[len(groups)] = np.frombuffer(candidate.fingerprint, np.uint8)
+                    printed[len(groups)] = True
                 groups.append((candidate, []))
                 made.append(position)
             else:
                 groups[index][1].append(candidate)
     return groups
+
+
+def _look_alike_leader(
+    fingerprint: bytes, cosines: np.ndarray, threshold: float, prints: np.ndarray, printed: np.ndarray
+) -> int | None:
+    """The group to fold into: of the leaders at or above the threshold, the most similar by the
+    model whose fingerprint looks alike (a tie goes to the older, better leader); None if none."""
+    near = np.flatnonzero(cosines >= threshold)
+    near = near[printed[near]]
+    if not len(near):
+        return None
+    near = near[np.argsort(-cosines[near], kind="stable")]
+    alike = look_alike(np.frombuffer(fingerprint, np.uint8), prints[near])
+    return int(near[np.argmax(alike)]) if alike.any() else None
+
+
+def best_copy(members: Sequence[Candidate]) -> Candidate:
+    """The copy a group shows: the largest picture (in pixels, then in bytes: less compressed),
+    then the newest file, then the best scored."""
+    return max(members, key=lambda c: (c.pixels, c.size, c.mtime_ns, c.score))
 
 
 _BLAS_LOCK = threading.Lock()
@@ -189,8 +219,10 @@ def duplicate_groups(
     hashes: Sequence[str] | Sequence[bytes] | None,
     threshold: float,
     progress: Callable[[int], None] | None = None,
+    confirm: Confirm | None = None,
 ) -> list[list[int]]:
-    """Groups (of 2 or more row indices, each sorted) of duplicate rows: same hash or cosine >= threshold.
+    """Groups (of 2 or more row indices, each sorted) of duplicate rows: same hash, or cosine >=
+    threshold (and `confirm`ed, when given).
 
     Exact: every pair is compared, BLOCK_ROWS x BLOCK_ROWS at a time (upper triangle only).
     hashes may be None when equal contents have equal vectors (the catalog: vectors are keyed by
@@ -209,10 +241,12 @@ def duplicate_groups(
             right = block if other == start else np.asarray(vectors[other : other + BLOCK_ROWS], np.float32)
             cosines = block @ right.T
             rows, cols = np.nonzero(cosines >= threshold)
-            for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
-                a, b = start + r, other + c
-                if a < b:
-                    components.union(a, b)
+            a, b = start + rows, other + cols
+            keep = a < b
+            if confirm is not None:
+                keep &= confirm(a, b, cosines[rows, cols])
+            for i, j in zip(a[keep].tolist(), b[keep].tolist(), strict=True):
+                components.union(i, j)
         if progress is not None:
             progress(min(start + BLOCK_ROWS, n))
     return components.groups()
@@ -225,8 +259,10 @@ def ann_duplicate_groups(
     threshold: float,
     tail: tuple[np.ndarray, np.ndarray] | None = None,
     progress: Callable[[int], None] | None = None,
+    confirm: Confirm | None = None,
 ) -> list[list[int]]:
-    """duplicate_groups for a catalog with an ANN index over `base_vectors` (keys are their rows).
+    """duplicate_groups for a catalog with an ANN index over `base_vectors` (keys are their rows);
+    `confirm` is asked about pairs of rows (tail rows by their row numbers).
 
     rows: the sorted base rows in scope; tail: (row numbers, vectors) of rows outside the index
     (appended since it was built), or None. The candidate pairs are the links of the index's
@@ -247,13 +283,16 @@ def ann_duplicate_groups(
     components = _Components()
     links = index.links()
     if links is None:
-        _join_nearest(index, base_vectors, rows, base_vectors, rows, in_scope, threshold, components)
+        _join_nearest(index, base_vectors, rows, base_vectors, rows, in_scope, threshold, components, confirm)
     else:
         low, high = links
         degree = np.bincount(np.concatenate([low, high]), minlength=len(base_vectors))
         both = in_scope[low] & in_scope[high]
         low, high = _likely_pairs(index, base_vectors, low[both], high[both], threshold)
-        hit = _cosines(base_vectors, low, high) >= threshold
+        cosines = _cosines(base_vectors, low, high)
+        hit = cosines >= threshold
+        if confirm is not None:
+            hit &= confirm(low, high, cosines)
         for a, b in zip(low[hit].tolist(), high[hit].tolist(), strict=True):
             components.union(a, b)
         # A link the graph pruned (another member was closer) or never made (a row the build left
@@ -262,15 +301,20 @@ def ann_duplicate_groups(
         grouped = np.fromiter(components.parent, np.int64)
         sparse = rows[degree[rows] < FEW_LINKS]
         again = np.union1d(grouped, sparse)
-        _join_nearest(index, base_vectors, again, base_vectors, again, in_scope, threshold, components)
+        _join_nearest(
+            index, base_vectors, again, base_vectors, again, in_scope, threshold, components, confirm
+        )
     if progress is not None:
         progress(len(rows))
     if len(tail_rows):
         tail_rows = np.asarray(tail_rows, np.int64)
         at = np.arange(len(tail_rows))
-        _join_nearest(index, base_vectors, tail_rows, tail_vectors, at, in_scope, threshold, components)
+        _join_nearest(
+            index, base_vectors, tail_rows, tail_vectors, at, in_scope, threshold, components, confirm
+        )
     if len(tail_rows) > 1:
-        for group in duplicate_groups(tail_vectors, None, threshold):
+        among_tail = None if confirm is None else _by_position(confirm, tail_rows)
+        for group in duplicate_groups(tail_vectors, None, threshold, confirm=among_tail):
             for position in group[1:]:
                 components.union(int(tail_rows[group[0]]), int(tail_rows[position]))
     if progress is not None:
@@ -287,6 +331,7 @@ def _join_nearest(
     in_scope: np.ndarray,
     threshold: float,
     components: _Components,
+    confirm: Confirm | None = None,
 ) -> None:
     """Union each query row with those of its NEIGHBOURS nearest in-scope base rows (searched in
     the index) whose exact cosine reaches the threshold; vectors[positions[i]] is query_rows[i]'s."""
@@ -303,6 +348,8 @@ def _join_nearest(
             "ij,ij->i", queries[q], np.asarray(base_vectors[unique], np.float32)[inverse.reshape(-1)]
         )
         hit = cosines >= threshold
+        if confirm is not None:
+            hit &= confirm(block[q], others, cosines)
         for a, b in zip(block[q[hit]].tolist(), others[hit].tolist(), strict=True):
             components.union(a, b)
 
@@ -347,10 +394,11 @@ def catalog_duplicates(
     """The duplicate groups among the catalog's images of `model` (below `roots`, if given).
 
     threshold None: the model's measured one (threshold_for), else identical vectors only (the
-    catalog keys vectors by content, so identical files have identical vectors).
-    The ANN path (ann_duplicate_groups) is taken when the matrix has an index and the scope has
-    at least ANN_MIN_ROWS live rows; otherwise every pair is compared exactly.
-    Each group: oldest modification time first (then path); groups in path order of their first.
+    catalog keys vectors by content, so identical files have identical vectors). Every pair at or
+    above the threshold is confirmed by the pictures' fingerprints (`_fingerprint_check`), as in
+    search folding. The ANN path (ann_duplicate_groups) is taken when the matrix has an index
+    and the scope has at least ANN_MIN_ROWS live rows; otherwise every pair is compared exactly.
+    Each group: its best copy first (as best_copy: largest, then newest); groups in path order.
     """
     if threshold is None:
         threshold = threshold_for(model)
@@ -363,10 +411,12 @@ def catalog_duplicates(
     rows = np.concatenate([np.arange(lo, hi) for lo, hi in ranges]) if ranges else np.zeros(0, np.int64)
     rows = rows[~matrix.base_dead[rows]]
     tail_rows = matrix.tail_in_scope(roots, None, None) + base.rows
+    ids = matrix.ids
+    confirm = None if threshold is None else _fingerprint_check(db, ids, np.concatenate([rows, tail_rows]))
     index = base.ann_index() if threshold is not None and len(rows) >= ANN_MIN_ROWS else None
     if index is not None and threshold is not None:
         tail = (tail_rows, matrix.tail_vectors[tail_rows - base.rows])
-        groups = ann_duplicate_groups(index, base.vectors, rows, threshold, tail, progress)
+        groups = ann_duplicate_groups(index, base.vectors, rows, threshold, tail, progress, confirm)
     else:
         rows = np.concatenate([rows, tail_rows])
         if len(rows) < 2:
@@ -375,13 +425,45 @@ def catalog_duplicates(
         vectors = base.vectors[rows[0] : rows[-1] + 1] if contiguous else matrix.vectors[rows]
         # Identical files share one stored vector, so equal rows stand in for equal content hashes.
         same = None if threshold is not None else [bytes(row.tobytes()) for row in np.asarray(vectors)]
-        positions = duplicate_groups(vectors, same, NEVER if threshold is None else threshold, progress)
+        limit = NEVER if threshold is None else threshold
+        by_position = None if confirm is None else _by_position(confirm, rows)
+        positions = duplicate_groups(vectors, same, limit, progress, by_position)
         groups = [[int(rows[i]) for i in group] for group in positions]
-    ids = matrix.ids
     records = db.images_by_id([int(ids[row]) for group in groups for row in group])
     out = []
     for group in groups:
         members = [records[k] for k in dict.fromkeys(int(ids[row]) for row in group) if k in records]
         if len(members) > 1:
-            out.append(sorted(members, key=lambda r: (r.mtime_ns, r.path)))
+            out.append(sorted(members, key=_best_first))
     return sorted(out, key=lambda g: min(r.path for r in g))
+
+
+def _best_first(record: ImageRecord) -> tuple:
+    return (-(record.width or 0) * (record.height or 0), -record.size, -record.mtime_ns, record.path)
+
+
+IDENTICAL = 1.0 - 1e-3  # a cosine only one stored vector has with itself (float16 rounding aside)
+
+
+def _fingerprint_check(db: CatalogDB, ids: np.ndarray, rows: np.ndarray) -> Confirm:
+    """Confirm pairs of matrix rows by their pictures' fingerprints; a pair without both (imported
+    rows, pictures stored before the catalog kept them) is a duplicate only with an identical vector."""
+    from pixgrep.catalog.fingerprints import fingerprints_of
+
+    records = db.images_by_id([int(i) for i in ids[rows]])
+    found = fingerprints_of(db, [r.content_hash for r in records.values()])
+    size = int(rows.max()) + 1 if len(rows) else 0
+    prints = np.zeros((size, FINGERPRINT_BYTES), np.uint8)
+    printed = np.zeros(size, bool)
+    for row in rows.tolist():
+        record = records.get(int(ids[row]))
+        bits = found.get(record.content_hash) if record is not None else None
+        if bits is not None:
+            prints[row] = np.frombuffer(bits, np.uint8)
+            printed[row] = True
+
+    def confirm(a: np.ndarray, b: np.ndarray, cosines: np.ndarray) -> np.ndarray:
+        both = printed[a] & printed[b]
+        return (cosines >= IDENTICAL) | (both & look_alike(prints[a], prints[b]))
+
+    return confirm

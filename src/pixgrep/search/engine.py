@@ -301,14 +301,26 @@ def _folded(
     window = rank.window_for(options.k, options.offset)
     while True:
         found = rank.candidates(matrix, plan, window, scope)
-        equal = found.equal_vector_ids()
         with lock:
-            records = db.images_by_id(equal) if equal else {}
-        facts = {i: (r.content_hash, r.mtime_ns) for i, r in records.items()}
+            facts = _facts(db, [hit.image_id for hit in found.hits])
         groups = rank.fold(found, facts, threshold, plan)
         if len(groups) >= need or found.complete:
             return groups[options.offset : need]
         window *= 4
+
+
+def _facts(db: CatalogDB, ids: list[int]) -> rank.Facts:
+    """What folding needs of each candidate, in two batched reads."""
+    from pixgrep.catalog.fingerprints import fingerprints_of
+
+    records = db.images_by_id(ids)
+    prints = fingerprints_of(db, [r.content_hash for r in records.values()])
+    return {
+        i: rank.Fact(
+            r.content_hash, r.mtime_ns, (r.width or 0) * (r.height or 0), r.size, prints.get(r.content_hash)
+        )
+        for i, r in records.items()
+    }
 
 
 def _results(db: CatalogDB, groups: list[rank.Group]) -> list[SearchResult]:

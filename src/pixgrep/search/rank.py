@@ -6,30 +6,40 @@
   and spread), so a score still reads like a cosine and --threshold keeps its meaning roughly.
 - duplicate folding (search/dedup.py): `candidates` ranks a window of more hits than the page
   needs; `fold` groups them by leader; the engine widens the window when the groups do not fill
-  the page. Same content means the same stored vector (vectors are keyed by content hash), so
-  only candidates whose vectors are equal can share a file hash: only their content hash and
-  modification time (the tie-break) are read from the catalog, by the engine, between the two.
+  the page. Between the two the engine reads what the rules need of each candidate from the
+  catalog (content hash, modification time, size in pixels, perceptual fingerprint: `Fact`).
 Nothing here reads the catalog: the server runs it outside its catalog lock.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from pixgrep.search import allof
-from pixgrep.search.dedup import Candidate, group_candidates
+from pixgrep.search.dedup import Candidate, best_copy, group_candidates
 from pixgrep.search.matrix import Hit, VectorMatrix
 from pixgrep.search.plan import QueryPlan
 from pixgrep.search.scope import Scope
 from pixgrep.search.topk import top
 
-__all__ = ["Candidates", "Group", "candidates", "fold", "rank", "window_for"]
+__all__ = ["Candidates", "Fact", "Group", "candidates", "fold", "rank", "window_for"]
 
-# What the catalog says of an image for the duplicate rules: (content hash, mtime_ns).
-Facts = dict[int, tuple[str, int]]
+
+@dataclass(frozen=True)
+class Fact:
+    """What the catalog says of a candidate for the duplicate rules."""
+
+    content_hash: str
+    mtime_ns: int
+    pixels: int  # width x height (0: unknown)
+    size: int  # file bytes
+    fingerprint: bytes | None
+
+
+Facts = dict[int, Fact]  # by image id
 
 
 @dataclass(frozen=True)
@@ -48,15 +58,6 @@ class Candidates:
     digests: list[str]  # a digest of each stored vector: equal digests, equal vectors
     part_scores: np.ndarray | None
     complete: bool  # the window held every row in scope
-
-    def equal_vector_ids(self) -> list[int]:
-        """The image ids whose vector another candidate shares (their files may be one content)."""
-        count: dict[str, int] = {}
-        for digest in self.digests:
-            count[digest] = count.get(digest, 0) + 1
-        return [
-            hit.image_id for hit, digest in zip(self.hits, self.digests, strict=True) if count[digest] > 1
-        ]
 
 
 def window_for(k: int, offset: int) -> int:
@@ -95,22 +96,34 @@ def candidates(matrix: VectorMatrix, plan: QueryPlan, window: int, scope: Scope)
 
 
 def fold(found: Candidates, facts: Facts, threshold: float | None, plan: QueryPlan) -> list[Group]:
-    """Every group of the window, best first. facts: (content hash, mtime_ns) of the candidates
-    in found.equal_vector_ids(); the others stand for their own vector. threshold: the
-    near-duplicate cosine (None: identical files only)."""
+    """Every group of the window, best first. facts: what the catalog says of each candidate (one
+    left out stands for its own vector, without a fingerprint). threshold: the model's
+    near-duplicate cosine (None: identical files only). A group is ranked by its best-scored
+    member and shows its best copy (dedup.best_copy) with that score."""
     hits = found.hits
     pool = []
     for i, (hit, digest) in enumerate(zip(hits, found.digests, strict=True)):
-        content, mtime = facts.get(hit.image_id, (f"vector:{digest}", 0))
-        pool.append(Candidate(i, hit.score, content, mtime, hit.path, found.vectors[i]))
-    return [
-        Group(
-            hits[leader.key],
-            tuple(hits[d.key] for d in dups),
-            _parts(plan, found.part_scores, hits[leader.key]),
+        fact = facts.get(hit.image_id) or Fact(f"vector:{digest}", 0, 0, 0, None)
+        pool.append(
+            Candidate(
+                i,
+                hit.score,
+                fact.content_hash,
+                fact.mtime_ns,
+                hit.path,
+                found.vectors[i],
+                fact.fingerprint,
+                fact.pixels,
+                fact.size,
+            )
         )
-        for leader, dups in group_candidates(pool, threshold)
-    ]
+    groups = []
+    for leader, dups in group_candidates(pool, threshold):
+        shown = best_copy([leader, *dups])
+        others = [c for c in (leader, *dups) if c is not shown]
+        hit = replace(hits[shown.key], score=leader.score)
+        groups.append(Group(hit, tuple(hits[c.key] for c in others), _parts(plan, found.part_scores, hit)))
+    return groups
 
 
 def _parts(plan: QueryPlan, part_scores: np.ndarray | None, hit: Hit) -> dict[str, float] | None:

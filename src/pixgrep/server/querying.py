@@ -197,7 +197,13 @@ def result_json(result: SearchResult) -> dict:
         row.update(words=list(result.words), words_from=list(result.words_from))
     if result.duplicate_ids:  # near-identical images folded into this one
         row["duplicates"] = [
-            {"id": i, "name": os.path.basename(p), "path": p, "thumb": f"/api/images/{i}/thumb"}
+            {
+                "id": i,
+                "name": os.path.basename(p),
+                "path": p,
+                "thumb": f"/api/images/{i}/thumb",
+                "file": f"/api/images/{i}/file",
+            }
             for i, p in zip(result.duplicate_ids, result.duplicate_paths, strict=True)
         ]
     return row

@@ -558,8 +558,21 @@ function openViewer(result, { keepFocus = false } = {}) {
   els.viewerParts.textContent = result.parts ? "matches: " + partsText(result.parts) : "";
   const copies = result.duplicates || [];
   els.viewerDuplicates.hidden = copies.length === 0;
-  els.viewerDuplicates.textContent = copies.length
-    ? `+${copies.length} near-identical: ` + copies.map((d) => d.name).join(", ") : "";
+  // The folded copies, each a link that opens that file (the group shows its largest, newest copy).
+  els.viewerDuplicates.replaceChildren();
+  if (copies.length) {
+    els.viewerDuplicates.append(`+${copies.length} near-identical: `);
+    copies.forEach((copy, i) => {
+      const link = document.createElement("a");
+      link.href = copy.file;
+      link.target = "_blank";
+      link.rel = "noopener";
+      link.textContent = copy.name;
+      link.title = copy.path;
+      if (i) els.viewerDuplicates.append(", ");
+      els.viewerDuplicates.append(link);
+    });
+  }
   els.openFull.href = result.file;
   showMeta(result);
   els.rejectOne.setAttribute("aria-pressed", String(state.rejected.has(result.id)));
