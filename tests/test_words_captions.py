@@ -95,6 +95,19 @@ def test_a_missing_word_index_is_rebuilt_with_the_captions(tmp_path):
         assert found(cat, "words:lighthouse") == [PATHS[CAPTIONED]]
 
 
+def test_a_read_only_catalog_searches_the_captions(tmp_path):
+    from reliability_kit import read_only
+
+    home = tmp_path / "home"
+    home.mkdir()
+    with open_cat(home / "c.db") as cat:
+        cat.import_parquet([write_rows(tmp_path / "rows.parquet", captions())])
+        cat._db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no index built yet
+    with read_only(home), open_cat(home / "c.db") as cat:
+        assert cat._db.read_only
+        assert found(cat, "words:lighthouse") == [PATHS[CAPTIONED]]
+
+
 def test_a_deleted_image_takes_its_caption_along(tmp_path):
     with open_cat(tmp_path / "c.db") as cat:
         cat.import_parquet([write_rows(tmp_path / "rows.parquet", captions())])
