@@ -72,6 +72,21 @@ def test_an_existing_word_index_takes_the_captions_in_the_imports_transaction(tm
         assert [cat.images([h.image_id])[h.image_id].path for h in hits] == [PATHS[CAPTIONED]]
 
 
+def test_an_import_keeps_an_index_in_step_and_never_claims_one_that_was_not(tmp_path):
+    with open_cat(tmp_path / "c.db") as cat:
+        cat.search("anything", roots=["/"])
+        cat.import_parquet([write_rows(tmp_path / "a.parquet", captions())])
+        assert words.in_step(cat._db)  # the first search has nothing to compare
+        # Another writer stores a row and does not bring the word index up to date.
+        vector = np.ones(FakeEncoder.dim, np.float32) / np.sqrt(FakeEncoder.dim)
+        row = ("/mnt/other/sunset_pier.jpg", 1, 1, "f" * 32, 8, 8, "JPEG", None, None)
+        cat._db.write_batch([row], {"f" * 32: vector}, "fake")
+        cat.import_parquet([write_rows(tmp_path / "b.parquet", captions("a windmill"))])
+        assert not words.in_step(cat._db)
+        assert found(cat, "words:sunset pier") == ["/mnt/other/sunset_pier.jpg"]
+        assert found(cat, "words:windmill") == [PATHS[CAPTIONED]]
+
+
 def test_a_reimport_replaces_captions_and_one_without_captions_keeps_them(tmp_path):
     with open_cat(tmp_path / "c.db") as cat:
         cat.import_parquet([write_rows(tmp_path / "a.parquet", captions())])

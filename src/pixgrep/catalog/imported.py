@@ -65,6 +65,9 @@ def import_batch(
                 for r in db.conn.execute(f"SELECT content_hash FROM images WHERE path IN ({marks})", chunk)
             )
         db.store_in_transaction(rows, vectors, model)
+        # Asked after the first write, under the write lock (the generation is bumped below): an
+        # index in step before this batch stays so, as the batch writes its rows' index rows.
+        in_step = words.in_step(db)
         if captions is not None:
             captions_table.store_in_transaction(db, paths, captions)
         if words.has_index(db):
@@ -77,6 +80,8 @@ def import_batch(
         if progress is not None:
             db.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", progress)
         db.bump_generation()
+        if in_step:
+            words.mark_in_step(db)
     db.committed()
 
 

@@ -232,6 +232,17 @@ def sync(db: CatalogDB, *, force: bool = False) -> int:
     return len(stale) + len(gone)
 
 
+def in_step(db: CatalogDB) -> bool:
+    """Whether the index exists and the catalog has not changed since its last sync."""
+    return has_index(db) and not db.read_only and imported.meta_value(db, SYNC_META_KEY) == _state(db)
+
+
+def mark_in_step(db: CatalogDB) -> None:
+    """Inside the caller's transaction, after it changed the catalog and every index row that
+    change touches (an import batch): the next sync has nothing to compare."""
+    db.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (SYNC_META_KEY, _state(db)))
+
+
 def update_images(db: CatalogDB, ids: Sequence[int]) -> None:
     """Rebuild the index rows of these images inside the caller's transaction (when the index
     exists; otherwise the next sync builds all of it)."""
