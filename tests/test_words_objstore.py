@@ -78,6 +78,17 @@ def test_file_uri_rows_are_read_once_per_content(tmp_path, folder, reader):
     assert read_text(catalog, folder.as_uri()).read == 0 and reader.calls == 6  # not read again
 
 
+def test_an_object_over_the_cap_is_indexed_without_text_once(tmp_path, folder, reader, monkeypatch, caplog):
+    catalog = uri_catalog(tmp_path, folder, lambda p: p.as_uri())
+    monkeypatch.setattr(ocr_pass, "OBJECT_MAX_BYTES", 100)  # every picture is bigger
+    with caplog.at_level(logging.WARNING):
+        summary = read_text(catalog, folder.as_uri())
+        assert (summary.read, summary.failed, summary.unreachable) == (6, 6, 0) and reader.calls == 0
+        assert read_text(catalog, folder.as_uri()).read == 0  # stored as read: not fetched again
+    lines = [r.getMessage() for r in caplog.records if "cannot read text" in r.getMessage()]
+    assert len(lines) == 6 and all("byte cap" in line for line in lines)
+
+
 def test_s3_rows_are_read_and_a_missing_object_is_tried_again_next_run(tmp_path, folder, reader, caplog):
     from objectstore import s3_server
 

@@ -9,10 +9,11 @@ the next run resumes.
 
 Object-store rows (paths that are URIs: s3://, gs://, file://, as a `--ray` run of a prefix stores
 them) are read too when the run's roots name their prefix: the object is fetched whole through
-images/storage.py, at most OBJECT_MAX_BYTES within OBJECT_TIMEOUT_S. An object that cannot be
-fetched is one warning and is not stored, so the next run tries again; after MAX_OBJECT_FAILURES
-such failures in one run the remaining objects wait for the next run (a store that is down costs
-seconds, not one timeout per object).
+images/storage.py, at most OBJECT_MAX_BYTES within OBJECT_TIMEOUT_S (a bigger one is stored without
+text, as a picture OCR cannot read). An object that cannot be fetched is one warning and is not
+stored, so the next run tries again; after MAX_OBJECT_FAILURES such failures in one run the
+remaining objects wait for the next run (a store that is down costs seconds, not one timeout per
+object).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pixgrep.catalog import words
 from pixgrep.catalog.db import CatalogDB
 from pixgrep.images.decode import ImageDecodeError, decode_file
 from pixgrep.images.ocr import OCR_MAX_SIDE, PageText, TextReader, require_ocr
-from pixgrep.images.storage import is_uri, read_bytes
+from pixgrep.images.storage import TooLarge, is_uri, read_bytes
 
 COMMIT_EVERY = 16
 MAX_THREADS = 4  # OCR engines at once, one core each
@@ -174,20 +175,22 @@ class _Outcome:
     unreachable: str | None = None  # why the object could not be fetched ("" when not tried)
 
 
-def _fetch(fetches: _Fetches, path: str) -> bytes | str:
-    """An object's bytes, or why not (one line). Never raises."""
+def _fetch(fetches: _Fetches, digest: str, path: str) -> bytes | _Outcome:
+    """An object's bytes, or the outcome of a failed fetch. Never raises."""
     if not fetches.allowed():
-        return ""
+        return _Outcome(digest, path, unreachable="")
     try:
         return read_bytes(path, max_bytes=OBJECT_MAX_BYTES, timeout=OBJECT_TIMEOUT_S)
+    except TooLarge as exc:  # for good: stored without text, not fetched again until it changes
+        return _Outcome(digest, path, failure=str(exc))
     except FileNotFoundError:
         reason = "the object is gone"
     except TimeoutError:
         reason = f"the store did not answer in {OBJECT_TIMEOUT_S:g} s"
-    except OSError as exc:  # unreachable, refused, over the cap, no pyarrow
+    except OSError as exc:  # unreachable, refused, no pyarrow
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     fetches.failed()
-    return reason
+    return _Outcome(digest, path, unreachable=reason)
 
 
 def _read_one(
@@ -196,9 +199,9 @@ def _read_one(
     """Fetch (an object), decode and read one picture (in a pool thread). Never raises."""
     source: str | bytes = path
     if is_uri(path):
-        fetched = _fetch(fetches, path)
-        if isinstance(fetched, str):
-            return _Outcome(digest, path, unreachable=fetched)
+        fetched = _fetch(fetches, digest, path)
+        if isinstance(fetched, _Outcome):
+            return fetched
         source = fetched
     try:
         image = decode_file(source, draft_size=OCR_MAX_SIDE)[0]

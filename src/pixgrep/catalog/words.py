@@ -11,8 +11,8 @@ One FTS row per image (rowid = image id), in five columns:
 Tokenised by unicode61 with remove_diacritics 2 (so "cafe" finds "Café"), with prefix indexes.
 
 `words_source` remembers what each row was built from (path, content hash, metadata source, OCR
-time, caption time). `sync` compares that with the catalog and rebuilds only the rows that differ, inside one
-transaction; a missing index is simply every row differing. An image deleted from the catalog
+time, caption time). `sync` compares that with the catalog and rebuilds only the rows that differ,
+inside one transaction; a missing index is simply every row differing. An image deleted from the catalog
 leaves the index in the same transaction (a trigger). A catalog that cannot be written gets the
 index in SQLite's temp schema, built on first use in this process.
 """
