@@ -75,6 +75,9 @@ def test_file_uri_rows_are_read_once_per_content(tmp_path, folder, reader):
     summary = read_text(catalog, folder.as_uri() + "/")
     assert (summary.read, summary.with_text, summary.unreachable) == (6, 1, 0)
     assert words_found(catalog, "ferry terminal") == [(folder / "ticket.png").as_uri()]
+    with pixgrep.open_catalog(catalog, encoder=FakeEncoder()) as cat:  # a URI scope takes word hits
+        assert len(cat.search("words:ferry", roots=[folder.as_uri()])) == 1
+        assert cat.search("words:ferry", roots=[folder.as_uri() + "-other"]) == []
     assert read_text(catalog, folder.as_uri()).read == 0 and reader.calls == 6  # not read again
 
 
