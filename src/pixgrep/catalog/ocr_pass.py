@@ -6,6 +6,14 @@ a renamed, moved or copied file is not read again, a changed one is. Decoding (J
 OCR cap) and OCR run in a pool of threads, one engine on one core each; results commit every
 COMMIT_EVERY pictures together with their word index rows, so Ctrl-C loses at most that many and
 the next run resumes.
+
+Object-store rows (paths that are URIs: s3://, gs://, file://, as a `--ray` run of a prefix stores
+them) are read too when the run's roots name their prefix: the object is fetched whole through
+images/storage.py, at most OBJECT_MAX_BYTES within OBJECT_TIMEOUT_S (a bigger one is stored without
+text, as a picture OCR cannot read). An object that cannot be fetched is one warning and is not
+stored, so the next run tries again; after MAX_OBJECT_FAILURES such failures in one run the
+remaining objects wait for the next run (a store that is down costs seconds, not one timeout per
+object).
 """
 
 from __future__ import annotations
@@ -25,9 +33,14 @@ from pixgrep.catalog import words
 from pixgrep.catalog.db import CatalogDB
 from pixgrep.images.decode import ImageDecodeError, decode_file
 from pixgrep.images.ocr import OCR_MAX_SIDE, PageText, TextReader, require_ocr
+from pixgrep.images.storage import TooLarge, is_uri, read_bytes
 
 COMMIT_EVERY = 16
 MAX_THREADS = 4  # OCR engines at once, one core each
+# One object-store read: the caps of the server's and the terminal previews' reads of the same rows.
+OBJECT_MAX_BYTES = 64 * 1024 * 1024
+OBJECT_TIMEOUT_S = 15.0
+MAX_OBJECT_FAILURES = 3  # objects that could not be fetched before a run stops fetching more
 Warn = Callable[[str, str], None]
 log = logging.getLogger(__name__)
 
@@ -38,6 +51,7 @@ class TextSummary:
     with_text: int = 0  # ... in which it read some text
     text_free: int = 0  # ... skipped after the detector found no text box
     failed: int = 0  # ... it could not read (stored without text)
+    unreachable: int = 0  # objects that could not be fetched (not stored: the next run tries again)
     seconds: float = 0.0  # decode + OCR time of this step
 
     def to_json(self) -> dict:
@@ -45,14 +59,17 @@ class TextSummary:
 
 
 def _images_under(db: CatalogDB, roots: Iterable[str]) -> dict[str, tuple[str, int, int]]:
-    """content hash -> (path, width, height) of one local, decodable image each, below `roots`."""
+    """content hash -> (path, width, height) of one decodable image each, below `roots`: local
+    folders or files, or object-store prefixes or objects (URIs)."""
     out: dict[str, tuple[str, int, int]] = {}
     for root in roots:
-        if "://" in root:
-            continue  # object-store rows are not read for text (yet)
-        found = db.images_under(root) if os.path.isdir(root) else db.images_by_path([root])
+        if is_uri(root):  # a prefix or one object: the catalog says which
+            found = {**db.images_under(root.rstrip("/")), **db.images_by_path([root])}
+        else:
+            found = db.images_under(root) if os.path.isdir(root) else db.images_by_path([root])
         for record in found.values():
-            if record.error is None and record.content_hash and os.path.isabs(record.path):
+            readable = is_uri(record.path) if is_uri(root) else os.path.isabs(record.path)
+            if record.error is None and record.content_hash and readable:
                 out.setdefault(record.content_hash, (record.path, record.width or 0, record.height or 0))
     return out
 
@@ -110,11 +127,14 @@ def read_texts(
     started = time.perf_counter()
     pending: list[words.StoredText] = []
     threads = max(1, min(MAX_THREADS, os.cpu_count() or 1))
+    fetches = _Fetches()
     try:
         with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=threads) as pool:
             warnings.simplefilter("ignore", UserWarning)  # Pillow's noise on odd headers
-            for outcome in pool.map(lambda job: _read_one(engine(), *job), todo):
-                pending.append(_count(outcome, summary, warn))
+            for outcome in pool.map(lambda job: _read_one(engine(), fetches, *job), todo):
+                stored = _count(outcome, summary, warn, fetches)
+                if stored is not None:
+                    pending.append(stored)
                 if bar is not None:
                     bar.update(1)
                 if len(pending) >= COMMIT_EVERY:
@@ -128,6 +148,23 @@ def read_texts(
     return summary
 
 
+class _Fetches:
+    """Object-store fetches of one run: how many failed; past MAX_OBJECT_FAILURES none is tried."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.told = False  # that the rest wait for the next run
+        self.lock = threading.Lock()
+
+    def allowed(self) -> bool:
+        with self.lock:
+            return self.failures < MAX_OBJECT_FAILURES
+
+    def failed(self) -> None:
+        with self.lock:
+            self.failures += 1
+
+
 @dataclass
 class _Outcome:
     digest: str
@@ -135,12 +172,39 @@ class _Outcome:
     page: PageText | None = None
     problem: str | None = None  # why the file could not be decoded
     failure: str | None = None  # why OCR could not read the decoded picture
+    unreachable: str | None = None  # why the object could not be fetched ("" when not tried)
 
 
-def _read_one(reader: TextReader, digest: str, path: str, width: int, height: int) -> _Outcome:
-    """Decode and read one picture (in a pool thread). Never raises."""
+def _fetch(fetches: _Fetches, digest: str, path: str) -> bytes | _Outcome:
+    """An object's bytes, or the outcome of a failed fetch. Never raises."""
+    if not fetches.allowed():
+        return _Outcome(digest, path, unreachable="")
     try:
-        image = decode_file(path, draft_size=OCR_MAX_SIDE)[0]
+        return read_bytes(path, max_bytes=OBJECT_MAX_BYTES, timeout=OBJECT_TIMEOUT_S)
+    except TooLarge as exc:  # for good: stored without text, not fetched again until it changes
+        return _Outcome(digest, path, failure=str(exc))
+    except FileNotFoundError:
+        reason = "the object is gone"
+    except TimeoutError:
+        reason = f"the store did not answer in {OBJECT_TIMEOUT_S:g} s"
+    except OSError as exc:  # unreachable, refused, no pyarrow
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    fetches.failed()
+    return _Outcome(digest, path, unreachable=reason)
+
+
+def _read_one(
+    reader: TextReader, fetches: _Fetches, digest: str, path: str, width: int, height: int
+) -> _Outcome:
+    """Fetch (an object), decode and read one picture (in a pool thread). Never raises."""
+    source: str | bytes = path
+    if is_uri(path):
+        fetched = _fetch(fetches, digest, path)
+        if isinstance(fetched, _Outcome):
+            return fetched
+        source = fetched
+    try:
+        image = decode_file(source, draft_size=OCR_MAX_SIDE)[0]
     except ImageDecodeError as exc:
         return _Outcome(digest, path, problem=str(exc))
     except OSError as exc:  # vanished or unreadable since the images were stored
@@ -151,8 +215,23 @@ def _read_one(reader: TextReader, digest: str, path: str, width: int, height: in
         return _Outcome(digest, path, failure=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
-def _count(outcome: _Outcome, summary: TextSummary, warn: Warn) -> words.StoredText:
-    """The row to store for an outcome, counted in the summary (one warning for a failure)."""
+def _count(outcome: _Outcome, summary: TextSummary, warn: Warn, fetches: _Fetches) -> words.StoredText | None:
+    """The row to store for an outcome, counted in the summary (one warning for a failure); None
+    for an object that was not fetched (nothing stored: the next run tries again)."""
+    if outcome.unreachable is not None:
+        summary.unreachable += 1
+        if outcome.unreachable:
+            warn(
+                outcome.path,
+                f"cannot fetch it to read its text ({outcome.unreachable}); indexed without text",
+            )
+        elif not fetches.told:
+            fetches.told = True
+            warn(
+                outcome.path,
+                f"stopped fetching objects after {fetches.failures} failures: the rest wait for the next run",
+            )
+        return None
     summary.read += 1
     page = outcome.page
     if page is None:
@@ -182,8 +261,9 @@ def after_index(db: CatalogDB, roots: Sequence[object], *, ocr: bool | None, pro
         return None
     from pixgrep.catalog.ingest import index_lock, validate_roots
 
-    local = [root for root in map(str, roots) if "://" not in root]
+    local = [root for root in map(str, roots) if not is_uri(root)]
     folders = validate_roots([Path(os.path.expanduser(root)) for root in local]) if local else []
+    folders += [root.rstrip("/") for root in map(str, roots) if is_uri(root)]  # object-store prefixes
     warn = lambda path, reason: log.warning("%s: %s", path, reason)  # noqa: E731
     # Waited for quietly: a run that waited for another one's images has said so already.
     with index_lock(db, lambda path, reason: None):

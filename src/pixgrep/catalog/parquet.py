@@ -7,8 +7,9 @@ inference output (`img_emb/img_emb_N.npy` + `metadata/metadata_N.parquet`, rows 
 Rows without a content hash get a synthetic key, SYNTHETIC_PREFIX + blake2b(path), with size 0
 and mtime -1: a later local index of that path never matches the stored (size, mtime), so it hashes
 the real file and replaces the row (and drops the synthetic vector), never keeps two rows for one
-file. Import commits every batch with its progress in `meta`, so an interrupted import resumes
-where it stopped.
+file. A caption column (CAPTION_COLUMNS) is kept per row and searched as words (catalog/captions.py);
+a re-import of an input with captions replaces them. Import commits every batch with its progress
+in `meta`, so an interrupted import resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,21 +32,30 @@ from pixgrep.errors import PixgrepError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-EXPORT_COLUMNS = (
-    "path",
-    "content_hash",
-    "model",
-    "vector",
-    "width",
-    "height",
-    "taken_at",
-    "size",
-    "mtime_ns",
-    "format",
-    "path_bytes",
+# Export's columns, in order: (name, Arrow type, its value in a row of imported.iter_exportable).
+# The vector is written apart (a fixed-size list); every other column but the path is one an
+# import takes back as it is (_OPTIONAL).
+_EXPORTED: tuple[tuple[str, str, Callable[[tuple], Any]], ...] = (
+    ("path", "string", lambda r: _as_text(r[0])),  # readable text; the exact bytes in path_bytes
+    ("content_hash", "string", itemgetter(3)),
+    ("model", "string", itemgetter(8)),
+    ("vector", "", itemgetter(9)),  # the blob, written as a fixed-size list of float32
+    ("width", "int32", itemgetter(4)),
+    ("height", "int32", itemgetter(5)),
+    ("taken_at", "string", itemgetter(7)),
+    ("size", "int64", itemgetter(1)),
+    ("mtime_ns", "int64", itemgetter(2)),
+    ("format", "string", itemgetter(6)),
+    ("path_bytes", "binary", lambda r: _raw_name(r[0])),
+    ("caption", "string", itemgetter(10)),
 )
+EXPORT_COLUMNS = tuple(name for name, _, _ in _EXPORTED)
 PATH_COLUMNS = ("path", "image_path")  # pixgrep's, clip-retrieval's
 VECTOR_COLUMNS = ("vector", "embedding", "image_embedding")
+# The text beside each image, searched as words: pixgrep's and clip-retrieval's `caption`, the
+# `TEXT` of LAION's metadata, a plain `text`. The first one present is kept.
+CAPTION_COLUMNS = ("caption", "TEXT", "text")
+_OPTIONAL = tuple(name for name in EXPORT_COLUMNS if name not in ("path", "vector", "caption"))
 IMPORT_BATCH = 10_000  # rows per transaction: big enough for speed, small enough to resume cheaply
 
 
@@ -87,23 +98,15 @@ def export_parquet(db: CatalogDB, out: str | os.PathLike, model: str) -> int:
     try:
         for rows in iter_exportable(db, model):
             vectors = np.stack([blob_to_vector(r[9]) for r in rows]).astype(np.float32)
-            dim = vectors.shape[1]
-            table = pa.table(
-                {
-                    # a name in no encoding: readable text in `path`, its exact bytes in path_bytes
-                    "path": pa.array([_as_text(r[0]) for r in rows], pa.string()),
-                    "content_hash": pa.array([r[3] for r in rows], pa.string()),
-                    "model": pa.array([r[8] for r in rows], pa.string()),
-                    "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
-                    "width": pa.array([r[4] for r in rows], pa.int32()),
-                    "height": pa.array([r[5] for r in rows], pa.int32()),
-                    "taken_at": pa.array([r[7] for r in rows], pa.string()),
-                    "size": pa.array([r[1] for r in rows], pa.int64()),
-                    "mtime_ns": pa.array([r[2] for r in rows], pa.int64()),
-                    "format": pa.array([r[6] for r in rows], pa.string()),
-                    "path_bytes": pa.array([_raw_name(r[0]) for r in rows], pa.binary()),
-                }
-            )
+            columns = {
+                name: (
+                    pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
+                    if name == "vector"
+                    else pa.array([value(r) for r in rows], pa.type_for_alias(kind))
+                )
+                for name, kind, value in _EXPORTED
+            }
+            table = pa.table(columns)
             if writer is None:
                 writer = pq.ParquetWriter(partial, table.schema, compression="zstd")
             writer.write_table(table)
@@ -140,6 +143,7 @@ class Source:
     npy: Path | None = None  # clip-retrieval: the vectors, rows in the order of the metadata
     path_column: str = ""
     vector_column: str | None = None
+    caption_column: str | None = None  # the first of CAPTION_COLUMNS present
     dim: int = 0
     rows: int = 0
     models: set[str] = field(default_factory=set)
@@ -155,7 +159,7 @@ class Source:
     def chunks(self, skip: int, batch: int) -> Iterator[Chunk]:
         """The rows after the first `skip`, in chunks of at most `batch`."""
         _, pq = _pyarrow()
-        wanted = [c for c in (*_OPTIONAL, self.path_column, self.vector_column) if c]
+        wanted = [c for c in (*_OPTIONAL, self.path_column, self.vector_column, self.caption_column) if c]
         file = pq.ParquetFile(self.parquet)
         present = [c for c in dict.fromkeys(wanted) if c in file.schema_arrow.names]
         emb = np.load(self.npy, mmap_mode="r") if self.npy is not None else None
@@ -178,19 +182,6 @@ class Source:
             }
             yield Chunk(columns, vectors)
             offset += n
-
-
-_OPTIONAL = (
-    "content_hash",
-    "model",
-    "width",
-    "height",
-    "taken_at",
-    "size",
-    "mtime_ns",
-    "format",
-    "path_bytes",
-)
 
 
 def _as_text(stored: str | bytes) -> str:
@@ -233,6 +224,7 @@ def _describe_parquet(source: Source, expect_models: bool = True) -> None:
     if path_column is None:
         raise PixgrepError(f"{source.label}: no path column (needs 'path' or 'image_path')")
     source.path_column = path_column
+    source.caption_column = next((c for c in CAPTION_COLUMNS if c in names), None)
     if source.npy is not None:
         try:
             emb = np.load(source.npy, mmap_mode="r")
@@ -352,7 +344,8 @@ def import_sources(
         for chunk in source.chunks(done, batch):
             rows, vectors = _rows_of(chunk, source)
             done += len(chunk.vectors)
-            import_batch(db, rows, vectors, model, progress=(key, str(done)))
+            captions = chunk.columns[source.caption_column] if source.caption_column else None
+            import_batch(db, rows, vectors, model, captions=captions, progress=(key, str(done)))
             summary.rows += len(rows)
             summary.seconds = time.monotonic() - started
             if progress is not None:

@@ -7,12 +7,12 @@ One FTS row per image (rowid = image id), in five columns:
            ("passportScan_2019-B14.jpg" -> "passportScan 2019 B14 passport Scan B 14")
   folder   the names of the (at most FOLDER_DEPTH) folders holding it
   meta     XMP / IPTC title, description and keywords (catalog/metadata.py's tables)
-  caption  reserved for captions of imported rows (none are stored yet)
+  caption  the caption an imported row came with (catalog/captions.py)
 Tokenised by unicode61 with remove_diacritics 2 (so "cafe" finds "Café"), with prefix indexes.
 
 `words_source` remembers what each row was built from (path, content hash, metadata source, OCR
-time). `sync` compares that with the catalog and rebuilds only the rows that differ, inside one
-transaction; a missing index is simply every row differing. An image deleted from the catalog
+time, caption time). `sync` compares that with the catalog and rebuilds only the rows that differ,
+inside one transaction; a missing index is simply every row differing. An image deleted from the catalog
 leaves the index in the same transaction (a trigger). A catalog that cannot be written gets the
 index in SQLite's temp schema, built on first use in this process.
 """
@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pixgrep.catalog import imported
+from pixgrep.catalog import captions, imported
 from pixgrep.catalog.db import _BUGS, CatalogDB, _reason, path_from_db
 from pixgrep.errors import PixgrepError
 
@@ -101,6 +101,11 @@ def _has_tables(db: CatalogDB) -> bool:
     return int(row[0]) == 2
 
 
+def has_index(db: CatalogDB) -> bool:
+    """Whether the word index exists (else its first use builds it from the catalog)."""
+    return _has_tables(db)
+
+
 def _has_ocr_table(db: CatalogDB) -> bool:
     row = db.conn.execute("SELECT 1 FROM main.sqlite_master WHERE name = 'ocr_text'").fetchone()
     return row is not None
@@ -161,7 +166,7 @@ def _state(db: CatalogDB) -> str:
 
 
 _SOURCE_SQL = """
-    SELECT images.id, images.path, images.content_hash, IFNULL(photo_meta.source, ''), {ocr}
+    SELECT images.id, images.path, images.content_hash, IFNULL(photo_meta.source, ''), {ocr}, {caption}
     FROM images LEFT JOIN photo_meta ON photo_meta.image_id = images.id
     {join} WHERE images.error IS NULL {only}
 """
@@ -169,20 +174,27 @@ _SOURCE_SQL = """
 
 def _sources(db: CatalogDB, ids: Sequence[int] | None) -> dict[int, tuple[str, str, str]]:
     """image id -> (path, content hash, stamp) for the rows the index should hold."""
-    has_ocr = _has_ocr_table(db)
+    has_ocr, has_captions = _has_ocr_table(db), captions.has_table(db)
+    joins = [
+        "LEFT JOIN ocr_text ON ocr_text.content_hash = images.content_hash" if has_ocr else "",
+        "LEFT JOIN captions ON captions.image_id = images.id" if has_captions else "",
+    ]
     sql = _SOURCE_SQL.format(
         ocr="IFNULL(ocr_text.read_at, '')" if has_ocr else "''",
-        join="LEFT JOIN ocr_text ON ocr_text.content_hash = images.content_hash" if has_ocr else "",
+        caption="IFNULL(captions.stored_at, '')" if has_captions else "''",
+        join=" ".join(joins),
         only="" if ids is None else "AND images.id IN ({marks})",
     )
     out: dict[int, tuple[str, str, str]] = {}
     chunks = [None] if ids is None else [list(ids[i : i + 500]) for i in range(0, len(ids), 500)]
     for chunk in chunks:
         query = sql if chunk is None else sql.replace("{marks}", ",".join("?" * len(chunk)))
-        for image_id, path, digest, meta_source, ocr_at in db.conn.execute(query, chunk or ()):
+        for image_id, path, digest, meta_source, ocr_at, caption_at in db.conn.execute(query, chunk or ()):
             # A name that is not UTF-8 (surrogate escapes) is indexed with its bytes shown \xNN.
             path = os.fsencode(path_from_db(path)).decode("utf-8", "backslashreplace")
-            out[image_id] = (path, digest, f"{path}\0{digest}\0{meta_source}\0{ocr_at}")
+            stamp = f"{path}\0{digest}\0{meta_source}\0{ocr_at}"
+            # Only a row with a caption says so: the stamps of every other row stay as they were.
+            out[image_id] = (path, digest, f"{stamp}\0{caption_at}" if caption_at else stamp)
     return out
 
 
@@ -220,10 +232,21 @@ def sync(db: CatalogDB, *, force: bool = False) -> int:
     return len(stale) + len(gone)
 
 
+def in_step(db: CatalogDB) -> bool:
+    """Whether the index exists and the catalog has not changed since its last sync."""
+    return has_index(db) and not db.read_only and imported.meta_value(db, SYNC_META_KEY) == _state(db)
+
+
+def mark_in_step(db: CatalogDB) -> None:
+    """Inside the caller's transaction, after it changed the catalog and every index row that
+    change touches (an import batch): the next sync has nothing to compare."""
+    db.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (SYNC_META_KEY, _state(db)))
+
+
 def update_images(db: CatalogDB, ids: Sequence[int]) -> None:
     """Rebuild the index rows of these images inside the caller's transaction (when the index
     exists; otherwise the next sync builds all of it)."""
-    if ids and _has_tables(db):
+    if ids and has_index(db):
         wanted = _sources(db, list(ids))
         _delete(db, [i for i in ids if i not in wanted])
         _rebuild(db, wanted)
@@ -241,8 +264,9 @@ def _rebuild(db: CatalogDB, rows: dict[int, tuple[str, str, str]]) -> None:
     _delete(db, ids)
     texts = _ocr_texts(db, {digest for _, digest, _ in rows.values()})
     metas = _meta_texts(db, ids)
+    captioned = captions.texts(db, ids)
     db.conn.executemany(
-        "INSERT INTO words (rowid, text, name, folder, meta, caption) VALUES (?, ?, ?, ?, ?, '')",
+        "INSERT INTO words (rowid, text, name, folder, meta, caption) VALUES (?, ?, ?, ?, ?, ?)",
         [
             (
                 i,
@@ -250,6 +274,7 @@ def _rebuild(db: CatalogDB, rows: dict[int, tuple[str, str, str]]) -> None:
                 name_words(os.path.basename(path)),
                 folder_words(path),
                 metas.get(i, ""),
+                captioned.get(i, ""),
             )
             for i, (path, digest, _) in rows.items()
         ],
@@ -376,8 +401,10 @@ def text_lines(db: CatalogDB, content_hash: str) -> list:
 
 @_one_line
 def counts(db: CatalogDB) -> dict:
-    """For `pixgrep stats`: whether OCR is on, images read, images with text, text-free ones."""
+    """For `pixgrep stats`: whether OCR is on, images read, images with text, text-free ones, and
+    images with an imported caption."""
     out = {"ocr": ocr_enabled(db), "with_text": 0, "text_read": 0, "text_free": 0}
+    out["with_caption"] = captions.count(db)
     if not _has_ocr_table(db):
         return out
     row = db.conn.execute(

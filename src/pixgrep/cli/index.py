@@ -147,6 +147,8 @@ def _stats(args: argparse.Namespace) -> int:
     if "with_text" in stats:  # words: OCR (docs/words.md)
         ocr = "on" if stats["ocr"] else "off (pixgrep index --ocr reads it)"
         print(f"text      {stats['with_text']}  (of {stats['text_read']} read; OCR {ocr})")
+    if stats.get("with_caption"):  # captions imported from Parquet
+        print(f"captions  {stats['with_caption']}  (imported)")
     for model, index in sorted((stats.get("search_index") or {}).items()):
         if index is None:
             print(f"search    {model}: no index yet (built by the next search)")

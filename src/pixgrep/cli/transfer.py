@@ -12,7 +12,8 @@ examples:
   pixgrep export-vectors --parquet photos.parquet         the catalog's one model
   pixgrep export-vectors --parquet photos.parquet --model pixgrep-mini
 
-Columns: path, content_hash, model, vector (float32), width, height, taken_at, size, mtime_ns, format.
+Columns: path, content_hash, model, vector (float32), width, height, taken_at, size, mtime_ns, format,
+path_bytes, caption (of imported rows).
 """
 
 IMPORT_EPILOG = """\
@@ -23,8 +24,9 @@ examples:
   pixgrep -n --in /data/photos "a red car"                 search what was imported
 
 Needed columns: a path ('path' or 'image_path') and the vector ('vector' or 'embedding'; a clip-retrieval
-folder has its vectors in img_emb/*.npy). Rows without a content hash are replaced when a local index
-reads the same file. Ctrl-C is safe: run the same command again to resume.
+folder has its vectors in img_emb/*.npy). A 'caption', 'TEXT' or 'text' column is kept and searched as
+words. Rows without a content hash are replaced when a local index reads the same file. Ctrl-C is safe:
+run the same command again to resume.
 """
 
 
