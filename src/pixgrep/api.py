@@ -195,7 +195,9 @@ class Catalog:
             return search(self._db, self._encoder, [], options, catalog_lock)  # type: ignore[arg-type]
         from pixgrep.search.words import search_with_words  # words and meaning together
 
-        return search_with_words(self._db, lambda: self.encoder, to_terms(query or ""), options, catalog_lock)
+        # options.lang: this search's query language, on a view of the shared encoder (NLLB only)
+        encoder = lambda: self.encoder.in_language(options.lang)  # noqa: E731
+        return search_with_words(self._db, encoder, to_terms(query or ""), options, catalog_lock)
 
     def search_vector(
         self, vector: np.ndarray, options: SearchOptions | None = None, **fields: Any
