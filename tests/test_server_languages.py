@@ -17,25 +17,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from serverkit import add_to_catalog, make_images
-from tiny_nllb import echo_nllb_folder
+from tiny_nllb import planted_catalog
 
 from pixgrep.models import languages
 from pixgrep.server.app import create_app
 
 QUERY = "ein Hund auf der Wiese"
 PLANTED = ("eng_Latn", "deu_Latn", "zho_Hans")  # one image per language token
-
-
-class Planted:
-    """What serverkit.add_to_catalog asks of an encoder: the model id, and one vector per image
-    in the order the files are given."""
-
-    def __init__(self, model_id: str, vectors: list[np.ndarray]):
-        self.model_id = model_id
-        self.vectors = list(vectors)
-
-    def encode_images(self, images):
-        return [self.vectors.pop(0) for _ in images]
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +40,8 @@ def no_language_settings():
 def nllb(tmp_path_factory, no_language_settings):
     """(client of a server of the NLLB-style model, image id by the language of its vector)."""
     pytest.importorskip("onnx")
-    from pixgrep.models import load_encoder
-
-    base = tmp_path_factory.mktemp("nllb")
-    folder = echo_nllb_folder(base / "model", first_token=True)
-    encoder = load_encoder(str(folder))
-    files = make_images(base / "photos", per_colour=1)[: len(PLANTED)]
-    vectors = [encoder.encode_texts([QUERY], language=code)[0] for code in PLANTED]
-    ids = add_to_catalog(base / "catalog.db", files, Planted(encoder.model_id, vectors))
-    by_language = {code: ids[str(file)] for code, file in zip(PLANTED, files, strict=True)}
-    app = create_app(base / "catalog.db", model=str(folder))
-    with TestClient(app, base_url="http://localhost") as client:
+    folder, catalog, by_language = planted_catalog(tmp_path_factory.mktemp("nllb"), QUERY, PLANTED)
+    with TestClient(create_app(catalog, model=str(folder)), base_url="http://localhost") as client:
         yield client, by_language
 
 

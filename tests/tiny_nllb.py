@@ -63,3 +63,32 @@ def echo_nllb_folder(folder: Path, *, first_token: bool = False) -> Path:
     (folder / "config.json").write_text(json.dumps({"embed_dim": CONTEXT, "text_cfg": text_cfg}))
     (folder / "visual" / "preprocess_cfg.json").write_text(json.dumps({"size": 8}))
     return folder
+
+
+class _Planted:
+    """What serverkit.add_to_catalog asks of an encoder: the model id, and one vector per image in
+    the order the files are given."""
+
+    def __init__(self, model_id: str, vectors: list):
+        self.model_id = model_id
+        self.vectors = list(vectors)
+
+    def encode_images(self, images):
+        return [self.vectors.pop(0) for _ in images]
+
+
+def planted_catalog(base: Path, query: str, codes: tuple[str, ...]) -> tuple[Path, Path, dict[str, int]]:
+    """(model folder, catalog, image id by language): the first-token model, and a catalog of one
+    picture per language whose vector is `query`'s in that language, so a search for `query` ranks
+    first the picture of the language token the text tower was fed."""
+    from serverkit import add_to_catalog, make_images
+
+    from pixgrep.models import load_encoder
+
+    folder = echo_nllb_folder(base / "model", first_token=True)
+    encoder = load_encoder(str(folder))
+    files = make_images(base / "photos", per_colour=1)[: len(codes)]
+    vectors = [encoder.encode_texts([query], language=code)[0] for code in codes]
+    ids = add_to_catalog(base / "catalog.db", files, _Planted(encoder.model_id, vectors))
+    by_language = {code: ids[str(file)] for code, file in zip(codes, files, strict=True)}
+    return folder, base / "catalog.db", by_language
