@@ -362,6 +362,8 @@ class InLanguage(Encoder):
         self.language = language  # a FLORES-200 code
 
     def __getattr__(self, name: str):  # folder, config, ...: the base's
+        if name == "base":  # not set yet (a copy being made): no endless lookup
+            raise AttributeError(name)
         return getattr(self.base, name)
 
     def __repr__(self) -> str:
