@@ -231,3 +231,31 @@ def test_odd_bytes_in_a_query_string_are_answered(nllb, tiny):
         for raw in ("%FF%FE", "%ED%A0%80", "%E4%B8", "%00", "%F0%9F%90%95%E2%80%8D"):
             response = client.get(f"/api/search?q={raw}dog")
             assert response.status_code == 200, (raw, response.text)
+
+
+@pytest.mark.torch
+def test_a_real_nllb_clip_tower_over_http(tmp_path, no_language_settings):
+    """The reduced NLLB-CLIP of tests/tiny_hf_towers.py (a real M2M100 text tower, exported):
+    each language's scores over HTTP are the in-process ones for that language, and differ
+    between languages; odd queries are answered."""
+    for name in ("torch", "open_clip", "timm", "transformers"):
+        pytest.importorskip(name)
+    import tiny_hf_towers
+    from hf_tokenizers import MULTILINGUAL
+
+    from pixgrep.api import open_catalog
+
+    built = tiny_hf_towers.build(tmp_path, tiny_hf_towers.nllb, MULTILINGUAL * 5 + [QUERY] * 5)
+    make_images(tmp_path / "photos", per_colour=1)
+    catalog = tmp_path / "catalog.db"
+    with open_catalog(catalog, str(built.folder)) as local:
+        local.index([tmp_path / "photos"])
+        expected = {lang: local.search(QUERY, k=10, lang=lang) for lang in ("de", "zh", "ar")}
+    with TestClient(create_app(catalog, model=str(built.folder)), base_url="http://localhost") as client:
+        for lang, results in expected.items():
+            got = client.get("/api/search", params={"q": QUERY, "lang": lang, "k": 10}).json()["results"]
+            assert [r["id"] for r in got] == [r.image_id for r in results]
+            np.testing.assert_allclose([r["score"] for r in got], [r.score for r in results], atol=1e-5)
+        assert [r.score for r in expected["de"]] != [r.score for r in expected["zh"]]
+        for text in ODD_QUERIES:
+            _assert_answered(post(client, "/api/search", {"q": text, "lang": "ar"}), text)
