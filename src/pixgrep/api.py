@@ -177,7 +177,8 @@ class Catalog:
         or date filter (near=, camera=, tag=, place=, after=, before=) lists the matching images,
         newest first, without loading the model. words="auto" ranks a text query by the word index
         (text in pictures, names, keywords) and CLIP together, "only" by words alone, "off" by CLIP
-        alone (search/words.py).
+        alone (search/words.py). lang="de": the language of this search's text, for models told
+        it (NLLB-CLIP; default: the catalog's `lang`, else models.languages).
 
         The results are a list with `notes` (e.g. a query text cut at the model's context
         length). catalog_lock: a lock a caller shares this Catalog under (the server's); it is
