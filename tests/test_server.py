@@ -491,7 +491,14 @@ def test_stats_models_and_folders(client, world):
     assert stats["images"] == len(world["files"]) and stats["searchable"] == len(world["files"])
     assert stats["model"] == "fake"
     models = ok(client.get("/api/models"))
-    assert models["served"] == {"name": "fake", "model_id": "fake", "dim": 192}
+    assert models["served"] == {
+        "name": "fake",
+        "model_id": "fake",
+        "dim": 192,
+        "languages": "en",
+        "multilingual": False,
+        "query_language": None,
+    }
     assert any(m.get("default") for m in models["known"])
     folders = ok(client.get("/api/folders"))["folders"]
     assert {f["folder"] for f in folders} == {str(p.parent) for p in world["files"]}
@@ -655,11 +662,12 @@ def test_knn_service_deduplicate(tmp_path, world):
 
 
 def test_knn_service_ignores_clip_retrieval_only_options(client):
+    # use_mclip is not ignored: tests/test_server_languages.py
     rows = ok(
         knn(
             client,
             text="boat",
-            use_mclip=True,
+            use_mclip=False,
             use_safety_model=True,
             use_violence_detector=True,
             aesthetic_score=9,

@@ -177,3 +177,22 @@ def test_a_folder_and_files_named_in_no_encoding_come_back_as_the_same_bytes(ser
     assert sorted(os.fsencode(line) for line in handed.stdout.splitlines()) == sorted(
         os.path.join(folder, name) for name in (b"\xff\xfe.png", b"r\xe9sum\xe9.png")
     )
+
+
+def test_a_handed_off_query_carries_this_processs_language(tmp_path, monkeypatch):
+    from pixgrep.cli import main
+    from pixgrep.models import languages
+
+    sent: list[dict] = []
+    monkeypatch.setattr(handoff, "ask", lambda catalog, model, body: sent.append(body) or ([], []))
+    monkeypatch.setattr(languages, "_default", None)
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PIXGREP_LANG", "zh-TW")  # not the server's: it may run with another
+    monkeypatch.chdir(tmp_path)
+    args = ["search", "-n", "ein Hund", "--catalog", str(tmp_path / "c.db")]
+    assert main([*args, "--lang", "de"]) == main(args) == 1  # the stub server finds nothing
+    assert [body["lang"] for body in sent] == ["de", "zho_Hant"]
+    monkeypatch.setenv("PIXGREP_LANG", "klingon")  # matters only to NLLB models: the server's call
+    main(args)
+    assert sent[-1]["lang"] is None

@@ -30,6 +30,7 @@ SAMPLES: dict[str, object] = {
     "words": "only",
     "near": "43.77,11.25,5",
     "tone": "cozy",
+    "lang": "de",
     "threshold": 0.25,
     "k": 7,
     "offset": 3,
@@ -128,3 +129,11 @@ def test_a_value_the_engine_refuses_is_a_400_from_every_route(recorded):
         response = _call(client, route, {"tone": ",,"})
         assert response.status_code == 400, (route, response.text)
         assert "--tone needs one or more words" in response.json()["error"]
+
+
+def test_an_unknown_language_is_one_400_from_every_route(recorded):
+    client, routes, _ = recorded
+    for route in routes:
+        response = _call(client, route, {"lang": "klingon"})
+        assert response.status_code == 400, (route, response.text)
+        assert response.json()["error"].startswith("unknown language 'klingon': give an ISO 639-1 code")

@@ -86,18 +86,24 @@ def checkpoint(dest: Path) -> Path:
     return dest
 
 
+def reference_transform(preprocess_cfg: dict):
+    """open_clip's image transform for a model folder's preprocess_cfg.json values."""
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    keys = ("size", "mode", "mean", "std", "interpolation", "resize_mode", "fill_color")
+    cfg = PreprocessCfg(**{k: preprocess_cfg[k] for k in keys if k in preprocess_cfg})
+    return image_transform_v2(cfg, is_train=False)
+
+
 def load_reference(checkpoint_file: Path, tokenizer_dir: Path, preprocess_cfg: dict):
     """(open_clip model, image transform of the folder's preprocess_cfg, open_clip HFTokenizer)."""
     import open_clip
     from open_clip.tokenizer import HFTokenizer
-    from open_clip.transform import PreprocessCfg, image_transform_v2
 
     register()
     model = open_clip.create_model(ARCH, pretrained=str(checkpoint_file))
     model.eval()
-    keys = ("size", "mode", "mean", "std", "interpolation", "resize_mode", "fill_color")
-    cfg = PreprocessCfg(**{k: preprocess_cfg[k] for k in keys if k in preprocess_cfg})
-    transform = image_transform_v2(cfg, is_train=False)
+    transform = reference_transform(preprocess_cfg)
     text_cfg = CONFIG["text_cfg"]
     tokenizer = HFTokenizer(
         str(tokenizer_dir), context_length=text_cfg["context_length"], **text_cfg["tokenizer_kwargs"]

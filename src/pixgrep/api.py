@@ -177,7 +177,8 @@ class Catalog:
         or date filter (near=, camera=, tag=, place=, after=, before=) lists the matching images,
         newest first, without loading the model. words="auto" ranks a text query by the word index
         (text in pictures, names, keywords) and CLIP together, "only" by words alone, "off" by CLIP
-        alone (search/words.py).
+        alone (search/words.py). lang="de": the language of this search's text, for models told
+        it (NLLB-CLIP; default: the catalog's `lang`, else models.languages).
 
         The results are a list with `notes` (e.g. a query text cut at the model's context
         length). catalog_lock: a lock a caller shares this Catalog under (the server's); it is
@@ -195,7 +196,9 @@ class Catalog:
             return search(self._db, self._encoder, [], options, catalog_lock)  # type: ignore[arg-type]
         from pixgrep.search.words import search_with_words  # words and meaning together
 
-        return search_with_words(self._db, lambda: self.encoder, to_terms(query or ""), options, catalog_lock)
+        # options.lang: this search's query language, on a view of the shared encoder (NLLB only)
+        encoder = lambda: self.encoder.in_language(options.lang)  # noqa: E731
+        return search_with_words(self._db, encoder, to_terms(query or ""), options, catalog_lock)
 
     def search_vector(
         self, vector: np.ndarray, options: SearchOptions | None = None, **fields: Any

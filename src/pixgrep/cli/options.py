@@ -6,7 +6,9 @@ import argparse
 import os
 
 
-def add_model_option(parser: argparse.ArgumentParser) -> None:
+def add_model_option(parser: argparse.ArgumentParser, *, lang: bool = True) -> None:
+    """--model, --device and (unless `lang` is False: search declares its own, SearchOptions.lang)
+    --lang, the process's query language."""
     parser.add_argument(
         "--model",
         metavar="NAME_OR_DIR",
@@ -22,6 +24,8 @@ def add_model_option(parser: argparse.ArgumentParser) -> None:
         help="where the model runs: cuda needs onnxruntime-gpu and a GPU; auto (default) takes the GPU "
         "when both are there, else the CPU ($PIXGREP_DEVICE)",
     )
+    if not lang:
+        return
     parser.add_argument(
         "--lang",
         metavar="LANG",
@@ -43,7 +47,7 @@ def _query_language(value: str) -> str:
     return value
 
 
-def add_common_options(parser: argparse.ArgumentParser, *, model: bool = True) -> None:
+def add_common_options(parser: argparse.ArgumentParser, *, model: bool = True, lang: bool = True) -> None:
     """Options shared by every command that opens a catalog."""
     parser.add_argument(
         "--catalog",
@@ -52,7 +56,7 @@ def add_common_options(parser: argparse.ArgumentParser, *, model: bool = True) -
         help="catalog file (default: $PIXGREP_CATALOG or the user data directory)",
     )
     if model:
-        add_model_option(parser)
+        add_model_option(parser, lang=lang)
 
 
 # The largest count any option takes: past it a number overflows the C libraries it reaches

@@ -6,6 +6,7 @@ Heavy modules (numpy, the model runtime) are imported inside the handler, so `--
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -130,7 +131,7 @@ def register(subparsers) -> None:
         metavar="PX",
         help="preview height in pixels (default: 400)",
     )
-    add_common_options(parser)
+    add_common_options(parser, lang=False)  # --lang is a search option (SearchOptions.lang)
     parser.set_defaults(func=run)
 
 
@@ -318,6 +319,11 @@ def _hand_off(args: argparse.Namespace, terms, roots: list[str]):
     tone = body["tone"]  # a request carries tone words as one text, as the page sends them
     body["tone"] = (tone if isinstance(tone, str) else ", ".join(tone)) or None
     body["terms"] = [{"kind": "text", "value": term.value, "weight": term.weight} for term in terms]
+    if body["lang"] is None:  # this process's language ($PIXGREP_LANG, locale), not the server's
+        from pixgrep.models.languages import flores_code
+
+        with contextlib.suppress(PixgrepError):  # a bad $PIXGREP_LANG matters only to NLLB models
+            body["lang"] = flores_code(None)
     return handoff.ask(catalog, args.model, body)
 
 

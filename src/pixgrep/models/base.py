@@ -47,6 +47,33 @@ class Encoder(ABC):
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """n strings -> float32 (n, dim), rows of unit length."""
 
+    @property
+    def languages(self) -> str:
+        """What text queries may be written in: "en", or "multilingual ..." (models.languages)."""
+        return "en"
+
+    @property
+    def multilingual_tokens(self) -> bool:
+        """True when the text tower takes a source-language token (NLLB): `in_language` matters."""
+        return False
+
+    @property
+    def query_language(self) -> str | None:
+        """The language token text queries get when none is asked (a FLORES-200 code); None when
+        the text tower takes none."""
+        return None
+
+    def language_choices(self) -> list[dict[str, object]]:
+        """The languages `in_language` may be given, for a language picker: [] when the text tower
+        takes no language token (see OnnxEncoder.language_choices)."""
+        return []
+
+    def in_language(self, language: str | None) -> Encoder:
+        """This encoder with its text queries in `language` (any code models.languages knows; None:
+        its own default), sharing its towers. An encoder whose text tower takes no language token
+        reads every language alike (or only English): it is its own answer."""
+        return self
+
     def prepare_texts(self) -> None:
         """Start loading what encode_texts needs, in the background (a hint; the default ignores it)."""
         return None

@@ -1,4 +1,5 @@
-"""Query languages for text towers that take a source-language token (NLLB-CLIP).
+"""Query languages: the language token of text towers that take one (NLLB-CLIP), and which models
+read queries in more languages than English.
 
 A language is given as a FLORES-200 code (`deu_Latn`), an ISO 639-1 code (`de`) or a locale
 (`de_DE.UTF-8`, `zh-TW`). Without one: the process default (`--lang`, set_default_language), else
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 
 from pixgrep.errors import PixgrepError
 
@@ -36,7 +38,7 @@ _CODES = {
     "sv": "swe_Latn", "sw": "swh_Latn", "ta": "tam_Taml", "te": "tel_Telu", "tg": "tgk_Cyrl",
     "th": "tha_Thai", "tl": "tgl_Latn", "tr": "tur_Latn", "uk": "ukr_Cyrl", "ur": "urd_Arab",
     "uz": "uzn_Latn", "vi": "vie_Latn", "yo": "yor_Latn", "zh": "zho_Hans", "zu": "zul_Latn",
-    "zh_tw": "zho_Hant", "zh_hk": "zho_Hant", "zh_hant": "zho_Hant", "zh_mo": "zho_Hant",
+    "zh_hant": "zho_Hant", "zh_tw": "zho_Hant", "zh_hk": "zho_Hant", "zh_mo": "zho_Hant",
     "fil": "tgl_Latn", "yue": "yue_Hant",
 }  # fmt: skip
 
@@ -83,3 +85,44 @@ def _from_code(value: str) -> str | None:
     if value in ("", "c", "posix"):
         return None
     return _CODES.get(value) or _CODES.get(value.split("_")[0])
+
+
+def choices(has_token: Callable[[str], bool] = lambda code: True) -> list[dict[str, object]]:
+    """The languages of this table a query may be asked in, for a language picker: each FLORES-200
+    code that `has_token` accepts, with the BCP 47 tags that name it (the first is the one to show)."""
+    tags: dict[str, list[str]] = {}
+    for key, code in _CODES.items():
+        tags.setdefault(code, []).append(_bcp47(key))
+    return [{"code": code, "tags": names} for code, names in tags.items() if has_token(code)]
+
+
+def _bcp47(key: str) -> str:
+    """A key of the table as a BCP 47 tag, as browsers write them: zh_hant -> zh-Hant, pt_br -> pt-BR."""
+    first, *rest = key.split("_")
+    return "-".join([first, *(part.title() if len(part) == 4 else part.upper() for part in rest)])
+
+
+# Open_clip's Hugging Face tokenizers of multilingual text towers, by a part of the name it gives.
+_MULTILINGUAL_TOKENIZERS = ("nllb", "xlm-roberta", "siglip2")
+
+
+def model_languages(config: dict, model_id: str) -> str:
+    """What text queries to a model may be written in, as the registry's `languages` says it ("en",
+    or "multilingual ..."): config.json's `languages` when the folder says, else the registry entry
+    of the model id (its int8 variant too), else "multilingual" for a text tower whose tokenizer is
+    NLLB's, XLM-R's or SigLIP 2's, else "en"."""
+    from pixgrep.models.registry import MODELS
+
+    declared = config.get("languages")
+    if isinstance(declared, str) and declared.strip():
+        return declared.strip()
+    spec = MODELS.get(model_id.split("@", 1)[0])
+    if spec is not None:
+        return spec.languages
+    tokenizer = str((config.get("text_cfg") or {}).get("hf_tokenizer_name") or "").lower()
+    return "multilingual" if any(name in tokenizer for name in _MULTILINGUAL_TOKENIZERS) else "en"
+
+
+def is_multilingual(languages: str) -> bool:
+    """True for a `languages` value (registry, model_languages) that names more than English."""
+    return languages.startswith("multilingual")

@@ -218,7 +218,9 @@ class OnnxEncoder(Encoder):
         for thread in self._prefetch:
             thread.join()
 
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+    def encode_texts(self, texts: Sequence[str], *, language: str | None = None) -> np.ndarray:
+        """Unit vectors of `texts`; `language`: a FLORES-200 code for NLLB towers (None: the
+        encoder's own, `self.language`, else models.languages' default)."""
         self._prepared()
         texts = [texts] if isinstance(texts, str) else list(texts)
         if not texts:
@@ -226,7 +228,7 @@ class OnnxEncoder(Encoder):
         tower = self.textual
         # Tokenize per chunk, so that the padding cut (and HF padding) follows each chunk's longest text.
         parts = [
-            tower.run(self._text_feeds(tower, texts[i : i + MAX_BATCH]))
+            tower.run(self._text_feeds(tower, texts[i : i + MAX_BATCH], language))
             for i in range(0, len(texts), MAX_BATCH)
         ]
         return unit_rows(np.concatenate(parts) if len(parts) > 1 else parts[0])
@@ -237,17 +239,51 @@ class OnnxEncoder(Encoder):
         tokenizer = self._get_tokenizer(self.textual)
         return [tokenizer.cut_text(text) for text in texts]
 
-    def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    def tokenize(self, texts: Sequence[str], *, language: str | None = None) -> dict[str, np.ndarray]:
         """The text tower's input arrays for these texts (exposed for parity tests and debugging)."""
         self._prepared()
-        return self._text_feeds(self.textual, list(texts))
+        return self._text_feeds(self.textual, list(texts), language)
 
     @property
     def multilingual_tokens(self) -> bool:
         """True when the text tower takes a source-language token (NLLB): `language` matters."""
         return _is_nllb(self.config)
 
-    def _text_feeds(self, tower: Tower, texts: list[str]) -> dict[str, np.ndarray]:
+    @property
+    def languages(self) -> str:
+        from pixgrep.models.languages import model_languages
+
+        return model_languages(self.config, self.model_id)
+
+    @property
+    def query_language(self) -> str | None:
+        """The FLORES-200 code text queries get when none is asked (NLLB towers); None for others."""
+        from pixgrep.models.languages import flores_code
+
+        return flores_code(self.language) if self.multilingual_tokens else None
+
+    def in_language(self, language: str | None) -> Encoder:
+        if language is None or not self.multilingual_tokens:
+            return self
+        from pixgrep.models.languages import flores_code
+
+        return InLanguage(self, flores_code(language))
+
+    def language_choices(self) -> list[dict[str, object]]:
+        """The languages of models.languages' table that the tower has a token for (NLLB; [] for
+        towers that take none), with their BCP 47 tags: a web page's language picker."""
+        if not self.multilingual_tokens:
+            return []
+        from pixgrep.models.languages import choices
+        from pixgrep.models.tokenizer import OpenClipHFTokenizer
+
+        self._prepared()
+        tokenizer = self._get_tokenizer(self.textual)
+        if not isinstance(tokenizer, OpenClipHFTokenizer):
+            return []
+        return choices(lambda code: tokenizer.language_id(code) is not None)
+
+    def _text_feeds(self, tower: Tower, texts: list[str], language: str | None) -> dict[str, np.ndarray]:
         from pixgrep.models.tokenizer import HFTokenizer, OpenClipHFTokenizer
 
         tokenizer = self._get_tokenizer(tower)
@@ -256,13 +292,14 @@ class OnnxEncoder(Encoder):
             return {name: arrays[name].astype(tower.dtype(name)) for name in tower.inputs if name in arrays}
         name = next(iter(tower.inputs))
         if isinstance(tokenizer, OpenClipHFTokenizer):
-            language = None
             if tokenizer.nllb:
                 from pixgrep.models.languages import flores_code
 
-                language = flores_code(self.language)
+                language = flores_code(language or self.language)
                 if tokenizer.language_id(language) is None:
                     raise PixgrepError(f"{self.model_id} has no token for the language {language}")
+            else:
+                language = None
             return {name: tokenizer(texts, dtype=tower.dtype(name), language=language)}
         ids = tokenizer(texts, dtype=tower.dtype(name))
         if self._cut_padding(tower):  # only zero padding after the last end token goes
@@ -313,3 +350,63 @@ def _is_nllb(config: dict) -> bool:
     """NLLB's tokenizer (open_clip's nllb-clip-* configs name it; Immich's exports keep the name)."""
     name = (config.get("text_cfg") or {}).get("hf_tokenizer_name") or ""
     return "nllb" in str(name).lower()
+
+
+class InLanguage(Encoder):
+    """An OnnxEncoder whose text queries are in one language (NLLB's token), sharing its towers and
+    everything else: what one search asks for (SearchOptions.lang) without touching the encoder
+    that other requests share."""
+
+    def __init__(self, base: OnnxEncoder, language: str):
+        self.base = base
+        self.language = language  # a FLORES-200 code
+
+    def __getattr__(self, name: str):  # folder, config, ...: the base's
+        if name == "base":  # not set yet (a copy being made): no endless lookup
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    def __repr__(self) -> str:
+        return f"{self.base!r} in {self.language}"
+
+    model_id = property(lambda self: self.base.model_id)
+    dim = property(lambda self: self.base.dim)
+    logit_scale = property(lambda self: self.base.logit_scale)
+    logit_bias = property(lambda self: self.base.logit_bias)
+    image_size = property(lambda self: self.base.image_size)
+
+    @property
+    def languages(self) -> str:
+        return self.base.languages
+
+    @property
+    def multilingual_tokens(self) -> bool:
+        return True
+
+    @property
+    def query_language(self) -> str:
+        return self.language
+
+    def in_language(self, language: str | None) -> Encoder:
+        return self.base.in_language(language) if language is not None else self
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        return self.base.preprocess(image)
+
+    def preprocess_for_index(self, image: Image.Image) -> np.ndarray:
+        return self.base.preprocess_for_index(image)
+
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        return self.base.encode_pixels(pixels)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return self.base.encode_texts(texts, language=self.language)
+
+    def prepare_texts(self) -> None:
+        self.base.prepare_texts()
+
+    def cut_texts(self, texts: Sequence[str]) -> list[str | None]:
+        return self.base.cut_texts(texts)
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        return self.base.tokenize(texts, language=self.language)

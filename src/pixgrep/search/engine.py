@@ -206,6 +206,7 @@ def plan_for(
     """The plan of a query's terms (their vectors, fused, split into parts, toned: search/plan.py)
     and the catalog ids of the images the query is made of. PixgrepError on bad input."""
     terms = list(terms)
+    encoder = encoder.in_language(options.lang)  # the query language of NLLB towers (else itself)
     if options.ignore_tone:  # "a kitchen, messy, dingy" is encoded as "a kitchen" (then projected)
         from pixgrep.search.tone import strip_tone_items
 

@@ -91,7 +91,8 @@ class SearchOptions:
     inside the ranking, never after the top-k: near is kept as (lat, lon, km), default radius
     filters.DEFAULT_NEAR_KM. With no query terms, the images these (or after/before) let through
     are listed newest first. fusion: search.fusion; exact: docs/ann.md; all_parts:
-    search/allof.py; ignore_tone, tone: search/tone.py; dedup: search/dedup.py."""
+    search/allof.py; ignore_tone, tone: search/tone.py; dedup: search/dedup.py; lang: kept as its
+    FLORES-200 code (models/languages.py), applied by Encoder.in_language."""
 
     k: int = _option(
         10,
@@ -235,6 +236,20 @@ class SearchOptions:
         ),
     )
 
+    lang: str | None = _option(
+        None,
+        OptionDoc(
+            "language of text queries, for models whose text tower takes a language token (NLLB-CLIP): "
+            "de, zh, pt_BR or deu_Latn (default: the server's, from pixgrep serve --lang, $PIXGREP_LANG "
+            "or its locale); other models read the languages they know without it",
+            ("--lang",),
+            "LANG",
+            cli_help="language of text queries, for models whose text tower takes a language token "
+            "(NLLB-CLIP): de, zh, pt_BR or deu_Latn (default: $PIXGREP_LANG, else the locale, else "
+            "English); other models read the languages they know without it",
+        ),
+    )
+
     def __post_init__(self) -> None:
         # Validated once here, so every front end refuses the same things with the same words.
         for name in ("k", "offset"):
@@ -267,6 +282,7 @@ class SearchOptions:
         else:
             object.__setattr__(self, "tone", ())
         self._metadata_fields()
+        object.__setattr__(self, "lang", _language(self.lang))
 
     def _metadata_fields(self) -> None:
         from pixgrep.search.filters import near_bounds
@@ -300,6 +316,17 @@ def _time_bound(value: object, option: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise PixgrepError(f"{option} must be a date or a time in seconds (got {value!r})")
     return float(value)
+
+
+def _language(value: object) -> str | None:
+    """The FLORES-200 code of a query language (models.languages); none given (or empty): None."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise PixgrepError(f"lang must be a language code such as de or deu_Latn (got {value!r})")
+    from pixgrep.models.languages import flores_code
+
+    return flores_code(value)
 
 
 def _strings(values: object, name: str) -> tuple[str, ...]:

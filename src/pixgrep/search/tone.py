@@ -168,6 +168,7 @@ def _cache_file(encoder: Encoder, words: list[str], rank: int) -> Path:
 def tone_space(encoder: Encoder, rank: int = RANK) -> ToneSpace:
     """The model's tone subspace for the shipped lexicon: from memory, the cache, or built (once)."""
     words = load_lexicon()
+    encoder = encoder.in_language("eng_Latn")  # the lexicon and its templates are English (NLLB's token)
     path = _cache_file(encoder, words, rank)
     with _lock:
         cached = _memory.get(str(path))

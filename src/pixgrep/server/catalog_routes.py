@@ -41,8 +41,24 @@ def known_models() -> list[dict]:
 
 
 def _served(state: ServerState) -> dict:
+    """The served model. `languages`: what queries may be written in ("en" or "multilingual ...");
+    `query_language`: for a text tower that takes a language token (NLLB), the server's default
+    (FLORES-200) and the choices a request's `lang` may name, with BCP 47 tags; else null."""
+    from pixgrep.models.languages import is_multilingual
+
     encoder = state.catalog.encoder
-    return {"name": state.model_name, "model_id": encoder.model_id, "dim": int(encoder.dim)}
+    languages = encoder.languages
+    query_language = None
+    if encoder.multilingual_tokens:
+        query_language = {"default": encoder.query_language, "choices": encoder.language_choices()}
+    return {
+        "name": state.model_name,
+        "model_id": encoder.model_id,
+        "dim": int(encoder.dim),
+        "languages": languages,
+        "multilingual": is_multilingual(languages),
+        "query_language": query_language,
+    }
 
 
 @router.get("/models", tags=["models"])

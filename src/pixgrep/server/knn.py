@@ -3,8 +3,11 @@
 Same request fields and the same answer shape as clip-retrieval's back end (`clip back`), so its
 `ClipClient` and its web front end can query a pixgrep catalog. pixgrep's one "index" is named
 `pixgrep`. Differences, by design: pixgrep indexes only images, so `modality: "text"` also
-searches images; safety, violence and aesthetic options are accepted and ignored; `use_mclip` is
-ignored (the served model encodes the text).
+searches images; safety, violence and aesthetic options are accepted and ignored. The served
+model is the one text encoder: `use_mclip: true` (clip-retrieval's multilingual text encoder) is
+honoured when that model reads many languages (models.languages) and refused with a 400 for a text
+query when it reads English only (clip-retrieval's own back end fails without its M-CLIP model);
+`lang`, pixgrep's own field, is the query language of NLLB towers (SearchOptions.lang).
 """
 
 from __future__ import annotations
@@ -41,7 +44,13 @@ class KnnRequest(BaseModel):
     num_result_ids: int | None = Field(None, ge=1, le=10000, description="results in all (ids beyond)")
     indice_name: str | None = INDEX_NAME
     deduplicate: bool = True
-    use_mclip: bool = False
+    use_mclip: bool = Field(
+        False,
+        description="query text in any language: needs a multilingual served model (400 otherwise)",
+    )
+    lang: str | None = Field(
+        None, description="language of the text (de, zh, deu_Latn), for models that take one (NLLB-CLIP)"
+    )
     use_safety_model: bool = False
     use_violence_detector: bool = False
     aesthetic_score: int | str | None = None
@@ -71,6 +80,19 @@ def _query_term(state: ServerState, body: KnnRequest):
             raise PixgrepError("embedding_input must be a non-zero vector")
         return make_term("vector", (vector / norm).tolist())
     raise PixgrepError("give one of text, image, image_url or embedding_input")
+
+
+def _check_multilingual(state: ServerState) -> None:
+    """use_mclip asks for a text encoder of many languages: the served model must be one."""
+    from pixgrep.models.languages import is_multilingual
+
+    languages = state.catalog.encoder.languages
+    if not is_multilingual(languages):
+        raise PixgrepError(
+            f"use_mclip: the catalog's model {state.model_id} is not multilingual (languages: "
+            f"{languages}); send use_mclip false, or serve a multilingual model (pixgrep models "
+            "list, lang column: multi)"
+        )
 
 
 def _deduplicate(state: ServerState, results: list) -> list:
@@ -147,9 +169,12 @@ def _knn(body: KnnRequest, request: Request, state: ServerState) -> list[dict]:
     _check_index(body.indice_name)
     wanted = max(body.num_images, body.num_result_ids or body.num_images)
     term = _query_term(state, body)
+    if body.use_mclip and term.kind == "text":
+        _check_multilingual(state)
     # Ask for more when deduplicating, since some of them will be dropped.
     fetch = min(wanted * 2 + 10, 20000) if body.deduplicate else wanted
-    results, _ = run_search(state, [term], SearchOptions(k=fetch, dedup=False))  # knn dedups itself
+    options = SearchOptions(k=fetch, dedup=False, lang=body.lang)  # knn dedups itself
+    results, _ = run_search(state, [term], options)
     if body.deduplicate:
         results = _deduplicate(state, results)
     results = results[:wanted]

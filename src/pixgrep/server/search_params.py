@@ -69,6 +69,7 @@ class SearchParams(MetadataFilters):
     tone: str | None = _param("tone")
     dedup: bool = _param("dedup")
     words: Words = _param("words")
+    lang: str | None = _param("lang")
     model: str | None = Field(None, description="must name the served model, if given")
 
     def options(self, state: ServerState) -> SearchOptions:

@@ -28,6 +28,7 @@ const els = {
   prev: $("viewer-prev"), next: $("viewer-next"), attached: $("attached"), attachedImg: $("attached-img"),
   attachedName: $("attached-name"), detach: $("attached-remove"), indexing: $("indexing"),
   optionsToggle: $("options-toggle"), header: document.querySelector("header"),
+  lang: $("lang"), langOption: $("lang-option"),
 };
 
 // Phones and tablets: no hover, no "/" key worth mentioning, no ✕ on every tile.
@@ -59,6 +60,7 @@ const state = {
   basePlaceholder: "Describe a picture",
   attached: null,   // the uploaded picture that text typed in the search box is added to
   shown: false,     // whether the grid shows the current step (false after it failed)
+  languages: null,  // settles once the language picker is set up (or known not to be needed)
 };
 
 // --- metadata filters (facets) ---------------------------------------------------------------
@@ -207,17 +209,61 @@ function switches(target) {
   if (!dedup) set("dedup", "false");
 }
 
+// --- the query language ----------------------------------------------------------------------
+// A model whose text tower is told the language of each query (NLLB-CLIP) gets a language picker,
+// set to the browser's language when the model knows it, else to the server's default. Other
+// models read the languages they know without being told: no picker, no `lang` sent.
+async function setUpLanguages() {
+  let served = null;
+  try { served = (await api("/api/models")).served; } catch (_) { return; }
+  const info = served && served.query_language;
+  if (!info || !info.choices.length) return;
+  let names = null;
+  try { names = new Intl.DisplayNames(navigator.languages, { type: "language" }); } catch (_) { /* tags */ }
+  const nameOf = (tag) => { try { return (names && names.of(tag)) || tag; } catch (_) { return tag; } };
+  const byTag = new Map();
+  const options = info.choices.map(({ code, tags }) => {
+    tags.forEach((tag) => byTag.set(tag.toLowerCase(), code));
+    return Object.assign(document.createElement("option"), { value: code, textContent: nameOf(tags[0]), title: code });
+  });
+  options.sort((a, b) => a.textContent.localeCompare(b.textContent));
+  els.lang.replaceChildren(...options);
+  els.lang.value = browserLanguage(byTag) || info.default;
+  if (!els.lang.value) els.lang.value = options[0].value; // the default has no token here
+  els.langOption.hidden = false;
+}
+
+// The browser's languages, best first, to a choice: "zh-Hant-TW" tries zh-hant-tw, zh-hant, zh.
+function browserLanguage(byTag) {
+  for (const language of navigator.languages || [navigator.language]) {
+    const parts = String(language || "").toLowerCase().split("-");
+    for (let n = parts.length; n > 0; n--) {
+      const code = byTag.get(parts.slice(0, n).join("-"));
+      if (code) return code;
+    }
+  }
+  return null;
+}
+
+// The `lang` a query carries: the picker's choice, or null where the model needs none.
+async function queryLanguage() {
+  await state.languages;
+  return els.langOption.hidden ? null : els.lang.value || null;
+}
+
 // One page of results for a step.
 async function fetchPage(step, offset) {
   const { roots, all_parts, ignore_tone, dedup } = scope();
   const threshold = step.threshold || null;
-  const filters = filterParams();
+  const fields = filterParams(); // the metadata filters and the query language, as request fields
+  const lang = await queryLanguage();
+  if (lang) fields.lang = lang;
   if (step.kind === "text") {
     const params = new URLSearchParams({ k: PAGE, offset });
     if (step.q) params.set("q", step.q);
     if (threshold !== null) params.set("threshold", threshold);
     roots.forEach((r) => params.append("root", r));
-    for (const [key, value] of Object.entries(filters)) params.set(key, value);
+    for (const [key, value] of Object.entries(fields)) params.set(key, value);
     switches(params);
     return api("/api/search?" + params);
   }
@@ -229,14 +275,14 @@ async function fetchPage(step, offset) {
     form.append("offset", offset);
     if (threshold !== null) form.append("threshold", threshold);
     roots.forEach((r) => form.append("root", r));
-    for (const [key, value] of Object.entries(filters)) form.append(key, value);
+    for (const [key, value] of Object.entries(fields)) form.append(key, value);
     switches(form);
     return api("/api/search/image", { method: "POST", body: form });
   }
   return api("/api/search", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ terms: step.terms, k: PAGE, offset, threshold, roots, all_parts, ignore_tone, dedup, ...filters }),
+    body: JSON.stringify({ terms: step.terms, k: PAGE, offset, threshold, roots, all_parts, ignore_tone, dedup, ...fields }),
   });
 }
 
@@ -805,7 +851,7 @@ function wire() {
   els.threshold.addEventListener("input", updateThresholdLabel);
   els.threshold.addEventListener("change", rerun);
   els.folder.addEventListener("change", rerun);
-  for (const box of [els.allParts, els.ignoreTone, els.dedup]) box.addEventListener("change", rerun);
+  for (const box of [els.allParts, els.ignoreTone, els.dedup, els.lang]) box.addEventListener("change", rerun);
   els.folder.addEventListener("keydown", (event) => { if (event.key === "Enter") { event.preventDefault(); rerun(); } });
   els.back.addEventListener("click", () => travel(state.current - 1));
   els.facetsToggle.addEventListener("click", toggleFacets);
@@ -886,6 +932,7 @@ async function refreshCount() {
 
 async function start() {
   wire();
+  state.languages = setUpLanguages(); // every query waits for it (fetchPage): the first one too
   // The address's own query is read now, before anything is awaited: by the time the stats answer
   // the user may have searched (and the address changed), and that must not add a step again.
   const initial = new URLSearchParams(location.search).get("q");
