@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -51,3 +53,20 @@ def test_indexing_an_absent_folder_is_refused_and_keeps_its_rows(unmounted, caps
     assert "no such folder" in capsys.readouterr().err
     assert main(["-n", "dog", "--in", str(nas), *common, "-f"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+@pytest.mark.parametrize("command", [["index"], ["dog", "-f", "--in"]])
+def test_an_empty_mount_point_keeps_its_rows_and_the_folder_above_drops_them(unmounted, capsys, command):
+    """An unmounted drive leaves an empty folder behind: indexing it (or a search that indexes
+    first) keeps the rows and says so; indexing the folder above takes the files as deleted."""
+    nas, common = unmounted
+    nas.mkdir()  # the mount point, without its drive
+    capsys.readouterr()
+    main([*command, str(nas), *common])
+    err = capsys.readouterr().err
+    assert "the folder is empty but the catalog holds 3 image(s) there" in err
+    assert main(["-n", "dog", "--in", str(nas), *common, "-f"]) == 0
+    assert sorted(capsys.readouterr().out.splitlines()) == [str(nas / f"d{i}.png") for i in range(3)]
+    assert main(["index", str(nas.parent), *common, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == 3
+    assert main(["-n", "dog", "--in", str(nas), *common, "-f"]) == 1

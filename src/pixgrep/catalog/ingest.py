@@ -477,7 +477,16 @@ def plan_index(
     once.save()
     stored: dict[str, ImageRecord] = {}
     for folder in local:
-        stored.update(db.images_under(folder) if os.path.isdir(folder) else db.images_by_path([folder]))
+        under = db.images_under(folder) if os.path.isdir(folder) else db.images_by_path([folder])
+        if under and _empty_folder(folder):
+            # What an unmounted drive leaves behind: its rows are kept, not taken as deleted.
+            warn(
+                folder,
+                f"the folder is empty but the catalog holds {len(under)} image(s) there; kept them "
+                "(a drive not mounted?). If they were deleted, index the folder above it to drop them",
+            )
+            continue
+        stored.update(under)
     if uris:
         from pixgrep.catalog.uri_scan import scan_uri
 
@@ -517,6 +526,15 @@ def plan_index(
             "(pip install 'pixgrep[raw]')",
         )
     return IndexPlan([*local, *uris], entries, stored, known, jobs)
+
+
+def _empty_folder(path: str) -> bool:
+    """A folder with no entry at all, hidden ones included."""
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False
 
 
 def finish_index(
