@@ -253,3 +253,25 @@ def test_the_index_is_ready_when_indexing_ends(catalog, monkeypatch):
     monkeypatch.setattr(ann_module, "build_index", lambda *a, **k: built.append(a))
     top(load_matrix(db, "fake"), np.ones(DIM, np.float32) / DIM**0.5, 10)
     assert not built  # the first query built nothing
+
+
+def test_a_search_never_waits_for_another_process_building_the_index(catalog):
+    """While another process builds the index (an index run ending), a search answers exactly
+    instead of building it a second time, and picks the index up once it is there."""
+    import fcntl
+
+    from pixgrep.search.matrix_file import sidecar_path
+
+    db, queries = catalog
+    target = sidecar_path(db.path, "fake")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{target}.ann-lock", "ab") as other:  # another process's build, in progress
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX)
+        matrix = load_matrix(db, "fake")
+        assert matrix.base.ann_index() is None
+        assert not ann_module.index_path(target).exists()
+        exact = top(matrix, queries[0], 10)
+    matrix_module._cache.clear()
+    matrix = load_matrix(db, "fake")  # the lock is free: this process builds it
+    assert matrix.base.ann_index() is not None
+    assert overlap(top(matrix, queries[0], 10), exact) >= 0.9

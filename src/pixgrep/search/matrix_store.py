@@ -18,6 +18,8 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -131,8 +133,7 @@ def build_matrix(db: CatalogDB, model: str, target: Path | None = None) -> Vecto
         if matrix is not None and matrix.base.base_id == header["base_id"]:
             base = matrix.base
             if base.rows >= ann_module.ANN_MIN_ROWS and ann_module.available():
-                base.ann = ann_module.build_index(target, base.base_id, base.vectors)
-                base.ann_checked = True
+                _build_ann(target, base)
             return matrix
     except OSError:
         pass
@@ -145,6 +146,40 @@ def build_matrix(db: CatalogDB, model: str, target: Path | None = None) -> Vecto
     if parsed is None:  # we just laid it out: only a bug gets here
         raise RuntimeError("the in-memory matrix has an unreadable header")
     return VectorMatrix(Base(parsed, buffer, None))
+
+
+def _build_ann(target: Path, base: Base) -> None:
+    """Build the base's ANN index, unless another process is building it right now (an index run
+    ending, a server): then this one searches exactly meanwhile and looks for the index file
+    again at its next search, instead of waiting for that build or doing it twice."""
+    with _index_build_lock(target) as mine:
+        if mine:
+            base.ann = ann_module.build_index(target, base.base_id, base.vectors)
+            base.ann_checked = True
+        else:
+            base.ann, base.ann_checked = None, False
+
+
+@contextmanager
+def _index_build_lock(target: Path) -> Iterator[bool]:
+    """True while this process holds the right to build `target`'s index; False when another holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: builds are not coordinated
+        yield True
+        return
+    try:
+        handle = open(f"{target}.ann-lock", "ab")
+    except OSError:  # a read-only folder: nothing can be written, so nothing to coordinate
+        yield True
+        return
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        yield True
 
 
 # -- catching up with the catalog -------------------------------------------------------------
@@ -272,7 +307,7 @@ def load_matrix(db: CatalogDB, model: str) -> VectorMatrix:
         elif matrix.base.rows >= ann_module.ANN_MIN_ROWS and matrix.base.ann_index() is None:
             # A large base without its index (a crash mid-build, or usearch installed since).
             if ann_module.available() and matrix.source is not None:
-                matrix.base.ann = ann_module.build_index(target, matrix.base.base_id, matrix.base.vectors)
+                _build_ann(target, matrix.base)
         _cache[key] = matrix
         return matrix
 
