@@ -56,15 +56,22 @@ def test_indexing_an_absent_folder_is_refused_and_keeps_its_rows(unmounted, caps
 
 
 @pytest.mark.parametrize("command", [["index"], ["dog", "-f", "--in"]])
-def test_an_empty_mount_point_keeps_its_rows_and_the_folder_above_drops_them(unmounted, capsys, command):
-    """An unmounted drive leaves an empty folder behind: indexing it (or a search that indexes
-    first) keeps the rows and says so; indexing the folder above takes the files as deleted."""
+def test_an_empty_mount_point_keeps_its_rows_and_the_folder_above_drops_them(
+    unmounted, capsys, command, monkeypatch
+):
+    """An unmounted drive leaves an empty folder behind, on the device of the folder above: indexing
+    it (or a search that indexes first) keeps the rows and says so; indexing the folder above
+    takes the files as deleted."""
+    from pixgrep.catalog import ingest
+
     nas, common = unmounted
-    nas.mkdir()  # the mount point, without its drive
+    nas.mkdir()  # the mount point, without its drive: on the device of the folder above
+    parent_device = ingest.folder_device(str(nas)) + 1  # not the drive's, recorded when indexed
+    real = ingest.folder_device
+    monkeypatch.setattr(ingest, "folder_device", lambda f: parent_device if f == str(nas) else real(f))
     capsys.readouterr()
     main([*command, str(nas), *common])
-    err = capsys.readouterr().err
-    assert "the folder is empty but the catalog holds 3 image(s) there" in err
+    assert "the folder is empty but the catalog holds 3 image(s) there" in capsys.readouterr().err
     assert main(["-n", "dog", "--in", str(nas), *common, "-f"]) == 0
     assert sorted(capsys.readouterr().out.splitlines()) == [str(nas / f"d{i}.png") for i in range(3)]
     assert main(["index", str(nas.parent), *common, "--json"]) == 0

@@ -78,7 +78,7 @@ def test_write_batch_is_all_or_nothing(tmp_path: Path):
     with pytest.raises(sqlite3.Error):
         db.write_batch([row("/p/b.jpg", "h2"), ("/p/c.jpg", "too", "short")], {"h2": unit(2)}, "m")
     assert set(db.images_by_path()) == {"/p/a.jpg"}
-    assert db.hashes_with_vectors("m") == {"h1"}
+    assert db.hashes_with_vectors_among("m", ["h1", "h2"]) == {"h1"}
     assert db.generation() == generation
     db.close()
 
@@ -115,7 +115,7 @@ def test_remove_images_keeps_vectors_still_in_use(tmp_path: Path):
     )
     assert db.remove_images(["/p/a.jpg", "/p/c.jpg", "/p/never.jpg"]) == 2
     assert set(db.images_by_path()) == {"/p/b.jpg"}
-    assert db.hashes_with_vectors("m") == {"shared"}
+    assert db.hashes_with_vectors_among("m", ["shared", "own"]) == {"shared"}
     assert db.remove_images([]) == 0
     db.close()
 

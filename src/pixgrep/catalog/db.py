@@ -464,11 +464,6 @@ class CatalogDB:
         return counts
 
     @one_line_errors
-    def hashes_with_vectors(self, model: str) -> set[str]:
-        rows = self.conn.execute("SELECT content_hash FROM embeddings WHERE model = ?", (model,))
-        return {row[0] for row in rows}
-
-    @one_line_errors
     def vector_for_hash(self, content_hash: str, model: str) -> np.ndarray | None:
         row = self.conn.execute(
             "SELECT vector FROM embeddings WHERE content_hash = ? AND model = ?",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import logging
 import os
 import sys
@@ -478,8 +479,7 @@ def plan_index(
     stored: dict[str, ImageRecord] = {}
     for folder in local:
         under = db.images_under(folder) if os.path.isdir(folder) else db.images_by_path([folder])
-        if under and _empty_folder(folder):
-            # What an unmounted drive leaves behind: its rows are kept, not taken as deleted.
+        if _unmounted(db, folder, under):
             warn(
                 folder,
                 f"the folder is empty but the catalog holds {len(under)} image(s) there; kept them "
@@ -528,13 +528,27 @@ def plan_index(
     return IndexPlan([*local, *uris], entries, stored, known, jobs)
 
 
-def _empty_folder(path: str) -> bool:
-    """A folder with no entry at all, hidden ones included."""
+def folder_device(folder: str) -> int:
+    """The device a folder is on: a mounted drive's, or (unmounted) the mount point's parent's."""
+    return os.stat(folder).st_dev
+
+
+def _unmounted(db: CatalogDB, folder: str, under: dict) -> bool:
+    """Is `folder` what an unmounted drive leaves behind: empty (no entry at all) while the catalog
+    holds images there, and on another device than when it last had entries (or never seen with
+    them)? Its rows are then kept, not taken as deleted. A folder emptied on its own device is not."""
     try:
-        with os.scandir(path) as entries:
-            return next(entries, None) is None
-    except OSError:
+        device = str(folder_device(folder))
+        with os.scandir(folder) as entries:
+            empty = next(entries, None) is None
+    except OSError:  # a file root, or unreadable: the walk says what is wrong
         return False
+    key = "folder_device:" + hashlib.sha1(os.fsencode(folder)).hexdigest()
+    if not empty:
+        if not db.read_only and db.get_meta(key) != device:
+            db.set_meta(key, device)
+        return False
+    return bool(under) and db.get_meta(key) != device
 
 
 def finish_index(

@@ -249,18 +249,7 @@ def _export_short_text(torch, model, example, path: Path) -> bool:
             module(example[:, :9])[:1], _encode_text_padded(torch, model, example[:1, :9]), atol=1e-5
         ):
             return False
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            (example,),
-            str(path),
-            input_names=["text"],
-            output_names=["embedding"],
-            dynamic_axes={"text": {0: "batch_size", 1: "sequence"}, "embedding": {0: "batch_size"}},
-            opset_version=OPSET,
-            dynamo=False,
-        )
+    _export_tower(torch, module, example, path, "text", any_length=True)
     return True
 
 
@@ -339,7 +328,9 @@ def _encode_text_padded(torch, model, ids):
     return model.encode_text(full, normalize=True)
 
 
-def _export_tower(torch, module, example, path: Path, input_name: str) -> None:
+def _export_tower(torch, module, example, path: Path, input_name: str, any_length: bool = False) -> None:
+    """One tower to ONNX with a dynamic batch axis (and sequence axis, for `any_length` text)."""
+    input_axes = {0: "batch_size", 1: "sequence"} if any_length else {0: "batch_size"}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -348,10 +339,7 @@ def _export_tower(torch, module, example, path: Path, input_name: str) -> None:
             str(path),
             input_names=[input_name],
             output_names=["embedding"],
-            dynamic_axes={
-                input_name: {0: "batch_size"},
-                "embedding": {0: "batch_size"},
-            },
+            dynamic_axes={input_name: input_axes, "embedding": {0: "batch_size"}},
             opset_version=OPSET,
             dynamo=False,
         )
