@@ -405,10 +405,12 @@ class CatalogDB:
 
     # -- meta: small facts the catalog remembers (key -> text) ----------------------------------
 
+    @one_line_errors
     def get_meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
+    @one_line_errors
     def set_meta(self, key: str, value: str) -> None:
         """One committed write (not for use inside another transaction)."""
         with self.conn:

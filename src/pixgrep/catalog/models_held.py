@@ -16,17 +16,11 @@ def held_models(db: CatalogDB) -> list[str]:
 
 def stored_reference(db: CatalogDB, model_id: str) -> str | None:
     """How model `model_id` was named (--model) when the catalog last stored its vectors, if known."""
-    with sqlite_errors(db.path):
-        row = db.conn.execute("SELECT value FROM meta WHERE key = ?", (_KEY + model_id,)).fetchone()
-    return row[0] if row else None
+    return db.get_meta(_KEY + model_id)
 
 
 def remember_reference(db: CatalogDB, model_id: str, reference: str) -> None:
     """Record how `model_id` is named; nothing on a read-only catalog or when already recorded."""
     if db.read_only or stored_reference(db, model_id) == reference:
         return
-    with sqlite_errors(db.path), db.conn:
-        db.conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_KEY + model_id, reference)
-        )
-    db.committed()
+    db.set_meta(_KEY + model_id, reference)

@@ -9,7 +9,7 @@ import hashlib
 import json
 from collections.abc import Callable
 
-from pixgrep.catalog.db import CatalogDB, sqlite_errors
+from pixgrep.catalog.db import CatalogDB
 
 _KEY = "walk_warnings"
 MAX_REMEMBERED = 10_000  # digests kept (16 bytes of text each): a bound on the meta row
@@ -27,10 +27,9 @@ class OncePerCatalog:
     def __init__(self, db: CatalogDB, warn: Callable[[str, str], None]):
         self._db = db
         self._warn = warn
-        with sqlite_errors(db.path):
-            row = db.conn.execute("SELECT value FROM meta WHERE key = ?", (_KEY,)).fetchone()
+        stored = db.get_meta(_KEY)
         try:
-            self._before = set(json.loads(row[0])) if row else set()
+            self._before = set(json.loads(stored)) if stored else set()
         except (ValueError, TypeError):  # written by hand or cut short: start afresh
             self._before = set()
         self._now: set[str] = set()
@@ -45,6 +44,4 @@ class OncePerCatalog:
         if self._now == self._before or self._db.read_only:
             return
         value = json.dumps(sorted(self._now)[:MAX_REMEMBERED])
-        with sqlite_errors(self._db.path), self._db.conn:
-            self._db.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_KEY, value))
-        self._db.committed()
+        self._db.set_meta(_KEY, value)
