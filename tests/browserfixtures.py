@@ -50,6 +50,10 @@ def launch() -> Iterator[Any]:
             chromium.close()
 
 
+# A 390 x 844 phone screen: new_page(browser, **PHONE)
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+
+
 def new_page(browser, **context_args) -> tuple[Any, Any, list[str]]:
     """(context, page, errors) in a fresh browser context (no cache, cookies or storage from any
     other test); `errors` collects the page's uncaught JavaScript errors. Close the context.

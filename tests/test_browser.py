@@ -12,7 +12,7 @@ import json
 import os
 
 import pytest
-from browserfixtures import MARKS, PLAYWRIGHT, PLAYWRIGHT_MISSING, serve, shot
+from browserfixtures import MARKS, PHONE, PLAYWRIGHT, PLAYWRIGHT_MISSING, new_page, serve, shot
 from serverkit import COLOURS, add_to_catalog, make_images
 
 PER_COLOUR = 5
@@ -255,10 +255,7 @@ def test_threshold_slider_and_folder_scope(page, server, world):
 
 
 def test_phone_sized_screen(browser, server):
-    context = browser.new_context(
-        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, bypass_csp=True
-    )
-    page = context.new_page()
+    context, page, _ = new_page(browser, **PHONE)
     try:
         page.goto(server.url + "/")
         search(page, server, "a dog on a beach")

@@ -8,7 +8,7 @@ import os
 import shutil
 
 import pytest
-from browserfixtures import MARKS, PLAYWRIGHT, PLAYWRIGHT_MISSING, new_page, serve, shot
+from browserfixtures import MARKS, PHONE, PLAYWRIGHT, PLAYWRIGHT_MISSING, new_page, serve, shot
 from metadata_samples import build_photo_folder
 from serverkit import LiveServer
 
@@ -131,9 +131,7 @@ def test_search_box_after_refine_and_upload(browser, server, world):
 
 
 def test_phone_layout_at_390_px(browser, server, world):
-    context, page, errors = new_page(
-        browser, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
-    )
+    context, page, errors = new_page(browser, **PHONE)
     try:
         page.goto(server.url + "/")
         page.wait_for_function("document.querySelector('#q').placeholder.includes('images')")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from browserfixtures import MARKS, PLAYWRIGHT, PLAYWRIGHT_MISSING, serve, shot
+from browserfixtures import MARKS, PHONE, PLAYWRIGHT, PLAYWRIGHT_MISSING, new_page, serve, shot
 from test_browser import ANSWERED, search, tile_ids, world  # noqa: F401  (module fixture)
 
 pytestmark = MARKS
@@ -155,10 +155,7 @@ def test_min_score_belongs_to_its_step(page, server):
 
 
 def test_phone_controls_leave_room_for_results(browser, server):
-    context = browser.new_context(
-        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, bypass_csp=True
-    )
-    page = context.new_page()
+    context, page, _ = new_page(browser, **PHONE)
     try:
         page.goto(server.url + "/")
         search(page, server, "a dog on a beach")
