@@ -1,23 +1,25 @@
 """Near-duplicate images: collapsed in search results, listed by `pixgrep duplicates`.
 
-Two images are duplicates when their files have the same content hash, or when the cosine of their
-image vectors is at least the model's threshold. Cosines mean different things in different
-models (a random-weight test model puts distinct pictures at 0.9 and above), so a threshold is
-used only where it was measured (`duplicate_threshold` in models/registry.json, looked up by the
-model name before "@"): for pixgrep-mini
-it was chosen on Flickr8k test images (docs/quality.md), where re-encoded (JPEG quality 60-95),
-resized (50-150 %) and cropped (90 %) copies score above it and each image's nearest distinct
-photo below it. Other models collapse only identical files unless a threshold is given.
+Two images are duplicates when their files have the same content hash, or when the model and the
+eye agree: the cosine of their image vectors is at least the model's threshold, and their
+perceptual fingerprints look alike (images/fingerprint.py, stored per content hash; a picture
+without one, such as an imported row, folds only with identical copies). Cosines mean different
+things in different models (a random-weight test model puts distinct pictures at 0.9 and above),
+so a threshold is used only where it was measured (`duplicate_threshold` in models/registry.json,
+looked up by the model name before "@"): for pixgrep-mini 0.65, below every re-encoded, resized
+and thumbnail copy of the calibration set (docs/quality.md, "Duplicates"), the fingerprint then
+telling copies from other shots of a scene. Other models collapse only identical files unless a
+threshold is given.
 
-In search results a group is led by its best-scored image (equal scores: the file with the oldest
-modification time, then the smaller path); every later candidate that duplicates a leader is
-folded into that leader's group instead of being shown. Comparing with the leader only (not with
-every member) keeps a chain of look-alikes from merging distinct photos.
+In search results groups are formed in score order: each candidate joins the most similar group
+leader that it duplicates, else leads a group of its own. Comparing with the leader only (not with
+every member) keeps a chain of look-alikes from merging distinct photos. A group is ranked by its
+best score and shows its best copy (`best_copy`: largest, then newest).
 The catalog-wide listing (`pixgrep duplicates`) joins every duplicate pair into connected groups:
 with exact blockwise matrix products (`duplicate_groups`, quadratic in the rows), or, when the
 catalog's matrix has an ANN index (search/ann.py, from ANN_MIN_ROWS rows), from the links of the
 index's graph, every candidate pair confirmed by its exact cosine (`ann_duplicate_groups`: linear;
-docs/benchmarks.md has its time and recall on 1M rows).
+docs/benchmarks.md has its time and recall on 1M rows); each pair then by the fingerprints.
 """
 
 from __future__ import annotations
