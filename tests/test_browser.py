@@ -537,6 +537,12 @@ def test_collapsed_duplicates_all_of_and_ignore_tone_toggles(page, copies_server
     red_tile = page.locator(f'#grid li[data-id="{copies_server["ids"][str(newest)]}"]')
     assert red_tile.locator(".copies").inner_text() == "+2 near-identical"
     assert "+2 near-identical" in red_tile.locator(".tile").get_attribute("title")
+    red_tile.hover()  # the ✕ that hover shows leaves the badge readable
+    badge, cross = red_tile.locator(".copies").bounding_box(), red_tile.locator(".reject").bounding_box()
+    assert badge and cross
+    apart_x = badge["x"] + badge["width"] <= cross["x"] or cross["x"] + cross["width"] <= badge["x"]
+    apart_y = badge["y"] + badge["height"] <= cross["y"] or cross["y"] + cross["height"] <= badge["y"]
+    assert apart_x or apart_y, (badge, cross)
     red_tile.locator(".tile").click()
     links = page.locator("#viewer-duplicates a")
     assert links.count() == 2
