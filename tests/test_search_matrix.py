@@ -247,8 +247,10 @@ def test_removed_images_leave_the_matrix(db):
 
 
 def test_a_query_reads_only_the_results_rows(db, fake_encoder):
-    """Once the matrix is built, a query runs the generation check and fetches k rows by id: it
-    never scans the images or embeddings tables (rclip reads its whole table per query)."""
+    """Once the matrix is built, a query runs the generation check, reads what duplicate folding
+    needs of its window of candidates (2k + 16 rows and their fingerprints, by key) and fetches the
+    k result rows by id: it never scans the images or embeddings tables (rclip reads its whole
+    table per query)."""
     from pixgrep.search.engine import search_vector
     from pixgrep.search.options import SearchOptions
 
@@ -267,10 +269,16 @@ def test_a_query_reads_only_the_results_rows(db, fake_encoder):
     finally:
         db.conn.set_trace_callback(None)
     assert len(results) == 3
-    assert len(statements) == 2, statements
+    assert len(statements) == 4, statements
     assert "meta" in statements[0] and "generation" in statements[0]
-    assert "FROM images WHERE id IN (" in statements[1]
-    assert len(statements[1].split("IN (")[1].split(")")[0].split(",")) == 3  # the k result ids only
+    window, prints, found = statements[1:]
+
+    def keys(statement: str) -> int:
+        return len(statement.split("IN (")[1].split(")")[0].split(","))
+
+    assert "FROM images WHERE id IN (" in window and keys(window) == 2 * 3 + 16
+    assert "FROM fingerprints WHERE content_hash IN (" in prints and keys(prints) == 2 * 3 + 16
+    assert "FROM images WHERE id IN (" in found and keys(found) == 3  # the k result ids only
 
 
 def test_repeated_queries_in_one_process_score_the_same(db):

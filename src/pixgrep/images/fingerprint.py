@@ -35,12 +35,12 @@ MAX_COLOUR_DIFFERENCE = 2.0  # mean absolute difference (of 255): copies <= 0.96
 
 def fingerprint(image: Image.Image) -> bytes | None:
     """The fingerprint of a decoded picture, or None when it cannot be computed."""
-    import imagehash  # imports scipy's FFT on first use: kept off the search path
-
     try:
+        import imagehash  # imports scipy's FFT on first use: kept off the search path
+
         bits = imagehash.phash(image, hash_size=HASH_SIDE).hash
         colours = image.convert("RGB").resize((COLOUR_SIDE, COLOUR_SIDE), Image.Resampling.BOX)
-    except (OSError, ValueError, MemoryError):
+    except Exception:  # an extra, never a reason to skip the picture: it folds only with its own bytes
         return None
     return np.packbits(np.asarray(bits, bool).ravel()).tobytes() + colours.tobytes()
 
