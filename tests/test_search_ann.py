@@ -253,3 +253,27 @@ def test_the_index_is_ready_when_indexing_ends(catalog, monkeypatch):
     monkeypatch.setattr(ann_module, "build_index", lambda *a, **k: built.append(a))
     top(load_matrix(db, "fake"), np.ones(DIM, np.float32) / DIM**0.5, 10)
     assert not built  # the first query built nothing
+
+
+def test_the_end_of_an_index_run_checks_the_index_files_without_opening_the_graph(catalog, monkeypatch):
+    """Opening usearch's view reads every node (the whole file, 0.66 GB at 1M): the end of an index
+    run only checks the files are there; the first search opens the graph."""
+    db, queries = catalog
+    monkeypatch.setattr(ann_module, "ANN_MIN_ROWS", 1000)
+    ann_module.prepare(db, "fake", large_only=True)
+    matrix_module._cache.clear()
+    opened = []
+    real_open = ann_module.open_index
+    monkeypatch.setattr(ann_module, "open_index", lambda *a, **k: opened.append(a) or real_open(*a, **k))
+    monkeypatch.setattr(ann_module, "build_index", lambda *a, **k: pytest.fail("rebuilt a ready index"))
+    ann_module.prepare(db, "fake", large_only=True)
+    assert opened == []
+    m = load_matrix(db, "fake")
+    top(m, queries[0], 10)
+    assert len(opened) == 1 and m.last_method == "ann"
+    ann_module.coarse_path(matrix_module.sidecar_path(db.path, "fake")).unlink()  # files incomplete
+    matrix_module._cache.clear()
+    built = []
+    monkeypatch.setattr(ann_module, "build_index", lambda *a, **k: built.append(a))
+    ann_module.prepare(db, "fake", large_only=True)
+    assert len(built) == 1
