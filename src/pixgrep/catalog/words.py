@@ -245,9 +245,10 @@ def _written_since(db: CatalogDB, mark: float) -> list[int]:
     metadata or its content's OCR text written at or after it."""
     sql = "SELECT id FROM images WHERE indexed_at >= ? UNION SELECT image_id FROM photo_meta WHERE read_at >= ?"
     if _has_ocr_table(db):
+        # IN, not a join: a join lets SQLite scan every image and look each up in ocr_text.
         sql += (
-            " UNION SELECT images.id FROM ocr_text JOIN images ON images.content_hash = ocr_text.content_hash"
-            " WHERE ocr_text.read_at >= ?"
+            " UNION SELECT id FROM images WHERE content_hash IN"
+            " (SELECT content_hash FROM ocr_text WHERE read_at >= ?)"
         )
     marks = (mark,) * sql.count("?")
     return [row[0] for row in db.conn.execute(sql, marks)]
