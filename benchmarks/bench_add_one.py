@@ -61,7 +61,9 @@ def pixgrep(*args: str) -> list[str]:
 
 def search(catalog: Path) -> list[str]:
     # Scope: the whole catalog (imported paths and the photos added), whatever the working folder.
-    return pixgrep("-n", QUERY, "--catalog", str(catalog), "--model", MODEL, "--local", "--no-dedup", "--in", "/")
+    return pixgrep(
+        "-n", QUERY, "--catalog", str(catalog), "--model", MODEL, "--local", "--no-dedup", "--in", "/"
+    )
 
 
 def evict(catalog: Path) -> str:
@@ -104,7 +106,11 @@ def cmd_catalog(args: argparse.Namespace) -> None:
     report["first_search"] = timed(search(catalog))
     report["steady_search"] = [timed(search(catalog)) for _ in range(3)]
     report["disk_mb"] = {
-        path.name: round(sum(f.stat().st_size for f in path.rglob("*")) / 2**20 if path.is_dir() else path.stat().st_size / 2**20)
+        path.name: round(
+            sum(f.stat().st_size for f in path.rglob("*")) / 2**20
+            if path.is_dir()
+            else path.stat().st_size / 2**20
+        )
         for path in out.glob("catalog.db*")
     }
     if not args.keep_input:
@@ -121,7 +127,7 @@ def cmd_add(args: argparse.Namespace) -> None:
     fresh = iter(p for p in photos[::-1] if p.name not in done)
     report = machine() | {"catalog": str(catalog)}
     runs = []
-    for n in range(args.runs):
+    for _ in range(args.runs):
         for state in ("cold", "warm"):
             folder = work / f"{int(time.time() * 1000)}"
             folder.mkdir()
@@ -129,9 +135,7 @@ def cmd_add(args: argparse.Namespace) -> None:
             line: dict = {"state": state}
             if state == "cold":
                 line["evicted_by"] = evict(catalog)
-            line["index"] = timed(
-                pixgrep("index", str(folder), "--catalog", str(catalog), "--model", MODEL)
-            )
+            line["index"] = timed(pixgrep("index", str(folder), "--catalog", str(catalog), "--model", MODEL))
             line["next_search"] = timed(search(catalog))
             line["steady_search"] = [timed(search(catalog)) for _ in range(3)]
             print(json.dumps(line), flush=True)

@@ -225,7 +225,9 @@ def cmd_explain(args: argparse.Namespace) -> None:
                         for i in lists
                     ],
                     "probed_centroid_score_at_probe": round(float(np.sort(near)[::-1][args.probe - 1]), 4),
-                    "walk_best": round(float(np.max(np.asarray(rows[np.sort(walk(index, q, 512))], np.float32) @ q)), 4),
+                    "walk_best": round(
+                        float(np.max(np.asarray(rows[np.sort(walk(index, q, 512))], np.float32) @ q)), 4
+                    ),
                 }
             ),
             flush=True,

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 from fakes import FakeEncoder
 from PIL import Image
 
@@ -61,3 +62,24 @@ def test_a_catalog_synced_before_marks_existed_is_compared_whole_once(tmp_path):
             cat._db.conn.execute("UPDATE images SET indexed_at = 1")
             cat._db.conn.execute("UPDATE meta SET value = 'old' WHERE key = ?", (words.SYNC_META_KEY,))
         assert names(cat.search("words:harbour")) == ["harbour_sunset.png"]
+
+
+def test_the_end_of_an_import_builds_the_word_index_so_the_first_search_has_nothing_to_build(
+    tmp_path, monkeypatch
+):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = tmp_path / "clip-out"
+    (source / "img_emb").mkdir(parents=True)
+    (source / "metadata").mkdir()
+    vectors = np.random.default_rng(0).standard_normal((3, FakeEncoder.dim)).astype(np.float16)
+    np.save(source / "img_emb" / "img_emb_0.npy", vectors)
+    paths = ["/data/lighthouse_storm.jpg", "/data/harbour_dawn.jpg", "/data/mountain_lake.jpg"]
+    pq.write_table(pa.table({"image_path": paths}), source / "metadata" / "metadata_0.parquet")
+    with pixgrep.open_catalog(tmp_path / "c.db", encoder=FakeEncoder()) as cat:
+        cat.import_parquet([source])
+        cat.prepare_search(large_only=True)  # what `pixgrep import` ends with
+        assert words.has_index(cat._db)
+        monkeypatch.setattr(words, "_rebuild", lambda *a: pytest.fail("the first search rebuilt rows"))
+        assert names(cat.search("words:lighthouse", roots=["/"])) == ["lighthouse_storm.jpg"]
