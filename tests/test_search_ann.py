@@ -277,3 +277,30 @@ def test_the_end_of_an_index_run_checks_the_index_files_without_opening_the_grap
     monkeypatch.setattr(ann_module, "build_index", lambda *a, **k: built.append(a))
     ann_module.prepare(db, "fake", large_only=True)
     assert len(built) == 1
+
+
+def test_a_list_whose_centroid_is_far_is_probed_by_its_representatives(monkeypatch):
+    """A photo's copies at the edge of a list of other photos: the list's centroid ranks it low for
+    a query matching them; its representatives (farthest-first rows) bring it in."""
+    from pixgrep.search import ann_coarse
+
+    dim = 8
+    axes = np.eye(dim, dtype=np.float32)
+    # List 0: many rows along axis 0 and two copies of an outlier photo (axis 7); lists 1-2 elsewhere.
+    outlier = (axes[7] + 0.05 * axes[6]) / np.linalg.norm(axes[7] + 0.05 * axes[6])
+    rows0 = np.vstack([np.repeat(axes[:1], 20, axis=0), outlier, outlier])
+    vectors = np.vstack([rows0, np.repeat(axes[1:2], 5, axis=0), np.repeat(axes[2:3], 5, axis=0)])
+    vectors = vectors.astype(np.float16)
+    labels = np.array([0] * 22 + [1] * 5 + [2] * 5)
+    centroids = np.stack([axes[0], axes[1], axes[2]]).astype(np.float32)
+    order = np.argsort(labels, kind="stable").astype(np.int32)
+    starts = np.array([0, 22, 27, 32], np.int64)
+    reps = ann_coarse._representatives(vectors, centroids, order, starts)
+    assert np.allclose(reps[0], outlier, atol=1e-3)  # the member least like the centroid comes first
+    query = axes[7] * 0.9 + axes[1] * 0.1
+    query /= np.linalg.norm(query)
+    monkeypatch.setattr(ann_coarse, "REP_LISTS", 1)  # one list more: it must be the right one
+    plain = ann_coarse.CoarseLayer(centroids, starts, order)
+    with_reps = ann_coarse.CoarseLayer(centroids, starts, order, reps)
+    assert not {20, 21} & set(plain.probe(query, vectors, 4, probe=1))  # the centroid picks list 1
+    assert {20, 21} <= set(with_reps.probe(query, vectors, 4, probe=1))

@@ -6,10 +6,11 @@ with the exact one (docs/ann.md). The coarse layer cannot miss that way: a query
 every centroid exactly, the rows of the PROBE nearest lists are scored exactly from the float16
 matrix, and their best rows join the walk's candidates. Both are re-scored by the caller.
 
-A list is ranked by the best of its centroid and REPRESENTATIVES of its own rows picked far from
-it and from each other: a list of about ten photos' copies has a centroid that none of them is
-near, so a query matching one photo strongly can rank its list low (docs/ann.md, "The worst
-queries"); the representatives catch that.
+Each list also keeps REPRESENTATIVES of its own rows, picked far from its centroid and from each
+other: a list of about ten photos' copies has a centroid that none of them is near, so a query
+matching one photo strongly can rank its list low (docs/ann.md, "The worst queries"). A query
+probes the PROBE lists of the nearest centroids and the REP_LISTS best of the others by their
+representatives.
 
 One file, `<matrix>.coarse`, memory-mapped:
   magic (16 bytes) | header length (uint32 LE) | header (JSON: lists, dim, rows, sections) |
@@ -35,7 +36,8 @@ TRAIN_PER_LIST = 40  # k-means trains on this many sampled rows per list
 SEED_PER_LIST = 16  # ... and draws its seeds from this many (k-means++ is sequential)
 ITERATIONS = 8
 CHUNK = 32_768  # rows converted to float32 and assigned per step (64 MB at 512-d)
-REPRESENTATIVES = 4  # rows per list that rank it besides its centroid (+3% build CPU, 8 MB at 1M)
+REPRESENTATIVES = 4  # rows per list that rank it besides its centroid (+5% build CPU, 8 MB at 1M)
+REP_LISTS = 4  # lists probed besides the PROBE nearest centroids: the best by their representatives
 
 Progress = Callable[[int], None]
 
@@ -154,13 +156,16 @@ class CoarseLayer:
         self.reps = reps  # (lists * REPRESENTATIVES, dim), or None (a file written before them)
 
     def probe(self, query: np.ndarray, vectors: np.ndarray, count: int, probe: int = PROBE) -> np.ndarray:
-        """The `count` rows of the `probe` nearest lists that score best against `query`
-        (exactly, from the float16 `vectors`), best first."""
+        """The `count` rows of the `probe` nearest lists (and REP_LISTS more, by representatives)
+        that score best against `query` (exactly, from the float16 `vectors`), best first."""
         near = np.einsum("ij,j->i", self.centroids, query)
-        if self.reps is not None:
-            near = np.maximum(near, np.einsum("ij,j->i", self.reps, query).reshape(len(near), -1).max(axis=1))
         probe = min(probe, len(near))
         lists = np.argpartition(-near, probe - 1)[:probe]
+        extra = min(REP_LISTS, len(near) - probe)
+        if self.reps is not None and extra > 0:  # and the lists best by their representatives
+            best = np.einsum("ij,j->i", self.reps, query).reshape(len(near), -1).max(axis=1)
+            best[lists] = -np.inf
+            lists = np.concatenate([lists, np.argpartition(-best, extra - 1)[:extra]])
         rows = np.sort(np.concatenate([self.order[self.starts[i] : self.starts[i + 1]] for i in lists]))
         if len(rows) == 0:
             return rows.astype(np.int64)
