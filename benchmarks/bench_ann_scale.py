@@ -181,6 +181,59 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(json.dumps(report | {"load_after": [round(x, 1) for x in os.getloadavg()]}, indent=1))
 
 
+def cmd_explain(args: argparse.Namespace) -> None:
+    """Why the worst queries of `run` miss: for each query below --below, where its exact top 10
+    lives (which lists, how big, their rank by centroid score and by best member) and what the
+    walk and the lists found."""
+    from pixgrep.search import ann
+
+    folder = Path(args.set)
+    rows = np.load(folder / "rows.npy", mmap_mode="r")
+    queries = np.load(Path(args.vectors) / "queries.npy")[args.skip : args.skip + args.queries]
+    truth = np.load(folder / f"truth-{args.skip}-{len(queries)}.npz")
+    index = ann.open_index(folder / "base.matrix", "bench", len(rows), rows)
+    assert index is not None and index.coarse is not None, "run `run` first: it builds the index"
+    coarse = index.coarse
+    list_of = np.empty(len(rows), np.int32)
+    for i in range(len(coarse.centroids)):
+        list_of[coarse.order[coarse.starts[i] : coarse.starts[i + 1]]] = i
+    sizes = np.diff(coarse.starts)
+    for n, (q, ids, exact) in enumerate(zip(queries, truth["ids"], truth["scores"], strict=True)):
+        tenth = float(exact[K - 1])
+        found = np.union1d(walk(index, q, ann.EXPANSION_SEARCH), coarse.probe(q, rows, FETCH, args.probe))
+        got = score_aware(np.sort(np.asarray(rows[np.sort(found)], np.float32) @ q)[::-1][:K], tenth)
+        if got >= args.below:
+            continue
+        near = coarse.centroids @ q
+        rank = np.empty(len(near), np.int64)
+        rank[np.argsort(-near)] = np.arange(len(near))
+        lists = sorted(set(int(list_of[i]) for i in ids))
+        print(
+            json.dumps(
+                {
+                    "query": args.skip + n,
+                    "recall": got,
+                    "exact_scores": [round(float(exact[0]), 4), round(tenth, 4)],
+                    "truth_lists": [
+                        {
+                            "list": i,
+                            "rows": int(sizes[i]),
+                            "centroid_rank": int(rank[i]),
+                            "centroid_score": round(float(near[i]), 4),
+                            "truth_rows_in_it": int(np.sum(list_of[ids] == i)),
+                        }
+                        for i in lists
+                    ],
+                    "probed_centroid_score_at_probe": round(float(np.sort(near)[::-1][args.probe - 1]), 4),
+                    "walk_best": round(
+                        float(np.max(np.asarray(rows[np.sort(walk(index, q, 512))], np.float32) @ q)), 4
+                    ),
+                }
+            ),
+            flush=True,
+        )
+
+
 def walk(index, query: np.ndarray, ef: int) -> np.ndarray:
     index._index.expansion_search = max(ef, FETCH)
     return np.asarray(index._index.search(query, FETCH, threads=1).keys, np.int64)
@@ -232,8 +285,15 @@ def main() -> None:
     run.add_argument("--probe", type=int, nargs="+", default=[32])
     run.add_argument("--rebuild", action="store_true")
     run.add_argument("--cold", action="store_true", help="also time a cold process's first query")
+    explain = sub.add_parser("explain", help="where the exact top 10 of the worst queries lives")
+    explain.add_argument("--vectors", required=True)
+    explain.add_argument("--set", required=True)
+    explain.add_argument("--queries", type=int, default=100)
+    explain.add_argument("--skip", type=int, default=400)
+    explain.add_argument("--probe", type=int, default=32)
+    explain.add_argument("--below", type=float, default=0.9)
     args = parser.parse_args()
-    {"make": cmd_make, "run": cmd_run}[args.command](args)
+    {"make": cmd_make, "run": cmd_run, "explain": cmd_explain}[args.command](args)
 
 
 if __name__ == "__main__":

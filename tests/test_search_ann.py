@@ -275,3 +275,54 @@ def test_a_search_never_waits_for_another_process_building_the_index(catalog):
     matrix = load_matrix(db, "fake")  # the lock is free: this process builds it
     assert matrix.base.ann_index() is not None
     assert overlap(top(matrix, queries[0], 10), exact) >= 0.9
+
+
+def test_the_end_of_an_index_run_checks_the_index_files_without_opening_the_graph(catalog, monkeypatch):
+    """Opening usearch's view reads every node (the whole file, 0.66 GB at 1M): the end of an index
+    run only checks the files are there; the first search opens the graph."""
+    db, queries = catalog
+    monkeypatch.setattr(ann_module, "ANN_MIN_ROWS", 1000)
+    ann_module.prepare(db, "fake", large_only=True)
+    matrix_module._cache.clear()
+    opened = []
+    real_open = ann_module.open_index
+    monkeypatch.setattr(ann_module, "open_index", lambda *a, **k: opened.append(a) or real_open(*a, **k))
+    monkeypatch.setattr(ann_module, "build_index", lambda *a, **k: pytest.fail("rebuilt a ready index"))
+    ann_module.prepare(db, "fake", large_only=True)
+    assert opened == []
+    m = load_matrix(db, "fake")
+    top(m, queries[0], 10)
+    assert len(opened) == 1 and m.last_method == "ann"
+    ann_module.coarse_path(matrix_module.sidecar_path(db.path, "fake")).unlink()  # files incomplete
+    matrix_module._cache.clear()
+    built = []
+    monkeypatch.setattr(ann_module, "build_index", lambda *a, **k: built.append(a))
+    ann_module.prepare(db, "fake", large_only=True)
+    assert len(built) == 1
+
+
+def test_a_list_whose_centroid_is_far_is_probed_by_its_representatives(monkeypatch):
+    """A photo's copies at the edge of a list of other photos: the list's centroid ranks it low for
+    a query matching them; its representatives (farthest-first rows) bring it in."""
+    from pixgrep.search import ann_coarse
+
+    dim = 8
+    axes = np.eye(dim, dtype=np.float32)
+    # List 0: many rows along axis 0 and two copies of an outlier photo (axis 7); lists 1-2 elsewhere.
+    outlier = (axes[7] + 0.05 * axes[6]) / np.linalg.norm(axes[7] + 0.05 * axes[6])
+    rows0 = np.vstack([np.repeat(axes[:1], 20, axis=0), outlier, outlier])
+    vectors = np.vstack([rows0, np.repeat(axes[1:2], 5, axis=0), np.repeat(axes[2:3], 5, axis=0)])
+    vectors = vectors.astype(np.float16)
+    labels = np.array([0] * 22 + [1] * 5 + [2] * 5)
+    centroids = np.stack([axes[0], axes[1], axes[2]]).astype(np.float32)
+    order = np.argsort(labels, kind="stable").astype(np.int32)
+    starts = np.array([0, 22, 27, 32], np.int64)
+    reps = ann_coarse._representatives(vectors, centroids, order, starts)
+    assert np.allclose(reps[0], outlier, atol=1e-3)  # the member least like the centroid comes first
+    query = axes[7] * 0.9 + axes[1] * 0.1
+    query /= np.linalg.norm(query)
+    monkeypatch.setattr(ann_coarse, "REP_LISTS", 1)  # one list more: it must be the right one
+    plain = ann_coarse.CoarseLayer(centroids, starts, order)
+    with_reps = ann_coarse.CoarseLayer(centroids, starts, order, reps)
+    assert not {20, 21} & set(plain.probe(query, vectors, 4, probe=1))  # the centroid picks list 1
+    assert {20, 21} <= set(with_reps.probe(query, vectors, 4, probe=1))

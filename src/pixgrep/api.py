@@ -247,10 +247,14 @@ class Catalog:
 
     def prepare_search(self, *, progress: bool = False, large_only: bool = False) -> None:
         """Bring the search structures for the loaded model up to date now (not on the next query);
-        progress: a bar while an ANN index is built; large_only: skip catalogs too small for one."""
+        progress: a bar while an ANN index is built; large_only: skip catalogs too small for one.
+        The word index too (built whole after an import into a catalog that had none)."""
+        from pixgrep.catalog import words
         from pixgrep.search.ann import prepare
 
         prepare(self._db, self.encoder.model_id, progress=progress, large_only=large_only)
+        if not self._db.read_only:
+            words.prepare(self._db, progress=progress)
 
     def search_index(self) -> dict | None:
         """How the loaded model's search index stands and how the last search in this process ran

@@ -142,23 +142,30 @@ class AnnIndex:
         return f"usearch HNSW ({DTYPE}, M={CONNECTIVITY}, ef={EXPANSION_SEARCH}){lists} over {self.rows} rows"
 
 
+def on_disk(matrix_path: Path, base_id: str, rows: int) -> bool:
+    """Whether the files of this base's index are there, of this FORMAT and of the sizes written,
+    read without opening the graph (usearch's view reads every node's header: the whole file)."""
+    try:
+        meta = json.loads(_meta_path(matrix_path).read_text())
+        if meta.get("format") != FORMAT or meta.get("base_id") != base_id or meta.get("rows") != rows:
+            return False
+        return (
+            index_path(matrix_path).stat().st_size == meta["bytes"]
+            and coarse_path(matrix_path).stat().st_size == meta["coarse_bytes"]
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
 def open_index(
     matrix_path: Path, base_id: str, rows: int, vectors: np.ndarray | None = None
 ) -> AnnIndex | None:
     """The index built for this matrix base, memory-mapped; None when missing, stale, of another
     FORMAT or unreadable. `vectors` (the base's float16 rows) lets the coarse layer score lists."""
     path = index_path(matrix_path)
-    if not available():
+    if not available() or not on_disk(matrix_path, base_id, rows):
         return None
     try:
-        meta = json.loads(_meta_path(matrix_path).read_text())
-        if meta.get("format") != FORMAT or meta.get("base_id") != base_id or meta.get("rows") != rows:
-            return None
-        if (
-            path.stat().st_size != meta["bytes"]
-            or coarse_path(matrix_path).stat().st_size != meta["coarse_bytes"]
-        ):
-            return None
         index = _usearch_index_class().restore(str(path), view=True)
     except (OSError, ValueError, KeyError, TypeError, ImportError, RuntimeError):
         return None
@@ -185,7 +192,7 @@ def prepare(db, model: str, *, progress: bool = False, large_only: bool = False)
         if highest is None or highest < ANN_MIN_ROWS:
             return
     with build_progress(progress):
-        load_matrix(db, model)
+        load_matrix(db, model, lazy_index=True)
 
 
 _progress: contextvars.ContextVar[bool] = contextvars.ContextVar("pixgrep_ann_progress", default=False)

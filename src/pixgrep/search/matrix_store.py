@@ -288,8 +288,9 @@ def catch_up(db: CatalogDB, model: str, matrix: VectorMatrix) -> VectorMatrix | 
         return None
 
 
-def load_matrix(db: CatalogDB, model: str) -> VectorMatrix:
-    """The up-to-date matrix of `model`: from this process's cache, from disk, caught up, or rebuilt."""
+def load_matrix(db: CatalogDB, model: str, *, lazy_index: bool = False) -> VectorMatrix:
+    """The up-to-date matrix of `model`: from this process's cache, from disk, caught up, or rebuilt.
+    lazy_index: a large base's index is checked by its files only, not opened (ann.prepare)."""
     target = sidecar_path(db.path, model)
     key = str(target)
     generation = db.generation()
@@ -304,12 +305,20 @@ def load_matrix(db: CatalogDB, model: str) -> VectorMatrix:
             matrix = catch_up(db, model, matrix)
         if matrix is None:
             matrix = build_matrix(db, model, target)
-        elif matrix.base.rows >= ann_module.ANN_MIN_ROWS and matrix.base.ann_index() is None:
+        elif matrix.base.rows >= ann_module.ANN_MIN_ROWS and not _has_index(matrix.base, lazy_index):
             # A large base without its index (a crash mid-build, or usearch installed since).
             if ann_module.available() and matrix.source is not None:
                 _build_ann(target, matrix.base)
         _cache[key] = matrix
         return matrix
+
+
+def _has_index(base: Base, lazy: bool) -> bool:
+    """The base's index opens (lazy: its files are there, the graph left to the first search
+    that needs it: opening it reads the whole file, which the end of an index run must not pay)."""
+    if lazy and not base.ann_checked:
+        return base.source is not None and ann_module.on_disk(base.source, base.base_id, base.rows)
+    return base.ann_index() is not None
 
 
 def cached_matrix(catalog_path: str | os.PathLike, model: str) -> VectorMatrix | None:

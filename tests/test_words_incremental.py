@@ -1,0 +1,85 @@
+"""The word index once built costs what changed: an index run that adds, renames or removes a few
+files rebuilds their rows only, never reading every path of the catalog again."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fakes import FakeEncoder
+from PIL import Image
+
+import pixgrep
+from pixgrep.catalog import words
+
+
+def picture(path: Path, seed: int) -> None:
+    pixels = np.random.default_rng(seed).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+
+
+def names(results) -> list[str]:
+    return sorted(os.path.basename(r.path) for r in results)
+
+
+def test_a_sync_after_the_first_reads_only_the_rows_written_since(tmp_path, monkeypatch):
+    root = tmp_path / "pics"
+    picture(root / "harbour_sunset.png", 1)
+    picture(root / "mountain_lake.png", 2)
+    whole_reads = []
+    real_sources = words._sources
+    monkeypatch.setattr(
+        words, "_sources", lambda db, ids: (whole_reads.append(ids is None), real_sources(db, ids))[1]
+    )
+    with pixgrep.open_catalog(tmp_path / "c.db", encoder=FakeEncoder()) as cat:
+        cat.index([root])
+        assert whole_reads == [True]  # the first sync builds the index from every row
+        whole_reads.clear()
+        picture(root / "lighthouse_storm.png", 3)
+        (root / "harbour_sunset.png").rename(root / "harbour_dawn.png")
+        (root / "mountain_lake.png").unlink()
+        cat.index([root])
+        assert names(cat.search("words:lighthouse")) == ["lighthouse_storm.png"]
+        assert names(cat.search("words:harbour")) == ["harbour_dawn.png"]
+        assert cat.search("words:sunset") == [] and cat.search("words:mountain") == []
+        assert whole_reads and not any(whole_reads)  # rows by id only
+        stored = cat._db.conn.execute("SELECT COUNT(*) FROM words_source").fetchone()[0]
+        assert stored == 2
+
+
+def test_a_catalog_synced_before_marks_existed_is_compared_whole_once(tmp_path):
+    root = tmp_path / "pics"
+    picture(root / "harbour_sunset.png", 1)
+    with pixgrep.open_catalog(tmp_path / "c.db", encoder=FakeEncoder()) as cat:
+        cat.index([root])
+        with cat._db.conn:  # what an older pixgrep left: an index without the mark
+            cat._db.conn.execute("DELETE FROM meta WHERE key = ?", (words.SYNC_MARK_KEY,))
+            cat._db.conn.execute("DELETE FROM words")  # ... and rows it lost, written long ago
+            cat._db.conn.execute("DELETE FROM words_source")
+            cat._db.conn.execute("UPDATE images SET indexed_at = 1")
+            cat._db.conn.execute("UPDATE meta SET value = 'old' WHERE key = ?", (words.SYNC_META_KEY,))
+        assert names(cat.search("words:harbour")) == ["harbour_sunset.png"]
+
+
+def test_the_end_of_an_import_builds_the_word_index_so_the_first_search_has_nothing_to_build(
+    tmp_path, monkeypatch
+):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = tmp_path / "clip-out"
+    (source / "img_emb").mkdir(parents=True)
+    (source / "metadata").mkdir()
+    vectors = np.random.default_rng(0).standard_normal((3, FakeEncoder.dim)).astype(np.float16)
+    np.save(source / "img_emb" / "img_emb_0.npy", vectors)
+    paths = ["/data/lighthouse_storm.jpg", "/data/harbour_dawn.jpg", "/data/mountain_lake.jpg"]
+    pq.write_table(pa.table({"image_path": paths}), source / "metadata" / "metadata_0.parquet")
+    with pixgrep.open_catalog(tmp_path / "c.db", encoder=FakeEncoder()) as cat:
+        cat.import_parquet([source])
+        cat.prepare_search(large_only=True)  # what `pixgrep import` ends with
+        assert words.has_index(cat._db)
+        monkeypatch.setattr(words, "_rebuild", lambda *a: pytest.fail("the first search rebuilt rows"))
+        assert names(cat.search("words:lighthouse", roots=["/"])) == ["lighthouse_storm.jpg"]
