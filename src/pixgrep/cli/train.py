@@ -47,6 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="PX",
         help="input size all image towers share (default: the largest tower's own: lite0 224, lite2 260)",
     )
+    mini.add_argument(
+        "--pools",
+        default="head_avg",
+        help="pooled views of each image tower's one pass, comma separated, side by side: head_avg, "
+        "head_max, stage7_avg ... stage4_avg (default: head_avg)",
+    )
     mini.add_argument("--image-dropout", type=float, default=0.7, help="dropout on image features (0.7)")
     mini.add_argument("--text-dropout", type=float, default=0.4, help="dropout on text features (0.4)")
     mini.add_argument(
@@ -77,13 +83,14 @@ def run_train_mini(args: argparse.Namespace) -> int:
     towers = tuple(t.strip() for t in args.towers.split(",") if t.strip())
     from pixgrep.cli.logs import configure_logging
     from pixgrep.lab.mini.features import ensure_features
-    from pixgrep.models.mini.spec import IMAGE_TOWERS
+    from pixgrep.models.mini.spec import IMAGE_TOWERS, check_pools
 
     configure_logging(verbose=args.verbose or None)  # progress lines: on a terminal, or with -v
 
     unknown = [t for t in towers if t not in IMAGE_TOWERS]
     if unknown or not towers:
         raise PixgrepError(f"unknown tower {unknown}; choose from {', '.join(IMAGE_TOWERS)}")
+    pools = check_pools([p.strip() for p in args.pools.split(",") if p.strip()])
     if args.image_size is not None and not 32 <= args.image_size <= 1024:
         raise PixgrepError(f"--image-size {args.image_size}: give a size from 32 to 1024 pixels")
     try:
@@ -96,13 +103,14 @@ def run_train_mini(args: argparse.Namespace) -> int:
 
     size = image_size(towers, args.image_size)
     cache_dir = Path(args.cache_dir) if args.cache_dir else None
-    features = ensure_features(data, cache_dir, towers, 2, size)  # extraction: ONNX Runtime, 2 threads
+    features = ensure_features(data, cache_dir, towers, 2, size, pools)  # ONNX Runtime, 2 threads
     torch.set_num_threads(max(1, args.threads))
     cfg = TrainConfig(
         seed=args.seed,
         epochs=args.epochs,
         towers=towers,
         image_size=size,
+        pools=pools,
         image_dropout=args.image_dropout,
         text_dropout=args.text_dropout,
     )

