@@ -4,14 +4,21 @@ dynamically, as `pixgrep models quantize` does by default).
 
     .venv/bin/python benchmarks/bench_models.py --arch ViT-B-32 --arch MobileCLIP2-S0 --json out.json
     .venv/bin/python benchmarks/bench_models.py            # every registry architecture (hours)
+    .venv/bin/python benchmarks/bench_models.py --fill-registry out.json   # costs into registry.json
 
-Run it on an otherwise idle machine: the numbers are wall-clock times. Per architecture and
-precision, each in a fresh process (so load times are from a cold
+Per architecture and precision, each in a fresh process (so load times are from a cold
 interpreter and peak RSS belongs to that run): image tower load time, image ms per image at batch
-1 and 32 (preprocessed pixels), text tower load time (session + tokenizer), text ms per query (20
-Flickr8k captions one by one), peak RSS of each process, and disk size of the folder. Models with
-a Hugging Face tokenizer get one trained here on Flickr8k captions (the cost of a lookup does not
-depend on it); NLLB / XLM-R text towers need their transformers config (--text-config ARCH=DIR).
+1 and 32 (preprocessed pixels; batch 32 is bounded to 3 calls), text tower load time (session +
+tokenizer), text ms per query (20 Flickr8k captions one by one), peak RSS of each process, disk
+size of the folder, and the load average when each process ended. Every timing is taken twice:
+wall-clock and the process's CPU time (all of ONNX Runtime's threads, counting the text tower's
+spin-waiting). On a shared machine wall time measures the load as much as the model; CPU time
+moves much less, so compare CPU times, and ratios between architectures measured close together:
+--rounds N measures every folder once per round, interleaved, and reports the median. All exports
+are made first, so timing never overlaps an export. Models with a Hugging Face tokenizer get one
+trained here on Flickr8k captions (the cost of a lookup does not depend on it); NLLB / XLM-R text
+towers need their transformers config (--text-config ARCH=DIR: a folder holding the config.json
+of the hub model, e.g. saved with transformers' M2M100Config / XLMRobertaConfig).
 Needs `pip install "pixgrep[export,quantize]"`.
 """
 
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -105,13 +113,16 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
 
 
-def _ms_per_item(fn, items: int, min_seconds: float = 2.0, min_calls: int = 3) -> float:
+def _cost_per_item(fn, items: int, min_seconds: float, min_calls: int) -> tuple[float, float]:
+    """(wall ms, CPU ms) per item over repeated calls of `fn`. CPU time is the process's, so it
+    counts every ONNX Runtime thread; on a shared machine it moves much less than wall time."""
     fn()  # warm-up: ORT allocates its arenas on the first run
-    calls, start = 0, time.perf_counter()
+    calls, start, cpu = 0, time.perf_counter(), time.process_time()
     while calls < min_calls or time.perf_counter() - start < min_seconds:
         fn()
         calls += 1
-    return (time.perf_counter() - start) / (calls * items) * 1000
+    per = calls * items / 1000
+    return (time.perf_counter() - start) / per, (time.process_time() - cpu) / per
 
 
 def worker(mode: str, folder: str) -> dict:
@@ -126,20 +137,24 @@ def worker(mode: str, folder: str) -> dict:
         enc.visual  # noqa: B018
         out["image_load_s"] = time.perf_counter() - start
         h, w = enc.preprocess_cfg.size
-        for batch in (1, 32):
+        # batch 32 is bounded (warm-up + 2 calls = 96 images) so the large towers stay affordable
+        for batch, min_seconds, min_calls in ((1, 2.0, 3), (32, 0.0, 2)):
             pixels = np.random.default_rng(0).standard_normal((batch, 3, h, w)).astype(np.float32)
-            out[f"image_ms_batch{batch}"] = _ms_per_item(lambda p=pixels: enc.encode_pixels(p), batch)
+            wall, cpu = _cost_per_item(lambda p=pixels: enc.encode_pixels(p), batch, min_seconds, min_calls)
+            out[f"image_ms_batch{batch}"], out[f"image_cpu_ms_batch{batch}"] = wall, cpu
         out["image_peak_rss_mb"] = _peak_rss_mb()
     else:
         enc.tokenize([""])  # the text session and the tokenizer
         out["text_load_s"] = time.perf_counter() - start
         captions = _captions(20)
         enc.encode_texts(captions[:1])
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         for text in captions:
             enc.encode_texts([text])
         out["text_ms_per_query"] = (time.perf_counter() - t) / len(captions) * 1000
+        out["text_cpu_ms_per_query"] = (time.process_time() - cpu) / len(captions) * 1000
         out["text_peak_rss_mb"] = _peak_rss_mb()
+    out["load_average"] = os.getloadavg()[0]
     return out
 
 
@@ -156,6 +171,37 @@ def measure(folder: Path) -> dict:
     return row
 
 
+def _median_rows(rows: list[dict]) -> dict:
+    """One row per (arch, precision): the median of every figure over the rounds."""
+    import statistics
+
+    merged = dict(rows[0])
+    for key, value in rows[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            merged[key] = statistics.median(r[key] for r in rows)
+    merged["rounds"] = len(rows)
+    return merged
+
+
+def fill_registry(report: dict, registry_json: Path) -> None:
+    """Write each measured architecture's cost into the registry rows built on it (CPU time:
+    image int8 batch 32 relative to ViT-B-32 int8, text float32 per query)."""
+    rows = {(r["arch"].lower(), r["precision"]): r for r in report["results"]}
+    reference = rows[("vit-b-32", "int8")]["image_cpu_ms_batch32"]
+    data = json.loads(registry_json.read_text())
+    for entry in data["models"]:
+        arch = (entry.get("arch") or entry["name"].split("__")[0]).lower()
+        int8, f32 = rows.get((arch, "int8")), rows.get((arch, "float32"))
+        if int8 and f32 and entry["source"] != "build":
+            entry["cost"] = {
+                "image_rel": round(int8["image_cpu_ms_batch32"] / reference, 2),
+                "image_ms": round(int8["image_cpu_ms_batch32"], 1),
+                "text_ms": round(f32["text_cpu_ms_per_query"], 1),
+                "measured": report["date"],
+            }
+    registry_json.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -167,27 +213,47 @@ def main() -> None:
         "--work", type=Path, default=Path("/tmp/pixgrep-bench-models"), help="exports kept here"
     )
     parser.add_argument("--text-config", action="append", default=[], metavar="ARCH=DIR")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="measure every folder this many times, interleaved"
+    )
+    parser.add_argument("--build-only", action="store_true", help="export and quantise, no timing")
     parser.add_argument("--json", type=Path, help="write the results here too")
+    parser.add_argument(
+        "--fill-registry",
+        type=Path,
+        metavar="REPORT",
+        help="write the costs of a --json report into src/pixgrep/models/registry.json and stop",
+    )
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(*args.worker)))
         return
+    if args.fill_registry:
+        report = json.loads(args.fill_registry.read_text())
+        fill_registry(report, ROOT / "src" / "pixgrep" / "models" / "registry.json")
+        return
     text_configs = dict(item.split("=", 1) for item in args.text_config)
-    results = []
+    folders: list[tuple[str, str, Path, float]] = []
     for arch in args.arch or registry_archs():
         start = time.perf_counter()
         f32, q8 = build(arch, args.work, text_configs.get(arch))
-        build_s = time.perf_counter() - start
-        for precision, folder in (("float32", f32), ("int8", q8)):
-            row = {"arch": arch, "precision": precision, **measure(folder)}
-            row["build_s"] = round(build_s, 1)
-            results.append(row)
+        build_s = round(time.perf_counter() - start, 1)
+        print(json.dumps({"arch": arch, "build_s": build_s}), flush=True)
+        folders += [(arch, "float32", f32, build_s), (arch, "int8", q8, build_s)]
+    if args.build_only:
+        return
+    # every folder once per round, so a change in the machine's load hits all of them alike
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for _ in range(args.rounds):
+        for arch, precision, folder, build_s in folders:
+            row = {"arch": arch, "precision": precision, **measure(folder), "build_s": build_s}
+            runs.setdefault((arch, precision), []).append(row)
             print(json.dumps(row), flush=True)
     report = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores",
-        "results": results,
+        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
+        "results": [_median_rows(rows) for rows in runs.values()],
     }
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
