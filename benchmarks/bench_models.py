@@ -4,11 +4,11 @@ dynamically, as `pixgrep models quantize` does by default).
 
     .venv/bin/python benchmarks/bench_models.py --arch ViT-B-32 --arch MobileCLIP2-S0 --json out.json
     .venv/bin/python benchmarks/bench_models.py            # every registry architecture (hours)
-    .venv/bin/python benchmarks/bench_models.py --fill-registry out.json   # costs into registry.json
+    .venv/bin/python benchmarks/bench_models.py --fill-registry out.json   # costs into registry.json, table
 
 Per architecture and precision, each in a fresh process (so load times are from a cold
 interpreter and peak RSS belongs to that run): image tower load time, image ms per image at batch
-1 and 32 (preprocessed pixels; batch 32 is bounded to 3 calls), text tower load time (session +
+1 and 32 (preprocessed pixels; batch 32 is one timed call after a warm-up), text tower load time (session +
 tokenizer), text ms per query (20 Flickr8k captions one by one), peak RSS of each process, disk
 size of the folder, and the load average when each process ended. Every timing is taken twice:
 wall-clock and the process's CPU time (all of ONNX Runtime's threads, counting the text tower's
@@ -86,7 +86,7 @@ def _tokenizer_folder(work: Path) -> Path:
     return dest
 
 
-def build(arch: str, work: Path, text_config: str | None) -> tuple[Path, Path]:
+def build(arch: str, work: Path, text_config: str | None, tokenizer: str | None = None) -> tuple[Path, Path]:
     """(float32 folder, int8 folder) of `arch` with random weights, exported once into `work`."""
     import open_clip
 
@@ -97,7 +97,8 @@ def build(arch: str, work: Path, text_config: str | None) -> tuple[Path, Path]:
     f32, q8 = work / arch, work / f"{arch}@int8"
     if not (f32 / "config.json").is_file():
         hf = (open_clip.get_model_config(arch) or {}).get("text_cfg", {}).get("hf_tokenizer_name")
-        tokenizer = str(_tokenizer_folder(work)) if hf else None
+        if hf and not tokenizer:
+            tokenizer = str(_tokenizer_folder(work))
         export_open_clip(arch, "none", f32, tokenizer=tokenizer, text_config=text_config)
     if not (q8 / "config.json").is_file():
         quantize_folder(open_folder(f32), q8, base_id=arch, measure=False)
@@ -137,8 +138,8 @@ def worker(mode: str, folder: str) -> dict:
         enc.visual  # noqa: B018
         out["image_load_s"] = time.perf_counter() - start
         h, w = enc.preprocess_cfg.size
-        # batch 32 is bounded (warm-up + 2 calls = 96 images) so the large towers stay affordable
-        for batch, min_seconds, min_calls in ((1, 2.0, 3), (32, 0.0, 2)):
+        # batch 32 is bounded (warm-up + 1 timed call: 64 images) so the large towers stay affordable
+        for batch, min_seconds, min_calls in ((1, 2.0, 3), (32, 0.0, 1)):
             pixels = np.random.default_rng(0).standard_normal((batch, 3, h, w)).astype(np.float32)
             wall, cpu = _cost_per_item(lambda p=pixels: enc.encode_pixels(p), batch, min_seconds, min_calls)
             out[f"image_ms_batch{batch}"], out[f"image_cpu_ms_batch{batch}"] = wall, cpu
@@ -154,7 +155,7 @@ def worker(mode: str, folder: str) -> dict:
         out["text_ms_per_query"] = (time.perf_counter() - t) / len(captions) * 1000
         out["text_cpu_ms_per_query"] = (time.process_time() - cpu) / len(captions) * 1000
         out["text_peak_rss_mb"] = _peak_rss_mb()
-    out["load_average"] = os.getloadavg()[0]
+    out[f"{mode}_load_average"] = os.getloadavg()[0]
     return out
 
 
@@ -192,6 +193,7 @@ def fill_registry(report: dict, registry_json: Path) -> None:
     for entry in data["models"]:
         arch = (entry.get("arch") or entry["name"].split("__")[0]).lower()
         int8, f32 = rows.get((arch, "int8")), rows.get((arch, "float32"))
+        entry.setdefault("cost", None)  # every row has the field: null where never measured
         if int8 and f32 and entry["source"] != "build":
             entry["cost"] = {
                 "image_rel": round(int8["image_cpu_ms_batch32"] / reference, 2),
@@ -200,6 +202,33 @@ def fill_registry(report: dict, registry_json: Path) -> None:
                 "measured": report["date"],
             }
     registry_json.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def markdown(report: dict) -> str:
+    """The cost table of docs/models.md: CPU and wall times, and ratios to ViT-B-32 int8."""
+    rows = report["results"]
+    ref = next(r for r in rows if r["arch"] == "ViT-B-32" and r["precision"] == "int8")
+    lines = [
+        "| architecture | precision | image CPU ms b1 / b32 | image wall ms b1 / b32 "
+        "| image x B-32 int8, CPU / wall (b32) | text CPU / wall ms per query | load s image / text "
+        "| peak RSS MB image / text | disk MB | load average image / text |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cpu_x = r["image_cpu_ms_batch32"] / ref["image_cpu_ms_batch32"]
+        wall_x = r["image_ms_batch32"] / ref["image_ms_batch32"]
+        lines.append(
+            f"| {r['arch']} | {r['precision']} "
+            f"| {r['image_cpu_ms_batch1']:.0f} / {r['image_cpu_ms_batch32']:.0f} "
+            f"| {r['image_ms_batch1']:.0f} / {r['image_ms_batch32']:.0f} "
+            f"| {cpu_x:.2f} / {wall_x:.2f} "
+            f"| {r['text_cpu_ms_per_query']:.0f} / {r['text_ms_per_query']:.0f} "
+            f"| {r['image_load_s']:.1f} / {r['text_load_s']:.1f} "
+            f"| {r['image_peak_rss_mb']:.0f} / {r['text_peak_rss_mb']:.0f} "
+            f"| {r['disk_bytes'] / 1e6:.0f} "
+            f"| {r['image_load_average']:.1f} / {r['text_load_average']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -214,6 +243,13 @@ def main() -> None:
     )
     parser.add_argument("--text-config", action="append", default=[], metavar="ARCH=DIR")
     parser.add_argument(
+        "--tokenizer",
+        action="append",
+        default=[],
+        metavar="ARCH=DIR",
+        help="tokenizer folder for ARCH (NLLB needs its language tokens; default: one trained here)",
+    )
+    parser.add_argument(
         "--rounds", type=int, default=1, help="measure every folder this many times, interleaved"
     )
     parser.add_argument("--build-only", action="store_true", help="export and quantise, no timing")
@@ -222,7 +258,8 @@ def main() -> None:
         "--fill-registry",
         type=Path,
         metavar="REPORT",
-        help="write the costs of a --json report into src/pixgrep/models/registry.json and stop",
+        help="write the costs of a --json report into src/pixgrep/models/registry.json, print its "
+        "table for docs/models.md, and stop",
     )
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -232,12 +269,14 @@ def main() -> None:
     if args.fill_registry:
         report = json.loads(args.fill_registry.read_text())
         fill_registry(report, ROOT / "src" / "pixgrep" / "models" / "registry.json")
+        print(markdown(report), end="")
         return
     text_configs = dict(item.split("=", 1) for item in args.text_config)
+    tokenizers = dict(item.split("=", 1) for item in args.tokenizer)
     folders: list[tuple[str, str, Path, float]] = []
     for arch in args.arch or registry_archs():
         start = time.perf_counter()
-        f32, q8 = build(arch, args.work, text_configs.get(arch))
+        f32, q8 = build(arch, args.work, text_configs.get(arch), tokenizers.get(arch))
         build_s = round(time.perf_counter() - start, 1)
         print(json.dumps({"arch": arch, "build_s": build_s}), flush=True)
         folders += [(arch, "float32", f32, build_s), (arch, "int8", q8, build_s)]
