@@ -4,7 +4,7 @@ dynamically, as `pixgrep models quantize` does by default).
 
     .venv/bin/python benchmarks/bench_models.py --arch ViT-B-32 --arch MobileCLIP2-S0 --json out.json
     .venv/bin/python benchmarks/bench_models.py            # every registry architecture (hours)
-    .venv/bin/python benchmarks/bench_models.py --fill-registry out.json   # costs into registry.json, table
+    .venv/bin/python benchmarks/bench_models.py --fill-registry out.json ...   # into registry.json; table
 
 Per architecture and precision, each in a fresh process (so load times are from a cold
 interpreter and peak RSS belongs to that run): image tower load time, image ms per image at batch
@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -95,7 +96,8 @@ def build(arch: str, work: Path, text_config: str | None, tokenizer: str | None 
     from pixgrep.models.quantize import quantize_folder
 
     f32, q8 = work / arch, work / f"{arch}@int8"
-    if not (f32 / "config.json").is_file():
+    if not (f32 / "textual" / "model.onnx").is_file():  # never exported, or an export that failed
+        shutil.rmtree(f32, ignore_errors=True)
         hf = (open_clip.get_model_config(arch) or {}).get("text_cfg", {}).get("hf_tokenizer_name")
         if hf and not tokenizer:
             tokenizer = str(_tokenizer_folder(work))
@@ -184,11 +186,30 @@ def _median_rows(rows: list[dict]) -> dict:
     return merged
 
 
-def fill_registry(report: dict, registry_json: Path) -> None:
+def _rows_with_ratios(reports: list[dict]) -> list[dict]:
+    """Every report's rows, each with its image cost relative to the ViT-B-32 int8 measured in
+    the same run (wall and CPU), and the run's start time."""
+    out = []
+    for report in reports:
+        ref = next(r for r in report["results"] if r["arch"] == "ViT-B-32" and r["precision"] == "int8")
+        for r in report["results"]:
+            out.append(
+                dict(
+                    r,
+                    started=report.get("started", report["date"]),
+                    date=report["date"],
+                    cpu_x=r["image_cpu_ms_batch32"] / ref["image_cpu_ms_batch32"],
+                    wall_x=r["image_ms_batch32"] / ref["image_ms_batch32"],
+                )
+            )
+    return out
+
+
+def fill_registry(reports: list[dict], registry_json: Path) -> None:
     """Write each measured architecture's cost into the registry rows built on it (CPU time:
-    image int8 batch 32 relative to ViT-B-32 int8, text float32 per query)."""
-    rows = {(r["arch"].lower(), r["precision"]): r for r in report["results"]}
-    reference = rows[("vit-b-32", "int8")]["image_cpu_ms_batch32"]
+    image int8 batch 32 relative to ViT-B-32 int8 of the same run, text float32 per query); a
+    later report wins for an architecture measured twice."""
+    rows = {(r["arch"].lower(), r["precision"]): r for r in _rows_with_ratios(reports)}
     data = json.loads(registry_json.read_text())
     for entry in data["models"]:
         arch = (entry.get("arch") or entry["name"].split("__")[0]).lower()
@@ -196,32 +217,28 @@ def fill_registry(report: dict, registry_json: Path) -> None:
         entry.setdefault("cost", None)  # every row has the field: null where never measured
         if int8 and f32 and entry["source"] != "build":
             entry["cost"] = {
-                "image_rel": round(int8["image_cpu_ms_batch32"] / reference, 2),
+                "image_rel": round(int8["cpu_x"], 2),
                 "image_ms": round(int8["image_cpu_ms_batch32"], 1),
                 "text_ms": round(f32["text_cpu_ms_per_query"], 1),
-                "measured": report["date"],
+                "measured": int8["date"],
             }
     registry_json.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def markdown(report: dict) -> str:
+def markdown(reports: list[dict]) -> str:
     """The cost table of docs/models.md: CPU and wall times, and ratios to ViT-B-32 int8."""
-    rows = report["results"]
-    ref = next(r for r in rows if r["arch"] == "ViT-B-32" and r["precision"] == "int8")
     lines = [
-        "| architecture | precision | image CPU ms b1 / b32 | image wall ms b1 / b32 "
+        "| run | architecture | precision | image CPU ms b1 / b32 | image wall ms b1 / b32 "
         "| image x B-32 int8, CPU / wall (b32) | text CPU / wall ms per query | load s image / text "
         "| peak RSS MB image / text | disk MB | load average image / text |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        cpu_x = r["image_cpu_ms_batch32"] / ref["image_cpu_ms_batch32"]
-        wall_x = r["image_ms_batch32"] / ref["image_ms_batch32"]
+    for r in _rows_with_ratios(reports):
         lines.append(
-            f"| {r['arch']} | {r['precision']} "
+            f"| {r['started']} | {r['arch']} | {r['precision']} "
             f"| {r['image_cpu_ms_batch1']:.0f} / {r['image_cpu_ms_batch32']:.0f} "
             f"| {r['image_ms_batch1']:.0f} / {r['image_ms_batch32']:.0f} "
-            f"| {cpu_x:.2f} / {wall_x:.2f} "
+            f"| {r['cpu_x']:.2f} / {r['wall_x']:.2f} "
             f"| {r['text_cpu_ms_per_query']:.0f} / {r['text_ms_per_query']:.0f} "
             f"| {r['image_load_s']:.1f} / {r['text_load_s']:.1f} "
             f"| {r['image_peak_rss_mb']:.0f} / {r['text_peak_rss_mb']:.0f} "
@@ -257,8 +274,9 @@ def main() -> None:
     parser.add_argument(
         "--fill-registry",
         type=Path,
+        nargs="+",
         metavar="REPORT",
-        help="write the costs of a --json report into src/pixgrep/models/registry.json, print its "
+        help="write the costs of --json reports into src/pixgrep/models/registry.json, print its "
         "table for docs/models.md, and stop",
     )
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
@@ -267,9 +285,9 @@ def main() -> None:
         print(json.dumps(worker(*args.worker)))
         return
     if args.fill_registry:
-        report = json.loads(args.fill_registry.read_text())
-        fill_registry(report, ROOT / "src" / "pixgrep" / "models" / "registry.json")
-        print(markdown(report), end="")
+        reports = [json.loads(path.read_text()) for path in args.fill_registry]
+        fill_registry(reports, ROOT / "src" / "pixgrep" / "models" / "registry.json")
+        print(markdown(reports), end="")
         return
     text_configs = dict(item.split("=", 1) for item in args.text_config)
     tokenizers = dict(item.split("=", 1) for item in args.tokenizer)
@@ -282,6 +300,7 @@ def main() -> None:
         folders += [(arch, "float32", f32, build_s), (arch, "int8", q8, build_s)]
     if args.build_only:
         return
+    started = time.strftime("%H:%M UTC", time.gmtime())
     # every folder once per round, so a change in the machine's load hits all of them alike
     runs: dict[tuple[str, str], list[dict]] = {}
     for _ in range(args.rounds):
@@ -291,6 +310,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     report = {
         "date": time.strftime("%Y-%m-%d"),
+        "started": started,
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
         "results": [_median_rows(rows) for rows in runs.values()],
     }
