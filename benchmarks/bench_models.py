@@ -4,14 +4,21 @@ dynamically, as `pixgrep models quantize` does by default).
 
     .venv/bin/python benchmarks/bench_models.py --arch ViT-B-32 --arch MobileCLIP2-S0 --json out.json
     .venv/bin/python benchmarks/bench_models.py            # every registry architecture (hours)
+    .venv/bin/python benchmarks/bench_models.py --fill-registry out.json ...   # into registry.json; table
 
-Run it on an otherwise idle machine: the numbers are wall-clock times. Per architecture and
-precision, each in a fresh process (so load times are from a cold
+Per architecture and precision, each in a fresh process (so load times are from a cold
 interpreter and peak RSS belongs to that run): image tower load time, image ms per image at batch
-1 and 32 (preprocessed pixels), text tower load time (session + tokenizer), text ms per query (20
-Flickr8k captions one by one), peak RSS of each process, and disk size of the folder. Models with
-a Hugging Face tokenizer get one trained here on Flickr8k captions (the cost of a lookup does not
-depend on it); NLLB / XLM-R text towers need their transformers config (--text-config ARCH=DIR).
+1 and 32 (preprocessed pixels; batch 32 is one timed call after a warm-up), text tower load time (session +
+tokenizer), text ms per query (20 Flickr8k captions one by one), peak RSS of each process, disk
+size of the folder, and the load average when each process ended. Every timing is taken twice:
+wall-clock and the process's CPU time (all of ONNX Runtime's threads, counting the text tower's
+spin-waiting). On a shared machine wall time measures the load as much as the model; CPU time
+moves much less, so compare CPU times, and ratios between architectures measured close together:
+--rounds N measures every folder once per round, interleaved, and reports the median. All exports
+are made first, so timing never overlaps an export. Models with a Hugging Face tokenizer get one
+trained here on Flickr8k captions (the cost of a lookup does not depend on it); NLLB / XLM-R text
+towers need their transformers config (--text-config ARCH=DIR: a folder holding the config.json
+of the hub model, e.g. saved with transformers' M2M100Config / XLMRobertaConfig).
 Needs `pip install "pixgrep[export,quantize]"`.
 """
 
@@ -19,8 +26,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -78,7 +87,7 @@ def _tokenizer_folder(work: Path) -> Path:
     return dest
 
 
-def build(arch: str, work: Path, text_config: str | None) -> tuple[Path, Path]:
+def build(arch: str, work: Path, text_config: str | None, tokenizer: str | None = None) -> tuple[Path, Path]:
     """(float32 folder, int8 folder) of `arch` with random weights, exported once into `work`."""
     import open_clip
 
@@ -87,9 +96,11 @@ def build(arch: str, work: Path, text_config: str | None) -> tuple[Path, Path]:
     from pixgrep.models.quantize import quantize_folder
 
     f32, q8 = work / arch, work / f"{arch}@int8"
-    if not (f32 / "config.json").is_file():
+    if not (f32 / "textual" / "model.onnx").is_file():  # never exported, or an export that failed
+        shutil.rmtree(f32, ignore_errors=True)
         hf = (open_clip.get_model_config(arch) or {}).get("text_cfg", {}).get("hf_tokenizer_name")
-        tokenizer = str(_tokenizer_folder(work)) if hf else None
+        if hf and not tokenizer:
+            tokenizer = str(_tokenizer_folder(work))
         export_open_clip(arch, "none", f32, tokenizer=tokenizer, text_config=text_config)
     if not (q8 / "config.json").is_file():
         quantize_folder(open_folder(f32), q8, base_id=arch, measure=False)
@@ -105,13 +116,16 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
 
 
-def _ms_per_item(fn, items: int, min_seconds: float = 2.0, min_calls: int = 3) -> float:
+def _cost_per_item(fn, items: int, min_seconds: float, min_calls: int) -> tuple[float, float]:
+    """(wall ms, CPU ms) per item over repeated calls of `fn`. CPU time is the process's, so it
+    counts every ONNX Runtime thread; on a shared machine it moves much less than wall time."""
     fn()  # warm-up: ORT allocates its arenas on the first run
-    calls, start = 0, time.perf_counter()
+    calls, start, cpu = 0, time.perf_counter(), time.process_time()
     while calls < min_calls or time.perf_counter() - start < min_seconds:
         fn()
         calls += 1
-    return (time.perf_counter() - start) / (calls * items) * 1000
+    per = calls * items / 1000
+    return (time.perf_counter() - start) / per, (time.process_time() - cpu) / per
 
 
 def worker(mode: str, folder: str) -> dict:
@@ -126,20 +140,24 @@ def worker(mode: str, folder: str) -> dict:
         enc.visual  # noqa: B018
         out["image_load_s"] = time.perf_counter() - start
         h, w = enc.preprocess_cfg.size
-        for batch in (1, 32):
+        # batch 32 is bounded (warm-up + 1 timed call: 64 images) so the large towers stay affordable
+        for batch, min_seconds, min_calls in ((1, 2.0, 3), (32, 0.0, 1)):
             pixels = np.random.default_rng(0).standard_normal((batch, 3, h, w)).astype(np.float32)
-            out[f"image_ms_batch{batch}"] = _ms_per_item(lambda p=pixels: enc.encode_pixels(p), batch)
+            wall, cpu = _cost_per_item(lambda p=pixels: enc.encode_pixels(p), batch, min_seconds, min_calls)
+            out[f"image_ms_batch{batch}"], out[f"image_cpu_ms_batch{batch}"] = wall, cpu
         out["image_peak_rss_mb"] = _peak_rss_mb()
     else:
         enc.tokenize([""])  # the text session and the tokenizer
         out["text_load_s"] = time.perf_counter() - start
         captions = _captions(20)
         enc.encode_texts(captions[:1])
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         for text in captions:
             enc.encode_texts([text])
         out["text_ms_per_query"] = (time.perf_counter() - t) / len(captions) * 1000
+        out["text_cpu_ms_per_query"] = (time.process_time() - cpu) / len(captions) * 1000
         out["text_peak_rss_mb"] = _peak_rss_mb()
+    out[f"{mode}_load_average"] = os.getloadavg()[0]
     return out
 
 
@@ -156,6 +174,80 @@ def measure(folder: Path) -> dict:
     return row
 
 
+def _median_rows(rows: list[dict]) -> dict:
+    """One row per (arch, precision): the median of every figure over the rounds."""
+    import statistics
+
+    merged = dict(rows[0])
+    for key, value in rows[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            merged[key] = statistics.median(r[key] for r in rows)
+    merged["rounds"] = len(rows)
+    return merged
+
+
+def _rows_with_ratios(reports: list[dict]) -> list[dict]:
+    """Every report's rows, each with its image cost relative to the ViT-B-32 int8 measured in
+    the same run (wall and CPU), and the run's start time."""
+    out = []
+    for report in reports:
+        ref = next(r for r in report["results"] if r["arch"] == "ViT-B-32" and r["precision"] == "int8")
+        for r in report["results"]:
+            out.append(
+                dict(
+                    r,
+                    started=report.get("started", report["date"]),
+                    date=report["date"],
+                    cpu_x=r["image_cpu_ms_batch32"] / ref["image_cpu_ms_batch32"],
+                    wall_x=r["image_ms_batch32"] / ref["image_ms_batch32"],
+                )
+            )
+    return out
+
+
+def fill_registry(reports: list[dict], registry_json: Path) -> None:
+    """Write each measured architecture's cost into the registry rows built on it (CPU time:
+    image int8 batch 32 relative to ViT-B-32 int8 of the same run, text float32 per query); a
+    later report wins for an architecture measured twice."""
+    rows = {(r["arch"].lower(), r["precision"]): r for r in _rows_with_ratios(reports)}
+    data = json.loads(registry_json.read_text())
+    for entry in data["models"]:
+        arch = (entry.get("arch") or entry["name"].split("__")[0]).lower()
+        int8, f32 = rows.get((arch, "int8")), rows.get((arch, "float32"))
+        entry.setdefault("cost", None)  # every row has the field: null where never measured
+        if int8 and f32 and entry["source"] != "build":
+            entry["cost"] = {
+                "image_rel": round(int8["cpu_x"], 2),
+                "image_ms": round(int8["image_cpu_ms_batch32"], 1),
+                "text_ms": round(f32["text_cpu_ms_per_query"], 1),
+                "measured": int8["date"],
+            }
+    registry_json.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def markdown(reports: list[dict]) -> str:
+    """The cost table of docs/models.md: CPU and wall times, and ratios to ViT-B-32 int8."""
+    lines = [
+        "| run | architecture | precision | image CPU ms b1 / b32 | image wall ms b1 / b32 "
+        "| image x B-32 int8, CPU / wall (b32) | text CPU / wall ms per query | load s image / text "
+        "| peak RSS MB image / text | disk MB | load average image / text |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in _rows_with_ratios(reports):
+        lines.append(
+            f"| {r['started']} | {r['arch']} | {r['precision']} "
+            f"| {r['image_cpu_ms_batch1']:.0f} / {r['image_cpu_ms_batch32']:.0f} "
+            f"| {r['image_ms_batch1']:.0f} / {r['image_ms_batch32']:.0f} "
+            f"| {r['cpu_x']:.2f} / {r['wall_x']:.2f} "
+            f"| {r['text_cpu_ms_per_query']:.0f} / {r['text_ms_per_query']:.0f} "
+            f"| {r['image_load_s']:.1f} / {r['text_load_s']:.1f} "
+            f"| {r['image_peak_rss_mb']:.0f} / {r['text_peak_rss_mb']:.0f} "
+            f"| {r['disk_bytes'] / 1e6:.0f} "
+            f"| {r['image_load_average']:.1f} / {r['text_load_average']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -167,27 +259,60 @@ def main() -> None:
         "--work", type=Path, default=Path("/tmp/pixgrep-bench-models"), help="exports kept here"
     )
     parser.add_argument("--text-config", action="append", default=[], metavar="ARCH=DIR")
+    parser.add_argument(
+        "--tokenizer",
+        action="append",
+        default=[],
+        metavar="ARCH=DIR",
+        help="tokenizer folder for ARCH (NLLB needs its language tokens; default: one trained here)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="measure every folder this many times, interleaved"
+    )
+    parser.add_argument("--build-only", action="store_true", help="export and quantise, no timing")
     parser.add_argument("--json", type=Path, help="write the results here too")
+    parser.add_argument(
+        "--fill-registry",
+        type=Path,
+        nargs="+",
+        metavar="REPORT",
+        help="write the costs of --json reports into src/pixgrep/models/registry.json, print its "
+        "table for docs/models.md, and stop",
+    )
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(*args.worker)))
         return
+    if args.fill_registry:
+        reports = [json.loads(path.read_text()) for path in args.fill_registry]
+        fill_registry(reports, ROOT / "src" / "pixgrep" / "models" / "registry.json")
+        print(markdown(reports), end="")
+        return
     text_configs = dict(item.split("=", 1) for item in args.text_config)
-    results = []
+    tokenizers = dict(item.split("=", 1) for item in args.tokenizer)
+    folders: list[tuple[str, str, Path, float]] = []
     for arch in args.arch or registry_archs():
         start = time.perf_counter()
-        f32, q8 = build(arch, args.work, text_configs.get(arch))
-        build_s = time.perf_counter() - start
-        for precision, folder in (("float32", f32), ("int8", q8)):
-            row = {"arch": arch, "precision": precision, **measure(folder)}
-            row["build_s"] = round(build_s, 1)
-            results.append(row)
+        f32, q8 = build(arch, args.work, text_configs.get(arch), tokenizers.get(arch))
+        build_s = round(time.perf_counter() - start, 1)
+        print(json.dumps({"arch": arch, "build_s": build_s}), flush=True)
+        folders += [(arch, "float32", f32, build_s), (arch, "int8", q8, build_s)]
+    if args.build_only:
+        return
+    started = time.strftime("%H:%M UTC", time.gmtime())
+    # every folder once per round, so a change in the machine's load hits all of them alike
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for _ in range(args.rounds):
+        for arch, precision, folder, build_s in folders:
+            row = {"arch": arch, "precision": precision, **measure(folder), "build_s": build_s}
+            runs.setdefault((arch, precision), []).append(row)
             print(json.dumps(row), flush=True)
     report = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores",
-        "results": results,
+        "started": started,
+        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
+        "results": [_median_rows(rows) for rows in runs.values()],
     }
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -34,6 +35,26 @@ def test_list_table(cache, capsys):
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out
     assert f"{registry.DEFAULT_MODEL} *" in out and "pixgrep-mini" in out and "cached" in out
+
+
+def test_list_shows_measured_cost_beside_quality(cache, capsys):
+    assert main(["models", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("img cost  img ms  txt ms")
+    b32 = next(line for line in lines if line.startswith("ViT-B-32__openai "))
+    assert re.search(r"  1\.0x +\d+ +\d+$", b32), b32  # the reference: ViT-B-32 int8 is 1.0x
+    mini = next(line for line in lines if line.startswith("pixgrep-mini"))
+    assert re.search(r"  - +- +-$", mini), mini  # not measured
+    assert re.search(r"Cost: CPU time measured here \(\d{4}-\d\d-\d\d", "\n".join(lines))
+
+
+def test_list_json_carries_the_cost_record(cache, capsys):
+    assert main(["models", "list", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    cost = rows["ViT-B-32__laion2b_s34b_b79k"]["cost"]
+    assert set(cost) == {"image_rel", "image_ms", "text_ms", "measured"} and cost["image_rel"] == 1.0
+    assert cost["image_ms"] > 0 and cost["text_ms"] > 0
+    assert rows["pixgrep-mini"]["cost"] is None
 
 
 def test_info_for_a_folder_and_for_a_name(capsys, tiny_model_dir, cache):

@@ -55,6 +55,7 @@ def test_docs_table_is_the_registry():
         (lambda d: d["models"].append(dict(d["models"][0])), "twice"),
         (lambda d: d["models"][0].update(repo=None), "needs a repo"),
         (lambda d: d.update(default="nope"), "default 'nope'"),
+        (lambda d: d["models"][0].update(cost={"image_rel": 1.0}), "bad cost"),
     ],
 )
 def test_a_malformed_registry_is_refused_naming_the_entry(change, message):

@@ -35,12 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "list",
-        help="known models, which are cached, size on disk, published quality",
+        help="known models, which are cached, size on disk, published quality, measured cost",
         description="Known models with embedding size, image size, whether they are in the cache (and "
         "its size on disk), and open_clip's published zero-shot figures: ImageNet top-1 and "
         "Recall@1 for Flickr30k, COCO and (multilingual) Crossmodal-3600 retrieval, image->text and "
-        "text->image (%%). "
-        "'-' is a figure we have not checked. * marks the default.",
+        "text->image (%%), and the CPU cost measured here (image tower in int8 relative to ViT-B-32 "
+        "int8, ms per image, ms per text query). "
+        "'-' is a figure we have not checked or measured. * marks the default.",
     )
     add_json_option(p, "print a JSON list instead of a table")
     p.set_defaults(func=run_list)
@@ -172,13 +173,21 @@ def run_list(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     header = ["name", "dims", "px", "lang", "cached", *(label for _, label in _FIGURES)]
+    header += ["img cost", "img ms", "txt ms"]
     table = [header]
     for r in rows:
         cached = human_size(r["size_bytes"]) if r["cached"] else "no"
         figures = ["-" if r[key] is None else f"{r[key]:.1f}" for key, _ in _FIGURES]
         name = r["name"] + (" *" if r["default"] else "")
         lang = "multi" if r["languages"].startswith("multilingual") else r["languages"]
-        table.append([name, _dash(r["dim"]), _dash(r["image_size"]), lang, cached, *figures])
+        cost = r["cost"] or {}
+        costs = [
+            "-" if not cost else f"{cost['image_rel']:.1f}x",
+            "-" if not cost else f"{cost['image_ms']:.0f}",
+            "-" if not cost else f"{cost['text_ms']:.0f}",
+        ]
+        row = [name, _dash(r["dim"]), _dash(r["image_size"]), lang, cached, *figures, *costs]
+        table.append(row)
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print(
@@ -189,9 +198,17 @@ def run_list(args: argparse.Namespace) -> int:
         )
     print(
         "\n* default.  Figures: open_clip's published zero-shot results (%), XM = Crossmodal-3600 "
-        "(36 languages); '-' = not in its tables.  multi: queries in many languages (--json: which)."
+        "(36 languages); '-' = not in its tables.  multi: queries in many languages (--json: which).\n"
+        f"Cost: CPU time measured here ({_cost_date(rows)}, docs/models.md): img cost = image tower "
+        "int8 relative to ViT-B-32 int8, img ms = int8 ms per image (batch 32), txt ms = ms per "
+        "query; '-' = not measured."
     )
     return 0
+
+
+def _cost_date(rows: list[dict]) -> str:
+    dates = sorted({r["cost"]["measured"] for r in rows if r["cost"]})
+    return ", ".join(dates) or "none yet"
 
 
 def _dash(value) -> str:

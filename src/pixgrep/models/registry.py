@@ -5,7 +5,8 @@ figures are open_clip's published zero-shot results: ImageNet-1k top-1, and imag
 text-to-image Recall@1 on Flickr30k (1k test) and MSCOCO (5k test), measured by open_clip with the
 original PyTorch weights; the parity tests (docs/models.md) are why they hold for the ONNX exports.
 None where we have not checked the published number. docs/models.md's table is this data
-(`python -m pixgrep.models.registry` prints it; a test keeps the two equal).
+(`python -m pixgrep.models.registry` prints it; a test keeps the two equal). Costs are measured
+here by benchmarks/bench_models.py (docs/models.md has the full table).
 """
 
 from __future__ import annotations
@@ -20,6 +21,18 @@ from typing import Any, Literal
 from pixgrep.errors import PixgrepError
 
 Source = Literal["hub", "build", "export"]
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What an architecture's towers cost on CPU, measured with random weights (the cost of a
+    forward pass does not depend on them): CPU time, which a shared machine inflates far less
+    than wall time."""
+
+    image_rel: float  # image tower CPU time per image, int8, batch 32, relative to ViT-B-32 int8
+    image_ms: float  # that CPU time in ms
+    text_ms: float  # text tower CPU ms per query (float32, one query at a time)
+    measured: str  # date of the measurement, YYYY-MM-DD
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,7 @@ class ModelSpec:
     # image-image cosine from which two pictures are near-identical copies (folded in results),
     # measured per model (docs/quality.md); None: only identical files are folded
     duplicate_threshold: float | None = None
+    cost: Cost | None = None  # None: not measured (docs/models.md says why)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,7 +87,11 @@ def parse_registry(data: dict[str, Any]) -> tuple[dict[str, ModelSpec], str]:
             raise ValueError(f"registry entry {name}: an exported model needs arch and pretrained")
         if name in models:
             raise ValueError(f"registry entry {name} appears twice")
-        models[name] = ModelSpec(**entry)
+        try:
+            cost = Cost(**entry["cost"]) if entry.get("cost") else None
+        except TypeError as exc:
+            raise ValueError(f"registry entry {name}: bad cost ({exc})") from None
+        models[name] = ModelSpec(**dict(entry, cost=cost))
     default = data["default"]
     if default not in models:
         raise ValueError(f"registry default {default!r} is not an entry")
@@ -127,6 +145,11 @@ def get_spec(name: str) -> ModelSpec:
     )
 
 
+def cost_label(cost: Cost | None) -> str:
+    """'2.9x' (image cost relative to ViT-B-32 int8), '-' where not measured."""
+    return "-" if cost is None else f"{cost.image_rel:.1f}x"
+
+
 def markdown_table() -> str:
     """The registry table of docs/models.md, generated from the data."""
 
@@ -135,19 +158,19 @@ def markdown_table() -> str:
 
     lines = [
         "| name | dims | px | languages | ImageNet top-1 | Flickr30k i2t / t2i R@1 | COCO i2t / t2i R@1 "
-        "| XM3600 i2t / t2i R@1 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| XM3600 i2t / t2i R@1 | image cost |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for spec in MODELS.values():
         name = f"**{spec.name}** (default)" if spec.name == DEFAULT_MODEL else spec.name
         if spec.source == "build":
-            lines.append(f"| {name} | from the built folder | | {spec.languages} | | | | |")
+            lines.append(f"| {name} | from the built folder | | {spec.languages} | | | | | |")
             continue
         lines.append(
             f"| {name} | {spec.dim} | {spec.image_size} | {spec.languages} | {figure(spec.imagenet_top1)} | "
             f"{figure(spec.flickr_i2t_r1)} / {figure(spec.flickr_t2i_r1)} | "
             f"{figure(spec.coco_i2t_r1)} / {figure(spec.coco_t2i_r1)} | "
-            f"{figure(spec.xm3600_i2t_r1)} / {figure(spec.xm3600_t2i_r1)} |"
+            f"{figure(spec.xm3600_i2t_r1)} / {figure(spec.xm3600_t2i_r1)} | {cost_label(spec.cost)} |"
         )
     return "\n".join(lines) + "\n"
 
