@@ -89,8 +89,8 @@ class Cluster:
 
     def __init__(self, workers: int = 2, env: dict[str, str] | None = None):
         self.temp = Path(tempfile.mkdtemp(prefix="pxray-", dir="/tmp"))  # short: unix socket paths
-        # Token authentication off, whatever ~/.ray holds: since Ray 2.5x a head started while
-        # ~/.ray/auth_token exists (any local ray.init() on this machine writes one) turns it on,
+        # Token authentication off, whatever ~/.ray holds: Ray (2.60 here) turns it on for a head
+        # started while ~/.ray/auth_token exists (any local ray.init() on this machine writes one),
         # but a client given an explicit address (pixgrep's drivers, wait_for_nodes) never sends
         # the token, so nothing could connect to the cluster.
         self.env = {**os.environ, **(env or {}), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
