@@ -89,7 +89,11 @@ class Cluster:
 
     def __init__(self, workers: int = 2, env: dict[str, str] | None = None):
         self.temp = Path(tempfile.mkdtemp(prefix="pxray-", dir="/tmp"))  # short: unix socket paths
-        self.env = {**os.environ, **(env or {}), "RAY_USAGE_STATS_ENABLED": "0"}
+        # Token authentication off, whatever ~/.ray holds: Ray (2.60 here) turns it on for a head
+        # started while ~/.ray/auth_token exists (any local ray.init() on this machine writes one),
+        # but a client given an explicit address (pixgrep's drivers, wait_for_nodes) never sends
+        # the token, so nothing could connect to the cluster.
+        self.env = {**os.environ, **(env or {}), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.nodes: list[Node] = []
@@ -108,9 +112,13 @@ class Cluster:
             *self._ports(),
         ]
         self.nodes.append(Node(head, self.env, self.temp / "head.log"))
-        self.wait_for_nodes(1)
-        for _ in range(workers):
-            self.add_worker()
+        try:
+            self.wait_for_nodes(1)
+            for _ in range(workers):
+                self.add_worker()
+        except BaseException:
+            self.stop()  # a fixture whose setup fails is never torn down: no nodes left running
+            raise
 
     def _ports(self) -> list[str]:
         low = _free_range(WORKER_PORTS)  # first, so the single ports below are picked outside it

@@ -165,6 +165,33 @@ def test_ctrl_c_of_the_driver_resumes(cluster, photos, local, tiny_model_dir, tm
     assert_same_catalog(catalog, local)
 
 
+def test_stopping_the_stream_waits_for_ray_datas_threads():
+    """What the driver does before ray.shutdown(), interrupted or not: close the batch generator
+    (Ray Data's finally shuts its executor down) and wait for the executor and prefetch threads,
+    which Ray Data itself waits for 2 s at most, and not at all, respectively. A thread that calls
+    into a shut-down Ray ends the process at once with status 1 and no message, or starts a local
+    Ray instance: the Ctrl-C test exited 1 that way under load."""
+    from pixgrep.catalog.ray_ingest import _stop_streaming
+
+    closed = threading.Event()
+
+    def generator():
+        try:
+            yield 1
+            yield 2
+        finally:
+            closed.set()
+
+    slow = threading.Thread(target=closed.wait, name="iter_threaded", daemon=True)  # ends once closed
+    late = threading.Thread(target=time.sleep, args=(0.5,), name="iter_threaded", daemon=True)
+    batches = generator()
+    next(batches)  # suspended mid-stream, as an interrupt in the loop body leaves it
+    slow.start()
+    late.start()
+    _stop_streaming(batches)
+    assert closed.is_set() and not slow.is_alive() and not late.is_alive()
+
+
 def test_without_a_reachable_cluster_one_line(photos, tiny_model_dir, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "pixgrep.cli", "index", str(photos), "--catalog", str(tmp_path / "c.db")]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -428,9 +429,42 @@ def _stream(
         compute=ray.data.ActorPoolStrategy(size=count),  # Ray Data spreads the actors over the nodes
         **resources,
     )
+    batches = iter(encoded.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2))
+    try:
+        _consume(batches, entries, known, commit)
+    finally:
+        _stop_streaming(batches)
+
+
+def _stop_streaming(batches: Any, timeout: float = 30.0) -> None:
+    """Stop Ray Data's threads before the caller's ray.shutdown().
+
+    An interrupt raised in the loop body (a commit, mostly) leaves the batch generator suspended, its
+    executor and prefetch threads still calling into Ray; a call into a shut-down Ray ends the
+    process at once with status 1, or starts a local Ray instance. Closing the generator shuts the
+    executor down, but neither waits long for those threads (2 s for the executor, not at all for
+    the prefetch workers): join them here, bounded. Ray Data's process-wide pollers never end and
+    touch no Ray state, so only the per-iteration threads are waited for.
+    """
+    batches.close()
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        # Known by class and name (Ray Data's internals, as of Ray 2.60): a Ray that renames them
+        # is only not waited for, as before.
+        if type(thread).__name__ == "StreamingExecutor" or thread.name == "iter_threaded":
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _consume(
+    batches: Any,
+    entries: dict[str, FileEntry],
+    known: KnownVectors,
+    commit: Callable[[list[Prepared], dict[str, np.ndarray]], None],
+) -> None:
+    """Commit the actors' batches as they stream back (a retried block's rows only once)."""
     done: set[str] = set()
     pending: set[str] = set()
-    for batch in encoded.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
+    for batch in batches:
         results: list[Prepared] = []
         vectors: dict[str, np.ndarray] = {}
         pairs = _results_of(batch, entries)
