@@ -67,7 +67,7 @@ def test_a_catalog_synced_before_marks_existed_is_compared_whole_once(tmp_path):
 def test_the_end_of_an_import_builds_the_word_index_so_the_first_search_has_nothing_to_build(
     tmp_path, monkeypatch
 ):
-    import pyarrow as pa
+    pa = pytest.importorskip("pyarrow", reason="importing Parquet needs pip install 'pixgrep[parquet]'")
     import pyarrow.parquet as pq
 
     source = tmp_path / "clip-out"
