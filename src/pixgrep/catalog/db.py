@@ -520,24 +520,26 @@ class CatalogDB:
         self.committed()
 
     def store_in_transaction(
-        self, rows: Sequence[ImageRow], vectors: dict[str, np.ndarray], model: str
+        self,
+        rows: Sequence[ImageRow],
+        vectors: dict[str, np.ndarray],
+        model: str,
+        *,
+        drop_every_replaced: bool = False,
     ) -> None:
         """Upsert image rows and vectors inside the caller's transaction (indexed_at: now), and drop
-        the vectors of imported rows (SYNTHETIC_PREFIX keys) these rows replace that nothing else
-        uses: bookkeeping that reads only the rows written, never every imported vector."""
+        the vectors these rows replace that nothing else uses: those of imported rows
+        (SYNTHETIC_PREFIX keys), or of every replaced row with `drop_every_replaced` (an import).
+        Bookkeeping that reads only the rows written, never every imported vector."""
         paths = [path_to_db(row[0]) for row in rows]
+        only_imported = "" if drop_every_replaced else " AND content_hash >= ? AND content_hash < ?"
+        bounds = [] if drop_every_replaced else [SYNTHETIC_PREFIX, SYNTHETIC_END]
         replaced: set[str] = set()
         for start in range(0, len(paths), 500):
             chunk = paths[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            replaced.update(
-                r[0]
-                for r in self.conn.execute(
-                    f"SELECT content_hash FROM images WHERE path IN ({marks}) AND content_hash >= ? "
-                    "AND content_hash < ?",
-                    [*chunk, SYNTHETIC_PREFIX, SYNTHETIC_END],
-                )
-            )
+            query = f"SELECT content_hash FROM images WHERE path IN ({marks}){only_imported}"
+            replaced.update(r[0] for r in self.conn.execute(query, [*chunk, *bounds]))
         now = time.time()
         self.conn.executemany(
             "INSERT OR REPLACE INTO embeddings (content_hash, model, vector) VALUES (?, ?, ?)",

@@ -56,15 +56,7 @@ def import_batch(
     knows exactly what is stored."""
     paths = [path_to_db(row[0]) for row in rows]
     with db.conn:
-        replaced: set[str] = set()
-        for start in range(0, len(paths), 500):
-            chunk = paths[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            replaced.update(
-                r[0]
-                for r in db.conn.execute(f"SELECT content_hash FROM images WHERE path IN ({marks})", chunk)
-            )
-        db.store_in_transaction(rows, vectors, model)
+        db.store_in_transaction(rows, vectors, model, drop_every_replaced=True)
         # Asked after the first write, under the write lock (the generation is bumped below): an
         # index in step before this batch stays so, as the batch writes its rows' index rows.
         in_step = words.in_step(db)
@@ -72,11 +64,6 @@ def import_batch(
             captions_table.store_in_transaction(db, paths, captions)
         if words.has_index(db):
             words.update_images(db, _ids_of(db, paths))
-        db.conn.executemany(
-            "DELETE FROM embeddings WHERE content_hash = ? AND NOT EXISTS "
-            "(SELECT 1 FROM images WHERE images.content_hash = ?)",
-            [(h, h) for h in replaced - set(vectors)],
-        )
         if progress is not None:
             db.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", progress)
         db.bump_generation()
