@@ -202,3 +202,32 @@ def test_everyday_queries_fold_no_distinct_photos_and_planted_copies_fold(with_p
 def _pixels(path: str) -> int:
     with Image.open(path) as image:
         return image.width * image.height
+
+
+def test_a_catalog_from_before_fingerprints_gets_them_once_at_its_next_index_run(tmp_path, tiny_model_dir):
+    from pixgrep.catalog.db import CatalogDB
+    from pixgrep.catalog.fingerprints import COMPLETE_KEY, fingerprints_of
+    from pixgrep.cli import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for seed in range(3):
+        _scene(seed).save(photos / f"s{seed}.jpg", quality=90)
+    common = ["--catalog", str(tmp_path / "c.db"), "--model", str(tiny_model_dir)]
+    assert main(["index", str(photos), *common]) == 0
+    db = CatalogDB(tmp_path / "c.db")
+    hashes = [r.content_hash for r in db.images_by_path().values()]
+    stored = fingerprints_of(db, hashes)
+    assert len(stored) == 3  # written with the vectors
+    with db.conn:  # what an older pixgrep left: no fingerprints, no mark
+        db.conn.execute("DELETE FROM fingerprints")
+        db.conn.execute("DELETE FROM meta WHERE key = ?", (COMPLETE_KEY,))
+    db.close()
+    assert main(["index", str(photos), *common]) == 0  # nothing new to encode: only the fill
+    db = CatalogDB(tmp_path / "c.db")
+    filled = fingerprints_of(db, hashes)
+    assert filled.keys() == stored.keys() and db.get_meta(COMPLETE_KEY) == "1"
+    # decoded at another JPEG draft scale than for the model: a few bits apart, the same picture
+    for digest, bits in stored.items():
+        assert look_alike(np.frombuffer(bits, np.uint8), np.frombuffer(filled[digest], np.uint8))
+    db.close()

@@ -15,11 +15,8 @@ import os
 import sqlite3
 import sys
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 
 from pixgrep.catalog.db import SYNTHETIC_END, SYNTHETIC_PREFIX, CatalogDB
-from pixgrep.images.decode import ImageDecodeError, decode_file
-from pixgrep.images.fingerprint import fingerprint
 
 __all__ = ["fill_missing", "fingerprints_of"]
 
@@ -61,6 +58,9 @@ def _missing(db: CatalogDB) -> list[tuple[str, str]]:
 
 
 def _compute(job: tuple[str, str]) -> tuple[str, bytes | None]:
+    from pixgrep.images.decode import ImageDecodeError, decode_file  # index runs only, not searches
+    from pixgrep.images.fingerprint import fingerprint
+
     digest, path = job
     try:
         return digest, fingerprint(decode_file(path, draft_size=DRAFT_SIDE)[0])
@@ -85,6 +85,8 @@ def fill_missing(db: CatalogDB, *, progress: bool = False) -> int:
             db.conn.executemany("INSERT OR REPLACE INTO fingerprints VALUES (?, ?)", done)
         db.committed()
         done.clear()
+
+    from concurrent.futures import ThreadPoolExecutor
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
