@@ -181,6 +181,37 @@ def test_unreadable_date_is_one_line_error():
         date_bound("last tuesday", "--after")
 
 
+def test_vectors_are_written_in_batches_into_their_path_sorted_rows(db, monkeypatch):
+    """The build reads the vectors in SQLite's order and writes each into its row of the file."""
+    monkeypatch.setattr(matrix_module, "FILL_BATCH", 3)
+    rng = np.random.default_rng(7)
+    stored = {}
+    for i in rng.permutation(11):
+        vector = unit(rng.standard_normal(DIM))
+        add_image(db, f"/p/{i:02d}.jpg", vector)
+        stored[f"/p/{i:02d}.jpg"] = vector.astype(np.float16)
+    m = build_matrix(db, "fake")
+    assert [m.path_at(r) for r in range(m.rows)] == sorted(stored)
+    np.testing.assert_array_equal(np.asarray(m.vectors), np.stack([stored[p] for p in sorted(stored)]))
+    memory = build_matrix(db, "fake", db.path.with_name("elsewhere") / "x.matrix")
+    np.testing.assert_array_equal(np.asarray(memory.vectors), np.asarray(m.vectors))
+
+
+def test_a_vector_of_the_wrong_length_stays_out_and_the_others_keep_their_rows(db):
+    ids = fill(db, ["/p/a.jpg", "/p/b.jpg", "/p/c.jpg", "/p/d.jpg"])
+    with db.conn:  # damage: one stored vector cut short
+        db.conn.execute(
+            "UPDATE embeddings SET vector = substr(vector, 1, 6) WHERE content_hash = "
+            "(SELECT content_hash FROM images WHERE path = '/p/c.jpg')"
+        )
+    m = build_matrix(db, "fake")
+    assert [m.path_at(r) for r in range(m.rows)] == ["/p/a.jpg", "/p/b.jpg", "/p/d.jpg"]
+    assert ids["/p/c.jpg"] in m.absent
+    blobs = dict(db.conn.execute("SELECT images.path, vector FROM images JOIN embeddings USING (content_hash)"))
+    for row, path in enumerate(["/p/a.jpg", "/p/b.jpg", "/p/d.jpg"]):
+        np.testing.assert_array_equal(m.vectors[row], np.frombuffer(blobs[path], "<f2"))
+
+
 def test_empty_catalog_gives_no_results(db):
     m = load_matrix(db, "fake")
     assert m.rows == 0 and top(m, axis(0), 10) == []

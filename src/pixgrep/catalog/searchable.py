@@ -28,12 +28,21 @@ __all__ = [
     "path_bytes",
     "read_snapshot",
     "searchable_rows",
+    "vector_rows",
+    "vector_width",
     "vectors_for",
 ]
 
-# (image id, path as bytes, indexed_at, taken_at, float16 vector blob): plain tuples, since a
-# matrix build reads a million of them and a record per row would cost more than the read.
-SearchableRow = tuple[int, bytes, float, str | None, bytes]
+# (image id, path as bytes, indexed_at, taken_at): plain tuples, since a matrix build reads ten
+# million of them and a record per row would cost more than the read.
+SearchableRow = tuple[int, bytes, float, str | None]
+
+# Every decoded image with a vector of the model. The vectors are read by a second pass
+# (`vector_rows`), so a build never holds a second copy of them in memory.
+_SEARCHABLE = (
+    "FROM images JOIN embeddings ON embeddings.content_hash = images.content_hash "
+    "WHERE embeddings.model = ? AND images.error IS NULL"
+)
 
 
 @dataclass(frozen=True)
@@ -84,15 +93,30 @@ def read_snapshot(db: CatalogDB) -> Iterator[None]:
 
 @one_line_errors
 def searchable_rows(db: CatalogDB, model: str) -> Iterator[SearchableRow]:
-    """Every decoded image with a vector of `model`, in SQLite's order: unordered, SQLite reads
-    the vectors sequentially (5x faster than by id at 100k rows; the matrix sorts anyway)."""
-    for image_id, path, stamp, taken, blob in db.conn.execute(
-        "SELECT images.id, images.path, images.indexed_at, images.taken_at, embeddings.vector "
-        "FROM images JOIN embeddings ON embeddings.content_hash = images.content_hash "
-        "WHERE embeddings.model = ? AND images.error IS NULL",
+    """Every decoded image with a vector of `model`, without the vector, in SQLite's order: the
+    join reads only the embeddings' key index, not their 1 KB rows."""
+    for image_id, path, stamp, taken in db.conn.execute(
+        "SELECT images.id, images.path, images.indexed_at, images.taken_at FROM images "
+        "WHERE images.error IS NULL AND EXISTS (SELECT 1 FROM embeddings "
+        "WHERE embeddings.content_hash = images.content_hash AND embeddings.model = ?)",
         (model,),
     ):
-        yield image_id, path_bytes(path), stamp, taken, blob
+        yield image_id, path_bytes(path), stamp, taken
+
+
+@one_line_errors
+def vector_rows(db: CatalogDB, model: str) -> Iterator[tuple[int, bytes]]:
+    """(image id, float16 vector blob) of the same rows as `searchable_rows`, in SQLite's order:
+    unordered, SQLite reads the vectors sequentially (5x faster than by id at 100k rows)."""
+    yield from db.conn.execute(f"SELECT images.id, embeddings.vector {_SEARCHABLE}", (model,))
+
+
+@one_line_errors
+def vector_width(db: CatalogDB, model: str) -> int | None:
+    """The byte length of the first vector `vector_rows` reads (None: no searchable rows); a row of
+    another length is damage, and the matrix leaves it out."""
+    row = db.conn.execute(f"SELECT length(embeddings.vector) {_SEARCHABLE} LIMIT 1", (model,)).fetchone()
+    return None if row is None else int(row[0])
 
 
 @one_line_errors

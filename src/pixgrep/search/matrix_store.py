@@ -32,8 +32,10 @@ from pixgrep.search.matrix import VectorMatrix, open_matrix
 from pixgrep.search.matrix_file import (
     Base,
     Batch,
-    aligned,
+    Filled,
+    Section,
     delta_path,
+    in_memory,
     journal_head,
     journal_lock,
     read_header,
@@ -46,52 +48,90 @@ __all__ = ["build_matrix", "cached_matrix", "catch_up", "describe_index", "load_
 
 COMPACT_SHARE = 0.10  # rebuild the base when appended + dead rows pass this share of it ...
 COMPACT_MIN_ROWS = 1000  # ... and this many rows
+FILL_BATCH = 65_536  # vectors read from the catalog per write into the file (64 MB)
 CLOCK_SLACK_S = 120.0  # a write may commit this long after it stamped indexed_at (busy wait)
 
 _lock = threading.Lock()
 _cache: dict[str, VectorMatrix] = {}
 
 
-def _collect(db: CatalogDB, model: str) -> tuple[dict, dict[str, np.ndarray]]:
-    """Read the searchable rows of `model` from one SQLite snapshot, sorted by path."""
+class _Damaged(Exception):
+    """Vectors of another length than the first one read (a damaged catalog): the build starts
+    again without their rows, which stay out of the matrix as before."""
+
+    def __init__(self, ids: list[int]):
+        super().__init__(f"{len(ids)} vectors of the wrong length")
+        self.ids = frozenset(ids)
+
+
+def _collect(db: CatalogDB, model: str, skip: frozenset[int]) -> tuple[dict, dict[str, Section]]:
+    """The searchable rows of `model` sorted by path, read in the caller's snapshot: every column
+    but the vectors now; the vectors as the file is written (`Filled`), so a build holds them once,
+    in the file (10 GB at 10M rows), never in Python as well."""
     ids: list[int] = []
     paths: list[bytes] = []
-    blobs: list[bytes] = []
     stamps: list[float] = []
     taken_at: list[str | None] = []
-    width = None
-    with searchable.read_snapshot(db):
-        generation = db.generation()
-        mark = time.time() - CLOCK_SLACK_S
-        for image_id, path, stamp, taken_text, blob in searchable.searchable_rows(db, model):
-            if width is None:
-                width = len(blob)
-            if len(blob) != width:  # a malformed vector must not shift every row after it
-                continue
+    generation = db.generation()
+    mark = time.time() - CLOCK_SLACK_S
+    for image_id, path, stamp, taken_text in searchable.searchable_rows(db, model):
+        if image_id not in skip:
             ids.append(image_id)
             paths.append(path)
-            blobs.append(blob)
             stamps.append(stamp)
             taken_at.append(taken_text)
-        every_id = searchable.image_ids(db)
-    dim = (width or 0) // 2
+    every_id = searchable.image_ids(db)
+    width = searchable.vector_width(db, model) or 0
+    dim = width // 2
     order = sorted(range(len(paths)), key=paths.__getitem__)
-    # Joined in path order: one copy of the vectors besides the blobs (no second, sorted copy).
-    vectors = np.frombuffer(b"".join([blobs[i] for i in order]), "<f2").reshape(len(blobs), dim)
-    del blobs
     sorted_ids = np.asarray([ids[i] for i in order], "<i8")
-    taken = np.asarray([_seconds(taken_at[i]) for i in order], "<f8")
+    id_order = np.argsort(sorted_ids, kind="stable").astype("<i8")
     lengths = np.asarray([len(paths[i]) for i in order], "<i8")
     offsets = np.zeros(len(order) + 1, "<i8")
     np.cumsum(lengths, out=offsets[1:])
-    arrays = {
-        "vectors": vectors,
+
+    def fill(vectors: np.ndarray) -> None:
+        """Each vector into its path-sorted row, read in SQLite's (sequential) order."""
+        wrong: list[int] = []
+        batch: list[int] = []
+        blobs: list[bytes] = []
+        filled = 0
+
+        def put() -> int:
+            wanted = np.asarray(batch, "<i8")
+            rows = id_order[np.searchsorted(sorted_ids, wanted, sorter=id_order).clip(0, len(ids) - 1)]
+            if not np.array_equal(sorted_ids[rows], wanted):  # one snapshot: cannot happen
+                raise RuntimeError("the catalog's vectors changed while the matrix was built")
+            vectors[rows] = np.frombuffer(b"".join(blobs), "<f2").reshape(len(blobs), dim)
+            batch.clear()
+            blobs.clear()
+            return len(rows)
+
+        for image_id, blob in searchable.vector_rows(db, model):
+            if image_id in skip:
+                continue
+            if len(blob) != width:
+                wrong.append(image_id)
+                continue
+            batch.append(image_id)
+            blobs.append(blob)
+            if len(batch) == FILL_BATCH:
+                filled += put()
+        if batch:
+            filled += put()
+        if wrong:
+            raise _Damaged(wrong)
+        if filled != len(ids):
+            raise RuntimeError("the catalog's vectors changed while the matrix was built")
+
+    arrays: dict[str, Section] = {
+        "vectors": Filled("<f2", (len(ids), dim), fill),
         "ids": sorted_ids,
-        "taken": taken,
+        "taken": np.asarray([_seconds(taken_at[i]) for i in order], "<f8"),
         "stamps": np.asarray([stamps[i] for i in order], "<f8"),
         "path_offsets": offsets,
         "path_bytes": np.frombuffer(b"".join(paths[i] for i in order), "u1"),
-        "id_order": np.argsort(sorted_ids, kind="stable").astype("<i8"),
+        "id_order": id_order,
         "absent": np.setdiff1d(every_id, sorted_ids).astype("<i8"),
     }
     header = {
@@ -119,7 +159,22 @@ def build_matrix(db: CatalogDB, model: str, target: Path | None = None) -> Vecto
     If the folder is not writable (a catalog on read-only media), the matrix lives in memory only.
     """
     target = target or sidecar_path(db.path, model)
-    header, arrays = _collect(db, model)
+    skip: frozenset[int] = frozenset()
+    while True:
+        try:
+            with searchable.read_snapshot(db):
+                matrix = _write_base(db, model, target, skip)
+            break
+        except _Damaged as damaged:
+            skip |= damaged.ids
+    base = matrix.base
+    if matrix.source is not None and base.rows >= ann_module.ANN_MIN_ROWS and ann_module.available():
+        _build_ann(target, base)
+    return matrix
+
+
+def _write_base(db: CatalogDB, model: str, target: Path, skip: frozenset[int]) -> VectorMatrix:
+    header, arrays = _collect(db, model, skip)
     head, parts = serialise(header, arrays)
     try:
         mode = stat.S_IMODE(os.stat(db.path).st_mode) & 0o666
@@ -131,17 +186,10 @@ def build_matrix(db: CatalogDB, model: str, target: Path | None = None) -> Vecto
         write_atomically(delta_path(target), journal_head(header["base_id"]), [], mode)
         matrix = open_matrix(target)
         if matrix is not None and matrix.base.base_id == header["base_id"]:
-            base = matrix.base
-            if base.rows >= ann_module.ANN_MIN_ROWS and ann_module.available():
-                _build_ann(target, base)
             return matrix
     except OSError:
         pass
-    blob = bytearray(head)
-    for array in parts:
-        blob += b"\0" * (aligned(len(blob)) - len(blob))
-        blob += array.tobytes()
-    buffer = np.frombuffer(bytes(blob), "u1")
+    buffer = in_memory(head, parts)
     parsed = read_header(buffer)
     if parsed is None:  # we just laid it out: only a bug gets here
         raise RuntimeError("the in-memory matrix has an unreadable header")
