@@ -17,7 +17,9 @@ cosine about 0.94 to its source); `bursts`: the same background plus bursts of n
 (cosine 0.98-0.998, sizes from 2 to 20,000, heavy-tailed: re-encodes, crops, a shot repeated).
 Recall@10 is score-aware: a returned row whose exact score is within 0.001 of the exact 10th
 counts (near-copies tie). Reported: mean, worst and the share of queries below 0.5, per mode
-(walk alone, lists alone, both: what pixgrep does), latency, build time, disk, peak memory.
+(walk alone, lists alone, both at a given probe, and `search`: what pixgrep runs, the walk and the
+default probe), latency (`--passes 2`: again, on the pages the first pass mapped), build time,
+disk, peak memory.
 """
 
 from __future__ import annotations
@@ -152,9 +154,10 @@ def cmd_run(args: argparse.Namespace) -> None:
             walk(index, q, ann.EXPANSION_SEARCH), coarse.probe(q, rows, FETCH, probe)
         ),
     }
-    settings = {"walk": args.ef, "lists": args.probe, "both": args.probe}
+    modes["search"] = lambda q, _: index.search(q, FETCH)  # what pixgrep runs: walk + default probe
+    settings = {"walk": args.ef, "lists": args.probe, "both": args.probe, "search": [coarse.default_probe]}
     for mode in args.modes:
-        for setting in settings[mode]:
+        for setting in settings[mode] * args.passes:  # a second pass: the pages the first mapped
             recalls, times, cpu = [], [], []
             for q, exact in zip(queries, truth, strict=True):
                 t, c = time.perf_counter(), time.thread_time()
@@ -280,7 +283,8 @@ def main() -> None:
     run.add_argument(
         "--skip", type=int, default=400, help="queries skipped (bench_ann.py uses the first ones)"
     )
-    run.add_argument("--modes", nargs="+", default=["walk", "lists", "both"])
+    run.add_argument("--modes", nargs="+", default=["walk", "lists", "both", "search"])
+    run.add_argument("--passes", type=int, default=1, help="run each setting this many times (warm)")
     run.add_argument("--ef", type=int, nargs="+", default=[512])
     run.add_argument("--probe", type=int, nargs="+", default=[32])
     run.add_argument("--rebuild", action="store_true")

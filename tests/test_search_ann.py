@@ -326,3 +326,29 @@ def test_a_list_whose_centroid_is_far_is_probed_by_its_representatives(monkeypat
     with_reps = ann_coarse.CoarseLayer(centroids, starts, order, reps)
     assert not {20, 21} & set(plain.probe(query, vectors, 4, probe=1))  # the centroid picks list 1
     assert {20, 21} <= set(with_reps.probe(query, vectors, 4, probe=1))
+
+
+def test_longer_lists_are_probed_fewer_at_a_time(monkeypatch):
+    """A query scores about ROW_BUDGET rows: PROBE lists while they are short (up to 1M rows), fewer
+    of longer lists (10M rows), never fewer than MIN_PROBE; the probe scores exactly that many."""
+    from pixgrep.search import ann_coarse
+
+    def layer(lists: int, rows: int) -> ann_coarse.CoarseLayer:
+        centroids = np.eye(lists, 4, dtype=np.float32)
+        starts = np.linspace(0, rows, lists + 1).astype(np.int64)
+        return ann_coarse.CoarseLayer(centroids, starts, np.arange(rows, dtype=np.int32))
+
+    budget = ann_coarse.ROW_BUDGET
+    assert layer(100, 100 * budget // 64).default_probe == ann_coarse.PROBE  # 512-row lists
+    assert layer(100, 100 * budget // 32).default_probe == ann_coarse.PROBE  # 1,024-row lists (1M)
+    assert layer(100, 100 * budget // 10).default_probe == 10  # 3,277-row lists (10M)
+    assert layer(100, 100 * budget).default_probe == ann_coarse.MIN_PROBE
+    monkeypatch.setattr(ann_coarse, "ROW_BUDGET", 40)
+    small = layer(16, 160)  # 10 rows a list: 4 lists, plus REP_LISTS by representatives (none here)
+    scored = []
+    monkeypatch.setattr(
+        ann_coarse, "_dots", lambda block, query: scored.append(len(block)) or np.zeros(len(block))
+    )
+    monkeypatch.setattr(ann_coarse, "MIN_PROBE", 2)
+    small.probe(np.ones(4, np.float32), np.zeros((160, 4), np.float16), 5)
+    assert scored == [40]

@@ -137,7 +137,9 @@ class AnnIndex:
 
     def describe(self) -> str:
         lists = (
-            f" + {len(self.coarse.centroids)} k-means lists (probe {ann_coarse.PROBE})" if self.coarse else ""
+            f" + {len(self.coarse.centroids)} k-means lists (probe {self.coarse.default_probe})"
+            if self.coarse
+            else ""
         )
         return f"usearch HNSW ({DTYPE}, M={CONNECTIVITY}, ef={EXPANSION_SEARCH}){lists} over {self.rows} rows"
 
