@@ -207,7 +207,9 @@ def test_a_vector_of_the_wrong_length_stays_out_and_the_others_keep_their_rows(d
     m = build_matrix(db, "fake")
     assert [m.path_at(r) for r in range(m.rows)] == ["/p/a.jpg", "/p/b.jpg", "/p/d.jpg"]
     assert ids["/p/c.jpg"] in m.absent
-    blobs = dict(db.conn.execute("SELECT images.path, vector FROM images JOIN embeddings USING (content_hash)"))
+    blobs = dict(
+        db.conn.execute("SELECT images.path, vector FROM images JOIN embeddings USING (content_hash)")
+    )
     for row, path in enumerate(["/p/a.jpg", "/p/b.jpg", "/p/d.jpg"]):
         np.testing.assert_array_equal(m.vectors[row], np.frombuffer(blobs[path], "<f2"))
 
