@@ -126,9 +126,6 @@ def build(
 ) -> tuple[Path, Path]:
     """(float32 folder, int8 folder) of `arch` with random weights, exported once into `work`
     (pixgrep-mini: the folder pixgrep builds, its own weights)."""
-    from pixgrep.models.folder import open_folder
-    from pixgrep.models.quantize import quantize_folder
-
     f32, q8 = work / arch, work / f"{arch}@int8"
     if arch == MINI:
         from pixgrep.models import registry
@@ -148,8 +145,17 @@ def build(
         model_cfg = dict(json.loads(json.dumps(config)), vision_cfg=TINY_VISION) if text_only else None
         export_open_clip(arch, "none", f32, tokenizer=tokenizer, text_config=text_config, model_cfg=model_cfg)
     if not text_only and not (q8 / "config.json").is_file():
-        quantize_folder(open_folder(f32), q8, base_id=arch, measure=False)
+        # in a fresh process: the export's freed memory stays with this one, and quantising a
+        # tower over 2 GB takes several times its size
+        subprocess.run([sys.executable, __file__, "--quantize-worker", str(f32), str(q8), arch], check=True)
     return f32, q8
+
+
+def quantize_worker(f32: str, q8: str, arch: str) -> None:
+    from pixgrep.models.folder import open_folder
+    from pixgrep.models.quantize import quantize_folder
+
+    quantize_folder(open_folder(f32), Path(q8), base_id=arch, measure=False)
 
 
 def _peak_rss_mb() -> float:
@@ -360,7 +366,11 @@ def main() -> None:
     )
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--cold-b32-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--quantize-worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quantize_worker:
+        quantize_worker(*args.quantize_worker)
+        return
     if args.worker:
         print(json.dumps(worker(*args.worker, b32_warmup=not args.cold_b32_worker)))
         return
