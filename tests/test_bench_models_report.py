@@ -49,9 +49,18 @@ def _reports() -> list[dict]:
     ]
 
 
+def _unmeasured_registry(tmp_path) -> Path:
+    """The packaged registry with every cost emptied: the tests see only what the reports fill."""
+    data = json.loads(resources.files("pixgrep.models").joinpath("registry.json").read_text())
+    for entry in data["models"]:
+        entry["cost"] = None
+    path = tmp_path / "registry.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
 def test_costs_go_to_every_row_of_a_measured_architecture(tmp_path):
-    registry_json = tmp_path / "registry.json"
-    registry_json.write_text(resources.files("pixgrep.models").joinpath("registry.json").read_text())
+    registry_json = _unmeasured_registry(tmp_path)
     _bench().fill_registry(_reports(), registry_json)
     rows = {e["name"]: e for e in json.loads(registry_json.read_text())["models"]}
     # each ratio is to the ViT-B-32 int8 of its own run: 160/40 and 100/50
@@ -92,8 +101,7 @@ def _reports_with_shared_towers() -> list[dict]:
 def test_shared_towers_and_pixgrep_mini_are_filled(tmp_path):
     """QuickGELU rows cost their GELU arch; the XLM-R rows take the image tower of the ViT with
     the same config and the text tower of xlm-roberta-large-ViT-H-14 (measured text-only)."""
-    registry_json = tmp_path / "registry.json"
-    registry_json.write_text(resources.files("pixgrep.models").joinpath("registry.json").read_text())
+    registry_json = _unmeasured_registry(tmp_path)
     _bench().fill_registry(_reports_with_shared_towers(), registry_json)
     rows = {e["name"]: e["cost"] for e in json.loads(registry_json.read_text())["models"]}
     assert rows["ViT-L-14-quickgelu__dfn2b"] == rows["ViT-L-14__openai"]
