@@ -49,9 +49,18 @@ def _reports() -> list[dict]:
     ]
 
 
+def _unmeasured_registry(tmp_path) -> Path:
+    """The packaged registry with every cost emptied: the tests see only what the reports fill."""
+    data = json.loads(resources.files("pixgrep.models").joinpath("registry.json").read_text())
+    for entry in data["models"]:
+        entry["cost"] = None
+    path = tmp_path / "registry.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
 def test_costs_go_to_every_row_of_a_measured_architecture(tmp_path):
-    registry_json = tmp_path / "registry.json"
-    registry_json.write_text(resources.files("pixgrep.models").joinpath("registry.json").read_text())
+    registry_json = _unmeasured_registry(tmp_path)
     _bench().fill_registry(_reports(), registry_json)
     rows = {e["name"]: e for e in json.loads(registry_json.read_text())["models"]}
     # each ratio is to the ViT-B-32 int8 of its own run: 160/40 and 100/50
@@ -74,3 +83,55 @@ def test_the_docs_table_has_a_line_per_run_and_precision():
     assert lines[8].startswith(
         "| 09:00 UTC | MobileCLIP2-S0 | float32 | 100 / 100 | 300 / 300 | 2.00 / 2.00 |"
     )
+
+
+def _reports_with_shared_towers() -> list[dict]:
+    """A third run: ViT-H-14, ViT-L-14, pixgrep-mini, and xlm-roberta-large-ViT-H-14's text tower."""
+    text_only = _row("xlm-roberta-large-ViT-H-14", "float32", 0, 300)
+    for key in [k for k in text_only if k.startswith("image_")]:
+        del text_only[key]
+    text_only["text_only"] = True
+    third = [_row("ViT-B-32", "int8", 40, 50), _row("ViT-B-32", "float32", 120, 50)]
+    third += [_row("ViT-H-14", "int8", 1000, 150), _row("ViT-H-14", "float32", 3000, 150), text_only]
+    third += [_row("ViT-L-14", "int8", 400, 90), _row("ViT-L-14", "float32", 1200, 90)]
+    third += [_row("pixgrep-mini", "int8", 30, 5), _row("pixgrep-mini", "float32", 30, 5)]
+    return [*_reports(), {"date": "2026-12-09", "started": "15:00 UTC", "results": third}]
+
+
+def test_shared_towers_and_pixgrep_mini_are_filled(tmp_path):
+    """QuickGELU rows cost their GELU arch; the XLM-R rows take the image tower of the ViT with
+    the same config and the text tower of xlm-roberta-large-ViT-H-14 (measured text-only)."""
+    registry_json = _unmeasured_registry(tmp_path)
+    _bench().fill_registry(_reports_with_shared_towers(), registry_json)
+    rows = {e["name"]: e["cost"] for e in json.loads(registry_json.read_text())["models"]}
+    assert rows["ViT-L-14-quickgelu__dfn2b"] == rows["ViT-L-14__openai"]
+    assert rows["ViT-L-14__openai"]["image_rel"] == 10.0
+    assert rows["ViT-H-14-quickgelu__dfn5b"]["image_ms"] == 1000.0
+    xlmr_h = rows["XLM-Roberta-Large-ViT-H-14__frozen_laion5b_s13b_b90k"]
+    assert (xlmr_h["image_rel"], xlmr_h["text_ms"]) == (25.0, 300.0)
+    # M-CLIP: ViT-B-32's image tower (the latest run's), XLM-R large's text tower
+    assert rows["XLM-Roberta-Large-Vit-B-32"] == {
+        "image_rel": 1.0,
+        "image_ms": 40.0,
+        "text_ms": 300.0,
+        "measured": "2026-12-09",
+    }
+    assert rows["XLM-Roberta-Large-Vit-B-16Plus"] is None  # ViT-B-16-plus-240 not in these reports
+    assert rows["pixgrep-mini"] == {
+        "image_rel": 0.75,
+        "image_ms": 30.0,
+        "text_ms": 5.0,
+        "measured": "2026-12-09",
+    }
+    assert rows["ViT-g-14__laion2b_s12b_b42k"] is None
+
+
+def test_a_text_only_row_and_a_cold_batch_in_the_docs_table():
+    reports = _reports_with_shared_towers()
+    reports[-1]["results"][2]["b32_warmup"] = False  # ViT-H-14 int8
+    lines = _bench().markdown(reports).splitlines()
+    xlmr = next(line for line in lines if "xlm-roberta-large-ViT-H-14" in line)
+    assert xlmr.startswith(
+        "| 15:00 UTC | xlm-roberta-large-ViT-H-14 (text tower only) | float32 | - | - | - | 300 / 900 |"
+    )
+    assert any(line.startswith("| 15:00 UTC | ViT-H-14 | int8 | 1000 / 1000 (cold) |") for line in lines)

@@ -44,7 +44,9 @@ def test_list_shows_measured_cost_beside_quality(cache, capsys):
     b32 = next(line for line in lines if line.startswith("ViT-B-32__openai "))
     assert re.search(r"  1\.0x +\d+ +\d+$", b32), b32  # the reference: ViT-B-32 int8 is 1.0x
     mini = next(line for line in lines if line.startswith("pixgrep-mini"))
-    assert re.search(r"  - +- +-$", mini), mini  # not measured
+    assert re.search(r"  0\.\dx +\d+ +\d+$", mini), mini  # measured on its own build: under 1x
+    giant = next(line for line in lines if line.startswith("ViT-g-14__"))
+    assert re.search(r"  - +- +-$", giant), giant  # not measured
     assert re.search(r"Cost: CPU time measured here \(\d{4}-\d\d-\d\d", "\n".join(lines))
 
 
@@ -54,7 +56,8 @@ def test_list_json_carries_the_cost_record(cache, capsys):
     cost = rows["ViT-B-32__laion2b_s34b_b79k"]["cost"]
     assert set(cost) == {"image_rel", "image_ms", "text_ms", "measured"} and cost["image_rel"] == 1.0
     assert cost["image_ms"] > 0 and cost["text_ms"] > 0
-    assert rows["pixgrep-mini"]["cost"] is None
+    assert rows["pixgrep-mini"]["cost"]["image_rel"] < 1.0
+    assert rows["ViT-g-14__laion2b_s12b_b42k"]["cost"] is None
 
 
 def test_info_for_a_folder_and_for_a_name(capsys, tiny_model_dir, cache):

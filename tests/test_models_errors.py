@@ -153,6 +153,31 @@ def test_download_lands_atomically_in_the_cache(cache, monkeypatch, tiny_model_d
     assert [p.name for p in (cache / "models").iterdir()] == ["ViT-B-32__openai"]
 
 
+def test_download_keeps_the_per_tensor_weights_of_a_large_export():
+    """Immich's exports over 2 GB (ViT-H-14, XLM-R large, ...) hold one weights file per tensor
+    beside model.onnx (names like its exporter's delete patterns: Constant*, *.weight, UUIDs):
+    the download's patterns keep them, and drop only deeper folders (rknpu/, armnn variants)."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    files = [
+        "config.json",
+        "README.md",
+        "visual/model.onnx",
+        "visual/preprocess_cfg.json",
+        "visual/visual.transformer.resblocks.0.attn.in_proj_weight",
+        "visual/Constant_1234_attr__value",
+        "visual/onnx__MatMul_5001",
+        "textual/model.onnx",
+        "textual/tokenizer.json",
+        "textual/0a1b2c3d-1234-5678-9abc-def012345678",
+        "textual/transformer.embeddings.word_embeddings.weight",
+        "visual/rknpu/rk3588/model.rknn",
+        "textual/model.armnn",
+    ]
+    kept = list(filter_repo_objects(files, allow_patterns=hub._ALLOW, ignore_patterns=hub._IGNORE))
+    assert kept == [f for f in files if f != "README.md" and "rknpu" not in f and "armnn" not in f]
+
+
 def test_pixgrep_mini_is_built_once_into_a_keyed_folder(cache, monkeypatch, tiny_model_dir):
     import types
 

@@ -68,3 +68,32 @@ def test_an_export_writes_large_towers_with_external_weights(tiny_model_dir):
     """The tiny model's 13 MB text tower is over the 8 MB cut; its 0.7 MB visual tower is not."""
     assert has_external_weights(tiny_model_dir / "textual" / "model.onnx")
     assert not external_data_path(tiny_model_dir / "visual" / "model.onnx").exists()
+
+
+def test_weights_in_one_file_per_tensor_are_gathered_into_one(tiny_model_dir, tmp_path):
+    """torch writes a tower over 2 GB as a small graph with one weights file per tensor beside
+    it (so do Immich's exports of the large models): gathered into `model.onnx.data`, the
+    per-tensor files removed, the vectors bit for bit the same."""
+    import onnx
+
+    copy = monolithic_copy(tiny_model_dir, tmp_path / "model")
+    texts, images = encode_both(copy)
+    graph = copy / "textual" / "model.onnx"
+    before = set(graph.parent.iterdir())
+    onnx.save_model(
+        onnx.load(str(graph)),
+        str(graph),
+        save_as_external_data=True,
+        all_tensors_to_one_file=False,
+        size_threshold=1024,
+    )
+    per_tensor = set(graph.parent.iterdir()) - before
+    assert len(per_tensor) > 5 and not has_external_weights(graph)
+    np.testing.assert_array_equal(encode_both(copy)[0], texts)  # the scattered layout loads too
+    assert move_weights_outside(graph)
+    assert has_external_weights(graph)
+    assert set(graph.parent.iterdir()) == before | {external_data_path(graph)}
+    assert not [p for p in copy.rglob(".external-*")]
+    texts_after, images_after = encode_both(copy)
+    np.testing.assert_array_equal(texts, texts_after)
+    np.testing.assert_array_equal(images, images_after)

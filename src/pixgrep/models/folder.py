@@ -99,16 +99,23 @@ def move_weights_outside(onnx_path: Path) -> bool:
     Needs the `onnx` package (the export and mini extras have it); without it, or for small
     graphs, nothing changes. The weights file is renamed in first and the graph last: a crash in
     between leaves the old monolithic graph, which still loads (and is converted next time).
+
+    A graph over 2 GB cannot be one file: torch's exporter (and Immich's exports of the large
+    models) write it as a small graph with one weights file per tensor beside it. Those are
+    gathered into the same one `<name>.data` file, and the per-tensor files removed after the
+    graph that no longer names them is in place, so a folder is always graph + one weights file
+    (copied whole by `copy_graph`, measured truly by its disk size).
     """
     if has_external_weights(onnx_path):
         return True
     try:
-        if onnx_path.stat().st_size < EXTERNAL_MIN_BYTES:
+        scattered = _scattered_weights(onnx_path)
+        if onnx_path.stat().st_size < EXTERNAL_MIN_BYTES and not scattered:
             return False
         import onnx
     except (OSError, ImportError):
         return False
-    model = onnx.load(str(onnx_path))
+    model = onnx.load(str(onnx_path))  # with every external tensor, wherever it is
     data = external_data_path(onnx_path)
     work = Path(tempfile.mkdtemp(dir=onnx_path.parent, prefix=".external-"))
     try:
@@ -120,16 +127,45 @@ def move_weights_outside(onnx_path: Path) -> bool:
             location=data.name,
             size_threshold=1024,
         )
+        del model
         mode = onnx_path.stat().st_mode & 0o777  # readable by whoever could read the graph
         os.chmod(work / data.name, mode)
         os.chmod(work / onnx_path.name, mode)
         os.replace(work / data.name, data)
         os.replace(work / onnx_path.name, onnx_path)
+        for name in scattered:  # no longer named by the graph
+            (onnx_path.parent / name).unlink(missing_ok=True)
     except OSError:
         return False
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return True
+
+
+def _scattered_weights(onnx_path: Path) -> list[str]:
+    """The external weights files a small graph names other than its own `<name>.data` (torch
+    writes one per tensor for a graph over 2 GB); [] for a monolithic or an already tidy graph."""
+    try:
+        if onnx_path.stat().st_size >= EXTERNAL_MIN_BYTES or external_data_path(onnx_path).is_file():
+            return []
+        beside = sum(
+            f.stat().st_size
+            for f in onnx_path.parent.iterdir()
+            if f.is_file() and f != onnx_path and f.suffix != ".json"
+        )
+        if beside < EXTERNAL_MIN_BYTES:  # no weights beside the graph: nothing to gather (no onnx import)
+            return []
+        import onnx
+        from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+    except (OSError, ImportError):
+        return []
+    try:
+        graph = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception:  # not a graph onnx can read: left for ONNX Runtime to report
+        return []
+    own = external_data_path(onnx_path).name
+    names = {ExternalDataInfo(t).location for t in _get_all_tensors(graph) if uses_external_data(t)}
+    return sorted(n for n in names if n != own and "/" not in n and not n.startswith(".."))
 
 
 def fast_loading(folder: Path) -> None:

@@ -164,7 +164,8 @@ def markdown_table() -> str:
     for spec in MODELS.values():
         name = f"**{spec.name}** (default)" if spec.name == DEFAULT_MODEL else spec.name
         if spec.source == "build":
-            lines.append(f"| {name} | from the built folder | | {spec.languages} | | | | | |")
+            cost = cost_label(spec.cost)
+            lines.append(f"| {name} | from the built folder | | {spec.languages} | | | | | {cost} |")
             continue
         lines.append(
             f"| {name} | {spec.dim} | {spec.image_size} | {spec.languages} | {figure(spec.imagenet_top1)} | "
