@@ -27,7 +27,7 @@ pytest.importorskip("ray", reason="needs the ray extra (pip install 'pixgrep[ray
 
 import pixgrep  # noqa: E402
 from pixgrep.catalog.db import CatalogDB  # noqa: E402
-from pixgrep.catalog.searchable import searchable_rows  # noqa: E402
+from pixgrep.catalog.searchable import searchable_rows, vector_rows  # noqa: E402
 
 COUNT = 300
 ROW = "path, size, mtime_ns, content_hash, width, height, format, taken_at, error"
@@ -75,9 +75,11 @@ def rows(catalog: Path) -> list[tuple]:
 def vectors(catalog: Path) -> dict[str, np.ndarray]:
     db = CatalogDB(catalog)
     try:
+        model = next(iter(db.stats()["vectors"]))
+        paths = {row[0]: row[1] for row in searchable_rows(db, model)}
         return {
-            os.fsdecode(row[1]): np.frombuffer(row[4], "<f2").astype(np.float32)
-            for row in searchable_rows(db, next(iter(db.stats()["vectors"])))
+            os.fsdecode(paths[image_id]): np.frombuffer(blob, "<f2").astype(np.float32)
+            for image_id, blob in vector_rows(db, model)
         }
     finally:
         db.close()
