@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -193,6 +194,16 @@ def test_train_mini_is_seeded_and_selects_on_dev(tmp_path):
     heads = train.load_heads(out)
     assert heads["meta"]["config"]["seed"] == 3
     assert json.dumps(heads["meta"])  # plain JSON
+
+    # stacked members: member i is the single head of seed 3 + i, the blocks sit side by side
+    stacked = train.train(feats, dataclasses.replace(cfg, members=2), log=lambda *_: None)
+    assert stacked["image_weight"].shape == (2 * cfg.embed_dim, 1280)
+    np.testing.assert_array_equal(stacked["image_weight"][: cfg.embed_dim], a["image_weight"])
+    assert stacked["members"][0]["dev"] == a["dev"] and len(stacked["epoch"]) == 2
+    img = train.embed_stacked(feats["lite0"]["feats"][:4], stacked["image_weight"], stacked["image_bias"], 2)
+    np.testing.assert_allclose(np.linalg.norm(img, axis=1), 1.0, atol=1e-6)
+    train.save_heads(stacked, dataclasses.replace(cfg, members=2), out)
+    assert train.load_heads(out)["meta"]["config"]["members"] == 2
 
 
 @pytest.mark.slow
