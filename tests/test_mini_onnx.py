@@ -96,8 +96,7 @@ def torch_reference(mini_folder):  # noqa: F811
     from pixgrep.lab.mini import reference
 
     torch.set_num_threads(2)
-    visual, _, heads = reference.torch_modules()
-    return visual, heads
+    return reference.torch_modules()  # (visual, textual, heads)
 
 
 @pytest.mark.torch
@@ -111,7 +110,7 @@ def test_image_tower_matches_pytorch_on_flickr8k_test(mini_folder, torch_referen
     root = shared_data("flickr8k")
     names = (root / "test.txt").read_text().split()[:N_IMAGES]
     images = [open_image(root / "images" / n) for n in names]
-    visual, _ = torch_reference
+    visual, _, _ = torch_reference
     pre = json.loads((mini_folder / "visual" / "preprocess_cfg.json").read_text())
     pixels = np.stack([preprocess_image(im, pre) for im in images])
     with torch.inference_mode():
@@ -135,10 +134,14 @@ def test_text_tower_matches_pytorch_on_flickr8k_test(mini_folder, torch_referenc
         rows = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
         captions = [r["caption"] for r in rows if r["image"] in test][:N_CAPTIONS]
     assert len(captions) == N_CAPTIONS
-    _, heads = torch_reference
-    feats = load_text_tower().encode(captions, batch_size=128, convert_to_numpy=True)
-    ref = feats @ heads["text_weight"].T + heads["text_bias"]
-    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    import torch
+
+    _, textual, _ = torch_reference
+    # sentence-transformers' own tokenizer (not the folder's tokenizer.json) and the torch BERT with
+    # the heads' text views (reference.py)
+    tokens = load_text_tower().tokenize(captions)
+    with torch.inference_mode():
+        ref = textual(tokens["input_ids"], tokens["attention_mask"]).numpy()
     got = load_encoder(str(mini_folder)).encode_texts(captions)
     worst = float(np.abs(got - ref).max())
     assert worst <= MAX_ABS, f"max abs difference {worst:.2e}"
