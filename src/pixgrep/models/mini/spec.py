@@ -61,6 +61,11 @@ POOLS = ("head_avg", "head_max", "stage7_avg", "stage6_avg", "stage5_avg", "stag
 DEFAULT_POOLS = ("head_avg",)
 TEXT_TOWER = "all-MiniLM-L6-v2"
 TEXT_DIM = 384
+# pooled views of the text tower's one pass, each L2-normalised, side by side: "mean" is the
+# sentence vector of sentence-transformers (masked mean of the last layer); "layer5_mean" the same
+# mean over the fifth (next to last) layer's output; "cls" the last layer's [CLS] token.
+TEXT_POOLS = ("mean", "layer5_mean", "cls")
+DEFAULT_TEXT_POOLS = ("mean",)
 TEXT_MAX_LENGTH = 256  # sentence-transformers' max_seq_length for this model
 
 
@@ -108,6 +113,13 @@ def check_pools(pools: Sequence[str]) -> tuple[str, ...]:
     unknown = [p for p in pools if p not in POOLS]
     if unknown or not pools or len(set(pools)) != len(pools):
         raise PixgrepError(f"pooled views {list(pools)}: give distinct names from {', '.join(POOLS)}")
+    return tuple(pools)
+
+
+def check_text_pools(pools: Sequence[str]) -> tuple[str, ...]:
+    unknown = [p for p in pools if p not in TEXT_POOLS]
+    if unknown or not pools or len(set(pools)) != len(pools):
+        raise PixgrepError(f"text views {list(pools)}: give distinct names from {', '.join(TEXT_POOLS)}")
     return tuple(pools)
 
 

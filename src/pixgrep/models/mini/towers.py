@@ -17,6 +17,7 @@ import onnx
 from pixgrep.models.mini import graphs, weights
 from pixgrep.models.mini.spec import (
     DEFAULT_POOLS,
+    DEFAULT_TEXT_POOLS,
     TEXT_DIM,
     TEXT_MAX_LENGTH,
     text_model_dir,
@@ -38,14 +39,21 @@ def image_graph(
     size: int,
     head: tuple[np.ndarray, np.ndarray] | None = None,
     pools: Sequence[str] = DEFAULT_POOLS,
+    members: int = 1,
 ) -> onnx.ModelProto:
-    """image [N, 3, size, size] -> the towers' pooled views side by side (or the head's output)."""
-    return graphs.efficientnet_lite([_image_weights(t) for t in towers], size, head, pools)
+    """image [N, 3, size, size] -> the towers' pooled views side by side (or the head's output;
+    `members`: how many trained heads are stacked in it, graphs._head)."""
+    return graphs.efficientnet_lite([_image_weights(t) for t in towers], size, head, pools, members)
 
 
-def text_graph(head: tuple[np.ndarray, np.ndarray] | None = None) -> onnx.ModelProto:
+def text_graph(
+    head: tuple[np.ndarray, np.ndarray] | None = None,
+    members: int = 1,
+    pools: Sequence[str] = DEFAULT_TEXT_POOLS,
+) -> onnx.ModelProto:
+    """input_ids, attention_mask -> the text views `pools` side by side (or the head's output)."""
     config = json.loads((text_model_dir() / "config.json").read_text())
-    return graphs.minilm(_text_weights(), int(config["num_attention_heads"]), head)
+    return graphs.minilm(_text_weights(), int(config["num_attention_heads"]), head, members, pools)
 
 
 def session(model: onnx.ModelProto, threads: int):
@@ -67,12 +75,15 @@ def tokenizer():
     return tok
 
 
-def encode_texts(texts: Sequence[str], threads: int = 2, batch: int = 256) -> np.ndarray:
-    """Pooled, L2-normalised MiniLM vectors (what sentence-transformers' encode returns)."""
-    sess = session(text_graph(), threads)
+def encode_texts(
+    texts: Sequence[str], threads: int = 2, batch: int = 256, pools: Sequence[str] = DEFAULT_TEXT_POOLS
+) -> np.ndarray:
+    """Pooled, L2-normalised MiniLM vectors (what sentence-transformers' encode returns), or the
+    views `pools` (spec.TEXT_POOLS) side by side."""
+    sess = session(text_graph(pools=pools), threads)
     tok = tokenizer()
     order = np.argsort([len(t) for t in texts])  # similar lengths together: less padding
-    out = np.zeros((len(texts), TEXT_DIM), np.float32)
+    out = np.zeros((len(texts), TEXT_DIM * len(pools)), np.float32)
     for i in range(0, len(texts), batch):
         rows = order[i : i + batch]
         enc = tok.encode_batch([texts[r] for r in rows])
