@@ -97,3 +97,23 @@ def test_weights_in_one_file_per_tensor_are_gathered_into_one(tiny_model_dir, tm
     texts_after, images_after = encode_both(copy)
     np.testing.assert_array_equal(texts, texts_after)
     np.testing.assert_array_equal(images, images_after)
+
+
+@pytest.mark.parametrize(
+    ("name", "removable"),
+    [
+        ("visual.blocks.0.attn.weight", True),
+        ("onnx__MatMul_1234", True),
+        ("..", False),
+        (".", False),
+        ("../outside.bin", False),
+        ("sub/inside.bin", False),
+        ("a\\..\\..\\outside.bin", False),
+        ("C:outside.bin", False),
+        ("", False),
+    ],
+)
+def test_only_plain_file_names_beside_the_graph_are_gathered_and_removed(name, removable):
+    """The per-tensor files a graph names are deleted once gathered: a downloaded graph naming a
+    path elsewhere (another folder, a drive) must never make pixgrep delete that file."""
+    assert folder_module._plain_name(name) is removable

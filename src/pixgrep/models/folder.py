@@ -165,7 +165,12 @@ def _scattered_weights(onnx_path: Path) -> list[str]:
         return []
     own = external_data_path(onnx_path).name
     names = {ExternalDataInfo(t).location for t in _get_all_tensors(graph) if uses_external_data(t)}
-    return sorted(n for n in names if n != own and "/" not in n and not n.startswith(".."))
+    # Only plain names of files beside the graph: a downloaded graph must not name one elsewhere.
+    return sorted(n for n in names if n != own and _plain_name(n))
+
+
+def _plain_name(name: str) -> bool:
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\:\0")
 
 
 def fast_loading(folder: Path) -> None:
