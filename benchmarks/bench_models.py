@@ -58,12 +58,15 @@ def _captions(n: int) -> list[str]:
 # either way; the XLM-R rows share ViT-H-14's, ViT-B-32's and ViT-B-16-plus-240's image tower
 # configs, and M-CLIP's text tower is XLM-R large with mean pooling and a linear projection, as
 # xlm-roberta-large-ViT-H-14's is (its projection to 512 / 640 instead of 1024: ~1M of 560M weights).
+# NLLB-CLIP large's vision_cfg is ViT-SO400M-14-SigLIP-384's (timm vit_so400m_patch14_siglip_384,
+# MAP pool, no projection); its text tower is measured alone (--text-only nllb-clip-large-siglip).
 SHARED_TOWERS = {
     "vit-l-14-quickgelu": ("ViT-L-14", "ViT-L-14"),
     "vit-h-14-quickgelu": ("ViT-H-14", "ViT-H-14"),
     "xlm-roberta-large-vit-h-14": ("ViT-H-14", "xlm-roberta-large-ViT-H-14"),
     "xlm-roberta-large-vit-b-32": ("ViT-B-32", "xlm-roberta-large-ViT-H-14"),
     "xlm-roberta-large-vit-b-16plus": ("ViT-B-16-plus-240", "xlm-roberta-large-ViT-H-14"),
+    "nllb-clip-large-siglip": ("ViT-SO400M-14-SigLIP-384", "nllb-clip-large-siglip"),
 }
 MINI = "pixgrep-mini"
 

@@ -126,6 +126,27 @@ def test_shared_towers_and_pixgrep_mini_are_filled(tmp_path):
     assert rows["ViT-g-14__laion2b_s12b_b42k"] is None
 
 
+def test_nllb_clip_large_takes_the_so400m_patch14_image_tower(tmp_path):
+    """NLLB-CLIP large's vision_cfg is ViT-SO400M-14-SigLIP-384's; its text tower is timed alone."""
+    text_only = _row("nllb-clip-large-siglip", "float32", 0, 2000)
+    for key in [k for k in text_only if k.startswith("image_")]:
+        del text_only[key]
+    text_only["text_only"] = True
+    fourth = [_row("ViT-B-32", "int8", 40, 50), _row("ViT-B-32", "float32", 120, 50), text_only]
+    fifth = [_row("ViT-B-32", "int8", 50, 50), _row("ViT-SO400M-14-SigLIP-384", "int8", 4000, 900)]
+    fifth += [_row("ViT-SO400M-14-SigLIP-384", "float32", 10000, 900)]
+    reports = [
+        *_reports(),
+        {"date": "2026-12-09", "started": "16:49 UTC", "results": fourth},
+        {"date": "2026-12-10", "started": "17:30 UTC", "results": fifth},
+    ]
+    registry_json = _unmeasured_registry(tmp_path)
+    _bench().fill_registry(reports, registry_json)
+    rows = {e["name"]: e["cost"] for e in json.loads(registry_json.read_text())["models"]}
+    expected = {"image_rel": 80.0, "image_ms": 4000.0, "text_ms": 2000.0, "measured": "2026-12-10"}
+    assert rows["nllb-clip-large-siglip__mrl"] == rows["nllb-clip-large-siglip__v1"] == expected
+
+
 def test_a_text_only_row_and_a_cold_batch_in_the_docs_table():
     reports = _reports_with_shared_towers()
     reports[-1]["results"][2]["b32_warmup"] = False  # ViT-H-14 int8
