@@ -243,25 +243,32 @@ def walk(index, query: np.ndarray, ef: int) -> np.ndarray:
 
 
 def cold_query(matrix_path: Path, rows: int, rows_file: Path, query: np.ndarray) -> dict:
-    """A new Python process that maps the index and answers two queries: its whole wall time, and
-    inside it the open and each query (what `pixgrep -n` pays for the index, besides the catalog
-    and the text tower). A steady query is the second one."""
+    """New Python processes that map the index and answer two queries: each one's whole wall time,
+    and inside it the open and each query (what `pixgrep -n` pays for the index, besides the
+    catalog and the text tower). "lists": as `pixgrep search` now runs (`ann.lists_only`: the graph
+    is never opened); "graph": walk + lists, as a process that asks many questions does."""
     np.save(matrix_path.with_suffix(".query.npy"), query)
     script = (
-        "import json, time, numpy as np; from pathlib import Path; from pixgrep.search import ann;"
+        "import contextlib, json, sys, time, numpy as np; from pathlib import Path;"
+        "from pixgrep.search import ann;"
         f"rows = np.load({str(rows_file)!r}, mmap_mode='r');"
         f"q = np.load({str(matrix_path.with_suffix('.query.npy'))!r});"
-        "t = time.perf_counter();"
+        "scope = ann.lists_only() if sys.argv[1] == 'lists' else contextlib.nullcontext();"
+        "scope.__enter__(); t = time.perf_counter();"
         f"index = ann.open_index(Path({str(matrix_path)!r}), 'bench', {rows}, rows);"
         "t1 = time.perf_counter(); index.search(q, 64); t2 = time.perf_counter();"
         "index.search(-q, 64); t3 = time.perf_counter();"
         "ms = [1000 * (t1 - t), 1000 * (t2 - t1), 1000 * (t3 - t2)];"
         "print(json.dumps(dict(zip(['open_ms', 'first_ms', 'second_ms'], ms))))"
     )
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
-    inside = {name: round(value, 1) for name, value in json.loads(done.stdout).items()}
-    return {"process_s": round(time.perf_counter() - started, 3)} | inside
+    report = {}
+    for mode in ("lists", "graph"):
+        started = time.perf_counter()
+        command = [sys.executable, "-c", script, mode]
+        done = subprocess.run(command, check=True, capture_output=True, text=True)
+        inside = {name: round(value, 1) for name, value in json.loads(done.stdout).items()}
+        report[mode] = {"process_s": round(time.perf_counter() - started, 3)} | inside
+    return report
 
 
 def main() -> None:

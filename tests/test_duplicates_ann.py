@@ -208,7 +208,7 @@ def test_links_of_a_file_in_another_layout_are_none(tmp_path, damage):
     else:
         rows = 601
     index.path.write_bytes(bytes(data))
-    assert ann_module.AnnIndex(None, rows, index.path).links() is None
+    assert ann_module.AnnIndex(index.path, rows).links() is None
 
 
 def test_one_row_appended_after_the_index_was_built(catalog, monkeypatch):

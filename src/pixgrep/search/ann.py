@@ -7,7 +7,11 @@ layout's FORMAT and both files' sizes; an index of another format is rebuilt, ne
 base row numbers. A query's candidates are the walk's and the best rows of the nearest lists
 (which a walk stuck in a neighbouring cluster cannot miss). The graph is
 opened as a memory-mapped view (`Index.restore(view=True)`): a cold query touches only the graph
-nodes and vectors its walk visits, never the whole file. Vectors are stored as int8 (usearch's
+nodes and vectors its walk visits, never the whole file; it is opened on the first walk, not
+before, since usearch's view reads every node's header (1.96 s at 10M rows). A process that asks
+one question (`pixgrep search -n`) answers it from the lists alone (`lists_only`) and never opens
+the graph: the lists found every exact top 10 the graph and lists together found at 500k-10M rows
+(docs/ann.md). Vectors are stored as int8 (usearch's
 scalar quantisation); candidates are re-scored exactly from the float16 matrix, so the index only
 has to find them, not rank them (benchmarks/bench_ann.py, docs/ann.md).
 
@@ -75,35 +79,57 @@ def _meta_path(matrix_path: Path) -> Path:
 
 
 class AnnIndex:
-    """A read-only, memory-mapped HNSW index whose keys are matrix base rows."""
+    """A read-only, memory-mapped HNSW index whose keys are matrix base rows, and its coarse lists."""
 
     def __init__(
         self,
-        index,
-        rows: int,
         path: Path,
+        rows: int,
         coarse: ann_coarse.CoarseLayer | None = None,
         vectors: np.ndarray | None = None,
+        graph=None,
     ):
-        self._index = index
-        self.rows = rows
         self.path = path
+        self.rows = rows
         self.coarse = coarse
         self.vectors = vectors  # the float16 base rows the coarse layer scores
+        self._graph = graph  # usearch's view, opened on first use
+        self._graph_failed = False
+
+    def graph_ready(self) -> bool:
+        """Open the graph now if it is not open; False when its file cannot be read as one."""
+        if self._graph is None and not self._graph_failed:
+            try:
+                graph = _usearch_index_class().restore(str(self.path), view=True)
+            except (OSError, ValueError, KeyError, TypeError, ImportError, RuntimeError):
+                graph = None
+            if graph is None or len(graph) != self.rows:
+                self._graph_failed = True
+            else:
+                self._graph = graph
+        return self._graph is not None
+
+    @property
+    def _index(self):
+        if not self.graph_ready():
+            raise RuntimeError(f"the ANN graph {self.path} cannot be opened")
+        return self._graph
 
     def search(self, query: np.ndarray, count: int) -> np.ndarray:
-        """At least `count` base rows near `query` (approximate, unordered, distinct): the graph
-        walk's `count` and the `count` best of the coarse layer's nearest lists."""
+        """At least `count` base rows near `query` (approximate, unordered, distinct): the `count`
+        best of the coarse layer's nearest lists and, unless inside `lists_only`, the graph walk's."""
         query = np.asarray(query, np.float32)
+        probed = None
+        if self.coarse is not None and self.vectors is not None:
+            probed = self.coarse.probe(query, self.vectors, count)
+            if not _walk.get() or not self.graph_ready():
+                return probed
         # expansion_search is a per-call knob of the shared handle; one value for all callers,
         # raised for a big `count` so the walk keeps at least that many candidates.
         self._index.expansion_search = max(EXPANSION_SEARCH, count)
         matches = self._index.search(query, min(count, self.rows), threads=1)
         walked = np.asarray(matches.keys, np.int64)
-        if self.coarse is None or self.vectors is None:
-            return walked
-        probed = self.coarse.probe(query, self.vectors, count)
-        return np.union1d(walked, probed)
+        return walked if probed is None else np.union1d(walked, probed)
 
     def neighbours(self, queries: np.ndarray, count: int, expansion: int) -> np.ndarray:
         """(len(queries), count) keys, nearest first: approximate neighbours of many queries at
@@ -136,12 +162,13 @@ class AnnIndex:
         return out
 
     def describe(self) -> str:
-        lists = (
-            f" + {len(self.coarse.centroids)} k-means lists (probe {self.coarse.default_probe})"
-            if self.coarse
-            else ""
-        )
-        return f"usearch HNSW ({DTYPE}, M={CONNECTIVITY}, ef={EXPANSION_SEARCH}){lists} over {self.rows} rows"
+        graph = f"usearch HNSW ({DTYPE}, M={CONNECTIVITY}, ef={EXPANSION_SEARCH})"
+        if self.coarse is None:
+            return f"{graph} over {self.rows} rows"
+        lists = f"{len(self.coarse.centroids)} k-means lists (probe {self.coarse.default_probe})"
+        if not _walk.get():
+            return f"{lists} over {self.rows} rows (one question: the graph is not opened)"
+        return f"{graph} + {lists} over {self.rows} rows"
 
 
 def on_disk(matrix_path: Path, base_id: str, rows: int) -> bool:
@@ -162,21 +189,33 @@ def on_disk(matrix_path: Path, base_id: str, rows: int) -> bool:
 def open_index(
     matrix_path: Path, base_id: str, rows: int, vectors: np.ndarray | None = None
 ) -> AnnIndex | None:
-    """The index built for this matrix base, memory-mapped; None when missing, stale, of another
-    FORMAT or unreadable. `vectors` (the base's float16 rows) lets the coarse layer score lists."""
-    path = index_path(matrix_path)
+    """The index built for this matrix base; None when missing, stale, of another FORMAT or with
+    an unreadable coarse layer. `vectors` (the base's float16 rows) lets the coarse layer score
+    lists. The graph is opened on first use (`AnnIndex.graph_ready`)."""
     if not available() or not on_disk(matrix_path, base_id, rows):
         return None
-    try:
-        index = _usearch_index_class().restore(str(path), view=True)
-    except (OSError, ValueError, KeyError, TypeError, ImportError, RuntimeError):
-        return None
-    if index is None or len(index) != rows:
-        return None
-    coarse = ann_coarse.open_layer(coarse_path(matrix_path), rows, index.ndim)
+    dim = None if vectors is None else int(vectors.shape[1])
+    coarse = ann_coarse.open_layer(coarse_path(matrix_path), rows, dim)
     if coarse is None:
         return None
-    return AnnIndex(index, rows, path, coarse, vectors)
+    index = AnnIndex(index_path(matrix_path), rows, coarse, vectors)
+    if vectors is None and not index.graph_ready():  # nothing but the graph to search with
+        return None
+    return index
+
+
+_walk: contextvars.ContextVar[bool] = contextvars.ContextVar("pixgrep_ann_walk", default=True)
+
+
+@contextlib.contextmanager
+def lists_only() -> Iterator[None]:
+    """Searches inside answer from the coarse lists alone and never open the graph: for a process
+    that asks one question, where opening the graph would cost more than the search (docs/ann.md)."""
+    token = _walk.set(False)
+    try:
+        yield
+    finally:
+        _walk.reset(token)
 
 
 def prepare(db, model: str, *, progress: bool = False, large_only: bool = False) -> None:

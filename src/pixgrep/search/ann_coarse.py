@@ -203,17 +203,18 @@ def _dots(block: np.ndarray, query: np.ndarray) -> np.ndarray:
         return np.einsum("ij,j->i", np.asarray(block, np.float32), np.asarray(query, np.float32))
 
 
-def open_layer(path: Path, rows: int, dim: int) -> CoarseLayer | None:
-    """The layer at `path` if it is one of `rows` rows of `dim` dimensions; None otherwise."""
+def open_layer(path: Path, rows: int, dim: int | None = None) -> CoarseLayer | None:
+    """The layer at `path` if it is one of `rows` rows (of `dim` dimensions, when given); None
+    otherwise."""
     try:
         raw = np.memmap(path, np.uint8, mode="r")
         if bytes(raw[: len(MAGIC)]) != MAGIC:
             return None
         (length,) = struct.unpack("<I", bytes(raw[len(MAGIC) : len(MAGIC) + 4]))
         header = json.loads(bytes(raw[len(MAGIC) + 4 : len(MAGIC) + 4 + length]))
-        if header["rows"] != rows or header["dim"] != dim:
+        if header["rows"] != rows or (dim is not None and header["dim"] != dim):
             return None
-        lists = int(header["lists"])
+        lists, dim = int(header["lists"]), int(header["dim"])
 
         def section(name: str, dtype: str) -> np.ndarray:
             start, size = header["sections"][name]

@@ -416,7 +416,7 @@ def catalog_duplicates(
     ids = matrix.ids
     confirm = None if threshold is None else _fingerprint_check(db, ids, np.concatenate([rows, tail_rows]))
     index = base.ann_index() if threshold is not None and len(rows) >= ANN_MIN_ROWS else None
-    if index is not None and threshold is not None:
+    if index is not None and threshold is not None and index.graph_ready():
         tail = (tail_rows, matrix.tail_vectors[tail_rows - base.rows])
         groups = ann_duplicate_groups(index, base.vectors, rows, threshold, tail, progress, confirm)
     else:
