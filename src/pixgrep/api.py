@@ -245,6 +245,10 @@ class Catalog:
         """Folders holding readable images, with how many each holds directly."""
         return self._db.folder_counts()
 
+    def holds_under(self, folder: str) -> bool:
+        """Whether the catalog holds a readable image below `folder` (an absolute path)."""
+        return self._db.holds_under(folder)
+
     def prepare_search(self, *, progress: bool = False, large_only: bool = False) -> None:
         """Bring the search structures for the loaded model up to date now (not on the next query);
         progress: a bar while an ANN index is built; large_only: skip catalogs too small for one.

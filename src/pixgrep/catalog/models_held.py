@@ -3,15 +3,30 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from pixgrep.catalog.db import CatalogDB, sqlite_errors
 
 _KEY = "model_reference:"
 
 
 def held_models(db: CatalogDB) -> list[str]:
-    """The model ids with vectors in the catalog, sorted (a scan of the embeddings' key index)."""
+    """The model ids with vectors in the catalog, sorted. The `models_held` table (schema 5, kept by
+    a trigger on every stored vector) names the candidates, and each is confirmed, since removing
+    images can leave a model none (`CatalogDB.remove_images` then drops its name). An older
+    read-only catalog without the table is scanned."""
     with sqlite_errors(db.path):
-        return sorted(row[0] for row in db.conn.execute("SELECT DISTINCT model FROM embeddings"))
+        try:
+            named = [row[0] for row in db.conn.execute("SELECT model FROM models_held")]
+        except sqlite3.OperationalError:  # schema < 5, read-only: no such table
+            return sorted(row[0] for row in db.conn.execute("SELECT DISTINCT model FROM embeddings"))
+        return sorted(model for model in named if _has_vectors(db, model))
+
+
+def _has_vectors(db: CatalogDB, model: str) -> bool:
+    """One stored vector of `model` (its rows are spread over the key: the scan stops at the first)."""
+    found = db.conn.execute("SELECT 1 FROM embeddings WHERE model = ? LIMIT 1", (model,)).fetchone()
+    return found is not None
 
 
 def stored_reference(db: CatalogDB, model_id: str) -> str | None:

@@ -230,9 +230,11 @@ def run(args: argparse.Namespace) -> int:
         return _finish(results, args, listing=False)
 
     import pixgrep
+    from pixgrep.search.ann import lists_only
 
-    # Only a search that indexes makes a catalog: a mistyped --catalog with -n is an error.
-    with pixgrep.open_catalog(args.catalog, args.model, create=not args.no_index) as catalog:
+    # Only a search that indexes makes a catalog: a mistyped --catalog with -n is an error. One
+    # question in this process: a large catalog's ANN graph would cost more to open than to use.
+    with lists_only(), pixgrep.open_catalog(args.catalog, args.model, create=not args.no_index) as catalog:
         local = [root for root in roots if root not in uris]
         absent = [(given, root) for given, root in zip(given_roots, roots, strict=True) if root in local]
         absent = [(given, root) for given, root in absent if not os.path.exists(root)]
@@ -281,10 +283,8 @@ def _count_before_offset(catalog, terms, options) -> int:
 def _say_absent(catalog, absent: list[tuple[str, str]]) -> None:
     """A folder that is not there now (an unmounted drive) is searched in the catalog, said once
     on stderr; one the catalog holds nothing under stays an error."""
-    folders = catalog.folders()
     for given, root in absent:
-        inside = os.path.join(root, "")
-        if not any(folder == root or folder.startswith(inside) for folder in folders):
+        if not catalog.holds_under(root):
             raise PixgrepError(f"--in {given}: no such folder")
         print(
             f"pixgrep: warning: --in {given}: the folder is not present; the answer comes from the catalog",
