@@ -498,8 +498,10 @@ def squashed_match(db: CatalogDB, squashed: str, limit: int = 1000) -> list[Word
     """Images whose OCR text holds `squashed` (see squash) within one line, fewest lines first."""
     if not squashed or not _has_ocr_table(db):
         return []
+    # CROSS JOIN keeps ocr_text the outer loop (SQLite's planner chose to scan every image: 0.19 s
+    # at 1M rows with no OCR text at all); each text then finds its images by the hash index.
     rows = db.conn.execute(
-        "SELECT images.id, length(ocr_text.squashed) FROM ocr_text JOIN images "
+        "SELECT images.id, length(ocr_text.squashed) FROM ocr_text CROSS JOIN images "
         "ON images.content_hash = ocr_text.content_hash WHERE ocr_text.squashed != '' "
         "AND instr(ocr_text.squashed, ?) AND images.error IS NULL ORDER BY 2 LIMIT ?",
         (squashed, limit),
