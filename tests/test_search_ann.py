@@ -395,3 +395,27 @@ def test_a_graph_file_that_cannot_be_opened_leaves_the_lists_and_exact_duplicate
     assert m.last_method == "ann"
     dedup.catalog_duplicates(db, "fake", threshold=0.999)
     assert len(asked) == 1  # every pair compared exactly this time
+
+
+def test_the_lists_int8_codes_find_what_gathering_the_float16_rows_finds(tmp_path):
+    """A probe scores the codes stored list by list (contiguous runs) instead of gathering rows from
+    the matrix; its shortlist, re-scored exactly, holds the same top 10 as the float16 rows'."""
+    from pixgrep.search import ann_coarse
+
+    vectors, queries = _bursts(5)
+    ann_coarse.build(vectors, tmp_path / "m.coarse")
+    layer = ann_coarse.open_layer(tmp_path / "m.coarse", len(vectors), vectors.shape[1])
+    assert layer is not None and layer.codes is not None
+    at = np.asarray(layer.order[:50])  # the first rows in list order, each its vector scaled
+    cosine = np.sum(layer.codes[:50].astype(np.float32) * vectors[at], axis=1)
+    assert np.all(cosine / np.linalg.norm(layer.codes[:50].astype(np.float32), axis=1) > 0.999)
+    gathering = ann_coarse.CoarseLayer(layer.centroids, layer.starts, layer.order, layer.reps)
+    exact = vectors.astype(np.float32)
+
+    def best(rows, query):  # the top 10 of the exact re-score
+        return set(rows[np.argsort(-(exact[rows] @ query))[:10]].tolist())
+
+    for query in queries[:40]:
+        coded = layer.probe(query, vectors, 64)
+        assert len(coded) >= ann_coarse.SHORTLIST  # more than asked: the caller re-scores them
+        assert best(coded, query) == best(gathering.probe(query, vectors, 64), query)

@@ -92,7 +92,7 @@ class AnnIndex:
         self.path = path
         self.rows = rows
         self.coarse = coarse
-        self.vectors = vectors  # the float16 base rows the coarse layer scores
+        self.vectors = vectors  # the float16 base rows (a coarse file without codes scores these)
         self._graph = graph  # usearch's view, opened on first use
         self._graph_failed = False
 
