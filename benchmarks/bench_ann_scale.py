@@ -19,7 +19,11 @@ Recall@10 is score-aware: a returned row whose exact score is within 0.001 of th
 counts (near-copies tie). Reported: mean, worst and the share of queries below 0.5, per mode
 (walk alone, lists alone, both at a given probe, and `search`: what pixgrep runs, the walk and the
 default probe), latency (`--passes 2`: again, on the pages the first pass mapped), build time,
-disk, peak memory.
+disk, peak memory. `catalog`: pixgrep's own top 10 (search/topk.py) on a catalog filled from a
+set (`bench_add_one.py catalog`), against the set's truth:
+
+    python benchmarks/bench_ann_scale.py catalog --catalog w/c1m/catalog.db --model MODEL_ID \
+        --vectors vec --set w/r1m
 """
 
 from __future__ import annotations
@@ -255,6 +259,44 @@ def cmd_explain(args: argparse.Namespace) -> None:
         )
 
 
+def cmd_catalog(args: argparse.Namespace) -> None:
+    """Recall and latency of pixgrep's own top 10 (search/topk.py: matrix, lists, graph, exact
+    re-score) on a catalog filled from a set (`bench_add_one.py catalog`), against the set's
+    streamed truth (`run` writes it; scores do not depend on the catalog's row order): the lists
+    alone, as `pixgrep search` runs, and walk + lists, as the server does."""
+    import contextlib
+
+    from pixgrep.catalog.db import CatalogDB
+    from pixgrep.search import ann
+    from pixgrep.search.matrix_store import load_matrix
+    from pixgrep.search.scope import Exclusions, Scope
+    from pixgrep.search.topk import top
+
+    matrix = load_matrix(CatalogDB(Path(args.catalog)), args.model)
+    queries = np.load(Path(args.vectors) / "queries.npy")[args.skip : args.skip + args.queries]
+    truth = np.load(Path(args.set) / f"truth-{args.skip}-{len(queries)}.npz")["scores"]
+    for mode, scope in (("lists", ann.lists_only), ("walk + lists", contextlib.nullcontext)):
+        with scope():
+            for _ in range(args.passes):
+                recalls, times = [], []
+                for q, exact in zip(queries, truth, strict=True):
+                    t = time.perf_counter()
+                    hits = top(matrix, q, K, Scope(exclusions=Exclusions()))
+                    times.append(1000 * (time.perf_counter() - t))
+                    recalls.append(score_aware(np.array([h.score for h in hits]), float(exact[K - 1])))
+                line = {
+                    "mode": mode,
+                    "method": matrix.last_method,
+                    "recall_mean": round(float(np.mean(recalls)), 4),
+                }
+                line |= {"recall_worst": min(recalls), "below_0.5": int(sum(r < 0.5 for r in recalls))}
+                line |= {
+                    "p50_ms": round(statistics.median(times), 2),
+                    "p95_ms": round(float(np.percentile(times, 95)), 2),
+                }
+                print(json.dumps(line | {"load": round(os.getloadavg()[0], 1)}), flush=True)
+
+
 def walk(index, query: np.ndarray, ef: int) -> np.ndarray:
     index._index.expansion_search = max(ef, FETCH)
     return np.asarray(index._index.search(query, FETCH, threads=1).keys, np.int64)
@@ -324,8 +366,17 @@ def main() -> None:
     explain.add_argument("--skip", type=int, default=400)
     explain.add_argument("--probe", type=int, default=32)
     explain.add_argument("--below", type=float, default=0.9)
+    catalog = sub.add_parser("catalog", help="pixgrep's own top 10 on a catalog filled from the set")
+    catalog.add_argument("--catalog", required=True)
+    catalog.add_argument("--model", required=True, help="the model id its vectors are stored under")
+    catalog.add_argument("--vectors", required=True)
+    catalog.add_argument("--set", required=True, help="the set the catalog was filled from (its truth)")
+    catalog.add_argument("--queries", type=int, default=100)
+    catalog.add_argument("--skip", type=int, default=400)
+    catalog.add_argument("--passes", type=int, default=2)
     args = parser.parse_args()
-    {"make": cmd_make, "run": cmd_run, "explain": cmd_explain}[args.command](args)
+    commands = {"make": cmd_make, "run": cmd_run, "explain": cmd_explain, "catalog": cmd_catalog}
+    commands[args.command](args)
 
 
 if __name__ == "__main__":
