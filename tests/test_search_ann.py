@@ -419,3 +419,25 @@ def test_the_lists_int8_codes_find_what_gathering_the_float16_rows_finds(tmp_pat
         coded = layer.probe(query, vectors, 64)
         assert len(coded) >= ann_coarse.SHORTLIST  # more than asked: the caller re-scores them
         assert best(coded, query) == best(gathering.probe(query, vectors, 64), query)
+
+
+def test_a_coarse_file_written_before_the_codes_still_opens_and_probes(tmp_path):
+    import struct
+
+    from pixgrep.search import ann_coarse
+
+    vectors, queries = _bursts(6)
+    path = tmp_path / "m.coarse"
+    ann_coarse.build(vectors, path)
+    data = path.read_bytes()
+    start = len(ann_coarse.MAGIC) + 4
+    (length,) = struct.unpack("<I", data[len(ann_coarse.MAGIC) : start])
+    header = json.loads(data[start : start + length])
+    cut = header["sections"].pop("codes")[0]  # the layout before the codes: no section, no bytes
+    text = json.dumps(header).encode()
+    path.write_bytes(ann_coarse.MAGIC + struct.pack("<I", len(text)) + text + data[start + len(text) : cut])
+    layer = ann_coarse.open_layer(path, len(vectors), vectors.shape[1])
+    assert layer is not None and layer.codes is None
+    exact = vectors.astype(np.float32)
+    found = layer.probe(queries[0], vectors, 64)
+    assert len(found) == 64 and set(found.tolist()) >= set(np.argsort(-(exact @ queries[0]))[:10].tolist())
