@@ -441,3 +441,11 @@ def test_a_coarse_file_written_before_the_codes_still_opens_and_probes(tmp_path)
     exact = vectors.astype(np.float32)
     found = layer.probe(queries[0], vectors, 64)
     assert len(found) == 64 and set(found.tolist()) >= set(np.argsort(-(exact @ queries[0]))[:10].tolist())
+
+
+def test_a_server_warm_up_opens_the_graph_and_an_index_run_does_not(catalog):
+    db, _ = catalog
+    ann_module.prepare(db, "fake", large_only=True)  # the end of an index run
+    assert load_matrix(db, "fake").base.ann_index()._graph is None
+    ann_module.prepare(db, "fake", open_graph=True)  # `pixgrep serve`'s warm-up
+    assert load_matrix(db, "fake").base.ann_index()._graph is not None

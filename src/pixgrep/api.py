@@ -249,14 +249,19 @@ class Catalog:
         """Whether the catalog holds a readable image below `folder` (an absolute path)."""
         return self._db.holds_under(folder)
 
-    def prepare_search(self, *, progress: bool = False, large_only: bool = False) -> None:
+    def prepare_search(
+        self, *, progress: bool = False, large_only: bool = False, open_graph: bool = False
+    ) -> None:
         """Bring the search structures for the loaded model up to date now (not on the next query);
-        progress: a bar while an ANN index is built; large_only: skip catalogs too small for one.
+        progress: a bar while an ANN index is built; large_only: skip catalogs too small for one;
+        open_graph: open the ANN graph as well (a process that will ask many questions).
         The word index too (built whole after an import into a catalog that had none)."""
         from pixgrep.catalog import words
         from pixgrep.search.ann import prepare
 
-        prepare(self._db, self.encoder.model_id, progress=progress, large_only=large_only)
+        prepare(
+            self._db, self.encoder.model_id, progress=progress, large_only=large_only, open_graph=open_graph
+        )
         if not self._db.read_only:
             words.prepare(self._db, progress=progress)
 

@@ -51,7 +51,7 @@ def warm_up(state: ServerState) -> threading.Thread:
         try:
             state.catalog.encoder.encode_texts(["a photo"])
             with state.lock:
-                state.catalog.prepare_search()
+                state.catalog.prepare_search(open_graph=True)
         except Exception:  # only an optimisation: a real problem shows on the first request
             pass
 
