@@ -338,20 +338,11 @@ def test_longer_lists_are_probed_fewer_at_a_time(monkeypatch):
         starts = np.linspace(0, rows, lists + 1).astype(np.int64)
         return ann_coarse.CoarseLayer(centroids, starts, np.arange(rows, dtype=np.int32))
 
-    budget = ann_coarse.ROW_BUDGET
-    assert layer(100, 100 * budget // 64).default_probe == ann_coarse.PROBE  # 512-row lists
-    assert layer(100, 100 * budget // 32).default_probe == ann_coarse.PROBE  # 1,024-row lists (1M)
-    assert layer(100, 100 * budget // 10).default_probe == 10  # 3,277-row lists (10M)
+    budget, probe = ann_coarse.ROW_BUDGET, ann_coarse.PROBE
+    assert layer(100, 100 * budget // (2 * probe)).default_probe == probe  # short lists
+    assert layer(100, 100 * budget // probe).default_probe == probe  # PROBE lists fill the budget
+    assert layer(100, 100 * budget // 20).default_probe == 20  # longer lists (10M)
     assert layer(100, 100 * budget).default_probe == ann_coarse.MIN_PROBE
-    monkeypatch.setattr(ann_coarse, "ROW_BUDGET", 40)
-    small = layer(16, 160)  # 10 rows a list: 4 lists, plus REP_LISTS by representatives (none here)
-    scored = []
-    monkeypatch.setattr(
-        ann_coarse, "_dots", lambda block, query: scored.append(len(block)) or np.zeros(len(block))
-    )
-    monkeypatch.setattr(ann_coarse, "MIN_PROBE", 2)
-    small.probe(np.ones(4, np.float32), np.zeros((160, 4), np.float16), 5)
-    assert scored == [40]
 
 
 def test_one_question_is_answered_from_the_lists_without_opening_the_graph(catalog):
