@@ -40,7 +40,7 @@ MAGIC = b"PIXGREP-COARSE\x00\x01"
 ALIGN = 64
 PROBE = 64  # lists scored per query: with int8 codes, 64 cost less than 32 did by gathering ...
 MIN_PROBE = 8  # ... fewer for larger lists, down to this many ...
-ROW_BUDGET = 65_536  # ... so that a query scores about this many rows (64 lists at 1M, 21 at 10M)
+ROW_BUDGET = 131_072  # ... so that a query scores about this many rows (64 lists at 1M, 41 at 10M)
 TRAIN_PER_LIST = 40  # k-means trains on this many sampled rows per list
 SEED_PER_LIST = 16  # ... and draws its seeds from this many (k-means++ is sequential)
 ITERATIONS = 8
@@ -185,8 +185,9 @@ class CoarseLayer:
     @property
     def default_probe(self) -> int:
         """PROBE lists, or fewer once lists are so long that they would score more than ROW_BUDGET
-        rows: 64 lists up to about 1M rows, about 21 at 10M (7-8 ms per query with the codes;
-        docs/ann.md). 32 left one query of 300 at 1M with half its top 10 (a list ranked 33rd)."""
+        rows: 64 lists up to about 2M rows, about 41 at 10M (13-15 ms per query with the codes;
+        docs/ann.md). Fewer missed whole lists: at 1M, 32 left one caption of 300 with half its
+        top 10 (its list ranked 33rd); at 10M, 21 left one with none (its list ranked 25th)."""
         mean_rows = len(self.order) / max(len(self.centroids), 1)
         return max(MIN_PROBE, min(PROBE, round(ROW_BUDGET / max(mean_rows, 1.0))))
 
