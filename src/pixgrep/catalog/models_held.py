@@ -18,7 +18,9 @@ def held_models(db: CatalogDB) -> list[str]:
     with sqlite_errors(db.path):
         try:
             named = [row[0] for row in db.conn.execute("SELECT model FROM models_held")]
-        except sqlite3.OperationalError:  # schema < 5, read-only: no such table
+        except sqlite3.OperationalError as exc:  # schema < 5, read-only: no such table
+            if "no such table" not in str(exc):
+                raise
             return sorted(row[0] for row in db.conn.execute("SELECT DISTINCT model FROM embeddings"))
         return sorted(model for model in named if _has_vectors(db, model))
 

@@ -19,11 +19,11 @@ One file, `<matrix>.coarse`, memory-mapped:
   order int32 (rows): base rows list by list, ascending within a list; reps float32
   (lists * REPRESENTATIVES, dim), absent in files written before it (then centroids alone);
   codes int8 (rows, dim): each row's vector scaled so that the largest component of a sample
-  of rows maps to 127 (`code_scale` in the header), rounded, in `order`'s order, so a
-  list's rows are one contiguous run. A probe scores those runs (SIMD int8 dot products) instead of
-  gathering its ~32,000 rows from all over the float16 matrix: at 10M rows the gather took 36 ms
-  of a 42 ms probe (docs/ann.md). The int8 scores pick a SHORTLIST that the caller re-scores
-  exactly. Files written before the codes probe by gathering, as before.
+  of rows maps to 127, rounded, in `order`'s order, so a list's rows are one contiguous run. A
+  probe scores those runs (SIMD int8 dot products) instead of gathering its rows from all over
+  the float16 matrix: at 10M rows the gather took 36 ms of a 42 ms probe (docs/ann.md). The int8
+  scores pick a SHORTLIST that the caller re-scores exactly. Files written before the codes probe
+  by gathering, as before.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def build(vectors: np.ndarray, path: Path, progress: Progress | None = None) -> 
     sizes = {name: array.nbytes for name, array in arrays.items()} | {"codes": rows * dim}
     sample = np.sort(np.random.default_rng(0).choice(rows, min(rows, CODE_SAMPLE), replace=False))
     scale = 127.0 / max(float(np.abs(np.asarray(vectors[sample], np.float32)).max()), 1e-12)
-    header: dict = {"lists": len(centroids), "dim": dim, "rows": rows, "code_scale": scale, "sections": {}}
+    header: dict = {"lists": len(centroids), "dim": dim, "rows": rows, "sections": {}}
     position = _aligned(len(MAGIC) + 4 + 1024)  # room for the JSON header
     for name, size in sizes.items():
         header["sections"][name] = [position, size]
@@ -194,9 +194,10 @@ class CoarseLayer:
     def probe(
         self, query: np.ndarray, vectors: np.ndarray, count: int, probe: int | None = None
     ) -> np.ndarray:
-        """The `count` rows of the `probe` (default: `default_probe`) nearest lists, and REP_LISTS
-        more by representatives, that score best against `query` (exactly, from the float16
-        `vectors`), best first."""
+        """The rows of the `probe` (default: `default_probe`) nearest lists, and REP_LISTS more by
+        representatives, that score best against `query`, best first: the best SHORTLIST (at least
+        `count`) by their int8 codes, or the best `count` scored exactly from the float16 `vectors`
+        for a file without codes. The caller re-scores them exactly either way."""
         probe = self.default_probe if probe is None else probe
         near = np.einsum("ij,j->i", self.centroids, query)
         probe = min(probe, len(near))
