@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from pixgrep.catalog import integrity
-from pixgrep.catalog.paths import default_catalog_path, refuse_unopenable, shown_path
+from pixgrep.catalog.paths import default_catalog_path, opened_by_sqlite, refuse_unopenable, shown_path
 from pixgrep.errors import PixgrepError
 from pixgrep.records import ImageRecord
 
@@ -298,6 +298,7 @@ class CatalogDB:
         self.read_only = False
         self.conn = self._connect()
         self._check_ours()  # before WAL mode, which rewrites the file header
+        opened_by_sqlite(self.path)
         self.conn.execute("PRAGMA cell_size_check = ON")  # each page read is checked a little more
         if not self.read_only:
             self.conn.execute("PRAGMA journal_mode=WAL")

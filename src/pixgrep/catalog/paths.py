@@ -32,6 +32,21 @@ def short_path(path: str | os.PathLike, limit: int = 200) -> str:
 
 SQLITE_HEADER = b"SQLite format 3\0"
 
+# (device, inode) of catalog files this process has opened with SQLite. Their header is never read
+# again: closing any descriptor of a file drops every POSIX lock this process holds on it, SQLite's
+# own included, and another process's close would then delete the -wal and -shm files that the
+# connections still open here are using.
+_opened_by_sqlite: set[tuple[int, int]] = set()
+
+
+def opened_by_sqlite(path: Path) -> None:
+    """Say that SQLite has opened `path` in this process (after its first connection)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return
+    _opened_by_sqlite.add((st.st_dev, st.st_ino))
+
 
 def refuse_unopenable(path: Path, *, create: bool) -> None:
     """Refuse, before SQLite touches anything, a missing catalog that this command must not create
@@ -45,6 +60,9 @@ def refuse_unopenable(path: Path, *, create: bool) -> None:
             raise PixgrepError(f"no catalog at {shown}; `pixgrep index FOLDER --catalog {shown}` makes one")
         return
     try:
+        st = path.stat()
+        if (st.st_dev, st.st_ino) in _opened_by_sqlite:
+            return
         with open(path, "rb") as file:
             head = file.read(len(SQLITE_HEADER))
     except OSError:
