@@ -325,6 +325,23 @@ def test_bad_search_requests(client):
     error(client.get("/api/search", params={"q": "cat - cat"}), 400)
 
 
+def test_a_query_does_not_probe_the_servers_files(client, world, monkeypatch):
+    """A term spelled like a path gets one answer whatever is there (an image, a folder, nothing,
+    a home-relative name), and a word that names a file in the server's working directory is text."""
+    outside = world["outside"]
+    queries = [str(outside / "secret.png"), str(outside / "none.png"), str(outside), "~/.bashrc", "/dev/null"]
+    for query in queries:
+        message = error(client.get("/api/search", params={"q": f"cat + {query}"}), 400)
+        assert message == (
+            f"term 2: image paths are not accepted over HTTP ({query}): "
+            "upload the image or use its catalog id"
+        )
+    monkeypatch.chdir(outside)
+    for query in ("secret.png", "secret.txt - secret.png"):
+        assert ok(client.get("/api/search", params={"q": query}))["results"]
+        assert ok(client.post("/api/search", json={"q": query}))["results"]
+
+
 def test_unknown_model_is_refused(client):
     assert "unknown model" in error(client.get("/api/search", params={"q": "cat", "model": "ViT-H-99"}), 400)
     error(client.post("/api/search", json={"q": "cat", "model": "nope"}), 400)

@@ -20,15 +20,8 @@ from pixgrep.server.state import ServerState
 
 
 def parse_terms(query: str) -> list[Term]:
-    terms = list(parse_query(query))
-    for term in terms:
-        # A file path would let a client probe the server's disk; images come as uploads or ids.
-        if term.kind == "path":
-            raise PixgrepError(
-                f"image paths are not accepted over HTTP ({term.value}): "
-                "upload the image or use its catalog id"
-            )
-    return terms
+    # Classified without a look at the disk: a client may not probe the server's files.
+    return parse_query(query, remote=True)
 
 
 def make_term(kind: str, value: object, weight: float = 1.0, state: ServerState | None = None) -> Term:
