@@ -8,7 +8,7 @@ import re
 import pytest
 
 from pixgrep.errors import PixgrepError
-from pixgrep.search.query import Term, parse_query
+from pixgrep.search.query import MAX_TERMS, Term, parse_query
 
 
 def kinds(terms):
@@ -169,6 +169,14 @@ def test_weights_that_would_overflow_the_sum_are_refused_as_such():
     with pytest.raises(PixgrepError, match="weight must be between -1,000,000 and 1,000,000"):
         make_term("text", "cat", 1e308)
     assert make_term("text", "cat", -1e6).weight == -1e6
+
+
+def test_a_query_combines_at_most_max_terms():
+    words = [f"w{i}" for i in range(MAX_TERMS + 1)]
+    assert len(parse_query(" + ".join(words[:MAX_TERMS]))) == MAX_TERMS
+    for query in (" + ".join(words), [t for w in words for t in ("+", w)][1:]):
+        with pytest.raises(PixgrepError, match=f"more than {MAX_TERMS} terms"):
+            parse_query(query)
 
 
 def test_a_remote_query_never_looks_at_the_disk(tmp_path, monkeypatch):

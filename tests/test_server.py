@@ -342,6 +342,14 @@ def test_a_query_does_not_probe_the_servers_files(client, world, monkeypatch):
         assert ok(client.post("/api/search", json={"q": query}))["results"]
 
 
+def test_a_query_string_combines_at_most_64_terms(client):
+    words = [f"w{i}" for i in range(3000)]
+    assert ok(client.get("/api/search", params={"q": " + ".join(words[:64])}))["results"]
+    message = error(client.get("/api/search", params={"q": " + ".join(words)}), 400)
+    assert message == "the query has more than 64 terms: combine at most 64"
+    error(client.post("/api/search", json={"q": " + ".join(words[:65])}), 400)
+
+
 def test_unknown_model_is_refused(client):
     assert "unknown model" in error(client.get("/api/search", params={"q": "cat", "model": "ViT-H-99"}), 400)
     error(client.post("/api/search", json={"q": "cat", "model": "nope"}), 400)

@@ -33,6 +33,9 @@ TermKind = Literal["text", "path", "url", "bytes", "image_id", "vector"]
 # What a client of the HTTP API may send: never "path", which would let it probe the server's disk.
 REMOTE_TERM_KINDS: tuple[TermKind, ...] = ("text", "url", "bytes", "image_id", "vector")
 MAX_IMAGE_ID = 2**63 - 1  # SQLite's largest rowid: anything bigger names no image
+# Terms one query may combine (a query string, or a request's list): each is a tower run, and
+# 3,000 of them kept a server busy for 11 s.
+MAX_TERMS = 64
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,8 @@ def parse_query(query: str | Sequence[str], *, remote: bool = False) -> list[Ter
             continue
         if terms and pending is None:
             raise PixgrepError(f"missing '+' or '-' before term {len(terms) + 1} ({token.text!r})")
+        if len(terms) == MAX_TERMS:
+            raise PixgrepError(f"the query has more than {MAX_TERMS} terms: combine at most {MAX_TERMS}")
         terms.append(_parse_term(token, sign, len(terms) + 1, remote))
         sign, pending = 1.0, None
     if pending is not None:
