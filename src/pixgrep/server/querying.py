@@ -140,7 +140,7 @@ def run_search(
     state: ServerState, terms: list[Term], options: SearchOptions, notes: list[str] | None = None
 ) -> tuple[list[SearchResult], float]:
     """Results and milliseconds taken; `notes` (if given) receives the search's notes (a query
-    cut at the context length). Ranking and duplicate folding run outside the catalog lock."""
+    cut at the context length). Encoding, ranking and duplicate folding run outside the catalog lock."""
     if not terms and not options.lists_without_query():
         raise PixgrepError(
             "nothing to search for: give a query, an image, an image URL, an image id or a filter "
