@@ -34,3 +34,12 @@ def test_hf_tokenizer_pads_to_longest_and_truncates(tmp_path):
     assert out["attention_mask"].tolist() == [[1, 1, 1, 1, 0, 0], [1] * 6, [1, 1, 1, 0, 0, 0]]
     assert (out["token_type_ids"] == 0).all()
     assert tok(["cat"])["input_ids"].shape == (1, 3)  # padding is to the longest of the batch
+
+
+def test_lone_surrogates_are_read_as_replacement_characters(tmp_path):
+    """A JSON "\\ud800" or a non-UTF-8 byte of argv reaches the tokenizer as a lone surrogate, which
+    `tokenizers` refuses with a TypeError: it is read as U+FFFD, the rest as usual."""
+    tok = HFTokenizer(*wordpiece_file(tmp_path))
+    # This tokenizer's BERT normaliser drops U+FFFD, so the words around it are all that is left.
+    assert tok(["cat \ud800", "dog\udce9 \udfff"])["input_ids"].tolist() == [[2, 5, 3], [2, 6, 3]]
+    assert tok.cut_text("the red cats \ud800 mat") == "\ufffd mat"

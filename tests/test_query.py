@@ -8,7 +8,7 @@ import re
 import pytest
 
 from pixgrep.errors import PixgrepError
-from pixgrep.search.query import Term, parse_query
+from pixgrep.search.query import MAX_TERMS, Term, parse_query
 
 
 def kinds(terms):
@@ -169,3 +169,39 @@ def test_weights_that_would_overflow_the_sum_are_refused_as_such():
     with pytest.raises(PixgrepError, match="weight must be between -1,000,000 and 1,000,000"):
         make_term("text", "cat", 1e308)
     assert make_term("text", "cat", -1e6).weight == -1e6
+
+
+def test_a_query_combines_at_most_max_terms():
+    words = [f"w{i}" for i in range(MAX_TERMS + 1)]
+    assert len(parse_query(" + ".join(words[:MAX_TERMS]))) == MAX_TERMS
+    for query in (" + ".join(words), [t for w in words for t in ("+", w)][1:]):
+        with pytest.raises(PixgrepError, match=f"more than {MAX_TERMS} terms"):
+            parse_query(query)
+
+
+def test_a_remote_query_never_looks_at_the_disk(tmp_path, monkeypatch):
+    """Over HTTP the spelling alone decides: a path-like term is refused with one message whether
+    or not it exists, and a word naming a file in the working directory is text."""
+    (tmp_path / "index.log").write_text("x")
+    (tmp_path / "cat.jpg").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+
+    def no_disk(*args, **kwargs):
+        raise AssertionError("the file system was asked")
+
+    for name in ("isfile", "isdir", "exists", "expanduser", "abspath"):
+        monkeypatch.setattr(os.path, name, no_disk)
+    monkeypatch.setattr(os, "stat", no_disk)
+    assert kinds(parse_query("index.log + cat.jpg + ~root", remote=True)) == [
+        (1.0, "text", "index.log"),
+        (1.0, "text", "cat.jpg"),
+        (1.0, "text", "~root"),
+    ]
+    paths = [str(tmp_path / "cat.jpg"), str(tmp_path / "none.jpg"), str(tmp_path), "~/.bashrc", "./cat.jpg"]
+    paths += ["../x", "file:///etc/passwd", "C:\\photos\\a.jpg"]
+    for path in paths:
+        with pytest.raises(PixgrepError) as refused:
+            parse_query(f"dog + 0.5:{path}", remote=True)
+        assert str(refused.value) == (
+            f"term 2: image paths are not accepted over HTTP ({path}): upload the image or use its catalog id"
+        )

@@ -220,6 +220,7 @@ def test_capture_date_filters_end_to_end(tmp_path, tiny_model_dir):
         (["./missing.jpg"], "no such image file: ./missing.jpg"),
         (["cat", "--in", "/no/such/folder"], "--in /no/such/folder: no such folder"),
         (["cat", "--after", "someday"], "--after 'someday' is not a date"),
+        (["w0", *[t for i in range(1, 65) for t in ("+", f"w{i}")]], "more than 64 terms"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(library, tmp_path, args, message):

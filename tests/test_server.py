@@ -325,6 +325,78 @@ def test_bad_search_requests(client):
     error(client.get("/api/search", params={"q": "cat - cat"}), 400)
 
 
+def test_a_query_does_not_probe_the_servers_files(client, world, monkeypatch):
+    """A term spelled like a path gets one answer whatever is there (an image, a folder, nothing,
+    a home-relative name), and a word that names a file in the server's working directory is text."""
+    outside = world["outside"]
+    queries = [str(outside / "secret.png"), str(outside / "none.png"), str(outside), "~/.bashrc", "/dev/null"]
+    for query in queries:
+        message = error(client.get("/api/search", params={"q": f"cat + {query}"}), 400)
+        assert message == (
+            f"term 2: image paths are not accepted over HTTP ({query}): "
+            "upload the image or use its catalog id"
+        )
+    monkeypatch.chdir(outside)
+    for query in ("secret.png", "secret.txt - secret.png"):
+        assert ok(client.get("/api/search", params={"q": query}))["results"]
+        assert ok(client.post("/api/search", json={"q": query}))["results"]
+
+
+def test_a_query_string_combines_at_most_64_terms(client):
+    words = [f"w{i}" for i in range(3000)]
+    assert ok(client.get("/api/search", params={"q": " + ".join(words[:64])}))["results"]
+    message = error(client.get("/api/search", params={"q": " + ".join(words)}), 400)
+    assert message == "the query has more than 64 terms: combine at most 64"
+    error(client.post("/api/search", json={"q": " + ".join(words[:65])}), 400)
+
+
+def test_the_towers_run_outside_the_catalog_lock(world, monkeypatch):
+    """While one request encodes (many terms, a large upload), the others must get the catalog:
+    each tower call checks, from another thread, that the catalog lock is free."""
+    from fakes import FakeEncoder
+
+    from pixgrep.search import words
+
+    monkeypatch.setattr(words, "CLIP_DEPTH", 1)  # word hits beyond CLIP's few: their cosines are asked
+
+    held: list[bool] = []
+
+    def lock_is_taken() -> bool:
+        taken: list[bool] = []
+
+        def try_it():
+            got = state.lock.acquire(blocking=False)
+            if got:
+                state.lock.release()
+            taken.append(not got)
+
+        probe = threading.Thread(target=try_it)
+        probe.start()
+        probe.join()
+        return taken[0]
+
+    class Watched(FakeEncoder):
+        def encode_texts(self, texts):
+            held.append(lock_is_taken())
+            return super().encode_texts(texts)
+
+        def encode_pixels(self, pixels):
+            held.append(lock_is_taken())
+            return super().encode_pixels(pixels)
+
+    app = create_app(world["catalog"], encoder=Watched())
+    state = app.state.pixgrep
+    picture = world["files"][0].read_bytes()
+    with TestClient(app, base_url="http://localhost") as client:
+        ok(client.get("/api/search", params={"q": "red + 0.5:a cat - dog", "all_parts": True}))
+        ok(client.post("/api/search/image", files={"file": ("a.png", picture)}, data={"q": "in blue"}))
+        ok(client.post("/knn-service", json={"text": "red", "num_images": 3}))
+        before = len(held)
+        assert ok(client.get("/api/search", params={"q": "red", "k": 1}))["results"][0]["words"]
+        assert len(held) == before + 2  # the CLIP search, then the cosines of the other word hits
+    assert not any(held), held
+
+
 def test_unknown_model_is_refused(client):
     assert "unknown model" in error(client.get("/api/search", params={"q": "cat", "model": "ViT-H-99"}), 400)
     error(client.post("/api/search", json={"q": "cat", "model": "nope"}), 400)

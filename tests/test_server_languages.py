@@ -16,6 +16,7 @@ import json
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from mini_support import mini_cache  # noqa: F401  (session fixture)
 from serverkit import add_to_catalog, make_images
 from tiny_nllb import planted_catalog
 
@@ -224,6 +225,48 @@ def test_odd_queries_never_crash_an_english_server(tiny, text):
         _assert_answered(post(tiny, "/api/search", {"q": text, **options}), text)
     _assert_answered(post(tiny, "/knn-service", {"text": text}), text)
     assert post(tiny, "/api/search", {"q": text}).json().get("results") or not text.strip()
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory, mini_cache):  # noqa: F811
+    """A client of a server of pixgrep-mini (its text tokenizer is a Hugging Face tokenizer.json,
+    read by `tokenizers`, unlike the tiny model's CLIP BPE) over a few images it indexed."""
+    from mini_support import pixgrep_cache
+
+    from pixgrep.api import open_catalog
+
+    base = tmp_path_factory.mktemp("mini")
+    make_images(base / "photos", per_colour=1)
+    with pixgrep_cache(mini_cache):
+        with open_catalog(base / "catalog.db", "pixgrep-mini") as catalog:
+            catalog.index([base / "photos"])
+        app = create_app(base / "catalog.db", model="pixgrep-mini")
+        with TestClient(app, base_url="http://localhost") as client:
+            yield client
+
+
+def test_lone_surrogates_reach_no_route_as_a_500(mini):
+    """Text with lone surrogates is searched (each read as U+FFFD) on every text route; a metadata
+    filter or a folder scope holding one is a 400: no photo's metadata (UTF-8) or path holds it."""
+    texts = [
+        ("/api/search", {"q": "\ud800"}),
+        ("/api/search", {"q": "dog \udc80", "all_parts": True, "words": "only"}),
+        ("/api/search", {"terms": [{"kind": "text", "value": "dog \udc80"}]}),
+        ("/api/search", {"q": "dog", "tone": "x\udfff"}),
+        ("/api/search", {"q": "dog \ud800", "ignore_tone": True}),
+        ("/knn-service", {"text": "\ud800", "num_images": 3}),
+    ]
+    for path, body in texts:
+        response = post(mini, path, body)
+        assert response.status_code == 200, (body, response.text)
+        assert response.json(), body
+    for name in ("place", "camera", "tag"):
+        for body in ({name: "\ud800"}, {"q": "dog", name: "x\udce9"}):
+            assert "holds a lone surrogate" in error(post(mini, "/api/search", body), 400)
+    scoped = post(mini, "/api/search", {"q": "dog", "roots": ["/\ud800"]})
+    assert "holds a lone surrogate" in error(scoped, 400)
+    # A file name that is not UTF-8 (surrogateescape, as /api/folders spells it) is still a scope.
+    assert post(mini, "/api/search", {"q": "dog", "roots": ["/caf\udce9"]}).json()["results"] == []
 
 
 def test_odd_bytes_in_a_query_string_are_answered(nllb, tiny):

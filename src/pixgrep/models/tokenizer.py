@@ -181,14 +181,24 @@ class HFTokenizer:
         self._tok.enable_padding(pad_id=pad_id, pad_token=pad_token)  # to the longest text of a batch
 
     def __call__(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        encodings = self._tok.encode_batch(list(texts))
+        encodings = self._tok.encode_batch([well_formed(t) for t in texts])
         ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
         mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
         return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
 
     def cut_text(self, text: str) -> str | None:
         """The end of `text` past the model's maximum length, or None when it fits."""
-        return _hf_cut_text(self._tok, text)
+        return _hf_cut_text(self._tok, well_formed(text))
+
+
+def well_formed(text: str) -> str:
+    """`text` with each lone surrogate (a JSON "\\ud800", a non-UTF-8 byte of argv) as U+FFFD, as
+    a UTF-8 decoder reads a broken byte: `tokenizers` refuses such a str with a TypeError. The
+    other tokenizers clean through ftfy, which does the same."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class OpenClipHFTokenizer:

@@ -7,7 +7,7 @@
 Each term is encoded as cheaply as possible: an image that is already in the catalog (unchanged
 on disk) reuses its stored vector, so `pixgrep ./ref.jpg` runs no model at all, and the text tower
 only loads when there is text. `catalog_lock` (the server's lock on its catalog connection) is
-held around each catalog read; scoring and folding run outside it.
+held around each catalog read; encoding, scoring and folding run outside it.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ __all__ = ["download_terms", "plan_for", "search", "search_vector", "to_terms"]
 
 
 def _term_vectors(
-    db: CatalogDB, encoder: Encoder, terms: list[Term]
+    db: CatalogDB, encoder: Encoder, terms: list[Term], lock: AbstractContextManager
 ) -> tuple[list[np.ndarray | None], set[int]]:
-    """Each term's vector (see _encode)."""
+    """Each term's vector (see _encode); `lock` is held around the catalog reads only."""
     if not terms:
         raise PixgrepError("empty query: give some text, an image path or an image URL")
     model = encoder.model_id
@@ -54,7 +54,8 @@ def _term_vectors(
         if term.kind == "text":
             continue
         if term.kind == "path":
-            stored, image_id = _stored_vector_for_path(db, model, str(term.value))
+            with lock:
+                stored, image_id = _stored_vector_for_path(db, model, str(term.value))
             if image_id is not None:
                 own_ids.add(image_id)
             if stored is not None:
@@ -68,7 +69,8 @@ def _term_vectors(
         elif term.kind == "bytes":
             images.append((i, _open(cast(bytes, term.value), term.source or "the uploaded image")))
         elif term.kind == "image_id":
-            vectors[i] = _stored_vector_for_id(db, model, term.value)
+            with lock:
+                vectors[i] = _stored_vector_for_id(db, model, term.value)
             own_ids.add(cast(int, term.value))
         elif term.kind == "vector":
             vectors[i] = _checked_vector(term.value, encoder.dim)
@@ -195,16 +197,22 @@ def search(
             return list_matching(db, options)
     if not terms:
         raise PixgrepError("empty query: give some text, an image path or an image URL")
-    with lock:
-        plan, own_ids = plan_for(db, encoder, terms, options)
+    plan, own_ids = plan_for(db, encoder, terms, options, lock)
     return _ranked(db, encoder, plan, options, own_ids, lock)
 
 
 def plan_for(
-    db: CatalogDB, encoder: Encoder, terms: Sequence[Term], options: SearchOptions
+    db: CatalogDB,
+    encoder: Encoder,
+    terms: Sequence[Term],
+    options: SearchOptions,
+    catalog_lock: AbstractContextManager | None = None,
 ) -> tuple[QueryPlan, frozenset[int]]:
     """The plan of a query's terms (their vectors, fused, split into parts, toned: search/plan.py)
-    and the catalog ids of the images the query is made of. PixgrepError on bad input."""
+    and the catalog ids of the images the query is made of. PixgrepError on bad input.
+    `catalog_lock` is held around the catalog reads only: while one request's towers run (a long
+    query, a large upload), the others keep reading the catalog."""
+    lock = catalog_lock or contextlib.nullcontext()
     terms = list(terms)
     encoder = encoder.in_language(options.lang)  # the query language of NLLB towers (else itself)
     if options.ignore_tone:  # "a kitchen, messy, dingy" is encoded as "a kitchen" (then projected)
@@ -213,8 +221,9 @@ def plan_for(
         terms = [replace(t, value=strip_tone_items(str(t.value))) if t.kind == "text" else t for t in terms]
     if terms and all(term.kind == "text" for term in terms):  # nothing to check first (files, ids, URLs)
         encoder.prepare_texts()  # the text tower loads in threads while the matrix is opened
-        load_matrix(db, encoder.model_id)
-    vectors, own_ids = _term_vectors(db, encoder, terms)
+        with lock:
+            load_matrix(db, encoder.model_id)
+    vectors, own_ids = _term_vectors(db, encoder, terms, lock)
     plan = plan_query(
         encoder,
         terms,

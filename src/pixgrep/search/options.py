@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -267,6 +268,11 @@ class SearchOptions:
         object.__setattr__(self, "before", _time_bound(self.before, "--before"))
         if self.roots is not None:
             roots = _strings(self.roots, "roots")
+            for root in roots:
+                try:  # a lone surrogate past \udc80-\udcff (non-UTF-8 bytes) names no file
+                    os.fsencode(root)
+                except UnicodeEncodeError:
+                    raise PixgrepError(f"folder scope {root!r} holds a lone surrogate: not a path") from None
             object.__setattr__(self, "roots", tuple(os.path.expanduser(root) for root in roots) or None)
         check_fusion(self.fusion)
         if self.words not in ("auto", "only", "off"):  # words: search/words.py
@@ -295,6 +301,8 @@ class SearchOptions:
                 continue
             if not isinstance(value, str) or not value.strip():
                 raise PixgrepError(f"--{name} needs some text (got {value!r})")
+            if _LONE_SURROGATE.search(value):  # metadata is stored as UTF-8: such text matches nothing
+                raise PixgrepError(f"--{name} must be text: {value!r} holds a lone surrogate")
             object.__setattr__(self, name, value.strip())
 
     def lists_without_query(self) -> bool:
@@ -306,6 +314,9 @@ class SearchOptions:
     def of(cls, options: SearchOptions | None = None, **fields: Any) -> SearchOptions:
         """`options` (or the defaults) with `fields` replaced; unknown field names are a TypeError."""
         return dataclasses.replace(options, **fields) if options is not None else cls(**fields)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # in a JSON "\ud800", or a non-UTF-8 byte of argv
 
 
 def _time_bound(value: object, option: str) -> float | None:

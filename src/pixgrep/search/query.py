@@ -12,7 +12,8 @@ Two spellings reach `parse_query`:
 A term is `[WEIGHT:]BODY`. Only the first `NUMBER:` is a weight, so `1:3:10 to yuma` searches the
 text "3:10 to yuma" with weight 1. The body is an image URL (http:// or https://), an image file
 (an existing file, or anything spelled like a path: /..., ./..., ../..., ~/..., file://...; such a
-path must exist), or else text. docs/search.md has the full grammar.
+path must exist), or else text; from an HTTP client (`remote`) the file system is never asked: a
+path spelling is refused, anything else is text. docs/search.md has the full grammar.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ TermKind = Literal["text", "path", "url", "bytes", "image_id", "vector"]
 # What a client of the HTTP API may send: never "path", which would let it probe the server's disk.
 REMOTE_TERM_KINDS: tuple[TermKind, ...] = ("text", "url", "bytes", "image_id", "vector")
 MAX_IMAGE_ID = 2**63 - 1  # SQLite's largest rowid: anything bigger names no image
+# Terms one query may combine (a query string, or a request's list): each is a tower run, and
+# 3,000 of them kept a server busy for 11 s.
+MAX_TERMS = 64
 
 
 @dataclass(frozen=True)
@@ -135,9 +139,12 @@ _PATH_PREFIXES = ("/", "./", "../", "~/", "~" + os.sep, "." + os.sep, ".." + os.
 _WINDOWS_ABS = re.compile(r"^[A-Za-z]:[\\/]")
 
 
-def parse_query(query: str | Sequence[str]) -> list[Term]:
+def parse_query(query: str | Sequence[str], *, remote: bool = False) -> list[Term]:
     """Parse a query (one string, or argv tokens) into weighted terms.
 
+    `remote`: the query comes from a client of the HTTP API, which may not name the server's files:
+    the file system is not looked at, a term spelled like a path is refused (whether it exists or
+    not, with the same words) and every other term is text.
     Raises PixgrepError with one line saying what is wrong and where.
     """
     if isinstance(query, str):
@@ -167,7 +174,9 @@ def parse_query(query: str | Sequence[str]) -> list[Term]:
             continue
         if terms and pending is None:
             raise PixgrepError(f"missing '+' or '-' before term {len(terms) + 1} ({token.text!r})")
-        terms.append(_parse_term(token, sign, len(terms) + 1))
+        if len(terms) == MAX_TERMS:
+            raise PixgrepError(f"the query has more than {MAX_TERMS} terms: combine at most {MAX_TERMS}")
+        terms.append(_parse_term(token, sign, len(terms) + 1, remote))
         sign, pending = 1.0, None
     if pending is not None:
         raise PixgrepError(f"query ends with a dangling '{pending}': add a term after it")
@@ -267,7 +276,7 @@ def _split_string(query: str) -> list[_Token]:
     return tokens
 
 
-def _parse_term(token: _Token, sign: float, number: int) -> Term:
+def _parse_term(token: _Token, sign: float, number: int, remote: bool) -> Term:
     weight_text: str | None = token.weight
     body = token.text
     if token.kind == "raw":
@@ -289,14 +298,21 @@ def _parse_term(token: _Token, sign: float, number: int) -> Term:
             f"term {number}: the weight {weight_text} is too large (at most {MAX_WEIGHT:,.0f} either way; "
             "only the ratios between weights matter)"
         )
-    return _classify(body, sign * weight, number)
+    return _classify(body, sign * weight, number, remote)
 
 
-def _classify(body: str, weight: float, number: int) -> Term:
+def _classify(body: str, weight: float, number: int, remote: bool) -> Term:
     lowered = body.lower()
     if lowered.startswith(("http://", "https://")):
         return Term(weight, "url", body)
     looks_like_path = body.startswith(_PATH_PREFIXES) or bool(_WINDOWS_ABS.match(body))
+    if remote:  # the spelling alone decides: no answer may tell what is on the server's disk
+        if looks_like_path:
+            raise PixgrepError(
+                f"term {number}: image paths are not accepted over HTTP ({body}): "
+                "upload the image or use its catalog id"
+            )
+        return Term(weight, "text", body)
     candidate = body[len("file://") :] if body.startswith("file://") else body
     candidate = os.path.expanduser(candidate)
     if looks_like_path or os.path.isfile(candidate):

@@ -126,8 +126,7 @@ def search_with_words(
         return search(db, encoder(), terms, options, catalog_lock)
     depth = max(CLIP_DEPTH, options.k + options.offset)
     clip = search(db, encoder(), terms, dataclasses.replace(options, k=depth, offset=0), catalog_lock)
-    with lock:
-        return SearchResults(_fused(db, encoder, terms, clip, hits, options), clip.notes)
+    return SearchResults(_fused(db, encoder, terms, clip, hits, options, lock), clip.notes)
 
 
 def _hits(db: CatalogDB, text: str, query: str, options: SearchOptions) -> list[index.WordHit]:
@@ -173,21 +172,24 @@ def _accepted(db: CatalogDB, ids: list[int], options: SearchOptions) -> set[int]
     return out
 
 
-def _cosines(db: CatalogDB, encoder: Encoder, terms: Sequence[Term], ids: list[int]) -> dict[int, float]:
+def _cosines(
+    db: CatalogDB, encoder: Encoder, terms: Sequence[Term], ids: list[int], lock: AbstractContextManager
+) -> dict[int, float]:
     """CLIP scores of images outside CLIP's own candidates (their stored vectors)."""
     if not ids:
         return {}
     from pixgrep.search.engine import plan_for
     from pixgrep.search.options import SearchOptions
 
-    plan, _ = plan_for(db, encoder, terms, SearchOptions())
+    plan, _ = plan_for(db, encoder, terms, SearchOptions(), lock)  # the tower runs outside the lock
     vector = plan.vectors[0]
-    records = db.images_by_id(ids)
     out = {}
-    for image_id, record in records.items():
-        stored = db.vector_for_hash(record.content_hash, encoder.model_id)
-        if stored is not None:
-            out[image_id] = float(np.dot(np.asarray(stored, np.float32), vector))
+    with lock:
+        records = db.images_by_id(ids)
+        stored = {i: db.vector_for_hash(r.content_hash, encoder.model_id) for i, r in records.items()}
+    for image_id, row in stored.items():
+        if row is not None:
+            out[image_id] = float(np.dot(np.asarray(row, np.float32), vector))
     return out
 
 
@@ -212,6 +214,7 @@ def _fused(
     clip: list[SearchResult],
     hits: list[index.WordHit],
     options: SearchOptions,
+    lock: AbstractContextManager,
 ) -> list[SearchResult]:
     clip_rank: dict[int, int] = {}
     for rank, result in enumerate(clip):
@@ -232,10 +235,11 @@ def _fused(
         if matched:
             leaders[max(matched, key=fused)] = result
     swapped = [i for i, result in leaders.items() if i != result.image_id]
-    cosines = _cosines(db, encoder(), terms, missing + swapped)
+    cosines = _cosines(db, encoder(), terms, missing + swapped, lock)
     if options.threshold is not None:
         missing = [i for i in missing if cosines.get(i, -1.0) >= options.threshold]
-    records = db.images_by_id(missing + swapped)
+    with lock:
+        records = db.images_by_id(missing + swapped)
     groups: list[tuple[float, SearchResult]] = []
     for best, result in leaders.items():
         hit = by_id[best]

@@ -20,15 +20,8 @@ from pixgrep.server.state import ServerState
 
 
 def parse_terms(query: str) -> list[Term]:
-    terms = list(parse_query(query))
-    for term in terms:
-        # A file path would let a client probe the server's disk; images come as uploads or ids.
-        if term.kind == "path":
-            raise PixgrepError(
-                f"image paths are not accepted over HTTP ({term.value}): "
-                "upload the image or use its catalog id"
-            )
-    return terms
+    # Classified without a look at the disk: a client may not probe the server's files.
+    return parse_query(query, remote=True)
 
 
 def make_term(kind: str, value: object, weight: float = 1.0, state: ServerState | None = None) -> Term:
@@ -147,7 +140,7 @@ def run_search(
     state: ServerState, terms: list[Term], options: SearchOptions, notes: list[str] | None = None
 ) -> tuple[list[SearchResult], float]:
     """Results and milliseconds taken; `notes` (if given) receives the search's notes (a query
-    cut at the context length). Ranking and duplicate folding run outside the catalog lock."""
+    cut at the context length). Encoding, ranking and duplicate folding run outside the catalog lock."""
     if not terms and not options.lists_without_query():
         raise PixgrepError(
             "nothing to search for: give a query, an image, an image URL, an image id or a filter "

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from pixgrep.errors import PixgrepError
 from pixgrep.search.options import SearchOptions
-from pixgrep.search.query import Term, bytes_term
+from pixgrep.search.query import MAX_TERMS, Term, bytes_term
 from pixgrep.server.guards import ImageIdPath, ImageIdQuery, PlainText
 from pixgrep.server.querying import check_image, fusion_ran, make_term, parse_terms, response_json, run_search
 from pixgrep.server.search_params import FormOptions, QueryOptions, SearchParams
@@ -59,7 +59,7 @@ class SearchIn(SearchParams):
     """The JSON body: the query, weighted terms, and every search option (SearchParams)."""
 
     q: str | None = Field(None, description="a query in pixgrep's query language, added to the terms")
-    terms: list[TermIn] = Field(default_factory=list, max_length=64)
+    terms: list[TermIn] = Field(default_factory=list, max_length=MAX_TERMS)
     roots: list[PlainText] = Field(default_factory=list, description="only images under these folders")
 
     model_config = {
