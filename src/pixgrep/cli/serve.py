@@ -161,12 +161,15 @@ def run(args: argparse.Namespace) -> int:
         # uvicorn shuts down gracefully on SIGTERM, then raises it again under the handler it found:
         # an exit, not the default kill, so that the note above is removed on the way out.
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        try:
+            uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        finally:  # SIGTERM or Ctrl-C: an index run ends after its next commit, before the exit
+            state.runner.stop()
     return 0
 
 
 def _exit_on_sigterm(signum, frame) -> None:
-    raise SystemExit(128 + signal.SIGTERM)
+    raise SystemExit(0)  # the stop a service manager asks for, done gracefully
 
 
 def _check_port_free(host: str, port: int) -> None:
