@@ -75,7 +75,7 @@ _ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
     "/api/search/image": (404, 415, 503),
     "/api/images/{image_id}": (404,),
     "/api/images/{image_id}/thumb": (403, 404),
-    "/api/images/{image_id}/file": (403, 404),
+    "/api/images/{image_id}/file": (403, 404, 416),
     "/api/images/{image_id}/similar": (404,),
     "/api/images/{image_id}/meta": (404,),
     "/api/models/{name}": (404,),
