@@ -3,6 +3,7 @@ total deadline (CLI and server), downloads are capped in number, and every reaso
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -23,8 +24,10 @@ def drip(request):
     server.close()
 
 
-def outcome_within(seconds: float, work) -> BaseException | object:
-    """Run `work` in a thread; fail the test if it is still running after `seconds` (a stall)."""
+def outcome_within(
+    seconds: float, work, stall: str = "still downloading after {} s: the deadline is per read, not total"
+) -> BaseException | object:
+    """Run `work` in a thread; fail the test with `stall` if it is still running after `seconds`."""
     box: list = []
 
     def run() -> None:
@@ -36,7 +39,7 @@ def outcome_within(seconds: float, work) -> BaseException | object:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     thread.join(seconds)
-    assert not thread.is_alive(), f"still downloading after {seconds} s: the deadline is per read, not total"
+    assert not thread.is_alive(), stall.format(seconds)
     return box[0]
 
 
@@ -45,15 +48,40 @@ def test_total_deadline_cuts_off_a_one_byte_per_second_peer(drip):
     assert isinstance(result, PixgrepError) and str(result) == f"{drip.url}: timed out after 2 s"
 
 
-def test_downloads_are_capped_in_number():
+@contextlib.contextmanager
+def every_download_slot_taken():
     taken = [fetch._slots.acquire(timeout=1) for _ in range(fetch.MAX_DOWNLOADS)]
     try:
         assert all(taken)
-        with pytest.raises(fetch.DownloadsBusy, match="other image downloads kept every slot busy"):
-            fetch.fetch_image_bytes("http://127.0.0.1:9/x.jpg", timeout=0.2)
+        yield
     finally:
         for _ in taken:
             fetch._slots.release()
+
+
+def test_downloads_are_capped_in_number():
+    with every_download_slot_taken():
+        with pytest.raises(fetch.DownloadsBusy, match="other image downloads are running"):
+            fetch.fetch_image_bytes("http://127.0.0.1:9/x.jpg", timeout=0.2)
+
+
+def test_a_url_search_with_every_slot_taken_is_refused_at_once_not_after_its_deadline(monkeypatch, tmp_path):
+    """A URL search used to wait for a slot up to its download deadline (15 s), holding one of the
+    server's worker threads: 45 searches naming a slow host took them all, and /api/stats waited."""
+    from fakes import FakeEncoder
+    from fastapi.testclient import TestClient
+
+    from pixgrep.server.app import create_app
+
+    monkeypatch.setenv("PIXGREP_URL_TIMEOUT", "600")  # waiting out this deadline would be the bug
+    app = create_app(tmp_path / "c.db", encoder=FakeEncoder())
+    with TestClient(app, base_url="http://localhost") as client, every_download_slot_taken():
+        answer = outcome_within(
+            30,
+            lambda: client.get("/api/search", params={"image_url": "http://example.com/a.jpg"}),
+            "still waiting for a download slot after {} s",
+        )
+    assert answer.status_code == 503 and "other image downloads are running" in answer.json()["error"]
 
 
 class _OddStatus:

@@ -408,6 +408,18 @@ def test_unknown_model_is_refused(client):
     assert ok(client.get("/api/models/fake"))["dim"] == 192
 
 
+def test_range_requests_of_a_file_and_bad_range_headers(client, world):
+    """Bad Range headers used to get Starlette's plain-text answers, not the JSON error shape."""
+    path = next(p for p in world["files"] if p.suffix == ".jpg")
+    url, data = f"/api/images/{world['ids'][str(path)]}/file", path.read_bytes()
+    part = client.get(url, headers={"Range": "bytes=2-9"})
+    assert part.status_code == 206 and part.content == data[2:10]
+    for bad in ("bytes=abc", "bytes=9-2", "items=0-1", "bytes"):
+        assert "Range" in error(client.get(url, headers={"Range": bad}), 400), bad
+    past = client.get(url, headers={"Range": f"bytes={len(data)}-"})
+    assert "Range" in error(past, 416) and past.headers["content-range"] == f"bytes */{len(data)}"
+
+
 def test_unknown_routes_and_methods_are_json_errors(client):
     error(client.get("/api/nothing-here"), 404)
     error(client.delete("/api/search"), 405)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -148,3 +150,72 @@ def test_serve_with_a_token(tmp_path, tiny_model_dir):
     finally:
         out, _ = stop(process)
     assert "token" in out
+
+
+# The server, with the second batch of an index run held until the server asks the run to stop
+# (IndexRunner.stop), so that SIGTERM always lands in the middle of the run.
+HELD_RUN = """
+import sys, threading
+from pixgrep.catalog import ingest
+from pixgrep.cli import main
+from pixgrep.server.indexing import IndexRunner
+gate, commits, real_commit = threading.Event(), [], ingest.BatchWriter.commit
+def commit(self, *args):
+    commits.append(1)
+    if len(commits) == 2:
+        gate.wait(60)
+    real_commit(self, *args)
+ingest.BatchWriter.commit = commit
+real_stop = getattr(IndexRunner, "stop", None)
+if real_stop is not None:
+    IndexRunner.stop = lambda self: gate.set() or real_stop(self)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_during_an_index_run_stops_it_after_a_commit_and_exits_0(tmp_path, tiny_model_dir):
+    """The run used to go on in a daemon thread while the interpreter exited: killed inside ONNX
+    Runtime, the process aborted ("terminate called without an active exception", status 134)."""
+    import httpx
+    from reliability_kit import cli_env, pixgrep
+    from reliability_kit import make_images as make_pngs
+
+    photos, catalog = tmp_path / "photos", tmp_path / "c.db"
+    make_pngs(photos, 80, size=48)  # batches of 32: the run is held before its second commit
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", HELD_RUN, "serve", "--port", str(port), "--catalog", str(catalog)]
+        + ["--model", str(tiny_model_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    http.get("/indices-list")
+                    break
+                except httpx.TransportError:
+                    assert process.poll() is None and time.monotonic() < deadline, "server did not start"
+                    time.sleep(0.1)
+            assert http.post("/api/index", json={"folder": str(photos)}).status_code == 202
+            while (http.get("/api/index").json()["summary"] or {}).get("encoded", 0) < 32:
+                assert time.monotonic() < deadline, "the first batch was not committed"
+                time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert "terminate called" not in err and "Traceback" not in err, err
+    assert not Path(f"{catalog}.serve.json").exists()
+    # The held batch was committed before the run stopped; the next run does the rest, once each.
+    done = pixgrep("index", photos, "--catalog", catalog, "--model", tiny_model_dir, "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["found"], summary["encoded"]) == (80, 16), summary

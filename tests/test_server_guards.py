@@ -136,6 +136,40 @@ def test_query_images_over_the_pixel_cap_are_refused_from_the_header(catalog):
         ).is_success
 
 
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares width x height and holds almost nothing: a decompression bomb."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("size", [(100_000, 100_000), (20_000, 15_000)], ids=["10-gpx", "300-mpx"])
+def test_images_over_pixgreps_own_pixel_cap_are_413_too(client, size):
+    """Over 256 Mpx, Pillow's bomb check (or pixgrep's) refused the header first, and that was a
+    415 where the docs promise a 413 for an image over the pixel cap."""
+    import base64
+
+    bomb = png_header(*size)
+    b64 = base64.b64encode(bomb).decode()
+    answers = [
+        client.post("/api/search/image", files={"file": ("bomb.png", bomb, "image/png")}),
+        client.post("/knn-service", json={"image": b64}),
+        client.post("/api/search", json={"terms": [{"kind": "bytes", "value": b64}]}),
+    ]
+    for answer in answers:
+        assert answer.status_code == 413 and "256,000,000 pixel cap" in answer.json()["error"], answer.text
+
+
 def test_an_over_limit_body_is_a_413_however_it_is_sent(catalog):
     def chunks():
         yield b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'

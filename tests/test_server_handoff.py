@@ -136,6 +136,21 @@ def test_the_note_goes_when_the_server_stops(served):
     assert not note.exists()
 
 
+def test_a_second_server_of_the_catalog_leaves_the_running_servers_note_alone(served, tiny_model_dir):
+    """The second server used to take the note over and remove it when it stopped: the first one,
+    still running, was no longer found by `pixgrep -n`."""
+    photos, catalog, first = served
+    note = handoff.note_path(catalog)
+    second, _ = start_server("--catalog", catalog, "--model", tiny_model_dir, keep_stdout=True)
+    try:
+        assert json.loads(note.read_text())["pid"] == first.pid
+    finally:
+        out, _ = stop(second)
+    assert f"already running on this catalog (pid {first.pid})" in out
+    assert json.loads(note.read_text())["pid"] == first.pid
+    assert probe(*query(photos, catalog, tiny_model_dir)).stderr.strip() == HANDED
+
+
 def test_a_server_with_a_token_gets_the_query_only_from_a_caller_that_has_it(tmp_path, tiny_model_dir):
     photos, catalog = tmp_path / "photos", tmp_path / "catalog.db"
     make_images(photos, 12, size=48)

@@ -51,6 +51,13 @@ def test_facets_count_and_narrow(client):
     assert "unknown place" in ok(client.get("/api/facets", params={"near": "Xyzzyville"}), 400)["error"]
 
 
+@pytest.mark.parametrize("near", ["nan,nan", "nan,nan,5", "inf,-inf", "1e999,0"])
+def test_coordinates_that_are_not_finite_numbers_are_400(client, near):
+    """ "nan,nan" used to be looked up as a place name (the town of Nan, Thailand) and answered 200."""
+    for route, params in (("/api/search", {"q": "x", "near": near}), ("/api/facets", {"near": near})):
+        assert "latitude must be in" in ok(client.get(route, params=params), 400)["error"], (route, near)
+
+
 def test_image_meta(client, world):
     meta = ok(client.get(f"/api/images/{world['ids']['87_OSError.jpg']}/meta"))
     assert meta["camera"] == "NIKON D70s" and meta["lens"] == "18.0-70.0 mm f/3.5-4.5"

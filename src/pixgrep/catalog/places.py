@@ -201,7 +201,9 @@ def parse_near(text: str, default_km: float) -> tuple[float, float, float]:
     -> (latitude, longitude, radius in km)."""
     value = text.strip()
     numbers = value.split(",")
-    if 2 <= len(numbers) <= 3 and all(_is_number(n) for n in numbers):
+    # Coordinates whenever every part reads as a number, "nan" and "inf" included: they are refused
+    # below, not looked up as a place ("nan,nan" found the town of Nan, Thailand).
+    if 2 <= len(numbers) <= 3 and all(_is_float(n) for n in numbers):
         lat, lon = float(numbers[0]), float(numbers[1])
         km = float(numbers[2]) if len(numbers) == 3 else default_km
         if not (-90 <= lat <= 90 and -180 <= lon <= 180):
@@ -217,6 +219,14 @@ def parse_near(text: str, default_km: float) -> tuple[float, float, float]:
             raise PixgrepError(f"--near {text!r}: the radius must be a positive number of km")
     place = lookup(value)
     return place.latitude, place.longitude, km
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_number(text: str) -> bool:

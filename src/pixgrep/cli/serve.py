@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"pixgrep: serving {app.state.pixgrep.catalog.path} at {where}", flush=True)
     if args.token:
         print("pixgrep: requests must carry the token (Authorization: Bearer, or ?token=)", flush=True)
-    from pixgrep.server.handoff import InstanceHeader, announced
+    from pixgrep.server.handoff import InstanceHeader, announced, read_note
 
     state = app.state.pixgrep
     with announced(
@@ -158,15 +158,25 @@ def run(args: argparse.Namespace) -> int:
         token=bool(args.token),
     ) as key:  # `pixgrep -n` hands its text queries here while this runs (server/handoff.py)
         app.add_middleware(InstanceHeader, key=key)
+        other = read_note(state.catalog.path)
+        if other and other.get("key") != key:
+            print(
+                f"pixgrep: the server already running on this catalog (pid {other.get('pid')}) keeps "
+                "answering `pixgrep -n`",
+                flush=True,
+            )
         # uvicorn shuts down gracefully on SIGTERM, then raises it again under the handler it found:
         # an exit, not the default kill, so that the note above is removed on the way out.
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        try:
+            uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        finally:  # SIGTERM or Ctrl-C: an index run ends after its next commit, before the exit
+            state.runner.stop()
     return 0
 
 
 def _exit_on_sigterm(signum, frame) -> None:
-    raise SystemExit(128 + signal.SIGTERM)
+    raise SystemExit(0)  # the stop a service manager asks for, done gracefully
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -51,6 +51,11 @@ class ImageDecodeError(PixgrepError):
     """The file is not an image pixgrep can read; the message says why, in a few words."""
 
 
+class ImageTooLarge(ImageDecodeError):
+    """The header claims more than MAX_PIXELS: refused before any pixel is decoded (a server
+    answers 413, as for its own, lower pixel cap)."""
+
+
 @dataclass(frozen=True)
 class ImageInfo:
     """What the catalog stores about a picture, read from its header (no pixels decoded)."""
@@ -252,10 +257,15 @@ def _capture_time(image: Image.Image) -> str | None:
 def _header_info(image: Image.Image) -> ImageInfo:
     width, height = image.size
     if width * height > MAX_PIXELS:
-        raise ImageDecodeError(f"{width}x{height} pixels is over the {MAX_PIXELS:,} pixel cap")
+        raise ImageTooLarge(f"{width}x{height} pixels is over the {MAX_PIXELS:,} pixel cap")
     if _orientation(image) in (5, 6, 7, 8):  # stored rotated by 90 degrees
         width, height = height, width
     return ImageInfo(width, height, image.format, _capture_time(image))
+
+
+def _decode_error(exc: BaseException) -> ImageDecodeError:
+    bomb = isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning))
+    return (ImageTooLarge if bomb else ImageDecodeError)(_decode_reason(exc))
 
 
 def _decode_reason(exc: BaseException) -> str:
@@ -299,7 +309,7 @@ def _open(
     except ImageDecodeError:
         raise
     except Exception as exc:  # Pillow's plugins raise nearly anything on bad input
-        raise ImageDecodeError(_decode_reason(exc)) from None
+        raise _decode_error(exc) from None
 
 
 def _decoded(image: Image.Image, orientation: int, reduce_to: int | None, *, detach: bool) -> Image.Image:
@@ -347,7 +357,7 @@ def _open_raw(
             if flip in (5, 6):
                 width, height = height, width
             if width * height > MAX_PIXELS:
-                raise ImageDecodeError(f"{width}x{height} pixels is over the {MAX_PIXELS:,} pixel cap")
+                raise ImageTooLarge(f"{width}x{height} pixels is over the {MAX_PIXELS:,} pixel cap")
             info = ImageInfo(width, height, "RAW", taken_at)
             if not want_pixels:
                 return None, info
@@ -376,7 +386,7 @@ def _open_raw(
     except ImageDecodeError:
         raise
     except Exception as exc:
-        raise ImageDecodeError(_decode_reason(exc)) from None
+        raise _decode_error(exc) from None
 
 
 def open_image(source: str | os.PathLike | bytes | BinaryIO, *, draft_size: int | None = None) -> Image.Image:

@@ -33,6 +33,9 @@ from pixgrep.settings import seconds
 MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_TIMEOUT_S = 15.0  # the whole download, in seconds; $PIXGREP_URL_TIMEOUT changes it
 MAX_DOWNLOADS = 4  # at once in one process (a server's requests share it); more wait, then fail
+# How long a download waits for a slot. Briefly: a server's request holds a worker thread while it
+# waits, and waiting out slow hosts' deadlines let a burst of their URLs take every thread.
+SLOT_WAIT_S = 0.5
 _CHUNK = 64 * 1024
 
 _slots = threading.BoundedSemaphore(MAX_DOWNLOADS)
@@ -44,7 +47,7 @@ def url_timeout() -> float:
 
 
 class DownloadsBusy(PixgrepError):
-    """Every download slot stayed taken until the deadline."""
+    """Every download slot was taken (and stayed taken for SLOT_WAIT_S)."""
 
 
 class AddressRefused(PixgrepError):
@@ -198,16 +201,14 @@ def fetch_image_bytes(
 
     Raises PixgrepError: HTTP status, unreachable host, timeout, too big, or an HTML/text page;
     AddressRefused for an address that is not fetched; DownloadsBusy when MAX_DOWNLOADS others are
-    running for the whole `timeout`. Whether the bytes are a readable image is checked by the
+    still running after SLOT_WAIT_S. Whether the bytes are a readable image is checked by the
     decoder that gets them.
     """
     if timeout is None:
         timeout = url_timeout()
     started = time.monotonic()
-    if not _slots.acquire(timeout=timeout):
-        raise DownloadsBusy(
-            f"{url}: {MAX_DOWNLOADS} other image downloads kept every slot busy for {timeout:g} s; try again"
-        )
+    if not _slots.acquire(timeout=min(timeout, SLOT_WAIT_S)):
+        raise DownloadsBusy(f"{url}: {MAX_DOWNLOADS} other image downloads are running; try again shortly")
     try:
         remaining = timeout - (time.monotonic() - started)
         with _Watchdog(remaining) as watchdog:

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pixgrep import __version__
 from pixgrep.api import open_catalog
 from pixgrep.errors import PixgrepError
-from pixgrep.images.decode import ImageDecodeError
+from pixgrep.images.decode import ImageDecodeError, ImageTooLarge
 from pixgrep.models.base import Encoder
 from pixgrep.search.fetch import DownloadsBusy
 from pixgrep.server.browser_guard import PAGE_CSP, BrowserGuard
@@ -75,7 +75,7 @@ _ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
     "/api/search/image": (404, 415, 503),
     "/api/images/{image_id}": (404,),
     "/api/images/{image_id}/thumb": (403, 404),
-    "/api/images/{image_id}/file": (403, 404),
+    "/api/images/{image_id}/file": (403, 404, 416),
     "/api/images/{image_id}/similar": (404,),
     "/api/images/{image_id}/meta": (404,),
     "/api/models/{name}": (404,),
@@ -156,6 +156,8 @@ def create_app(
 
     @app.exception_handler(PixgrepError)
     async def _pixgrep_error(request: Request, exc: PixgrepError):
+        if isinstance(exc, ImageTooLarge):  # over pixgrep's own cap: over this server's too
+            return _error(413, f"cannot use the image: {exc}")
         if isinstance(exc, ImageDecodeError):
             return _error(415, f"cannot use the image: {exc}")
         if isinstance(exc, IndexBusy):

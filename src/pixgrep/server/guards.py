@@ -95,6 +95,7 @@ _ERROR_TEXT = {
     409: "another index run is still going",
     413: "the request body or the image is too big",
     415: "the upload or download is not an image pixgrep can read",
+    416: "no byte the Range header asks for is in the file",
     422: "a field has the wrong type or is out of range",
     503: "every image download slot is busy; try again",
 }

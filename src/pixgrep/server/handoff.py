@@ -4,13 +4,14 @@ A cold `pixgrep -n` pays for Python and numpy, ONNX Runtime, the text tower's se
 index's memory map before it scores anything (0.8-1.0 s at 1M rows, docs/benchmarks.md); a server
 already holds them all (about 21 ms a query at 1M). So `serve` leaves a note beside the catalog,
 `<catalog>.serve.json` (where it listens, its process, its model, a random instance key), and
-removes it when it stops. `pixgrep -n` with text-only terms reads the note and, when the process
-is alive, listens on a loopback address and serves the model asked for, sends the query there.
-The answer counts only if it carries the note's instance key (another program on a reused port
-does not); any doubt or failure (no note, a dead process, a refusal, a timeout, a token the
-caller lacks) means the query runs in this process as before. The answer is the one this process
-would give (the same engine on the same catalog), scores as the server's JSON rounds them (6
-decimals). `pixgrep -n --local` skips the hand-off.
+removes it when it stops; a second server of the catalog leaves a running server's note alone.
+`pixgrep -n` with text-only terms reads the note and, when the process is alive, listens on a
+loopback address and serves the model asked for, sends the query there. The answer counts only
+if it carries the note's instance key (another program on a reused port does not); any doubt or
+failure (no note, a dead process, a refusal, a timeout, a token the caller lacks) means the query
+runs in this process as before. The answer is the one this process would give (the same engine on
+the same catalog), scores as the server's JSON rounds them (6 decimals). `pixgrep -n --local`
+skips the hand-off.
 
 Only the standard library here, and http.client only once a note is found: every `pixgrep -n`
 text query imports this module, with or without a server running.
@@ -75,9 +76,10 @@ def announced(
     temporary = note.with_name(f"{note.name}.{os.getpid()}.tmp")
     try:
         temporary.write_text(json.dumps(body))
-        os.replace(temporary, note)  # a reader sees the old note or the new one, never half
-        written = True
+        written = _claim(temporary, note)
     except OSError:
+        pass
+    finally:
         with contextlib.suppress(OSError):
             temporary.unlink()
     try:
@@ -86,6 +88,27 @@ def announced(
         if written and _read(note).get("key") == key:  # a later server's note is left alone
             with contextlib.suppress(OSError):
                 note.unlink()
+
+
+def _claim(temporary: Path, note: Path) -> bool:
+    """Put the note in place, unless another running server of the catalog has one there: that
+    server keeps answering `pixgrep -n` (taking its note over, then removing it on the way out,
+    left the first server, still running, unfound)."""
+    try:
+        os.link(temporary, note)  # only where there is no note: of two servers starting, one wins
+        return True
+    except OSError:  # a note is there (or no hard links on this file system): whose is it?
+        pass
+    pid = _read(note).get("pid")
+    if pid != os.getpid() and _alive(pid):
+        return False
+    os.replace(temporary, note)  # a dead server's note; a reader sees the old or the new, never half
+    return True
+
+
+def read_note(catalog: str | os.PathLike) -> dict[str, Any]:
+    """The catalog's note as written, or {} (none, unreadable, another version)."""
+    return _read(note_path(catalog))
 
 
 class InstanceHeader:

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 from PIL import Image
+from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
 from pixgrep.images.decode import ImageDecodeError, open_image
 from pixgrep.images.storage import REMOTE_SCHEMES, TooLarge, is_uri, local_path, read_bytes, scheme_of
@@ -150,8 +151,9 @@ def thumbnail(
     response_class=Response,
     responses={200: {"content": {"image/*": {}}}, **_TOO_LARGE},
 )
-def full_image(image_id: ImageIdPath, state: Annotated[ServerState, Depends(get_state)]):
-    """The image itself: the file as it is for browser formats, converted to JPEG otherwise."""
+def full_image(image_id: ImageIdPath, request: Request, state: Annotated[ServerState, Depends(get_state)]):
+    """The image itself: the file as it is for browser formats, converted to JPEG otherwise. A
+    Range header is answered for a local file (206); a bad one is a 400, one past the end a 416."""
     record = _record(state, image_id)
     source = servable_source(state, record)
     data = read_remote(image_id, source) if isinstance(source, str) else None
@@ -165,6 +167,7 @@ def full_image(image_id: ImageIdPath, state: Annotated[ServerState, Depends(get_
     if kind in BROWSER_TYPES:
         if data is not None:
             return Response(data, media_type=BROWSER_TYPES[kind], headers=headers)
+        _check_range(request.headers.get("range"), source)
         return FileResponse(source, media_type=BROWSER_TYPES[kind], headers=headers)
     try:
         return Response(
@@ -174,3 +177,18 @@ def full_image(image_id: ImageIdPath, state: Annotated[ServerState, Depends(get_
         )
     except ImageDecodeError as exc:
         raise not_found(f"image {image_id} cannot be read now: {exc}") from None
+
+
+def _check_range(header: str | None, path: str | os.PathLike) -> None:
+    """FileResponse answers a bad Range header in plain text: check it first with the same parser,
+    so that it gets the JSON error every other bad input gets."""
+    if header is None:
+        return
+    size = os.stat(path).st_size
+    try:
+        FileResponse._parse_range_header(header, size)
+    except MalformedRangeHeader as exc:
+        raise HTTPException(400, f"bad Range header: {exc.content.removeprefix('Range header: ')}") from None
+    except RangeNotSatisfiable:
+        message = f"no byte the Range header asks for is in the file ({size} bytes)"
+        raise HTTPException(416, message, headers={"Content-Range": f"bytes */{size}"}) from None

@@ -20,6 +20,11 @@ class IndexBusy(PixgrepError):
     """Another index run is still going."""
 
 
+class IndexStopped(BaseException):
+    """Raised from a run's progress callback when the server stops. A BaseException, like Ctrl-C,
+    so that no `except Exception` on the way swallows it; it comes right after a batch's commit."""
+
+
 class IndexRunner:
     def __init__(self, catalog_path: str | os.PathLike, encoder_source):
         self._catalog_path = catalog_path
@@ -27,6 +32,7 @@ class IndexRunner:
         self._encoder_source = encoder_source
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._run = 0
         self._status: dict = {"state": "idle", "run": 0}
 
@@ -73,6 +79,13 @@ class IndexRunner:
             thread.join(timeout)
         return self.status()
 
+    def stop(self) -> dict:
+        """End the current run after its next commit and wait for it (server shutdown). What it
+        committed stays, and the next run of the folder goes on from there. A run left running
+        would be killed at interpreter exit inside ONNX Runtime, which aborts the process."""
+        self._stopping.set()
+        return self.wait()
+
     def _update(self, run: int, **fields) -> None:
         with self._lock:
             if self._status.get("run") == run:
@@ -83,6 +96,8 @@ class IndexRunner:
 
         def progress(summary: IndexSummary) -> None:
             self._update(run, summary=summary.to_json())
+            if self._stopping.is_set():
+                raise IndexStopped
 
         try:
             encoder: Encoder = self._encoder_source()
@@ -92,6 +107,8 @@ class IndexRunner:
                 self._update(run, summary=summary.to_json())
                 _prepare_search(catalog)
             self._update(run, state="done", summary=summary.to_json(), finished_at=time.time())
+        except IndexStopped:
+            self._update(run, state="stopped", finished_at=time.time())
         except PixgrepError as exc:
             self._update(run, state="failed", error=str(exc), finished_at=time.time())
         except Exception as exc:  # a bug must end the run visibly, not kill the thread silently
