@@ -179,6 +179,9 @@ def test_upload_bad_inputs(client):
     buffer = io.BytesIO()
     draw_image((9, 9, 9), 1).save(buffer, "PNG")
     error(client.post("/api/search/image", files={"file": ("t.png", buffer.getvalue()[:80])}), 415)
+    # ... and the same file as a base64 term of a JSON search: the same answer
+    term = {"kind": "bytes", "value": base64.b64encode(buffer.getvalue()[:80]).decode()}
+    error(client.post("/api/search", json={"terms": [term]}), 415)
 
 
 def test_upload_over_the_cap_is_refused_with_413(world):
