@@ -177,3 +177,36 @@ def test_a_name_the_kernel_refuses_is_named_shortly(world, capsys):
     line = capsys.readouterr().err.strip()
     assert line.startswith("pixgrep: error: File name too long: aaaa") and line.endswith("(5000 characters)")
     assert len(line) < 300
+
+
+def test_export_writes_over_an_earlier_export_only(tmp_path, tiny_model_dir, capsys):
+    """Found by a fault pass: `--parquet` naming the catalog (or a photo, or the catalog's stamp)
+    replaced it with the export, exit 0."""
+    photos = tmp_path / "photos"
+    files = make_images(photos, 2)
+    catalog = tmp_path / "c.db"
+    m = ["--model", str(tiny_model_dir), "--catalog", str(catalog)]
+    assert main(["index", str(photos), *m]) == 0
+    photo = files[0].read_bytes()
+    for target in (catalog, files[0], Path(f"{catalog}.checked")):
+        capsys.readouterr()
+        assert main(["export-vectors", "--parquet", str(target), *m]) == 2
+        assert "is not a Parquet file" in capsys.readouterr().err
+    assert files[0].read_bytes() == photo
+    assert (
+        catalog.read_bytes()[:16] == b"SQLite format 3\0" and main(["stats", "--catalog", str(catalog)]) == 0
+    )
+    out = tmp_path / "vectors.parquet"
+    assert main(["export-vectors", "--parquet", str(out), *m]) == 0
+    assert main(["export-vectors", "--parquet", str(out), *m]) == 0  # an earlier export: replaced
+
+
+def test_a_stamp_that_is_not_text_costs_a_full_check_not_a_traceback(tmp_path, tiny_model_dir):
+    photos = tmp_path / "photos"
+    make_images(photos, 2)
+    catalog = tmp_path / "c.db"
+    index = ["index", str(photos), "--model", str(tiny_model_dir), "--catalog", str(catalog)]
+    assert main(index) == 0
+    Path(f"{catalog}.checked").write_bytes(b"\xe8\xe8\xe8")
+    make_images(photos / "more", 1)
+    assert main(index) == 0

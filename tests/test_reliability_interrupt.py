@@ -99,3 +99,59 @@ def test_ctrl_c_at_each_step_of_index_leaves_a_sound_catalog_that_resumes(
         assert stored == whole and meta < whole_meta  # every vector stored, metadata not all read
     assert main([*index, "--catalog", str(catalog)]) == 0
     assert _state(catalog) == _state(reference)
+
+
+def _ctrl_c_turned_into(error: BaseException):
+    """A stand-in for native code that runs Python when Ctrl-C arrives and answers with its own
+    error, the KeyboardInterrupt not chained: onnxruntime's import (ImportError "initialization
+    failed"), usearch's build (RuntimeError "Operation has been terminated")."""
+
+    def call(*args, **kwargs):
+        import os
+        import signal
+        import time
+
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(10)  # the handler raises KeyboardInterrupt here
+        except KeyboardInterrupt:
+            pass
+        raise error
+
+    return call
+
+
+@pytest.mark.parametrize("where", ["importing usearch", "building the graph", "a command's import"])
+def test_ctrl_c_that_native_code_answers_with_its_own_error_is_still_an_interrupt(
+    where, tmp_path, tiny_model_dir, monkeypatch, capsys
+):
+    """Found by a fault pass: a traceback instead of exit 130, and a Ctrl-C during usearch's import
+    taken for a missing usearch (the index silently off, the command run to its end)."""
+    from pixgrep.cli import index as index_command
+    from pixgrep.search import ann
+
+    photos = tmp_path / "photos"
+    make_images(photos, 4)
+    catalog = tmp_path / "c.db"
+    command = ["index", str(photos), "--model", str(tiny_model_dir), "--catalog", str(catalog)]
+    if where == "importing usearch":  # asked at the end of every index run
+        monkeypatch.setattr(
+            ann, "_usearch_index_class", _ctrl_c_turned_into(ImportError("initialization failed"))
+        )
+    elif where == "building the graph":
+        monkeypatch.setattr(ann, "ANN_MIN_ROWS", 2)
+        real = ann._usearch_index_class()
+
+        class Interrupted(real):  # type: ignore[misc, valid-type]
+            add = _ctrl_c_turned_into(RuntimeError("Operation has been terminated"))
+
+        monkeypatch.setattr(ann, "_usearch_index_class", lambda: Interrupted)
+    else:
+        monkeypatch.setattr(
+            index_command, "_default_batch", _ctrl_c_turned_into(ImportError("initialization failed"))
+        )
+    assert main(command) == 130
+    assert capsys.readouterr().err.strip().endswith("run again to resume")
+    monkeypatch.undo()
+    assert main(command) == 0  # and the next command is not taken for an interrupted one
+    assert ann.available()

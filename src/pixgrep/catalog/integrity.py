@@ -31,7 +31,7 @@ def matches(catalog: Path, writer: str) -> bool:
     """The files are as a clean close left them, or as this writer's last commit did."""
     try:
         stamp = Path(f"{catalog}.checked").read_text()
-    except OSError:
+    except (OSError, ValueError):  # gone, unreadable, or not text: the full check runs
         return False
     return stamp in (stamp_of(catalog), stamp_of(catalog, writer))
 

@@ -81,6 +81,18 @@ def catalog_models(db: CatalogDB) -> list[str]:
     return sorted(db.stats()["vectors"])
 
 
+def _replaceable(target: Path, catalog: Path) -> bool:
+    """An existing file an export may replace: a Parquet file, never the catalog itself (not even
+    opened: closing a descriptor of it would drop this process's SQLite locks)."""
+    try:
+        if target.samefile(catalog):
+            return False
+        with open(target, "rb") as file:
+            return file.read(4) == b"PAR1"
+    except OSError:
+        return False
+
+
 def export_parquet(db: CatalogDB, out: str | os.PathLike, model: str) -> int:
     """Write every decoded image with a vector for `model` to the Parquet file `out`; returns rows.
 
@@ -92,6 +104,11 @@ def export_parquet(db: CatalogDB, out: str | os.PathLike, model: str) -> int:
         raise PixgrepError(f"--parquet {out}: is a folder; name the file to write")
     if not target.parent.is_dir():
         raise PixgrepError(f"--parquet {out}: no such folder {target.parent}")
+    if target.exists() and not _replaceable(target, db.path):
+        raise PixgrepError(
+            f"--parquet {out}: exists and is not a Parquet file (an earlier export is replaced, "
+            "nothing else): name a new file"
+        )
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
     writer = None
     written = 0
@@ -206,7 +223,8 @@ def _vectors_of(column: pa.Array, dim: int, label: str) -> np.ndarray:
             bad = int(lengths[lengths != dim][0])
             raise PixgrepError(f"{label}: a vector has {bad} numbers; the model's vectors have {dim}")
     values = column.flatten().to_numpy(zero_copy_only=False)
-    return np.asarray(values, dtype=np.float32).reshape(len(column), dim)
+    with np.errstate(over="ignore"):  # a value past float32's range becomes inf, refused by the caller
+        return np.asarray(values, dtype=np.float32).reshape(len(column), dim)
 
 
 def _describe_parquet(source: Source, expect_models: bool = True) -> None:

@@ -17,7 +17,7 @@ from typing import NoReturn
 from pixgrep import __version__
 from pixgrep.cli import composed, duplicates, eval_words, index, models, search, serve, study, train, transfer
 from pixgrep.cli import eval as eval_commands
-from pixgrep.errors import PixgrepError
+from pixgrep.errors import PixgrepError, was_interrupted, watch_interrupts
 
 # The command table, in the order of `--help`: (group, register). group None: the function adds
 # top-level commands; a group name: it adds sub-commands to that group, which an earlier line made.
@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     from pixgrep.cli.logs import configure_logging  # here: `pixgrep --help` needs no logging
 
     configure_logging()
+    watch_interrupts()
     try:
         if getattr(args, "device", None):  # one choice for every encoder this command creates
             from pixgrep.models.devices import set_default_device
@@ -192,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         # through a file, a full disk): the storage layers keep the catalog consistent; say it once.
         print(f"pixgrep: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ImportError) as exc:
+        if isinstance(exc, ImportError) and not was_interrupted(exc):
+            raise
         print("pixgrep: interrupted; the catalog is consistent, run again to resume", file=sys.stderr)
         return 130

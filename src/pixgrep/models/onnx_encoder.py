@@ -62,7 +62,9 @@ class Tower:
         options.inter_op_num_threads = 1
         if not spinning:  # idle ORT threads sleep instead of busy-waiting for the next op
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3  # ORT warnings about unused initialisers are not for users
+        # ORT's own log lines (warnings about unused initialisers, an error before the exception
+        # below) are not for users: pixgrep says what went wrong in one line of its own.
+        options.log_severity_level = 4
         try:
             self.session = ort.InferenceSession(str(path), options, providers=list(providers))
         except Exception as exc:  # ORT raises its own exception types for unreadable graphs

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pixgrep.errors import was_interrupted
 from pixgrep.search import ann_coarse
 
 ANN_MIN_ROWS = 50_000  # below this, exact scoring of the whole matrix takes a few milliseconds
@@ -61,7 +62,9 @@ def available() -> bool:
         return False
     try:
         _usearch_index_class()
-    except ImportError:
+    except ImportError as exc:
+        if was_interrupted(exc):  # Ctrl-C during usearch's import, not a missing usearch
+            raise KeyboardInterrupt from None
         return False
     return True
 
@@ -272,7 +275,12 @@ def build_index(matrix_path: Path, base_id: str, vectors: np.ndarray) -> AnnInde
         for start in range(0, rows, BUILD_CHUNK):
             end = min(start + BUILD_CHUNK, rows)
             block = np.asarray(vectors[start:end], np.float32)
-            index.add(np.arange(start, end, dtype=np.uint64), block, threads=os.cpu_count() or 1)
+            try:
+                index.add(np.arange(start, end, dtype=np.uint64), block, threads=os.cpu_count() or 1)
+            except RuntimeError as exc:  # usearch's answer to a Ctrl-C during the build
+                if was_interrupted(exc):
+                    raise KeyboardInterrupt from None
+                raise
             if meter is not None:
                 meter.update(end - start)
         path = index_path(matrix_path)
