@@ -375,6 +375,8 @@ def test_forward_lookup_and_near_parsing():
     for bad in ("95,10", "10,200", "43,11,-1", "Xyzzyville", "Florence, Narnia"):
         with pytest.raises(PixgrepError):
             parse_near(bad, 10)
+    with pytest.raises(PixgrepError, match="at most three numbers"):  # not the place "1,2,3" in 4 km
+        parse_near("1,2,3,4", 10)
 
 
 def test_reverse_lookup_uses_great_circle_distance_across_the_dateline():

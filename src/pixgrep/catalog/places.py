@@ -203,6 +203,8 @@ def parse_near(text: str, default_km: float) -> tuple[float, float, float]:
     numbers = value.split(",")
     # Coordinates whenever every part reads as a number, "nan" and "inf" included: they are refused
     # below, not looked up as a place ("nan,nan" found the town of Nan, Thailand).
+    if len(numbers) > 3 and all(_is_float(n) for n in numbers):
+        raise PixgrepError(f"--near {text!r}: give LAT,LON or LAT,LON,KM (at most three numbers)")
     if 2 <= len(numbers) <= 3 and all(_is_float(n) for n in numbers):
         lat, lon = float(numbers[0]), float(numbers[1])
         km = float(numbers[2]) if len(numbers) == 3 else default_km
