@@ -210,3 +210,26 @@ def test_a_stamp_that_is_not_text_costs_a_full_check_not_a_traceback(tmp_path, t
     Path(f"{catalog}.checked").write_bytes(b"\xe8\xe8\xe8")
     make_images(photos / "more", 1)
     assert main(index) == 0
+
+
+def test_an_export_removes_what_a_killed_export_left(tmp_path, tiny_model_dir):
+    """kill -9 leaves `.OUT.partial-PID` (its cleanup never runs): the next export to OUT removes
+    it when that process is gone, and leaves a running export's alone."""
+    import os
+    import subprocess
+    import sys
+
+    photos = tmp_path / "photos"
+    make_images(photos, 2)
+    m = ["--model", str(tiny_model_dir), "--catalog", str(tmp_path / "c.db")]
+    assert main(["index", str(photos), *m]) == 0
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stale = tmp_path / f".v.parquet.partial-{int(gone.stdout)}"
+    running = tmp_path / f".v.parquet.partial-{os.getpid()}0"  # a pid that is no process...
+    mine = tmp_path / f".v.parquet.partial-{os.getppid()}"  # ... and one that is
+    for path in (stale, mine):
+        path.write_bytes(b"half an export")
+    assert main(["export-vectors", "--parquet", str(tmp_path / "v.parquet"), *m]) == 0
+    assert not stale.exists() and mine.exists() and not running.exists()

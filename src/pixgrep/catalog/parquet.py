@@ -14,6 +14,7 @@ in `meta`, so an interrupted import resumes where it stopped.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import time
@@ -93,6 +94,25 @@ def _replaceable(target: Path, catalog: Path) -> bool:
         return False
 
 
+def _drop_stale_partials(target: Path) -> None:
+    """Remove the half-written files of earlier exports to `target` whose process is gone (killed
+    with -9: its own cleanup never ran)."""
+    for partial in target.parent.glob(f".{glob.escape(target.name)}.partial-*"):
+        pid = partial.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            partial.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
 def export_parquet(db: CatalogDB, out: str | os.PathLike, model: str) -> int:
     """Write every decoded image with a vector for `model` to the Parquet file `out`; returns rows.
 
@@ -109,6 +129,7 @@ def export_parquet(db: CatalogDB, out: str | os.PathLike, model: str) -> int:
             f"--parquet {out}: exists and is not a Parquet file (an earlier export is replaced, "
             "nothing else): name a new file"
         )
+    _drop_stale_partials(target)
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
     writer = None
     written = 0
