@@ -196,6 +196,7 @@ def test_export_writes_over_an_earlier_export_only(tmp_path, tiny_model_dir, cap
     assert (
         catalog.read_bytes()[:16] == b"SQLite format 3\0" and main(["stats", "--catalog", str(catalog)]) == 0
     )
+    pytest.importorskip("pyarrow", reason="the export itself needs pixgrep[parquet]")
     out = tmp_path / "vectors.parquet"
     assert main(["export-vectors", "--parquet", str(out), *m]) == 0
     assert main(["export-vectors", "--parquet", str(out), *m]) == 0  # an earlier export: replaced
@@ -219,6 +220,7 @@ def test_an_export_removes_what_a_killed_export_left(tmp_path, tiny_model_dir):
     import subprocess
     import sys
 
+    pytest.importorskip("pyarrow", reason="the export needs pixgrep[parquet]")
     photos = tmp_path / "photos"
     make_images(photos, 2)
     m = ["--model", str(tiny_model_dir), "--catalog", str(tmp_path / "c.db")]

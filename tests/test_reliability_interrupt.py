@@ -121,9 +121,20 @@ def _ctrl_c_turned_into(error: BaseException):
     return call
 
 
+@pytest.fixture
+def sigint_delivered():
+    """Python's own SIGINT handler for the test: a job that a non-interactive shell starts in the
+    background (as .ci/run starts the torch-free run) inherits SIGINT ignored."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 @pytest.mark.parametrize("where", ["importing usearch", "building the graph", "a command's import"])
 def test_ctrl_c_that_native_code_answers_with_its_own_error_is_still_an_interrupt(
-    where, tmp_path, tiny_model_dir, monkeypatch, capsys
+    where, tmp_path, tiny_model_dir, monkeypatch, capsys, sigint_delivered
 ):
     """Found by a fault pass: a traceback instead of exit 130, and a Ctrl-C during usearch's import
     taken for a missing usearch (the index silently off, the command run to its end)."""

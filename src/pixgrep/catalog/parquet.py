@@ -118,7 +118,6 @@ def export_parquet(db: CatalogDB, out: str | os.PathLike, model: str) -> int:
 
     Written to a temporary name and renamed at the end, so `out` is never a half-written file.
     """
-    pa, pq = _pyarrow()
     target = Path(out)
     if target.is_dir():
         raise PixgrepError(f"--parquet {out}: is a folder; name the file to write")
@@ -129,6 +128,7 @@ def export_parquet(db: CatalogDB, out: str | os.PathLike, model: str) -> int:
             f"--parquet {out}: exists and is not a Parquet file (an earlier export is replaced, "
             "nothing else): name a new file"
         )
+    pa, pq = _pyarrow()
     _drop_stale_partials(target)
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
     writer = None
