@@ -232,7 +232,4 @@ def _is_float(text: str) -> bool:
 
 
 def _is_number(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
+    return _is_float(text) and math.isfinite(float(text))

@@ -150,8 +150,8 @@ def _open(source: object, label: str) -> Image.Image:
 
     try:
         return open_image(cast(str | bytes, source))
-    except ImageDecodeError as exc:
-        raise PixgrepError(f"{label}: {exc}") from None
+    except ImageDecodeError as exc:  # its kind kept: a server answers 415, or 413 for a bomb
+        raise type(exc)(f"{label}: {exc}") from None
 
 
 def download_terms(terms: list[Term]) -> list[Term]:

@@ -26,12 +26,11 @@ def parse_terms(query: str) -> list[Term]:
 
 def make_term(kind: str, value: object, weight: float = 1.0, state: ServerState | None = None) -> Term:
     """A term a client sent: validated by search.query; base64 images decoded first (and, given
-    the state, checked against its caps and decoded once, so a truncated one is a 415 as an upload
-    is)."""
+    the state, their header checked against its caps)."""
     if kind == "bytes":
         value = decode_base64(value)
         if state is not None:
-            check_image(state, value, decode=True)
+            check_image(state, value)
     return search_query.make_term(kind, value, weight)
 
 
