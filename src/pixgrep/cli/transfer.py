@@ -42,7 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXPORT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    export.add_argument("--parquet", required=True, metavar="OUT", help="Parquet file to write")
+    export.add_argument(
+        "--parquet",
+        required=True,
+        metavar="OUT",
+        help="Parquet file to write (an earlier export there is replaced; any other file is refused)",
+    )
     add_common_options(export, model=False)
     export.add_argument(
         "--model",
