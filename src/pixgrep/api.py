@@ -250,12 +250,18 @@ class Catalog:
         return self._db.holds_under(folder)
 
     def prepare_search(
-        self, *, progress: bool = False, large_only: bool = False, open_graph: bool = False
+        self,
+        *,
+        progress: bool = False,
+        large_only: bool = False,
+        open_graph: bool = False,
+        relayout_words: bool = True,
     ) -> None:
         """Bring the search structures for the loaded model up to date now (not on the next query);
         progress: a bar while an ANN index is built; large_only: skip catalogs too small for one;
         open_graph: open the ANN graph as well (a process that will ask many questions).
-        The word index too (built whole after an import into a catalog that had none)."""
+        The word index too (built whole after an import into a catalog that had none, or when an
+        older pixgrep built it with other prefix lengths, unless relayout_words is False)."""
         from pixgrep.catalog import words
         from pixgrep.search.ann import prepare
 
@@ -263,7 +269,7 @@ class Catalog:
             self._db, self.encoder.model_id, progress=progress, large_only=large_only, open_graph=open_graph
         )
         if not self._db.read_only:
-            words.prepare(self._db, progress=progress)
+            words.prepare(self._db, progress=progress, relayout=relayout_words)
 
     def search_index(self) -> dict | None:
         """How the loaded model's search index stands and how the last search in this process ran

@@ -8,21 +8,27 @@ One FTS row per image (rowid = image id), in five columns:
   folder   the names of the (at most FOLDER_DEPTH) folders holding it
   meta     XMP / IPTC title, description and keywords (catalog/metadata.py's tables)
   caption  the caption an imported row came with (catalog/captions.py)
-Tokenised by unicode61 with remove_diacritics 2 (so "cafe" finds "Café"), with prefix indexes.
+Tokenised by unicode61 with remove_diacritics 2 (so "cafe" finds "Café"), with prefix indexes of
+PREFIX_LENGTHS letters: a prefix term of such a length is one lookup. FTS5 answers any other prefix
+by scanning terms from the prefix on, and that scan first reads through the whole list of rows of
+the term sorted before it ("pictures", held by every row of a library under Pictures/); the
+search's loose tier therefore only asks for prefixes of these lengths (search/words.py). A catalog
+whose index was built with other lengths gets it rebuilt by the next index or import run (prepare).
 
-`words_source` remembers what each row was built from (path, content hash, metadata source, OCR
-time, caption time). `sync` compares that with the catalog and rebuilds only the rows that differ,
-inside one transaction; a missing index is simply every row differing. Once built, a sync compares
-only the rows written since the last one (`images.indexed_at`, metadata and OCR `read_at`, caption
-`stored_at`, all set by every write), so adding one photo to a million costs one row, not a read of
-every path. An image deleted from the catalog leaves the index in the same transaction (a
-trigger). A catalog that cannot be written gets the index in SQLite's temp schema, built on first
-use in this process.
+`words_source` remembers what each row was built from (a 16-byte digest of its path, content
+hash, metadata source, OCR time and caption time). `sync` compares that with the catalog and
+rebuilds only the rows that differ, inside one transaction; a missing index is simply every row
+differing. Once built, a sync compares only the rows written since the last one
+(`images.indexed_at`, metadata and OCR `read_at`, caption `stored_at`, all set by every write), so
+adding one photo to a million costs one row, not a read of every path. An image deleted from the
+catalog leaves the index in the same transaction (a trigger). A catalog that cannot be written gets
+the index in SQLite's temp schema, built on first use in this process.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import re
@@ -60,6 +66,8 @@ def _one_line(function: _F) -> _F:
 
 
 FOLDER_DEPTH = 3
+PREFIX_LENGTHS = (2, 3, 4, 5)
+_PREFIX_OPTION = re.compile(r"prefix\s*=\s*'([^']*)'")
 COLUMNS = ("text", "name", "folder", "meta", "caption")
 # bm25 weights per column: the folder names say least about one picture.
 WEIGHTS = (1.0, 1.0, 0.4, 1.0, 1.0)
@@ -82,9 +90,9 @@ TABLES = """
     );
     CREATE VIRTUAL TABLE IF NOT EXISTS {schema}.words USING fts5(
         text, name, folder, meta, caption,
-        tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3'
+        tokenize = 'unicode61 remove_diacritics 2', prefix = '{prefixes}'
     );
-    CREATE TABLE IF NOT EXISTS {schema}.words_source (image_id INTEGER PRIMARY KEY, stamp TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS {schema}.words_source (image_id INTEGER PRIMARY KEY, stamp BLOB NOT NULL);
 """
 TRIGGER = """
     CREATE TRIGGER IF NOT EXISTS {schema}.words_follow_images AFTER DELETE ON {target}images BEGIN
@@ -111,6 +119,13 @@ def has_index(db: CatalogDB) -> bool:
     return _has_tables(db)
 
 
+def _has_current_prefixes(db: CatalogDB) -> bool:
+    """Whether the index's prefix indexes are PREFIX_LENGTHS (an older pixgrep built '2 3')."""
+    row = db.conn.execute(f"SELECT sql FROM {_schema(db)}.sqlite_master WHERE name = 'words'").fetchone()
+    found = _PREFIX_OPTION.search(row[0] or "") if row else None
+    return found is not None and tuple(int(n) for n in found.group(1).split()) == PREFIX_LENGTHS
+
+
 def _has_ocr_table(db: CatalogDB) -> bool:
     row = db.conn.execute("SELECT 1 FROM main.sqlite_master WHERE name = 'ocr_text'").fetchone()
     return row is not None
@@ -120,7 +135,7 @@ def ensure_tables(db: CatalogDB) -> None:
     """Create the word index tables (in the temp schema for a read-only catalog); inside a
     transaction of the caller's, or one of its own."""
     schema = _schema(db)
-    script = TABLES.format(schema=schema)
+    script = TABLES.format(schema=schema, prefixes=" ".join(map(str, PREFIX_LENGTHS)))
     if db.read_only:  # the catalog file cannot take a table: only the temp ones
         script = script.split(";", 1)[1]
     for statement in (s.strip() for s in script.split(";")):
@@ -177,7 +192,7 @@ _SOURCE_SQL = """
 """
 
 
-def _sources(db: CatalogDB, ids: Sequence[int] | None) -> dict[int, tuple[str, str, str]]:
+def _sources(db: CatalogDB, ids: Sequence[int] | None) -> dict[int, tuple[str, str, bytes]]:
     """image id -> (path, content hash, stamp) for the rows the index should hold."""
     has_ocr, has_captions = _has_ocr_table(db), captions.has_table(db)
     joins = [
@@ -190,7 +205,7 @@ def _sources(db: CatalogDB, ids: Sequence[int] | None) -> dict[int, tuple[str, s
         join=" ".join(joins),
         only="" if ids is None else "AND images.id IN ({marks})",
     )
-    out: dict[int, tuple[str, str, str]] = {}
+    out: dict[int, tuple[str, str, bytes]] = {}
     chunks = [None] if ids is None else [list(ids[i : i + 500]) for i in range(0, len(ids), 500)]
     for chunk in chunks:
         query = sql if chunk is None else sql.replace("{marks}", ",".join("?" * len(chunk)))
@@ -198,16 +213,25 @@ def _sources(db: CatalogDB, ids: Sequence[int] | None) -> dict[int, tuple[str, s
             # A name that is not UTF-8 (surrogate escapes) is indexed with its bytes shown \xNN.
             path = os.fsencode(path_from_db(path)).decode("utf-8", "backslashreplace")
             stamp = f"{path}\0{digest}\0{meta_source}\0{ocr_at}"
-            # Only a row with a caption says so: the stamps of every other row stay as they were.
-            out[image_id] = (path, digest, f"{stamp}\0{caption_at}" if caption_at else stamp)
+            if caption_at:  # only a row with a caption says so
+                stamp += f"\0{caption_at}"
+            # A digest, not the text: the path alone would take ~60 bytes more per row on disk.
+            out[image_id] = (
+                path,
+                digest,
+                hashlib.blake2b(stamp.encode("utf-8", "surrogatepass"), digest_size=16).digest(),
+            )
     return out
 
 
 @_one_line
-def sync(db: CatalogDB, *, force: bool = False) -> int:
+def sync(db: CatalogDB, *, force: bool = False, relayout: bool = False) -> int:
     """Bring the word index up to date with the catalog (built when missing); rows rebuilt.
-    Cheap when nothing changed: one comparison of the catalog's state."""
+    Cheap when nothing changed: one comparison of the catalog's state. relayout: an index with
+    other prefix lengths is built again (an index or import run; a search never waits for that)."""
     has = _has_tables(db)
+    if has and relayout and not db.read_only and not _has_current_prefixes(db):
+        has = force = False  # built again below, in one transaction with dropping the old one
     state = _state(db)
     if has and not force and not db.read_only and imported.meta_value(db, SYNC_META_KEY) == state:
         return 0
@@ -224,6 +248,7 @@ def sync(db: CatalogDB, *, force: bool = False) -> int:
             else:
                 if not has:  # rebuilt whole: what words_source remembers describes rows now gone
                     db.conn.execute(f"DROP TABLE IF EXISTS {_schema(db)}.words_source")
+                    db.conn.execute(f"DROP TABLE IF EXISTS {_schema(db)}.words")
                 ensure_tables(db)
                 wanted = _sources(db, None)
                 stored = dict(db.conn.execute("SELECT image_id, stamp FROM words_source"))
@@ -259,14 +284,16 @@ def mark_in_step(db: CatalogDB) -> None:
     )
 
 
-def prepare(db: CatalogDB, *, progress: bool = False) -> None:
+def prepare(db: CatalogDB, *, progress: bool = False, relayout: bool = True) -> None:
     """sync, at the end of an index or import run; built whole (about 35 CPU s per 1M rows after
-    an import into a catalog that had no index), it says so on a terminal rather than sit silent."""
+    an import into a catalog that had no index), it says so on a terminal rather than sit silent.
+    relayout: see sync."""
     from pixgrep.progress import bar
 
-    meter = bar(1, "building the word index", "index") if progress and not has_index(db) else None
+    whole = not has_index(db) or (relayout and not _has_current_prefixes(db))
+    meter = bar(1, "building the word index", "index") if progress and whole else None
     try:
-        sync(db)
+        sync(db, relayout=relayout)
     finally:
         if meter is not None:
             meter.close()
@@ -312,7 +339,7 @@ def _delete(db: CatalogDB, ids: Sequence[int]) -> None:
     db.conn.executemany("DELETE FROM words_source WHERE image_id = ?", [(i,) for i in ids])
 
 
-def _rebuild(db: CatalogDB, rows: dict[int, tuple[str, str, str]]) -> None:
+def _rebuild(db: CatalogDB, rows: dict[int, tuple[str, str, bytes]]) -> None:
     ids = list(rows)
     if not ids:
         return

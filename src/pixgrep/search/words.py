@@ -38,6 +38,9 @@ RRF_K = 60
 CLIP_DEPTH = 200  # CLIP candidates fused with the word hits (more when the page asks for more)
 MAX_HITS = 1000
 LOOSE_FROM = 6  # words this long may end misread in the loose tier
+# The loose tier's prefixes are at most this long: the word index holds a prefix index for each
+# length up to it, so each is one lookup, not a scan (catalog/words.py).
+LOOSE_PREFIX_MAX = max(index.PREFIX_LENGTHS)
 SQUASHED_FROM = 6  # a squashed query this long may match words OCR ran together
 # Left out of the words an image must hold: said in a query, rarely written on the picture.
 STOP_WORDS = frozenset(
@@ -63,7 +66,8 @@ def _quoted(word: str) -> str:
 def fts_query(text: str, *, keep_stop_words: bool = False, loose: bool = False) -> str | None:
     """The FTS5 query for a text: every word (AND), "phrases" kept together, word* as a prefix;
     None when nothing searchable is left. loose: each word of LOOSE_FROM letters or more is
-    a prefix two letters shorter (OCR misreads endings: "ENTRANG" for "ENTRANCE")."""
+    a prefix two letters shorter, and at most LOOSE_PREFIX_MAX letters (OCR misreads endings:
+    "ENTRANG" for "ENTRANCE")."""
     units: list[str] = []
     for phrase, bare in _TOKEN.findall(text):
         if phrase:
@@ -78,7 +82,7 @@ def fts_query(text: str, *, keep_stop_words: bool = False, loose: bool = False) 
                 continue
             star = "*" if prefix and n == len(found) - 1 else ""
             if loose and not star and len(word) >= LOOSE_FROM:
-                word, star = word[:-2], "*"
+                word, star = word[: min(len(word) - 2, LOOSE_PREFIX_MAX)], "*"
             units.append(_quoted(word) + star)
     if not units and not keep_stop_words:
         return fts_query(text, keep_stop_words=True, loose=loose)  # "the who": search what was said

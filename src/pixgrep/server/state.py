@@ -51,7 +51,8 @@ def warm_up(state: ServerState) -> threading.Thread:
         try:
             state.catalog.encoder.encode_texts(["a photo"])
             with state.lock:
-                state.catalog.prepare_search(open_graph=True)
+                # Not the word index's relayout: minutes under the lock every request needs.
+                state.catalog.prepare_search(open_graph=True, relayout_words=False)
         except Exception:  # only an optimisation: a real problem shows on the first request
             pass
 
