@@ -54,6 +54,32 @@ def test_newer_schema_is_refused(tmp_path: Path):
         CatalogDB(path)
 
 
+def _page_size(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("PRAGMA page_size").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_a_new_catalog_has_large_pages_and_an_older_one_keeps_its_own(tmp_path: Path, monkeypatch):
+    from pixgrep.catalog import db as db_module
+
+    CatalogDB(tmp_path / "new.db").close()
+    assert _page_size(tmp_path / "new.db") == db_module.PAGE_SIZE == 16384
+    monkeypatch.setattr(db_module, "PAGE_SIZE", 4096)  # what an older pixgrep made
+    old = CatalogDB(tmp_path / "old.db")
+    old.write_batch([row("/p/a.jpg", "h1")], {"h1": unit(1)}, "m")
+    old.close()
+    monkeypatch.undo()
+    reopened = CatalogDB(tmp_path / "old.db")
+    reopened.write_batch([row("/p/b.jpg", "h2")], {"h2": unit(2)}, "m")
+    assert np.allclose(reopened.vector_for_hash("h1", "m"), unit(1), atol=1e-3)
+    assert np.allclose(reopened.vector_for_hash("h2", "m"), unit(2), atol=1e-3)
+    reopened.close()
+    assert _page_size(tmp_path / "old.db") == 4096
+
+
 def test_default_path_is_in_the_user_data_folder(monkeypatch):
     monkeypatch.delenv("PIXGREP_CATALOG", raising=False)
     path = default_catalog_path()

@@ -40,7 +40,7 @@ def image_rows(catalog: Path) -> int:
 def test_disk_full_while_indexing_is_one_line_and_keeps_what_was_stored(tmp_path, tiny_model_dir):
     photos, disk = tmp_path / "photos", tmp_path / "disk"
     make_images(photos, 300, size=32)
-    with small_disk(disk, 400) as limit:
+    with small_disk(disk, 1600) as limit:
         catalog = disk / "catalog.db"
         common = ("--catalog", catalog, "--model", tiny_model_dir)
         line = one_line_error(pixgrep("index", photos, *common, "--batch-size", "4", **limit))

@@ -235,3 +235,56 @@ def test_an_export_removes_what_a_killed_export_left(tmp_path, tiny_model_dir):
         path.write_bytes(b"half an export")
     assert main(["export-vectors", "--parquet", str(tmp_path / "v.parquet"), *m]) == 0
     assert not stale.exists() and mine.exists() and not running.exists()
+
+
+def _page_of(catalog: Path, table: str) -> tuple[int, int]:
+    conn = sqlite3.connect(catalog)
+    try:
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
+        return (root - 1) * size, size
+    finally:
+        conn.close()
+
+
+def test_a_damaged_fingerprint_page_is_one_line(tmp_path, tiny_model_dir, capsys):
+    photos = tmp_path / "photos"
+    make_images(photos, 3)
+    catalog = tmp_path / "c.db"
+    m = ["--model", str(tiny_model_dir), "--catalog", str(catalog)]
+    assert main(["index", str(photos), *m]) == 0
+    offset, size = _page_of(catalog, "fingerprints")
+    with open(catalog, "r+b") as f:  # garbage where a failing disk wrote
+        f.seek(offset)
+        f.write(bytes(range(256)) * (size // 256))
+    capsys.readouterr()
+    assert main(["-n", "a photo", "--in", str(photos), *m]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1 and "damaged" in err, err
+
+
+def test_an_sqlite_failure_no_layer_caught_is_one_line_and_a_bug_stays_loud(
+    tmp_path, tiny_model_dir, capsys, monkeypatch
+):
+    from pixgrep.search import engine
+
+    photos = tmp_path / "photos"
+    make_images(photos, 2)
+    m = ["--model", str(tiny_model_dir), "--catalog", str(tmp_path / "c.db")]
+    assert main(["index", str(photos), *m]) == 0
+
+    def malformed(*args, **kwargs):
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(engine, "_facts", malformed)
+    capsys.readouterr()
+    assert main(["-n", "a photo", "--in", str(photos), *m]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pixgrep: error: catalog ") and "damaged" in err and err.count("\n") == 1, err
+
+    def misbound(*args, **kwargs):
+        raise sqlite3.ProgrammingError("Incorrect number of bindings supplied")
+
+    monkeypatch.setattr(engine, "_facts", misbound)
+    with pytest.raises(sqlite3.ProgrammingError):
+        main(["-n", "a photo", "--in", str(photos), *m])

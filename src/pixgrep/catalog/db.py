@@ -118,6 +118,10 @@ MIGRATIONS: tuple[str, ...] = (
     END;
     """,
 )
+# A new catalog's page size. The embeddings rows (a 1 KB vector for 512 dimensions, 1.5-2 KB for
+# larger models, plus the key) fit 3 to a 4 KB page, a quarter of it left empty; 14 fit a 16 KB one.
+PAGE_SIZE = 16384
+
 # Versions after this one only add indexes, the fingerprints and models_held (read as absent when
 # missing): a
 # read-only catalog that lacks them is still read.
@@ -229,6 +233,14 @@ def sqlite_errors(path: Path) -> Iterator[None]:
         raise PixgrepError(_reason(exc, path)) from None
 
 
+def catalog_error_line(exc: BaseException, path: str | os.PathLike | None) -> str | None:
+    """The one line for an SQLite failure on the catalog at `path` (the default one when None);
+    None for anything else, and for an error in pixgrep's own SQL, which is a bug."""
+    if not isinstance(exc, sqlite3.Error) or isinstance(exc, _BUGS):
+        return None
+    return _reason(exc, Path(path) if path else default_catalog_path())
+
+
 def _guarded_iter(rows: Iterator[Any], path: Path) -> Iterator[Any]:
     with sqlite_errors(path):
         yield from rows
@@ -301,6 +313,8 @@ class CatalogDB:
         opened_by_sqlite(self.path)
         self.conn.execute("PRAGMA cell_size_check = ON")  # each page read is checked a little more
         if not self.read_only:
+            # Takes effect only in a new, empty file (before WAL mode); see PAGE_SIZE.
+            self.conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self._migrate()

@@ -16,7 +16,7 @@ import sqlite3
 import sys
 from collections.abc import Iterable
 
-from pixgrep.catalog.db import SYNTHETIC_END, SYNTHETIC_PREFIX, CatalogDB
+from pixgrep.catalog.db import SYNTHETIC_END, SYNTHETIC_PREFIX, CatalogDB, one_line_errors
 
 __all__ = ["fill_missing", "fingerprints_of"]
 
@@ -25,6 +25,7 @@ COMMIT_EVERY = 256
 DRAFT_SIDE = 256  # JPEGs decode at a reduced scale: the fingerprint reads a 64 x 64 thumbnail
 
 
+@one_line_errors  # a damaged page among them is one line, as for the catalog's own reads
 def fingerprints_of(db: CatalogDB, hashes: Iterable[str]) -> dict[str, bytes]:
     """The stored fingerprints of these content hashes (those without one are left out)."""
     wanted = list(dict.fromkeys(hashes))

@@ -198,3 +198,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print("pixgrep: interrupted; the catalog is consistent, run again to resume", file=sys.stderr)
         return 130
+    except Exception as exc:  # an SQLite failure that no storage layer turned into one line
+        from pixgrep.catalog.db import catalog_error_line
+
+        line = catalog_error_line(exc, getattr(args, "catalog", None))
+        if line is None:  # anything else, and errors in pixgrep's own SQL, are bugs: loud
+            raise
+        print(f"pixgrep: error: {line}", file=sys.stderr)
+        return 2
