@@ -33,7 +33,9 @@ def test_a_sync_after_the_first_reads_only_the_rows_written_since(tmp_path, monk
     whole_reads = []
     real_sources = words._sources
     monkeypatch.setattr(
-        words, "_sources", lambda db, ids: (whole_reads.append(ids is None), real_sources(db, ids))[1]
+        words,
+        "_sources",
+        lambda db, ids=None, span=None: (whole_reads.append(ids is None), real_sources(db, ids, span))[1],
     )
     with pixgrep.open_catalog(tmp_path / "c.db", encoder=FakeEncoder()) as cat:
         cat.index([root])
@@ -137,3 +139,26 @@ def test_an_index_with_older_prefix_lengths_is_searched_as_it_is_and_rebuilt_by_
         assert names(cat.search("words:lighthouse")) == ["lighthouse_storm.png"]
         assert names(cat.search("words:sunsetting")) == ["harbour_sunsets.png"]
         assert cat._db.conn.execute("SELECT COUNT(*) FROM words_source").fetchone()[0] == 3
+
+
+def test_a_whole_sync_goes_in_steps_and_drops_rows_whose_image_is_gone(tmp_path, monkeypatch):
+    root = tmp_path / "pics"
+    for n, name in enumerate(("harbour", "lighthouse", "meadow", "glacier", "canyon")):
+        picture(root / f"{name}_view.png", n)
+    with pixgrep.open_catalog(tmp_path / "c.db", encoder=FakeEncoder()) as cat:
+        cat.index([root])
+        db = cat._db
+        monkeypatch.setattr(words, "WHOLE_STEP", 2)  # three steps over five images
+        ids = [row[0] for row in db.conn.execute("SELECT id FROM images ORDER BY id")]
+        with db.conn:  # rows an index lost, and rows of images no longer there (before and after)
+            db.conn.execute("DELETE FROM words WHERE rowid IN (?, ?)", (ids[1], ids[4]))
+            db.conn.execute("DELETE FROM words_source WHERE image_id IN (?, ?)", (ids[1], ids[4]))
+            for ghost in (ids[0] - 1, ids[-1] + 7):
+                db.conn.execute("INSERT INTO words (rowid, name) VALUES (?, 'ghost')", (ghost,))
+                db.conn.execute("INSERT INTO words_source VALUES (?, x'00')", (ghost,))
+        assert words.sync(db, force=True) == 4  # two rebuilt, two removed
+        assert cat.search("words:ghost") == []
+        for name in ("harbour", "lighthouse", "meadow", "glacier", "canyon"):
+            assert names(cat.search(f"words:{name}")) == [f"{name}_view.png"]
+        assert db.conn.execute("SELECT COUNT(*) FROM words_source").fetchone()[0] == 5
+        assert words.sync(db, force=True) == 0

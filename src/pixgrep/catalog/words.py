@@ -74,6 +74,7 @@ WEIGHTS = (1.0, 1.0, 0.4, 1.0, 1.0)
 OCR_META_KEY = "words.ocr"  # "1": index runs read text in new and changed pictures
 SYNC_META_KEY = "words.synced"  # the catalog state the index was last brought up to date with
 SYNC_MARK_KEY = "words.synced_mark"  # wall clock of that sync, less MARK_SLACK_S
+WHOLE_STEP = 50_000  # image ids compared per step of a whole sync
 MARK_SLACK_S = 120.0  # a write may commit this long after it stamped its rows (busy wait)
 HIT_START, HIT_END = "\x02", "\x03"
 
@@ -192,8 +193,11 @@ _SOURCE_SQL = """
 """
 
 
-def _sources(db: CatalogDB, ids: Sequence[int] | None) -> dict[int, tuple[str, str, bytes]]:
-    """image id -> (path, content hash, stamp) for the rows the index should hold."""
+def _sources(
+    db: CatalogDB, ids: Sequence[int] | None = None, span: tuple[int, int] | None = None
+) -> dict[int, tuple[str, str, bytes]]:
+    """image id -> (path, content hash, stamp) for the rows the index should hold: those of `ids`,
+    else those with low < id <= high for span (low, high), else all."""
     has_ocr, has_captions = _has_ocr_table(db), captions.has_table(db)
     joins = [
         "LEFT JOIN ocr_text ON ocr_text.content_hash = images.content_hash" if has_ocr else "",
@@ -203,13 +207,17 @@ def _sources(db: CatalogDB, ids: Sequence[int] | None) -> dict[int, tuple[str, s
         ocr="IFNULL(ocr_text.read_at, '')" if has_ocr else "''",
         caption="IFNULL(captions.stored_at, '')" if has_captions else "''",
         join=" ".join(joins),
-        only="" if ids is None else "AND images.id IN ({marks})",
+        only="AND images.id IN ({marks})" if ids is not None else "AND images.id > ? AND images.id <= ?",
     )
     out: dict[int, tuple[str, str, bytes]] = {}
-    chunks = [None] if ids is None else [list(ids[i : i + 500]) for i in range(0, len(ids), 500)]
-    for chunk in chunks:
-        query = sql if chunk is None else sql.replace("{marks}", ",".join("?" * len(chunk)))
-        for image_id, path, digest, meta_source, ocr_at, caption_at in db.conn.execute(query, chunk or ()):
+    if ids is None:
+        every = (-(2**63), 2**63 - 1)
+        steps: list[tuple[str, Sequence[int]]] = [(sql, span or every)]
+    else:
+        chunks = [list(ids[i : i + 500]) for i in range(0, len(ids), 500)]
+        steps = [(sql.replace("{marks}", ",".join("?" * len(chunk))), chunk) for chunk in chunks]
+    for query, values in steps:
+        for image_id, path, digest, meta_source, ocr_at, caption_at in db.conn.execute(query, values):
             # A name that is not UTF-8 (surrogate escapes) is indexed with its bytes shown \xNN.
             path = os.fsencode(path_from_db(path)).decode("utf-8", "backslashreplace")
             stamp = f"{path}\0{digest}\0{meta_source}\0{ocr_at}"
@@ -244,18 +252,13 @@ def sync(db: CatalogDB, *, force: bool = False, relayout: bool = False) -> int:
             if since is not None:  # only what was written since the last sync (deletes: the trigger)
                 changed = _written_since(db, since)
                 update_images(db, changed)
-                stale, gone = changed, []
+                rebuilt = len(changed)
             else:
                 if not has:  # rebuilt whole: what words_source remembers describes rows now gone
                     db.conn.execute(f"DROP TABLE IF EXISTS {_schema(db)}.words_source")
                     db.conn.execute(f"DROP TABLE IF EXISTS {_schema(db)}.words")
                 ensure_tables(db)
-                wanted = _sources(db, None)
-                stored = dict(db.conn.execute("SELECT image_id, stamp FROM words_source"))
-                gone = [i for i in stored if i not in wanted]
-                stale = [i for i, (_, _, stamp) in wanted.items() if stored.get(i) != stamp]
-                _delete(db, gone)
-                _rebuild(db, {i: wanted[i] for i in stale})
+                rebuilt = _compare_whole(db)
             state = _state(db)  # again: the tables made above count in it
             if not db.read_only:
                 db.conn.executemany(
@@ -267,7 +270,35 @@ def sync(db: CatalogDB, *, force: bool = False, relayout: bool = False) -> int:
             return 0
         raise
     db._words_state = state  # type: ignore[attr-defined]
-    return len(stale) + len(gone)
+    return rebuilt
+
+
+def _compare_whole(db: CatalogDB) -> int:
+    """Compare every image with what words_source remembers of it and rebuild the rows that differ
+    (or are gone), WHOLE_STEP image ids at a time, inside the caller's transaction: memory stays
+    that of one step (all rows at once held ~0.7 GB per 1M rows). Rows rebuilt or removed."""
+    rebuilt, low = 0, -(2**63)
+    while True:
+        count, last = db.conn.execute(
+            "SELECT COUNT(*), MAX(id) FROM (SELECT id FROM images WHERE id > ? ORDER BY id LIMIT ?)",
+            (low, WHOLE_STEP),
+        ).fetchone()
+        final = count < WHOLE_STEP  # the last step also takes every row remembered past its images
+        span = (low, 2**63 - 1 if final else last)
+        wanted = _sources(db, span=span)
+        stored = dict(
+            db.conn.execute(
+                "SELECT image_id, stamp FROM words_source WHERE image_id > ? AND image_id <= ?", span
+            )
+        )
+        gone = [i for i in stored if i not in wanted]
+        stale = {i: row for i, row in wanted.items() if stored.get(i) != row[2]}
+        _delete(db, gone)
+        _rebuild(db, stale)
+        rebuilt += len(gone) + len(stale)
+        if final:
+            return rebuilt
+        low = last
 
 
 def in_step(db: CatalogDB) -> bool:
