@@ -316,7 +316,7 @@ def mark_in_step(db: CatalogDB) -> None:
 
 
 def prepare(db: CatalogDB, *, progress: bool = False, relayout: bool = True) -> None:
-    """sync, at the end of an index or import run; built whole (about 35 CPU s per 1M rows after
+    """sync, at the end of an index or import run; built whole (about 40 CPU s per 1M rows after
     an import into a catalog that had no index), it says so on a terminal rather than sit silent.
     relayout: see sync."""
     from pixgrep.progress import bar
