@@ -162,3 +162,26 @@ def test_a_whole_sync_goes_in_steps_and_drops_rows_whose_image_is_gone(tmp_path,
             assert names(cat.search(f"words:{name}")) == [f"{name}_view.png"]
         assert db.conn.execute("SELECT COUNT(*) FROM words_source").fetchone()[0] == 5
         assert words.sync(db, force=True) == 0
+
+
+def test_rows_in_step_inside_the_sync_window_are_not_rebuilt(tmp_path, monkeypatch):
+    # Rows written in the last MARK_SLACK_S before a sync are named again by the next one (a
+    # writer may commit after it stamped them); those the index already holds as they are stay.
+    root = tmp_path / "pics"
+    for n, name in enumerate(("harbour", "lighthouse", "meadow")):
+        picture(root / f"{name}_view.png", n)
+    rebuilt: list[int] = []
+    real_rebuild = words._rebuild
+    monkeypatch.setattr(words, "_rebuild", lambda db, rows: (rebuilt.extend(rows), real_rebuild(db, rows))[1])
+    with pixgrep.open_catalog(tmp_path / "c.db", encoder=FakeEncoder()) as cat:
+        cat.index([root])
+        assert len(rebuilt) == 3
+        rebuilt.clear()
+        picture(root / "glacier_view.png", 9)
+        (root / "meadow_view.png").rename(root / "canyon_view.png")
+        cat.index([root])  # its sync names all four rows (written within the window)
+        assert len(rebuilt) == 2  # the new file and the renamed one
+        assert names(cat.search("words:glacier")) == ["glacier_view.png"]
+        assert names(cat.search("words:canyon")) == ["canyon_view.png"]
+        assert cat.search("words:meadow") == []
+        assert names(cat.search("words:harbour")) == ["harbour_view.png"]
