@@ -948,3 +948,22 @@ def test_a_link_out_of_the_indexed_folders_is_not_indexed(tmp_path):
         catalog.index([root])
         indexed = sorted(os.path.basename(path) for path in catalog.images_at(names))
     assert indexed == ["alias.png", "own.png"]
+
+
+def test_an_sqlite_failure_no_layer_caught_is_one_json_line_and_a_bug_a_plain_500(world, monkeypatch):
+    import sqlite3
+
+    from fakes import FakeEncoder
+
+    from pixgrep.search import engine
+
+    def malformed(*args, **kwargs):
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    app = create_app(world["catalog"], encoder=FakeEncoder())
+    with TestClient(app, base_url="http://localhost", raise_server_exceptions=False) as c:
+        monkeypatch.setattr(engine, "_facts", malformed)
+        line = error(c.get("/api/search", params={"q": "red"}), 503)
+        assert line.startswith("catalog ") and "damaged" in line
+        monkeypatch.setattr(engine, "_facts", lambda *a, **k: 1 / 0)
+        assert error(c.get("/api/search", params={"q": "red"}), 500) == "internal error"

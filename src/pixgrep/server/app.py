@@ -166,6 +166,15 @@ def create_app(
             return _error(503, str(exc))
         return _error(400, str(exc))
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        # A catalog read that no storage layer turned into one line (a damaged page): that line,
+        # as the command line gives it. Anything else is a bug: 500 (the server logs it).
+        from pixgrep.catalog.db import catalog_error_line
+
+        line = catalog_error_line(exc, state.catalog.path)
+        return _error(503, line) if line is not None else _error(500, "internal error")
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
