@@ -130,6 +130,22 @@ def test_a_query_naming_no_word_ranks_exactly_as_clip_alone(tmp_path, folder):
                 assert fused == alone
 
 
+def test_words_most_images_hold_rank_as_clip_alone_unless_words_are_asked_for(tmp_path, folder, monkeypatch):
+    from pixgrep.search import words as ranking
+
+    monkeypatch.setattr(ranking, "COMMON_FROM", 6)  # the six "a1b2" names hold it; ranking them is the cost
+    with open_cat(tmp_path) as cat:
+        cat.index([folder])
+        assert cat.search("a1b2", k=8) == cat.search("a1b2", k=8, words="off")
+        assert cat.search("a1b2zz", k=8) == cat.search("a1b2zz", k=8, words="off")  # loose: "a1b2"*
+        assert len(cat.search("a1b2", words="only")) == 6  # asked for by name: every match, bm25
+        assert names(cat.search("passport", k=8))[0] == "passport_scan_2019.png"  # one image holds it
+        monkeypatch.setattr(ranking, "COMMON_FROM", 7)
+        assert names(cat.search("a1b2", k=6))[0].endswith("_a1b2.png")
+        assert cat.search("a1b2", k=8) != cat.search("a1b2", k=8, words="off")
+        assert cat.search("a1b2zz", k=8) != cat.search("a1b2zz", k=8, words="off")
+
+
 def test_word_hits_respect_the_search_scope(tmp_path, folder):
     with open_cat(tmp_path) as cat:
         cat.index([folder])

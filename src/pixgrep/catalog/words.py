@@ -589,6 +589,21 @@ class WordHit:
     sources: tuple[str, ...]  # the columns they matched in: text, name, folder, meta, caption
 
 
+def matching_at_least(db: CatalogDB, fts_query: str, count: int) -> bool:
+    """Whether `count` images or more match an FTS5 query: it stops at the count, where ranking
+    every match (bm25) costs ~0.85 µs per matching image (60 ms for 71,000 at 1M rows)."""
+    try:
+        (found,) = db.conn.execute(
+            "SELECT COUNT(*) FROM (SELECT rowid FROM words WHERE words MATCH ? LIMIT ?)", (fts_query, count)
+        ).fetchone()
+    except sqlite3.Error as exc:
+        text = str(exc).lower()
+        if isinstance(exc, sqlite3.OperationalError) and ("fts5" in text or "no such table" in text):
+            return False
+        raise one_line_error(db, exc) from None
+    return int(found) >= count
+
+
 def match(db: CatalogDB, fts_query: str, limit: int = 1000) -> list[WordHit]:
     """Images matching an FTS5 query, best first (bm25), with the words that matched: none for
     FTS5 syntax it cannot take or an SQLite without FTS5; a damaged catalog is one PixgrepError."""

@@ -37,6 +37,9 @@ PREFIX = "words:"
 RRF_K = 60
 CLIP_DEPTH = 200  # CLIP candidates fused with the word hits (more when the page asks for more)
 MAX_HITS = 1000
+# In auto mode, words this many images hold (a folder name such as "beach" in a big library) single
+# no picture out: such a query ranks as CLIP alone, and never pays for ranking them all.
+COMMON_FROM = 10_000
 LOOSE_FROM = 6  # words this long may end misread in the loose tier
 # The loose tier's prefixes are at most this long: the word index holds a prefix index for each
 # length up to it, so each is one lookup, not a scan (catalog/words.py).
@@ -123,7 +126,7 @@ def search_with_words(
         what = f"in {text!r}" if text is not None else "(--words takes one text, no images or + and - terms)"
         raise PixgrepError(f"no words to search for {what}")
     with lock:
-        hits = _hits(db, text, query, options) if query and text is not None else []
+        hits = _hits(db, text, query, options, mode) if query and text is not None else []
         if mode == "only":
             return SearchResults(_words_only(db, encoder, hits, options))
     if not hits:
@@ -133,10 +136,13 @@ def search_with_words(
     return SearchResults(_fused(db, encoder, terms, clip, hits, options, lock), clip.notes)
 
 
-def _hits(db: CatalogDB, text: str, query: str, options: SearchOptions) -> list[index.WordHit]:
+def _hits(db: CatalogDB, text: str, query: str, options: SearchOptions, mode: str) -> list[index.WordHit]:
     """Word hits in two tiers: every word as said; else (none) the loose tier: the words run
-    together inside one OCR line, or with misread endings (see fts_query)."""
+    together inside one OCR line, or with misread endings (see fts_query). None in auto mode for
+    words COMMON_FROM images hold."""
     index.sync(db)
+    if mode == "auto" and index.matching_at_least(db, query, COMMON_FROM):
+        return []
     hits = index.match(db, query, MAX_HITS)
     if not hits:
         said = _WORD.findall(text)
@@ -145,7 +151,11 @@ def _hits(db: CatalogDB, text: str, query: str, options: SearchOptions) -> list[
         if len(content) >= 2 and len(squashed) >= SQUASHED_FROM:
             hits = index.squashed_match(db, squashed, MAX_HITS)
         loose = fts_query(text, loose=True)
-        if loose and loose != query:
+        if (
+            loose
+            and loose != query
+            and not (mode == "auto" and index.matching_at_least(db, loose, COMMON_FROM))
+        ):
             seen = {hit.image_id for hit in hits}
             hits += [hit for hit in index.match(db, loose, MAX_HITS) if hit.image_id not in seen]
     accepted = _accepted(db, [hit.image_id for hit in hits], options)
