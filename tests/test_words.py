@@ -154,6 +154,74 @@ def test_word_hits_respect_the_search_scope(tmp_path, folder):
         assert names(cat.search("passport", k=3, roots=[str(folder / "trips")])) == ["IMG_0001.png"]
 
 
+def test_the_scope_applies_before_word_hits_are_counted(tmp_path, folder, monkeypatch):
+    from pixgrep.search import words as ranking
+
+    monkeypatch.setattr(ranking, "MAX_HITS", 2)  # the best 1000 of a library, here of 10 images
+    for n in range(4):
+        picture(folder / "later" / f"zz_a1b2_{n}.png", 40 + n)
+    later = [str(folder / "later")]
+    with open_cat(tmp_path) as cat:
+        cat.index([folder])
+        inside = sorted(names(cat.search("words:a1b2", k=10, roots=later)))
+        assert inside == [f"zz_a1b2_{n}.png" for n in range(4)]
+        assert all(r.words for r in cat.search("a1b2", k=2, roots=later))  # auto: 2 word hits, in scope
+        pages = [names(cat.search("words:a1b2", k=3, offset=at, roots=[str(folder)])) for at in (0, 3, 6, 9)]
+        listed = [name for page in pages for name in page]
+        assert len(listed) == 10 == len(set(listed))  # paged past the cap: every match once
+
+
+def test_pages_of_a_fused_ranking_neither_repeat_nor_skip(tmp_path, folder, monkeypatch):
+    from pixgrep.search import words as ranking
+
+    monkeypatch.setattr(ranking, "CLIP_DEPTH", 2)  # pages reach past CLIP's fused depth
+    with open_cat(tmp_path) as cat:
+        cat.index([folder])
+        for query in ("a1b2", "a1b2 passport", "scan"):
+            whole = names(cat.search(query, k=9))
+            pages = [names(cat.search(query, k=3, offset=at)) for at in (0, 3, 6)]
+            assert [name for page in pages for name in page] == whole
+
+
+def test_a_threshold_keeps_the_word_hits_whose_clip_score_reaches_it(tmp_path, folder):
+    with open_cat(tmp_path) as cat:
+        cat.index([folder])
+        hits = cat.search("words:a1b2", k=10)
+        clip = {r.path: r.score for r in cat.search("a1b2", k=20, words="off")}
+        cut = sorted(clip[r.path] for r in hits)[3]
+        kept = cat.search("words:a1b2", k=10, threshold=cut)
+        assert {r.path for r in kept} == {r.path for r in hits if clip[r.path] >= cut}
+        assert len(kept) == 3 and len(hits) == 6
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "UPDATE words_config SET v = 5 WHERE k = 'version'",  # "invalid fts5 file format"
+        "UPDATE words_data SET block = x'ffffffffffffffff' WHERE id = 10",  # its structure record
+    ],
+)
+def test_a_damaged_word_index_is_built_again_from_the_catalog(tmp_path, folder, damage):
+    def hurt():
+        with open_cat(tmp_path) as cat, cat._db.conn:
+            cat._db.conn.execute(damage)
+
+    with open_cat(tmp_path) as cat:
+        cat.index([folder])
+    hurt()
+    with open_cat(tmp_path) as cat:  # a search builds it again (and so does an index run, below)
+        assert names(cat.search("words:passport")) == ["passport_scan_2019.png"]
+        assert names(cat.search("passport", k=1)) == ["passport_scan_2019.png"]
+    hurt()
+    (folder / "passport_scan_2019.png").unlink()  # the deleted image's trigger reads the index
+    with open_cat(tmp_path) as cat:
+        assert cat.index([folder]).removed == 1
+        assert names(cat.search("words:boarding")) == ["BoardingPassLisbon.png"]
+        assert cat.search("words:passport") == []
+        with cat._db.conn:
+            assert cat._db.conn.execute("INSERT INTO words(words) VALUES ('integrity-check')")
+
+
 def test_the_index_follows_renames_deletions_and_keywords(tmp_path, folder):
     with open_cat(tmp_path) as cat:
         cat.index([folder])

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pixgrep.catalog import words
 from pixgrep.catalog.db import CatalogDB, shown_path
 from pixgrep.catalog.paths import short_path
 from pixgrep.catalog.prepare import DRAFT_FACTOR, FileJob, Prepared, content_hash, prepare_file
@@ -251,6 +252,7 @@ def writing(db: CatalogDB, warn: Warn, *, wait: bool = True) -> Iterator[None]:
     with index_lock(db, warn, wait=wait):
         # Writing into a damaged file would bury the damage under new pages: refuse (one read of the file).
         db.check_integrity()
+        words.probe(db)  # a damaged word index is built again, before a deleted image's trigger meets it
         yield
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pixgrep.catalog import words
 from pixgrep.catalog.db import SYNTHETIC_PREFIX, CatalogDB, ImageRow, blob_to_vector
 from pixgrep.catalog.imported import delete_meta, import_batch, iter_exportable, meta_value
 from pixgrep.errors import PixgrepError
@@ -374,6 +375,7 @@ def import_sources(
     """Store every row of `sources` as images with vectors for `model`, one transaction per batch."""
     check_sources(sources, model, dim)
     db.check_integrity()  # never write into a damaged file (as an index run)
+    words.probe(db)
     started = time.monotonic()
     summary = ImportSummary(files=len(sources))
     for source in sources:

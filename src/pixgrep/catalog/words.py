@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pixgrep.catalog import captions, imported
-from pixgrep.catalog.db import _BUGS, CatalogDB, _reason, path_from_db
+from pixgrep.catalog.db import _BUGS, CatalogDB, _reason, path_from_db, shown_path
 from pixgrep.errors import PixgrepError
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -47,6 +47,27 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 def one_line_error(db: CatalogDB, exc: sqlite3.Error) -> PixgrepError:
     return PixgrepError(_reason(exc, db.path))
+
+
+class WordIndexDamaged(PixgrepError):
+    """The word index's own pages cannot be read. It is built from the catalog, so a writable
+    catalog gets it built again (rebuild_damaged); the catalog itself may be sound."""
+
+    def __init__(self, path: os.PathLike | str):
+        super().__init__(f"catalog {shown_path(path)}: its word index is damaged; search with --no-words")
+
+
+SQLITE_CORRUPT_VTAB = 267
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether an SQLite error says the word index's data is damaged (FTS5's words)."""
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.Error) and (
+        getattr(exc, "sqlite_errorcode", None) == SQLITE_CORRUPT_VTAB
+        or "invalid fts5 file format" in text
+        or "vtable constructor failed" in text
+    )
 
 
 def _one_line(function: _F) -> _F:
@@ -236,7 +257,48 @@ def _sources(
 def sync(db: CatalogDB, *, force: bool = False, relayout: bool = False) -> int:
     """Bring the word index up to date with the catalog (built when missing); rows rebuilt.
     Cheap when nothing changed: one comparison of the catalog's state. relayout: an index with
-    other prefix lengths is built again (an index or import run; a search never waits for that)."""
+    other prefix lengths is built again (an index or import run; a search never waits for that).
+    A damaged index is built again whole (rebuild_damaged)."""
+    try:
+        return _sync(db, force=force, relayout=relayout)
+    except sqlite3.Error as exc:
+        if db.read_only or not is_damage(exc):
+            raise
+    return rebuild_damaged(db)
+
+
+def rebuild_damaged(db: CatalogDB) -> int:
+    """Drop a damaged word index and build it again whole. SQLite's DROP TABLE cannot drop an FTS5
+    table whose own records it cannot read, so its schema row is deleted (writable_schema) and its
+    shadow tables dropped in one transaction; an interrupted build leaves no index, which the next
+    sync builds. Rows built."""
+    with db.conn:
+        db.conn.execute("PRAGMA writable_schema = ON")
+        try:
+            db.conn.execute("DELETE FROM main.sqlite_master WHERE type = 'table' AND name = 'words'")
+        finally:
+            db.conn.execute("PRAGMA writable_schema = RESET")  # off; this connection reads the schema again
+        for shadow in ("data", "idx", "content", "docsize", "config", "source"):
+            db.conn.execute(f"DROP TABLE IF EXISTS main.words_{shadow}")
+        db.conn.execute("DROP TRIGGER IF EXISTS main.words_follow_images")
+    return _sync(db, force=True, relayout=False)
+
+
+@_one_line
+def probe(db: CatalogDB) -> None:
+    """Before an index or import run writes (a deleted image's trigger reads the index): a damaged
+    word index is built again now. One lookup in the index."""
+    if db.read_only or not _has_tables(db):
+        return
+    try:
+        db.conn.execute("SELECT rowid FROM words WHERE words MATCH '\"pixgrep\"' LIMIT 1").fetchall()
+    except sqlite3.Error as exc:
+        if not is_damage(exc):
+            raise
+        rebuild_damaged(db)
+
+
+def _sync(db: CatalogDB, *, force: bool, relayout: bool) -> int:
     has = _has_tables(db)
     if has and relayout and not db.read_only and not _has_current_prefixes(db):
         has = force = False  # built again below, in one transaction with dropping the old one
@@ -264,7 +326,7 @@ def sync(db: CatalogDB, *, force: bool = False, relayout: bool = False) -> int:
                     [(SYNC_META_KEY, state), (SYNC_MARK_KEY, repr(mark))],
                 )
     except sqlite3.OperationalError as exc:
-        if "fts5" in str(exc).lower():  # an SQLite built without FTS5: words are not searchable
+        if "fts5" in str(exc).lower() and not is_damage(exc):  # an SQLite without FTS5: no words
             return 0
         raise
     db._words_state = state  # type: ignore[attr-defined]
@@ -597,41 +659,81 @@ def matching_at_least(db: CatalogDB, fts_query: str, count: int) -> bool:
             "SELECT COUNT(*) FROM (SELECT rowid FROM words WHERE words MATCH ? LIMIT ?)", (fts_query, count)
         ).fetchone()
     except sqlite3.Error as exc:
-        text = str(exc).lower()
-        if isinstance(exc, sqlite3.OperationalError) and ("fts5" in text or "no such table" in text):
+        if _unanswerable(exc):
             return False
-        raise one_line_error(db, exc) from None
+        raise _match_error(db, exc) from None
     return int(found) >= count
 
 
-def match(db: CatalogDB, fts_query: str, limit: int = 1000) -> list[WordHit]:
-    """Images matching an FTS5 query, best first (bm25), with the words that matched: none for
-    FTS5 syntax it cannot take or an SQLite without FTS5; a damaged catalog is one PixgrepError."""
+def match(
+    db: CatalogDB,
+    fts_query: str,
+    limit: int = 1000,
+    accept: Callable[[list[int]], set[int]] | None = None,
+) -> list[WordHit]:
+    """The `limit` best images matching an FTS5 query (bm25, then image id), with the words that
+    matched; accept: the ids of a batch that may be shown (a search's scope), applied before the
+    limit counts. None for FTS5 syntax it cannot take or an SQLite without FTS5; a damaged word
+    index is WordIndexDamaged, any other damage one PixgrepError."""
     try:
-        return _match(db, fts_query, limit)
+        ranked = _ranked(db, fts_query, limit, accept)
+        return _with_words(db, fts_query, ranked)
     except sqlite3.Error as exc:
-        text = str(exc).lower()
-        if isinstance(exc, sqlite3.OperationalError) and ("fts5" in text or "no such table" in text):
+        if _unanswerable(exc):
             return []
-        raise one_line_error(db, exc) from None
+        raise _match_error(db, exc) from None
 
 
-def _match(db: CatalogDB, fts_query: str, limit: int) -> list[WordHit]:
-    highlights = ", ".join(f"highlight(words, {i}, '{HIT_START}', '{HIT_END}')" for i in range(len(COLUMNS)))
+def _ranked(
+    db: CatalogDB, fts_query: str, limit: int, accept: Callable[[list[int]], set[int]] | None
+) -> list[tuple[int, float]]:
     weights = ", ".join(str(w) for w in WEIGHTS)
-    rows = db.conn.execute(
-        f"SELECT rowid, bm25(words, {weights}), {highlights} FROM words WHERE words MATCH ? "
-        f"ORDER BY bm25(words, {weights}) LIMIT ?",
-        (fts_query, limit),
-    ).fetchall()
+    sql = (
+        f"SELECT rowid, bm25(words, {weights}) FROM words WHERE words MATCH ? "
+        f"ORDER BY bm25(words, {weights}), rowid LIMIT ?"
+    )
+    fetch = limit
+    while True:  # a narrow scope may keep few of the best: ask for 4 times more until enough
+        rows = db.conn.execute(sql, (fts_query, fetch)).fetchall()
+        kept = rows
+        if accept is not None:
+            allowed = accept([row[0] for row in rows])
+            kept = [row for row in rows if row[0] in allowed]
+        if len(kept) >= limit or len(rows) < fetch:
+            return [(int(i), float(rank)) for i, rank in kept[:limit]]
+        fetch *= 4
+
+
+def _with_words(db: CatalogDB, fts_query: str, ranked: list[tuple[int, float]]) -> list[WordHit]:
+    """The hits, with the words each matched (FTS5's highlight, read for these rows alone)."""
+    highlights = ", ".join(f"highlight(words, {i}, '{HIT_START}', '{HIT_END}')" for i in range(len(COLUMNS)))
+    marked_of: dict[int, list[str]] = {}
+    for chunk in _chunks([i for i, _ in ranked]):
+        marks = ",".join("?" * len(chunk))
+        query = f"SELECT rowid, {highlights} FROM words WHERE words MATCH ? AND rowid IN ({marks})"
+        marked_of.update((int(row[0]), row[1:]) for row in db.conn.execute(query, (fts_query, *chunk)))
     hits = []
-    for image_id, rank, *marked in rows:
+    for image_id, rank in ranked:
         words: list[str] = []
         sources = []
-        for column, text in zip(COLUMNS, marked, strict=True):
+        for column, text in zip(COLUMNS, marked_of.get(image_id, ()), strict=False):
             found = re.findall(f"{HIT_START}(.*?){HIT_END}", text or "", flags=re.S)
             if found:
                 sources.append(column)
                 words += [w for w in found if w not in words]
-        hits.append(WordHit(int(image_id), float(rank), tuple(words), tuple(sources)))
+        hits.append(WordHit(image_id, rank, tuple(words), tuple(sources)))
     return hits
+
+
+def _unanswerable(exc: sqlite3.Error) -> bool:
+    """FTS5 syntax it cannot take, or an SQLite without FTS5 (not a damaged index)."""
+    text = str(exc).lower()
+    return (
+        isinstance(exc, sqlite3.OperationalError)
+        and ("fts5" in text or "no such table" in text)
+        and not is_damage(exc)
+    )
+
+
+def _match_error(db: CatalogDB, exc: sqlite3.Error) -> PixgrepError:
+    return WordIndexDamaged(db.path) if is_damage(exc) else one_line_error(db, exc)

@@ -127,8 +127,8 @@ def search_with_words(
         raise PixgrepError(f"no words to search for {what}")
     with lock:
         hits = _hits(db, text, query, options, mode) if query and text is not None else []
-        if mode == "only":
-            return SearchResults(_words_only(db, encoder, hits, options))
+    if mode == "only":
+        return SearchResults(_words_only(db, encoder, terms, hits, options, lock))
     if not hits:
         return search(db, encoder(), terms, options, catalog_lock)
     depth = max(CLIP_DEPTH, options.k + options.offset)
@@ -137,19 +137,36 @@ def search_with_words(
 
 
 def _hits(db: CatalogDB, text: str, query: str, options: SearchOptions, mode: str) -> list[index.WordHit]:
+    """The word hits in the options' scope; a damaged word index is built again first (it is
+    derived from the catalog) where the catalog can be written."""
+    try:
+        return _tiers(db, text, query, options, mode)
+    except index.WordIndexDamaged:
+        if db.read_only:
+            raise
+        index.rebuild_damaged(db)
+        return _tiers(db, text, query, options, mode)
+
+
+def _tiers(db: CatalogDB, text: str, query: str, options: SearchOptions, mode: str) -> list[index.WordHit]:
     """Word hits in two tiers: every word as said; else (none) the loose tier: the words run
     together inside one OCR line, or with misread endings (see fts_query). None in auto mode for
-    words COMMON_FROM images hold."""
+    words COMMON_FROM images hold. The scope applies before the count: `--words DSC` in one
+    folder lists that folder's matches however many others the library holds."""
     index.sync(db)
     if mode == "auto" and index.matching_at_least(db, query, COMMON_FROM):
         return []
-    hits = index.match(db, query, MAX_HITS)
+    scope = _Scope(db, options)
+    limit = max(MAX_HITS, options.k + options.offset) if mode == "only" else MAX_HITS
+    hits = index.match(db, query, limit, scope.accepted)
     if not hits:
         said = _WORD.findall(text)
         content = [w for w in said if w.casefold() not in STOP_WORDS] or said
         squashed = index.squash("".join(content))
         if len(content) >= 2 and len(squashed) >= SQUASHED_FROM:
-            hits = index.squashed_match(db, squashed, MAX_HITS)
+            found = index.squashed_match(db, squashed, MAX_HITS)
+            allowed = scope.accepted([hit.image_id for hit in found])
+            hits = [hit for hit in found if hit.image_id in allowed]
         loose = fts_query(text, loose=True)
         if (
             loose
@@ -157,33 +174,38 @@ def _hits(db: CatalogDB, text: str, query: str, options: SearchOptions, mode: st
             and not (mode == "auto" and index.matching_at_least(db, loose, COMMON_FROM))
         ):
             seen = {hit.image_id for hit in hits}
-            hits += [hit for hit in index.match(db, loose, MAX_HITS) if hit.image_id not in seen]
-    accepted = _accepted(db, [hit.image_id for hit in hits], options)
-    return [hit for hit in hits if hit.image_id in accepted]
+            hits += [hit for hit in index.match(db, loose, limit, scope.accepted) if hit.image_id not in seen]
+    return hits
 
 
-def _accepted(db: CatalogDB, ids: list[int], options: SearchOptions) -> set[int]:
-    """The ids the options' scope lets through (search/scope.py, as the CLIP ranking applies it)."""
-    from pixgrep.search.filters import wallclock_seconds
-    from pixgrep.search.scope import scope_for
+class _Scope:
+    """Which images the options' scope lets through (search/scope.py, as the CLIP ranking applies it)."""
 
-    scope = scope_for(db, options)
-    prefixes = scope.prefixes
-    out = set()
-    for image_id, record in db.images_by_id(ids).items():
-        if record.error is not None or (scope.allowed is not None and image_id not in scope.allowed):
-            continue
-        if prefixes is not None and not any(record.path.startswith(p) for p in prefixes):
-            continue
-        if scope.after is not None or scope.before is not None:
-            taken = wallclock_seconds(record.taken_at)
-            if taken is None or (scope.after is not None and taken < scope.after):
+    def __init__(self, db: CatalogDB, options: SearchOptions):
+        from pixgrep.search.scope import scope_for
+
+        self.db = db
+        self.scope = scope_for(db, options)
+
+    def accepted(self, ids: list[int]) -> set[int]:
+        from pixgrep.search.filters import wallclock_seconds
+
+        scope, prefixes = self.scope, self.scope.prefixes
+        out = set()
+        for image_id, record in self.db.images_by_id(ids).items():
+            if record.error is not None or (scope.allowed is not None and image_id not in scope.allowed):
                 continue
-            if scope.before is not None and taken >= scope.before:
+            if prefixes is not None and not any(record.path.startswith(p) for p in prefixes):
                 continue
-        if not scope.exclusions.drops(image_id, record.path):
-            out.add(image_id)
-    return out
+            if scope.after is not None or scope.before is not None:
+                taken = wallclock_seconds(record.taken_at)
+                if taken is None or (scope.after is not None and taken < scope.after):
+                    continue
+                if scope.before is not None and taken >= scope.before:
+                    continue
+            if not scope.exclusions.drops(image_id, record.path):
+                out.add(image_id)
+        return out
 
 
 def _cosines(
@@ -230,8 +252,12 @@ def _fused(
     options: SearchOptions,
     lock: AbstractContextManager,
 ) -> list[SearchResult]:
+    # Only CLIP's first CLIP_DEPTH results take part in the fusion, however deep the page: the
+    # order of the word hits is then the same for every page (a depth that followed the page
+    # moved hits between pages, showing some twice and others never).
+    head = clip[:CLIP_DEPTH]
     clip_rank: dict[int, int] = {}
-    for rank, result in enumerate(clip):
+    for rank, result in enumerate(head):
         for image_id in (result.image_id, *result.duplicate_ids):
             clip_rank.setdefault(image_id, rank)
     word_rank = {hit.image_id: rank for rank, hit in enumerate(hits)}
@@ -239,12 +265,12 @@ def _fused(
     missing = [i for i in word_rank if i not in clip_rank]
 
     def fused(image_id: int) -> float:
-        return 1 / (RRF_K + clip_rank.get(image_id, len(clip))) + 1 / (RRF_K + word_rank[image_id])
+        return 1 / (RRF_K + clip_rank.get(image_id, CLIP_DEPTH)) + 1 / (RRF_K + word_rank[image_id])
 
     # A CLIP result (a group of near-duplicates) is a word hit when any of its images is; the
     # image whose words matched best then stands for the group (a screenshot among screenshots).
     leaders: dict[int, SearchResult] = {}
-    for result in clip:
+    for result in head:
         matched = [i for i in (result.image_id, *result.duplicate_ids) if i in by_id]
         if matched:
             leaders[max(matched, key=fused)] = result
@@ -281,12 +307,23 @@ def _fused(
 
 
 def _words_only(
-    db: CatalogDB, encoder: Callable[[], Encoder], hits: list[index.WordHit], options: SearchOptions
+    db: CatalogDB,
+    encoder: Callable[[], Encoder],
+    terms: Sequence[Term],
+    hits: list[index.WordHit],
+    options: SearchOptions,
+    lock: AbstractContextManager,
 ) -> list[SearchResult]:
-    """Word hits alone, best word match first; the score is the match's share of the best one."""
-    page = hits[options.offset : options.offset + options.k]
-    records = db.images_by_id([hit.image_id for hit in page])
+    """Word hits alone, best word match first; the score is the match's share of the best one.
+    A threshold keeps the hits whose CLIP score reaches it (the model is loaded for that alone)."""
     best = hits[0].rank if hits else -1.0
+    if options.threshold is not None and hits:
+        text = dataclasses.replace(terms[0], value=word_text(terms, "only")[0] or "")
+        cosines = _cosines(db, encoder(), [text], [hit.image_id for hit in hits], lock)
+        hits = [hit for hit in hits if cosines.get(hit.image_id, -1.0) >= options.threshold]
+    page = hits[options.offset : options.offset + options.k]
+    with lock:
+        records = db.images_by_id([hit.image_id for hit in page])
     out = []
     for hit in page:
         if hit.image_id in records:
