@@ -288,3 +288,23 @@ def test_an_sqlite_failure_no_layer_caught_is_one_line_and_a_bug_stays_loud(
     monkeypatch.setattr(engine, "_facts", misbound)
     with pytest.raises(sqlite3.ProgrammingError):
         main(["-n", "a photo", "--in", str(photos), *m])
+
+
+def test_an_emptied_catalog_is_refused_and_an_empty_file_is_no_catalog_to_search(
+    tmp_path, tiny_model_dir, capsys
+):
+    photos, catalog = tmp_path / "photos", tmp_path / "c.db"
+    make_images(photos, 2)
+    model = ["--model", str(tiny_model_dir)]
+    assert main(["index", str(photos), "--catalog", str(catalog), *model]) == 0
+    catalog.write_bytes(b"")  # emptied behind pixgrep's back: its stamp says what it held
+    for command in (["stats"], ["search", "-n", "cat", *model], ["index", str(photos), *model]):
+        capsys.readouterr()
+        assert main([*command, "--catalog", str(catalog)]) == 2
+        assert "it is empty, where pixgrep left" in capsys.readouterr().err
+        assert catalog.stat().st_size == 0  # nothing written into it
+    fresh = tmp_path / "new.db"
+    fresh.write_bytes(b"")  # an empty file and no stamp: no catalog to search, a new one to index
+    assert main(["stats", "--catalog", str(fresh)]) == 2
+    assert "(the file is empty)" in capsys.readouterr().err and fresh.stat().st_size == 0
+    assert main(["index", str(photos), "--catalog", str(fresh), *model]) == 0

@@ -967,3 +967,22 @@ def test_an_sqlite_failure_no_layer_caught_is_one_json_line_and_a_bug_a_plain_50
         assert line.startswith("catalog ") and "damaged" in line
         monkeypatch.setattr(engine, "_facts", lambda *a, **k: 1 / 0)
         assert error(c.get("/api/search", params={"q": "red"}), 500) == "internal error"
+
+
+def test_a_damaged_catalog_read_by_a_storage_layer_is_a_503_not_the_requests_fault(world, monkeypatch):
+    import sqlite3
+
+    from fakes import FakeEncoder
+
+    from pixgrep.catalog.db import sqlite_errors
+    from pixgrep.search import engine
+
+    def damaged_page(*args, **kwargs):  # as every CatalogDB read reports one
+        with sqlite_errors(world["catalog"]):
+            raise sqlite3.DatabaseError("database disk image is malformed")
+
+    app = create_app(world["catalog"], encoder=FakeEncoder())
+    with TestClient(app, base_url="http://localhost") as c:
+        monkeypatch.setattr(engine, "_facts", damaged_page)
+        line = error(c.get("/api/search", params={"q": "red"}), 503)
+        assert line.startswith("catalog ") and "it is damaged" in line

@@ -5,6 +5,11 @@ class PixgrepError(Exception):
     """A problem with the user's input or environment, worded for the user (one line)."""
 
 
+class CatalogUnavailable(PixgrepError):
+    """The catalog's storage failed (damaged, disk full, busy, not writable), not the request: the
+    server answers 503 where a request's own fault is a 400."""
+
+
 _interrupted = False  # Ctrl-C arrived in this process (see on_interrupt)
 
 

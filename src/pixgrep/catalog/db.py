@@ -31,7 +31,7 @@ import numpy as np
 
 from pixgrep.catalog import integrity
 from pixgrep.catalog.paths import default_catalog_path, opened_by_sqlite, refuse_unopenable, shown_path
-from pixgrep.errors import PixgrepError
+from pixgrep.errors import CatalogUnavailable, PixgrepError
 from pixgrep.records import ImageRecord
 
 # -- photo metadata: GPS, camera, lens, keywords, place names; catalog/metadata.py -----------------
@@ -230,7 +230,7 @@ def sqlite_errors(path: Path) -> Iterator[None]:
     except _BUGS:
         raise
     except sqlite3.Error as exc:
-        raise PixgrepError(_reason(exc, path)) from None
+        raise CatalogUnavailable(_reason(exc, path)) from None
 
 
 def catalog_error_line(exc: BaseException, path: str | os.PathLike | None) -> str | None:
@@ -418,7 +418,7 @@ class CatalogDB:
             return
         problems = [row[0] for row in self.conn.execute("PRAGMA quick_check(3)")]
         if problems != ["ok"]:
-            raise PixgrepError(
+            raise CatalogUnavailable(
                 f"catalog {shown_path(self.path)}: it is damaged ({integrity.first_problem(problems)}); "
                 "restore a backup, or delete it and index again"
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["first_problem", "matches", "write_stamp"]
+__all__ = ["first_problem", "left_size", "matches", "write_stamp"]
 
 
 def stamp_of(catalog: Path, writer: str = "") -> str:
@@ -34,6 +34,15 @@ def matches(catalog: Path, writer: str) -> bool:
     except (OSError, ValueError):  # gone, unreadable, or not text: the full check runs
         return False
     return stamp in (stamp_of(catalog), stamp_of(catalog, writer))
+
+
+def left_size(catalog: Path) -> int | None:
+    """The size of the catalog file as pixgrep last left it (None without a readable stamp)."""
+    try:
+        first = Path(f"{catalog}.checked").read_text().split(" ", 1)[0]
+        return int(first.split(":")[1]) if first != "-" else None
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def write_stamp(catalog: Path, writer: str = "") -> None:

@@ -51,16 +51,29 @@ def opened_by_sqlite(path: Path) -> None:
 def refuse_unopenable(path: Path, *, create: bool) -> None:
     """Refuse, before SQLite touches anything, a missing catalog that this command must not create
     (a mistyped --catalog on a search) and a file that is not SQLite at all (a text file, a JPEG):
-    neither is a damaged catalog to restore. An empty file is a new catalog."""
-    from pixgrep.errors import PixgrepError
+    neither is a damaged catalog to restore. An empty file is a new catalog for a command that
+    makes one, unless pixgrep left a catalog there (its stamp says so): then it was emptied."""
+    from pixgrep.catalog import integrity
+    from pixgrep.errors import CatalogUnavailable, PixgrepError
 
+    shown = shown_path(path)
+    missing = f"no catalog at {shown}; `pixgrep index FOLDER --catalog {shown}` makes one"
     if not path.exists():
         if not create:
-            shown = shown_path(path)
-            raise PixgrepError(f"no catalog at {shown}; `pixgrep index FOLDER --catalog {shown}` makes one")
+            raise PixgrepError(missing)
         return
     try:
         st = path.stat()
+        if st.st_size == 0 and path.is_file():
+            left = integrity.left_size(path)
+            if left:
+                raise CatalogUnavailable(
+                    f"catalog {shown}: it is empty, where pixgrep left {left:,} bytes; restore a "
+                    "backup, or delete it and index again"
+                )
+            if not create:
+                raise PixgrepError(f"{missing} (the file is empty)")
+            return
         if (st.st_dev, st.st_ino) in _opened_by_sqlite:
             return
         with open(path, "rb") as file:

@@ -40,16 +40,16 @@ from typing import Any, TypeVar
 
 from pixgrep.catalog import captions, imported
 from pixgrep.catalog.db import _BUGS, CatalogDB, _reason, path_from_db, shown_path
-from pixgrep.errors import PixgrepError
+from pixgrep.errors import CatalogUnavailable, PixgrepError
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def one_line_error(db: CatalogDB, exc: sqlite3.Error) -> PixgrepError:
-    return PixgrepError(_reason(exc, db.path))
+    return CatalogUnavailable(_reason(exc, db.path))
 
 
-class WordIndexDamaged(PixgrepError):
+class WordIndexDamaged(CatalogUnavailable):
     """The word index's own pages cannot be read. It is built from the catalog, so a writable
     catalog gets it built again (rebuild_damaged); the catalog itself may be sound."""
 

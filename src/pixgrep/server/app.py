@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pixgrep import __version__
 from pixgrep.api import open_catalog
-from pixgrep.errors import PixgrepError
+from pixgrep.errors import CatalogUnavailable, PixgrepError
 from pixgrep.images.decode import ImageDecodeError, ImageTooLarge
 from pixgrep.models.base import Encoder
 from pixgrep.search.fetch import DownloadsBusy
@@ -162,7 +162,7 @@ def create_app(
             return _error(415, f"cannot use the image: {exc}")
         if isinstance(exc, IndexBusy):
             return _error(409, str(exc))
-        if isinstance(exc, DownloadsBusy):
+        if isinstance(exc, (DownloadsBusy, CatalogUnavailable)):  # the server's trouble, not the request's
             return _error(503, str(exc))
         return _error(400, str(exc))
 
