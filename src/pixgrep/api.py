@@ -127,6 +127,8 @@ class Catalog:
         wait=False: when another index run is writing this catalog, raise IndexRunBusy (a
         PixgrepError) at once instead of waiting for it to finish.
         """
+        if isinstance(roots, str | os.PathLike):  # one folder, not the letters of its name
+            roots = [roots]
         summary = self._index_images(roots, exclude, include_hidden, progress, batch_size, ray, wait)
         self._remember_model()
         from pixgrep.catalog.ocr_pass import after_index  # words: OCR and the word index
@@ -237,7 +239,12 @@ class Catalog:
         from pixgrep.search.dedup import catalog_duplicates
 
         folders = (
-            None if roots is None else [os.path.abspath(os.path.expanduser(os.fspath(r))) for r in roots]
+            None
+            if roots is None
+            else [
+                os.path.abspath(os.path.expanduser(os.fspath(r)))
+                for r in ([roots] if isinstance(roots, str | os.PathLike) else roots)
+            ]
         )
         return catalog_duplicates(self._db, self.encoder.model_id, folders, threshold)
 
@@ -286,6 +293,10 @@ class Catalog:
         from pixgrep.search.filters import allowed_for
 
         options = SearchOptions.of(options, **fields)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            from pixgrep.errors import PixgrepError
+
+            raise PixgrepError(f"limit must be a whole number from 1 to 10000 (got {limit!r})")
         return facets(self._db, allowed_for(self._db, options), limit=limit)
 
     def photo_metadata(self, ids: Iterable[int]) -> dict[int, ImageMeta]:

@@ -169,11 +169,20 @@ def to_terms(query: str | Sequence[str] | Sequence[Term]) -> list[Term]:
     """Terms from one query string, argv-style tokens, or ready Terms (see search.query)."""
     if isinstance(query, str):
         return parse_query(query)
+    if isinstance(query, Term):
+        return [query]
+    if isinstance(query, bytes | bytearray | memoryview | dict) or not isinstance(query, Sequence):
+        raise PixgrepError(
+            f"a query is a string, a list of strings or a list of Terms, not {type(query).__name__} "
+            "(an image in memory: [pixgrep.search.query.bytes_term(data)])"
+        )
     items = list(query)
     if items and all(isinstance(item, Term) for item in items):
         return items  # type: ignore[return-value]
     if any(isinstance(item, Term) for item in items):
         raise PixgrepError("a query is either a list of Terms or a list of strings, not both")
+    if not all(isinstance(item, str) for item in items):
+        raise PixgrepError("a query is a string, a list of strings or a list of Terms")
     return parse_query(items)  # type: ignore[arg-type]
 
 

@@ -253,12 +253,16 @@ class SearchOptions:
 
     def __post_init__(self) -> None:
         # Validated once here, so every front end refuses the same things with the same words.
-        for name in ("k", "offset"):
+        for name, least in (("k", 1), ("offset", 0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise PixgrepError(f"{name} must be a whole number, not negative (got {value!r})")
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                at_least = "at least 1" if least else "not negative"
+                raise PixgrepError(f"{name} must be a whole number, {at_least} (got {value!r})")
         if self.threshold is not None:
-            threshold = float(self.threshold)
+            try:
+                threshold = math.nan if isinstance(self.threshold, bool) else float(self.threshold)
+            except (TypeError, ValueError):
+                threshold = math.nan
             if not math.isfinite(threshold) or not -1.0 <= threshold <= 1.0:
                 raise PixgrepError(
                     f"threshold must be a cosine score between -1 and 1 (got {self.threshold})"
@@ -273,6 +277,8 @@ class SearchOptions:
                     os.fsencode(root)
                 except UnicodeEncodeError:
                     raise PixgrepError(f"folder scope {root!r} holds a lone surrogate: not a path") from None
+                if "\0" in root:
+                    raise PixgrepError(f"folder scope {root!r} holds a NUL character: not a path")
             object.__setattr__(self, "roots", tuple(os.path.expanduser(root) for root in roots) or None)
         check_fusion(self.fusion)
         if self.words not in ("auto", "only", "off"):  # words: search/words.py
