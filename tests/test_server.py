@@ -986,3 +986,24 @@ def test_a_damaged_catalog_read_by_a_storage_layer_is_a_503_not_the_requests_fau
         monkeypatch.setattr(engine, "_facts", damaged_page)
         line = error(c.get("/api/search", params={"q": "red"}), 503)
         assert line.startswith("catalog ") and "it is damaged" in line
+
+
+def test_an_index_run_on_a_read_only_catalog_is_refused_at_once(tmp_path, world):
+    from fakes import FakeEncoder
+    from reliability_kit import read_only
+
+    import pixgrep
+
+    home, photos = tmp_path / "home", world["base"] / "photos"
+    home.mkdir()
+    with pixgrep.open_catalog(home / "c.db", encoder=FakeEncoder()) as catalog:
+        catalog.index([photos])
+    with read_only(home):
+        app = create_app(home / "c.db", encoder=FakeEncoder())
+        try:
+            with TestClient(app, base_url="http://localhost") as c:
+                assert "it is read-only" in error(c.post("/api/index", json={"folder": str(photos)}), 503)
+                assert c.get("/api/index").json()["state"] == "idle"  # no run started
+                assert c.get("/api/search", params={"q": "red"}).status_code == 200
+        finally:
+            app.state.pixgrep.catalog.close()  # the read-only mount can then go

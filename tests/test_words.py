@@ -349,6 +349,8 @@ def test_unknown_words_mode_and_mixed_words_queries_are_refused(tmp_path, folder
             cat.search("words: !!")
         with pytest.raises(PixgrepError, match="no words"):
             cat.search(["x", "+", "y"], words="only")
+        with pytest.raises(PixgrepError, match="leaves out"):  # not words alone, silently
+            cat.search("words:passport", words="off")
 
 
 def test_a_file_name_that_is_not_utf8_is_indexed(tmp_path, folder):

@@ -55,6 +55,11 @@ class Catalog:
         return self._db.path
 
     @property
+    def read_only(self) -> bool:
+        """Whether this catalog was opened read-only (its file or folder is not writable)."""
+        return self._db.read_only
+
+    @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
             from pixgrep.models import load_encoder

@@ -100,6 +100,8 @@ def word_text(terms: Sequence[Term], mode: str) -> tuple[str | None, str]:
     if tagged:
         if len(terms) != 1:
             raise PixgrepError(f"a {PREFIX} query stands alone (no + or - terms with it)")
+        if mode == "off":
+            raise PixgrepError(f"a {PREFIX} query searches words, which --no-words (words=off) leaves out")
         return tagged[0].strip()[len(PREFIX) :], "only"
     if mode == "off" or len(terms) != 1 or terms[0].kind != "text" or terms[0].weight <= 0:
         return None, mode

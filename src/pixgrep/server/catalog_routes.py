@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from pixgrep.errors import CatalogUnavailable
 from pixgrep.server.querying import model_mismatch, not_found
 from pixgrep.server.state import ServerState, get_state
 
@@ -82,7 +83,15 @@ class IndexIn(BaseModel):
 
 @router.post("/index", status_code=202, tags=["catalog"])
 def start_index(body: IndexIn, state: Annotated[ServerState, Depends(get_state)]):
-    """Start indexing a folder in the background (409 while another run is going); poll GET /api/index."""
+    """Start indexing a folder in the background (409 while another run is going, 503 for a
+    catalog opened read-only); poll GET /api/index."""
+    if state.catalog.read_only:  # refused now, not as the run's error after a 202
+        from pixgrep.catalog.paths import shown_path
+
+        raise CatalogUnavailable(
+            f"catalog {shown_path(state.catalog.path)}: it is read-only: "
+            "it can be searched but not indexed into"
+        )
     return JSONResponse(state.runner.start(body.folder, ocr=body.ocr), status_code=202)
 
 
