@@ -308,3 +308,25 @@ def test_an_emptied_catalog_is_refused_and_an_empty_file_is_no_catalog_to_search
     assert main(["stats", "--catalog", str(fresh)]) == 2
     assert "(the file is empty)" in capsys.readouterr().err and fresh.stat().st_size == 0
     assert main(["index", str(photos), "--catalog", str(fresh), *model]) == 0
+
+
+def test_a_catalog_made_read_only_by_its_mode_is_not_written_even_by_root(tmp_path, tiny_model_dir, capsys):
+    photos, home = tmp_path / "photos", tmp_path / "home"
+    make_images(photos, 2)
+    catalog, model = home / "c.db", ["--model", str(tiny_model_dir)]
+    assert main(["index", str(photos), "--catalog", str(catalog), *model]) == 0
+    make_images(photos / "more", 1)
+    for locked in (catalog, home):  # the file, then the folder (chmod a-w)
+        before = hashlib.sha256(catalog.read_bytes()).hexdigest()
+        mode = locked.stat().st_mode
+        locked.chmod(mode & ~0o222)
+        try:
+            capsys.readouterr()
+            assert main(["index", str(photos), "--catalog", str(catalog), *model]) == 2
+            assert "read-only" in capsys.readouterr().err
+            assert (
+                main(["search", "-n", "a photo", "--in", str(photos), "--catalog", str(catalog), *model]) == 0
+            )
+        finally:
+            locked.chmod(mode)
+        assert hashlib.sha256(catalog.read_bytes()).hexdigest() == before

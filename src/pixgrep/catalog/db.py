@@ -241,6 +241,14 @@ def catalog_error_line(exc: BaseException, path: str | os.PathLike | None) -> st
     return _reason(exc, Path(path) if path else default_catalog_path())
 
 
+def _writable(path: Path) -> bool:
+    """Whether pixgrep may write `path`: its permission, and for root (whom file modes do not bind)
+    its mode bits, so a file or folder made read-only (chmod a-w) is opened read-only for everyone."""
+    if not os.access(path, os.W_OK):
+        return False
+    return getattr(os, "geteuid", lambda: -1)() != 0 or bool(path.stat().st_mode & 0o222)
+
+
 def _guarded_iter(rows: Iterator[Any], path: Path) -> Iterator[Any]:
     with sqlite_errors(path):
         yield from rows
@@ -342,8 +350,8 @@ class CatalogDB:
         exists = self.path.exists()
         if exists and self.path.is_dir():
             raise PixgrepError(f"catalog {shown_path(self.path)} is a folder, not a file")
-        folder_writable = os.access(folder, os.W_OK)
-        if exists and folder_writable and os.access(self.path, os.W_OK):
+        folder_writable = _writable(folder)
+        if exists and folder_writable and _writable(self.path):
             return sqlite3.connect(self.path, timeout=30, check_same_thread=False)
         if not exists:
             if not folder_writable:
