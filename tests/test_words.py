@@ -94,12 +94,14 @@ def test_file_names_split_into_the_words_people_say():
 
 
 def test_queries_become_fts5_and_of_words_phrases_and_prefixes():
-    assert fts_query("wifi password lighthouse42") == '"wifi" "password" "lighthouse42"'
+    assert fts_query("wifi lighthouse42") == '"wifi" "lighthouse42"'
     assert fts_query('the "gate B14" of lighthouse*') == '"gate B14" "lighthouse"*'
     assert fts_query("of this") == '"of" "this"'  # only stop words: search what was said
     assert fts_query('say "" NEAR(x) ^') == '"say" "NEAR" "x"'  # FTS5 syntax stays text
     assert fts_query("museum entrance", loose=True) == '"muse"* "entra"*'
     assert fts_query("!!") is None
+    assert fts_query("Strasse 12") == '("Strasse" OR "straße") AND "12"'  # the sharp s either way
+    assert fts_query("straße*") == '("straße"* OR "strasse"*)'
 
 
 def test_words_only_finds_names_folders_and_accents_without_ocr(tmp_path, folder):
@@ -110,6 +112,7 @@ def test_words_only_finds_names_folders_and_accents_without_ocr(tmp_path, folder
         assert names(cat.search("words:boardingpass")) == ["BoardingPassLisbon.png"]
         assert names(cat.search("words:cafe paris")) == ["IMG_0001.png"]  # accents folded
         assert names(cat.search("words:lis*")) == ["BoardingPassLisbon.png"]
+        assert names(cat.search("words:passport scan")) == names(cat.search("words:paßport scan"))
         hit = cat.search("passport scan", words="only")[0]
         assert hit.words == ("passport", "scan") and hit.words_from == ("name",)
         assert hit.to_json()["words"] == ["passport", "scan"]

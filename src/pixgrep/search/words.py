@@ -66,6 +66,16 @@ def _quoted(word: str) -> str:
     return '"' + word.replace('"', '""') + '"'
 
 
+def _unit(word: str, star: str) -> str:
+    """One word of the FTS5 query; a German sharp s either way ("strasse" finds "Straße" and back:
+    the index's tokenizer folds accents, not ß)."""
+    folded = word.lower()  # not casefold(): that spells ß as ss itself
+    other = folded.replace("ß", "ss") if "ß" in folded else folded.replace("ss", "ß")
+    if other == folded:
+        return _quoted(word) + star
+    return f"({_quoted(word)}{star} OR {_quoted(other)}{star})"
+
+
 def fts_query(text: str, *, keep_stop_words: bool = False, loose: bool = False) -> str | None:
     """The FTS5 query for a text: every word (AND), "phrases" kept together, word* as a prefix;
     None when nothing searchable is left. loose: each word of LOOSE_FROM letters or more is
@@ -86,10 +96,11 @@ def fts_query(text: str, *, keep_stop_words: bool = False, loose: bool = False) 
             star = "*" if prefix and n == len(found) - 1 else ""
             if loose and not star and len(word) >= LOOSE_FROM:
                 word, star = word[: min(len(word) - 2, LOOSE_PREFIX_MAX)], "*"
-            units.append(_quoted(word) + star)
+            units.append(_unit(word, star))
     if not units and not keep_stop_words:
         return fts_query(text, keep_stop_words=True, loose=loose)  # "the who": search what was said
-    return " ".join(units) or None
+    # FTS5 takes "a" "b" as a AND b, but not next to a parenthesised group: there AND is written.
+    return (" AND " if any(unit.startswith("(") for unit in units) else " ").join(units) or None
 
 
 def word_text(terms: Sequence[Term], mode: str) -> tuple[str | None, str]:
