@@ -30,6 +30,9 @@ def test_one_folder_given_as_a_string_is_one_root(tmp_path, folder):
         assert cat.index(str(folder)).found == 3
         assert len(cat.search("beach", roots=str(folder))) == 3
         assert cat.duplicates(str(folder)) == []
+        image = folder / "beach_0.png"  # an image file as a Path, alone or among strings
+        assert [r.path for r in cat.search(image)] == [r.path for r in cat.search([str(image)])]
+        assert str(image) not in [r.path for r in cat.search(["beach", "+", image])]
 
 
 @pytest.mark.parametrize(

@@ -170,7 +170,7 @@ class Catalog:
 
     def search(
         self,
-        query: str | Sequence[str] | Sequence[Term] | None,
+        query: str | os.PathLike | Sequence[str] | Sequence[Term] | None,
         options: SearchOptions | None = None,
         *,
         catalog_lock: AbstractContextManager | None = None,
@@ -197,7 +197,7 @@ class Catalog:
         empty = (
             query is None
             or (isinstance(query, str) and not query.strip())
-            or (not isinstance(query, str) and not list(query))
+            or (isinstance(query, Sequence) and not isinstance(query, str) and not list(query))
         )
         if empty and options.lists_without_query():
             return search(self._db, self._encoder, [], options, catalog_lock)  # type: ignore[arg-type]

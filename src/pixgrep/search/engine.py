@@ -165,12 +165,15 @@ def download_terms(terms: list[Term]) -> list[Term]:
     ]
 
 
-def to_terms(query: str | Sequence[str] | Sequence[Term]) -> list[Term]:
-    """Terms from one query string, argv-style tokens, or ready Terms (see search.query)."""
+def to_terms(query: str | os.PathLike | Sequence[str] | Sequence[Term]) -> list[Term]:
+    """Terms from one query string, an image file's path, argv-style tokens, or ready Terms (see
+    search.query)."""
     if isinstance(query, str):
         return parse_query(query)
     if isinstance(query, Term):
         return [query]
+    if isinstance(query, os.PathLike):  # an image file
+        return parse_query([os.fspath(query)])
     if isinstance(query, bytes | bytearray | memoryview | dict) or not isinstance(query, Sequence):
         raise PixgrepError(
             f"a query is a string, a list of strings or a list of Terms, not {type(query).__name__} "
@@ -181,9 +184,9 @@ def to_terms(query: str | Sequence[str] | Sequence[Term]) -> list[Term]:
         return items  # type: ignore[return-value]
     if any(isinstance(item, Term) for item in items):
         raise PixgrepError("a query is either a list of Terms or a list of strings, not both")
-    if not all(isinstance(item, str) for item in items):
+    if not all(isinstance(item, str | os.PathLike) for item in items):
         raise PixgrepError("a query is a string, a list of strings or a list of Terms")
-    return parse_query(items)  # type: ignore[arg-type]
+    return parse_query([os.fspath(cast("str | os.PathLike[str]", item)) for item in items])
 
 
 def search(
