@@ -186,6 +186,22 @@ def test_pages_of_a_fused_ranking_neither_repeat_nor_skip(tmp_path, folder, monk
             assert [name for page in pages for name in page] == whole
 
 
+def test_a_word_hit_past_clips_fused_depth_still_leads_its_group_of_copies(tmp_path, folder, monkeypatch):
+    from pixgrep.search import words as ranking
+
+    monkeypatch.setattr(ranking, "CLIP_DEPTH", 0)  # every CLIP result past the fused depth
+    original = picture(folder / "zebra_original.png", 77)
+    for n in range(2):
+        shutil.copy(original, folder / f"copy_{n}.png")  # the same content: one group
+    with open_cat(tmp_path) as cat:
+        cat.index([folder])
+        results = cat.search("zebra", k=50)
+        listed = [r.path for r in results] + [p for r in results for p in r.duplicate_paths]
+        assert sorted(listed) == sorted(str(p) for p in folder.rglob("*.png"))  # each image once
+        assert names(results)[0] == "zebra_original.png"
+        assert sorted(os.path.basename(p) for p in results[0].duplicate_paths) == ["copy_0.png", "copy_1.png"]
+
+
 def test_a_threshold_keeps_the_word_hits_whose_clip_score_reaches_it(tmp_path, folder):
     with open_cat(tmp_path) as cat:
         cat.index([folder])

@@ -265,17 +265,17 @@ def _fused(
     options: SearchOptions,
     lock: AbstractContextManager,
 ) -> list[SearchResult]:
-    # Only CLIP's first CLIP_DEPTH results take part in the fusion, however deep the page: the
+    # Only CLIP's first CLIP_DEPTH ranks take part in the fusion, however deep the page: the
     # order of the word hits is then the same for every page (a depth that followed the page
     # moved hits between pages, showing some twice and others never).
-    head = clip[:CLIP_DEPTH]
     clip_rank: dict[int, int] = {}
-    for rank, result in enumerate(head):
+    for rank, result in enumerate(clip[:CLIP_DEPTH]):
         for image_id in (result.image_id, *result.duplicate_ids):
             clip_rank.setdefault(image_id, rank)
     word_rank = {hit.image_id: rank for rank, hit in enumerate(hits)}
     by_id = {hit.image_id: hit for hit in hits}
-    missing = [i for i in word_rank if i not in clip_rank]
+    shown = {image_id for result in clip for image_id in (result.image_id, *result.duplicate_ids)}
+    missing = [i for i in word_rank if i not in shown]
 
     def fused(image_id: int) -> float:
         return 1 / (RRF_K + clip_rank.get(image_id, CLIP_DEPTH)) + 1 / (RRF_K + word_rank[image_id])
@@ -283,7 +283,7 @@ def _fused(
     # A CLIP result (a group of near-duplicates) is a word hit when any of its images is; the
     # image whose words matched best then stands for the group (a screenshot among screenshots).
     leaders: dict[int, SearchResult] = {}
-    for result in head:
+    for result in clip:
         matched = [i for i in (result.image_id, *result.duplicate_ids) if i in by_id]
         if matched:
             leaders[max(matched, key=fused)] = result
@@ -293,7 +293,7 @@ def _fused(
         missing = [i for i in missing if cosines.get(i, -1.0) >= options.threshold]
     with lock:
         records = db.images_by_id(missing + swapped)
-    groups: list[tuple[float, SearchResult]] = []
+    groups: list[tuple[float, int, SearchResult]] = []  # fused score, word rank (ties), result
     for best, result in leaders.items():
         hit = by_id[best]
         if best != result.image_id and best in records:
@@ -306,14 +306,14 @@ def _fused(
                 duplicate_ids=(result.image_id, *(i for i, _ in others)),
                 duplicate_paths=(result.path, *(p for _, p in others)),
             )
-        groups.append((fused(best), dataclasses.replace(result, words=hit.words, words_from=hit.sources)))
+        shown_as = dataclasses.replace(result, words=hit.words, words_from=hit.sources)
+        groups.append((fused(best), word_rank[best], shown_as))
     for image_id in missing:
         if image_id in records:
-            groups.append(
-                (fused(image_id), _result(records[image_id], cosines.get(image_id, 0.0), by_id[image_id]))
-            )
-    groups.sort(key=lambda pair: -pair[0])
-    first = [result for _, result in groups]
+            alone = _result(records[image_id], cosines.get(image_id, 0.0), by_id[image_id])
+            groups.append((fused(image_id), word_rank[image_id], alone))
+    groups.sort(key=lambda group: (-group[0], group[1]))
+    first = [result for _, _, result in groups]
     rest = [result for result in clip if not result.words and result.image_id not in by_id]
     ranked = first + [r for r in rest if not any(i in by_id for i in r.duplicate_ids)]
     return ranked[options.offset : options.offset + options.k]
