@@ -202,7 +202,9 @@ def test_a_word_hit_past_clips_fused_depth_still_leads_its_group_of_copies(tmp_p
         assert sorted(os.path.basename(p) for p in results[0].duplicate_paths) == ["copy_0.png", "copy_1.png"]
 
 
-def test_a_threshold_keeps_the_word_hits_whose_clip_score_reaches_it(tmp_path, folder):
+def test_a_threshold_keeps_the_word_hits_whose_clip_score_reaches_it(tmp_path, folder, monkeypatch):
+    from pixgrep.search import words as ranking
+
     with open_cat(tmp_path) as cat:
         cat.index([folder])
         hits = cat.search("words:a1b2", k=10)
@@ -211,6 +213,9 @@ def test_a_threshold_keeps_the_word_hits_whose_clip_score_reaches_it(tmp_path, f
         kept = cat.search("words:a1b2", k=10, threshold=cut)
         assert {r.path for r in kept} == {r.path for r in hits if clip[r.path] >= cut}
         assert len(kept) == 3 and len(hits) == 6
+        monkeypatch.setattr(ranking, "MAX_HITS", 1)  # the threshold applies before hits are counted
+        paged = [r.path for at in range(4) for r in cat.search("words:a1b2", k=1, offset=at, threshold=cut)]
+        assert paged == [r.path for r in kept]
 
 
 @pytest.mark.parametrize(

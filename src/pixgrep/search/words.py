@@ -138,10 +138,15 @@ def search_with_words(
     if mode == "only" and query is None:
         what = f"in {text!r}" if text is not None else "(--words takes one text, no images or + and - terms)"
         raise PixgrepError(f"no words to search for {what}")
+    at_least = None  # --words with a threshold: hits whose CLIP score reaches it, as they are counted
+    if mode == "only" and options.threshold is not None and query and text is not None:
+        model = encoder()
+        vector = _query_vector(db, model, [dataclasses.replace(terms[0], value=text)], lock)
+        at_least = (model.model_id, vector, options.threshold)
     with lock:
-        hits = _hits(db, text, query, options, mode) if query and text is not None else []
+        hits = _hits(db, text, query, options, mode, at_least) if query and text is not None else []
     if mode == "only":
-        return SearchResults(_words_only(db, encoder, terms, hits, options, lock))
+        return SearchResults(_words_only(db, hits, options, lock))
     if not hits:
         return search(db, encoder(), terms, options, catalog_lock)
     depth = max(CLIP_DEPTH, options.k + options.offset)
@@ -149,19 +154,24 @@ def search_with_words(
     return SearchResults(_fused(db, encoder, terms, clip, hits, options, lock), clip.notes)
 
 
-def _hits(db: CatalogDB, text: str, query: str, options: SearchOptions, mode: str) -> list[index.WordHit]:
+def _hits(
+    db: CatalogDB, text: str, query: str, options: SearchOptions, mode: str, at_least: tuple | None = None
+) -> list[index.WordHit]:
     """The word hits in the options' scope; a damaged word index is built again first (it is
-    derived from the catalog) where the catalog can be written."""
+    derived from the catalog) where the catalog can be written. at_least: (model id, query
+    vector, threshold) that a hit's stored vector must reach."""
     try:
-        return _tiers(db, text, query, options, mode)
+        return _tiers(db, text, query, options, mode, at_least)
     except index.WordIndexDamaged:
         if db.read_only:
             raise
         index.rebuild_damaged(db)
-        return _tiers(db, text, query, options, mode)
+        return _tiers(db, text, query, options, mode, at_least)
 
 
-def _tiers(db: CatalogDB, text: str, query: str, options: SearchOptions, mode: str) -> list[index.WordHit]:
+def _tiers(
+    db: CatalogDB, text: str, query: str, options: SearchOptions, mode: str, at_least: tuple | None
+) -> list[index.WordHit]:
     """Word hits in two tiers: every word as said; else (none) the loose tier: the words run
     together inside one OCR line, or with misread endings (see fts_query). None in auto mode for
     words COMMON_FROM images hold. The scope applies before the count: `--words DSC` in one
@@ -169,7 +179,7 @@ def _tiers(db: CatalogDB, text: str, query: str, options: SearchOptions, mode: s
     index.sync(db)
     if mode == "auto" and index.matching_at_least(db, query, COMMON_FROM):
         return []
-    scope = _Scope(db, options)
+    scope = _Scope(db, options, at_least)
     limit = max(MAX_HITS, options.k + options.offset) if mode == "only" else MAX_HITS
     hits = index.match(db, query, limit, scope.accepted)
     if not hits:
@@ -194,11 +204,12 @@ def _tiers(db: CatalogDB, text: str, query: str, options: SearchOptions, mode: s
 class _Scope:
     """Which images the options' scope lets through (search/scope.py, as the CLIP ranking applies it)."""
 
-    def __init__(self, db: CatalogDB, options: SearchOptions):
+    def __init__(self, db: CatalogDB, options: SearchOptions, at_least: tuple | None = None):
         from pixgrep.search.scope import scope_for
 
         self.db = db
         self.scope = scope_for(db, options)
+        self.at_least = at_least
 
     def accepted(self, ids: list[int]) -> set[int]:
         from pixgrep.search.filters import wallclock_seconds
@@ -218,6 +229,10 @@ class _Scope:
                     continue
             if not scope.exclusions.drops(image_id, record.path):
                 out.add(image_id)
+        if self.at_least is not None and out:
+            model_id, vector, threshold = self.at_least
+            scores = _stored_cosines(self.db, model_id, vector, list(out))
+            out = {i for i in out if scores.get(i, -1.0) >= threshold}
         return out
 
 
@@ -227,16 +242,26 @@ def _cosines(
     """CLIP scores of images outside CLIP's own candidates (their stored vectors)."""
     if not ids:
         return {}
+    vector = _query_vector(db, encoder, terms, lock)
+    with lock:
+        return _stored_cosines(db, encoder.model_id, vector, ids)
+
+
+def _query_vector(
+    db: CatalogDB, encoder: Encoder, terms: Sequence[Term], lock: AbstractContextManager
+) -> np.ndarray:
     from pixgrep.search.engine import plan_for
     from pixgrep.search.options import SearchOptions
 
     plan, _ = plan_for(db, encoder, terms, SearchOptions(), lock)  # the tower runs outside the lock
-    vector = plan.vectors[0]
+    return plan.vectors[0]
+
+
+def _stored_cosines(db: CatalogDB, model_id: str, vector: np.ndarray, ids: list[int]) -> dict[int, float]:
+    """Inside the caller's lock: the cosines of these images' stored vectors with `vector`."""
     out = {}
-    with lock:
-        records = db.images_by_id(ids)
-        stored = {i: db.vector_for_hash(r.content_hash, encoder.model_id) for i, r in records.items()}
-    for image_id, row in stored.items():
+    for image_id, record in db.images_by_id(ids).items():
+        row = db.vector_for_hash(record.content_hash, model_id)
         if row is not None:
             out[image_id] = float(np.dot(np.asarray(row, np.float32), vector))
     return out
@@ -320,23 +345,13 @@ def _fused(
 
 
 def _words_only(
-    db: CatalogDB,
-    encoder: Callable[[], Encoder],
-    terms: Sequence[Term],
-    hits: list[index.WordHit],
-    options: SearchOptions,
-    lock: AbstractContextManager,
+    db: CatalogDB, hits: list[index.WordHit], options: SearchOptions, lock: AbstractContextManager
 ) -> list[SearchResult]:
-    """Word hits alone, best word match first; the score is the match's share of the best one.
-    A threshold keeps the hits whose CLIP score reaches it (the model is loaded for that alone)."""
-    best = hits[0].rank if hits else -1.0
-    if options.threshold is not None and hits:
-        text = dataclasses.replace(terms[0], value=word_text(terms, "only")[0] or "")
-        cosines = _cosines(db, encoder(), [text], [hit.image_id for hit in hits], lock)
-        hits = [hit for hit in hits if cosines.get(hit.image_id, -1.0) >= options.threshold]
+    """Word hits alone, best word match first; the score is the match's share of the best one."""
     page = hits[options.offset : options.offset + options.k]
     with lock:
         records = db.images_by_id([hit.image_id for hit in page])
+    best = hits[0].rank if hits else -1.0
     out = []
     for hit in page:
         if hit.image_id in records:
