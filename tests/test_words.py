@@ -246,6 +246,25 @@ def test_a_damaged_word_index_is_built_again_from_the_catalog(tmp_path, folder, 
             assert cat._db.conn.execute("INSERT INTO words(words) VALUES ('integrity-check')")
 
 
+@pytest.mark.parametrize("record", ["x'00'", "substr(block, 1, 1)", "x''"])
+def test_a_word_index_record_damaged_without_an_error_is_found_by_the_next_index_run(
+    tmp_path, folder, record
+):
+    import sqlite3
+
+    with open_cat(tmp_path) as cat:
+        cat.index([folder])
+    outside = sqlite3.connect(tmp_path / "c.db")  # another program: the catalog's stamp no longer matches
+    with outside:
+        outside.execute(f"UPDATE words_data SET block = {record} WHERE id = 10")  # the structure record
+    outside.close()
+    with open_cat(tmp_path) as cat:
+        cat.index([folder])  # reads the whole file, and the whole word index with it
+        assert names(cat.search("words:passport")) == ["passport_scan_2019.png"]
+        with cat._db.conn:
+            cat._db.conn.execute("INSERT INTO words(words) VALUES ('integrity-check')")
+
+
 def test_the_index_follows_renames_deletions_and_keywords(tmp_path, folder):
     with open_cat(tmp_path) as cat:
         cat.index([folder])

@@ -410,8 +410,9 @@ class CatalogDB:
             self.conn.isolation_level = "DEFERRED"
 
     @one_line_errors
-    def check_integrity(self) -> None:
-        """Refuse to write into a damaged file; call before a command's first write.
+    def check_integrity(self) -> bool:
+        """Refuse to write into a damaged file; call before a command's first write. Whether the
+        whole file was read (the word index's own check then runs too: catalog/words.py probe).
 
         PRAGMA quick_check reads every page (about 0.4 s per 100 MB on an idle core), so it runs
         only when the file may hold damage pixgrep did not see: `<catalog>.checked` holds the
@@ -423,7 +424,7 @@ class CatalogDB:
         docs/reliability.md says what is checked when."""
         if integrity.matches(self.path, self._writer):
             self._verified = True
-            return
+            return False
         problems = [row[0] for row in self.conn.execute("PRAGMA quick_check(3)")]
         if problems != ["ok"]:
             raise CatalogUnavailable(
@@ -432,6 +433,7 @@ class CatalogDB:
             )
         self._verified = True
         integrity.write_stamp(self.path)
+        return True
 
     def committed(self) -> None:
         """After a commit of this connection to a checked catalog: the stamp follows the file,

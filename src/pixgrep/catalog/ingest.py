@@ -251,8 +251,8 @@ def writing(db: CatalogDB, warn: Warn, *, wait: bool = True) -> Iterator[None]:
         )
     with index_lock(db, warn, wait=wait):
         # Writing into a damaged file would bury the damage under new pages: refuse (one read of the file).
-        db.check_integrity()
-        words.probe(db)  # a damaged word index is built again, before a deleted image's trigger meets it
+        whole = db.check_integrity()
+        words.probe(db, whole=whole)  # a damaged word index is built again before a trigger meets it
         yield
 
 

@@ -374,8 +374,8 @@ def import_sources(
 ) -> ImportSummary:
     """Store every row of `sources` as images with vectors for `model`, one transaction per batch."""
     check_sources(sources, model, dim)
-    db.check_integrity()  # never write into a damaged file (as an index run)
-    words.probe(db)
+    whole = db.check_integrity()  # never write into a damaged file (as an index run)
+    words.probe(db, whole=whole)
     started = time.monotonic()
     summary = ImportSummary(files=len(sources))
     for source in sources:

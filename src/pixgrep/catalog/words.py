@@ -285,15 +285,22 @@ def rebuild_damaged(db: CatalogDB) -> int:
 
 
 @_one_line
-def probe(db: CatalogDB) -> None:
+def probe(db: CatalogDB, *, whole: bool = False) -> None:
     """Before an index or import run writes (a deleted image's trigger reads the index): a damaged
-    word index is built again now. One lookup in the index."""
+    word index is built again now. One lookup in the index; whole (the catalog file was just
+    read whole: it changed outside pixgrep): FTS5's own integrity-check too, which reads the
+    whole index (SQLite's quick_check does not look inside FTS5's records, and a damaged record
+    can answer wrongly without an error)."""
     if db.read_only or not _has_tables(db):
         return
     try:
         db.conn.execute("SELECT rowid FROM words WHERE words MATCH '\"pixgrep\"' LIMIT 1").fetchall()
+        if whole:
+            with db.conn:
+                db.conn.execute("INSERT INTO words (words) VALUES ('integrity-check')")
     except sqlite3.Error as exc:
-        if not is_damage(exc):
+        text = str(exc).lower()
+        if not (is_damage(exc) or (whole and ("malformed" in text or "logic error" in text))):
             raise
         rebuild_damaged(db)
 
