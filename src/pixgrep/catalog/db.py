@@ -30,7 +30,13 @@ from typing import Any, TypeVar
 import numpy as np
 
 from pixgrep.catalog import integrity
-from pixgrep.catalog.paths import default_catalog_path, opened_by_sqlite, refuse_unopenable, shown_path
+from pixgrep.catalog.paths import (
+    default_catalog_path,
+    opened_by_sqlite,
+    refuse_unopenable,
+    shown_path,
+    writable,
+)
 from pixgrep.errors import CatalogUnavailable, PixgrepError
 from pixgrep.records import ImageRecord
 
@@ -241,14 +247,6 @@ def catalog_error_line(exc: BaseException, path: str | os.PathLike | None) -> st
     return _reason(exc, Path(path) if path else default_catalog_path())
 
 
-def _writable(path: Path) -> bool:
-    """Whether pixgrep may write `path`: its permission, and for root (whom file modes do not bind)
-    its mode bits, so a file or folder made read-only (chmod a-w) is opened read-only for everyone."""
-    if not os.access(path, os.W_OK):
-        return False
-    return getattr(os, "geteuid", lambda: -1)() != 0 or bool(path.stat().st_mode & 0o222)
-
-
 def _guarded_iter(rows: Iterator[Any], path: Path) -> Iterator[Any]:
     with sqlite_errors(path):
         yield from rows
@@ -350,8 +348,8 @@ class CatalogDB:
         exists = self.path.exists()
         if exists and self.path.is_dir():
             raise PixgrepError(f"catalog {shown_path(self.path)} is a folder, not a file")
-        folder_writable = _writable(folder)
-        if exists and folder_writable and _writable(self.path):
+        folder_writable = writable(folder)
+        if exists and folder_writable and writable(self.path):
             return sqlite3.connect(self.path, timeout=30, check_same_thread=False)
         if not exists:
             if not folder_writable:

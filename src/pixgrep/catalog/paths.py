@@ -48,6 +48,18 @@ def opened_by_sqlite(path: Path) -> None:
     _opened_by_sqlite.add((st.st_dev, st.st_ino))
 
 
+def writable(path: Path) -> bool:
+    """Whether pixgrep may write `path` (a file or folder): its permission, and for root (whom file
+    modes do not bind) its mode bits, so a catalog, its folder or its sidecar folder made
+    read-only (chmod a-w) is not written, by anyone."""
+    try:
+        if not os.access(path, os.W_OK):
+            return False
+        return getattr(os, "geteuid", lambda: -1)() != 0 or bool(path.stat().st_mode & 0o222)
+    except OSError:
+        return False
+
+
 def refuse_unopenable(path: Path, *, create: bool) -> None:
     """Refuse, before SQLite touches anything, a missing catalog that this command must not create
     (a mistyped --catalog on a search) and a file that is not SQLite at all (a text file, a JPEG):

@@ -26,6 +26,7 @@ import numpy as np
 
 from pixgrep.catalog import searchable
 from pixgrep.catalog.db import CatalogDB
+from pixgrep.catalog.paths import writable
 from pixgrep.search import ann as ann_module
 from pixgrep.search.filters import wallclock_seconds
 from pixgrep.search.matrix import VectorMatrix, open_matrix
@@ -180,7 +181,10 @@ def _write_base(db: CatalogDB, model: str, target: Path, skip: frozenset[int]) -
         mode = stat.S_IMODE(os.stat(db.path).st_mode) & 0o666
     except OSError:
         mode = None
+    folder = target.parent if target.parent.exists() else target.parent.parent
     try:
+        if not writable(folder):  # read-only media, or a folder made read-only: memory only
+            raise PermissionError(folder)
         write_atomically(target, head, parts, mode)
         # The old journal names the old base, so it is ignored even if this replace never happens.
         write_atomically(delta_path(target), journal_head(header["base_id"]), [], mode)
@@ -310,6 +314,8 @@ def catch_up(db: CatalogDB, model: str, matrix: VectorMatrix) -> VectorMatrix | 
     if matrix.source is None or db.generation() == matrix.generation:
         return matrix if matrix.source is not None else None
     journal = delta_path(matrix.source)
+    if not writable(journal.parent):  # a folder made read-only: the rebuild stays in memory
+        return None
     try:
         with journal_lock(journal) as handle:
             current = open_matrix(matrix.source, reuse=matrix.base)  # another process may have appended

@@ -72,9 +72,13 @@ def announced(
         "token": token,
         "key": key,
     }
+    from pixgrep.catalog.paths import writable
+
     written = False
     temporary = note.with_name(f"{note.name}.{os.getpid()}.tmp")
     try:
+        if not writable(note.parent):  # a folder made read-only is not written, even by root
+            raise PermissionError(note.parent)
         temporary.write_text(json.dumps(body))
         written = _claim(temporary, note)
     except OSError:
