@@ -4,6 +4,7 @@ can be closed twice."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -63,8 +64,22 @@ def test_facets_refuse_a_limit_past_any_table(tmp_path, folder):
                 cat.facets(limit=limit)
 
 
-def test_a_catalog_closed_inside_its_with_block_closes_quietly(tmp_path, folder):
+def test_a_catalog_closed_inside_its_with_block_closes_quietly_and_says_so_when_used(tmp_path, folder):
     with pixgrep.open_catalog(tmp_path / "c.db", encoder=FakeEncoder()) as cat:
         cat.index([folder])
         cat.close()
     cat.close()
+    for use in (lambda: cat.search("beach"), lambda: cat.index([folder]), lambda: cat.stats()):
+        with pytest.raises(PixgrepError, match="was closed"):
+            use()
+
+
+@pytest.mark.parametrize("roots", [5, [5], {"a": 1}, [None]])
+def test_folders_of_the_wrong_kind_are_one_pixgrep_error(tmp_path, folder, roots):
+    with pixgrep.open_catalog(tmp_path / "c.db", encoder=FakeEncoder()) as cat:
+        cat.index(os.fsencode(folder))  # bytes: a folder name as the kernel has it
+        assert len(cat.search("beach", roots=os.fsencode(folder))) == 3
+        with pytest.raises(PixgrepError):
+            cat.index(roots)
+        with pytest.raises(PixgrepError):
+            cat.search("beach", roots=roots)

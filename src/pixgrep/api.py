@@ -132,8 +132,7 @@ class Catalog:
         wait=False: when another index run is writing this catalog, raise IndexRunBusy (a
         PixgrepError) at once instead of waiting for it to finish.
         """
-        if isinstance(roots, str | os.PathLike):  # one folder, not the letters of its name
-            roots = [roots]
+        roots = _root_list(roots)
         summary = self._index_images(roots, exclude, include_hidden, progress, batch_size, ray, wait)
         self._remember_model()
         from pixgrep.catalog.ocr_pass import after_index  # words: OCR and the word index
@@ -243,15 +242,8 @@ class Catalog:
         files only; search/dedup.py). Each group oldest file first."""
         from pixgrep.search.dedup import catalog_duplicates
 
-        folders = (
-            None
-            if roots is None
-            else [
-                os.path.abspath(os.path.expanduser(os.fspath(r)))
-                for r in ([roots] if isinstance(roots, str | os.PathLike) else roots)
-            ]
-        )
-        return catalog_duplicates(self._db, self.encoder.model_id, folders, threshold)
+        under = None if roots is None else [os.path.abspath(os.path.expanduser(r)) for r in _root_list(roots)]
+        return catalog_duplicates(self._db, self.encoder.model_id, under, threshold)
 
     def folders(self) -> dict[str, int]:
         """Folders holding readable images, with how many each holds directly."""
@@ -366,6 +358,18 @@ class Catalog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _root_list(roots: object) -> list[str]:
+    """Folders given to the API: one (a string, bytes or a path: not the letters of its name) or
+    a list of them; anything else is one PixgrepError."""
+    from pixgrep.errors import PixgrepError
+
+    if isinstance(roots, str | bytes | os.PathLike):
+        roots = [roots]
+    if not isinstance(roots, Sequence) or not all(isinstance(r, str | bytes | os.PathLike) for r in roots):
+        raise PixgrepError(f"folders must be a path or a list of paths (got {type(roots).__name__})")
+    return [os.fsdecode(r) for r in roots]
 
 
 def open_catalog(

@@ -282,6 +282,17 @@ def blob_to_vector(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f2")
 
 
+class _Closed:
+    """What a closed CatalogDB holds instead of its connection: any use is one PixgrepError (a
+    search after `close()`), not SQLite's ProgrammingError."""
+
+    def __init__(self, path: Path):
+        self._path = path
+
+    def __getattr__(self, name: str) -> Any:
+        raise PixgrepError(f"catalog {shown_path(self._path)} was closed; open it again to use it")
+
+
 class CatalogDB:
     def __init__(self, path: str | os.PathLike | None = None, *, create: bool = True):
         self.path = Path(path) if path else default_catalog_path()
@@ -450,6 +461,7 @@ class CatalogDB:
         wrote = conn.total_changes > 0 and not conn.in_transaction
         self._closed = True
         self._close_quietly()
+        self.conn = _Closed(self.path)  # type: ignore[assignment]
         if wrote and self._verified and not self.read_only:
             integrity.write_stamp(self.path)
 

@@ -347,8 +347,9 @@ def _language(value: object) -> str | None:
 
 
 def _strings(values: object, name: str) -> tuple[str, ...]:
-    if isinstance(values, str | os.PathLike):
+    """One string or path, or a list of them, as strings (bytes: a file name as the kernel has it)."""
+    if isinstance(values, str | bytes | os.PathLike):
         values = [values]
-    if not isinstance(values, Sequence | tuple | list):
-        raise PixgrepError(f"{name} must be a list of strings")
-    return tuple(os.fspath(value) for value in values)
+    if not isinstance(values, Sequence) or not all(isinstance(v, str | bytes | os.PathLike) for v in values):
+        raise PixgrepError(f"{name} must be a string or a list of strings")
+    return tuple(os.fsdecode(value) for value in values)
