@@ -47,6 +47,11 @@ def test_no_words_is_clip_alone_and_no_word_hit_exits_1(indexed):
     assert all("words" not in json.loads(line) for line in alone.stdout.splitlines())
     missing = search(indexed, "--words", "lighthouse")
     assert missing.returncode == 1 and "no matching images" in missing.stderr
+    same = search(indexed, "passport", "--json", "-k", "6", "--words-mode", "off", "--no-words")
+    assert same.returncode == 0 and same.stdout == alone.stdout
+    for flags in (["--words-mode", "only", "--no-words"], ["--words-mode", "off", "--words"]):
+        clash = search(indexed, "passport", *flags)  # not one of them winning without a word
+        assert clash.returncode == 2 and "say different things" in clash.stderr
 
 
 def test_stats_say_ocr_is_off(indexed):

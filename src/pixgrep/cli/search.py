@@ -172,10 +172,11 @@ def option_values(args: argparse.Namespace, roots: list[str]) -> dict:
     """The search flags by SearchOptions field, as given (dates and places still text, lists for
     the repeatable ones): what SearchOptions checks here, and what a hand-off sends to the
     server's POST /api/search."""
+    from pixgrep.cli.words_options import words_mode
     from pixgrep.search.options import option_docs
 
     values = {field.name: getattr(args, field.name) for field, _ in option_docs()}
-    values.update(roots=list(roots), exclude=list(args.exclude))
+    values.update(roots=list(roots), exclude=list(args.exclude), words=words_mode(args))
     return values
 
 

@@ -15,22 +15,36 @@ def add_words_options(parser: argparse.ArgumentParser) -> None:
     mode = group.add_mutually_exclusive_group()
     mode.add_argument(
         "--words",
-        dest="words",
+        dest="words_shortcut",  # merged into --words-mode by words_mode()
         action="store_const",
         const="only",
-        default="auto",
+        default=None,
         help="search the words only (text read in the pictures, names, keywords), best word match "
         "first; same as a query starting with 'words:'. By default a text query is ranked by its "
         "meaning and its words together",
     )
     mode.add_argument(
         "--no-words",
-        dest="words",
+        dest="words_shortcut",
         action="store_const",
         const="off",
         help="rank by the picture's meaning alone (no word index)",
     )
     add_ocr_option(group)
+
+
+def words_mode(args: argparse.Namespace) -> str:
+    """--words-mode, or what --words / --no-words say; the two saying different things is refused
+    (one of them would otherwise win without a word)."""
+    from pixgrep.errors import PixgrepError
+
+    shortcut, mode = getattr(args, "words_shortcut", None), args.words
+    if shortcut is None:
+        return mode
+    if mode not in ("auto", shortcut):
+        flag = "--words" if shortcut == "only" else "--no-words"
+        raise PixgrepError(f"{flag} and --words-mode {mode} say different things: give one of them")
+    return shortcut
 
 
 def add_ocr_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
