@@ -20,7 +20,7 @@ import numpy as np
 from pixgrep.catalog.db import CatalogDB
 from pixgrep.models.base import Encoder
 from pixgrep.records import ImageRecord, IndexSummary, SearchResult, SearchResults
-from pixgrep.search.options import SearchOptions
+from pixgrep.search.options import SearchOptions, string_list
 from pixgrep.search.query import Term
 
 if TYPE_CHECKING:
@@ -363,13 +363,7 @@ class Catalog:
 def _root_list(roots: object) -> list[str]:
     """Folders given to the API: one (a string, bytes or a path: not the letters of its name) or
     a list of them; anything else is one PixgrepError."""
-    from pixgrep.errors import PixgrepError
-
-    if isinstance(roots, str | bytes | os.PathLike):
-        roots = [roots]
-    if not isinstance(roots, Sequence) or not all(isinstance(r, str | bytes | os.PathLike) for r in roots):
-        raise PixgrepError(f"folders must be a path or a list of paths (got {type(roots).__name__})")
-    return [os.fsdecode(r) for r in roots]
+    return list(string_list(roots, "folders"))
 
 
 def open_catalog(

@@ -456,10 +456,9 @@ class CatalogDB:
         """Close; a checked catalog this connection wrote to gets its stamp renewed (a clean close:
         the next writer need not read the whole file again)."""
         conn = getattr(self, "conn", None)
-        if conn is None or getattr(self, "_closed", False):  # closed already: nothing to do
+        if conn is None or isinstance(conn, _Closed):  # closed already: nothing to do
             return
         wrote = conn.total_changes > 0 and not conn.in_transaction
-        self._closed = True
         self._close_quietly()
         self.conn = _Closed(self.path)  # type: ignore[assignment]
         if wrote and self._verified and not self.read_only:

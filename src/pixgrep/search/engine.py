@@ -174,7 +174,7 @@ def to_terms(query: str | os.PathLike | Sequence[str] | Sequence[Term]) -> list[
         return [query]
     if isinstance(query, os.PathLike):  # an image file
         return parse_query([os.fspath(query)])
-    if isinstance(query, bytes | bytearray | memoryview | dict) or not isinstance(query, Sequence):
+    if isinstance(query, bytes | bytearray | memoryview) or not isinstance(query, Sequence):
         raise PixgrepError(
             f"a query is a string, a list of strings or a list of Terms, not {type(query).__name__} "
             "(an image in memory: [pixgrep.search.query.bytes_term(data)])"

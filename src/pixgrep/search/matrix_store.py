@@ -182,17 +182,16 @@ def _write_base(db: CatalogDB, model: str, target: Path, skip: frozenset[int]) -
     except OSError:
         mode = None
     folder = target.parent if target.parent.exists() else target.parent.parent
-    try:
-        if not writable(folder):  # read-only media, or a folder made read-only: memory only
-            raise PermissionError(folder)
-        write_atomically(target, head, parts, mode)
-        # The old journal names the old base, so it is ignored even if this replace never happens.
-        write_atomically(delta_path(target), journal_head(header["base_id"]), [], mode)
-        matrix = open_matrix(target)
-        if matrix is not None and matrix.base.base_id == header["base_id"]:
-            return matrix
-    except OSError:
-        pass
+    if writable(folder):  # else read-only media, or a folder made read-only: memory only
+        try:
+            write_atomically(target, head, parts, mode)
+            # The old journal names the old base, so it is ignored even if this replace never happens.
+            write_atomically(delta_path(target), journal_head(header["base_id"]), [], mode)
+            matrix = open_matrix(target)
+            if matrix is not None and matrix.base.base_id == header["base_id"]:
+                return matrix
+        except OSError:
+            pass
     buffer = in_memory(head, parts)
     parsed = read_header(buffer)
     if parsed is None:  # we just laid it out: only a bug gets here

@@ -271,7 +271,7 @@ class SearchOptions:
         object.__setattr__(self, "after", _time_bound(self.after, "--after"))
         object.__setattr__(self, "before", _time_bound(self.before, "--before"))
         if self.roots is not None:
-            roots = _strings(self.roots, "roots")
+            roots = string_list(self.roots, "roots")
             for root in roots:
                 try:  # a lone surrogate past \udc80-\udcff (non-UTF-8 bytes) names no file
                     os.fsencode(root)
@@ -283,14 +283,15 @@ class SearchOptions:
         check_fusion(self.fusion)
         if self.words not in ("auto", "only", "off"):  # words: search/words.py
             raise PixgrepError(f"unknown words mode {self.words!r}; choose from auto, only, off")
-        object.__setattr__(self, "exclude", tuple(p for p in _strings(self.exclude, "exclude") if p.strip()))
+        excluded = string_list(self.exclude, "exclude")
+        object.__setattr__(self, "exclude", tuple(p for p in excluded if p.strip()))
         for name in ("include_hidden", "exact", "all_parts", "ignore_tone", "dedup"):
             if not isinstance(getattr(self, name), bool):
                 raise PixgrepError(f"{name} must be true or false (got {getattr(self, name)!r})")
         if self.tone:
             from pixgrep.search.tone import parse_tone_words
 
-            object.__setattr__(self, "tone", parse_tone_words(_strings(self.tone, "tone")))
+            object.__setattr__(self, "tone", parse_tone_words(string_list(self.tone, "tone")))
         else:
             object.__setattr__(self, "tone", ())
         self._metadata_fields()
@@ -346,7 +347,7 @@ def _language(value: object) -> str | None:
     return flores_code(value)
 
 
-def _strings(values: object, name: str) -> tuple[str, ...]:
+def string_list(values: object, name: str) -> tuple[str, ...]:
     """One string or path, or a list of them, as strings (bytes: a file name as the kernel has it)."""
     if isinstance(values, str | bytes | os.PathLike):
         values = [values]

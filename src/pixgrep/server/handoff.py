@@ -76,16 +76,15 @@ def announced(
 
     written = False
     temporary = note.with_name(f"{note.name}.{os.getpid()}.tmp")
-    try:
-        if not writable(note.parent):  # a folder made read-only is not written, even by root
-            raise PermissionError(note.parent)
-        temporary.write_text(json.dumps(body))
-        written = _claim(temporary, note)
-    except OSError:
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
+    if writable(note.parent):  # a folder made read-only is not written, even by root
+        try:
+            temporary.write_text(json.dumps(body))
+            written = _claim(temporary, note)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
     try:
         yield key
     finally:
